@@ -1,0 +1,42 @@
+"""Loads the compiled extension (bnn_kernels._C) that registers torch.ops.bnn_kernels.*.
+
+A missing or broken build does not break `import bnn_kernels` (the reference stays usable);
+the first call of a native op raises an ImportError that says how to build it.
+"""
+from __future__ import annotations
+
+import torch
+
+try:
+    from . import _C
+
+    LOAD_ERROR: Exception | None = None
+except ImportError as e:  # pragma: no cover - exercised only on broken installs
+    _C = None
+    LOAD_ERROR = e
+
+
+def available() -> bool:
+    """True when the compiled ops are loaded."""
+    return LOAD_ERROR is None
+
+
+def ops():
+    """torch.ops.bnn_kernels, or an ImportError explaining why it is not there."""
+    if LOAD_ERROR is not None:
+        raise ImportError(
+            "bnn_kernels' compiled extension (bnn_kernels._C) could not be loaded: "
+            f"{LOAD_ERROR}. Build it with `pip install --no-build-isolation -e .` in an "
+            "environment that has torch installed (see README.md, Quickstart)."
+        )
+    return torch.ops.bnn_kernels
+
+
+def cuda_built() -> bool:
+    """True when the CUDA kernels were compiled in (whether or not a GPU is present)."""
+    return bool(_C is not None and _C.WITH_CUDA)
+
+
+def cpu_gemm_isa() -> str:
+    """The CPU popcount micro-kernel picked at load time: 'avx2', 'scalar-popcnt' or 'scalar'."""
+    return _C.CPU_GEMM_ISA if _C is not None else "unavailable"

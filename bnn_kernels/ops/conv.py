@@ -1,0 +1,84 @@
+"""Binary 2-D convolution over packed NHWC activations."""
+from __future__ import annotations
+
+import torch
+
+from .. import _native
+from ._fake import check_bits, check_k, register_fake, words
+
+__all__ = ["binary_conv2d"]
+
+
+def _pair(v, name: str) -> list[int]:
+    if isinstance(v, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    if isinstance(v, int):
+        return [v, v]
+    try:
+        out = [int(e) for e in v]
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}") from None
+    if len(out) != 2 or any(isinstance(e, bool) for e in v):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return out
+
+
+def binary_conv2d(
+    x_bits: torch.Tensor,
+    w_bits: torch.Tensor,
+    in_channels: int,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    pad_value: int = 0,
+) -> torch.Tensor:
+    """``F.conv2d(sign(x), sign(w), None, stride, padding, dilation, groups)`` exactly.
+
+    Args:
+        x_bits: int32 [N, H, W, ceil(C/32)], packed NHWC activations (pack_bits of x in NHWC).
+        w_bits: int32 [O, KH, KW, ceil((C/groups)/32)], packed weights (pack_bits of
+            w.permute(0, 2, 3, 1)).
+        in_channels: C, the number of valid channel bits of x_bits.
+        stride, padding, dilation: an int or a pair (height, width).
+        groups: divides C and O; channels per group need not be a multiple of 32.
+        pad_value: 0 (padded taps contribute 0, like zero padding of a +-1 tensor, what
+            training code almost always does), or +1 / -1 (padding with that value).
+
+    Returns:
+        int32 [N, O, Ho, Wo] in channels_last memory format (NHWC storage).
+    """
+    if isinstance(pad_value, bool) or not isinstance(pad_value, int):
+        raise TypeError(f"pad_value must be the int 0, 1 or -1, got {pad_value!r}")
+    return _native.ops().binary_conv2d(
+        x_bits,
+        w_bits,
+        in_channels,
+        _pair(stride, "stride"),
+        _pair(padding, "padding"),
+        _pair(dilation, "dilation"),
+        groups,
+        pad_value,
+    )
+
+
+def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@register_fake("binary_conv2d")
+def _binary_conv2d_fake(x_bits, w_bits, in_channels, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, pad_value=0):
+    check_bits(x_bits, "x_bits", 4)
+    check_bits(w_bits, "w_bits", 4)
+    check_k(in_channels, x_bits, "x_bits", "in_channels")
+    torch._check(groups >= 1 and in_channels % groups == 0, lambda: f"groups={groups} must divide in_channels={in_channels}")
+    torch._check(w_bits.shape[3] == words(in_channels // groups), lambda: "w_bits has the wrong number of words")
+    s = list(stride) * (2 // len(stride))
+    p = list(padding) * (2 // len(padding))
+    d = list(dilation) * (2 // len(dilation))
+    ho = conv_out_size(x_bits.shape[1], w_bits.shape[1], s[0], p[0], d[0])
+    wo = conv_out_size(x_bits.shape[2], w_bits.shape[2], s[1], p[1], d[1])
+    torch._check(ho >= 1 and wo >= 1, lambda: "kernel is larger than the padded input")
+    return x_bits.new_empty((x_bits.shape[0], w_bits.shape[0], ho, wo), dtype=torch.int32).contiguous(
+        memory_format=torch.channels_last
+    )

@@ -1,0 +1,116 @@
+// Implicit GEMM: gather the packed taps of a chunk of output pixels into rows of
+// KH*KW*ceil(Cg/32) words ("bit im2col", 1/32 of a float im2col), run the XOR-popcount
+// GEMM against the weight rows of the same layout, then correct border pixels for
+// zero padding. Padding with +1 or -1 is just a value, gathered as all-ones or all-zeros.
+#include "conv/binary_conv.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "common/bits.h"
+#include "gemm/popcount_gemm.h"
+
+namespace bnn::cpu {
+namespace {
+
+// Copies channels [c0, c0 + cg) of one packed pixel row into dst (words_g words, tail 0).
+inline void extract_channels(const uint32_t* src, int64_t src_words, int64_t c0, int64_t cg,
+                             int64_t words_g, uint32_t* dst) {
+  const int64_t w0 = c0 >> 5;
+  const int s = static_cast<int>(c0 & 31);
+  if (s == 0) {
+    for (int64_t j = 0; j < words_g; ++j) dst[j] = src[w0 + j];
+  } else {
+    for (int64_t j = 0; j < words_g; ++j) {
+      const uint32_t lo = src[w0 + j] >> s;
+      const uint32_t hi = (w0 + j + 1 < src_words) ? (src[w0 + j + 1] << (32 - s)) : 0u;
+      dst[j] = lo | hi;
+    }
+  }
+  dst[words_g - 1] &= tail_mask(cg);
+}
+
+}  // namespace
+
+void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out,
+                   int num_threads) {
+  const int64_t cg = p.group_channels(), og = p.group_out();
+  const int64_t wg = words_for_bits(cg), wx = words_for_bits(p.in_channels);
+  const int64_t taps = p.kernel_h * p.kernel_w;
+  const int64_t row_words = taps * wg;
+  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  if (pixels == 0 || p.out_channels == 0) return;
+  const int nt = sane_threads(num_threads);
+  const uint32_t fill = p.pad_value == 1 ? 0xFFFFFFFFu : 0u;
+  const uint32_t last = tail_mask(cg);
+
+  // Clean weights (each tap's tail masked) and, for zero padding, each tap's column sum
+  // sum_c w = 2 * popcount - cg, the term a padded tap gathered as all -1 wrongly subtracts.
+  std::vector<int32_t> wclean(static_cast<size_t>(p.out_channels * row_words));
+  std::vector<int32_t> wsum(p.pad_value == 0 ? static_cast<size_t>(p.out_channels * taps) : 0);
+  for (int64_t o = 0; o < p.out_channels; ++o)
+    for (int64_t t = 0; t < taps; ++t) {
+      int pc = 0;
+      for (int64_t j = 0; j < wg; ++j) {
+        uint32_t v = static_cast<uint32_t>(w[(o * taps + t) * wg + j]);
+        if (j == wg - 1) v &= last;
+        wclean[(o * taps + t) * wg + j] = static_cast<int32_t>(v);
+        pc += popcount32(v);
+      }
+      if (p.pad_value == 0) wsum[o * taps + t] = 2 * pc - static_cast<int32_t>(cg);
+    }
+
+  // Chunk of output pixels whose gathered rows take about 2 MiB.
+  const int64_t chunk = std::max<int64_t>(256, (2 << 20) / (4 * row_words));
+  std::vector<uint32_t> rows(static_cast<size_t>(std::min(chunk, pixels) * row_words));
+  std::vector<uint8_t> padded(static_cast<size_t>(std::min(chunk, pixels) * taps));
+
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const int64_t c0 = g * cg;
+    for (int64_t r0 = 0; r0 < pixels; r0 += chunk) {
+      const int64_t rn = std::min(chunk, pixels - r0);
+      bool any_padded = false;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(|| : any_padded)
+      for (int64_t r = 0; r < rn; ++r) {
+        const int64_t pix = r0 + r;
+        const int64_t ow = pix % p.out_w, oh = (pix / p.out_w) % p.out_h, n = pix / (p.out_w * p.out_h);
+        uint32_t* dst = rows.data() + r * row_words;
+        for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+          const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
+          for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+            const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;
+            const int64_t t = kh * p.kernel_w + kw;
+            uint32_t* d = dst + t * wg;
+            const bool inside = ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w;
+            padded[r * taps + t] = !inside;
+            if (inside) {
+              const uint32_t* src =
+                  reinterpret_cast<const uint32_t*>(x) + ((n * p.in_h + ih) * p.in_w + iw) * wx;
+              extract_channels(src, wx, c0, cg, wg, d);
+            } else {
+              any_padded = true;
+              for (int64_t j = 0; j < wg; ++j) d[j] = fill;
+              d[wg - 1] &= last;
+            }
+          }
+        }
+      }
+      int32_t* o = out + r0 * p.out_channels + g * og;
+      popcount_gemm(BitOp::Xor, reinterpret_cast<const int32_t*>(rows.data()), row_words,
+                    wclean.data() + g * og * row_words, row_words, rn, og, row_words, 0xFFFFFFFFu,
+                    -2, static_cast<int32_t>(taps * cg), o, p.out_channels, nt);
+      if (p.pad_value != 0 || !any_padded) continue;
+#pragma omp parallel for num_threads(nt) schedule(static)
+      for (int64_t r = 0; r < rn; ++r) {
+        const uint8_t* pad = padded.data() + r * taps;
+        for (int64_t t = 0; t < taps; ++t) {
+          if (!pad[t]) continue;
+          int32_t* orow = o + r * p.out_channels;
+          for (int64_t j = 0; j < og; ++j) orow[j] += wsum[(g * og + j) * taps + t];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace bnn::cpu

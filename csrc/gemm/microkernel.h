@@ -1,0 +1,31 @@
+// Register-blocked MR x NR popcount micro-kernels over packed 64-bit panels (internal).
+#pragma once
+
+#include <cstdint>
+
+#include "gemm/popcount_gemm.h"
+
+namespace bnn::cpu {
+
+constexpr int kMR = 4;
+constexpr int kNR = 4;
+
+// acc[i][j] = sum_kk popcount(op(a[kk * kMR + i], b[kk * kNR + j])) for kk < w64.
+using MicroKernelFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64,
+                               int32_t acc[kMR][kNR]);
+
+struct MicroKernel {
+  MicroKernelFn fn;
+  const char* name;
+};
+
+// Best micro-kernel for this CPU (AVX2 when present, else scalar POPCNT);
+// BNN_KERNELS_CPU_ISA=scalar forces the scalar one.
+MicroKernel select_microkernel(BitOp op);
+
+// Individual kernels, for tests that force each path.
+MicroKernel scalar_microkernel(BitOp op);
+MicroKernel avx2_microkernel(BitOp op);  // {nullptr, "avx2"} where not compiled in
+bool cpu_has_avx2();
+
+}  // namespace bnn::cpu

@@ -1,0 +1,43 @@
+// Argument validation shared by the CPU and CUDA bindings: every misuse raises TypeError
+// (wrong dtype), ValueError (wrong shape or value) or RuntimeError, naming the argument.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "conv/binary_conv.h"
+
+namespace bnn::binding {
+
+// int32 tensor of `dims` dims (or at least `dims` when at_least).
+void check_bits(const at::Tensor& t, const char* name, int64_t dims, bool at_least = false);
+// k in [1, 32 * last dim of t] and ceil(k/32) == last dim of t.
+void check_k(int64_t k, const at::Tensor& t, const char* name, const char* kname = "k");
+void check_same_device(const at::Tensor& a, const char* an, const at::Tensor& b, const char* bn);
+
+struct GemmShape {
+  int64_t m, n, k;
+};
+GemmShape check_xnor_gemm(const at::Tensor& a, const at::Tensor& b, int64_t k);
+
+ConvParams check_binary_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t in_channels,
+                               at::IntArrayRef stride, at::IntArrayRef padding,
+                               at::IntArrayRef dilation, int64_t groups, int64_t pad_value);
+
+struct BitserialShape {
+  int64_t p, q, m, n, k;
+};
+BitserialShape check_bitserial_gemm(const at::Tensor& a, const at::Tensor& w, int64_t k,
+                                    at::IntArrayRef a_coefs, at::IntArrayRef w_coefs,
+                                    int64_t a_offset, int64_t w_offset, bool reduce);
+
+void check_pack_bits(const at::Tensor& x, const c10::optional<at::Tensor>& channel_threshold);
+void check_to_bitplanes(const at::Tensor& q, int64_t nbits);
+at::ScalarType check_unpack_bits(const at::Tensor& bits, int64_t k,
+                                 c10::optional<at::ScalarType> dtype);
+void check_binary_weight_linear(const at::Tensor& x, const at::Tensor& w, int64_t k,
+                                const c10::optional<at::Tensor>& scale,
+                                const c10::optional<at::Tensor>& bias);
+
+}  // namespace bnn::binding

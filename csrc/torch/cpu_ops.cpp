@@ -1,0 +1,171 @@
+// CPU kernels of every op: validate (checks.h), allocate, call the torch-free kernel.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "bitserial/bitserial_gemm.h"
+#include "common/bits.h"
+#include "conv/binary_conv.h"
+#include "gemm/popcount_gemm.h"
+#include "linear/binary_weight_linear.h"
+#include "pack/pack.h"
+#include "torch/checks.h"
+
+namespace bnn::binding {
+namespace {
+
+int threads() { return at::get_num_threads(); }
+
+std::vector<int64_t> with_last(at::IntArrayRef sizes, int64_t last) {
+  std::vector<int64_t> s(sizes.begin(), sizes.end());
+  s.back() = last;
+  return s;
+}
+
+at::Tensor pack_bits_cpu(const at::Tensor& x_in, double threshold,
+                         const c10::optional<at::Tensor>& channel_threshold) {
+  check_pack_bits(x_in, channel_threshold);
+  const int64_t k = x_in.size(-1);
+  at::Tensor out = at::empty(with_last(x_in.sizes(), words_for_bits(k)), x_in.options().dtype(at::kInt));
+  if (x_in.numel() == 0) return out;
+  at::Tensor x = x_in;
+  const auto st = x.scalar_type();
+  const bool half = st == at::kHalf || st == at::kBFloat16;
+  // The comparison runs in x's dtype (the threshold rounded to it, as `x >= t` does in
+  // PyTorch); half types are compared exactly in float32, integers in float64.
+  const at::ScalarType cmp = at::isFloatingType(st) ? (half ? at::kFloat : st) : at::kDouble;
+  at::Tensor thr = channel_threshold.has_value()
+                       ? channel_threshold->to(at::kDouble)
+                       : at::full({1}, threshold, x.options().dtype(at::kDouble));
+  if (at::isFloatingType(st)) thr = thr.to(st);
+  thr = thr.to(cmp).contiguous();
+  if (half) x = x.to(at::kFloat);
+  x = x.contiguous();
+  const int64_t rows = x.numel() / k, stride = channel_threshold.has_value() ? 1 : 0;
+  int32_t* o = out.data_ptr<int32_t>();
+  switch (x.scalar_type()) {
+    case at::kFloat: cpu::pack_bits(x.data_ptr<float>(), rows, k, thr.data_ptr<float>(), stride, o, threads()); break;
+    case at::kDouble: cpu::pack_bits(x.data_ptr<double>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
+    case at::kChar: cpu::pack_bits(x.data_ptr<int8_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
+    case at::kByte: cpu::pack_bits(x.data_ptr<uint8_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
+    case at::kShort: cpu::pack_bits(x.data_ptr<int16_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
+    case at::kInt: cpu::pack_bits(x.data_ptr<int32_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
+    case at::kLong: cpu::pack_bits(x.data_ptr<int64_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
+    default: TORCH_CHECK_TYPE(false, "x has unsupported dtype ", x.scalar_type());
+  }
+  return out;
+}
+
+at::Tensor unpack_bits_cpu(const at::Tensor& bits_in, int64_t k, c10::optional<at::ScalarType> dtype) {
+  const at::ScalarType st = check_unpack_bits(bits_in, k, dtype);
+  at::Tensor out = at::empty(with_last(bits_in.sizes(), k), bits_in.options().dtype(st));
+  if (out.numel() == 0) return out;
+  const at::Tensor bits = bits_in.contiguous();
+  // The element bit patterns of +1 and -1 in the output dtype.
+  const at::Tensor pm = at::tensor({1.0, -1.0}, at::TensorOptions().dtype(at::kDouble)).to(st);
+  uint64_t plus = 0, minus = 0;
+  const int eb = static_cast<int>(pm.element_size());
+  std::memcpy(&plus, static_cast<const char*>(pm.data_ptr()), eb);
+  std::memcpy(&minus, static_cast<const char*>(pm.data_ptr()) + eb, eb);
+  cpu::unpack_bits(bits.data_ptr<int32_t>(), bits.numel() / bits.size(-1), k, eb, plus, minus,
+                   out.data_ptr(), threads());
+  return out;
+}
+
+at::Tensor to_bitplanes_cpu(const at::Tensor& q_in, int64_t nbits, bool is_signed) {
+  check_to_bitplanes(q_in, nbits);
+  const int64_t k = q_in.size(-1);
+  std::vector<int64_t> shape{nbits};
+  for (int64_t s : with_last(q_in.sizes(), words_for_bits(k))) shape.push_back(s);
+  at::Tensor out = at::empty(shape, q_in.options().dtype(at::kInt));
+  if (q_in.numel() == 0) return out;
+  const at::Tensor q = q_in.to(at::kLong).contiguous();
+  const int64_t bad = cpu::to_bitplanes(q.data_ptr<int64_t>(), q.numel() / k, k, static_cast<int>(nbits),
+                                        is_signed, out.data_ptr<int32_t>(), threads());
+  if (bad >= 0) {
+    const int64_t lo = is_signed ? -(int64_t(1) << (nbits - 1)) : 0;
+    const int64_t hi = is_signed ? (int64_t(1) << (nbits - 1)) - 1 : (int64_t(1) << nbits) - 1;
+    TORCH_CHECK_VALUE(false, "q holds ", q.data_ptr<int64_t>()[bad], " (flat index ", bad, "), outside [",
+                      lo, ", ", hi, "], the range of ", nbits, "-bit ", is_signed ? "signed" : "unsigned",
+                      " values");
+  }
+  return out;
+}
+
+at::Tensor xnor_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k) {
+  const GemmShape s = check_xnor_gemm(a_in, b_in, k);
+  at::Tensor out = at::empty({s.m, s.n}, a_in.options().dtype(at::kInt));
+  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  cpu::xnor_gemm(a.data_ptr<int32_t>(), a.size(1), b.data_ptr<int32_t>(), b.size(1), s.m, s.n, k,
+                 out.data_ptr<int32_t>(), s.n, threads());
+  return out;
+}
+
+at::Tensor binary_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
+                             at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                             int64_t groups, int64_t pad_value) {
+  const ConvParams p = check_binary_conv2d(x_in, w_in, in_channels, stride, padding, dilation, groups, pad_value);
+  // NHWC storage, returned as an [N, O, Ho, Wo] tensor in channels_last memory format.
+  at::Tensor out = at::empty({p.batch, p.out_channels, p.out_h, p.out_w},
+                             x_in.options().dtype(at::kInt).memory_format(at::MemoryFormat::ChannelsLast));
+  if (out.numel() == 0) return out;
+  const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  cpu::binary_conv2d(x.data_ptr<int32_t>(), w.data_ptr<int32_t>(), p, out.data_ptr<int32_t>(), threads());
+  return out;
+}
+
+at::Tensor bitserial_gemm_cpu(const at::Tensor& a_in, const at::Tensor& w_in, int64_t k,
+                              at::IntArrayRef a_coefs, at::IntArrayRef w_coefs, int64_t a_offset,
+                              int64_t w_offset, bool reduce) {
+  const BitserialShape s = check_bitserial_gemm(a_in, w_in, k, a_coefs, w_coefs, a_offset, w_offset, reduce);
+  at::Tensor out = reduce ? at::empty({s.m, s.n}, a_in.options().dtype(at::kInt))
+                          : at::empty({s.p, s.m, s.n}, a_in.options().dtype(at::kInt));
+  if (out.numel() == 0) return out;
+  const at::Tensor a = a_in.contiguous(), w = w_in.contiguous();
+  cpu::bitserial_gemm(a.data_ptr<int32_t>(), s.p, w.data_ptr<int32_t>(), s.q, s.m, s.n, k, a_coefs.data(),
+                      w_coefs.data(), a_offset, w_offset, reduce, out.data_ptr<int32_t>(), threads());
+  return out;
+}
+
+at::Tensor binary_weight_linear_cpu(const at::Tensor& x_in, const at::Tensor& w_in, int64_t k,
+                                    const c10::optional<at::Tensor>& scale_in,
+                                    const c10::optional<at::Tensor>& bias_in) {
+  check_binary_weight_linear(x_in, w_in, k, scale_in, bias_in);
+  const int64_t n = w_in.size(0);
+  const auto out_type = x_in.scalar_type();
+  const at::ScalarType acc = out_type == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor x = x_in.to(acc).contiguous(), w = w_in.contiguous();
+  const int64_t m = x.numel() / k;
+  at::Tensor out = at::empty(with_last(x_in.sizes(), n), x.options());
+  if (out.numel() > 0) {
+    at::Tensor scale, bias;
+    if (scale_in.has_value()) scale = scale_in->to(acc).contiguous();
+    if (bias_in.has_value()) bias = bias_in->to(acc).contiguous();
+    if (acc == at::kFloat) {
+      cpu::binary_weight_linear<float>(x.data_ptr<float>(), m, k, w.data_ptr<int32_t>(), n,
+                                       scale.defined() ? scale.data_ptr<float>() : nullptr,
+                                       bias.defined() ? bias.data_ptr<float>() : nullptr,
+                                       out.data_ptr<float>(), threads());
+    } else {
+      cpu::binary_weight_linear<double>(x.data_ptr<double>(), m, k, w.data_ptr<int32_t>(), n,
+                                        scale.defined() ? scale.data_ptr<double>() : nullptr,
+                                        bias.defined() ? bias.data_ptr<double>() : nullptr,
+                                        out.data_ptr<double>(), threads());
+    }
+  }
+  return out.to(out_type);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bnn_kernels, CPU, m) {
+  m.impl("pack_bits", &pack_bits_cpu);
+  m.impl("unpack_bits", &unpack_bits_cpu);
+  m.impl("to_bitplanes", &to_bitplanes_cpu);
+  m.impl("xnor_gemm", &xnor_gemm_cpu);
+  m.impl("binary_conv2d", &binary_conv2d_cpu);
+  m.impl("bitserial_gemm", &bitserial_gemm_cpu);
+  m.impl("binary_weight_linear", &binary_weight_linear_cpu);
+}
+
+}  // namespace bnn::binding

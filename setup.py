@@ -1,0 +1,108 @@
+"""Build bnn_kernels._C: the torch binding over the torch-free kernels in csrc/.
+
+CPU kernels are always built. CUDA kernels are built when torch itself was
+built with CUDA (torch.version.cuda) and a CUDA toolkit is found (CUDA_HOME):
+no GPU is needed to build. Environment switches:
+
+  BNN_KERNELS_CUDA=0            build CPU only even when CUDA is available
+  BNN_KERNELS_CUDA_ARCHS="80;90a"  SASS targets; PTX of the first is embedded too
+  MAX_JOBS                      parallel compile jobs (ninja)
+"""
+import glob
+import os
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _sources(pattern):
+    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern), recursive=True))
+
+
+def _cuda_wanted():
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if os.environ.get("BNN_KERNELS_CUDA", "1") == "0":
+        return False, "BNN_KERNELS_CUDA=0"
+    if torch.version.cuda is None:
+        return False, "torch was built without CUDA"
+    if CUDA_HOME is None or not os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc")):
+        return False, "no CUDA toolkit found (set CUDA_HOME to the folder holding bin/nvcc)"
+    return True, f"CUDA {torch.version.cuda}, toolkit {CUDA_HOME}"
+
+
+def _nvidia_wheel_includes():
+    """Headers such as cublas_v2.h and cusparse.h ship inside the nvidia-* wheels torch depends on."""
+    dirs = []
+    for site in sys.path:
+        dirs += glob.glob(os.path.join(site, "nvidia", "*", "include"))
+    return sorted(set(d for d in dirs if os.path.isdir(d)))
+
+
+def _gencode_flags(archs):
+    flags = []
+    for i, arch in enumerate(archs):
+        code = f"[sm_{arch},compute_{arch}]" if i == 0 else f"sm_{arch}"
+        flags.append(f"-gencode=arch=compute_{arch},code={code}")
+    return flags
+
+
+def extensions():
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
+    kernel_cpu = [s for s in _sources("csrc/**/*.cpp") if not s.startswith(os.path.join("csrc", "tests"))]
+    no_cuda = os.path.join("csrc", "torch", "no_cuda.cpp")
+    torch_cuda = [s for s in kernel_cpu if s.startswith(os.path.join("csrc", "torch", "cuda"))]
+    cpu_sources = [s for s in kernel_cpu if s not in torch_cuda and s != no_cuda]
+    cxx = ["-O3", "-std=c++20", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    include_dirs = [os.path.join(ROOT, "csrc")]
+    with_cuda, why = _cuda_wanted()
+    print(f"bnn_kernels: CUDA kernels {'ON' if with_cuda else 'OFF'} ({why})")
+    if not with_cuda:
+        return [
+            CppExtension(
+                "bnn_kernels._C",
+                cpu_sources + [no_cuda],
+                include_dirs=include_dirs,
+                extra_compile_args={"cxx": cxx},
+                extra_link_args=["-fopenmp"],
+            )
+        ]
+    archs = [a for a in os.environ.get("BNN_KERNELS_CUDA_ARCHS", "80;90a").replace(",", ";").split(";") if a]
+    nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo", "-Xptxas=-warn-spills"]
+    nvcc += _gencode_flags(archs)
+    if os.environ.get("NVCC_THREADS"):
+        nvcc.append(f"--threads={os.environ['NVCC_THREADS']}")
+    return [
+        CUDAExtension(
+            "bnn_kernels._C",
+            cpu_sources + torch_cuda + _sources("csrc/**/*.cu"),
+            include_dirs=include_dirs + _nvidia_wheel_includes(),
+            define_macros=[("BNN_WITH_CUDA", "1")],
+            extra_compile_args={"cxx": cxx + ["-DBNN_WITH_CUDA=1"], "nvcc": nvcc},
+            extra_link_args=["-fopenmp"],
+        )
+    ]
+
+
+def main():
+    from torch.utils.cpp_extension import BuildExtension
+
+    setup(
+        name="bnn_kernels",
+        version="0.1.0",
+        description="Bitwise inference kernels for binary neural networks (XNOR-popcount GEMM, packed conv, bit-serial)",
+        packages=find_packages(include=["bnn_kernels", "bnn_kernels.*"]),
+        ext_modules=extensions(),
+        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+        python_requires=">=3.10",
+        install_requires=["torch>=2.4", "numpy", "safetensors"],
+        entry_points={"console_scripts": ["bnn-kernels=bnn_kernels.__main__:main"]},
+    )
+
+
+if __name__ == "__main__":
+    main()
