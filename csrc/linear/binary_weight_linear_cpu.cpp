@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "common/bits.h"
+#include "common/cpu_features.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -92,7 +93,7 @@ void binary_weight_linear<float>(const float* x, int64_t M, int64_t K, const int
                                  int64_t N, const float* scale, const float* bias, float* out,
                                  int num_threads) {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2"))
+  if (use_avx2())
     return linear_avx2(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
 #endif
   linear_scalar(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
