@@ -20,12 +20,11 @@ def rng(request):
     return random.Random(request.node.nodeid)
 
 
-def pm1(*shape, generator=None, dtype=torch.float32):
-    """Random +-1 values (never zeros)."""
-    return (torch.randint(0, 2, shape, generator=generator) * 2 - 1).to(dtype)
-
-
-def seeded(seed):
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g
+@pytest.fixture(params=["auto", "scalar"])
+def cpu_isa(request, monkeypatch):
+    """Runs a test with the run-time-dispatched CPU kernels and with the scalar ones forced."""
+    if request.param == "scalar":
+        monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
+    else:
+        monkeypatch.delenv("BNN_KERNELS_CPU_ISA", raising=False)
+    return request.param

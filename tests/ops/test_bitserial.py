@@ -5,6 +5,8 @@ import bnn_kernels as bk
 from bnn_kernels import reference as R
 from tests.helpers import gen, noncontiguous
 
+pytestmark = pytest.mark.usefixtures("cpu_isa")
+
 
 def encoding(rng, nbits_choices=(1, 2, 3, 4)):
     """A random plane encoding: (kind, nbits, coefs, offset, value range)."""

@@ -6,6 +6,8 @@ import bnn_kernels as bk
 from bnn_kernels import reference as R
 from tests.helpers import noncontiguous, randn
 
+pytestmark = pytest.mark.usefixtures("cpu_isa")
+
 
 def random_conv(rng, seed):
     groups = rng.choice([1, 1, 2, 3, 4])

@@ -6,16 +6,6 @@ from bnn_kernels import reference as R
 from tests.helpers import noncontiguous, random_bits, randn
 
 
-@pytest.fixture(params=["auto", "scalar"])
-def cpu_isa(request, monkeypatch):
-    """Runs a test with the run-time-dispatched micro-kernel and with the scalar one forced."""
-    if request.param == "scalar":
-        monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
-    else:
-        monkeypatch.delenv("BNN_KERNELS_CPU_ISA", raising=False)
-    return request.param
-
-
 def random_shape(rng):
     m = rng.choice([1, 2, 3, 4, 5, 7, 9, 17, rng.randint(1, 150)])
     n = rng.choice([1, 3, 4, 5, 8, 13, rng.randint(1, 150)])

@@ -5,13 +5,7 @@ import bnn_kernels as bk
 from bnn_kernels import reference as R
 from tests.helpers import noncontiguous, random_bits, randn
 
-@pytest.fixture(autouse=True, params=["auto", "scalar"])
-def cpu_isa(request, monkeypatch):
-    if request.param == "scalar":
-        monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
-    else:
-        monkeypatch.delenv("BNN_KERNELS_CPU_ISA", raising=False)
-    return request.param
+pytestmark = pytest.mark.usefixtures("cpu_isa")
 
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
