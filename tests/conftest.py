@@ -20,11 +20,12 @@ def rng(request):
     return random.Random(request.node.nodeid)
 
 
-@pytest.fixture(params=["auto", "scalar"])
+@pytest.fixture(params=["auto", "avx2", "scalar"])
 def cpu_isa(request, monkeypatch):
-    """Runs a test with the run-time-dispatched CPU kernels and with the scalar ones forced."""
-    if request.param == "scalar":
-        monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
-    else:
+    """Runs a test with the best CPU kernels, then with the choice capped at AVX2 and at scalar
+    (a path the CPU lacks falls back to the next one down)."""
+    if request.param == "auto":
         monkeypatch.delenv("BNN_KERNELS_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("BNN_KERNELS_CPU_ISA", request.param)
     return request.param

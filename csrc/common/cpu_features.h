@@ -6,13 +6,22 @@
 
 namespace bnn {
 
-// True when AVX2 kernels may run: the CPU has AVX2 and BNN_KERNELS_CPU_ISA is not "scalar"
-// (the switch tests and benchmarks use to force the portable path).
+enum class CpuIsa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
+// The highest instruction set kernels may use: BNN_KERNELS_CPU_ISA=scalar|avx2|avx512
+// caps it (tests and benchmarks force each path this way); unset means no cap.
+inline CpuIsa cpu_isa_cap() {
+  const char* v = std::getenv("BNN_KERNELS_CPU_ISA");
+  if (v == nullptr) return CpuIsa::Avx512;
+  if (std::strcmp(v, "scalar") == 0) return CpuIsa::Scalar;
+  if (std::strcmp(v, "avx2") == 0) return CpuIsa::Avx2;
+  return CpuIsa::Avx512;
+}
+
+// True when AVX2 kernels may run: the CPU has AVX2 and the cap allows it.
 inline bool use_avx2() {
 #if defined(__x86_64__)
-  const char* force = std::getenv("BNN_KERNELS_CPU_ISA");
-  if (force != nullptr && std::strcmp(force, "scalar") == 0) return false;
-  return __builtin_cpu_supports("avx2");
+  return cpu_isa_cap() >= CpuIsa::Avx2 && __builtin_cpu_supports("avx2");
 #else
   return false;
 #endif

@@ -19,13 +19,15 @@ struct MicroKernel {
   const char* name;
 };
 
-// Best micro-kernel for this CPU (AVX2 when present, else scalar POPCNT);
-// BNN_KERNELS_CPU_ISA=scalar forces the scalar one.
+// Best micro-kernel for this CPU (AVX-512 VPOPCNTDQ, then AVX2, then scalar POPCNT);
+// BNN_KERNELS_CPU_ISA=scalar|avx2|avx512 caps the choice (tests force each path with it).
 MicroKernel select_microkernel(BitOp op);
 
 // Individual kernels, for tests that force each path.
 MicroKernel scalar_microkernel(BitOp op);
-MicroKernel avx2_microkernel(BitOp op);  // {nullptr, "avx2"} where not compiled in
+MicroKernel avx2_microkernel(BitOp op);    // {nullptr, ...} where not compiled in
+MicroKernel avx512_microkernel(BitOp op);  // {nullptr, ...} where not compiled in
 bool cpu_has_avx2();
+bool cpu_has_avx512_vpopcnt();
 
 }  // namespace bnn::cpu

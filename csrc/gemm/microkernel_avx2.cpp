@@ -1,9 +1,6 @@
 // AVX2 micro-kernel: each 256-bit register holds one 64-bit word of the NR=4 B rows; the A
 // word is broadcast, combined, and counted with the nibble-lookup (vpshufb) popcount into
 // byte counters that are folded into 64-bit sums (vpsadbw) before they can overflow.
-#include <cstdlib>
-#include <cstring>
-
 #include "gemm/microkernel.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -65,12 +62,5 @@ bool cpu_has_avx2() { return false; }
 MicroKernel avx2_microkernel(BitOp) { return MicroKernel{nullptr, "avx2"}; }
 #endif
 
-MicroKernel select_microkernel(BitOp op) {
-  static_assert(kNR == 4, "the AVX2 kernel holds the NR=4 B rows in one 256-bit register");
-  const char* force = std::getenv("BNN_KERNELS_CPU_ISA");
-  const bool want_scalar = force != nullptr && std::strcmp(force, "scalar") == 0;
-  if (!want_scalar && cpu_has_avx2()) return avx2_microkernel(op);
-  return scalar_microkernel(op);
-}
 
 }  // namespace bnn::cpu
