@@ -27,4 +27,13 @@ inline bool use_avx2() {
 #endif
 }
 
+// True when AVX-512F kernels may run.
+inline bool use_avx512() {
+#if defined(__x86_64__)
+  return cpu_isa_cap() >= CpuIsa::Avx512 && __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
 }  // namespace bnn
