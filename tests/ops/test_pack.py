@@ -5,6 +5,8 @@ import bnn_kernels as bk
 from bnn_kernels import reference as R
 from tests.helpers import gen, noncontiguous, randn
 
+pytestmark = pytest.mark.usefixtures("cpu_isa")
+
 FLOAT_TYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 INT_TYPES = [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64]
 
