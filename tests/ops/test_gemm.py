@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 import bnn_kernels as bk
@@ -100,3 +102,14 @@ def test_xnor_gemm_mixed_devices_rejected():
     with pytest.raises(ValueError, match="same device"):
         bk.xnor_gemm(a, a.cuda(), 40)
 
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 70), n=st.integers(1, 70), k=st.integers(1, 400), seed=st.integers(0, 2**31 - 1))
+def test_xnor_gemm_property(m, n, k, seed):
+    """Hypothesis: any shape, random +-1 data, result equals the float matmul of signs."""
+    g = torch.Generator().manual_seed(seed)
+    xa = torch.randint(0, 2, (m, k), generator=g).float() * 2 - 1
+    xb = torch.randint(0, 2, (n, k), generator=g).float() * 2 - 1
+    got = bk.xnor_gemm(bk.pack_bits(xa), bk.pack_bits(xb), k)
+    assert torch.equal(got, (xa.double() @ xb.double().T).to(torch.int32))
