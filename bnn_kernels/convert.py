@@ -1,2 +1,655 @@
-class ConversionReport: pass
-def convert(*a, **k): raise NotImplementedError
+"""Trained float BNN -> packed model: ``convert(model, example_inputs)``.
+
+How it works (no class names are looked at):
+
+1. The model runs once on ``example_inputs`` (eval mode, no grad) under a TorchFunctionMode
+   that intercepts every ``F.conv2d`` / ``torch.conv2d`` / ``F.linear`` call and records the
+   tensors the call really used: its input Z, its effective weight W (after whatever sign /
+   centring / scaling the training code applied), its bias and its output. Forward hooks on
+   every module keep a module stack, so each call is attributed to the innermost module whose
+   forward made it; the hooks also record that module's own input X and output O.
+2. Each call is classified. The weight is *binary* when every output channel is +-alpha
+   (any alpha: per layer or per channel, negative, learned...). The input Z is
+   - +-a                 -> BinaryConv2d / BinaryLinear,
+   - {0, a}              -> BitSerial*(act="step"),
+   - a grid s * {0..2^k-1}, k <= 4 -> BitSerial*(act="round"),
+   - anything else       -> BinaryWeightConv2d / BinaryWeightLinear (real input).
+3. The packed module replaces the whole module that made the call, so it must reproduce the
+   module's forward from X: the relation X -> Z is identified (identity, ``sign(x)``,
+   ``sign(x - t)`` / ``sign(x + b)`` with t a parameter of the module, Heaviside, DoReFa
+   rounding) and so is O <- Y (identity or a per-channel affine map, e.g. a scale applied
+   after the call, when the module does only arithmetic after the call). What cannot be
+   identified is skipped with a reason.
+4. Each new module is verified on the recorded examples: its integer part against the call's
+   output (exact), its float output against O (float rounding), and at the end the whole
+   converted model against the original.
+
+Fusion (``fuse=True``): an eval-mode BatchNorm module whose only input is the output of a
+converted module (and nothing else reads that output) is folded into the packed module's
+per-channel multiplier and bias and replaced by ``nn.Folded``.
+
+Semantics differences to keep in mind: packing maps an input exactly equal to the threshold
+to +1 (``torch.sign`` gives 0 there), and an exactly-zero weight to +1 (reported; refused
+under strict=True).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from .nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLinear, BitSerialConv2d, BitSerialLinear
+from .nn._base import Folded, PackedModule
+
+__all__ = ["convert", "ConversionReport", "ConversionError"]
+
+_CONV = (torch.conv2d, F.conv2d)
+_LINEAR = (F.linear,)
+_DETECT_TOL = 1e-3  # relative distance to +-alpha / the grid still counted as on it (STE rounding)
+_MAX_GRID_BITS = 4
+# Ops a module may apply to the call's output and still be a per-channel affine epilogue.
+_AFFINE_OPS = {
+    "mul", "add", "sub", "div", "neg", "mul_", "add_", "sub_", "div_", "neg_", "addcmul",
+    "__mul__", "__rmul__", "__add__", "__radd__", "__sub__", "__rsub__", "__truediv__", "__neg__",
+    "__imul__", "__iadd__", "__isub__", "__itruediv__", "true_divide",
+    "batch_norm", "view", "reshape", "unsqueeze", "squeeze", "expand", "expand_as", "view_as", "contiguous",
+    "clone", "detach", "to", "float", "type_as", "__get__", "size", "dim", "numel", "ndimension", "sqrt", "rsqrt",
+    "abs", "mean", "sum", "pow", "__pow__", "reciprocal", "is_contiguous",
+}
+_META_OPS = {"__get__", "size", "dim", "numel", "ndimension", "is_contiguous", "stride", "__len__", "element_size"}
+
+
+class ConversionError(ValueError):
+    """Raised by convert(strict=True) when a binary layer cannot be converted exactly."""
+
+
+@dataclass
+class ConversionReport:
+    """What convert() did.
+
+    converted: qualified names of the replaced modules, in call order.
+    skipped: {name: reason} for every module that made a conv/linear call and was not replaced
+        (real-valued layers included, with the reason "weights are not ...").
+    layers: {name: {"module": packed class, "kind": ..., "max_abs": ..., "max_rel": ...,
+        "int_exact": bool}}: per-layer deviation of the packed module from the original
+        module's output on the examples (max_rel is per output channel, relative to that
+        channel's largest |output|).
+    notes: {name: [str]} non-fatal findings (exact-zero weights...).
+    fused: {folded module name: packed module name}.
+    model_max_abs / model_max_rel: converted model vs original model on the examples.
+    """
+
+    converted: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    layers: dict[str, dict] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    fused: dict[str, str] = field(default_factory=dict)
+    model_max_abs: float = 0.0
+    model_max_rel: float = 0.0
+
+    def note(self, name: str, msg: str) -> None:
+        self.notes.setdefault(name, []).append(msg)
+
+    def __str__(self) -> str:
+        lines = [f"converted {len(self.converted)} layer(s), skipped {len(self.skipped)}, fused {len(self.fused)}"]
+        for n in self.converted:
+            d = self.layers[n]
+            lines.append(
+                f"  + {n}: {d['module']} ({d['kind']}) max_abs={d['max_abs']:.3g} max_rel={d['max_rel']:.3g}"
+                f"{'' if d['int_exact'] else ' (integer part NOT exact)'}"
+            )
+        for n, why in self.skipped.items():
+            lines.append(f"  - {n}: {why}")
+        for n, into in self.fused.items():
+            lines.append(f"  * {n} folded into {into}")
+        for n, msgs in self.notes.items():
+            for m in msgs:
+                lines.append(f"  ! {n}: {m}")
+        lines.append(f"  model output deviation: max_abs={self.model_max_abs:.3g} max_rel={self.model_max_rel:.3g}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracing
+# ---------------------------------------------------------------------------------------------
+def _clone(v):
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone()
+    return v
+
+
+@dataclass
+class _Call:
+    kind: str  # "conv2d" | "linear"
+    z: torch.Tensor
+    w: torch.Tensor
+    b: torch.Tensor | None
+    y: torch.Tensor
+    stride: object = 1
+    padding: object = 0
+    dilation: object = 1
+    groups: int = 1
+    bn: dict | None = None  # batch_norm call arguments (for BN modules)
+
+
+@dataclass
+class _Invocation:
+    name: str
+    module: nn.Module
+    args: tuple
+    kwargs: dict
+    x_ref: object = None
+    out: object = None
+    out_ref: object = None
+    calls: list = field(default_factory=list)
+    post_ops: list = field(default_factory=list)
+    ops: list = field(default_factory=list)
+    nested_calls: int = 0
+
+
+class _Recorder(TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.stack: list[_Invocation] = []
+        self.invocations: list[_Invocation] = []
+        self.uses: dict[int, list] = {}  # id(tensor) -> [(op name, invocation)] for watched outputs
+        self.paused = False  # True while the hooks themselves copy tensors
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.paused:
+            return out
+        name = getattr(func, "__name__", str(func))
+        top = self.stack[-1] if self.stack else None
+        if name not in _META_OPS and self.uses:
+            for a in _flat(args, kwargs):
+                if isinstance(a, torch.Tensor) and id(a) in self.uses:
+                    self.uses[id(a)].append((name, top))
+        if top is None:
+            return out
+        if func in _CONV or func in _LINEAR:
+            names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+            vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
+            vals.update(zip(names, args))
+            vals.update(kwargs)
+            kind = "conv2d" if func in _CONV else "linear"
+            top.calls.append(
+                _Call(kind, _clone(vals["input"]), _clone(vals["weight"]), _clone(vals["bias"]), _clone(out),
+                      vals["stride"], vals["padding"], vals["dilation"], vals["groups"])
+            )
+            for inv in self.stack[:-1]:
+                inv.nested_calls += 1
+            return out
+        if func is F.batch_norm:
+            names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+            vals = dict(zip(names, (None, None, None, None, None, False, 0.1, 1e-5)))
+            vals.update(zip(names, args))
+            vals.update(kwargs)
+            vals = {k: _clone(v) for k, v in vals.items()}
+            vals["input_ref"] = args[0] if args else kwargs.get("input")
+            top.ops.append(("batch_norm", vals))
+        elif name not in _META_OPS:
+            top.ops.append((name, None))
+        for inv in self.stack:
+            if inv.calls:
+                inv.post_ops.append(name)
+        return out
+
+
+def _flat(args, kwargs):
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, (list, tuple)):
+            yield from a
+        else:
+            yield a
+
+
+def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
+    rec = _Recorder()
+    names = {}
+    for n, m in model.named_modules(remove_duplicate=False):
+        names.setdefault(id(m), n)
+    handles = []
+
+    def pre(module, args, kwargs):
+        rec.paused = True
+        inv = _Invocation(names[id(module)], module, tuple(_clone(a) for a in args), {k: _clone(v) for k, v in kwargs.items()})
+        inv.x_ref = args[0] if args else None
+        rec.stack.append(inv)
+        rec.paused = False
+
+    def post(module, args, kwargs, output):
+        rec.paused = True
+        inv = rec.stack.pop()
+        inv.out, inv.out_ref = _clone(output), output
+        rec.paused = False
+        rec.invocations.append(inv)
+        if inv.calls and isinstance(output, torch.Tensor):
+            rec.uses.setdefault(id(output), [])
+
+    seen = set()
+    for m in model.modules():
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(m.register_forward_hook(post, with_kwargs=True, always_call=True))
+    try:
+        with torch.no_grad(), rec:
+            out = _run(model, example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return rec, out
+
+
+def _run(model, example_inputs):
+    if isinstance(example_inputs, torch.Tensor):
+        return model(example_inputs)
+    if isinstance(example_inputs, dict):
+        return model(**example_inputs)
+    return model(*example_inputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification of one call
+# ---------------------------------------------------------------------------------------------
+class _Skip(Exception):
+    pass
+
+
+def _weight_alpha(w: torch.Tensor):
+    """-> (alpha float64 [O] >= 0, number of exact zeros in channels with alpha > 0) or _Skip."""
+    if not w.dtype.is_floating_point:
+        raise _Skip(f"weight has dtype {w.dtype}, not floating point")
+    a = w.detach().double().abs().reshape(w.shape[0], -1)
+    nz = a > 0
+    cnt = nz.sum(1)
+    alpha = torch.where(cnt > 0, (a * nz).sum(1) / cnt.clamp(min=1), torch.zeros_like(cnt, dtype=torch.float64))
+    dev = ((a - alpha[:, None]).abs() * nz).amax(1) / alpha.clamp(min=1e-300)
+    if bool((dev > _DETECT_TOL).any()):
+        raise _Skip("weights are not +-alpha per output channel (a real-valued layer)")
+    zeros = int(((~nz) & (cnt[:, None] > 0)).sum())
+    return alpha, zeros
+
+
+def _input_kind(z: torch.Tensor):
+    """-> ("sign", a) | ("step", a) | ("round", step, nbits) | ("real",)."""
+    if not z.dtype.is_floating_point or z.numel() == 0:
+        return ("real",)
+    zd = z.detach().double()
+    za = zd.abs()
+    amax = float(za.max())
+    if amax == 0:
+        return ("real",)
+    nz = za[za > amax * _DETECT_TOL]
+    has_zero = bool((za <= amax * _DETECT_TOL).any())
+    a = float(nz.mean())
+    if not has_zero and float((nz - a).abs().max()) <= _DETECT_TOL * a:
+        return ("sign", a)
+    if float(zd.min()) < -amax * _DETECT_TOL:
+        return ("real",)
+    v = zd[zd > amax * _DETECT_TOL]
+    if float((v - a).abs().max()) <= _DETECT_TOL * a:
+        return ("step", a)
+    for k in range(1, _MAX_GRID_BITS + 1):  # the canonical DoReFa grid on [0, 1] first
+        q = zd * (2**k - 1)
+        if amax <= 1 + _DETECT_TOL and float((q - q.round()).abs().max()) <= _DETECT_TOL:
+            return ("round", 1.0 / (2**k - 1), k)
+    vmin = float(v.min())
+    for j in range(1, 2**_MAX_GRID_BITS):  # else the largest step that fits
+        s = vmin / j
+        q = v / s
+        if float(q.max()) > 2**_MAX_GRID_BITS - 1 + 0.5:
+            break
+        if float((q - q.round()).abs().max()) <= _DETECT_TOL:
+            return ("round", s, max(1, math.ceil(math.log2(float(q.round().max()) + 1))))
+    return ("real",)
+
+
+def _channel_view(t: torch.Tensor, ch_dim: int, c: int, ndim: int) -> torch.Tensor:
+    shape = [1] * ndim
+    shape[ch_dim] = c
+    return t.reshape(shape)
+
+
+def _threshold_candidates(module: nn.Module, c: int, extra: list[float]):
+    yield "0", torch.zeros(c)
+    for v in extra:
+        yield f"{v:g}", torch.full((c,), v)
+    for pname, p in list(module.named_parameters()) + list(module.named_buffers()):
+        if not p.dtype.is_floating_point or p.numel() not in (1, c):
+            continue
+        t = p.detach().float().reshape(-1).expand(c)
+        yield pname, t.clone()
+        yield f"-{pname}", -t
+
+
+def _find_threshold(x, pos, module, ch_dim, extra):
+    c = x.shape[ch_dim]
+    for label, t in _threshold_candidates(module, c, extra):
+        tb = _channel_view(t.to(x.dtype), ch_dim, c, x.dim())
+        if torch.equal(x >= tb, pos):
+            return label, t
+    return None
+
+
+def _find_in_mul(x, q_expected, step, nbits, module):
+    from .nn._base import quantize_round
+
+    n = 2**nbits - 1
+    cands = [1.0 / step]
+    if abs(1.0 / step - round(1.0 / step)) <= 1e-3:
+        cands.append(float(round(1.0 / step)))
+    for _, p in list(module.named_parameters()) + list(module.named_buffers()):
+        if p.dtype.is_floating_point and p.numel() == 1 and float(p) != 0:
+            cands.append(n / float(p))
+    for m in cands:
+        q = quantize_round(x, torch.tensor([m], dtype=torch.float32), nbits)
+        if torch.equal(q, q_expected):
+            return m
+    return None
+
+
+def _fit_affine(y: torch.Tensor, o: torch.Tensor, ch_dim: int):
+    """Per-channel a, b with o ~= a * y + b (float64 [C]), or _Skip."""
+    c = y.shape[ch_dim]
+    yc = y.double().movedim(ch_dim, -1).reshape(-1, c)
+    oc = o.double().movedim(ch_dim, -1).reshape(-1, c)
+    if torch.equal(yc, oc):
+        return torch.ones(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64)
+    my, mo = yc.mean(0), oc.mean(0)
+    vy = ((yc - my) ** 2).mean(0)
+    cov = ((yc - my) * (oc - mo)).mean(0)
+    if bool((vy == 0).any()):
+        raise _Skip("some output channel is constant on the examples: cannot identify its scale (use more varied inputs)")
+    a = cov / vy
+    return a, mo - a * my
+
+
+def _geometry(call: _Call):
+    kh, kw = call.w.shape[2], call.w.shape[3]
+    st = (call.stride, call.stride) if isinstance(call.stride, int) else tuple(call.stride)
+    dl = (call.dilation, call.dilation) if isinstance(call.dilation, int) else tuple(call.dilation)
+    pd = call.padding
+    if isinstance(pd, str):
+        if pd == "valid":
+            pd = (0, 0)
+        elif pd == "same":
+            tot = (dl[0] * (kh - 1), dl[1] * (kw - 1))
+            if tot[0] % 2 or tot[1] % 2:
+                raise _Skip("padding='same' with an even kernel pads asymmetrically (not supported)")
+            pd = (tot[0] // 2, tot[1] // 2)
+        else:
+            raise _Skip(f"padding={pd!r} not understood")
+    pd = (pd, pd) if isinstance(pd, int) else tuple(pd)
+    st, pd, dl = (tuple(st) * 2)[:2], (tuple(pd) * 2)[:2], (tuple(dl) * 2)[:2]
+    return dict(stride=st, padding=pd, dilation=dl, groups=int(call.groups))
+
+
+_TOL = {torch.float32: 1e-4, torch.float64: 1e-9, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+
+
+def _deviation(got: torch.Tensor, want: torch.Tensor, ch_dim: int):
+    d = (got.double() - want.double()).abs()
+    c = want.shape[ch_dim]
+    dc = d.movedim(ch_dim, -1).reshape(-1, c).amax(0)
+    wc = want.double().abs().movedim(ch_dim, -1).reshape(-1, c).amax(0)
+    rel = torch.where(wc > 0, dc / wc.clamp(min=1e-300), torch.where(dc > 0, torch.inf, 0.0))
+    return float(d.max()) if d.numel() else 0.0, float(rel.max()) if rel.numel() else 0.0
+
+
+def _plan(invs: list[_Invocation], report: ConversionReport):
+    """Build the packed module for a module from its recorded invocations, or raise _Skip."""
+    first = invs[0]
+    module = first.module
+    for inv in invs:
+        if inv.nested_calls:
+            raise _Skip("its forward contains other conv/linear layers")
+        if len(inv.calls) != 1:
+            raise _Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
+        if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
+            raise _Skip("it is called with other than one tensor argument")
+        if not isinstance(inv.out, torch.Tensor):
+            raise _Skip("its output is not a single tensor")
+        bad = sorted({op for op in inv.post_ops if op not in _AFFINE_OPS})
+        if bad:
+            raise _Skip(f"it applies {', '.join(bad)} after the {inv.calls[0].kind} call (only a per-channel scale/bias epilogue can be packed)")
+    call = first.calls[0]
+    if not first.name:
+        raise _Skip("the call is made by the root module itself (wrap the layer in a submodule)")
+    if call.kind == "conv2d" and call.z.dim() != 4:
+        raise _Skip("unbatched conv2d input")
+    alpha, zeros = _weight_alpha(call.w)
+    ch_in, ch_out = (1, 1) if call.kind == "conv2d" else (-1, -1)
+    kind = _input_kind(call.z)
+    x = first.args[0]
+    if x.shape != call.z.shape:
+        raise _Skip("the call's input is not an elementwise function of the module's input (shapes differ)")
+    c = x.shape[ch_in]
+    o = alpha.numel()
+    geo = _geometry(call) if call.kind == "conv2d" else {}
+    notes = []
+    if zeros:
+        notes.append(f"{zeros} weight(s) are exactly 0 (torch.sign gives 0); packed as +alpha, so the result differs")
+
+    # input relation X -> Z
+    if kind[0] == "sign":
+        found = _find_threshold(x, call.z > 0, module, ch_in, [])
+        if found is None:
+            raise _Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
+        in_scale, act = kind[1], dict(act="sign", threshold=found[1])
+        desc = "binary" + ("" if found[0] == "0" else f" (sign(x - {found[0]}))")
+    elif kind[0] == "step":
+        a = kind[1]
+        found = _find_threshold(x, call.z > a / 2, module, ch_in, [a / 2])
+        if found is None:
+            raise _Skip("{0,1} input: threshold not identified")
+        in_scale, act = a, dict(act="step", nbits=1, threshold=found[1])
+        desc = "1-bit {0,1} input"
+    elif kind[0] == "round":
+        _, step, nbits = kind
+        q_exp = torch.round(call.z.double() / step).to(torch.int32)
+        m = _find_in_mul(x, q_exp, step, nbits, module)
+        if m is None:
+            raise _Skip(f"{nbits}-bit input grid (step {step:.4g}) found but its quantizer was not identified")
+        in_scale, act = step, dict(act="round", nbits=nbits, in_mul=m)
+        desc = f"{nbits}-bit input"
+    else:
+        if not torch.equal(x, call.z):
+            raise _Skip("real-valued input transformed inside the module before a binary-weight call")
+        in_scale, act, desc = 1.0, None, "binary weights, real input"
+
+    # output relation Y -> O
+    for inv in invs:
+        if inv.out.shape != inv.calls[0].y.shape:
+            raise _Skip("the module's output shape differs from the call's output")
+    ga, gb = _fit_affine(call.y, first.out, ch_out)
+    b_call = call.b.double() if call.b is not None else torch.zeros(o, dtype=torch.float64)
+    mult = alpha * in_scale * ga
+    bias = b_call * ga + gb
+    wsign = call.w.detach()
+    if act is None:
+        if call.kind == "conv2d":
+            new = BinaryWeightConv2d.from_weight(wsign, bias.float(), scale=mult.float(), **geo)
+        else:
+            new = BinaryWeightLinear.from_weight(wsign, bias.float(), scale=mult.float())
+    else:
+        out_dtype = first.out.dtype
+        common = dict(multiplier=mult.float(), out_dtype=out_dtype)
+        if act["act"] == "sign":
+            cls = BinaryConv2d if call.kind == "conv2d" else BinaryLinear
+            new = cls.from_weight(wsign, bias.float(), threshold=act["threshold"], **geo, **common)
+        else:
+            cls = BitSerialConv2d if call.kind == "conv2d" else BitSerialLinear
+            new = cls.from_weight(wsign, bias.float(), nbits=act.get("nbits", 1), act=act["act"],
+                                  threshold=act.get("threshold", 0.0), in_mul=act.get("in_mul", 1.0), **geo, **common)
+    new = new.to(call.w.device).eval()
+
+    # verify on every recorded invocation
+    max_abs = max_rel = 0.0
+    int_exact = True
+    tol = _TOL.get(first.out.dtype, 1e-4)
+    with torch.no_grad():
+        for inv in invs:
+            xin, ci = inv.args[0], inv.calls[0]
+            if act is not None:
+                yint = new.int_forward(xin).double()
+                denom = _channel_view(alpha * in_scale, ch_out, o, ci.y.dim())
+                bc = _channel_view(ci.b.double() if ci.b is not None else torch.zeros(o, dtype=torch.float64), ch_out, o,
+                                   ci.y.dim())
+                want = (ci.y.double() - bc) / denom.clamp(min=1e-300)
+                live = (_channel_view(alpha, ch_out, o, ci.y.dim()) > 0).expand_as(want)
+                if bool(((yint - want).abs() > 0.25)[live].any()):
+                    int_exact = False
+            got = new(xin)
+            a_, r_ = _deviation(got, inv.out, ch_out)
+            max_abs, max_rel = max(max_abs, a_), max(max_rel, r_)
+    if act is None:
+        int_exact = True  # no integer part
+    layer = dict(module=type(new).__name__, kind=desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact)
+    if zeros:
+        return new, layer, notes
+    if not int_exact:
+        raise _Skip(f"verification failed: the packed integer part differs from the call's ({desc})")
+    if max_rel > tol:
+        raise _Skip(f"verification failed: packed output deviates by {max_rel:.3g} (relative) from the module's output")
+    return new, layer, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Fusion
+# ---------------------------------------------------------------------------------------------
+def _fold_bn(rec: _Recorder, planned: dict, by_module: dict, report: ConversionReport):
+    """[(bn name, packed module name)] for BN modules that can be folded into a packed module."""
+    out = []
+    for name, invs in by_module.items():
+        inv = invs[0]
+        if len(invs) != 1 or len(inv.ops) != 1 or inv.ops[0][0] != "batch_norm" or inv.calls:
+            continue
+        bn = inv.ops[0][1]
+        if bn["training"] or bn["running_mean"] is None or bn["running_var"] is None:
+            continue
+        src = None
+        for pname, pinvs in by_module.items():
+            if pname in planned and len(pinvs) == 1 and pinvs[0].out_ref is bn["input_ref"] is inv.x_ref:
+                src = pname
+        if src is None:
+            continue
+        uses = rec.uses.get(id(by_module[src][0].out_ref), [])
+        if len(uses) != 1 or uses[0][1] is not inv:
+            continue
+        out.append((name, src, bn))
+    return out
+
+
+def _apply_bn(new: PackedModule, bn: dict) -> None:
+    inv_std = 1.0 / torch.sqrt(bn["running_var"].double() + float(bn["eps"]))
+    g = inv_std * (bn["weight"].double() if bn["weight"] is not None else 1.0)
+    beta = bn["bias"].double() if bn["bias"] is not None else 0.0
+    shift = beta - bn["running_mean"].double() * g
+    scale_name = "scale" if isinstance(new, (BinaryWeightLinear, BinaryWeightConv2d)) else "multiplier"
+    m = getattr(new, scale_name)
+    m.copy_((m.double() * g).float())
+    new.bias.copy_((new.bias.double() * g + shift).float())
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+def _replace_everywhere(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    for parent in model.modules():
+        for k, child in list(parent._modules.items()):
+            if child is old:
+                setattr(parent, k, new)
+
+
+def _compare(a, b):
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.shape != b.shape:
+            return math.inf, math.inf
+        d = (a.double() - b.double()).abs()
+        if not d.numel():
+            return 0.0, 0.0
+        scale = float(b.double().abs().max())
+        return float(d.max()), float(d.max()) / scale if scale > 0 else (0.0 if float(d.max()) == 0 else math.inf)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        pairs = [_compare(x, y) for x, y in zip(a, b)]
+        return max((p[0] for p in pairs), default=0.0), max((p[1] for p in pairs), default=0.0)
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return _compare(list(a.values()), [b[k] for k in a])
+    return 0.0, 0.0
+
+
+def convert(model: nn.Module, example_inputs, *, inplace: bool = False, strict: bool = False, fuse: bool = True):
+    """Replace the binary layers of a trained float BNN by packed modules.
+
+    Args:
+        model: the float model (any nn.Module; nothing is matched by class name).
+        example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs;
+            the model runs once on them. Use a few realistic samples (each output channel
+            must vary across them for a scale to be identified).
+        inplace: modify ``model`` itself; else a deep copy is converted and the original
+            is left untouched.
+        strict: raise ConversionError when a layer with binary weights cannot be converted
+            exactly (layers with real weights are skipped and reported, never an error).
+        fuse: fold eval-mode BatchNorm modules that directly follow a packed module into
+            its epilogue (see module docstring).
+
+    Returns:
+        (converted model in eval mode, ConversionReport).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.eval()
+    rec, ref_out = _trace(model, example_inputs)
+    report = ConversionReport()
+
+    by_module: dict[str, list[_Invocation]] = {}
+    modules: dict[str, nn.Module] = {}
+    for inv in rec.invocations:
+        by_module.setdefault(inv.name, []).append(inv)
+        modules[inv.name] = inv.module
+    order = sorted((n for n, invs in by_module.items() if any(i.calls for i in invs)),
+                   key=lambda n: min(rec.invocations.index(i) for i in by_module[n]))
+    planned: dict[str, PackedModule] = {}
+    problems = []
+    for name in order:
+        try:
+            new, layer, notes = _plan(by_module[name], report)
+        except _Skip as e:
+            report.skipped[name or "<root>"] = str(e)
+            if strict and not str(e).startswith("weights are not"):
+                problems.append(f"{name or '<root>'}: {e}")
+            continue
+        planned[name] = new
+        report.layers[name] = layer
+        for n in notes:
+            report.note(name, n)
+            if strict:
+                problems.append(f"{name}: {n}")
+    if problems:
+        raise ConversionError("cannot convert exactly:\n  " + "\n  ".join(problems))
+
+    folds = _fold_bn(rec, planned, by_module, report) if fuse else []
+    for bn_name, src, bn in folds:
+        _apply_bn(planned[src], bn)
+        report.fused[bn_name] = src
+    for name, new in planned.items():
+        _replace_everywhere(model, modules[name], new)
+        report.converted.append(name)
+    for bn_name, src, _ in folds:
+        _replace_everywhere(model, modules[bn_name], Folded(src))
+
+    with torch.no_grad():
+        out = _run(model, example_inputs)
+    report.model_max_abs, report.model_max_rel = _compare(out, ref_out)
+    return model, report

@@ -9,13 +9,14 @@ thresholds as buffers, has ``from_float(...)`` constructors, ``config()`` /
 - BitSplitLinear, BitSplitConv2d: each activation bit its own binary path.
 - BinaryWeightLinear, BinaryWeightConv2d: real activations x binary weights.
 """
-from ._base import PACKED_MODULES, PackedModule
+from ._base import PACKED_MODULES, Folded, PackedModule
 from .binary import BinaryConv2d, BinaryLinear
 from .binary_weight import BinaryWeightConv2d, BinaryWeightLinear
 from .bitserial import BitSerialConv2d, BitSerialLinear, BitSplitConv2d, BitSplitLinear
 
 __all__ = [
     "PackedModule",
+    "Folded",
     "PACKED_MODULES",
     "BinaryLinear",
     "BinaryConv2d",

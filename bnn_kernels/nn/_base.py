@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import ops
 
-__all__ = ["PackedModule", "PACKED_MODULES", "register_packed", "dtype_name", "dtype_from_name"]
+__all__ = ["PackedModule", "Folded", "PACKED_MODULES", "register_packed", "dtype_name", "dtype_from_name"]
 
 PACKED_MODULES: dict[str, type[PackedModule]] = {}
 
@@ -183,3 +183,18 @@ def int32_fits(bound: float, what: str) -> None:
 
 def log2_int(v: int) -> int:
     return int(math.log2(v))
+
+
+@register_packed
+class Folded(PackedModule):
+    """Identity left where a module (BatchNorm, per-channel scale) was folded into a packed
+    module's epilogue by ``bnn_kernels.convert``; ``into`` names that packed module."""
+
+    _config_keys = ("into",)
+
+    def __init__(self, into: str = ""):
+        super().__init__()
+        self.into = str(into)
+
+    def forward(self, x):
+        return x
