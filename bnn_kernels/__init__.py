@@ -20,7 +20,7 @@ from .ops import (
     xnor_gemm,
 )
 from .serialization import load, save
-from .convert import ConversionReport, convert  # noqa: E402  (after nn: convert builds packed modules)
+from .convert import ConversionError, ConversionReport, convert
 
 __version__ = "0.1.0"
 
@@ -36,6 +36,7 @@ __all__ = [
     "nn",
     "convert",
     "ConversionReport",
+    "ConversionError",
     "save",
     "load",
     "cuda_built",

@@ -78,7 +78,7 @@ class ConversionReport:
     layers: {name: {"module": packed class, "kind": ..., "max_abs": ..., "max_rel": ...,
         "int_exact": bool}}: per-layer deviation of the packed module from the original
         module's output on the examples (max_rel is per output channel, relative to that
-        channel's largest |output|).
+        channel's largest |output| plus one step of its integer result).
     notes: {name: [str]} non-fatal findings (exact-zero weights...).
     fused: {folded module name: packed module name}.
     model_max_abs / model_max_rel: converted model vs original model on the examples.
@@ -123,7 +123,7 @@ def _clone(v):
     return v
 
 
-@dataclass
+@dataclass(eq=False)
 class _Call:
     kind: str  # "conv2d" | "linear"
     z: torch.Tensor
@@ -137,7 +137,7 @@ class _Call:
     bn: dict | None = None  # batch_norm call arguments (for BN modules)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Invocation:
     name: str
     module: nn.Module
@@ -150,6 +150,7 @@ class _Invocation:
     post_ops: list = field(default_factory=list)
     ops: list = field(default_factory=list)
     nested_calls: int = 0
+    seq: int = 0
 
 
 class _Recorder(TorchFunctionMode):
@@ -157,6 +158,7 @@ class _Recorder(TorchFunctionMode):
         super().__init__()
         self.stack: list[_Invocation] = []
         self.invocations: list[_Invocation] = []
+        self.stack_log: list[_Invocation] = []
         self.uses: dict[int, list] = {}  # id(tensor) -> [(op name, invocation)] for watched outputs
         self.paused = False  # True while the hooks themselves copy tensors
 
@@ -221,6 +223,8 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
         rec.paused = True
         inv = _Invocation(names[id(module)], module, tuple(_clone(a) for a in args), {k: _clone(v) for k, v in kwargs.items()})
         inv.x_ref = args[0] if args else None
+        inv.seq = len(rec.stack_log)
+        rec.stack_log.append(inv)
         rec.stack.append(inv)
         rec.paused = False
 
@@ -348,8 +352,8 @@ def _find_in_mul(x, q_expected, step, nbits, module):
     if abs(1.0 / step - round(1.0 / step)) <= 1e-3:
         cands.append(float(round(1.0 / step)))
     for _, p in list(module.named_parameters()) + list(module.named_buffers()):
-        if p.dtype.is_floating_point and p.numel() == 1 and float(p) != 0:
-            cands.append(n / float(p))
+        if p.dtype.is_floating_point and p.numel() == 1 and float(p.detach()) != 0:
+            cands.append(n / float(p.detach()))
     for m in cands:
         q = quantize_round(x, torch.tensor([m], dtype=torch.float32), nbits)
         if torch.equal(q, q_expected):
@@ -396,11 +400,13 @@ def _geometry(call: _Call):
 _TOL = {torch.float32: 1e-4, torch.float64: 1e-9, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 
 
-def _deviation(got: torch.Tensor, want: torch.Tensor, ch_dim: int):
+def _deviation(got: torch.Tensor, want: torch.Tensor, ch_dim: int, step: torch.Tensor):
+    """(max abs, max over channels of abs / (max |want_c| + step_c)); step_c is one unit of the
+    channel's integer result, so channels whose outputs are all ~0 are not judged by rounding noise."""
     d = (got.double() - want.double()).abs()
     c = want.shape[ch_dim]
     dc = d.movedim(ch_dim, -1).reshape(-1, c).amax(0)
-    wc = want.double().abs().movedim(ch_dim, -1).reshape(-1, c).amax(0)
+    wc = want.double().abs().movedim(ch_dim, -1).reshape(-1, c).amax(0) + step.abs()
     rel = torch.where(wc > 0, dc / wc.clamp(min=1e-300), torch.where(dc > 0, torch.inf, 0.0))
     return float(d.max()) if d.numel() else 0.0, float(rel.max()) if rel.numel() else 0.0
 
@@ -409,6 +415,8 @@ def _plan(invs: list[_Invocation], report: ConversionReport):
     """Build the packed module for a module from its recorded invocations, or raise _Skip."""
     first = invs[0]
     module = first.module
+    if not first.name:
+        raise _Skip("the call is made by the root module itself (wrap the layer in a submodule)")
     for inv in invs:
         if inv.nested_calls:
             raise _Skip("its forward contains other conv/linear layers")
@@ -422,13 +430,11 @@ def _plan(invs: list[_Invocation], report: ConversionReport):
         if bad:
             raise _Skip(f"it applies {', '.join(bad)} after the {inv.calls[0].kind} call (only a per-channel scale/bias epilogue can be packed)")
     call = first.calls[0]
-    if not first.name:
-        raise _Skip("the call is made by the root module itself (wrap the layer in a submodule)")
     if call.kind == "conv2d" and call.z.dim() != 4:
         raise _Skip("unbatched conv2d input")
     alpha, zeros = _weight_alpha(call.w)
     ch_in, ch_out = (1, 1) if call.kind == "conv2d" else (-1, -1)
-    kind = _input_kind(call.z)
+    kind = _input_kind(torch.cat([i.calls[0].z.reshape(-1) for i in invs]) if len(invs) > 1 else call.z)
     x = first.args[0]
     if x.shape != call.z.shape:
         raise _Skip("the call's input is not an elementwise function of the module's input (shapes differ)")
@@ -509,7 +515,8 @@ def _plan(invs: list[_Invocation], report: ConversionReport):
                 if bool(((yint - want).abs() > 0.25)[live].any()):
                     int_exact = False
             got = new(xin)
-            a_, r_ = _deviation(got, inv.out, ch_out)
+            step = mult * (float(xin.abs().max()) if act is None else 1.0)
+            a_, r_ = _deviation(got, inv.out, ch_out, step)
             max_abs, max_rel = max(max_abs, a_), max(max_rel, r_)
     if act is None:
         int_exact = True  # no integer part
@@ -618,8 +625,9 @@ def convert(model: nn.Module, example_inputs, *, inplace: bool = False, strict: 
     for inv in rec.invocations:
         by_module.setdefault(inv.name, []).append(inv)
         modules[inv.name] = inv.module
+    # in order of first call (invocations are recorded when they finish: a call's own position)
     order = sorted((n for n, invs in by_module.items() if any(i.calls for i in invs)),
-                   key=lambda n: min(rec.invocations.index(i) for i in by_module[n]))
+                   key=lambda n: min(i.seq for i in by_module[n]))
     planned: dict[str, PackedModule] = {}
     problems = []
     for name in order:
