@@ -24,9 +24,15 @@ How it works (no class names are looked at):
    output (exact), its float output against O (float rounding), and at the end the whole
    converted model against the original.
 
-Fusion (``fuse=True``): an eval-mode BatchNorm module whose only input is the output of a
-converted module (and nothing else reads that output) is folded into the packed module's
-per-channel multiplier and bias and replaced by ``nn.Folded``.
+Fusion (``fuse=True``): a module that directly consumes the output of a converted module (and
+nothing else reads that output) is folded into the packed module's per-channel multiplier and
+bias, and replaced by ``bnn_kernels.nn.Folded``, when it is
+- an eval-mode BatchNorm (its exact running statistics and affine parameters are used), or
+- any per-channel scale + shift written as arithmetic (``x * s + b``...): every op on data
+  derived from its input must be affine in it (add/sub/mul/div by tensors not derived from the
+  input, views, batch_norm), which is tracked op by op; the per-channel a, b are then fitted on
+  the examples and checked. ReLU, PReLU, ``x * x`` and the like are never folded.
+One module is folded per packed module (a chain BN -> scale folds the BN only).
 
 Semantics differences to keep in mind: packing maps an input exactly equal to the threshold
 to +1 (``torch.sign`` gives 0 there), and an exactly-zero weight to +1 (reported; refused
@@ -61,6 +67,16 @@ _AFFINE_OPS = {
     "clone", "detach", "to", "float", "type_as", "__get__", "size", "dim", "numel", "ndimension", "sqrt", "rsqrt",
     "abs", "mean", "sum", "pow", "__pow__", "reciprocal", "is_contiguous",
 }
+# Ops through which "affine in the module's input" is preserved (taint tracking for fusion):
+# at most one operand may derive from the input, and never a divisor.
+_TAINT_LINEAR = {
+    "add", "sub", "mul", "div", "true_divide", "neg", "add_", "sub_", "mul_", "div_", "neg_",
+    "__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__", "__mul__", "__rmul__", "__imul__",
+    "__truediv__", "__itruediv__", "__neg__", "batch_norm", "view", "reshape", "unsqueeze", "squeeze", "expand",
+    "expand_as", "view_as", "contiguous", "clone", "detach", "to", "float", "type_as",
+}
+_TAINT_PRODUCT = {"mul", "mul_", "__mul__", "__rmul__", "__imul__"}
+_TAINT_QUOTIENT = {"div", "div_", "true_divide", "__truediv__", "__itruediv__"}
 _META_OPS = {"__get__", "size", "dim", "numel", "ndimension", "is_contiguous", "stride", "__len__", "element_size"}
 
 
@@ -151,6 +167,10 @@ class _Invocation:
     ops: list = field(default_factory=list)
     nested_calls: int = 0
     seq: int = 0
+    taint: set = field(default_factory=set)  # ids of tensors affine in this invocation's input
+    taint_refs: list = field(default_factory=list)  # keeps them alive (ids stay unique)
+    affine_break: str | None = None  # first op that made the output non-affine in the input
+    is_affine: bool = False
 
 
 class _Recorder(TorchFunctionMode):
@@ -172,7 +192,11 @@ class _Recorder(TorchFunctionMode):
         if name not in _META_OPS and self.uses:
             for a in _flat(args, kwargs):
                 if isinstance(a, torch.Tensor) and id(a) in self.uses:
-                    self.uses[id(a)].append((name, top))
+                    self.uses[id(a)].append((name, {id(i) for i in self.stack}))
+        if name not in _META_OPS:
+            for inv in self.stack:
+                if inv.affine_break is None:
+                    _taint(inv, name, list(_flat(args, kwargs)), out)
         if top is None:
             return out
         if func in _CONV or func in _LINEAR:
@@ -204,6 +228,27 @@ class _Recorder(TorchFunctionMode):
         return out
 
 
+def _taint(inv: _Invocation, name: str, flat: list, out) -> None:
+    pos = [i for i, a in enumerate(flat) if isinstance(a, torch.Tensor) and id(a) in inv.taint]
+    if not pos:
+        return
+    bad = (
+        name not in _TAINT_LINEAR
+        or (name in _TAINT_PRODUCT and len(pos) > 1)
+        or (name in _TAINT_QUOTIENT and pos != [0])
+        or (name == "batch_norm" and pos != [0])
+    )
+    if bad:
+        inv.affine_break = name
+        inv.taint.clear()
+        inv.taint_refs.clear()
+        return
+    for o in out if isinstance(out, (tuple, list)) else (out,):
+        if isinstance(o, torch.Tensor):
+            inv.taint.add(id(o))
+            inv.taint_refs.append(o)
+
+
 def _flat(args, kwargs):
     for a in list(args) + list(kwargs.values()):
         if isinstance(a, (list, tuple)):
@@ -223,6 +268,9 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
         rec.paused = True
         inv = _Invocation(names[id(module)], module, tuple(_clone(a) for a in args), {k: _clone(v) for k, v in kwargs.items()})
         inv.x_ref = args[0] if args else None
+        if isinstance(inv.x_ref, torch.Tensor):
+            inv.taint.add(id(inv.x_ref))
+            inv.taint_refs.append(inv.x_ref)
         inv.seq = len(rec.stack_log)
         rec.stack_log.append(inv)
         rec.stack.append(inv)
@@ -232,6 +280,9 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
         rec.paused = True
         inv = rec.stack.pop()
         inv.out, inv.out_ref = _clone(output), output
+        inv.is_affine = inv.affine_break is None and isinstance(output, torch.Tensor) and id(output) in inv.taint
+        inv.taint.clear()
+        inv.taint_refs.clear()
         rec.paused = False
         rec.invocations.append(inv)
         if inv.calls and isinstance(output, torch.Tensor):
@@ -550,10 +601,49 @@ def _fold_bn(rec: _Recorder, planned: dict, by_module: dict, report: ConversionR
         if src is None:
             continue
         uses = rec.uses.get(id(by_module[src][0].out_ref), [])
-        if len(uses) != 1 or uses[0][1] is not inv:
+        if len(uses) != 1 or id(inv) not in uses[0][1]:
             continue
         out.append((name, src, bn))
     return out
+
+
+def _fold_affine(rec: _Recorder, planned: dict, by_module: dict, taken: set):
+    """[(name, packed module name, a, b)] for modules that compute a per-channel a * x + b of the
+    output of a packed module (their only reader): taint-checked, then fitted and verified."""
+    out = []
+    for name, invs in by_module.items():
+        inv = invs[0]
+        if len(invs) != 1 or not name or name in planned or name in taken or inv.calls or inv.nested_calls:
+            continue
+        if not inv.is_affine or len(inv.args) != 1 or inv.kwargs or not isinstance(inv.out, torch.Tensor):
+            continue
+        src = next((p for p in planned if p not in taken and len(by_module[p]) == 1
+                    and by_module[p][0].out_ref is inv.x_ref), None)
+        if src is None or inv.out.shape != inv.args[0].shape:
+            continue
+        uses = rec.uses.get(id(inv.x_ref), [])
+        if not uses or any(id(inv) not in u[1] for u in uses):
+            continue
+        new = planned[src]
+        ch = 1 if isinstance(new, (BinaryConv2d, BitSerialConv2d, BinaryWeightConv2d)) else -1
+        try:
+            a, b = _fit_affine(inv.args[0], inv.out, ch)
+        except _Skip:
+            continue
+        shape = [1] * inv.out.dim()
+        shape[ch] = -1
+        step = (a * getattr(new, "multiplier", getattr(new, "scale", None)).double()).abs()
+        _, rel = _deviation(inv.args[0].double() * a.view(shape) + b.view(shape), inv.out, ch, step)
+        if rel <= _TOL.get(inv.out.dtype, 1e-4) * 0.1:
+            out.append((name, src, a, b))
+            taken.update((name, src))
+    return out
+
+
+def _apply_affine(new: PackedModule, a: torch.Tensor, b: torch.Tensor) -> None:
+    m = new.scale if isinstance(new, (BinaryWeightLinear, BinaryWeightConv2d)) else new.multiplier
+    m.copy_((m.double() * a).float())
+    new.bias.copy_((new.bias.double() * a + b).float())
 
 
 def _apply_bn(new: PackedModule, bn: dict) -> None:
@@ -651,6 +741,12 @@ def convert(model: nn.Module, example_inputs, *, inplace: bool = False, strict: 
     for bn_name, src, bn in folds:
         _apply_bn(planned[src], bn)
         report.fused[bn_name] = src
+    taken = {n for f in folds for n in f[:2]}
+    affine = _fold_affine(rec, planned, by_module, taken) if fuse else []
+    for name, src, a, b in affine:
+        _apply_affine(planned[src], a, b)
+        report.fused[name] = src
+        folds.append((name, src, None))
     for name, new in planned.items():
         _replace_everywhere(model, modules[name], new)
         report.converted.append(name)

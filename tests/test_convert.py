@@ -279,3 +279,45 @@ def test_convert_bad_arguments():
         convert("model", torch.zeros(1))
     with pytest.raises(RuntimeError):
         convert(nn.Linear(3, 2), (torch.zeros(1, 4),))
+
+
+class _Scale(nn.Module):
+    """Learned per-channel scale and shift written as plain arithmetic (not a BatchNorm)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.w = nn.Parameter(torch.rand(c) + 0.5)
+        self.b = nn.Parameter(torch.randn(c))
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.w).view(1, -1, 1, 1) * 2 - self.b.view(1, -1, 1, 1)
+
+
+class _Square(nn.Module):
+    def forward(self, x):
+        return x * x
+
+
+@pytest.mark.parametrize("tail,folded", [(_Scale(4), True), (_Square(), False), (nn.ReLU(), False)])
+def test_fold_generic_per_channel_affine(tail, folded):
+    model = nn.Sequential(_Sign(), M.BinaryConv2dSTE(4, 4, 3, padding=1, bias=False), tail)
+    x = _x(3, 4, 6, 6)
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["1"]
+    assert (rep.fused == {"2": "1"}) is folded
+    assert isinstance(cm[2], Folded) is folded
+    unfused, _ = convert(model, (x,), fuse=False)
+    x2 = _x(2, 4, 6, 6, seed=5)
+    with torch.no_grad():
+        torch.testing.assert_close(cm(x2), unfused(x2), rtol=1e-5, atol=1e-5)
+
+
+def test_torch_export_converted_model():
+    model = M.randomize_bn(M.DigitsBNN(width=16, blocks=2)).eval()
+    x = _x(2, 1, 8, 8)
+    cm, _ = convert(model, (x,))
+    ep = torch.export.export(cm, (x,))
+    targets = {str(n.target) for n in ep.graph.nodes}
+    assert "bnn_kernels.binary_conv2d.default" in targets
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x), cm(x))
