@@ -389,7 +389,7 @@ def _threshold_candidates(module: nn.Module, c: int, extra: list[float]):
 def _find_threshold(x, pos, module, ch_dim, extra):
     c = x.shape[ch_dim]
     for label, t in _threshold_candidates(module, c, extra):
-        tb = _channel_view(t.to(x.dtype), ch_dim, c, x.dim())
+        tb = _channel_view(t.to(device=x.device, dtype=x.dtype), ch_dim, c, x.dim())
         if torch.equal(x >= tb, pos):
             return label, t
     return None
@@ -406,7 +406,7 @@ def _find_in_mul(x, q_expected, step, nbits, module):
         if p.dtype.is_floating_point and p.numel() == 1 and float(p.detach()) != 0:
             cands.append(n / float(p.detach()))
     for m in cands:
-        q = quantize_round(x, torch.tensor([m], dtype=torch.float32), nbits)
+        q = quantize_round(x, torch.tensor([m], dtype=torch.float32, device=x.device), nbits)
         if torch.equal(q, q_expected):
             return m
     return None
@@ -418,7 +418,7 @@ def _fit_affine(y: torch.Tensor, o: torch.Tensor, ch_dim: int):
     yc = y.double().movedim(ch_dim, -1).reshape(-1, c)
     oc = o.double().movedim(ch_dim, -1).reshape(-1, c)
     if torch.equal(yc, oc):
-        return torch.ones(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64)
+        return torch.ones(c, dtype=torch.float64, device=y.device), torch.zeros(c, dtype=torch.float64, device=y.device)
     my, mo = yc.mean(0), oc.mean(0)
     vy = ((yc - my) ** 2).mean(0)
     cov = ((yc - my) * (oc - mo)).mean(0)
@@ -512,7 +512,7 @@ def _plan(invs: list[_Invocation], report: ConversionReport):
         desc = "1-bit {0,1} input"
     elif kind[0] == "round":
         _, step, nbits = kind
-        q_exp = torch.round(call.z.double() / step).to(torch.int32)
+        q_exp = torch.round(call.z.double() / step).to(torch.int32)  # same device as x
         m = _find_in_mul(x, q_exp, step, nbits, module)
         if m is None:
             raise _Skip(f"{nbits}-bit input grid (step {step:.4g}) found but its quantizer was not identified")
@@ -528,7 +528,8 @@ def _plan(invs: list[_Invocation], report: ConversionReport):
         if inv.out.shape != inv.calls[0].y.shape:
             raise _Skip("the module's output shape differs from the call's output")
     ga, gb = _fit_affine(call.y, first.out, ch_out)
-    b_call = call.b.double() if call.b is not None else torch.zeros(o, dtype=torch.float64)
+    dev = call.w.device
+    b_call = call.b.double() if call.b is not None else torch.zeros(o, dtype=torch.float64, device=dev)
     mult = alpha * in_scale * ga
     bias = b_call * ga + gb
     wsign = call.w.detach()
@@ -559,7 +560,7 @@ def _plan(invs: list[_Invocation], report: ConversionReport):
             if act is not None:
                 yint = new.int_forward(xin).double()
                 denom = _channel_view(alpha * in_scale, ch_out, o, ci.y.dim())
-                bc = _channel_view(ci.b.double() if ci.b is not None else torch.zeros(o, dtype=torch.float64), ch_out, o,
+                bc = _channel_view(ci.b.double() if ci.b is not None else torch.zeros(o, dtype=torch.float64, device=dev), ch_out, o,
                                    ci.y.dim())
                 want = (ci.y.double() - bc) / denom.clamp(min=1e-300)
                 live = (_channel_view(alpha, ch_out, o, ci.y.dim()) > 0).expand_as(want)

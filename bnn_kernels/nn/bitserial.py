@@ -263,10 +263,10 @@ class BitSplitLinear(_BitSplitMixin, PackedModule):
         m = cls(w.shape[1], w.shape[0], p, plane_values, reduce, out_dtype or w.dtype).to(w.device)
         m.weight_bits.copy_(ops.pack_bits(w.detach(), 0.0))
         c = torch.ones(p) if coefs is None else torch.as_tensor(coefs, dtype=torch.float32).reshape(p)
-        mult = c.reshape(p, 1) * resolve_scale(scale, w).reshape(1, -1)
+        mult = c.reshape(p, 1) * resolve_scale(scale, w).cpu().reshape(1, -1)
         bias = torch.zeros(p, w.shape[0])
         if linear.bias is not None:
-            bias[0] = linear.bias.detach().float()
+            bias[0] = linear.bias.detach().float().cpu()
         m._set_paths(t, mult, bias, w.shape[1], w.shape[0])
         return m
 
@@ -319,10 +319,10 @@ class BitSplitConv2d(_BitSplitMixin, _ConvGeometry):
         m = cls(**g, paths=p, plane_values=plane_values, reduce=reduce, out_dtype=out_dtype or w.dtype).to(w.device)
         m.weight_bits.copy_(pack_conv_weight(w))
         c = torch.ones(p) if coefs is None else torch.as_tensor(coefs, dtype=torch.float32).reshape(p)
-        mult = c.reshape(p, 1) * resolve_scale(scale, w).reshape(1, -1)
+        mult = c.reshape(p, 1) * resolve_scale(scale, w).cpu().reshape(1, -1)
         bias = torch.zeros(p, w.shape[0])
         if conv.bias is not None:
-            bias[0] = conv.bias.detach().float()
+            bias[0] = conv.bias.detach().float().cpu()
         m._set_paths(t, mult, bias, g["in_channels"], g["out_channels"])
         return m
 
