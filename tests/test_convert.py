@@ -321,3 +321,16 @@ def test_torch_export_converted_model():
     assert "bnn_kernels.binary_conv2d.default" in targets
     with torch.no_grad():
         torch.testing.assert_close(ep.module()(x), cm(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_other_dtypes(dtype):
+    for model, x in [(M.ReActNetSmall(width=16), _x(4, 3, 8, 8)), (M.DoReFaNet(bits=2, width=8), torch.rand(4, 3, 8, 8))]:
+        model = M.randomize_bn(model).eval().to(dtype)
+        x = x.to(dtype)
+        cm, rep = convert(model, (x,))
+        assert len(rep.converted) == 2, str(rep)
+        with torch.no_grad():
+            y = cm(x)
+        assert y.dtype == dtype
+        assert rep.model_max_rel < (1e-6 if dtype == torch.float64 else 3e-2)
