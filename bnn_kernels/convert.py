@@ -341,7 +341,9 @@ def _weight_alpha(w: torch.Tensor):
 
 
 def _input_kind(z: torch.Tensor):
-    """-> ("sign", a) | ("step", a) | ("round", step, nbits) | ("real",)."""
+    """-> ("sign", a, zeros) | ("step", a) | ("round", step, nbits) | ("real",).
+
+    "sign" with zeros > 0: values in {-a, 0, +a} with both signs, the zeros being torch.sign(0)."""
     if not z.dtype.is_floating_point or z.numel() == 0:
         return ("real",)
     tol = _detect_tol(z.dtype)
@@ -353,8 +355,8 @@ def _input_kind(z: torch.Tensor):
     nz = za[za > amax * tol]
     has_zero = bool((za <= amax * tol).any())
     a = float(nz.mean())
-    if not has_zero and float((nz - a).abs().max()) <= tol * a:
-        return ("sign", a)
+    if float((nz - a).abs().max()) <= tol * a and (not has_zero or float(zd.min()) < -amax * tol):
+        return ("sign", a, int((za <= amax * tol).sum()))
     if float(zd.min()) < -amax * tol:
         return ("real",)
     v = zd[zd > amax * tol]
@@ -507,10 +509,14 @@ def _plan(invs: list[_Invocation], report: ConversionReport):
 
     # input relation X -> Z
     if kind[0] == "sign":
-        found = _find_threshold(x, call.z > 0, module, ch_in, [])
+        found = _find_threshold(x, call.z >= 0, module, ch_in, [])
         if found is None:
             raise _Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
         in_scale, act = kind[1], dict(act="sign", threshold=found[1])
+        if kind[2]:
+            zeros += kind[2]
+            notes.append(f"{kind[2]} input value(s) of the call are exactly 0 on the examples (torch.sign(0) = 0); "
+                         "packing maps them to +1, so the result differs there")
         desc = "binary" + ("" if found[0] == "0" else f" (sign(x - {found[0]}))")
     elif kind[0] == "step":
         a = kind[1]

@@ -334,3 +334,14 @@ def test_other_dtypes(dtype):
             y = cm(x)
         assert y.dtype == dtype
         assert rep.model_max_rel < (1e-6 if dtype == torch.float64 else 3e-2)
+
+
+def test_exact_zero_inputs_reported_and_refused_under_strict():
+    x = _x(2, 4, 6, 6) - 0.5
+    model = nn.Sequential(M.SignAct(), M.BinaryConv2dSTE(4, 4, 3, padding=1, bias=False))
+    x[0, 0, 0, :3] = 0.0  # torch.sign(0) = 0 at three positions
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["1"] and "exactly 0" in " ".join(rep.notes["1"])
+    assert not rep.layers["1"]["int_exact"]
+    with pytest.raises(ConversionError, match="exactly 0"):
+        convert(model, (x,), strict=True)
