@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from ._base import PackedModule, check_float_input, dtype_from_name, per_channel, positive_int, register_packed, resolve_scale
+from ._base import PackedModule, check_float_input, per_channel, positive_int, register_packed, resolve_scale
 from .binary import _ConvGeometry, pack_conv_weight
 
 __all__ = ["BinaryWeightLinear", "BinaryWeightConv2d"]
