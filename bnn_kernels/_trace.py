@@ -186,7 +186,7 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
         inv.taint_refs.clear()
         rec.paused = False
         rec.invocations.append(inv)
-        if inv.calls and isinstance(output, torch.Tensor):
+        if isinstance(output, torch.Tensor):
             rec.uses.setdefault(id(output), [])
 
     seen = set()

@@ -33,6 +33,9 @@ bias, and replaced by ``bnn_kernels.nn.Folded``, when it is
   input, views, batch_norm), which is tracked op by op; the per-channel a, b are then fitted on
   the examples and checked. ReLU, PReLU, ``x * x`` and the like are never folded.
 One module is folded per packed module (a chain BN -> scale folds the BN only).
+On the input side, a module that binarizes the input of a packed binary module (sign(x),
+sign(x + b) with b a parameter of that module: RSign) and whose output nothing else reads is
+folded into the packed module's per-channel threshold, so the float sign is not computed.
 
 Semantics differences to keep in mind: packing maps an input exactly equal to the threshold
 to +1 (``torch.sign`` gives 0 there), and an exactly-zero weight to +1 (reported; refused
@@ -426,6 +429,38 @@ def _fold_bn(rec: _Recorder, planned: dict, by_module: dict, report: ConversionR
     return out
 
 
+def _fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set):
+    """[(name, packed module name, threshold)] for modules that binarize the input of a packed
+    binary module (their output's only reader): the packed module can threshold their input itself."""
+    out = []
+    for name, invs in by_module.items():
+        inv = invs[0]
+        if len(invs) != 1 or not name or name in planned or name in taken or inv.calls or inv.nested_calls:
+            continue
+        if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.out, torch.Tensor) or inv.out.shape != inv.args[0].shape:
+            continue
+        dst = next((p for p, m in planned.items() if isinstance(m, (BinaryConv2d, BinaryLinear)) and p not in taken
+                    and len(by_module[p]) == 1 and by_module[p][0].x_ref is inv.out_ref), None)
+        if dst is None:
+            continue
+        new, dinv = planned[dst], by_module[dst][0]
+        uses = rec.uses.get(id(inv.out_ref), [])
+        if not uses or any(id(dinv) not in u[1] for u in uses) or bool((new.threshold != 0).any()):
+            continue
+        ch = 1 if isinstance(new, BinaryConv2d) else -1
+        found = _find_threshold(inv.args[0], dinv.args[0] >= 0, inv.module, ch, [])
+        if found is None:
+            continue
+        trial = copy.deepcopy(new)
+        trial.threshold.copy_(found[1])
+        with torch.no_grad():
+            if not torch.equal(trial.int_forward(inv.args[0]), new.int_forward(dinv.args[0])):
+                continue
+        out.append((name, dst, found[1]))
+        taken.update((name, dst))
+    return out
+
+
 def _fold_affine(rec: _Recorder, planned: dict, by_module: dict, taken: set):
     """[(name, packed module name, a, b)] for modules that compute a per-channel a * x + b of the
     output of a packed module (their only reader): taint-checked, then fitted and verified."""
@@ -566,6 +601,11 @@ def convert(model: nn.Module, example_inputs, *, inplace: bool = False, strict: 
         _apply_affine(planned[src], a, b)
         report.fused[name] = src
         folds.append((name, src, None))
+    signs = _fold_sign_inputs(rec, planned, by_module, set(report.fused)) if fuse else []
+    for name, dst, t in signs:
+        planned[dst].threshold.copy_(t)
+        report.fused[name] = dst
+        folds.append((name, dst, None))
     for name, new in planned.items():
         _replace_everywhere(model, modules[name], new)
         report.converted.append(name)

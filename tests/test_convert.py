@@ -56,7 +56,7 @@ def _check(model, x, expect: dict, fused=None, **kw):
 def test_reactnet_rsign_module():
     _check(M.ReActNetSmall(width=16), _x(4, 3, 10, 10),
            {"blocks.0.conv": BinaryConv2d, "blocks.1.conv": BinaryConv2d},
-           fused=["blocks.0.bn", "blocks.1.bn"])
+           fused=["blocks.0.bn", "blocks.1.bn", "blocks.0.sign", "blocks.1.sign"])  # RSign -> threshold
 
 
 def test_reactnet_learnable_shift_inside_conv():
@@ -75,7 +75,7 @@ def test_bireal_sign_inside_conv_and_real_shortcut():
 
 def test_xnor_scale_after_call_bias_after_scale():
     _, rep = _check(M.XNORNetSmall(width=16), _x(4, 3, 10, 10), {"b1.conv": BinaryConv2d, "b2.conv": BinaryConv2d},
-                    fused=[])
+                    fused=["b1.sign", "b2.sign"])  # the sign modules fold into the convs' thresholds
 
 
 def test_dorefa_kbit_separate_and_inside():
@@ -205,6 +205,20 @@ def test_exact_zero_weights_reported_and_refused_under_strict():
         convert(model, (_x(2, 4, 6, 6),), strict=True)
 
 
+def test_sign_module_not_folded_when_its_output_has_other_readers():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sign = _Sign()
+            self.conv = M.BinaryConv2dSTE(3, 3, 3, padding=0, bias=False)
+
+        def forward(self, x):
+            s = self.sign(x)
+            return self.conv(s) + s[:, :, 1:-1, 1:-1]
+
+    _check(Block(), _x(2, 3, 7, 7), {"conv": BinaryConv2d}, fused=[])
+
+
 def test_fused_equals_unfused():
     model = M.randomize_bn(M.ReActNetSmall(width=16)).eval()
     x = _x(4, 3, 10, 10)
@@ -229,7 +243,7 @@ def test_bn_not_fused_when_output_has_other_readers():
             y = self.conv(self.sign(x))
             return self.bn(y) + y
 
-    _check(Twice(), _x(2, 4, 5, 5), {"conv": BinaryConv2d}, fused=[])
+    _check(Twice(), _x(2, 4, 5, 5), {"conv": BinaryConv2d}, fused=["sign"])
 
 
 class _Sign(nn.Module):
@@ -304,6 +318,7 @@ def test_fold_generic_per_channel_affine(tail, folded):
     x = _x(3, 4, 6, 6)
     cm, rep = convert(model, (x,))
     assert rep.converted == ["1"]
+    assert rep.fused.pop("0") == "1"  # the sign module, on the input side
     assert (rep.fused == {"2": "1"}) is folded
     assert isinstance(cm[2], Folded) is folded
     unfused, _ = convert(model, (x,), fuse=False)
