@@ -1,6 +1,6 @@
 """Train a small BNN on scikit-learn's 8x8 digits, convert it to packed bitwise layers, compare.
 
-    python examples/demo.py [--epochs 15] [--width 48] [--budget 50]
+    python examples/demo.py [--epochs 12] [--width 48] [--budget 40]
 
 Needs only bnn_kernels, torch, scikit-learn and tqdm (the digits ship inside scikit-learn; no
 download). Prints float vs packed accuracy, prediction agreement, the weight file size of both
@@ -89,10 +89,10 @@ def latency_ms(model, x, reps: int = 30) -> float:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--width", type=int, default=48)
     p.add_argument("--blocks", type=int, default=3)
-    p.add_argument("--budget", type=float, default=50.0, help="stop training after this many seconds")
+    p.add_argument("--budget", type=float, default=40.0, help="stop training after this many seconds")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
