@@ -64,7 +64,6 @@ class _Invocation:
     out: object = None
     out_ref: object = None
     calls: list = field(default_factory=list)
-    post_ops: list = field(default_factory=list)
     ops: list = field(default_factory=list)
     nested_calls: int = 0
     seq: int = 0
@@ -72,6 +71,11 @@ class _Invocation:
     taint_refs: list = field(default_factory=list)  # keeps them alive (ids stay unique)
     affine_break: str | None = None  # first op that made the output non-affine in the input
     is_affine: bool = False
+    # the same for data derived from the (single) conv/linear call's output
+    post_taint: set = field(default_factory=set)
+    post_refs: list = field(default_factory=list)
+    post_break: str | None = None
+    out_from_call: bool = False  # the module's output is affine in the call's output
 
 
 class _Recorder(TorchFunctionMode):
@@ -95,9 +99,12 @@ class _Recorder(TorchFunctionMode):
                 if isinstance(a, torch.Tensor) and id(a) in self.uses:
                     self.uses[id(a)].append((name, {id(i) for i in self.stack}))
         if name not in _META_OPS:
+            flat = list(_flat(args, kwargs))
             for inv in self.stack:
-                if inv.affine_break is None:
-                    _taint(inv, name, list(_flat(args, kwargs)), out)
+                if inv.affine_break is None and _taint(inv.taint, inv.taint_refs, name, flat, out):
+                    inv.affine_break = name
+                if inv.post_break is None and _taint(inv.post_taint, inv.post_refs, name, flat, out):
+                    inv.post_break = name
         if top is None:
             return out
         if func in _CONV or func in _LINEAR:
@@ -112,6 +119,8 @@ class _Recorder(TorchFunctionMode):
             )
             for inv in self.stack[:-1]:
                 inv.nested_calls += 1
+            top.post_taint.add(id(out))
+            top.post_refs.append(out)
             return out
         if func is F.batch_norm:
             names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
@@ -123,16 +132,14 @@ class _Recorder(TorchFunctionMode):
             top.ops.append(("batch_norm", vals))
         elif name not in _META_OPS:
             top.ops.append((name, None))
-        for inv in self.stack:
-            if inv.calls:
-                inv.post_ops.append(name)
         return out
 
 
-def _taint(inv: _Invocation, name: str, flat: list, out) -> None:
-    pos = [i for i, a in enumerate(flat) if isinstance(a, torch.Tensor) and id(a) in inv.taint]
+def _taint(taint: set, refs: list, name: str, flat: list, out) -> bool:
+    """Propagate "affine in the seed" through one op; True (and the set cleared) when it breaks."""
+    pos = [i for i, a in enumerate(flat) if isinstance(a, torch.Tensor) and id(a) in taint]
     if not pos:
-        return
+        return False
     bad = (
         name not in _TAINT_LINEAR
         or (name in _TAINT_PRODUCT and len(pos) > 1)
@@ -140,14 +147,14 @@ def _taint(inv: _Invocation, name: str, flat: list, out) -> None:
         or (name == "batch_norm" and pos != [0])
     )
     if bad:
-        inv.affine_break = name
-        inv.taint.clear()
-        inv.taint_refs.clear()
-        return
+        taint.clear()
+        refs.clear()
+        return True
     for o in out if isinstance(out, (tuple, list)) else (out,):
         if isinstance(o, torch.Tensor):
-            inv.taint.add(id(o))
-            inv.taint_refs.append(o)
+            taint.add(id(o))
+            refs.append(o)
+    return False
 
 
 def _flat(args, kwargs):
@@ -182,8 +189,11 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
         inv = rec.stack.pop()
         inv.out, inv.out_ref = _clone(output), output
         inv.is_affine = inv.affine_break is None and isinstance(output, torch.Tensor) and id(output) in inv.taint
+        inv.out_from_call = inv.post_break is None and isinstance(output, torch.Tensor) and id(output) in inv.post_taint
         inv.taint.clear()
         inv.taint_refs.clear()
+        inv.post_taint.clear()
+        inv.post_refs.clear()
         rec.paused = False
         rec.invocations.append(inv)
         if isinstance(output, torch.Tensor):

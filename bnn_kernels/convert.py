@@ -18,7 +18,8 @@ How it works (no class names are looked at):
    module's forward from X: the relation X -> Z is identified (identity, ``sign(x)``,
    ``sign(x - t)`` / ``sign(x + b)`` with t a parameter of the module, Heaviside, DoReFa
    rounding) and so is O <- Y (identity or a per-channel affine map, e.g. a scale applied
-   after the call, when the module does only arithmetic after the call). What cannot be
+   after the call; every op the module applies to data derived from Y is checked to be
+   affine in Y: add/sub/mul/div by other tensors, views, eval BatchNorm). What cannot be
    identified is skipped with a reason.
 4. Each new module is verified on the recorded examples: its integer part against the call's
    output (exact), its float output against O (float rounding), and at the end the whole
@@ -62,16 +63,9 @@ _DETECT_TOL = 1e-3  # relative distance to +-alpha / the grid still counted as o
 def _detect_tol(dtype: torch.dtype) -> float:
     """_DETECT_TOL, widened for low-precision dtypes (bfloat16 rounds 1/3 by 2e-3)."""
     return max(_DETECT_TOL, 2 * torch.finfo(dtype).eps) if dtype.is_floating_point else _DETECT_TOL
+
+
 _MAX_GRID_BITS = 4
-# Ops a module may apply to the call's output and still be a per-channel affine epilogue.
-_AFFINE_OPS = {
-    "mul", "add", "sub", "div", "neg", "mul_", "add_", "sub_", "div_", "neg_", "addcmul",
-    "__mul__", "__rmul__", "__add__", "__radd__", "__sub__", "__rsub__", "__truediv__", "__neg__",
-    "__imul__", "__iadd__", "__isub__", "__itruediv__", "true_divide",
-    "batch_norm", "view", "reshape", "unsqueeze", "squeeze", "expand", "expand_as", "view_as", "contiguous",
-    "clone", "detach", "to", "float", "type_as", "__get__", "size", "dim", "numel", "ndimension", "sqrt", "rsqrt",
-    "abs", "mean", "sum", "pow", "__pow__", "reciprocal", "is_contiguous",
-}
 
 
 class ConversionError(ValueError):
@@ -295,9 +289,11 @@ def _plan(invs: list[_Invocation], report: ConversionReport):
             raise _Skip("it is called with other than one tensor argument")
         if not isinstance(inv.out, torch.Tensor):
             raise _Skip("its output is not a single tensor")
-        bad = sorted({op for op in inv.post_ops if op not in _AFFINE_OPS})
-        if bad:
-            raise _Skip(f"it applies {', '.join(bad)} after the {inv.calls[0].kind} call (only a per-channel scale/bias epilogue can be packed)")
+        if inv.post_break is not None:
+            raise _Skip(f"it applies {inv.post_break} to the {inv.calls[0].kind} call's output (only a per-channel "
+                        "scale/bias epilogue can be packed)")
+        if not inv.out_from_call:
+            raise _Skip(f"its output is not computed from the {inv.calls[0].kind} call's output by arithmetic")
     call = first.calls[0]
     if call.kind == "conv2d" and call.z.dim() != 4:
         raise _Skip("unbatched conv2d input")

@@ -360,3 +360,17 @@ def test_exact_zero_inputs_reported_and_refused_under_strict():
     assert not rep.layers["1"]["int_exact"]
     with pytest.raises(ConversionError, match="exactly 0"):
         convert(model, (x,), strict=True)
+
+
+class _AbsAfter(nn.Conv2d):
+    """A non-affine op on the call's output that the examples could not reveal by fitting alone."""
+
+    def forward(self, x):
+        y = F.conv2d(x, torch.sign(self.weight), None, 1, 1)
+        return y * 0.5 + y.abs() * 0.0
+
+
+def test_non_affine_epilogue_is_detected_by_tracking_not_fitting():
+    model = nn.Sequential(_Sign(), _AbsAfter(4, 4, 3))
+    _, rep = convert(model, (_x(2, 4, 6, 6),))
+    assert "abs" in rep.skipped["1"]
