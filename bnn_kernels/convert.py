@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -534,7 +535,15 @@ def _compare(a, b):
     return 0.0, 0.0
 
 
-def convert(model: nn.Module, example_inputs, *, inplace: bool = False, strict: bool = False, fuse: bool = True):
+def convert(
+    model: nn.Module,
+    example_inputs,
+    *,
+    inplace: bool = False,
+    strict: bool = False,
+    fuse: bool = True,
+    filter_fn: Callable[[str, nn.Module], bool] | None = None,
+):
     """Replace the binary layers of a trained float BNN by packed modules.
 
     Args:
@@ -546,16 +555,24 @@ def convert(model: nn.Module, example_inputs, *, inplace: bool = False, strict: 
             is left untouched.
         strict: raise ConversionError when a layer with binary weights cannot be converted
             exactly (layers with real weights are skipped and reported, never an error).
-        fuse: fold eval-mode BatchNorm modules that directly follow a packed module into
-            its epilogue (see module docstring).
+        fuse: fold the BatchNorm / per-channel scale modules that directly follow a packed
+            module into its epilogue, and the sign modules that feed it into its threshold
+            (see the module docstring).
+        filter_fn: ``filter_fn(name, module) -> bool``; modules for which it returns False are
+            left as they are (reported in ``skipped`` as excluded, never an error).
 
     Returns:
         (converted model in eval mode, ConversionReport).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if filter_fn is not None and not callable(filter_fn):
+        raise TypeError(f"filter_fn must be callable(name, module) -> bool, got {type(filter_fn).__name__}")
     if not inplace:
-        model = copy.deepcopy(model)
+        try:
+            model = copy.deepcopy(model)
+        except Exception as e:
+            raise TypeError(f"convert could not deep-copy the model ({e}); pass inplace=True to convert it in place") from e
     model.eval()
     rec, ref_out = _trace(model, example_inputs)
     report = ConversionReport()
@@ -571,6 +588,9 @@ def convert(model: nn.Module, example_inputs, *, inplace: bool = False, strict: 
     planned: dict[str, PackedModule] = {}
     problems = []
     for name in order:
+        if filter_fn is not None and not filter_fn(name, modules[name]):
+            report.skipped[name or "<root>"] = "excluded by filter_fn"
+            continue
         try:
             new, layer, notes = _plan(by_module[name], report)
         except _Skip as e:

@@ -374,3 +374,14 @@ def test_non_affine_epilogue_is_detected_by_tracking_not_fitting():
     model = nn.Sequential(_Sign(), _AbsAfter(4, 4, 3))
     _, rep = convert(model, (_x(2, 4, 6, 6),))
     assert "abs" in rep.skipped["1"]
+
+
+def test_filter_fn_and_no_hooks_left():
+    model = M.randomize_bn(M.ReActNetSmall(width=16)).eval()
+    x = _x(2, 3, 8, 8)
+    cm, rep = convert(model, (x,), filter_fn=lambda name, m: not name.startswith("blocks.0"))
+    assert rep.converted == ["blocks.1.conv"] and rep.skipped["blocks.0.conv"] == "excluded by filter_fn"
+    for m in list(model.modules()) + list(cm.modules()):
+        assert not m._forward_hooks and not m._forward_pre_hooks
+    with pytest.raises(TypeError, match="filter_fn"):
+        convert(model, (x,), filter_fn=3)
