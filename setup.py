@@ -127,6 +127,7 @@ def main():
         cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
         python_requires=">=3.10",
         install_requires=["torch>=2.4", "numpy", "safetensors"],
+        extras_require={"examples": ["scikit-learn", "tqdm"]},
         entry_points={"console_scripts": ["bnn-kernels=bnn_kernels.__main__:main"]},
     )
 

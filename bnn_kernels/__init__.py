@@ -3,8 +3,12 @@
 Ops (torch.ops.bnn_kernels.*, wrapped here with typed signatures):
 pack_bits, unpack_bits, to_bitplanes, xnor_gemm, binary_conv2d, bitserial_gemm,
 binary_weight_linear. ``bnn_kernels.reference`` holds the plain-PyTorch oracle of each.
+
+Models: ``bnn_kernels.nn`` holds packed modules (BinaryConv2d, BitSerialLinear, ...),
+``bnn_kernels.convert(model, example_inputs)`` swaps the binary layers of a trained float
+BNN for them, ``bnn_kernels.save`` / ``load`` write and read packed models as safetensors.
 """
-from . import _native, reference
+from . import _native, nn, reference
 from ._native import cpu_gemm_isa, cuda_built
 from .ops import (
     binary_conv2d,
@@ -15,6 +19,8 @@ from .ops import (
     unpack_bits,
     xnor_gemm,
 )
+from .serialization import load, save
+from .convert import ConversionError, ConversionReport, convert
 
 __version__ = "0.1.0"
 
@@ -27,6 +33,12 @@ __all__ = [
     "bitserial_gemm",
     "binary_weight_linear",
     "reference",
+    "nn",
+    "convert",
+    "ConversionReport",
+    "ConversionError",
+    "save",
+    "load",
     "cuda_built",
     "cpu_gemm_isa",
 ]

@@ -1,0 +1,223 @@
+"""Tracing for bnn_kernels.convert: which module made which conv/linear call, with what tensors.
+
+A TorchFunctionMode sees every torch function call while the model runs; forward pre/post
+hooks on every module keep the module stack, so each F.conv2d / F.linear call is attributed to
+the innermost module whose forward made it. Per module invocation it records the module's
+input and output (copies), its conv/linear calls (input, effective weight, bias, output and
+conv arguments), the ops it ran after its call, its batch_norm calls, and whether its output
+is affine in its input (op-by-op taint tracking, used by fusion). It also records who reads
+the outputs of modules that made a call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+_CONV = (torch.conv2d, F.conv2d)
+_LINEAR = (F.linear,)
+# Ops through which "affine in the module's input" is preserved (taint tracking for fusion):
+# at most one operand may derive from the input, and never a divisor.
+_TAINT_LINEAR = {
+    "add", "sub", "mul", "div", "true_divide", "neg", "add_", "sub_", "mul_", "div_", "neg_",
+    "__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__", "__mul__", "__rmul__", "__imul__",
+    "__truediv__", "__itruediv__", "__neg__", "batch_norm", "view", "reshape", "unsqueeze", "squeeze", "expand",
+    "expand_as", "view_as", "contiguous", "clone", "detach", "to", "float", "type_as",
+}
+_TAINT_PRODUCT = {"mul", "mul_", "__mul__", "__rmul__", "__imul__"}
+_TAINT_QUOTIENT = {"div", "div_", "true_divide", "__truediv__", "__itruediv__"}
+_META_OPS = {"__get__", "size", "dim", "numel", "ndimension", "is_contiguous", "stride", "__len__", "element_size"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracing
+# ---------------------------------------------------------------------------------------------
+def _clone(v):
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone()
+    return v
+
+
+@dataclass(eq=False)
+class _Call:
+    kind: str  # "conv2d" | "linear"
+    z: torch.Tensor
+    w: torch.Tensor
+    b: torch.Tensor | None
+    y: torch.Tensor
+    stride: object = 1
+    padding: object = 0
+    dilation: object = 1
+    groups: int = 1
+
+
+@dataclass(eq=False)
+class _Invocation:
+    name: str
+    module: nn.Module
+    args: tuple
+    kwargs: dict
+    x_ref: object = None
+    out: object = None
+    out_ref: object = None
+    calls: list = field(default_factory=list)
+    ops: list = field(default_factory=list)
+    nested_calls: int = 0
+    seq: int = 0
+    taint: set = field(default_factory=set)  # ids of tensors affine in this invocation's input
+    taint_refs: list = field(default_factory=list)  # keeps them alive (ids stay unique)
+    affine_break: str | None = None  # first op that made the output non-affine in the input
+    is_affine: bool = False
+    # the same for data derived from the (single) conv/linear call's output
+    post_taint: set = field(default_factory=set)
+    post_refs: list = field(default_factory=list)
+    post_break: str | None = None
+    out_from_call: bool = False  # the module's output is affine in the call's output
+
+
+class _Recorder(TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.stack: list[_Invocation] = []
+        self.invocations: list[_Invocation] = []
+        self.stack_log: list[_Invocation] = []
+        self.uses: dict[int, list] = {}  # id(tensor) -> [(op name, invocation)] for watched outputs
+        self.paused = False  # True while the hooks themselves copy tensors
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.paused:
+            return out
+        name = getattr(func, "__name__", str(func))
+        top = self.stack[-1] if self.stack else None
+        if name not in _META_OPS and self.uses:
+            for a in _flat(args, kwargs):
+                if isinstance(a, torch.Tensor) and id(a) in self.uses:
+                    self.uses[id(a)].append((name, {id(i) for i in self.stack}))
+        if name not in _META_OPS:
+            flat = list(_flat(args, kwargs))
+            for inv in self.stack:
+                if inv.affine_break is None and _taint(inv.taint, inv.taint_refs, name, flat, out):
+                    inv.affine_break = name
+                if inv.post_break is None and _taint(inv.post_taint, inv.post_refs, name, flat, out):
+                    inv.post_break = name
+        if top is None:
+            return out
+        if func in _CONV or func in _LINEAR:
+            names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+            vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
+            vals.update(zip(names, args))
+            vals.update(kwargs)
+            kind = "conv2d" if func in _CONV else "linear"
+            top.calls.append(
+                _Call(kind, _clone(vals["input"]), _clone(vals["weight"]), _clone(vals["bias"]), _clone(out),
+                      vals["stride"], vals["padding"], vals["dilation"], vals["groups"])
+            )
+            for inv in self.stack[:-1]:
+                inv.nested_calls += 1
+            top.post_taint.add(id(out))
+            top.post_refs.append(out)
+            return out
+        if func is F.batch_norm:
+            names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+            vals = dict(zip(names, (None, None, None, None, None, False, 0.1, 1e-5)))
+            vals.update(zip(names, args))
+            vals.update(kwargs)
+            vals = {k: _clone(v) for k, v in vals.items()}
+            vals["input_ref"] = args[0] if args else kwargs.get("input")
+            top.ops.append(("batch_norm", vals))
+        elif name not in _META_OPS:
+            top.ops.append((name, None))
+        return out
+
+
+def _taint(taint: set, refs: list, name: str, flat: list, out) -> bool:
+    """Propagate "affine in the seed" through one op; True (and the set cleared) when it breaks."""
+    pos = [i for i, a in enumerate(flat) if isinstance(a, torch.Tensor) and id(a) in taint]
+    if not pos:
+        return False
+    bad = (
+        name not in _TAINT_LINEAR
+        or (name in _TAINT_PRODUCT and len(pos) > 1)
+        or (name in _TAINT_QUOTIENT and pos != [0])
+        or (name == "batch_norm" and pos != [0])
+    )
+    if bad:
+        taint.clear()
+        refs.clear()
+        return True
+    for o in out if isinstance(out, (tuple, list)) else (out,):
+        if isinstance(o, torch.Tensor):
+            taint.add(id(o))
+            refs.append(o)
+    return False
+
+
+def _flat(args, kwargs):
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, (list, tuple)):
+            yield from a
+        else:
+            yield a
+
+
+def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
+    rec = _Recorder()
+    names = {}
+    for n, m in model.named_modules(remove_duplicate=False):
+        names.setdefault(id(m), n)
+    handles = []
+
+    def pre(module, args, kwargs):
+        rec.paused = True
+        inv = _Invocation(names[id(module)], module, tuple(_clone(a) for a in args), {k: _clone(v) for k, v in kwargs.items()})
+        inv.x_ref = args[0] if args else None
+        if isinstance(inv.x_ref, torch.Tensor):
+            inv.taint.add(id(inv.x_ref))
+            inv.taint_refs.append(inv.x_ref)
+        inv.seq = len(rec.stack_log)
+        rec.stack_log.append(inv)
+        rec.stack.append(inv)
+        rec.paused = False
+
+    def post(module, args, kwargs, output):
+        rec.paused = True
+        inv = rec.stack.pop()
+        inv.out, inv.out_ref = _clone(output), output
+        inv.is_affine = inv.affine_break is None and isinstance(output, torch.Tensor) and id(output) in inv.taint
+        inv.out_from_call = inv.post_break is None and isinstance(output, torch.Tensor) and id(output) in inv.post_taint
+        inv.taint.clear()
+        inv.taint_refs.clear()
+        inv.post_taint.clear()
+        inv.post_refs.clear()
+        rec.paused = False
+        rec.invocations.append(inv)
+        if isinstance(output, torch.Tensor):
+            rec.uses.setdefault(id(output), [])
+
+    seen = set()
+    for m in model.modules():
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(m.register_forward_hook(post, with_kwargs=True, always_call=True))
+    try:
+        with torch.no_grad(), rec:
+            out = _run(model, example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return rec, out
+
+
+def _run(model, example_inputs):
+    if isinstance(example_inputs, torch.Tensor):
+        return model(example_inputs)
+    if isinstance(example_inputs, dict):
+        return model(**example_inputs)
+    return model(*example_inputs)

@@ -1,0 +1,29 @@
+"""Packed inference modules for binary neural networks.
+
+One module per layer family; each owns packed int32 weights and float32 scales, biases and
+thresholds as buffers, has ``from_float(...)`` constructors, ``config()`` /
+``from_config()``, and round-trips through ``state_dict`` and ``bnn_kernels.save`` / ``load``.
+
+- BinaryLinear, BinaryConv2d: binarized input x binary weights (XNOR-popcount), float epilogue.
+- BitSerialLinear, BitSerialConv2d: k-bit unsigned activations x binary weights.
+- BitSplitLinear, BitSplitConv2d: each activation bit its own binary path.
+- BinaryWeightLinear, BinaryWeightConv2d: real activations x binary weights.
+"""
+from ._base import PACKED_MODULES, Folded, PackedModule
+from .binary import BinaryConv2d, BinaryLinear
+from .binary_weight import BinaryWeightConv2d, BinaryWeightLinear
+from .bitserial import BitSerialConv2d, BitSerialLinear, BitSplitConv2d, BitSplitLinear
+
+__all__ = [
+    "PackedModule",
+    "Folded",
+    "PACKED_MODULES",
+    "BinaryLinear",
+    "BinaryConv2d",
+    "BitSerialLinear",
+    "BitSerialConv2d",
+    "BitSplitLinear",
+    "BitSplitConv2d",
+    "BinaryWeightLinear",
+    "BinaryWeightConv2d",
+]

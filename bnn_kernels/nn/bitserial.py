@@ -1,0 +1,338 @@
+"""Multi-bit activations x binary weights: bit-serial (one result) and BitSplit (one result per bit).
+
+Activation modes (see ActQuant in _base):
+  "round": q = clamp(round(x * in_mul), 0, 2**nbits - 1), the unsigned integer of a k-bit grid
+           (DoReFa / PACT: the float layer sees q / in_mul);
+  "step":  q = (x >= threshold[c]), one {0, 1} bit (nbits = 1).
+
+The integer part ``q (*) sign(W)`` is exact. Linear layers use ``bitserial_gemm``; conv layers
+run ``binary_conv2d`` once per bit plane (all planes in one call) and correct for {0, 1}
+planes: with zero padding, conv(b, w) = (conv(2b - 1, w) + conv(1, w)) / 2 where conv(1, w)
+is the same convolution of an all-ones image (one extra batch element).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import ops
+from ._base import (
+    PackedModule,
+    check_act,
+    check_float_input,
+    dtype_from_name,
+    per_channel,
+    planes_of,
+    positive_int,
+    register_packed,
+    resolve_scale,
+)
+from .binary import BinaryConv2d, _ConvGeometry, _EpilogueBuffers, conv_output_format, pack_conv_weight
+
+__all__ = ["BitSerialLinear", "BitSerialConv2d", "BitSplitLinear", "BitSplitConv2d"]
+
+
+def _planes_conv(m: _ConvGeometry, planes: torch.Tensor, zero_one: bool) -> torch.Tensor:
+    """planes int32 [P, N, H, W, words] -> int32 [P, N, O, Ho, Wo]: conv of each plane with sign(W).
+
+    zero_one: the planes hold {0,1} values (else +-1)."""
+    p, n, h, w, words = planes.shape
+    flat = planes.reshape(p * n, h, w, words)
+    if zero_one:
+        ones = torch.full((1, h, w, 1), 1.0, device=planes.device).expand(1, h, w, m.in_channels)
+        flat = torch.cat([flat, ops.pack_bits(ones, 0.0)], 0)
+    y = ops.binary_conv2d(flat, m.weight_bits, m.in_channels, m.stride, m.padding, m.dilation, m.groups, 0)
+    if not zero_one:
+        return y.reshape(p, n, *y.shape[1:])
+    ones_conv = y[p * n :]
+    y = y[: p * n].reshape(p, n, *y.shape[1:])
+    return torch.div(y + ones_conv.unsqueeze(0), 2, rounding_mode="floor")
+
+
+def _pow2(nbits: int, device) -> torch.Tensor:
+    return torch.tensor([1 << i for i in range(nbits)], dtype=torch.int32, device=device)
+
+
+class _ActBuffers:
+    @staticmethod
+    def init(module: nn.Module, channels: int) -> None:
+        module.register_buffer("threshold", torch.zeros(channels, dtype=torch.float32))
+        module.register_buffer("in_mul", torch.ones(1, dtype=torch.float32))
+
+    @staticmethod
+    def set(module: nn.Module, channels: int, threshold, in_mul) -> None:
+        module.threshold.copy_(per_channel(threshold, channels, "threshold", 0.0))
+        module.in_mul.copy_(per_channel(in_mul, 1, "in_mul", 1.0))
+
+
+@register_packed
+class BitSerialLinear(PackedModule):
+    """k-bit unsigned activations x binary weights: ``multiplier * (q @ sign(W).T) + bias``.
+
+    q comes from the input by ``act`` ("round": clamp(round(x * in_mul), 0, 2**nbits - 1);
+    "step": x >= threshold). The float layer it replaces sees ``q / in_mul`` (round) or q
+    (step), so multiplier = weight scale / in_mul for round.
+
+    Buffers: weight_bits int32 [out, ceil(in/32)], threshold float32 [in], in_mul float32 [1],
+    multiplier float32 [out], bias float32 [out].
+    """
+
+    _config_keys = ("in_features", "out_features", "nbits", "act", "out_dtype")
+
+    def __init__(self, in_features, out_features, nbits=2, act="round", out_dtype="float32"):
+        super().__init__()
+        check_act(act, nbits, ("round", "step"))
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
+        self.nbits, self.act = nbits, act
+        self.out_dtype = dtype_from_name(out_dtype)
+        self.register_buffer("weight_bits", torch.zeros(out_features, (in_features + 31) // 32, dtype=torch.int32))
+        _ActBuffers.init(self, in_features)
+        _EpilogueBuffers.init(self, out_features)
+
+    @classmethod
+    def from_weight(cls, weight, bias=None, *, nbits=2, act="round", multiplier=None, threshold=0.0, in_mul=1.0,
+                    out_dtype="float32"):
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            raise ValueError(f"weight must be a 2-D tensor [out, in], got {getattr(weight, 'shape', weight)}")
+        out_f, in_f = weight.shape
+        m = cls(in_f, out_f, nbits, act, out_dtype).to(weight.device)
+        m.weight_bits.copy_(ops.pack_bits(weight.detach(), 0.0))
+        _ActBuffers.set(m, in_f, threshold, in_mul)
+        m.multiplier.copy_(per_channel(multiplier, out_f, "multiplier", 1.0))
+        m.bias.copy_(per_channel(bias, out_f, "bias", 0.0))
+        return m
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, *, nbits=2, scale=None, out_dtype=None):
+        """Pack an nn.Linear whose float equivalent is ``F.linear(Q(x), scale * sign(W), b)`` with
+        the DoReFa quantizer Q(x) = round(clamp(x, 0, 1) * n) / n, n = 2**nbits - 1."""
+        n = 2**nbits - 1
+        w = linear.weight
+        return cls.from_weight(w, linear.bias, nbits=nbits, act="round", multiplier=resolve_scale(scale, w) / n,
+                               in_mul=float(n), out_dtype=out_dtype or w.dtype)
+
+    def int_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact q @ sign(W).T, int32 [..., out]."""
+        check_float_input(x, type(self).__name__, None, self.in_features, -1)
+        planes = planes_of(x, self.act, self.threshold, self.in_mul, self.nbits)
+        planes = planes.reshape(planes.shape[0], -1, planes.shape[-1])
+        coefs = [1 << p for p in range(planes.shape[0])]
+        y = ops.bitserial_gemm(planes, self.weight_bits.unsqueeze(0), self.in_features, coefs, [2], 0, -1)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._epilogue(self.int_forward(x), -1)
+
+
+@register_packed
+class BitSerialConv2d(_ConvGeometry):
+    """k-bit unsigned activations x binary weights, 2-D conv with zero padding.
+
+    ``multiplier * conv(q, sign(W)) + bias`` with q from the input by ``act`` (see
+    BitSerialLinear). Runs one binary conv per bit plane plus one all-ones image.
+
+    Buffers: weight_bits int32 [O, KH, KW, ceil((C/groups)/32)], threshold float32 [C],
+    in_mul float32 [1], multiplier float32 [O], bias float32 [O].
+    """
+
+    _config_keys = (
+        "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "nbits", "act",
+        "out_dtype",
+    )
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, nbits=2,
+                 act="round", out_dtype="float32"):
+        super().__init__()
+        check_act(act, nbits, ("round", "step"))
+        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype)
+        self.nbits, self.act = nbits, act
+        self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
+        _ActBuffers.init(self, in_channels)
+        _EpilogueBuffers.init(self, out_channels)
+
+    @classmethod
+    def from_weight(cls, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, nbits=2, act="round",
+                    multiplier=None, threshold=0.0, in_mul=1.0, out_dtype="float32"):
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+            raise ValueError(f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}")
+        o, cg, kh, kw = weight.shape
+        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, nbits, act, out_dtype).to(weight.device)
+        m.weight_bits.copy_(pack_conv_weight(weight))
+        _ActBuffers.set(m, cg * groups, threshold, in_mul)
+        m.multiplier.copy_(per_channel(multiplier, o, "multiplier", 1.0))
+        m.bias.copy_(per_channel(bias, o, "bias", 0.0))
+        return m
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d, *, nbits=2, scale=None, out_dtype=None):
+        """Pack an nn.Conv2d whose float equivalent is ``F.conv2d(Q(x), scale * sign(W), b, ...)`` with
+        the DoReFa quantizer Q(x) = round(clamp(x, 0, 1) * n) / n, n = 2**nbits - 1."""
+        g = cls._geometry_of(conv)
+        n = 2**nbits - 1
+        w = conv.weight
+        return cls.from_weight(w, conv.bias, stride=g["stride"], padding=g["padding"], dilation=g["dilation"],
+                               groups=g["groups"], nbits=nbits, act="round", multiplier=resolve_scale(scale, w) / n,
+                               in_mul=float(n), out_dtype=out_dtype or w.dtype)
+
+    def int_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact conv(q, sign(W)), int32 [N, O, Ho, Wo]."""
+        self._check_input(x)
+        planes = planes_of(x.permute(0, 2, 3, 1), self.act, self.threshold, self.in_mul, self.nbits)
+        y = _planes_conv(self, planes, zero_one=True)
+        if y.shape[0] == 1:
+            return y[0]
+        return (y * _pow2(y.shape[0], y.device).view(-1, 1, 1, 1, 1)).sum(0, dtype=torch.int32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_output_format(x, self._epilogue(self.int_forward(x), 1))
+
+
+class _BitSplitMixin:
+    """Paths: plane p is ``x >= thresholds[p, c]``, valued {0, 1} or +-1 (plane_values)."""
+
+    def _init_paths(self, paths, plane_values, reduce, channels, outputs):
+        self.paths = positive_int(paths, "paths")
+        if plane_values not in ("01", "pm1"):
+            raise ValueError(f"plane_values must be '01' or 'pm1', got {plane_values!r}")
+        if not isinstance(reduce, bool):
+            raise TypeError(f"reduce must be a bool, got {reduce!r}")
+        self.plane_values, self.reduce = plane_values, reduce
+        self.register_buffer("thresholds", torch.zeros(paths, channels, dtype=torch.float32))
+        self.register_buffer("multiplier", torch.ones(paths, outputs, dtype=torch.float32))
+        self.register_buffer("bias", torch.zeros(paths, outputs, dtype=torch.float32))
+
+    def _set_paths(self, thresholds, multiplier, bias, channels, outputs):
+        p = self.paths
+        t = torch.as_tensor(thresholds, dtype=torch.float32)
+        if t.dim() <= 1:
+            t = t.reshape(-1, 1).expand(p, channels) if t.numel() == p else t.expand(p, channels)
+        if tuple(t.shape) != (p, channels):
+            raise ValueError(f"thresholds must have {p} values or shape [{p}, {channels}], got {tuple(t.shape)}")
+        self.thresholds.copy_(t)
+        for name, v, default in (("multiplier", multiplier, 1.0), ("bias", bias, 0.0)):
+            v = torch.as_tensor(default if v is None else v, dtype=torch.float32)
+            if v.dim() <= 1 and v.numel() in (1, p) and not (v.numel() == outputs and v.numel() != p):
+                v = v.reshape(-1, 1).expand(p, outputs)
+            elif v.dim() == 1 and v.numel() == outputs:
+                v = v.reshape(1, -1).expand(p, outputs)
+            if tuple(v.shape) != (p, outputs):
+                raise ValueError(f"{name} must be a number, [{p}], [{outputs}] or [{p}, {outputs}], got {tuple(v.shape)}")
+            getattr(self, name).copy_(v)
+
+    def _planes(self, x_last: torch.Tensor) -> torch.Tensor:
+        return torch.stack([ops.pack_bits(x_last, self.thresholds[p]) for p in range(self.paths)])
+
+    def _path_epilogue(self, y_int: torch.Tensor, channel_dim: int) -> torch.Tensor:
+        """y_int [P, ...] -> per-path float outputs (reduce=False) or their sum (reduce=True)."""
+        shape = [1] * y_int.dim()
+        shape[0], shape[channel_dim] = self.paths, -1
+        work = torch.float64 if self.out_dtype == torch.float64 else torch.float32
+        y = torch.addcmul(self.bias.to(work).view(shape), y_int.to(work), self.multiplier.to(work).view(shape))
+        if self.reduce:
+            y = y.sum(0)
+        return y.to(self.out_dtype)
+
+
+@register_packed
+class BitSplitLinear(_BitSplitMixin, PackedModule):
+    """Each activation bit its own binary path: plane p = (x >= thresholds[p]) through sign(W).
+
+    reduce=False returns [P, ..., out] with path p = multiplier[p] * (b_p @ sign(W).T) + bias[p];
+    reduce=True returns their sum [..., out].
+    """
+
+    _config_keys = ("in_features", "out_features", "paths", "plane_values", "reduce", "out_dtype")
+
+    def __init__(self, in_features, out_features, paths=2, plane_values="01", reduce=False, out_dtype="float32"):
+        super().__init__()
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
+        self.out_dtype = dtype_from_name(out_dtype)
+        self.register_buffer("weight_bits", torch.zeros(out_features, (in_features + 31) // 32, dtype=torch.int32))
+        self._init_paths(paths, plane_values, reduce, in_features, out_features)
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, thresholds, *, plane_values="01", coefs=None, scale=None, reduce=False,
+                   out_dtype=None):
+        """Path p's float equivalent: ``F.linear(coefs[p] * b_p(x), scale * sign(W))``; the layer bias
+        is added to path 0. thresholds: [P] or [P, in]."""
+        w = linear.weight
+        t = torch.as_tensor(thresholds, dtype=torch.float32)
+        p = t.shape[0]
+        m = cls(w.shape[1], w.shape[0], p, plane_values, reduce, out_dtype or w.dtype).to(w.device)
+        m.weight_bits.copy_(ops.pack_bits(w.detach(), 0.0))
+        c = torch.ones(p) if coefs is None else torch.as_tensor(coefs, dtype=torch.float32).reshape(p)
+        mult = c.reshape(p, 1) * resolve_scale(scale, w).cpu().reshape(1, -1)
+        bias = torch.zeros(p, w.shape[0])
+        if linear.bias is not None:
+            bias[0] = linear.bias.detach().float().cpu()
+        m._set_paths(t, mult, bias, w.shape[1], w.shape[0])
+        return m
+
+    def int_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact per-path integer results, int32 [P, ..., out]."""
+        check_float_input(x, type(self).__name__, None, self.in_features, -1)
+        planes = self._planes(x)
+        planes = planes.reshape(self.paths, -1, planes.shape[-1])
+        if self.plane_values == "pm1":
+            y = ops.xnor_gemm(planes.reshape(-1, planes.shape[-1]), self.weight_bits, self.in_features)
+        else:
+            y = ops.bitserial_gemm(planes, self.weight_bits.unsqueeze(0), self.in_features, [1] * self.paths, [2], 0,
+                                   -1, reduce=False)
+        return y.reshape(self.paths, *x.shape[:-1], self.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._path_epilogue(self.int_forward(x), -1)
+
+
+@register_packed
+class BitSplitConv2d(_BitSplitMixin, _ConvGeometry):
+    """Each activation bit its own binary conv path (BitSplit-Net style), zero padding.
+
+    Plane p = (x >= thresholds[p, c]) with values {0, 1} or +-1; path p =
+    ``multiplier[p] * conv(b_p, sign(W)) + bias[p]``. reduce=False returns [P, N, O, Ho, Wo],
+    reduce=True the sum over paths [N, O, Ho, Wo]. All paths run in one binary_conv2d call.
+    """
+
+    _config_keys = (
+        "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "paths",
+        "plane_values", "reduce", "out_dtype",
+    )
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, paths=2,
+                 plane_values="01", reduce=False, out_dtype="float32"):
+        super().__init__()
+        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype)
+        self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
+        self._init_paths(paths, plane_values, reduce, in_channels, out_channels)
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d, thresholds, *, plane_values="01", coefs=None, scale=None, reduce=False,
+                   out_dtype=None):
+        """Path p's float equivalent: ``F.conv2d(coefs[p] * b_p(x), scale * sign(W), ...)``; the conv bias
+        is added to path 0. thresholds: [P] or [P, C]."""
+        g = BinaryConv2d._geometry_of(conv)
+        w = conv.weight
+        t = torch.as_tensor(thresholds, dtype=torch.float32)
+        p = t.shape[0]
+        m = cls(**g, paths=p, plane_values=plane_values, reduce=reduce, out_dtype=out_dtype or w.dtype).to(w.device)
+        m.weight_bits.copy_(pack_conv_weight(w))
+        c = torch.ones(p) if coefs is None else torch.as_tensor(coefs, dtype=torch.float32).reshape(p)
+        mult = c.reshape(p, 1) * resolve_scale(scale, w).cpu().reshape(1, -1)
+        bias = torch.zeros(p, w.shape[0])
+        if conv.bias is not None:
+            bias[0] = conv.bias.detach().float().cpu()
+        m._set_paths(t, mult, bias, g["in_channels"], g["out_channels"])
+        return m
+
+    def int_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact per-path integer convs, int32 [P, N, O, Ho, Wo]."""
+        self._check_input(x)
+        return _planes_conv(self, self._planes(x.permute(0, 2, 3, 1)), zero_one=self.plane_values == "01")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._path_epilogue(self.int_forward(x), 2)
+        if self.reduce:
+            return conv_output_format(x, y)
+        return y.contiguous()

@@ -1,0 +1,101 @@
+"""Save and load packed models with safetensors (never pickle).
+
+``save(model, path)`` writes the model's state_dict plus, in the safetensors metadata, the
+name, class and config() of every packed module. ``load(path, model)`` rebuilds those packed
+modules inside ``model`` (an instance of the original float architecture, or an already
+converted one) and loads the state: no example inputs and no float weights are needed.
+``load(path)`` alone returns the tensors as a dict.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from torch import nn
+
+from .nn._base import PACKED_MODULES, PackedModule
+
+__all__ = ["save", "load", "packed_modules_meta"]
+
+_META_KEY = "bnn_kernels.packed_modules"
+_FORMAT_KEY = "bnn_kernels.format"
+_FORMAT = "1"
+
+
+def packed_modules_meta(model: nn.Module) -> dict[str, dict]:
+    """{qualified name: {"class": ..., "config": {...}}} of the packed modules in model."""
+    return {
+        name: {"class": type(m).__name__, "config": m.config()}
+        for name, m in model.named_modules()
+        if isinstance(m, PackedModule)
+    }
+
+
+def _tensors(state: dict) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"state entry {k!r} is a {type(v).__name__}; only tensors can be saved with safetensors")
+        # safetensors refuses shared or non-contiguous storage: store an independent copy.
+        out[k] = v.detach().to("cpu").contiguous().clone()
+    return out
+
+
+def save(model_or_state: nn.Module | dict, path: str | os.PathLike) -> None:
+    """Write a model (state_dict + packed-module metadata) or a dict of tensors to a .safetensors file."""
+    from safetensors.torch import save_file
+
+    meta = {_FORMAT_KEY: _FORMAT}
+    if isinstance(model_or_state, nn.Module):
+        state = model_or_state.state_dict()
+        meta[_META_KEY] = json.dumps(packed_modules_meta(model_or_state), sort_keys=True)
+    elif isinstance(model_or_state, dict):
+        state = model_or_state
+    else:
+        raise TypeError(f"save expects an nn.Module or a dict of tensors, got {type(model_or_state).__name__}")
+    save_file(_tensors(state), os.fspath(path), metadata=meta)
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def load(path: str | os.PathLike, model: nn.Module | None = None, *, strict: bool = True, device=None):
+    """Read a file written by save.
+
+    Without model: returns {name: tensor}. With model: replaces each module named in the
+    file's metadata by a packed module of the recorded class and config (unless it already
+    is one), loads the state dict (``strict`` as in load_state_dict) and returns the model,
+    in eval mode.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = os.fspath(path)
+    dev = "cpu" if device is None else str(device)
+    state = load_file(path, device=dev)
+    if model is None:
+        return state
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+    packed = json.loads(meta.get(_META_KEY, "{}"))
+    for name, info in sorted(packed.items(), key=lambda kv: kv[0].count(".")):
+        cls = PACKED_MODULES.get(info["class"])
+        if cls is None:
+            raise ValueError(f"{path}: unknown packed module class {info['class']!r} for {name!r}")
+        try:
+            current = model.get_submodule(name) if name else model
+        except AttributeError:
+            raise ValueError(f"{path}: the model has no module named {name!r} to hold a packed {info['class']}") from None
+        if type(current) is cls and current.config() == info["config"]:
+            continue
+        if not name:
+            raise ValueError(f"{path}: the root module itself is a packed {info['class']}; build it with from_config")
+        _set_submodule(model, name, cls.from_config(info["config"]).to(dev))
+    model.load_state_dict(state, strict=strict)
+    return model.eval()
