@@ -1,9 +1,7 @@
-// AVX2 micro-kernel: each 256-bit register holds one 64-bit word of the NR=4 B rows; the A
-// word is broadcast, combined, and counted with the nibble-lookup (vpshufb) popcount into
-// byte counters that are folded into 64-bit sums (vpsadbw) before they can overflow.
-#include <cstdlib>
-#include <cstring>
-
+// AVX2 micro-kernel: a 256-bit register holds one 64-bit word of 4 B rows; NV registers
+// cover NR = 4 * NV rows. Each A word is broadcast, combined with every B register and
+// counted with the nibble-lookup (vpshufb) popcount into byte counters, folded into 64-bit
+// sums (vpsadbw) every 31 K steps, before a byte (at most 8 per step) can overflow.
 #include "gemm/microkernel.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -16,40 +14,60 @@ namespace bnn::cpu {
 #ifdef BNN_HAVE_AVX2_KERNEL
 namespace {
 
+constexpr int kMR = 4;
+constexpr int kNV = 2;  // 256-bit B registers per K step
+constexpr int kNR = 4 * kNV;
+static_assert(kMR <= kMaxMR && kNR <= kMaxNR, "tile exceeds the driver's bounds");
+
+template <BitOp OP>
+__attribute__((target("avx2"))) inline __m256i combine(__m256i a, __m256i b) {
+  return OP == BitOp::Xor ? _mm256_xor_si256(a, b) : _mm256_and_si256(a, b);
+}
+
 template <BitOp OP>
 __attribute__((target("avx2"))) void avx2_kernel(const uint64_t* a, const uint64_t* b,
-                                                 int64_t w64, int32_t acc[kMR][kNR]) {
+                                                 int64_t w64, int32_t* acc) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
-  __m256i sum[kMR];
-  for (int i = 0; i < kMR; ++i) sum[i] = zero;
+  __m256i sum[kMR][kNV];
+  for (int i = 0; i < kMR; ++i)
+    for (int v = 0; v < kNV; ++v) sum[i][v] = zero;
   int64_t kk = 0;
   while (kk < w64) {
-    // 31 steps of at most 8 per byte keep every byte counter below 256.
     const int64_t end = kk + 31 < w64 ? kk + 31 : w64;
-    __m256i bytes[kMR];
-    for (int i = 0; i < kMR; ++i) bytes[i] = zero;
+    __m256i bytes[kMR][kNV];
+    for (int i = 0; i < kMR; ++i)
+      for (int v = 0; v < kNV; ++v) bytes[i][v] = zero;
     for (; kk < end; ++kk) {
-      const __m256i bv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kk * kNR));
+      __m256i bv[kNV];
 #pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v)
+        bv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kk * kNR + 4 * v));
+#pragma GCC unroll 8
       for (int i = 0; i < kMR; ++i) {
         const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[kk * kMR + i]));
-        const __m256i x = OP == BitOp::Xor ? _mm256_xor_si256(av, bv) : _mm256_and_si256(av, bv);
-        const __m256i lo = _mm256_and_si256(x, low4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
-        bytes[i] = _mm256_add_epi8(bytes[i], _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo),
-                                                             _mm256_shuffle_epi8(lut, hi)));
+#pragma GCC unroll 4
+        for (int v = 0; v < kNV; ++v) {
+          const __m256i x = combine<OP>(av, bv[v]);
+          const __m256i lo = _mm256_and_si256(x, low4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
+          bytes[i][v] = _mm256_add_epi8(bytes[i][v], _mm256_shuffle_epi8(lut, lo));
+          bytes[i][v] = _mm256_add_epi8(bytes[i][v], _mm256_shuffle_epi8(lut, hi));
+        }
       }
     }
-    for (int i = 0; i < kMR; ++i) sum[i] = _mm256_add_epi64(sum[i], _mm256_sad_epu8(bytes[i], zero));
+    for (int i = 0; i < kMR; ++i)
+      for (int v = 0; v < kNV; ++v)
+        sum[i][v] = _mm256_add_epi64(sum[i][v], _mm256_sad_epu8(bytes[i][v], zero));
   }
-  for (int i = 0; i < kMR; ++i) {
-    alignas(32) int64_t lanes[4];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum[i]);
-    for (int j = 0; j < kNR; ++j) acc[i][j] = static_cast<int32_t>(lanes[j]);
-  }
+  for (int i = 0; i < kMR; ++i)
+    for (int v = 0; v < kNV; ++v) {
+      alignas(32) int64_t lanes[4];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum[i][v]);
+      for (int j = 0; j < 4; ++j) acc[i * kNR + 4 * v + j] = static_cast<int32_t>(lanes[j]);
+    }
 }
 
 }  // namespace
@@ -57,20 +75,12 @@ __attribute__((target("avx2"))) void avx2_kernel(const uint64_t* a, const uint64
 bool cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
 
 MicroKernel avx2_microkernel(BitOp op) {
-  return op == BitOp::Xor ? MicroKernel{avx2_kernel<BitOp::Xor>, "avx2"}
-                          : MicroKernel{avx2_kernel<BitOp::And>, "avx2"};
+  return op == BitOp::Xor ? MicroKernel{avx2_kernel<BitOp::Xor>, "avx2", kMR, kNR}
+                          : MicroKernel{avx2_kernel<BitOp::And>, "avx2", kMR, kNR};
 }
 #else
 bool cpu_has_avx2() { return false; }
-MicroKernel avx2_microkernel(BitOp) { return MicroKernel{nullptr, "avx2"}; }
+MicroKernel avx2_microkernel(BitOp) { return MicroKernel{nullptr, "avx2", 0, 0}; }
 #endif
-
-MicroKernel select_microkernel(BitOp op) {
-  static_assert(kNR == 4, "the AVX2 kernel holds the NR=4 B rows in one 256-bit register");
-  const char* force = std::getenv("BNN_KERNELS_CPU_ISA");
-  const bool want_scalar = force != nullptr && std::strcmp(force, "scalar") == 0;
-  if (!want_scalar && cpu_has_avx2()) return avx2_microkernel(op);
-  return scalar_microkernel(op);
-}
 
 }  // namespace bnn::cpu

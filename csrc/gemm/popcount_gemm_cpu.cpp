@@ -1,10 +1,16 @@
-// CPU driver: cache-blocked over N, B packed into interleaved 64-bit panels that stay in L2,
-// A packed per MR-row tile, OpenMP over (row tile, column panel) pairs, micro-kernel picked
-// at run time (AVX2 when the CPU has it, scalar 64-bit POPCNT otherwise).
+// CPU driver. A and B are packed once into k-major tiles of the micro-kernel's MR and NR
+// rows (64-bit words, tails masked), then the product is cache blocked GotoBLAS-style: a K
+// block of kKc words keeps one A tile in L1, a block of B tiles of about kBBlockBytes stays
+// in L2, and OpenMP splits the (A tile, B tile) pairs of each block statically, so a thread
+// runs one A tile against consecutive B tiles. Counts of K blocks are summed in C and the
+// affine epilogue alpha * count + beta is applied with the last one. The micro-kernel is
+// picked at run time (AVX-512 VPOPCNTDQ, AVX2, or scalar 64-bit POPCNT).
 #include "gemm/popcount_gemm.h"
 
 #include <algorithm>
-#include <vector>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 
 #include "common/bits.h"
 #include "gemm/microkernel.h"
@@ -12,18 +18,26 @@
 namespace bnn::cpu {
 namespace {
 
-// Copies `rows` packed rows into panel layout p[kk * R + r] (uint64 words kk, row r), masking
-// the last 32-bit word and zero-filling rows past `valid` and the odd half-word.
-template <int R>
-void pack_panel(const int32_t* src, int64_t ld, int64_t valid, int64_t words, uint32_t last_mask,
-                int64_t w64, uint64_t* p) {
+constexpr int64_t kKc = 256;                  // K block in 64-bit words (16 Kbit)
+constexpr int64_t kBBlockBytes = 256 * 1024;  // half of a Zen 3 L2
+
+// Copies `valid` packed rows into tile layout p[kk * R + r] (64-bit word kk of row r),
+// masking the last 32-bit word and zero-filling rows r >= valid and the odd half-word.
+void pack_tile(const int32_t* src, int64_t ld, int R, int64_t valid, int64_t words,
+               uint32_t last_mask, int64_t w64, uint64_t* p) {
+  const int64_t full = (words - 1) / 2;  // 64-bit words holding neither the last word nor a gap
   for (int r = 0; r < R; ++r) {
     if (r >= valid) {
       for (int64_t kk = 0; kk < w64; ++kk) p[kk * R + r] = 0;
       continue;
     }
     const uint32_t* s = reinterpret_cast<const uint32_t*>(src + r * ld);
-    for (int64_t kk = 0; kk < w64; ++kk) {
+    for (int64_t kk = 0; kk < full; ++kk) {
+      uint64_t v;
+      std::memcpy(&v, s + 2 * kk, sizeof v);
+      p[kk * R + r] = v;
+    }
+    for (int64_t kk = full; kk < w64; ++kk) {
       const int64_t w0 = 2 * kk, w1 = 2 * kk + 1;
       uint64_t lo = s[w0];
       uint64_t hi = w1 < words ? s[w1] : 0u;
@@ -35,6 +49,22 @@ void pack_panel(const int32_t* src, int64_t ld, int64_t valid, int64_t words, ui
 }
 
 }  // namespace
+
+MicroKernel select_microkernel(BitOp op) {
+  const char* force = std::getenv("BNN_KERNELS_CPU_ISA");
+  const bool want_scalar = force != nullptr && std::strcmp(force, "scalar") == 0;
+  const bool want_avx2 = force != nullptr && std::strcmp(force, "avx2") == 0;
+  if (want_scalar) return scalar_microkernel(op);
+  if (!want_avx2 && cpu_has_avx512_vpopcntdq()) {
+    const MicroKernel k = avx512_microkernel(op);
+    if (k.fn != nullptr) return k;
+  }
+  if (cpu_has_avx2()) {
+    const MicroKernel k = avx2_microkernel(op);
+    if (k.fn != nullptr) return k;
+  }
+  return scalar_microkernel(op);
+}
 
 const char* popcount_gemm_isa() { return select_microkernel(BitOp::Xor).name; }
 
@@ -48,43 +78,49 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
     return;
   }
   const MicroKernel mk = select_microkernel(op);
+  const int mr = mk.mr, nr = mk.nr;
   const int64_t w64 = (words + 1) / 2;
-  // Column block: as many NR-row panels of B as fit in ~256 KiB (half of a Zen 3 L2).
-  const int64_t panel_bytes = w64 * kNR * 8;
-  const int64_t max_panels = std::max<int64_t>(1, (256 * 1024) / panel_bytes);
-  const int64_t total_panels = (N + kNR - 1) / kNR;
-  const int64_t block_panels = std::min(max_panels, total_panels);
-  const int64_t m_tiles = (M + kMR - 1) / kMR;
-  std::vector<uint64_t> bpack(static_cast<size_t>(block_panels * w64 * kNR));
+  const int64_t m_tiles = (M + mr - 1) / mr, n_tiles = (N + nr - 1) / nr;
+  const int64_t kc = std::min(w64, kKc);
+  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));
+  std::unique_ptr<uint64_t[]> apack(new uint64_t[static_cast<size_t>(m_tiles * mr * w64)]);
+  std::unique_ptr<uint64_t[]> bpack(new uint64_t[static_cast<size_t>(n_tiles * nr * w64)]);
+  uint64_t* ap = apack.get();
+  uint64_t* bp = bpack.get();
   const int nt = sane_threads(num_threads);
 
-  for (int64_t p0 = 0; p0 < total_panels; p0 += block_panels) {
-    const int64_t np = std::min(block_panels, total_panels - p0);
 #pragma omp parallel num_threads(nt)
-    {
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t t = 0; t < m_tiles; ++t)
+      pack_tile(A + t * mr * lda, lda, mr, std::min<int64_t>(mr, M - t * mr), words, last_mask,
+                w64, ap + t * mr * w64);
 #pragma omp for schedule(static)
-      for (int64_t p = 0; p < np; ++p) {
-        const int64_t n0 = (p0 + p) * kNR;
-        pack_panel<kNR>(B + n0 * ldb, ldb, std::min<int64_t>(kNR, N - n0), words, last_mask, w64,
-                        bpack.data() + p * w64 * kNR);
-      }
-      std::vector<uint64_t> apack(static_cast<size_t>(w64 * kMR));
-      int64_t packed_tile = -1;
+    for (int64_t t = 0; t < n_tiles; ++t)
+      pack_tile(B + t * nr * ldb, ldb, nr, std::min<int64_t>(nr, N - t * nr), words, last_mask,
+                w64, bp + t * nr * w64);
+
+    for (int64_t k0 = 0; k0 < w64; k0 += kc) {
+      const int64_t kn = std::min(kc, w64 - k0);
+      const bool first = k0 == 0, last = k0 + kn == w64;
+      for (int64_t p0 = 0; p0 < n_tiles; p0 += block_tiles) {
+        const int64_t np = std::min(block_tiles, n_tiles - p0);
 #pragma omp for collapse(2) schedule(static)
-      for (int64_t t = 0; t < m_tiles; ++t) {
-        for (int64_t p = 0; p < np; ++p) {
-          const int64_t m0 = t * kMR;
-          if (packed_tile != t) {
-            pack_panel<kMR>(A + m0 * lda, lda, std::min<int64_t>(kMR, M - m0), words, last_mask,
-                            w64, apack.data());
-            packed_tile = t;
+        for (int64_t t = 0; t < m_tiles; ++t) {
+          for (int64_t p = 0; p < np; ++p) {
+            alignas(64) int32_t acc[kMaxMR * kMaxNR];
+            mk.fn(ap + (t * w64 + k0) * mr, bp + ((p0 + p) * w64 + k0) * nr, kn, acc);
+            const int64_t m0 = t * mr, n0 = (p0 + p) * nr;
+            const int64_t mv = std::min<int64_t>(mr, M - m0), nv = std::min<int64_t>(nr, N - n0);
+            for (int64_t i = 0; i < mv; ++i) {
+              int32_t* c = C + (m0 + i) * ldc + n0;
+              const int32_t* s = acc + i * nr;
+              for (int64_t j = 0; j < nv; ++j) {
+                const int32_t v = first ? s[j] : c[j] + s[j];
+                c[j] = last ? alpha * v + beta : v;
+              }
+            }
           }
-          int32_t acc[kMR][kNR];
-          mk.fn(apack.data(), bpack.data() + p * w64 * kNR, w64, acc);
-          const int64_t n0 = (p0 + p) * kNR;
-          const int64_t mr = std::min<int64_t>(kMR, M - m0), nr = std::min<int64_t>(kNR, N - n0);
-          for (int64_t i = 0; i < mr; ++i)
-            for (int64_t j = 0; j < nr; ++j) C[(m0 + i) * ldc + n0 + j] = alpha * acc[i][j] + beta;
         }
       }
     }

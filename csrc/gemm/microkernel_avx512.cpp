@@ -1,0 +1,68 @@
+// AVX-512 VPOPCNTDQ micro-kernel: a 512-bit register holds one 64-bit word of 8 B rows; NV
+// registers cover NR = 8 * NV rows. Each A word is broadcast, combined with every B register
+// and counted per 64-bit lane by vpopcntq straight into 64-bit accumulators (no lookup table,
+// no byte counters): 3 vector instructions per 512 bit-products.
+#include "gemm/microkernel.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define BNN_HAVE_AVX512_KERNEL 1
+#endif
+
+namespace bnn::cpu {
+
+#ifdef BNN_HAVE_AVX512_KERNEL
+namespace {
+
+constexpr int kMR = 8;
+constexpr int kNV = 2;  // 512-bit B registers per K step
+constexpr int kNR = 8 * kNV;
+static_assert(kMR <= kMaxMR && kNR <= kMaxNR, "tile exceeds the driver's bounds");
+
+#define BNN_AVX512_TARGET __attribute__((target("avx512f,avx512vpopcntdq")))
+
+template <BitOp OP>
+BNN_AVX512_TARGET inline __m512i combine(__m512i a, __m512i b) {
+  return OP == BitOp::Xor ? _mm512_xor_si512(a, b) : _mm512_and_si512(a, b);
+}
+
+template <BitOp OP>
+BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64_t w64,
+                                     int32_t* acc) {
+  __m512i sum[kMR][kNV];
+  for (int i = 0; i < kMR; ++i)
+    for (int v = 0; v < kNV; ++v) sum[i][v] = _mm512_setzero_si512();
+  for (int64_t kk = 0; kk < w64; ++kk) {
+    __m512i bv[kNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) bv[v] = _mm512_loadu_si512(b + kk * kNR + 8 * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < kMR; ++i) {
+      const __m512i av = _mm512_set1_epi64(static_cast<long long>(a[kk * kMR + i]));
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v)
+        sum[i][v] = _mm512_add_epi64(sum[i][v], _mm512_popcnt_epi64(combine<OP>(av, bv[v])));
+    }
+  }
+  for (int i = 0; i < kMR; ++i)
+    for (int v = 0; v < kNV; ++v)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i * kNR + 8 * v),
+                          _mm512_mask_cvtepi64_epi32(_mm256_setzero_si256(), 0xff, sum[i][v]));
+}
+
+}  // namespace
+
+bool cpu_has_avx512_vpopcntdq() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+}
+
+MicroKernel avx512_microkernel(BitOp op) {
+  return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512", kMR, kNR}
+                          : MicroKernel{avx512_kernel<BitOp::And>, "avx512", kMR, kNR};
+}
+#else
+bool cpu_has_avx512_vpopcntdq() { return false; }
+MicroKernel avx512_microkernel(BitOp) { return MicroKernel{nullptr, "avx512", 0, 0}; }
+#endif
+
+}  // namespace bnn::cpu
