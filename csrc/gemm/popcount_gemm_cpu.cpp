@@ -1,9 +1,9 @@
 // CPU driver. A and B are packed once into k-major tiles of the micro-kernel's MR and NR
-// rows (64-bit words, tails masked), then the product is cache blocked GotoBLAS-style: a K
-// block of kKc words keeps one A tile in L1, a block of B tiles of about kBBlockBytes stays
-// in L2, and OpenMP splits the (A tile, B tile) pairs of each block statically, so a thread
-// runs one A tile against consecutive B tiles. Counts of K blocks are summed in C and the
-// affine epilogue alpha * count + beta is applied with the last one. The micro-kernel is
+// rows (64-bit words, tails masked); the product is then cache blocked GotoBLAS-style: a K
+// block of kKc words keeps an A tile in L1 and a block of B tiles of about kBBlockBytes in
+// L2. OpenMP hands out runs of (A tile, B tile) pairs dynamically, A tile major, so a thread
+// that the OS preempts does not hold the other up. Counts of K blocks are summed in C and
+// the affine epilogue alpha * count + beta is applied with the last one. The micro-kernel is
 // picked at run time (AVX-512 VPOPCNTDQ, AVX2, or scalar 64-bit POPCNT).
 #include "gemm/popcount_gemm.h"
 
@@ -20,6 +20,7 @@ namespace {
 
 constexpr int64_t kKc = 256;                  // K block in 64-bit words (16 Kbit)
 constexpr int64_t kBBlockBytes = 256 * 1024;  // half of a Zen 3 L2
+constexpr int64_t kChunkWords = 2048;         // scheduling grain, in micro-kernel K steps
 
 // Copies `valid` packed rows into tile layout p[kk * R + r] (64-bit word kk of row r),
 // masking the last 32-bit word and zero-filling rows r >= valid and the odd half-word.
@@ -91,11 +92,11 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
 
 #pragma omp parallel num_threads(nt)
   {
-#pragma omp for schedule(static) nowait
+#pragma omp for schedule(dynamic, 8) nowait
     for (int64_t t = 0; t < m_tiles; ++t)
       pack_tile(A + t * mr * lda, lda, mr, std::min<int64_t>(mr, M - t * mr), words, last_mask,
                 w64, ap + t * mr * w64);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (int64_t t = 0; t < n_tiles; ++t)
       pack_tile(B + t * nr * ldb, ldb, nr, std::min<int64_t>(nr, N - t * nr), words, last_mask,
                 w64, bp + t * nr * w64);
@@ -105,9 +106,12 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
       const bool first = k0 == 0, last = k0 + kn == w64;
       for (int64_t p0 = 0; p0 < n_tiles; p0 += block_tiles) {
         const int64_t np = std::min(block_tiles, n_tiles - p0);
-#pragma omp for collapse(2) schedule(static)
-        for (int64_t t = 0; t < m_tiles; ++t) {
-          for (int64_t p = 0; p < np; ++p) {
+        // About kChunkWords K steps of micro-kernel work per hand-out (some 10-20 us).
+        const int64_t chunk = std::max<int64_t>(1, kChunkWords / kn);
+#pragma omp for schedule(dynamic, chunk)
+        for (int64_t u = 0; u < m_tiles * np; ++u) {
+          {
+            const int64_t t = u / np, p = u % np;
             alignas(64) int32_t acc[kMaxMR * kMaxNR];
             mk.fn(ap + (t * w64 + k0) * mr, bp + ((p0 + p) * w64 + k0) * nr, kn, acc);
             const int64_t m0 = t * mr, n0 = (p0 + p) * nr;
