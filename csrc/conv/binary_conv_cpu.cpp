@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/bits.h"
+#include "gemm/microkernel.h"
 #include "gemm/popcount_gemm.h"
 
 namespace bnn::cpu {
@@ -44,37 +45,48 @@ void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int3
   const uint32_t fill = p.pad_value == 1 ? 0xFFFFFFFFu : 0u;
   const uint32_t last = tail_mask(cg);
 
-  // Clean weights (each tap's tail masked) and, for zero padding, each tap's column sum
-  // sum_c w = 2 * popcount - cg, the term a padded tap gathered as all -1 wrongly subtracts.
-  std::vector<int32_t> wclean(static_cast<size_t>(p.out_channels * row_words));
-  std::vector<int32_t> wsum(p.pad_value == 0 ? static_cast<size_t>(p.out_channels * taps) : 0);
-  for (int64_t o = 0; o < p.out_channels; ++o)
-    for (int64_t t = 0; t < taps; ++t) {
-      int pc = 0;
-      for (int64_t j = 0; j < wg; ++j) {
-        uint32_t v = static_cast<uint32_t>(w[(o * taps + t) * wg + j]);
-        if (j == wg - 1) v &= last;
-        wclean[(o * taps + t) * wg + j] = static_cast<int32_t>(v);
-        pc += popcount32(v);
+  // Weights with each tap's tail masked (only needed when Cg is not a multiple of 32) and,
+  // for zero padding, each tap's column sum sum_c w = 2 * popcount - cg, the term a padded
+  // tap gathered as all -1 wrongly subtracts; stored [tap][o] for the correction pass.
+  const bool clean_w = last != 0xFFFFFFFFu;
+  static thread_local std::vector<int32_t> wcache, scache;
+  static thread_local std::vector<uint32_t> rcache;
+  static thread_local std::vector<uint8_t> pcache;
+  const ScratchBuffer<int32_t> wclean(wcache, clean_w ? p.out_channels * row_words : 0);
+  const ScratchBuffer<int32_t> wsum(scache, p.pad_value == 0 ? taps * p.out_channels : 0);
+  if (clean_w || p.pad_value == 0) {
+#pragma omp parallel for num_threads(nt) schedule(static) if (p.out_channels * row_words > 16384)
+    for (int64_t o = 0; o < p.out_channels; ++o)
+      for (int64_t t = 0; t < taps; ++t) {
+        int pc = 0;
+        for (int64_t j = 0; j < wg; ++j) {
+          uint32_t v = static_cast<uint32_t>(w[(o * taps + t) * wg + j]);
+          if (j == wg - 1) v &= last;
+          if (clean_w) wclean.get()[(o * taps + t) * wg + j] = static_cast<int32_t>(v);
+          pc += popcount32(v);
+        }
+        if (p.pad_value == 0) wsum.get()[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(cg);
       }
-      if (p.pad_value == 0) wsum[o * taps + t] = 2 * pc - static_cast<int32_t>(cg);
-    }
+  }
+  const int32_t* wrows = clean_w ? wclean.get() : w;
 
   // Chunk of output pixels whose gathered rows take about 2 MiB.
   const int64_t chunk = std::max<int64_t>(256, (2 << 20) / (4 * row_words));
-  std::vector<uint32_t> rows(static_cast<size_t>(std::min(chunk, pixels) * row_words));
-  std::vector<uint8_t> padded(static_cast<size_t>(std::min(chunk, pixels) * taps));
+  const ScratchBuffer<uint32_t> rows_buf(rcache, std::min(chunk, pixels) * row_words);
+  const ScratchBuffer<uint8_t> pad_buf(pcache, std::min(chunk, pixels) * taps);
+  uint32_t* const rows = rows_buf.get();
+  uint8_t* const padded = pad_buf.get();
 
   for (int64_t g = 0; g < p.groups; ++g) {
     const int64_t c0 = g * cg;
     for (int64_t r0 = 0; r0 < pixels; r0 += chunk) {
       const int64_t rn = std::min(chunk, pixels - r0);
       bool any_padded = false;
-#pragma omp parallel for num_threads(nt) schedule(static) reduction(|| : any_padded)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 32) reduction(|| : any_padded)
       for (int64_t r = 0; r < rn; ++r) {
         const int64_t pix = r0 + r;
         const int64_t ow = pix % p.out_w, oh = (pix / p.out_w) % p.out_h, n = pix / (p.out_w * p.out_h);
-        uint32_t* dst = rows.data() + r * row_words;
+        uint32_t* dst = rows + r * row_words;
         for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
           const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
           for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
@@ -96,17 +108,18 @@ void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int3
         }
       }
       int32_t* o = out + r0 * p.out_channels + g * og;
-      popcount_gemm(BitOp::Xor, reinterpret_cast<const int32_t*>(rows.data()), row_words,
-                    wclean.data() + g * og * row_words, row_words, rn, og, row_words, 0xFFFFFFFFu,
+      popcount_gemm(BitOp::Xor, reinterpret_cast<const int32_t*>(rows), row_words,
+                    wrows + g * og * row_words, row_words, rn, og, row_words, 0xFFFFFFFFu,
                     -2, static_cast<int32_t>(taps * cg), o, p.out_channels, nt);
       if (p.pad_value != 0 || !any_padded) continue;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 64)
       for (int64_t r = 0; r < rn; ++r) {
-        const uint8_t* pad = padded.data() + r * taps;
+        const uint8_t* pad = padded + r * taps;
         for (int64_t t = 0; t < taps; ++t) {
           if (!pad[t]) continue;
           int32_t* orow = o + r * p.out_channels;
-          for (int64_t j = 0; j < og; ++j) orow[j] += wsum[(g * og + j) * taps + t];
+          const int32_t* ws = wsum.get() + t * p.out_channels + g * og;
+          for (int64_t j = 0; j < og; ++j) orow[j] += ws[j];
         }
       }
     }

@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
+#include <vector>
 
 #include "common/bits.h"
 #include "gemm/microkernel.h"
@@ -45,6 +45,24 @@ void pack_tile(const int32_t* src, int64_t ld, int R, int64_t valid, int64_t wor
       if (w0 == words - 1) lo &= last_mask;
       if (w1 == words - 1) hi &= last_mask;
       p[kk * R + r] = lo | (hi << 32);
+    }
+  }
+}
+
+// C tile (mv x nv of a micro-kernel's counts s, row stride ns) = counts of the first K
+// block, + counts of later ones, and alpha * sum + beta after the last. Branch-free inner
+// loops, so that they vectorize.
+void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t mv, int64_t nv,
+                bool first, bool last, int32_t alpha, int32_t beta) {
+  for (int64_t i = 0; i < mv; ++i, s += ns, c += ldc) {
+    if (first && last) {
+      for (int64_t j = 0; j < nv; ++j) c[j] = alpha * s[j] + beta;
+    } else if (first) {
+      for (int64_t j = 0; j < nv; ++j) c[j] = s[j];
+    } else if (last) {
+      for (int64_t j = 0; j < nv; ++j) c[j] = alpha * (c[j] + s[j]) + beta;
+    } else {
+      for (int64_t j = 0; j < nv; ++j) c[j] += s[j];
     }
   }
 }
@@ -84,8 +102,9 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
   const int64_t m_tiles = (M + mr - 1) / mr, n_tiles = (N + nr - 1) / nr;
   const int64_t kc = std::min(w64, kKc);
   const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));
-  std::unique_ptr<uint64_t[]> apack(new uint64_t[static_cast<size_t>(m_tiles * mr * w64)]);
-  std::unique_ptr<uint64_t[]> bpack(new uint64_t[static_cast<size_t>(n_tiles * nr * w64)]);
+  static thread_local std::vector<uint64_t> acache, bcache;
+  const ScratchBuffer<uint64_t> apack(acache, static_cast<size_t>(m_tiles * mr * w64));
+  const ScratchBuffer<uint64_t> bpack(bcache, static_cast<size_t>(n_tiles * nr * w64));
   uint64_t* ap = apack.get();
   uint64_t* bp = bpack.get();
   const int nt = sane_threads(num_threads);
@@ -116,14 +135,7 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
             mk.fn(ap + (t * w64 + k0) * mr, bp + ((p0 + p) * w64 + k0) * nr, kn, acc);
             const int64_t m0 = t * mr, n0 = (p0 + p) * nr;
             const int64_t mv = std::min<int64_t>(mr, M - m0), nv = std::min<int64_t>(nr, N - n0);
-            for (int64_t i = 0; i < mv; ++i) {
-              int32_t* c = C + (m0 + i) * ldc + n0;
-              const int32_t* s = acc + i * nr;
-              for (int64_t j = 0; j < nv; ++j) {
-                const int32_t v = first ? s[j] : c[j] + s[j];
-                c[j] = last ? alpha * v + beta : v;
-              }
-            }
+            store_tile(acc, nr, C + m0 * ldc + n0, ldc, mv, nv, first, last, alpha, beta);
           }
         }
       }
