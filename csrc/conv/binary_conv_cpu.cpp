@@ -31,6 +31,47 @@ inline void extract_channels(const uint32_t* src, int64_t src_words, int64_t c0,
   dst[words_g - 1] &= tail_mask(cg);
 }
 
+// Masks each tap's tail into wclean (when given) and writes each tap's column sum
+// sum_c w = 2 * popcount - cg into wsum[t * O + o] (when given).
+__attribute__((always_inline)) inline void prepare_weights_body(const int32_t* w,
+                                                                const ConvParams& p, int64_t wg,
+                                                                int32_t* wclean, int32_t* wsum,
+                                                                int nt) {
+  const int64_t taps = p.kernel_h * p.kernel_w, cg = p.group_channels();
+  const uint32_t last = tail_mask(cg);
+#pragma omp parallel for num_threads(nt) schedule(static) if (p.out_channels * taps * wg > 16384)
+  for (int64_t o = 0; o < p.out_channels; ++o)
+    for (int64_t t = 0; t < taps; ++t) {
+      int pc = 0;
+      for (int64_t j = 0; j < wg; ++j) {
+        uint32_t v = static_cast<uint32_t>(w[(o * taps + t) * wg + j]);
+        if (j == wg - 1) v &= last;
+        if (wclean) wclean[(o * taps + t) * wg + j] = static_cast<int32_t>(v);
+        pc += popcount32(v);
+      }
+      if (wsum) wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(cg);
+    }
+}
+
+// Two copies of the body: with the POPCNT instruction (when the CPU has it) and without.
+__attribute__((target("popcnt"))) void prepare_weights_popcnt(const int32_t* w,
+                                                             const ConvParams& p, int64_t wg,
+                                                             int32_t* wclean, int32_t* wsum,
+                                                             int nt) {
+  prepare_weights_body(w, p, wg, wclean, wsum, nt);
+}
+
+void prepare_weights_generic(const int32_t* w, const ConvParams& p, int64_t wg, int32_t* wclean,
+                             int32_t* wsum, int nt) {
+  prepare_weights_body(w, p, wg, wclean, wsum, nt);
+}
+
+void prepare_weights(const int32_t* w, const ConvParams& p, int64_t wg, int32_t* wclean,
+                     int32_t* wsum, int nt) {
+  static const bool hw = __builtin_cpu_supports("popcnt");
+  (hw ? prepare_weights_popcnt : prepare_weights_generic)(w, p, wg, wclean, wsum, nt);
+}
+
 }  // namespace
 
 void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out,
@@ -54,20 +95,9 @@ void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int3
   static thread_local std::vector<uint8_t> pcache;
   const ScratchBuffer<int32_t> wclean(wcache, clean_w ? p.out_channels * row_words : 0);
   const ScratchBuffer<int32_t> wsum(scache, p.pad_value == 0 ? taps * p.out_channels : 0);
-  if (clean_w || p.pad_value == 0) {
-#pragma omp parallel for num_threads(nt) schedule(static) if (p.out_channels * row_words > 16384)
-    for (int64_t o = 0; o < p.out_channels; ++o)
-      for (int64_t t = 0; t < taps; ++t) {
-        int pc = 0;
-        for (int64_t j = 0; j < wg; ++j) {
-          uint32_t v = static_cast<uint32_t>(w[(o * taps + t) * wg + j]);
-          if (j == wg - 1) v &= last;
-          if (clean_w) wclean.get()[(o * taps + t) * wg + j] = static_cast<int32_t>(v);
-          pc += popcount32(v);
-        }
-        if (p.pad_value == 0) wsum.get()[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(cg);
-      }
-  }
+  if (clean_w || p.pad_value == 0)
+    prepare_weights(w, p, wg, clean_w ? wclean.get() : nullptr,
+                    p.pad_value == 0 ? wsum.get() : nullptr, nt);
   const int32_t* wrows = clean_w ? wclean.get() : w;
 
   // Chunk of output pixels whose gathered rows take about 2 MiB.
