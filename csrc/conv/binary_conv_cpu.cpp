@@ -31,45 +31,46 @@ inline void extract_channels(const uint32_t* src, int64_t src_words, int64_t c0,
   dst[words_g - 1] &= tail_mask(cg);
 }
 
-// Masks each tap's tail into wclean (when given) and writes each tap's column sum
-// sum_c w = 2 * popcount - cg into wsum[t * O + o] (when given).
-__attribute__((always_inline)) inline void prepare_weights_body(const int32_t* w,
-                                                                const ConvParams& p, int64_t wg,
-                                                                int32_t* wclean, int32_t* wsum,
-                                                                int nt) {
+// For the taps of output channel o: masks each tap's tail into wclean (when given) and
+// writes the tap's column sum sum_c w = 2 * popcount - cg into wsum[t * O + o] (when given).
+__attribute__((always_inline)) inline void prepare_channel(const int32_t* w, const ConvParams& p,
+                                                           int64_t wg, int64_t o, int32_t* wclean,
+                                                           int32_t* wsum) {
   const int64_t taps = p.kernel_h * p.kernel_w, cg = p.group_channels();
   const uint32_t last = tail_mask(cg);
-#pragma omp parallel for num_threads(nt) schedule(static) if (p.out_channels * taps * wg > 16384)
-  for (int64_t o = 0; o < p.out_channels; ++o)
-    for (int64_t t = 0; t < taps; ++t) {
-      int pc = 0;
-      for (int64_t j = 0; j < wg; ++j) {
-        uint32_t v = static_cast<uint32_t>(w[(o * taps + t) * wg + j]);
-        if (j == wg - 1) v &= last;
-        if (wclean) wclean[(o * taps + t) * wg + j] = static_cast<int32_t>(v);
-        pc += popcount32(v);
-      }
-      if (wsum) wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(cg);
+  for (int64_t t = 0; t < taps; ++t) {
+    int pc = 0;
+    for (int64_t j = 0; j < wg; ++j) {
+      uint32_t v = static_cast<uint32_t>(w[(o * taps + t) * wg + j]);
+      if (j == wg - 1) v &= last;
+      if (wclean) wclean[(o * taps + t) * wg + j] = static_cast<int32_t>(v);
+      pc += popcount32(v);
     }
+    if (wsum) wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(cg);
+  }
 }
 
-// Two copies of the body: with the POPCNT instruction (when the CPU has it) and without.
-__attribute__((target("popcnt"))) void prepare_weights_popcnt(const int32_t* w,
+// Two copies: with the POPCNT instruction (when the CPU has it) and without.
+using PrepareFn = void (*)(const int32_t*, const ConvParams&, int64_t, int64_t, int32_t*,
+                           int32_t*);
+__attribute__((target("popcnt"))) void prepare_channel_popcnt(const int32_t* w,
                                                              const ConvParams& p, int64_t wg,
-                                                             int32_t* wclean, int32_t* wsum,
-                                                             int nt) {
-  prepare_weights_body(w, p, wg, wclean, wsum, nt);
+                                                             int64_t o, int32_t* wclean,
+                                                             int32_t* wsum) {
+  prepare_channel(w, p, wg, o, wclean, wsum);
 }
-
-void prepare_weights_generic(const int32_t* w, const ConvParams& p, int64_t wg, int32_t* wclean,
-                             int32_t* wsum, int nt) {
-  prepare_weights_body(w, p, wg, wclean, wsum, nt);
+void prepare_channel_generic(const int32_t* w, const ConvParams& p, int64_t wg, int64_t o,
+                             int32_t* wclean, int32_t* wsum) {
+  prepare_channel(w, p, wg, o, wclean, wsum);
 }
 
 void prepare_weights(const int32_t* w, const ConvParams& p, int64_t wg, int32_t* wclean,
                      int32_t* wsum, int nt) {
-  static const bool hw = __builtin_cpu_supports("popcnt");
-  (hw ? prepare_weights_popcnt : prepare_weights_generic)(w, p, wg, wclean, wsum, nt);
+  static const PrepareFn fn =
+      __builtin_cpu_supports("popcnt") ? prepare_channel_popcnt : prepare_channel_generic;
+  const int64_t work = p.out_channels * p.kernel_h * p.kernel_w * wg;
+#pragma omp parallel for num_threads(nt) schedule(static) if (work > 16384)
+  for (int64_t o = 0; o < p.out_channels; ++o) fn(w, p, wg, o, wclean, wsum);
 }
 
 }  // namespace
