@@ -39,6 +39,20 @@ MicroKernel avx512_microkernel(BitOp op);  // fn == nullptr where not compiled i
 bool cpu_has_avx2();
 bool cpu_has_avx512_vpopcntdq();
 
+// Building blocks of the driver, for callers that produce their own A tiles (the conv
+// gathers its im2col rows straight into tile layout, a block of pixels at a time).
+//
+// Packs rows [0, rows) of src (leading dim ld, `words` 32-bit words, bits of the last word
+// outside last_mask ignored) into ceil(rows / R) tiles of w64 = ceil(words / 2) words.
+void pack_tiles(const int32_t* src, int64_t ld, int64_t rows, int R, int64_t words,
+                uint32_t last_mask, int64_t w64, uint64_t* out);
+// C[m, n] = alpha * popcount(op(A[m], B[n])) + beta for m < M, n < N, from packed tiles
+// (mk.mr rows of A per tile, mk.nr rows of B), single-threaded, cache blocked like
+// popcount_gemm.
+void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const uint64_t* bp,
+                    int64_t N, int64_t w64, int32_t alpha, int32_t beta, int32_t* C,
+                    int64_t ldc);
+
 // Work buffer of n elements taken from a per-thread cache that keeps its pages between
 // calls (a fresh allocation of a few hundred KiB page-faults on every call, which cost
 // ~15% of a small conv). Requests over kScratchKeepBytes get their own allocation instead,

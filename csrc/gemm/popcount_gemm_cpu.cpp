@@ -69,6 +69,38 @@ void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t m
 
 }  // namespace
 
+void pack_tiles(const int32_t* src, int64_t ld, int64_t rows, int R, int64_t words,
+                uint32_t last_mask, int64_t w64, uint64_t* out) {
+  for (int64_t t = 0; t * R < rows; ++t)
+    pack_tile(src + t * R * ld, ld, R, std::min<int64_t>(R, rows - t * R), words, last_mask, w64,
+              out + t * R * w64);
+}
+
+void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const uint64_t* bp,
+                    int64_t N, int64_t w64, int32_t alpha, int32_t beta, int32_t* C,
+                    int64_t ldc) {
+  const int mr = mk.mr, nr = mk.nr;
+  const int64_t m_tiles = (M + mr - 1) / mr, n_tiles = (N + nr - 1) / nr;
+  const int64_t kc = std::min(w64, kKc);
+  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));
+  for (int64_t k0 = 0; k0 < w64; k0 += kc) {
+    const int64_t kn = std::min(kc, w64 - k0);
+    const bool first = k0 == 0, last = k0 + kn == w64;
+    for (int64_t p0 = 0; p0 < n_tiles; p0 += block_tiles) {
+      const int64_t p1 = std::min(n_tiles, p0 + block_tiles);
+      for (int64_t t = 0; t < m_tiles; ++t) {
+        for (int64_t p = p0; p < p1; ++p) {
+          alignas(64) int32_t acc[kMaxMR * kMaxNR];
+          mk.fn(ap + (t * w64 + k0) * mr, bp + (p * w64 + k0) * nr, kn, acc);
+          const int64_t m0 = t * mr, n0 = p * nr;
+          store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0),
+                     std::min<int64_t>(nr, N - n0), first, last, alpha, beta);
+        }
+      }
+    }
+  }
+}
+
 MicroKernel select_microkernel(BitOp op) {
   const char* force = std::getenv("BNN_KERNELS_CPU_ISA");
   const bool want_scalar = force != nullptr && std::strcmp(force, "scalar") == 0;
