@@ -7,7 +7,7 @@ so that both see the same machine load; the median of the rounds is reported.
     python benchmarks/bench_cpu.py                    # every case, torch's default threads
     python benchmarks/bench_cpu.py --threads 2 --repeats 15 --json out.json
     python benchmarks/bench_cpu.py --cases gemm,conv --gemm 1024,1024,4096
-    BNN_KERNELS_CPU_ISA=avx2 python benchmarks/bench_cpu.py   # force a micro-kernel
+    python benchmarks/bench_cpu.py --isa avx2          # force a micro-kernel (or: scalar)
 
 Throughput: ours in binary GOPS = 2*M*N*K / s (one multiply and one add per bit product,
 the same count as the float baseline's GFLOP/s = 2*M*N*K / s).
@@ -25,8 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-import bnn_kernels as bk
-from bnn_kernels import reference as ref
+bk = ref = None  # bnn_kernels, imported in main() once --isa is in the environment
 
 CASES = ("gemm", "conv", "bitserial", "linear")
 
@@ -141,9 +140,16 @@ def main(argv=None) -> int:
     p.add_argument("--conv", default="8,256,14,14,256,3,3,1,1", help="N,C,H,W,O,KH,KW,pad,stride")
     p.add_argument("--bitserial", default="2048,2048,2048", help="M,N,K of the W1A2 and W2A2 cases")
     p.add_argument("--linear", default="4096,4096", help="N,K of binary_weight_linear (1 and 64 rows)")
+    p.add_argument("--isa", choices=("auto", "avx2", "scalar"), default=None,
+                   help="sets BNN_KERNELS_CPU_ISA (auto: the best kernel the CPU has)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
+    if args.isa is not None:
+        os.environ["BNN_KERNELS_CPU_ISA"] = "" if args.isa == "auto" else args.isa
+    global bk, ref
+    import bnn_kernels as bk
+    from bnn_kernels import reference as ref
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -170,8 +176,10 @@ def main(argv=None) -> int:
     env = dict(cpu=cpu_model(), threads=torch.get_num_threads(), torch=torch.__version__,
                isa=bk.cpu_gemm_isa(), isa_env=os.environ.get("BNN_KERNELS_CPU_ISA", ""),
                repeats=args.repeats, warmup=args.warmup, command=" ".join([sys.executable] + sys.argv))
+    env["loadavg_start"] = os.getloadavg()[0]
     print(f"# CPU: {env['cpu']} | threads: {env['threads']} | torch {env['torch']} | "
-          f"micro-kernel: {env['isa']} | median of {args.repeats} alternating rounds")
+          f"micro-kernel: {env['isa']} | median of {args.repeats} alternating rounds | "
+          f"load average {env['loadavg_start']:.2f}")
     header = f"{'case':<62} {'ours ms':>9} {'torch ms':>9} {'speed-up':>8} {'our GOPS':>9} {'torch GFLOP/s':>13}"
     print(header)
     print("-" * len(header))
@@ -185,6 +193,8 @@ def main(argv=None) -> int:
         results.append(r)
         print(f"{r['case']:<62} {r['ours_ms']:>9.3f} {r['torch_ms']:>9.3f} {r['speedup']:>7.2f}x "
               f"{r['ours_gops']:>9.0f} {r['torch_gflops']:>13.0f}", flush=True)
+    env["loadavg_end"] = os.getloadavg()[0]
+    print(f"# load average at the end: {env['loadavg_end']:.2f} (other processes on these cores skew both columns)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(env=env, results=results), f, indent=2)
