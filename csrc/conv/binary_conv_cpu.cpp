@@ -17,6 +17,11 @@
 namespace bnn::cpu {
 namespace {
 
+// Weight preparation and packing run on one thread below this many words (~100 us of
+// work): each parallel region is a point where all threads must meet, and on a busy
+// machine a preempted thread makes that cost a scheduler time slice.
+constexpr int64_t kParallelWords = int64_t(1) << 18;
+
 // Copies channels [c0, c0 + cg) of one packed pixel row into dst (words_g words, tail 0).
 inline void extract_channels(const uint32_t* src, int64_t src_words, int64_t c0, int64_t cg,
                              int64_t words_g, uint32_t* dst) {
@@ -72,7 +77,7 @@ void prepare_weights(const int32_t* w, const ConvParams& p, int64_t wg, int32_t*
   static const PrepareFn fn =
       __builtin_cpu_supports("popcnt") ? prepare_channel_popcnt : prepare_channel_generic;
   const int64_t work = p.out_channels * p.kernel_h * p.kernel_w * wg;
-#pragma omp parallel for num_threads(nt) schedule(static) if (work > 16384)
+#pragma omp parallel for num_threads(nt) schedule(static) if (work > kParallelWords)
   for (int64_t o = 0; o < p.out_channels; ++o) fn(w, p, wg, o, wclean, wsum);
 }
 
@@ -110,7 +115,8 @@ void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int3
   static thread_local std::vector<uint64_t> bcache;
   const ScratchBuffer<uint64_t> bpack(bcache, p.groups * n_tiles * nr * w64);
   uint64_t* const bp = bpack.get();
-#pragma omp parallel for num_threads(nt) schedule(static) if (p.groups * og * row_words > 16384)
+#pragma omp parallel for num_threads(nt) schedule(static) \
+    if (p.groups * og * row_words > kParallelWords)
   for (int64_t u = 0; u < p.groups * n_tiles; ++u) {
     const int64_t g = u / n_tiles, n0 = (u % n_tiles) * nr;
     pack_tiles(wrows + (g * og + n0) * row_words, row_words, std::min<int64_t>(nr, og - n0), nr,

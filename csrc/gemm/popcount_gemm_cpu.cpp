@@ -139,7 +139,8 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
   const ScratchBuffer<uint64_t> bpack(bcache, static_cast<size_t>(n_tiles * nr * w64));
   uint64_t* ap = apack.get();
   uint64_t* bp = bpack.get();
-  const int nt = sane_threads(num_threads);
+  // Fewer than two hand-outs of work: one thread, no fork and join.
+  const int nt = m_tiles * n_tiles * w64 < 2 * kChunkWords ? 1 : sane_threads(num_threads);
 
 #pragma omp parallel num_threads(nt)
   {
@@ -155,21 +156,21 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
     for (int64_t k0 = 0; k0 < w64; k0 += kc) {
       const int64_t kn = std::min(kc, w64 - k0);
       const bool first = k0 == 0, last = k0 + kn == w64;
-      for (int64_t p0 = 0; p0 < n_tiles; p0 += block_tiles) {
-        const int64_t np = std::min(block_tiles, n_tiles - p0);
-        // About kChunkWords K steps of micro-kernel work per hand-out (some 10-20 us).
-        const int64_t chunk = std::max<int64_t>(1, kChunkWords / kn);
+      // One hand-out loop over every (A tile, B tile) pair of this K block, ordered by B
+      // block, then A tile, then B tile: N blocks need no barrier between them. About
+      // kChunkWords K steps of micro-kernel work per hand-out (some 10-20 us).
+      const int64_t chunk = std::max<int64_t>(1, kChunkWords / kn);
 #pragma omp for schedule(dynamic, chunk)
-        for (int64_t u = 0; u < m_tiles * np; ++u) {
-          {
-            const int64_t t = u / np, p = u % np;
-            alignas(64) int32_t acc[kMaxMR * kMaxNR];
-            mk.fn(ap + (t * w64 + k0) * mr, bp + ((p0 + p) * w64 + k0) * nr, kn, acc);
-            const int64_t m0 = t * mr, n0 = (p0 + p) * nr;
-            const int64_t mv = std::min<int64_t>(mr, M - m0), nv = std::min<int64_t>(nr, N - n0);
-            store_tile(acc, nr, C + m0 * ldc + n0, ldc, mv, nv, first, last, alpha, beta);
-          }
-        }
+      for (int64_t u = 0; u < m_tiles * n_tiles; ++u) {
+        const int64_t p0 = u / (m_tiles * block_tiles) * block_tiles;  // block's first B tile
+        const int64_t np = std::min(block_tiles, n_tiles - p0);
+        const int64_t r = u - p0 * m_tiles;
+        const int64_t t = r / np, p = p0 + r % np;
+        alignas(64) int32_t acc[kMaxMR * kMaxNR];
+        mk.fn(ap + (t * w64 + k0) * mr, bp + (p * w64 + k0) * nr, kn, acc);
+        const int64_t m0 = t * mr, n0 = p * nr;
+        store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0),
+                   std::min<int64_t>(nr, N - n0), first, last, alpha, beta);
       }
     }
   }
