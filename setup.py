@@ -10,6 +10,8 @@ no GPU is needed to build. Environment switches:
 """
 import glob
 import os
+import re
+import shutil
 import sys
 
 from setuptools import find_packages, setup
@@ -19,6 +21,29 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 def _sources(pattern):
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern), recursive=True))
+
+
+def _find_cuda_home():
+    """Sets CUDA_HOME to a real toolkit root (one with include/cuda_runtime.h) before torch
+    guesses it: torch takes the parent of the first `nvcc` on PATH, which may be a wrapper
+    script (e.g. /usr/local/bin/nvcc) outside the toolkit."""
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    candidates = []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+        try:  # a wrapper script: follow the path it execs
+            with open(nvcc, "rb") as f:
+                head = f.read(4096).decode("utf-8", "replace")
+            candidates += [os.path.dirname(os.path.dirname(m)) for m in re.findall(r"(/\S+/bin/nvcc)\b", head)]
+        except OSError:
+            pass
+    candidates.append("/usr/local/cuda")
+    for c in candidates:
+        if os.path.exists(os.path.join(c, "include", "cuda_runtime.h")) and os.path.exists(os.path.join(c, "bin", "nvcc")):
+            os.environ["CUDA_HOME"] = c
+            return
 
 
 def _cuda_wanted():
@@ -51,6 +76,7 @@ def _gencode_flags(archs):
 
 
 def extensions():
+    _find_cuda_home()
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
     kernel_cpu = [s for s in _sources("csrc/**/*.cpp") if not s.startswith(os.path.join("csrc", "tests"))]
@@ -89,6 +115,7 @@ def extensions():
 
 
 def main():
+    _find_cuda_home()
     from torch.utils.cpp_extension import BuildExtension
 
     setup(

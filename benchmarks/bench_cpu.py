@@ -7,7 +7,7 @@ so that both see the same machine load; the median of the rounds is reported.
     python benchmarks/bench_cpu.py                    # every case, torch's default threads
     python benchmarks/bench_cpu.py --threads 2 --repeats 15 --json out.json
     python benchmarks/bench_cpu.py --cases gemm,conv --gemm 1024,1024,4096
-    python benchmarks/bench_cpu.py --isa avx2          # force a micro-kernel (or: scalar)
+    python benchmarks/bench_cpu.py --isa avx2          # cap the micro-kernel (avx512|avx2|scalar)
 
 Throughput: ours in binary GOPS = 2*M*N*K / s (one multiply and one add per bit product,
 the same count as the float baseline's GFLOP/s = 2*M*N*K / s).
@@ -140,13 +140,15 @@ def main(argv=None) -> int:
     p.add_argument("--conv", default="8,256,14,14,256,3,3,1,1", help="N,C,H,W,O,KH,KW,pad,stride")
     p.add_argument("--bitserial", default="2048,2048,2048", help="M,N,K of the W1A2 and W2A2 cases")
     p.add_argument("--linear", default="4096,4096", help="N,K of binary_weight_linear (1 and 64 rows)")
-    p.add_argument("--isa", choices=("auto", "avx2", "scalar"), default=None,
-                   help="sets BNN_KERNELS_CPU_ISA (auto: the best kernel the CPU has)")
+    p.add_argument("--isa", choices=("auto", "avx512", "avx2", "scalar"), default=None,
+                   help="caps the micro-kernel through BNN_KERNELS_CPU_ISA (auto: no cap)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
-    if args.isa is not None:
-        os.environ["BNN_KERNELS_CPU_ISA"] = "" if args.isa == "auto" else args.isa
+    if args.isa == "auto":
+        os.environ.pop("BNN_KERNELS_CPU_ISA", None)
+    elif args.isa is not None:
+        os.environ["BNN_KERNELS_CPU_ISA"] = args.isa
     global bk, ref
     import bnn_kernels as bk
     from bnn_kernels import reference as ref

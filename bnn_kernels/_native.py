@@ -38,5 +38,6 @@ def cuda_built() -> bool:
 
 
 def cpu_gemm_isa() -> str:
-    """The CPU popcount micro-kernel picked at load time: 'avx2', 'scalar-popcnt' or 'scalar'."""
+    """The CPU popcount micro-kernel picked at load time: 'avx512-vpopcntdq', 'avx2',
+    'scalar-popcnt' or 'scalar'."""
     return _C.CPU_GEMM_ISA if _C is not None else "unavailable"

@@ -28,8 +28,8 @@ struct MicroKernel {
   int nr;  // rows of B per tile
 };
 
-// Best micro-kernel for this CPU: AVX-512 VPOPCNTDQ, else AVX2, else scalar POPCNT.
-// BNN_KERNELS_CPU_ISA=scalar (or =avx2) forces that path where the CPU has it.
+// Best micro-kernel for this CPU (AVX-512 VPOPCNTDQ, then AVX2, then scalar POPCNT);
+// BNN_KERNELS_CPU_ISA=scalar|avx2|avx512 caps the choice (tests force each path with it).
 MicroKernel select_microkernel(BitOp op);
 
 // Individual kernels, for tests and benchmarks that force each path.
@@ -37,7 +37,7 @@ MicroKernel scalar_microkernel(BitOp op);
 MicroKernel avx2_microkernel(BitOp op);    // fn == nullptr where not compiled in
 MicroKernel avx512_microkernel(BitOp op);  // fn == nullptr where not compiled in
 bool cpu_has_avx2();
-bool cpu_has_avx512_vpopcntdq();
+bool cpu_has_avx512_vpopcnt();
 
 // Building blocks of the driver, for callers that produce their own A tiles (the conv
 // gathers its im2col rows straight into tile layout, a block of pixels at a time).

@@ -52,17 +52,17 @@ BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64
 
 }  // namespace
 
-bool cpu_has_avx512_vpopcntdq() {
+bool cpu_has_avx512_vpopcnt() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
 }
 
 MicroKernel avx512_microkernel(BitOp op) {
-  return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512", kMR, kNR}
-                          : MicroKernel{avx512_kernel<BitOp::And>, "avx512", kMR, kNR};
+  return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512-vpopcntdq", kMR, kNR}
+                          : MicroKernel{avx512_kernel<BitOp::And>, "avx512-vpopcntdq", kMR, kNR};
 }
 #else
-bool cpu_has_avx512_vpopcntdq() { return false; }
-MicroKernel avx512_microkernel(BitOp) { return MicroKernel{nullptr, "avx512", 0, 0}; }
+bool cpu_has_avx512_vpopcnt() { return false; }
+MicroKernel avx512_microkernel(BitOp) { return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0}; }
 #endif
 
 }  // namespace bnn::cpu

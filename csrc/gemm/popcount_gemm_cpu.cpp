@@ -4,11 +4,10 @@
 // L2. OpenMP hands out runs of (A tile, B tile) pairs dynamically, A tile major, so a thread
 // that the OS preempts does not hold the other up. Counts of K blocks are summed in C and
 // the affine epilogue alpha * count + beta is applied with the last one. The micro-kernel is
-// picked at run time (AVX-512 VPOPCNTDQ, AVX2, or scalar 64-bit POPCNT).
+// picked at run time (microkernel_select.cpp: AVX-512 VPOPCNTDQ, AVX2, or scalar POPCNT).
 #include "gemm/popcount_gemm.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -99,22 +98,6 @@ void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const 
       }
     }
   }
-}
-
-MicroKernel select_microkernel(BitOp op) {
-  const char* force = std::getenv("BNN_KERNELS_CPU_ISA");
-  const bool want_scalar = force != nullptr && std::strcmp(force, "scalar") == 0;
-  const bool want_avx2 = force != nullptr && std::strcmp(force, "avx2") == 0;
-  if (want_scalar) return scalar_microkernel(op);
-  if (!want_avx2 && cpu_has_avx512_vpopcntdq()) {
-    const MicroKernel k = avx512_microkernel(op);
-    if (k.fn != nullptr) return k;
-  }
-  if (cpu_has_avx2()) {
-    const MicroKernel k = avx2_microkernel(op);
-    if (k.fn != nullptr) return k;
-  }
-  return scalar_microkernel(op);
 }
 
 const char* popcount_gemm_isa() { return select_microkernel(BitOp::Xor).name; }

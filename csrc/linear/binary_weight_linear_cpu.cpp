@@ -1,11 +1,14 @@
 // Sign-flip dot products: bit 1 keeps x, bit 0 negates it. The AVX2 path turns each weight
 // byte into eight sign masks through a 256-entry table and XORs them into 8 floats of x,
-// for 4 rows of x at a time; other types and CPUs use the scalar loop.
+// for 4 rows of x at a time; AVX-512 CPUs use binary_weight_linear_avx512.cpp; other types
+// and CPUs use the scalar loop.
 #include "linear/binary_weight_linear.h"
 
 #include <algorithm>
 
 #include "common/bits.h"
+#include "common/cpu_features.h"
+#include "linear/linear_kernels.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -92,7 +95,9 @@ void binary_weight_linear<float>(const float* x, int64_t M, int64_t K, const int
                                  int64_t N, const float* scale, const float* bias, float* out,
                                  int num_threads) {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2"))
+  if (use_avx512())
+    return binary_weight_linear_avx512(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
+  if (use_avx2())
     return linear_avx2(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
 #endif
   linear_scalar(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));

@@ -1,16 +1,21 @@
 #include "pack/pack.h"
 
 #include <cstring>
+#include <type_traits>
 
 #include "common/bits.h"
+#include "pack/pack_simd.h"
 
 namespace bnn::cpu {
 
 template <typename T, typename Thr>
 void pack_bits(const T* x, int64_t rows, int64_t k, const Thr* thr, int64_t thr_stride,
                int32_t* out, int num_threads) {
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<Thr, float>) {
+    if (pack_bits_f32_simd(x, rows, k, thr, thr_stride, out, num_threads, cpu_isa_cap())) return;
+  }
   const int64_t words = words_for_bits(k);
-#pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * k > 32768)
+#pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * k > (1 << 20))
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * k;
     int32_t* o = out + r * words;
@@ -46,7 +51,7 @@ template <typename E>
 void unpack_typed(const int32_t* bits, int64_t rows, int64_t k, E plus, E minus, E* out,
                   int num_threads) {
   const int64_t words = words_for_bits(k);
-#pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * k > 32768)
+#pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * k > (1 << 20))
   for (int64_t r = 0; r < rows; ++r) {
     const uint32_t* b = reinterpret_cast<const uint32_t*>(bits) + r * words;
     E* o = out + r * k;
@@ -88,7 +93,7 @@ int64_t to_bitplanes(const int64_t* q, int64_t rows, int64_t k, int nbits, bool 
   if (first_bad >= 0) return first_bad;
   const int64_t words = words_for_bits(k);
   const int64_t plane = rows * words;
-#pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (n > 32768)
+#pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (n > (1 << 20))
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t* qr = q + r * k;
     for (int64_t w = 0; w < words; ++w) {

@@ -1,0 +1,43 @@
+# Quickstart targets: `make demo` and `make test` each set everything up on a fresh machine
+# (Python 3.10+, no GPU needed) and then run. Re-running reuses the venv and the build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CUDA kernels are compiled when a CUDA toolkit is found (no GPU needed); BNN_KERNELS_CUDA=0 skips them.
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(firstword $(wildcard /usr/local/cuda/bin/nvcc $(shell command -v nvcc 2>/dev/null))))
+export CUDA_HOME
+MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+export MAX_JOBS
+
+.PHONY: setup build demo test test-python test-cpp bench clean
+
+$(VENV)/.deps: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.deps
+
+# In-place build (ninja, incremental): the package then runs from this checkout.
+build: setup
+	$(PY) setup.py --quiet build_ext --inplace
+
+demo: build
+	$(PY) examples/ops_demo.py
+
+test-python: build
+	$(PY) -m pytest -q tests
+
+test-cpp:
+	cmake -S . -B build-cmake -DCMAKE_BUILD_TYPE=Release > /dev/null
+	cmake --build build-cmake -j $(MAX_JOBS)
+	cd build-cmake && ctest --output-on-failure
+
+test: test-python test-cpp
+
+bench: build
+	$(PY) benchmarks/bench_cpu.py
+
+clean:
+	rm -rf build build-cmake bnn_kernels/*.so *.egg-info

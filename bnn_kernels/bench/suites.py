@@ -1,0 +1,262 @@
+"""Benchmark suites: each returns Results for bnn_kernels and its baselines, timed side by side.
+
+Baselines: on a GPU, torch.matmul fp16/bf16 (cuBLAS), torch._int_mm int8 (cuBLASLt) and
+F.conv2d fp16 channels_last (cuDNN); on the CPU, the same ops in float32.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+import bnn_kernels as bk
+from bnn_kernels import reference as R
+
+from .harness import Progress, Result, rotation_count, time_fn
+
+# Problem sets. GPU sets are larger; --shapes on the command line overrides the squares.
+SQUARES = {"cpu": [1024, 2048, 4096], "cuda": [1024, 2048, 4096, 8192, 16384]}
+# (label, M, N, K): BNN layers as GEMMs (batch*H*W, out, in*KH*KW) and LLM linear layers.
+GEMM_LAYERS = [
+    ("resnet18 l3 3x3 b64", 64 * 14 * 14, 256, 256 * 9),
+    ("resnet18 l4 3x3 b64", 64 * 7 * 7, 512, 512 * 9),
+    ("llm 4096x4096 t16", 16, 4096, 4096),
+    ("llm 4096x11008 t2048", 2048, 11008, 4096),
+]
+# (label, C_in, C_out, H, stride): ResNet-18 3x3 stages and ReActNet-A style layers.
+CONV_LAYERS = [
+    ("resnet18 l1", 64, 64, 56, 1),
+    ("resnet18 l2", 128, 128, 28, 1),
+    ("resnet18 l3", 256, 256, 14, 1),
+    ("resnet18 l4", 512, 512, 7, 1),
+    ("resnet18 l2 down", 64, 128, 56, 2),
+    ("reactnet 3x3 128", 128, 128, 56, 1),
+    ("reactnet 3x3 512", 512, 512, 14, 1),
+]
+BATCHES = {"cpu": [1, 8], "cuda": [1, 64, 256]}
+
+
+def _sign(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+def _check_rows(got: torch.Tensor, want_fn: Callable[[torch.Tensor], torch.Tensor], m: int, full_limit: int) -> bool:
+    """Compares got with the reference, on every row when small, else on 64 random rows."""
+    rows = torch.arange(m) if m <= full_limit else torch.randperm(m)[:64].sort().values
+    want = want_fn(rows)
+    if not torch.equal(got[rows.to(got.device)].cpu(), want.cpu()):
+        raise AssertionError("result differs from bnn_kernels.reference: benchmark aborted")
+    return True
+
+
+def _float_types(device: torch.device) -> list[torch.dtype]:
+    return [torch.float16, torch.bfloat16] if device.type == "cuda" else [torch.float32]
+
+
+def _int8_mm_ok(device: torch.device) -> bool:
+    return device.type == "cuda" and hasattr(torch, "_int_mm")
+
+
+def gemm_cases(device, shapes=None, layers=True):
+    squares = shapes or SQUARES[device.type]
+    cases = [(f"square {s}", s, s, s) for s in squares]
+    return cases + (GEMM_LAYERS if layers and shapes is None else [])
+
+
+def bench_gemm(device: torch.device, progress: Progress, shapes=None, repeats=20) -> list[Result]:
+    out = []
+    for label, m, n, k in gemm_cases(device, shapes):
+        progress.step(f"gemm {label} M={m} N={n} K={k}")
+        case = f"{label} ({m}x{n}x{k})" if not label.startswith("square") else f"M=N=K={m}"
+        work = 2.0 * m * n * k
+        sets = rotation_count((m + n) * math.ceil(k / 32) * 4, device)
+        a = [bk.pack_bits(torch.randn(m, k, device=device)) for _ in range(sets)]
+        b = [bk.pack_bits(torch.randn(n, k, device=device)) for _ in range(sets)]
+        y = bk.xnor_gemm(a[0], b[0], k)
+        ok = _check_rows(y, lambda r: R.xnor_gemm(a[0][r.to(device)].cpu(), b[0].cpu(), k), m, 512)
+        t_ours = time_fn(lambda i: bk.xnor_gemm(a[i % sets], b[i % sets], k), device, repeats=repeats)
+        ours = Result("gemm", case, "bnn_kernels.xnor_gemm", str(device), t_ours, work, "OPS", ok)
+        out.append(ours)
+        del a, b
+        for dt in _float_types(device):
+            fs = rotation_count((m + n) * k * dt.itemsize, device, cap=8)
+            fa = [_sign(torch.randn(m, k, device=device)).to(dt) for _ in range(fs)]
+            fb = [_sign(torch.randn(n, k, device=device)).to(dt) for _ in range(fs)]
+            t = time_fn(lambda i: fa[i % fs] @ fb[i % fs].T, device, repeats=repeats)
+            out.append(Result("gemm", case, f"torch.matmul {str(dt)[6:]}", str(device), t, work, "OPS", False))
+            out.append(_vs(ours, out[-1]))
+            del fa, fb
+        if _int8_mm_ok(device) and m >= 17:
+            ia = torch.randint(-1, 2, (m, k), device=device, dtype=torch.int8)
+            ib = torch.randint(-1, 2, (k, n), device=device, dtype=torch.int8)
+            t = time_fn(lambda i: torch._int_mm(ia, ib), device, repeats=repeats)
+            out.append(Result("gemm", case, "torch._int_mm int8", str(device), t, work, "OPS", False))
+            out.append(_vs(ours, out[-1]))
+    return _collapse(out)
+
+
+def _vs(ours: Result, base: Result) -> Result:
+    """A comparison row: ours against one baseline (kept separate so each baseline gets a ratio)."""
+    return Result(ours.suite, ours.case, ours.impl, ours.device, ours.ms, ours.work, ours.unit, ours.checked,
+                  baseline=base.impl, speedup=base.ms / ours.ms, ceiling=ours.ceiling)
+
+
+def _collapse(rows: list[Result]) -> list[Result]:
+    """Drops the plain row of ours when comparison rows of the same case follow."""
+    compared = {(r.case, r.impl) for r in rows if r.baseline}
+    return [r for r in rows if r.baseline or (r.case, r.impl) not in compared]
+
+
+def bench_conv(device: torch.device, progress: Progress, batches=None, repeats=10) -> list[Result]:
+    out = []
+    batches = batches or BATCHES[device.type]
+    for label, cin, cout, h, stride in CONV_LAYERS:
+        for nb in batches:
+            progress.step(f"conv {label} batch {nb}")
+            case = f"{label} {nb}x{cin}x{h}x{h} s{stride}"
+            ho = (h + 2 - 3) // stride + 1
+            work = 2.0 * nb * cout * ho * ho * cin * 9
+            x = torch.randn(nb, cin, h, h, device=device)
+            w = torch.randn(cout, cin, 3, 3, device=device)
+            xb, wb = bk.pack_bits(x.permute(0, 2, 3, 1)), bk.pack_bits(w.permute(0, 2, 3, 1))
+            y = bk.binary_conv2d(xb, wb, cin, stride=stride, padding=1)
+            first = slice(0, 1)
+            want = R.binary_conv2d(xb[first].cpu(), wb.cpu(), cin, stride, 1, 1, 1, 0)
+            if not torch.equal(y[first].cpu(), want):
+                raise AssertionError(f"binary_conv2d differs from the reference on {case}")
+            t_ours = time_fn(lambda i: bk.binary_conv2d(xb, wb, cin, stride=stride, padding=1), device, repeats=repeats)
+            ours = Result("conv", case, "bnn_kernels.binary_conv2d", str(device), t_ours, work, "OPS", True)
+            for dt in _float_types(device)[:1]:
+                sx = _sign(x).to(dt).contiguous(memory_format=torch.channels_last)
+                sw = _sign(w).to(dt).contiguous(memory_format=torch.channels_last)
+                t = time_fn(lambda i: F.conv2d(sx, sw, stride=stride, padding=1), device, repeats=repeats)
+                out.append(_vs(ours, Result("conv", case, f"F.conv2d {str(dt)[6:]} NHWC", str(device), t, work, "OPS", False)))
+                out.append(Result("conv", case, f"F.conv2d {str(dt)[6:]} NHWC", str(device), t, work, "OPS", False))
+    return out
+
+
+def bench_linear(device: torch.device, progress: Progress, size=None, rows=None, repeats=20) -> list[Result]:
+    out = []
+    n = k = size or (16384 if device.type == "cuda" else 4096)
+    rows = rows or [1, 4, 16, 64, 256]
+    w = torch.randn(n, k, device=device)
+    wb = bk.pack_bits(w)
+    scale = torch.rand(n, device=device) + 0.5
+    dt = _float_types(device)[0]
+    wf = (_sign(w) * scale[:, None]).to(dt)
+    for m in rows:
+        progress.step(f"linear {m}x{k} -> {n}")
+        case = f"rows={m} {k}->{n}"
+        x = torch.randn(m, k, device=device, dtype=dt)
+        y = bk.binary_weight_linear(x, wb, k, scale)
+        want = R.binary_weight_linear(x.cpu(), wb.cpu(), k, scale.cpu())
+        tol = 2e-3 if dt == torch.float32 else 3e-2
+        err = ((y.cpu().double() - want.double()).abs().max() / (want.double().abs().max() + 1e-6)).item()
+        if err > tol:
+            raise AssertionError(f"binary_weight_linear relative error {err:.2e} > {tol} on {case}")
+        work = 2.0 * m * n * k
+        t_ours = time_fn(lambda i: bk.binary_weight_linear(x, wb, k, scale), device, repeats=repeats)
+        t_base = time_fn(lambda i: x @ wf.T, device, repeats=repeats)
+        base = Result("linear", case, f"torch.matmul {str(dt)[6:]}", str(device), t_base, work, "OPS", False)
+        ours = Result("linear", case, "bnn_kernels.binary_weight_linear", str(device), t_ours, work, "OPS", True,
+                      note=f"weights {wb.numel() * 4 / t_ours / 1e6:.1f} GB/s")
+        out += [_vs(ours, base), base]
+    return out
+
+
+def bench_bitserial(device: torch.device, progress: Progress, size=None, repeats=10) -> list[Result]:
+    out = []
+    s = size or (8192 if device.type == "cuda" else 2048)
+    m = n = k = s
+    work = 2.0 * m * n * k
+    a1, b1 = bk.pack_bits(torch.randn(m, k, device=device)), bk.pack_bits(torch.randn(n, k, device=device))
+    ok = _check_rows(bk.xnor_gemm(a1, b1, k), lambda r: R.xnor_gemm(a1[r.to(device)].cpu(), b1.cpu(), k), m, 256)
+    t_w1a1 = time_fn(lambda i: bk.xnor_gemm(a1, b1, k), device, repeats=repeats)
+    w1a1 = Result("bitserial", f"W1A1 {s}^3", "bnn_kernels.xnor_gemm", str(device), t_w1a1, work, "OPS", ok)
+    out.append(w1a1)
+    for wbits, abits in [(1, 2), (1, 4), (2, 2)]:
+        progress.step(f"bitserial W{wbits}A{abits} {s}^3")
+        case = f"W{wbits}A{abits} {s}^3"
+        qa = torch.randint(0, 2**abits, (m, k), device=device)
+        if wbits == 1:
+            qw = torch.randint(0, 2, (n, k), device=device)
+            wc, wo = [2], -1  # +-1 weights
+        else:
+            qw = torch.randint(-(2 ** (wbits - 1)), 2 ** (wbits - 1), (n, k), device=device)
+            wc, wo = [2**p for p in range(wbits - 1)] + [-(2 ** (wbits - 1))], 0
+        ap = bk.to_bitplanes(qa, abits)
+        wp = bk.to_bitplanes(qw, wbits, signed=wbits > 1)
+        ac = [2**p for p in range(abits)]
+        y = bk.bitserial_gemm(ap, wp, k, ac, wc, 0, wo)
+        _check_rows(y, lambda r: R.bitserial_gemm(ap[:, r.to(device)].cpu(), wp.cpu(), k, ac, wc, 0, wo), m, 256)
+        t = time_fn(lambda i: bk.bitserial_gemm(ap, wp, k, ac, wc, 0, wo), device, repeats=repeats)
+        ours = Result("bitserial", case, "bnn_kernels.bitserial_gemm", str(device), t, work, "OPS", True)
+        out.append(_vs(ours, w1a1))
+        if _int8_mm_ok(device):
+            ia, ib = qa.to(torch.int8), qw.to(torch.int8).T.contiguous().T
+            tb = time_fn(lambda i: torch._int_mm(ia, ib.T), device, repeats=repeats)
+            base = Result("bitserial", case, "torch._int_mm int8", str(device), tb, work, "OPS", False)
+        else:
+            fa, fw = qa.float(), qw.float()
+            tb = time_fn(lambda i: fa @ fw.T, device, repeats=repeats)
+            base = Result("bitserial", case, "torch.matmul float32", str(device), tb, work, "OPS", False)
+        out += [_vs(ours, base), base]
+    return out
+
+
+def bench_peak(device: torch.device, progress: Progress, size=None, repeats=10) -> list[Result]:
+    """Ceilings measured on the device in hand: copy bandwidth, dense float (and int8) matmul,
+    and the best popcount rate of our own kernel on a cache-resident problem (a lower bound
+    on the popcount ceiling). size sets the matmul size s (copy: 16*s*s bytes; popcount
+    GEMM: s/4 x s/4 x 8s)."""
+    out = []
+    s = size or (8192 if device.type == "cuda" else 2048)
+    nbytes = 16 * s * s if size else ((1 << 30) if device.type == "cuda" else (256 << 20))
+    progress.step("peak: copy bandwidth")
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    t = time_fn(lambda i: dst.copy_(src), device, repeats=repeats)
+    out.append(Result("peak", f"copy {nbytes / 2**20:.0f} MiB", "tensor.copy_ (read+write)", str(device), t, 2.0 * nbytes, "B", False))
+    del src, dst
+    for dt in _float_types(device):
+        progress.step(f"peak: matmul {dt}")
+        fa = torch.randn(s, s, device=device).to(dt)
+        t = time_fn(lambda i: fa @ fa, device, repeats=repeats)
+        out.append(Result("peak", f"matmul {s}^3", f"torch.matmul {str(dt)[6:]}", str(device), t, 2.0 * s**3, "OPS", False))
+    if _int8_mm_ok(device):
+        progress.step("peak: int8 matmul")
+        ia = torch.randint(-1, 2, (s, s), device=device, dtype=torch.int8)
+        t = time_fn(lambda i: torch._int_mm(ia, ia), device, repeats=repeats)
+        out.append(Result("peak", f"int8 mm {s}^3", "torch._int_mm int8", str(device), t, 2.0 * s**3, "OPS", False))
+    progress.step("peak: popcount GEMM, cache-resident")
+    m, k = max(1, s // 4), 8 * s
+    a = bk.pack_bits(torch.randn(m, k, device=device))
+    y = bk.xnor_gemm(a, a, k)
+    ok = _check_rows(y, lambda r: R.xnor_gemm(a[r.to(device)].cpu(), a.cpu(), k), m, 64)
+    t = time_fn(lambda i: bk.xnor_gemm(a, a, k), device, repeats=repeats)
+    out.append(Result("peak", f"xnor {m}x{m}x{k}", "bnn_kernels.xnor_gemm (achieved)", str(device), t, 2.0 * m * m * k, "OPS", ok,
+                      note="best achieved rate, a lower bound on the popcount ceiling"))
+    return out
+
+
+SUITES = {
+    "gemm": bench_gemm,
+    "conv": bench_conv,
+    "linear": bench_linear,
+    "bitserial": bench_bitserial,
+    "peak": bench_peak,
+}
+
+
+def case_count(name: str, device: torch.device, **kw) -> int:
+    if name == "gemm":
+        return len(gemm_cases(device, kw.get("shapes")))
+    if name == "conv":
+        return len(CONV_LAYERS) * len(kw.get("batches") or BATCHES[device.type])
+    if name == "linear":
+        return len(kw.get("rows") or [1, 4, 16, 64, 256])
+    if name == "bitserial":
+        return 3
+    return 4 if device.type == "cpu" else 5

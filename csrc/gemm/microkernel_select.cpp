@@ -1,0 +1,14 @@
+// Run-time choice of the popcount micro-kernel.
+#include "common/cpu_features.h"
+#include "gemm/microkernel.h"
+
+namespace bnn::cpu {
+
+MicroKernel select_microkernel(BitOp op) {
+  const CpuIsa cap = cpu_isa_cap();
+  if (cap >= CpuIsa::Avx512 && cpu_has_avx512_vpopcnt()) return avx512_microkernel(op);
+  if (cap >= CpuIsa::Avx2 && cpu_has_avx2()) return avx2_microkernel(op);
+  return scalar_microkernel(op);
+}
+
+}  // namespace bnn::cpu

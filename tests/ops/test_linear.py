@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+import bnn_kernels as bk
+from bnn_kernels import reference as R
+from tests.helpers import noncontiguous, random_bits, randn
+
+pytestmark = pytest.mark.usefixtures("cpu_isa")
+
+
+TOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+def check_close(got, x, w, k, scale, bias):
+    want = R.binary_weight_linear(x.double(), w, k, scale, bias)
+    assert got.dtype == x.dtype and got.shape == want.shape
+    # error relative to the magnitude of the terms summed (sum_k |x| * |scale|)
+    mag = x.double().abs() @ torch.ones(k, w.shape[0], dtype=torch.float64)
+    if scale is not None:
+        mag = mag * scale.double().abs()
+    if bias is not None:
+        mag = mag + bias.double().abs()
+    assert ((got.double() - want).abs() <= TOL[x.dtype] * (mag + 1)).all()
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("dtype", list(TOL))
+def test_binary_weight_linear_matches_reference(seed, dtype, rng):
+    k = rng.choice([1, 7, 8, 9, 31, 32, 33, 100, rng.randint(1, 1000)])
+    n = rng.randint(1, 40)
+    lead = tuple(rng.randint(1, 5) for _ in range(rng.randint(1, 3)))
+    x = randn(*lead, k, seed=seed, dtype=dtype)
+    w = random_bits(n, k=k, seed=seed + 1)
+    scale = randn(n, seed=seed + 2) if rng.random() < 0.7 else None
+    bias = randn(n, seed=seed + 3) if rng.random() < 0.7 else None
+    check_close(bk.binary_weight_linear(x, w, k, scale, bias), x, w, k, scale, bias)
+
+
+def test_binary_weight_linear_exact_on_integers():
+    """Small-integer activations sum exactly in float32: the result must be exact."""
+    x = torch.randint(-8, 9, (6, 300)).float()
+    w = random_bits(10, k=300, seed=4)
+    want = (x.double() @ R.unpack_bits(w, 300, torch.float64).T).float()
+    assert torch.equal(bk.binary_weight_linear(x, w, 300), want)
+
+
+def test_binary_weight_linear_noncontiguous_empty_opcheck():
+    x, w = randn(5, 70, seed=5), random_bits(4, k=70, seed=6)
+    s, b = randn(4, seed=7), randn(4, seed=8)
+    want = bk.binary_weight_linear(x, w, 70, s, b)
+    assert torch.allclose(bk.binary_weight_linear(noncontiguous(x), noncontiguous(w), 70, s, b), want, atol=1e-5)
+    assert bk.binary_weight_linear(x[:0], w, 70).shape == (0, 4)
+    torch.library.opcheck(torch.ops.bnn_kernels.binary_weight_linear, (x, w, 70, s, b))
+    torch.library.opcheck(torch.ops.bnn_kernels.binary_weight_linear, (x.half(), w, 70, None, None))
+
+
+x3 = torch.zeros(2, 40)
+w3 = torch.zeros(5, 2, dtype=torch.int32)
+BAD = [
+    (lambda: bk.binary_weight_linear(x3.int(), w3, 40), TypeError, "x must be float"),
+    (lambda: bk.binary_weight_linear(x3, w3.float(), 40), TypeError, "w_bits must be an int32"),
+    (lambda: bk.binary_weight_linear(x3, w3, 41), ValueError, "k=41 features"),
+    (lambda: bk.binary_weight_linear(x3, w3, 70), ValueError, "k=70"),
+    (lambda: bk.binary_weight_linear(x3, w3, 40, torch.ones(4)), ValueError, "scale must have shape"),
+    (lambda: bk.binary_weight_linear(x3, w3, 40, None, torch.ones(5, 1)), ValueError, "bias must have shape"),
+    (lambda: bk.binary_weight_linear(x3, w3, 40, torch.ones(5, dtype=torch.int32)), TypeError, "scale must be a floating"),
+    (lambda: bk.binary_weight_linear(torch.tensor(1.0), w3, 40), ValueError, "at least 1 dim"),
+]
+
+
+@pytest.mark.parametrize("fn,exc,match", BAD)
+def test_binary_weight_linear_bad_input(fn, exc, match):
+    with pytest.raises(exc, match=match):
+        fn()
