@@ -1,10 +1,11 @@
 // CPU driver. A and B are packed once into k-major tiles of the micro-kernel's MR and NR
 // rows (64-bit words, tails masked); the product is then cache blocked GotoBLAS-style: a K
 // block of kKc words keeps an A tile in L1 and a block of B tiles of about kBBlockBytes in
-// L2. OpenMP hands out runs of (A tile, B tile) pairs dynamically, A tile major, so a thread
-// that the OS preempts does not hold the other up. Counts of K blocks are summed in C and
-// the affine epilogue alpha * count + beta is applied with the last one. The micro-kernel is
-// picked at run time (microkernel_select.cpp: AVX-512 VPOPCNTDQ, AVX2, or scalar POPCNT).
+// L2. OpenMP hands out runs of (A tile, B tile) pairs dynamically (B block, then A tile, then
+// B tile), so a thread that the OS preempts does not hold the other up. Counts of K blocks
+// are summed in C and the affine epilogue alpha * count + beta is applied with the last one.
+// The micro-kernel is picked at run time (microkernel_select.cpp: AVX-512 VPOPCNTDQ, AVX2,
+// or scalar POPCNT).
 #include "gemm/popcount_gemm.h"
 
 #include <algorithm>
