@@ -21,11 +21,17 @@ constexpr int kMaxNR = 16;
 // i < mr, j < nr (overwrites acc).
 using MicroKernelFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* acc);
 
+// popcount(op(a, b)) over one pair of packed rows of `words` 32-bit words, bits of the last
+// word outside last_mask ignored: the GEMV path, which reads B in place (no packing).
+using RowDotFn = int64_t (*)(const uint32_t* a, const uint32_t* b, int64_t words,
+                             uint32_t last_mask);
+
 struct MicroKernel {
   MicroKernelFn fn;
   const char* name;
   int mr;  // rows of A per tile
   int nr;  // rows of B per tile
+  RowDotFn dot;
 };
 
 // Best micro-kernel for this CPU (AVX-512 VPOPCNTDQ, then AVX2, then scalar POPCNT);

@@ -93,17 +93,55 @@ __attribute__((target("avx2,popcnt"))) void avx2_kernel(const uint64_t* a, const
 }
 
 
+// One row pair: 8 words per step, nibble-lookup byte counts folded every 31 steps; the
+// words after the last whole step with scalar POPCNT, the last one masked.
+template <BitOp OP>
+__attribute__((target("avx2,popcnt"))) int64_t avx2_dot(const uint32_t* a, const uint32_t* b,
+                                                         int64_t words, uint32_t last_mask) {
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i sum = zero;
+  int64_t j = 0;
+  while (j + 8 < words) {
+    __m256i bytes = zero;
+    for (int step = 0; step < 31 && j + 8 < words; ++step, j += 8) {
+      const __m256i x =
+          combine<OP>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)),
+                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j)));
+      const __m256i lo = _mm256_and_si256(x, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
+      bytes = _mm256_add_epi8(bytes, _mm256_shuffle_epi8(lut, lo));
+      bytes = _mm256_add_epi8(bytes, _mm256_shuffle_epi8(lut, hi));
+    }
+    sum = _mm256_add_epi64(sum, _mm256_sad_epu8(bytes, zero));
+  }
+  alignas(32) int64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum);
+  int64_t s = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  for (; j < words; ++j) {
+    uint32_t v = OP == BitOp::Xor ? (a[j] ^ b[j]) : (a[j] & b[j]);
+    if (j == words - 1) v &= last_mask;
+    s += __builtin_popcount(v);
+  }
+  return s;
+}
+
 }  // namespace
 
 bool cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
 
 MicroKernel avx2_microkernel(BitOp op) {
-  return op == BitOp::Xor ? MicroKernel{avx2_kernel<BitOp::Xor>, "avx2", kMR, kNR}
-                          : MicroKernel{avx2_kernel<BitOp::And>, "avx2", kMR, kNR};
+  return op == BitOp::Xor
+             ? MicroKernel{avx2_kernel<BitOp::Xor>, "avx2", kMR, kNR, avx2_dot<BitOp::Xor>}
+             : MicroKernel{avx2_kernel<BitOp::And>, "avx2", kMR, kNR, avx2_dot<BitOp::And>};
 }
 #else
 bool cpu_has_avx2() { return false; }
-MicroKernel avx2_microkernel(BitOp) { return MicroKernel{nullptr, "avx2", 0, 0}; }
+MicroKernel avx2_microkernel(BitOp) {
+  return MicroKernel{nullptr, "avx2", 0, 0, nullptr};
+}
 #endif
 
 }  // namespace bnn::cpu

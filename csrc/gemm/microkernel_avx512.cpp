@@ -50,6 +50,29 @@ BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64
                           _mm512_mask_cvtepi64_epi32(_mm256_setzero_si256(), 0xff, sum[i][v]));
 }
 
+// One row pair: 16 words per vpopcntq step; the last (partial) step is a masked load with
+// the last word's tail cleared.
+template <BitOp OP>
+BNN_AVX512_TARGET int64_t avx512_dot(const uint32_t* a, const uint32_t* b, int64_t words,
+                                     uint32_t last_mask) {
+  __m512i s = _mm512_setzero_si512();
+  int64_t j = 0;
+  for (; j + 16 < words; j += 16)
+    s = _mm512_add_epi64(s, _mm512_popcnt_epi64(combine<OP>(_mm512_loadu_si512(a + j),
+                                                            _mm512_loadu_si512(b + j))));
+  const int rem = static_cast<int>(words - j);  // 1..16
+  const __mmask16 k = static_cast<__mmask16>((1u << rem) - 1u);
+  const __m512i tail = _mm512_mask_set1_epi32(_mm512_set1_epi32(-1),
+                                              static_cast<__mmask16>(1u << (rem - 1)),
+                                              static_cast<int>(last_mask));
+  const __m512i x = _mm512_and_si512(
+      combine<OP>(_mm512_maskz_loadu_epi32(k, a + j), _mm512_maskz_loadu_epi32(k, b + j)), tail);
+  s = _mm512_add_epi64(s, _mm512_popcnt_epi64(x));
+  alignas(64) int64_t lanes[8];  // (_mm512_reduce_add_epi64 trips -Wuninitialized in GCC 12)
+  _mm512_store_si512(lanes, s);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
+}
+
 }  // namespace
 
 bool cpu_has_avx512_vpopcnt() {
@@ -57,12 +80,16 @@ bool cpu_has_avx512_vpopcnt() {
 }
 
 MicroKernel avx512_microkernel(BitOp op) {
-  return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512-vpopcntdq", kMR, kNR}
-                          : MicroKernel{avx512_kernel<BitOp::And>, "avx512-vpopcntdq", kMR, kNR};
+  return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512-vpopcntdq", kMR, kNR,
+                                        avx512_dot<BitOp::Xor>}
+                          : MicroKernel{avx512_kernel<BitOp::And>, "avx512-vpopcntdq", kMR, kNR,
+                                        avx512_dot<BitOp::And>};
 }
 #else
 bool cpu_has_avx512_vpopcnt() { return false; }
-MicroKernel avx512_microkernel(BitOp) { return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0}; }
+MicroKernel avx512_microkernel(BitOp) {
+  return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0, nullptr};
+}
 #endif
 
 }  // namespace bnn::cpu

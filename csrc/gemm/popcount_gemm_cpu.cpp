@@ -21,6 +21,7 @@ namespace {
 constexpr int64_t kKc = 256;                  // K block in 64-bit words (16 Kbit)
 constexpr int64_t kBBlockBytes = 256 * 1024;  // half of a Zen 3 L2
 constexpr int64_t kChunkWords = 2048;         // scheduling grain, in micro-kernel K steps
+constexpr int64_t kGemvRows = 3;              // up to this many rows of A: row dot products
 
 // Copies `valid` packed rows into tile layout p[kk * R + r] (64-bit word kk of row r),
 // masking the last 32-bit word and zero-filling rows r >= valid and the odd half-word.
@@ -113,6 +114,20 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
     return;
   }
   const MicroKernel mk = select_microkernel(op);
+  if (M <= kGemvRows) {
+    // A few rows of A: row dot products straight from B, no packing and no tile rows
+    // wasted (M=1 through an 8-row tile costs as much as M=8).
+    const int nt = N * words < 2 * kChunkWords ? 1 : sane_threads(num_threads);
+    const uint32_t* a = reinterpret_cast<const uint32_t*>(A);
+    const uint32_t* b = reinterpret_cast<const uint32_t*>(B);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 64)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t m = 0; m < M; ++m)
+        C[m * ldc + n] = alpha * static_cast<int32_t>(
+                                     mk.dot(a + m * lda, b + n * ldb, words, last_mask)) +
+                         beta;
+    return;
+  }
   const int mr = mk.mr, nr = mk.nr;
   const int64_t w64 = (words + 1) / 2;
   const int64_t m_tiles = (M + mr - 1) / mr, n_tiles = (N + nr - 1) / nr;
