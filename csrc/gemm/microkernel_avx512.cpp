@@ -1,47 +1,76 @@
-// AVX-512 VPOPCNTDQ micro-kernel (Ice Lake, Zen 4 and newer): one 512-bit register holds two
-// consecutive 64-bit K steps of the NR=4 B rows; each A row's matching pair of words is
-// permuted into place, combined, and counted with vpopcntq straight into 64-bit lanes.
+// AVX-512 VPOPCNTDQ micro-kernel: a 512-bit register holds one 64-bit word of 8 B rows; NV
+// registers cover NR = 8 * NV rows. Each A word is broadcast, combined with every B register
+// and counted per 64-bit lane by vpopcntq straight into 64-bit accumulators (no lookup table,
+// no byte counters): 3 vector instructions per 512 bit-products.
 #include "gemm/microkernel.h"
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
+#define BNN_HAVE_AVX512_KERNEL 1
+#endif
 
 namespace bnn::cpu {
+
+#ifdef BNN_HAVE_AVX512_KERNEL
 namespace {
 
+constexpr int kMR = 8;
+constexpr int kNV = 2;  // 512-bit B registers per K step
+constexpr int kNR = 8 * kNV;
+static_assert(kMR <= kMaxMR && kNR <= kMaxNR, "tile exceeds the driver's bounds");
+
+#define BNN_AVX512_TARGET __attribute__((target("avx512f,avx512vpopcntdq")))
+
 template <BitOp OP>
-__attribute__((target("avx512f,avx512vpopcntdq"))) void avx512_kernel(const uint64_t* a, const uint64_t* b,
-                                                                      int64_t w64, int32_t acc[kMR][kNR]) {
-  static_assert(kMR == 4 && kNR == 4, "lanes hold two K steps of four rows");
-  __m512i sum[kMR];
-  __m512i idx[kMR];
-  for (int i = 0; i < kMR; ++i) {
-    sum[i] = _mm512_setzero_si512();
-    idx[i] = _mm512_set_epi64(4 + i, 4 + i, 4 + i, 4 + i, i, i, i, i);
-  }
-  int64_t kk = 0;
-  for (; kk + 2 <= w64; kk += 2) {
-    const __m512i bv = _mm512_loadu_si512(b + kk * kNR);
-    const __m512i av = _mm512_loadu_si512(a + kk * kMR);
+BNN_AVX512_TARGET inline __m512i combine(__m512i a, __m512i b) {
+  return OP == BitOp::Xor ? _mm512_xor_si512(a, b) : _mm512_and_si512(a, b);
+}
+
+template <BitOp OP>
+BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64_t w64,
+                                     int32_t* acc) {
+  __m512i sum[kMR][kNV];
+  for (int i = 0; i < kMR; ++i)
+    for (int v = 0; v < kNV; ++v) sum[i][v] = _mm512_setzero_si512();
+  for (int64_t kk = 0; kk < w64; ++kk) {
+    __m512i bv[kNV];
 #pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) bv[v] = _mm512_loadu_si512(b + kk * kNR + 8 * v);
+#pragma GCC unroll 8
     for (int i = 0; i < kMR; ++i) {
-      const __m512i ai = _mm512_permutexvar_epi64(idx[i], av);
-      const __m512i x = OP == BitOp::Xor ? _mm512_xor_si512(ai, bv) : _mm512_and_si512(ai, bv);
-      sum[i] = _mm512_add_epi64(sum[i], _mm512_popcnt_epi64(x));
+      const __m512i av = _mm512_set1_epi64(static_cast<long long>(a[kk * kMR + i]));
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v)
+        sum[i][v] = _mm512_add_epi64(sum[i][v], _mm512_popcnt_epi64(combine<OP>(av, bv[v])));
     }
   }
-  for (int i = 0; i < kMR; ++i) {
-    alignas(64) int64_t lanes[8];
-    _mm512_store_si512(lanes, sum[i]);
-    for (int j = 0; j < kNR; ++j) {
-      int64_t s = lanes[j] + lanes[4 + j];
-      if (kk < w64) {  // odd number of K steps: the last one
-        const uint64_t av = a[kk * kMR + i], bv = b[kk * kNR + j];
-        s += __builtin_popcountll(OP == BitOp::Xor ? (av ^ bv) : (av & bv));
-      }
-      acc[i][j] = static_cast<int32_t>(s);
-    }
-  }
+  for (int i = 0; i < kMR; ++i)
+    for (int v = 0; v < kNV; ++v)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i * kNR + 8 * v),
+                          _mm512_mask_cvtepi64_epi32(_mm256_setzero_si256(), 0xff, sum[i][v]));
+}
+
+// One row pair: 16 words per vpopcntq step; the last (partial) step is a masked load with
+// the last word's tail cleared.
+template <BitOp OP>
+BNN_AVX512_TARGET int64_t avx512_dot(const uint32_t* a, const uint32_t* b, int64_t words,
+                                     uint32_t last_mask) {
+  __m512i s = _mm512_setzero_si512();
+  int64_t j = 0;
+  for (; j + 16 < words; j += 16)
+    s = _mm512_add_epi64(s, _mm512_popcnt_epi64(combine<OP>(_mm512_loadu_si512(a + j),
+                                                            _mm512_loadu_si512(b + j))));
+  const int rem = static_cast<int>(words - j);  // 1..16
+  const __mmask16 k = static_cast<__mmask16>((1u << rem) - 1u);
+  const __m512i tail = _mm512_mask_set1_epi32(_mm512_set1_epi32(-1),
+                                              static_cast<__mmask16>(1u << (rem - 1)),
+                                              static_cast<int>(last_mask));
+  const __m512i x = _mm512_and_si512(
+      combine<OP>(_mm512_maskz_loadu_epi32(k, a + j), _mm512_maskz_loadu_epi32(k, b + j)), tail);
+  s = _mm512_add_epi64(s, _mm512_popcnt_epi64(x));
+  alignas(64) int64_t lanes[8];  // (_mm512_reduce_add_epi64 trips -Wuninitialized in GCC 12)
+  _mm512_store_si512(lanes, s);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
 }
 
 }  // namespace
@@ -51,14 +80,16 @@ bool cpu_has_avx512_vpopcnt() {
 }
 
 MicroKernel avx512_microkernel(BitOp op) {
-  return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512-vpopcntdq"}
-                          : MicroKernel{avx512_kernel<BitOp::And>, "avx512-vpopcntdq"};
+  return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512-vpopcntdq", kMR, kNR,
+                                        avx512_dot<BitOp::Xor>}
+                          : MicroKernel{avx512_kernel<BitOp::And>, "avx512-vpopcntdq", kMR, kNR,
+                                        avx512_dot<BitOp::And>};
 }
+#else
+bool cpu_has_avx512_vpopcnt() { return false; }
+MicroKernel avx512_microkernel(BitOp) {
+  return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0, nullptr};
+}
+#endif
 
 }  // namespace bnn::cpu
-#else
-namespace bnn::cpu {
-bool cpu_has_avx512_vpopcnt() { return false; }
-MicroKernel avx512_microkernel(BitOp) { return MicroKernel{nullptr, "avx512-vpopcntdq"}; }
-}  // namespace bnn::cpu
-#endif

@@ -1,9 +1,15 @@
-// CPU driver: cache-blocked over N, B packed into interleaved 64-bit panels that stay in L2,
-// A packed per MR-row tile, OpenMP over (row tile, column panel) pairs, micro-kernel picked
-// at run time (AVX2 when the CPU has it, scalar 64-bit POPCNT otherwise).
+// CPU driver. A and B are packed once into k-major tiles of the micro-kernel's MR and NR
+// rows (64-bit words, tails masked); the product is then cache blocked GotoBLAS-style: a K
+// block of kKc words keeps an A tile in L1 and a block of B tiles of about kBBlockBytes in
+// L2. OpenMP hands out runs of (A tile, B tile) pairs dynamically (B block, then A tile, then
+// B tile), so a thread that the OS preempts does not hold the other up. Counts of K blocks
+// are summed in C and the affine epilogue alpha * count + beta is applied with the last one.
+// The micro-kernel is picked at run time (microkernel_select.cpp: AVX-512 VPOPCNTDQ, AVX2,
+// or scalar POPCNT).
 #include "gemm/popcount_gemm.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "common/bits.h"
@@ -12,18 +18,28 @@
 namespace bnn::cpu {
 namespace {
 
-// Copies `rows` packed rows into panel layout p[kk * R + r] (uint64 words kk, row r), masking
-// the last 32-bit word and zero-filling rows past `valid` and the odd half-word.
-template <int R>
-void pack_panel(const int32_t* src, int64_t ld, int64_t valid, int64_t words, uint32_t last_mask,
-                int64_t w64, uint64_t* p) {
+constexpr int64_t kKc = 256;                  // K block in 64-bit words (16 Kbit)
+constexpr int64_t kBBlockBytes = 256 * 1024;  // half of a Zen 3 L2
+constexpr int64_t kChunkWords = 2048;         // scheduling grain, in micro-kernel K steps
+constexpr int64_t kGemvRows = 3;              // up to this many rows of A: row dot products
+
+// Copies `valid` packed rows into tile layout p[kk * R + r] (64-bit word kk of row r),
+// masking the last 32-bit word and zero-filling rows r >= valid and the odd half-word.
+void pack_tile(const int32_t* src, int64_t ld, int R, int64_t valid, int64_t words,
+               uint32_t last_mask, int64_t w64, uint64_t* p) {
+  const int64_t full = (words - 1) / 2;  // 64-bit words holding neither the last word nor a gap
   for (int r = 0; r < R; ++r) {
     if (r >= valid) {
       for (int64_t kk = 0; kk < w64; ++kk) p[kk * R + r] = 0;
       continue;
     }
     const uint32_t* s = reinterpret_cast<const uint32_t*>(src + r * ld);
-    for (int64_t kk = 0; kk < w64; ++kk) {
+    for (int64_t kk = 0; kk < full; ++kk) {
+      uint64_t v;
+      std::memcpy(&v, s + 2 * kk, sizeof v);
+      p[kk * R + r] = v;
+    }
+    for (int64_t kk = full; kk < w64; ++kk) {
       const int64_t w0 = 2 * kk, w1 = 2 * kk + 1;
       uint64_t lo = s[w0];
       uint64_t hi = w1 < words ? s[w1] : 0u;
@@ -34,7 +50,57 @@ void pack_panel(const int32_t* src, int64_t ld, int64_t valid, int64_t words, ui
   }
 }
 
+// C tile (mv x nv of a micro-kernel's counts s, row stride ns) = counts of the first K
+// block, + counts of later ones, and alpha * sum + beta after the last. Branch-free inner
+// loops, so that they vectorize.
+void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t mv, int64_t nv,
+                bool first, bool last, int32_t alpha, int32_t beta) {
+  for (int64_t i = 0; i < mv; ++i, s += ns, c += ldc) {
+    if (first && last) {
+      for (int64_t j = 0; j < nv; ++j) c[j] = alpha * s[j] + beta;
+    } else if (first) {
+      for (int64_t j = 0; j < nv; ++j) c[j] = s[j];
+    } else if (last) {
+      for (int64_t j = 0; j < nv; ++j) c[j] = alpha * (c[j] + s[j]) + beta;
+    } else {
+      for (int64_t j = 0; j < nv; ++j) c[j] += s[j];
+    }
+  }
+}
+
 }  // namespace
+
+void pack_tiles(const int32_t* src, int64_t ld, int64_t rows, int R, int64_t words,
+                uint32_t last_mask, int64_t w64, uint64_t* out) {
+  for (int64_t t = 0; t * R < rows; ++t)
+    pack_tile(src + t * R * ld, ld, R, std::min<int64_t>(R, rows - t * R), words, last_mask, w64,
+              out + t * R * w64);
+}
+
+void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const uint64_t* bp,
+                    int64_t N, int64_t w64, int32_t alpha, int32_t beta, int32_t* C,
+                    int64_t ldc) {
+  const int mr = mk.mr, nr = mk.nr;
+  const int64_t m_tiles = (M + mr - 1) / mr, n_tiles = (N + nr - 1) / nr;
+  const int64_t kc = std::min(w64, kKc);
+  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));
+  for (int64_t k0 = 0; k0 < w64; k0 += kc) {
+    const int64_t kn = std::min(kc, w64 - k0);
+    const bool first = k0 == 0, last = k0 + kn == w64;
+    for (int64_t p0 = 0; p0 < n_tiles; p0 += block_tiles) {
+      const int64_t p1 = std::min(n_tiles, p0 + block_tiles);
+      for (int64_t t = 0; t < m_tiles; ++t) {
+        for (int64_t p = p0; p < p1; ++p) {
+          alignas(64) int32_t acc[kMaxMR * kMaxNR];
+          mk.fn(ap + (t * w64 + k0) * mr, bp + (p * w64 + k0) * nr, kn, acc);
+          const int64_t m0 = t * mr, n0 = p * nr;
+          store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0),
+                     std::min<int64_t>(nr, N - n0), first, last, alpha, beta);
+        }
+      }
+    }
+  }
+}
 
 const char* popcount_gemm_isa() { return select_microkernel(BitOp::Xor).name; }
 
@@ -48,44 +114,62 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
     return;
   }
   const MicroKernel mk = select_microkernel(op);
+  if (M <= kGemvRows) {
+    // A few rows of A: row dot products straight from B, no packing and no tile rows
+    // wasted (M=1 through an 8-row tile costs as much as M=8).
+    const int nt = N * words < 2 * kChunkWords ? 1 : sane_threads(num_threads);
+    const uint32_t* a = reinterpret_cast<const uint32_t*>(A);
+    const uint32_t* b = reinterpret_cast<const uint32_t*>(B);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 64)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t m = 0; m < M; ++m)
+        C[m * ldc + n] = alpha * static_cast<int32_t>(
+                                     mk.dot(a + m * lda, b + n * ldb, words, last_mask)) +
+                         beta;
+    return;
+  }
+  const int mr = mk.mr, nr = mk.nr;
   const int64_t w64 = (words + 1) / 2;
-  // Column block: as many NR-row panels of B as fit in ~256 KiB (half of a Zen 3 L2).
-  const int64_t panel_bytes = w64 * kNR * 8;
-  const int64_t max_panels = std::max<int64_t>(1, (256 * 1024) / panel_bytes);
-  const int64_t total_panels = (N + kNR - 1) / kNR;
-  const int64_t block_panels = std::min(max_panels, total_panels);
-  const int64_t m_tiles = (M + kMR - 1) / kMR;
-  std::vector<uint64_t> bpack(static_cast<size_t>(block_panels * w64 * kNR));
-  const int nt = sane_threads(num_threads);
+  const int64_t m_tiles = (M + mr - 1) / mr, n_tiles = (N + nr - 1) / nr;
+  const int64_t kc = std::min(w64, kKc);
+  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));
+  static thread_local std::vector<uint64_t> acache, bcache;
+  const ScratchBuffer<uint64_t> apack(acache, static_cast<size_t>(m_tiles * mr * w64));
+  const ScratchBuffer<uint64_t> bpack(bcache, static_cast<size_t>(n_tiles * nr * w64));
+  uint64_t* ap = apack.get();
+  uint64_t* bp = bpack.get();
+  // Fewer than two hand-outs of work: one thread, no fork and join.
+  const int nt = m_tiles * n_tiles * w64 < 2 * kChunkWords ? 1 : sane_threads(num_threads);
 
-  for (int64_t p0 = 0; p0 < total_panels; p0 += block_panels) {
-    const int64_t np = std::min(block_panels, total_panels - p0);
 #pragma omp parallel num_threads(nt)
-    {
-#pragma omp for schedule(static)
-      for (int64_t p = 0; p < np; ++p) {
-        const int64_t n0 = (p0 + p) * kNR;
-        pack_panel<kNR>(B + n0 * ldb, ldb, std::min<int64_t>(kNR, N - n0), words, last_mask, w64,
-                        bpack.data() + p * w64 * kNR);
-      }
-      std::vector<uint64_t> apack(static_cast<size_t>(w64 * kMR));
-      int64_t packed_tile = -1;
-#pragma omp for collapse(2) schedule(static)
-      for (int64_t t = 0; t < m_tiles; ++t) {
-        for (int64_t p = 0; p < np; ++p) {
-          const int64_t m0 = t * kMR;
-          if (packed_tile != t) {
-            pack_panel<kMR>(A + m0 * lda, lda, std::min<int64_t>(kMR, M - m0), words, last_mask,
-                            w64, apack.data());
-            packed_tile = t;
-          }
-          int32_t acc[kMR][kNR];
-          mk.fn(apack.data(), bpack.data() + p * w64 * kNR, w64, acc);
-          const int64_t n0 = (p0 + p) * kNR;
-          const int64_t mr = std::min<int64_t>(kMR, M - m0), nr = std::min<int64_t>(kNR, N - n0);
-          for (int64_t i = 0; i < mr; ++i)
-            for (int64_t j = 0; j < nr; ++j) C[(m0 + i) * ldc + n0 + j] = alpha * acc[i][j] + beta;
-        }
+  {
+#pragma omp for schedule(dynamic, 8) nowait
+    for (int64_t t = 0; t < m_tiles; ++t)
+      pack_tile(A + t * mr * lda, lda, mr, std::min<int64_t>(mr, M - t * mr), words, last_mask,
+                w64, ap + t * mr * w64);
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t t = 0; t < n_tiles; ++t)
+      pack_tile(B + t * nr * ldb, ldb, nr, std::min<int64_t>(nr, N - t * nr), words, last_mask,
+                w64, bp + t * nr * w64);
+
+    for (int64_t k0 = 0; k0 < w64; k0 += kc) {
+      const int64_t kn = std::min(kc, w64 - k0);
+      const bool first = k0 == 0, last = k0 + kn == w64;
+      // One hand-out loop over every (A tile, B tile) pair of this K block, ordered by B
+      // block, then A tile, then B tile: N blocks need no barrier between them. About
+      // kChunkWords K steps of micro-kernel work per hand-out (some 10-20 us).
+      const int64_t chunk = std::max<int64_t>(1, kChunkWords / kn);
+#pragma omp for schedule(dynamic, chunk)
+      for (int64_t u = 0; u < m_tiles * n_tiles; ++u) {
+        const int64_t p0 = u / (m_tiles * block_tiles) * block_tiles;  // block's first B tile
+        const int64_t np = std::min(block_tiles, n_tiles - p0);
+        const int64_t r = u - p0 * m_tiles;
+        const int64_t t = r / np, p = p0 + r % np;
+        alignas(64) int32_t acc[kMaxMR * kMaxNR];
+        mk.fn(ap + (t * w64 + k0) * mr, bp + (p * w64 + k0) * nr, kn, acc);
+        const int64_t m0 = t * mr, n0 = p * nr;
+        store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0),
+                   std::min<int64_t>(nr, N - n0), first, last, alpha, beta);
       }
     }
   }
