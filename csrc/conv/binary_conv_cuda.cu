@@ -34,7 +34,7 @@ ConvLayout layout(const ConvParams& p) {
   l.ld = (l.row_words + 3) / 4 * 4;  // rows start 16-byte aligned (vectorized cp.async)
   const int64_t pixels = p.batch * p.out_h * p.out_w;
   const int64_t budget_words = int64_t(64) << 20 >> 2;  // 64 MiB of gathered rows per chunk
-  l.chunk = std::clamp<int64_t>(budget_words / std::max<int64_t>(1, p.groups * l.ld), 128, std::max<int64_t>(pixels, 1));
+  l.chunk = std::max<int64_t>(128, budget_words / std::max<int64_t>(1, p.groups * l.ld));
   l.chunk = std::min(l.chunk, std::max<int64_t>(pixels, 1));
   auto up4 = [](int64_t v) { return (v + 3) / 4 * 4; };
   l.off_wclean = 0;
