@@ -1,0 +1,44 @@
+// Torch-free helpers shared by the CUDA kernels of every op family.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+// Turns a run-time flag into a compile-time one: BOOL_SWITCH(cond, Name, [&] { f<Name>(); }).
+#define BOOL_SWITCH(COND, CONST_NAME, ...)      \
+  [&] {                                         \
+    if (COND) {                                 \
+      constexpr static bool CONST_NAME = true;  \
+      return __VA_ARGS__();                     \
+    } else {                                    \
+      constexpr static bool CONST_NAME = false; \
+      return __VA_ARGS__();                     \
+    }                                           \
+  }()
+
+namespace bnn::cuda {
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Grid size for a grid-stride loop over n items: enough blocks to fill the device, capped.
+inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535) {
+  int64_t b = ceil_div(n, threads);
+  if (b < 1) b = 1;
+  return static_cast<unsigned>(b < cap ? b : cap);
+}
+
+__device__ __forceinline__ uint32_t dev_tail_mask(int64_t k) {
+  const int r = static_cast<int>(k & 31);
+  return r == 0 ? 0xFFFFFFFFu : ((1u << r) - 1u);
+}
+
+// True when p is aligned to `bytes`.
+inline bool aligned_to(const void* p, int bytes) {
+  return (reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes)) == 0;
+}
+
+// Compute capability major*10+minor of the current device (cached per device).
+int current_device_cc();
+
+}  // namespace bnn::cuda

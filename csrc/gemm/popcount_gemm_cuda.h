@@ -1,0 +1,68 @@
+// CUDA popcount GEMM engine behind xnor_gemm, binary_conv2d and bitserial_gemm. Torch-free.
+//
+// Every path computes the AND-popcount of packed rows (the operation binary tensor cores do
+// natively on sm_80 and sm_90) and folds everything else into an integer epilogue:
+//   C[b][m * ldc + n] = alpha * popcount(A[b][m] & B[b][n]) + beta + row_add[b][m] + col_add[b][n]
+// evaluated modulo 2^32 (so alpha * count may exceed int32 when the sum does not).
+// XOR-popcount follows from popc(a ^ b) = popc(a) + popc(b) - 2 popc(a & b).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace bnn::cuda {
+
+enum class GemmPath {
+  Auto,  // heuristic on the shape and the device
+  Mma,   // binary tensor cores: mma.sync m16n8k256 b1 AND.popc, cp.async pipeline (sm_80+)
+  Popc,  // CUDA cores: shared-memory tiles, __popc
+  Gemv,  // CUDA cores: one warp per output column, lanes along k (for few rows)
+};
+
+// "auto", "mma", "popc" or "gemv" (nullptr or "" = auto); anything else returns false.
+bool parse_gemm_path(const char* s, GemmPath* out);
+const char* gemm_path_name(GemmPath p);
+
+struct AndGemmArgs {
+  const int32_t* A = nullptr;  // [batch][M rows of lda words]
+  int64_t lda = 0, a_batch = 0;
+  const int32_t* B = nullptr;  // [batch][N rows of ldb words]
+  int64_t ldb = 0, b_batch = 0;
+  int64_t M = 0, N = 0, words = 0;  // words per row that take part
+  uint32_t last_mask = 0xFFFFFFFFu;  // valid bits of the last word (bits outside are ignored)
+  int batch = 1;
+  int32_t alpha = 1, beta = 0;
+  const int32_t* row_add = nullptr;  // [batch][M] or null
+  int64_t row_batch = 0;
+  const int32_t* col_add = nullptr;  // [batch][N] or null
+  int64_t col_batch = 0;
+  int32_t* C = nullptr;
+  int64_t ldc = 0, c_batch = 0;
+};
+
+// Runs the AND-popcount GEMM on `stream` by `path` (Auto picks one; Mma falls back to Popc
+// on devices older than sm_80). Returns the path that ran.
+GemmPath launch_and_gemm(const AndGemmArgs& args, GemmPath path, cudaStream_t stream);
+
+// out[r] = mul * popcount(bits[r] & masks) + add for `rows` rows of `words` words (leading dim
+// ld); the last word is masked with last_mask.
+void launch_row_popcounts(const int32_t* bits, int64_t rows, int64_t ld, int64_t words,
+                          uint32_t last_mask, int32_t mul, int32_t add, int32_t* out,
+                          cudaStream_t stream);
+
+// Workspace (bytes, device memory) launch_xnor_gemm needs for an M x N product.
+int64_t xnor_gemm_workspace_bytes(int64_t M, int64_t N);
+
+// C[m, n] = k - 2 popcount(A[m] ^ B[n]) (contiguous rows of ceil(k/32) words, C row-major
+// with leading dim ldc). workspace: xnor_gemm_workspace_bytes(M, N) bytes.
+GemmPath launch_xnor_gemm(const int32_t* A, const int32_t* B, int64_t M, int64_t N, int64_t k,
+                          int32_t* C, int64_t ldc, void* workspace, GemmPath path,
+                          cudaStream_t stream);
+
+// Internal: the individual paths (and_gemm_mma_cuda.cu, and_gemm_popc_cuda.cu).
+void launch_and_gemm_mma(const AndGemmArgs& args, cudaStream_t stream);
+void launch_and_gemm_popc(const AndGemmArgs& args, cudaStream_t stream);
+void launch_and_gemm_gemv(const AndGemmArgs& args, cudaStream_t stream);
+
+}  // namespace bnn::cuda

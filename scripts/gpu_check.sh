@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Full check on a GPU machine that has torch (with CUDA) and a CUDA toolkit preinstalled and
+# no network: build in place against the machine's torch (no build isolation), run the whole
+# test suite including the CUDA tests, run compute-sanitizer memcheck on a reduced CUDA test
+# selection, run the GPU benchmarks. Logs and tables go to $OUT (default ./gpu_out).
+#
+#   OUT=/path/to/out PYTHON=python3 scripts/gpu_check.sh
+#
+# Exit status: 0 when the build, the tests and memcheck all pass.
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+OUT="${OUT:-$ROOT/gpu_out}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+PY="${PYTHON:-python}"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+status=0
+log() { echo "[gpu_check] $*" | tee -a "$OUT/summary.txt"; }
+: > "$OUT/summary.txt"
+
+{
+  date -u
+  nvidia-smi || true
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpu', torch.cuda.is_available() and torch.cuda.get_device_name())"
+  command -v nvcc && nvcc --version
+  echo "CUDA_HOME=${CUDA_HOME:-unset}"
+} > "$OUT/env.txt" 2>&1
+
+# 1. build (in place, machine's torch; SASS for sm_80 and sm_90a unless told otherwise)
+export BNN_KERNELS_CUDA_ARCHS="${BNN_KERNELS_CUDA_ARCHS:-80;90a}"
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
+if "$PY" setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
+  log "build: ok ($(grep -m1 'CUDA kernels' "$OUT/build.log"))"
+else
+  log "build: FAILED (see build.log)"
+  exit 1
+fi
+if ! "$PY" -c "import bnn_kernels as b, torch, sys; sys.exit(0 if b.cuda_built() and torch.cuda.is_available() else 1)"; then
+  log "CUDA kernels not built or no GPU visible: CUDA tests would be skipped"
+  status=1
+fi
+
+# 2. the whole test suite, CUDA tests included
+"$PY" -m pytest -q -rs tests --junitxml="$OUT/pytest.xml" > "$OUT/pytest.log" 2>&1
+rc=$?
+log "pytest (all): rc=$rc, $(tail -n 1 "$OUT/pytest.log")"
+[ $rc -eq 0 ] || status=1
+"$PY" -m pytest -q -m cuda tests > "$OUT/pytest_cuda_only.log" 2>&1
+log "pytest (-m cuda): $(tail -n 1 "$OUT/pytest_cuda_only.log")"
+
+# 3. compute-sanitizer memcheck on a reduced selection (no caching allocator, so that
+#    out-of-bounds accesses inside pooled blocks are seen)
+SAN="$(command -v compute-sanitizer || true)"
+[ -z "$SAN" ] && [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/compute-sanitizer" ] && SAN="$CUDA_HOME/bin/compute-sanitizer"
+if [ -n "$SAN" ]; then
+  SEL="test_pack_bits_non_contiguous or test_unpack_bits or test_to_bitplanes or test_xnor_gemm_non_contiguous \
+or (test_xnor_gemm and 130-129-1025) or (test_xnor_gemm and 5-7-33) or test_binary_conv2d_shapes \
+or test_bitserial_gemm or test_binary_weight_linear_non_contiguous or (test_binary_weight_linear_exact and 100-130-257)"
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 50 \
+    "$PY" -m pytest -q -x -m cuda tests/ops/test_cuda.py -k "$SEL" > "$OUT/memcheck.log" 2>&1
+  rc=$?
+  log "memcheck: rc=$rc, $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/memcheck.log" | tail -n 2 | tr '\n' ' ')"
+  [ $rc -eq 0 ] || status=1
+else
+  log "memcheck: compute-sanitizer not found (skipped)"
+fi
+
+# 4. benchmarks
+if [ -f benchmarks/bench_gpu.py ]; then
+  if "$PY" benchmarks/bench_gpu.py --out "$OUT" > "$OUT/bench.log" 2>&1; then
+    log "bench: ok (bench.log, bench_gpu.csv)"
+  else
+    log "bench: FAILED (see bench.log)"
+    status=1
+  fi
+fi
+log "done: status=$status, outputs in $OUT"
+exit $status
