@@ -24,7 +24,7 @@ build: setup
 	$(PY) setup.py --quiet build_ext --inplace
 
 demo: build
-	$(PY) examples/ops_demo.py
+	$(PY) examples/demo.py
 
 test-python: build
 	$(PY) -m pytest -q tests
