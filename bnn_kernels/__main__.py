@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--batches", type=int, nargs="+", default=None, help="conv: batch sizes")
     b.add_argument("--rows", type=int, nargs="+", default=None, help="linear: activation rows")
     b.add_argument("--size", type=int, default=None, help="linear / bitserial: problem size")
+    b.add_argument("--peak-ops", type=float, default=None,
+                   help="binary OPS/s ceiling of the device (e.g. 9.2e15 for H100 b1 MMA), shown as %% of peak")
     b.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     b.add_argument("--out", default=None, help="folder for JSON, CSV and PNG results")
     b.add_argument("--name", default=None, help="file name stem of the results")
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--device cuda needs a visible GPU and bnn_kernels built with CUDA (see `bnn-kernels info`)")
         names = list(bench.SUITES) if "all" in args.suite else list(dict.fromkeys(args.suite))
         bench.run(names, device, out_dir=args.out, name=args.name, quiet=args.quiet, shapes=args.shapes,
-                  batches=args.batches, rows=args.rows, size=args.size, repeats=args.repeats)
+                  batches=args.batches, rows=args.rows, size=args.size, repeats=args.repeats,
+                  peak_ops=args.peak_ops)
     return 0
 
 

@@ -5,6 +5,7 @@
 # selection, run the GPU benchmarks. Logs and tables go to $OUT (default ./gpu_out).
 #
 #   OUT=/path/to/out PYTHON=python3 scripts/gpu_check.sh
+#   SKIP_BENCH=1 ... (tests only); BENCH_SUITES="gemm linear" ... (a subset of the benchmarks)
 #
 # Exit status: 0 when the build, the tests and memcheck all pass.
 set -uo pipefail
@@ -67,10 +68,11 @@ else
   log "memcheck: compute-sanitizer not found (skipped)"
 fi
 
-# 4. benchmarks
-if [ -f benchmarks/bench_gpu.py ]; then
-  if "$PY" benchmarks/bench_gpu.py --out "$OUT" > "$OUT/bench.log" 2>&1; then
-    log "bench: ok (bench.log, bench_gpu.csv)"
+# 4. benchmarks: the whole suite on the GPU (tables, JSON, CSV, PNG with the environment)
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  if "$PY" -m bnn_kernels bench ${BENCH_SUITES:-peak gemm conv linear bitserial} --device cuda --out "$OUT" --name bench_gpu \
+      > "$OUT/bench.log" 2>&1; then
+    log "bench: ok (bench.log, bench_gpu.{json,csv,png})"
   else
     log "bench: FAILED (see bench.log)"
     status=1

@@ -166,11 +166,11 @@ def _fmt_rate(rate: float, unit: str) -> str:
 
 
 def table(results: Sequence[Result]) -> str:
-    lines = [f"{'suite':9} {'case':34} {'impl':30} {'ms':>9} {'rate':>13} {'x baseline':>11} {'of peak':>8} check"]
+    lines = [f"{'suite':9} {'case':34} {'impl':42} {'ms':>9} {'rate':>13} {'x baseline':>11} {'of peak':>8} check"]
     for r in results:
         sp = f"{r.speedup:9.2f}x" if r.speedup else ""
         frac = f"{100 * r.fraction_of_ceiling:6.1f}%" if r.fraction_of_ceiling else ""
-        lines.append(f"{r.suite:9} {r.case:34} {r.impl:30} {r.ms:9.3f} {_fmt_rate(r.rate, r.unit):>13} {sp:>11} {frac:>8} "
+        lines.append(f"{r.suite:9} {r.case:34} {r.impl:42} {r.ms:9.3f} {_fmt_rate(r.rate, r.unit):>13} {sp:>11} {frac:>8} "
                      f"{'ok' if r.checked else '-'}")
     return "\n".join(lines)
 

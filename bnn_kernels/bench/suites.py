@@ -160,9 +160,12 @@ def bench_linear(device: torch.device, progress: Progress, size=None, rows=None,
         t_ours = time_fn(lambda i: bk.binary_weight_linear(x, wb, k, scale), device, repeats=repeats)
         t_base = time_fn(lambda i: x @ wf.T, device, repeats=repeats)
         base = Result("linear", case, f"torch.matmul {str(dt)[6:]}", str(device), t_base, work, "OPS", False)
-        ours = Result("linear", case, "bnn_kernels.binary_weight_linear", str(device), t_ours, work, "OPS", True,
-                      note=f"weights {wb.numel() * 4 / t_ours / 1e6:.1f} GB/s")
+        ours = Result("linear", case, "bnn_kernels.binary_weight_linear", str(device), t_ours, work, "OPS", True)
         out += [_vs(ours, base), base]
+        if m <= 16:  # memory-bound: the bytes moved, against the copy bandwidth (bench peak)
+            moved = wb.numel() * 4 + x.numel() * x.element_size() + m * n * x.element_size()
+            out.append(Result("linear", case, "bnn_kernels.binary_weight_linear (bytes)", str(device), t_ours,
+                              float(moved), "B", True))
     return out
 
 
@@ -213,7 +216,7 @@ def bench_peak(device: torch.device, progress: Progress, size=None, repeats=10) 
     GEMM: s/4 x s/4 x 8s)."""
     out = []
     s = size or (8192 if device.type == "cuda" else 2048)
-    nbytes = 16 * s * s if size else ((1 << 30) if device.type == "cuda" else (256 << 20))
+    nbytes = max(16 * s * s, 64 << 20) if size else ((1 << 30) if device.type == "cuda" else (256 << 20))
     progress.step("peak: copy bandwidth")
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
