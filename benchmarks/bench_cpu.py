@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+
+from bnn_kernels.bench.harness import cpu_model
 
 bk = ref = None  # bnn_kernels, imported in main() once --isa is in the environment
 
@@ -37,17 +38,6 @@ def _ints(text: str, n: int, name: str) -> list[int]:
     if len(vals) != n:
         raise argparse.ArgumentTypeError(f"--{name} takes {n} comma-separated integers")
     return vals
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def time_pair(ours, base, warmup: int, repeats: int) -> tuple[list[float], list[float]]:

@@ -121,7 +121,7 @@ def environment(device: torch.device) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "threads": torch.get_num_threads(),
         "cpu_kernel": bk.cpu_gemm_isa(),
     }
@@ -139,7 +139,7 @@ def _command() -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

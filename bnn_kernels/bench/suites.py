@@ -79,7 +79,6 @@ def bench_gemm(device: torch.device, progress: Progress, shapes=None, repeats=20
         t_ours = time_fn(lambda i: bk.xnor_gemm(a[i % sets], b[i % sets], k), device, repeats=repeats)
         ours = Result("gemm", case, "bnn_kernels.xnor_gemm", str(device), t_ours, work, "OPS", ok)
         out.append(ours)
-        del a, b
         for dt in _float_types(device):
             fs = rotation_count((m + n) * k * dt.itemsize, device, cap=8)
             fa = [_sign(torch.randn(m, k, device=device)).to(dt) for _ in range(fs)]
@@ -87,7 +86,6 @@ def bench_gemm(device: torch.device, progress: Progress, shapes=None, repeats=20
             t = time_fn(lambda i: fa[i % fs] @ fb[i % fs].T, device, repeats=repeats)
             out.append(Result("gemm", case, f"torch.matmul {str(dt)[6:]}", str(device), t, work, "OPS", False))
             out.append(_vs(ours, out[-1]))
-            del fa, fb
         if _int8_mm_ok(device) and m >= 17:
             ia = torch.randint(-1, 2, (m, k), device=device, dtype=torch.int8)
             ib = torch.randint(-1, 2, (k, n), device=device, dtype=torch.int8)
@@ -222,7 +220,6 @@ def bench_peak(device: torch.device, progress: Progress, size=None, repeats=10) 
     dst = torch.empty_like(src)
     t = time_fn(lambda i: dst.copy_(src), device, repeats=repeats)
     out.append(Result("peak", f"copy {nbytes / 2**20:.0f} MiB", "tensor.copy_ (read+write)", str(device), t, 2.0 * nbytes, "B", False))
-    del src, dst
     for dt in _float_types(device):
         progress.step(f"peak: matmul {dt}")
         fa = torch.randn(s, s, device=device).to(dt)

@@ -158,6 +158,25 @@ void check_to_bitplanes(const at::Tensor& q, int64_t nbits) {
   TORCH_CHECK_VALUE(nbits >= 1 && nbits <= 16, "nbits must be in [1, 16], got ", nbits);
 }
 
+void bitplanes_range_error(int64_t value, int64_t flat_index, int64_t nbits, bool is_signed) {
+  const int64_t lo = is_signed ? -(int64_t(1) << (nbits - 1)) : 0;
+  const int64_t hi = is_signed ? (int64_t(1) << (nbits - 1)) - 1 : (int64_t(1) << nbits) - 1;
+  TORCH_CHECK_VALUE(false, "q holds ", value, " (flat index ", flat_index, "), outside [", lo, ", ", hi,
+                    "], the range of ", nbits, "-bit ", is_signed ? "signed" : "unsigned", " values");
+  TORCH_INTERNAL_ASSERT(false);  // unreachable
+}
+
+at::Tensor pack_thresholds(const at::Tensor& x, double threshold,
+                           const c10::optional<at::Tensor>& channel_threshold) {
+  const auto st = x.scalar_type();
+  const bool half = st == at::kHalf || st == at::kBFloat16;
+  const at::ScalarType cmp = at::isFloatingType(st) ? (half ? at::kFloat : st) : at::kDouble;
+  at::Tensor thr = channel_threshold.has_value() ? channel_threshold->to(at::kDouble)
+                                                 : at::full({1}, threshold, x.options().dtype(at::kDouble));
+  if (at::isFloatingType(st)) thr = thr.to(st);
+  return thr.to(cmp).contiguous();
+}
+
 at::ScalarType check_unpack_bits(const at::Tensor& bits, int64_t k, c10::optional<at::ScalarType> dtype) {
   check_bits(bits, "bits", 1, /*at_least=*/true);
   check_k(k, bits, "bits");

@@ -34,6 +34,13 @@ BitserialShape check_bitserial_gemm(const at::Tensor& a, const at::Tensor& w, in
 
 void check_pack_bits(const at::Tensor& x, const c10::optional<at::Tensor>& channel_threshold);
 void check_to_bitplanes(const at::Tensor& q, int64_t nbits);
+// The ValueError for a value of q that does not fit nbits bits.
+[[noreturn]] void bitplanes_range_error(int64_t value, int64_t flat_index, int64_t nbits, bool is_signed);
+// pack_bits thresholds as the kernels take them: one (or one per channel) in the dtype the
+// comparison runs in. The threshold is rounded to x's dtype first, as `x >= t` does in
+// PyTorch; half types then compare exactly in float32, integers in float64.
+at::Tensor pack_thresholds(const at::Tensor& x, double threshold,
+                           const c10::optional<at::Tensor>& channel_threshold);
 at::ScalarType check_unpack_bits(const at::Tensor& bits, int64_t k,
                                  c10::optional<at::ScalarType> dtype);
 void check_binary_weight_linear(const at::Tensor& x, const at::Tensor& w, int64_t k,

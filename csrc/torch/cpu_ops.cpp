@@ -31,14 +31,7 @@ at::Tensor pack_bits_cpu(const at::Tensor& x_in, double threshold,
   at::Tensor x = x_in;
   const auto st = x.scalar_type();
   const bool half = st == at::kHalf || st == at::kBFloat16;
-  // The comparison runs in x's dtype (the threshold rounded to it, as `x >= t` does in
-  // PyTorch); half types are compared exactly in float32, integers in float64.
-  const at::ScalarType cmp = at::isFloatingType(st) ? (half ? at::kFloat : st) : at::kDouble;
-  at::Tensor thr = channel_threshold.has_value()
-                       ? channel_threshold->to(at::kDouble)
-                       : at::full({1}, threshold, x.options().dtype(at::kDouble));
-  if (at::isFloatingType(st)) thr = thr.to(st);
-  thr = thr.to(cmp).contiguous();
+  const at::Tensor thr = pack_thresholds(x, threshold, channel_threshold);
   if (half) x = x.to(at::kFloat);
   x = x.contiguous();
   const int64_t rows = x.numel() / k, stride = channel_threshold.has_value() ? 1 : 0;
@@ -82,13 +75,7 @@ at::Tensor to_bitplanes_cpu(const at::Tensor& q_in, int64_t nbits, bool is_signe
   const at::Tensor q = q_in.to(at::kLong).contiguous();
   const int64_t bad = cpu::to_bitplanes(q.data_ptr<int64_t>(), q.numel() / k, k, static_cast<int>(nbits),
                                         is_signed, out.data_ptr<int32_t>(), threads());
-  if (bad >= 0) {
-    const int64_t lo = is_signed ? -(int64_t(1) << (nbits - 1)) : 0;
-    const int64_t hi = is_signed ? (int64_t(1) << (nbits - 1)) - 1 : (int64_t(1) << nbits) - 1;
-    TORCH_CHECK_VALUE(false, "q holds ", q.data_ptr<int64_t>()[bad], " (flat index ", bad, "), outside [",
-                      lo, ", ", hi, "], the range of ", nbits, "-bit ", is_signed ? "signed" : "unsigned",
-                      " values");
-  }
+  if (bad >= 0) bitplanes_range_error(q.data_ptr<int64_t>()[bad], bad, nbits, is_signed);
   return out;
 }
 

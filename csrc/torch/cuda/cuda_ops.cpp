@@ -79,14 +79,7 @@ at::Tensor pack_bits_cuda(const at::Tensor& x_in, double threshold,
   if (x_in.numel() == 0) return out;
   const auto st = x_in.scalar_type();
   const cuda::PackType type = pack_type(st);
-  const bool half = st == at::kHalf || st == at::kBFloat16;
-  // As on the CPU: the threshold is rounded to x's dtype, then compared in float32 (half
-  // types, exact), x's own type (float32/64) or float64 (integers).
-  const at::ScalarType cmp = at::isFloatingType(st) ? (half ? at::kFloat : st) : at::kDouble;
-  at::Tensor thr = channel_threshold.has_value() ? channel_threshold->to(at::kDouble)
-                                                 : at::full({1}, threshold, x_in.options().dtype(at::kDouble));
-  if (at::isFloatingType(st)) thr = thr.to(st);
-  thr = thr.to(cmp).contiguous();
+  const at::Tensor thr = pack_thresholds(x_in, threshold, channel_threshold);
   const at::Tensor x = x_in.contiguous();
   cuda::launch_pack_bits(type, x.data_ptr(), x.numel() / k, k, thr.data_ptr(), channel_threshold.has_value() ? 1 : 0,
                          out.data_ptr<int32_t>(), stream());
@@ -126,12 +119,8 @@ at::Tensor to_bitplanes_cuda(const at::Tensor& q_in, int64_t nbits, bool is_sign
                             out.data_ptr<int32_t>(), first_bad.data_ptr<int64_t>(), stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const int64_t bad = first_bad.item<int64_t>();  // synchronizes: the range check must raise here
-  if (bad != std::numeric_limits<int64_t>::max()) {
-    const int64_t lo = is_signed ? -(int64_t(1) << (nbits - 1)) : 0;
-    const int64_t hi = is_signed ? (int64_t(1) << (nbits - 1)) - 1 : (int64_t(1) << nbits) - 1;
-    TORCH_CHECK_VALUE(false, "q holds ", q.reshape(-1)[bad].item<int64_t>(), " (flat index ", bad, "), outside [",
-                      lo, ", ", hi, "], the range of ", nbits, "-bit ", is_signed ? "signed" : "unsigned", " values");
-  }
+  if (bad != std::numeric_limits<int64_t>::max())
+    bitplanes_range_error(q.reshape(-1)[bad].item<int64_t>(), bad, nbits, is_signed);
   return out;
 }
 
