@@ -31,7 +31,7 @@ class Result:
     device: str
     ms: float
     work: float  # operations (2*M*N*K) or bytes, per run
-    unit: str  # "OPS" or "B"
+    unit: str  # "OPS", "B" (bytes) or "img" (images)
     checked: bool  # result verified against the reference before timing
     baseline: str | None = None  # impl this row is compared with
     speedup: float | None = None  # baseline ms / this ms
@@ -160,18 +160,20 @@ def _driver_version() -> str:
 
 
 def _fmt_rate(rate: float, unit: str) -> str:
+    if unit == "img":
+        return f"{rate:8.1f} img/s"
     if unit == "B":
         return f"{rate / 1e9:8.1f} GB/s"
     return f"{rate / 1e12:8.3f} TOPS" if rate >= 1e12 else f"{rate / 1e9:8.1f} GOPS"
 
 
 def table(results: Sequence[Result]) -> str:
-    lines = [f"{'suite':9} {'case':34} {'impl':42} {'ms':>9} {'rate':>13} {'x baseline':>11} {'of peak':>8} check"]
+    lines = [f"{'suite':9} {'case':34} {'impl':42} {'ms':>9} {'rate':>13} {'x baseline':>11} {'of peak':>8} check  note"]
     for r in results:
         sp = f"{r.speedup:9.2f}x" if r.speedup else ""
         frac = f"{100 * r.fraction_of_ceiling:6.1f}%" if r.fraction_of_ceiling else ""
         lines.append(f"{r.suite:9} {r.case:34} {r.impl:42} {r.ms:9.3f} {_fmt_rate(r.rate, r.unit):>13} {sp:>11} {frac:>8} "
-                     f"{'ok' if r.checked else '-'}")
+                     f"{'ok' if r.checked else '-':5}  {r.note}".rstrip())
     return "\n".join(lines)
 
 

@@ -98,7 +98,7 @@ def bench_gemm(device: torch.device, progress: Progress, shapes=None, repeats=20
 def _vs(ours: Result, base: Result) -> Result:
     """A comparison row: ours against one baseline (kept separate so each baseline gets a ratio)."""
     return Result(ours.suite, ours.case, ours.impl, ours.device, ours.ms, ours.work, ours.unit, ours.checked,
-                  baseline=base.impl, speedup=base.ms / ours.ms, ceiling=ours.ceiling)
+                  baseline=base.impl, speedup=base.ms / ours.ms, ceiling=ours.ceiling, note=ours.note)
 
 
 def _collapse(rows: list[Result]) -> list[Result]:
@@ -241,12 +241,66 @@ def bench_peak(device: torch.device, progress: Progress, size=None, repeats=10) 
     return out
 
 
+def _model_zoo():
+    """The full-size example networks (examples/models.py, in a source checkout)."""
+    import importlib
+    import os
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.isdir(os.path.join(root, "examples")) and root not in sys.path:
+        sys.path.insert(0, root)
+    try:
+        return importlib.import_module("examples.models")
+    except ImportError as e:
+        raise RuntimeError("bench model needs examples/models.py from a source checkout of bnn_kernels") from e
+
+
+def bench_model(device: torch.device, progress: Progress, batches=None, size=None, repeats=10) -> list[Result]:
+    """Converted Bi-Real Net 18 and ReActNet-A (random weights, BN statistics randomized)
+    against the same float model: fp16 channels_last on a GPU, float32 on the CPU. Latency
+    per batch, images/s (`work` counts images), and the model's weight bytes in the note."""
+    zoo = _model_zoo()
+    out = []
+    res = size or (224 if device.type == "cuda" else 64)
+    batches = batches or ([1, 128] if device.type == "cuda" else [1, 8])
+    dt = torch.float16 if device.type == "cuda" else torch.float32
+    for name, make in (("birealnet18", zoo.birealnet18), ("reactnet_a", zoo.reactnet_a)):
+        float_model = zoo.randomize_bn(make()).eval()
+        example = torch.randn(2, 3, res, res)
+        with torch.no_grad():
+            packed, report = bk.convert(float_model, (example,))
+        if not report.converted:
+            raise AssertionError(f"convert() converted no layer of {name}")
+        float_model = float_model.to(device=device, dtype=dt).to(memory_format=torch.channels_last)
+        packed = packed.to(device)
+        nbytes = {k: sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
+                  for k, m in (("float", float_model), ("packed", packed))}
+        for nb in batches:
+            progress.step(f"model {name} batch {nb}")
+            x = torch.randn(nb, 3, res, res, device=device)
+            xf = x.to(dt).contiguous(memory_format=torch.channels_last)
+            with torch.no_grad():
+                agree = (packed(x).argmax(1) == float_model(xf).float().argmax(1)).float().mean().item()
+                t_f = time_fn(lambda i: float_model(xf), device, repeats=repeats)
+                t_p = time_fn(lambda i: packed(x), device, repeats=repeats)
+            case = f"{name} {nb}x3x{res}x{res}"
+            base = Result("model", case, f"float model {str(dt)[6:]}", str(device), t_f, float(nb), "img",
+                          False, note=f"weights {nbytes['float'] / 2**20:.1f} MiB; as written for training (weights re-binarized every call)")
+            ours = Result("model", case, "bnn_kernels.convert(model)", str(device), t_p, float(nb), "img", True,
+                          note=f"weights {nbytes['packed'] / 2**20:.1f} MiB, top-1 agreement {100 * agree:.0f}% "
+                               f"(random weights), {len(report.converted)} layers packed")
+            out += [_vs(ours, base), base]
+    return out
+
+
 SUITES = {
     "gemm": bench_gemm,
     "conv": bench_conv,
     "linear": bench_linear,
     "bitserial": bench_bitserial,
     "peak": bench_peak,
+    "model": bench_model,
 }
 
 
@@ -259,4 +313,6 @@ def case_count(name: str, device: torch.device, **kw) -> int:
         return len(kw.get("rows") or [1, 4, 16, 64, 256])
     if name == "bitserial":
         return 3
+    if name == "model":
+        return 2 * len(kw.get("batches") or ([1, 128] if device.type == "cuda" else [1, 8]))
     return 4 if device.type == "cpu" else 5

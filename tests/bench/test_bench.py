@@ -15,6 +15,7 @@ from bnn_kernels.__main__ import main
         ["linear", "--size", "256", "--rows", "1", "3"],
         ["bitserial", "--size", "128"],
         ["peak", "--size", "128"],
+        ["model", "--size", "32", "--batches", "1"],
     ],
 )
 def test_bench_suites_write_results(args, tmp_path, capsys, monkeypatch):
