@@ -79,7 +79,9 @@ def extensions():
     _find_cuda_home()
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
-    kernel_cpu = [s for s in _sources("csrc/**/*.cpp") if not s.startswith(os.path.join("csrc", "tests"))]
+    # csrc/tests and csrc/bench are the CMake library's own programs (each with a main)
+    programs = (os.path.join("csrc", "tests"), os.path.join("csrc", "bench"))
+    kernel_cpu = [s for s in _sources("csrc/**/*.cpp") if not s.startswith(programs)]
     no_cuda = os.path.join("csrc", "torch", "no_cuda.cpp")
     torch_cuda = [s for s in kernel_cpu if s.startswith(os.path.join("csrc", "torch", "cuda"))]
     cpu_sources = [s for s in kernel_cpu if s not in torch_cuda and s != no_cuda]

@@ -26,13 +26,6 @@ bool parse_linear_path(const char* s, LinearPath* out) {
 
 namespace {
 
-template <typename Acc, typename T>
-__device__ __forceinline__ Acc to_acc(T v) { return static_cast<Acc>(v); }
-template <>
-__device__ __forceinline__ float to_acc<float, __half>(__half v) { return __half2float(v); }
-template <>
-__device__ __forceinline__ float to_acc<float, __nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
 // +v when bit is 1, -v when 0 (a sign-bit flip, as -x is on the CPU).
 __device__ __forceinline__ float signed_by(float v, uint32_t bit) {
   return __int_as_float(__float_as_int(v) ^ static_cast<int>((bit ^ 1u) << 31));
@@ -101,7 +94,7 @@ __global__ void __launch_bounds__(kGWarps * 32) linear_gemv_kernel(const T* __re
 #pragma unroll
         for (int r = 0; r < kMR; ++r) {
           if (r < rows) {
-            const Acc xv = to_acc<Acc>(xm[r * K + col]);
+            const Acc xv = convert_to<Acc>(xm[r * K + col]);
 #pragma unroll
             for (int f = 0; f < kNW; ++f) acc[r][f] += signed_by(xv, bits[f]);
           }
@@ -149,7 +142,7 @@ __global__ void __launch_bounds__(kTThreads) linear_tiled_kernel(const T* __rest
       const int idx = i * kTThreads + threadIdx.x;
       const int r = idx / kTK, c = idx % kTK;
       const int64_t m = m0 + r, col = c0 + c;
-      Xs[c][r] = (m < M && col < K) ? to_acc<Acc>(x[m * K + col]) : Acc(0);
+      Xs[c][r] = (m < M && col < K) ? convert_to<Acc>(x[m * K + col]) : Acc(0);
     }
     {
       // thread -> (n = tid % 64, 8 bits starting at 8 * (tid / 64))

@@ -9,17 +9,8 @@
 namespace bnn::cuda {
 namespace {
 
-// The value the comparison runs on: the CPU converts half types to float32 (exact), and
-// integers to float64 (round to nearest, as static_cast does on the host).
-template <typename Thr, typename T>
-__device__ __forceinline__ Thr to_cmp(T v) { return static_cast<Thr>(v); }
-template <>
-__device__ __forceinline__ float to_cmp<float, __half>(__half v) { return __half2float(v); }
-template <>
-__device__ __forceinline__ float to_cmp<float, __nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-
+// The comparison runs on convert_to<Thr>(x): the CPU converts half types to float32 (exact)
+// and integers to float64 (round to nearest, as static_cast does on the host).
 template <typename T, typename Thr, bool PerChannel>
 __global__ void pack_bits_kernel(const T* __restrict__ x, int64_t rows, int64_t k, int64_t words,
                                  const Thr* __restrict__ thr, int32_t* __restrict__ out) {
@@ -33,7 +24,7 @@ __global__ void pack_bits_kernel(const T* __restrict__ x, int64_t rows, int64_t 
     const int64_t c = w * 32 + lane;
     bool bit = false;
     if (c < k) {
-      const Thr v = to_cmp<Thr>(x[r * k + c]);
+      const Thr v = convert_to<Thr>(x[r * k + c]);
       bit = v >= (PerChannel ? thr[c] : t0);  // NaN compares false: bit 0 (-1), as on the CPU
     }
     const uint32_t word = __ballot_sync(0xFFFFFFFFu, bit);

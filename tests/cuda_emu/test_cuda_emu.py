@@ -36,9 +36,9 @@ def emu_binary(tmp_path_factory):
         dst = out / (os.path.basename(cu)[:-3] + "_emu.cpp")
         subprocess.run([sys.executable, os.path.join(HERE, "rewrite.py"), cu, str(dst)], check=True)
         rewritten.append(str(dst))
-    # the torch-free CPU kernels (not the torch binding, not the C++ unit tests with their own main)
+    # the torch-free CPU kernels (not the torch binding, nor the C++ tests and benchmark with their own main)
     cpu = [p for p in sorted(glob.glob(os.path.join(CSRC, "*", "*.cpp")))
-           if os.path.basename(os.path.dirname(p)) not in ("torch", "tests")]
+           if os.path.basename(os.path.dirname(p)) not in ("torch", "tests", "bench")]
     exe = out / "emu_test"
     cmd = ["g++", "-O1", "-std=c++20", "-fopenmp", "-w", f"-I{CSRC}", f"-I{HERE}", f"-I{CUDA_HOME}/include",
            "-include", os.path.join(HERE, "emu.h"), "-x", "c++", os.path.join(HERE, "test_main.cpp"), *rewritten,
