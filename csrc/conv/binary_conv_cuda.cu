@@ -74,9 +74,9 @@ __global__ void weight_col_add_kernel(const int32_t* __restrict__ tap_pop, int64
                                       int32_t* __restrict__ col_add) {
   for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < O;
        o += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int32_t s = 0;
-    for (int64_t t = 0; t < taps; ++t) s += tap_pop[o * taps + t];
-    col_add[o] = -2 * s;
+    uint32_t s = 0;  // modulo 2^32, like the GEMM epilogue it feeds (no signed overflow)
+    for (int64_t t = 0; t < taps; ++t) s += static_cast<uint32_t>(tap_pop[o * taps + t]);
+    col_add[o] = static_cast<int32_t>(0u - 2u * s);
   }
 }
 
@@ -128,7 +128,7 @@ __global__ void row_add_kernel(const uint32_t* __restrict__ rows, int64_t groups
     for (int64_t w = lane; w < row_words; w += 32) s += __popc(row[w]);
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xFFFFFFFFu, s, off);
-    if (lane == 0) row_add[g * chunk + r] = -2 * s;
+    if (lane == 0) row_add[g * chunk + r] = static_cast<int32_t>(0u - 2u * static_cast<uint32_t>(s));
   }
 }
 

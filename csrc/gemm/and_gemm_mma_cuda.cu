@@ -5,6 +5,8 @@
 // Tails: global words past `words` and rows past M/N are zero-filled by cp.async; the last
 // word of A is masked in registers (one operand suffices for AND), so dirty tails of B or A
 // are ignored.
+#include <atomic>
+
 #include "common/cuda_common.cuh"
 #include "gemm/and_gemm_epilogue.cuh"
 
@@ -189,7 +191,16 @@ void launch_and_gemm_mma(const AndGemmArgs& p, cudaStream_t stream) {
                      (p.batch == 1 || (p.a_batch % 4 == 0 && p.b_batch % 4 == 0));
   BOOL_SWITCH(vec16, Vec16, [&] {
     auto kernel = and_gemm_mma_kernel<Vec16>;
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    // Raise the dynamic shared-memory limit once per device; a failure is left for the
+    // launch error check (cudaGetLastError) to report.
+    static std::atomic<uint64_t> configured{0};
+    int dev = 0;
+    cudaGetDevice(&dev);
+    const uint64_t bit = dev < 64 ? (uint64_t(1) << dev) : 0;
+    if (bit == 0 || !(configured.load(std::memory_order_relaxed) & bit)) {
+      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) == cudaSuccess)
+        configured.fetch_or(bit, std::memory_order_relaxed);
+    }
     kernel<<<grid, kThreads, kSmemBytes, stream>>>(p);
   });
 }

@@ -29,5 +29,7 @@ if a >= 0:
     b = res.find('// Copies the k tile')
     res = res[:a] + '#include "emu_ptx.h"\n\n' + res[b:]
     res = res.replace('extern __shared__ __align__(128) unsigned char smem[];', 'unsigned char* smem = ::emu::dyn_smem;')
-    res = res.replace('cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);', '')
+    # host-side runtime calls the emulation has no runtime for
+    res = res.replace('cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes)', 'cudaSuccess')
+    res = res.replace('cudaGetDevice(&dev);', '')
 open(sys.argv[2], 'w').write(res)
