@@ -19,9 +19,11 @@ $(VENV)/.deps: requirements.txt
 
 setup: $(VENV)/.deps
 
-# In-place build (ninja, incremental): the package then runs from this checkout.
+# In-place build (ninja, incremental); a .pth file puts this checkout on the venv's path, so
+# `import bnn_kernels` works from any folder (like an editable install, without a rebuild).
 build: setup
 	$(PY) setup.py --quiet build_ext --inplace
+	$(PY) -c "import site; open(site.getsitepackages()[0] + '/bnn_kernels-checkout.pth', 'w').write('$(CURDIR)\n')"
 
 demo: build
 	$(PY) examples/demo.py
