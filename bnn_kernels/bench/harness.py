@@ -173,7 +173,7 @@ def table(results: Sequence[Result]) -> str:
         sp = f"{r.speedup:9.2f}x" if r.speedup else ""
         frac = f"{100 * r.fraction_of_ceiling:6.1f}%" if r.fraction_of_ceiling else ""
         lines.append(f"{r.suite:9} {r.case:34} {r.impl:42} {r.ms:9.3f} {_fmt_rate(r.rate, r.unit):>13} {sp:>11} {frac:>8} "
-                     f"{'ok' if r.checked else '-':5}  {r.note}".rstrip())
+                     f"{'ok' if r.checked else '-':5}  {'; '.join(t for t in (r.baseline and 'vs ' + r.baseline, r.note) if t)}".rstrip())
     return "\n".join(lines)
 
 
