@@ -42,7 +42,6 @@ MicroKernel select_microkernel(BitOp op);
 MicroKernel scalar_microkernel(BitOp op);
 MicroKernel avx2_microkernel(BitOp op);    // fn == nullptr where not compiled in
 MicroKernel avx512_microkernel(BitOp op);  // fn == nullptr where not compiled in
-bool cpu_has_avx2();
 bool cpu_has_avx512_vpopcnt();
 
 // Building blocks of the driver, for callers that produce their own A tiles (the conv

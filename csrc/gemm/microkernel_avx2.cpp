@@ -130,15 +130,12 @@ __attribute__((target("avx2,popcnt"))) int64_t avx2_dot(const uint32_t* a, const
 
 }  // namespace
 
-bool cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
-
 MicroKernel avx2_microkernel(BitOp op) {
   return op == BitOp::Xor
              ? MicroKernel{avx2_kernel<BitOp::Xor>, "avx2", kMR, kNR, avx2_dot<BitOp::Xor>}
              : MicroKernel{avx2_kernel<BitOp::And>, "avx2", kMR, kNR, avx2_dot<BitOp::And>};
 }
 #else
-bool cpu_has_avx2() { return false; }
 MicroKernel avx2_microkernel(BitOp) {
   return MicroKernel{nullptr, "avx2", 0, 0, nullptr};
 }

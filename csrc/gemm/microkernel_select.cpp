@@ -5,9 +5,8 @@
 namespace bnn::cpu {
 
 MicroKernel select_microkernel(BitOp op) {
-  const CpuIsa cap = cpu_isa_cap();
-  if (cap >= CpuIsa::Avx512 && cpu_has_avx512_vpopcnt()) return avx512_microkernel(op);
-  if (cap >= CpuIsa::Avx2 && cpu_has_avx2()) return avx2_microkernel(op);
+  if (cpu_isa_cap() >= CpuIsa::Avx512 && cpu_has_avx512_vpopcnt()) return avx512_microkernel(op);
+  if (use_avx2()) return avx2_microkernel(op);
   return scalar_microkernel(op);
 }
 

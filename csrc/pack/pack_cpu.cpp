@@ -12,7 +12,7 @@ template <typename T, typename Thr>
 void pack_bits(const T* x, int64_t rows, int64_t k, const Thr* thr, int64_t thr_stride,
                int32_t* out, int num_threads) {
   if constexpr (std::is_same_v<T, float> && std::is_same_v<Thr, float>) {
-    if (pack_bits_f32_simd(x, rows, k, thr, thr_stride, out, num_threads, cpu_isa_cap())) return;
+    if (pack_bits_f32_simd(x, rows, k, thr, thr_stride, out, num_threads)) return;
   }
   const int64_t words = words_for_bits(k);
 #pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * k > (1 << 20))

@@ -64,12 +64,12 @@ void pack_rows(RowFn row, const float* x, int64_t rows, int64_t k, const float* 
 }  // namespace
 
 bool pack_bits_f32_simd(const float* x, int64_t rows, int64_t k, const float* thr, int64_t thr_stride,
-                        int32_t* out, int num_threads, CpuIsa isa) {
-  if (isa >= CpuIsa::Avx512 && __builtin_cpu_supports("avx512f")) {
+                        int32_t* out, int num_threads) {
+  if (use_avx512()) {
     pack_rows(row_avx512, x, rows, k, thr, thr_stride, out, num_threads);
     return true;
   }
-  if (isa >= CpuIsa::Avx2 && __builtin_cpu_supports("avx2")) {
+  if (use_avx2()) {
     pack_rows(row_avx2, x, rows, k, thr, thr_stride, out, num_threads);
     return true;
   }
@@ -79,6 +79,6 @@ bool pack_bits_f32_simd(const float* x, int64_t rows, int64_t k, const float* th
 }  // namespace bnn::cpu
 #else
 namespace bnn::cpu {
-bool pack_bits_f32_simd(const float*, int64_t, int64_t, const float*, int64_t, int32_t*, int, CpuIsa) { return false; }
+bool pack_bits_f32_simd(const float*, int64_t, int64_t, const float*, int64_t, int32_t*, int) { return false; }
 }  // namespace bnn::cpu
 #endif
