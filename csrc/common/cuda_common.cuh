@@ -49,7 +49,4 @@ inline bool aligned_to(const void* p, int bytes) {
   return (reinterpret_cast<uintptr_t>(p) % static_cast<uintptr_t>(bytes)) == 0;
 }
 
-// Compute capability major*10+minor of the current device (cached per device).
-int current_device_cc();
-
 }  // namespace bnn::cuda

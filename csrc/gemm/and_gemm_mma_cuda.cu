@@ -23,6 +23,18 @@ constexpr int kMT = kWarpM / 16, kNT = kWarpN / 8;
 constexpr int kTileBytes = (kBM + kBN) * kBKWords * 4;
 constexpr int kSmemBytes = kStages * kTileBytes;  // 96 KiB
 
+// Blocks per SM the launch bounds promise, per target: shared memory decides. sm_80 code also
+// runs on sm_86/sm_89 (100 KiB per SM, 99 KiB per block) and A100 has 164 KiB per SM: one
+// 96 KiB block fits, so registers are not capped (255). sm_90 has 228 KiB per SM: two blocks,
+// which caps registers at 65536 / (2 * 256) = 128. Each block also reserves 1 KiB.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+constexpr int kMinBlocks = 2, kSmemPerSm = 228 * 1024, kSmemPerBlockMax = 227 * 1024;
+#else
+constexpr int kMinBlocks = 1, kSmemPerSm = 100 * 1024, kSmemPerBlockMax = 99 * 1024;
+#endif
+static_assert(kSmemBytes <= kSmemPerBlockMax, "MMA tile does not fit one block's shared memory");
+static_assert(kMinBlocks * (kSmemBytes + 1024) <= kSmemPerSm, "__launch_bounds__ promises more blocks than fit");
+
 // Byte offset of (row, 16-byte chunk) inside an operand tile: chunk XOR (row mod 8), so the
 // 8 rows one ldmatrix phase reads sit in 8 different bank groups.
 __device__ __forceinline__ uint32_t swz(int row, int chunk) {
@@ -54,7 +66,7 @@ __device__ __forceinline__ void mma_b1_and(int32_t (&c)[4], const uint32_t (&a)[
       : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #else
-  __trap();  // the launcher never picks this path below sm_80
+  __trap();  // launch_and_gemm picks this path only when and_gemm_mma_native() holds
 #endif
 }
 
@@ -87,7 +99,7 @@ __device__ __forceinline__ void load_operand(uint32_t tile, const int32_t* base,
 }
 
 template <bool Vec16>
-__global__ void __launch_bounds__(kThreads, 2) and_gemm_mma_kernel(const AndGemmArgs p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) and_gemm_mma_kernel(const AndGemmArgs p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const int b = blockIdx.z;
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kBM, n0 = static_cast<int64_t>(blockIdx.y) * kBN;
@@ -181,6 +193,28 @@ __global__ void __launch_bounds__(kThreads, 2) and_gemm_mma_kernel(const AndGemm
 }
 
 }  // namespace
+
+bool and_gemm_mma_native() {
+  // Per device: bit d of `known` says device d was queried, bit d of `native` holds the answer.
+  static std::atomic<uint64_t> known{0}, native{0};
+  int dev = -1;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return false;
+  const uint64_t bit = dev < 64 ? (uint64_t(1) << dev) : 0;
+  if (bit && (known.load(std::memory_order_acquire) & bit)) return (native.load(std::memory_order_relaxed) & bit) != 0;
+  // The code the driver loaded for this device: its PTX version is the __CUDA_ARCH__ the
+  // kernel body was compiled for (the mma instruction exists from 80 on; below it is
+  // __trap()), whichever SASS or JIT-compiled PTX of the fat binary was picked.
+  cudaFuncAttributes attr{};
+  const auto kernel = and_gemm_mma_kernel<true>;
+  bool ok = cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(kernel)) == cudaSuccess;
+  // (A failure means no image for this device at all: the launch of any path reports it.)
+  ok = ok && attr.ptxVersion >= 80 && attr.binaryVersion >= 80;
+  if (bit) {
+    if (ok) native.fetch_or(bit, std::memory_order_relaxed);
+    known.fetch_or(bit, std::memory_order_release);
+  }
+  return ok;
+}
 
 void launch_and_gemm_mma(const AndGemmArgs& p, cudaStream_t stream) {
   if (p.M <= 0 || p.N <= 0 || p.batch <= 0) return;

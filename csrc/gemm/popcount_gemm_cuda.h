@@ -42,7 +42,7 @@ struct AndGemmArgs {
 };
 
 // Runs the AND-popcount GEMM on `stream` by `path` (Auto picks one; Mma falls back to Popc
-// on devices older than sm_80). Returns the path that ran.
+// unless and_gemm_mma_native()). Returns the path that ran.
 GemmPath launch_and_gemm(const AndGemmArgs& args, GemmPath path, cudaStream_t stream);
 
 // out[r] = mul * popcount(bits[r] & masks) + add for `rows` rows of `words` words (leading dim
@@ -64,5 +64,11 @@ GemmPath launch_xnor_gemm(const int32_t* A, const int32_t* B, int64_t M, int64_t
 void launch_and_gemm_mma(const AndGemmArgs& args, cudaStream_t stream);
 void launch_and_gemm_popc(const AndGemmArgs& args, cudaStream_t stream);
 void launch_and_gemm_gemv(const AndGemmArgs& args, cudaStream_t stream);
+
+// True when the MMA kernel the driver loads on the current device holds the tensor-core code:
+// compiled for sm_80 or newer (cudaFuncGetAttributes: ptxVersion and binaryVersion >= 80).
+// False for example on a Hopper GPU running a build whose arch list starts below 80 (its
+// kernels are JIT-compiled from that older PTX, where the MMA kernel only traps).
+bool and_gemm_mma_native();
 
 }  // namespace bnn::cuda

@@ -10,19 +10,6 @@
 
 namespace bnn::cuda {
 
-int current_device_cc() {
-  static int cache[64] = {};
-  int dev = 0;
-  cudaGetDevice(&dev);
-  if (dev >= 0 && dev < 64 && cache[dev] != 0) return cache[dev];
-  int major = 0, minor = 0;
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-  const int cc = major * 10 + minor;
-  if (dev >= 0 && dev < 64) cache[dev] = cc;
-  return cc;
-}
-
 bool parse_gemm_path(const char* s, GemmPath* out) {
   if (s == nullptr || *s == '\0' || std::strcmp(s, "auto") == 0) return *out = GemmPath::Auto, true;
   if (std::strcmp(s, "mma") == 0) return *out = GemmPath::Mma, true;
@@ -45,7 +32,7 @@ namespace {
 // Which path runs for a shape: the tensor-core kernel once there is at least about one full
 // 128x128 tile of work per row block, the GEMV kernel for a handful of rows, the tiled
 // CUDA-core kernel for the rest (tiny products, where the MMA tile would be mostly padding).
-GemmPath choose_path(const AndGemmArgs& p, GemmPath requested, int cc) {
+GemmPath choose_path(const AndGemmArgs& p, GemmPath requested, bool mma_native) {
   GemmPath path = requested;
   if (path == GemmPath::Auto) {
     if (p.M <= 8)
@@ -55,7 +42,7 @@ GemmPath choose_path(const AndGemmArgs& p, GemmPath requested, int cc) {
     else
       path = GemmPath::Mma;
   }
-  if (path == GemmPath::Mma && cc < 80) path = GemmPath::Popc;  // no b1 AND.popc m16n8k256
+  if (path == GemmPath::Mma && !mma_native) path = GemmPath::Popc;  // no b1 AND.popc m16n8k256
   return path;
 }
 
@@ -81,7 +68,7 @@ __global__ void row_popcounts_kernel(const uint32_t* __restrict__ bits, int64_t 
 }  // namespace
 
 GemmPath launch_and_gemm(const AndGemmArgs& args, GemmPath requested, cudaStream_t stream) {
-  const GemmPath path = choose_path(args, requested, current_device_cc());
+  const GemmPath path = choose_path(args, requested, and_gemm_mma_native());
   // Slices keep every grid dimension inside CUDA's limits (65535 for y and z): at most
   // 65535 * 8 rows (GEMV: 8 rows per block row), 2^21 columns (popc: 64 per block column,
   // MMA: 128) and 65535 batch entries per launch.

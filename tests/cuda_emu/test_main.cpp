@@ -21,6 +21,10 @@ extern "C" cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
   *v = a == cudaDevAttrComputeCapabilityMajor ? 8 : 0;  // sm_80: the mma path runs (emulated PTX)
   return cudaSuccess;
 }
+extern "C" cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, const void*) {
+  *a = {}, a->ptxVersion = a->binaryVersion = 80;  // sm_80 code loaded: the mma path runs
+  return cudaSuccess;
+}
 
 using namespace bnn;
 static std::mt19937_64 rng(42);
