@@ -5,7 +5,9 @@ built with CUDA (torch.version.cuda) and a CUDA toolkit is found (CUDA_HOME):
 no GPU is needed to build. Environment switches:
 
   BNN_KERNELS_CUDA=0            build CPU only even when CUDA is available
-  BNN_KERNELS_CUDA_ARCHS="80;90a"  SASS targets; PTX of the first is embedded too
+  BNN_KERNELS_CUDA_ARCHS="80;90a"  SASS targets; PTX of the first is embedded too. A list may
+                                start below 80 (e.g. "75;80"): the tensor-core GEMM then runs
+                                only where the loaded code is sm_80+ (checked at run time)
   MAX_JOBS                      parallel compile jobs (ninja)
 """
 import glob
@@ -86,6 +88,10 @@ def extensions():
     torch_cuda = [s for s in kernel_cpu if s.startswith(os.path.join("csrc", "torch", "cuda"))]
     cpu_sources = [s for s in kernel_cpu if s not in torch_cuda and s != no_cuda]
     cxx = ["-O3", "-std=c++20", "-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    # No a * b + c contracted into an FMA (GCC does it by default, also in C++20 mode, where
+    # the target has FMA, e.g. AVX-512 functions): float epilogues round like the reference
+    # and like the CUDA kernels (__fmul_rn / __fadd_rn), bit for bit.
+    cxx.append("-ffp-contract=off")
     include_dirs = [os.path.join(ROOT, "csrc")]
     with_cuda, why = _cuda_wanted()
     print(f"bnn_kernels: CUDA kernels {'ON' if with_cuda else 'OFF'} ({why})")

@@ -14,6 +14,7 @@ import torch
 
 import bnn_kernels as bk
 from bnn_kernels import reference as ref
+from tests.helpers import fma_exposing_case, fused
 
 pytestmark = [
     pytest.mark.cuda,
@@ -337,6 +338,16 @@ def test_binary_weight_linear_large_gemv():
     x = torch.randint(-2, 3, (1, k), generator=gen).float()
     w = rand_bits(n, k=k, gen=gen)
     same(bk.binary_weight_linear(x.to(DEV), w.to(DEV), k), bk.binary_weight_linear(x, w, k))
+
+
+@pytest.mark.parametrize("dtype", LINEAR_DTYPES)
+def test_binary_weight_linear_epilogue_not_fused(linear_path, dtype):
+    """Inputs where an FMA in the epilogue would round differently: CUDA == CPU bit for bit."""
+    x, w, scale, bias, dot, acc = fma_exposing_case(dtype, seed=15, m=9)  # 9 rows: GEMV and tiled
+    assert (fused(dot, scale, bias, acc).to(dtype)[0, 0::2] != (dot.to(acc) * scale + bias).to(dtype)[0, 0::2]).any()
+    k = x.shape[1]
+    same(bk.binary_weight_linear(x.to(DEV), w.to(DEV), k, scale.to(DEV), bias.to(DEV)),
+         bk.binary_weight_linear(x, w, k, scale, bias))
 
 
 # ---------------------------------------------------------------- opcheck / compile

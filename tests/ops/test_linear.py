@@ -3,7 +3,7 @@ import torch
 
 import bnn_kernels as bk
 from bnn_kernels import reference as R
-from tests.helpers import noncontiguous, random_bits, randn
+from tests.helpers import fma_exposing_case, fused, noncontiguous, random_bits, randn
 
 pytestmark = pytest.mark.usefixtures("cpu_isa")
 
@@ -72,3 +72,17 @@ BAD = [
 def test_binary_weight_linear_bad_input(fn, exc, match):
     with pytest.raises(exc, match=match):
         fn()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("seed", range(3))
+def test_binary_weight_linear_epilogue_rounds_like_unfused_float(dtype, seed):
+    """The float epilogue is dot * scale, rounded, + bias, rounded, in the accumulation type
+    (what the CUDA kernels do too): never one fused multiply-add."""
+    x, w, scale, bias, dot, acc = fma_exposing_case(dtype, seed)
+    want = (dot.to(acc) * scale + bias).to(dtype)  # two torch ops: two roundings
+    fma = fused(dot, scale, bias, acc).to(dtype)
+    # the inputs must tell the two apart, or this test could not fail
+    assert (want[0, 0::2] != fma[0, 0::2]).float().mean() > 0.5
+    got = bk.binary_weight_linear(x, w, x.shape[1], scale, bias)
+    assert torch.equal(got, want)
