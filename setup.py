@@ -5,9 +5,8 @@ built with CUDA (torch.version.cuda) and a CUDA toolkit is found (CUDA_HOME):
 no GPU is needed to build. Environment switches:
 
   BNN_KERNELS_CUDA=0            build CPU only even when CUDA is available
-  BNN_KERNELS_CUDA_ARCHS="80;90a"  SASS targets; PTX of the first is embedded too. A list may
-                                start below 80 (e.g. "75;80"): the tensor-core GEMM then runs
-                                only where the loaded code is sm_80+ (checked at run time)
+  BNN_KERNELS_CUDA_ARCHS="80;90a"  SASS targets; PTX of the first is embedded too. Each must be
+                                80 or newer (the kernels use sm_80 instructions: cp.async, b1 mma)
   MAX_JOBS                      parallel compile jobs (ninja)
 """
 import glob
@@ -69,6 +68,21 @@ def _nvidia_wheel_includes():
     return sorted(set(d for d in dirs if os.path.isdir(d)))
 
 
+def _cuda_archs(value):
+    """The arch list of BNN_KERNELS_CUDA_ARCHS ("80;90a", commas allowed), each 80 or newer."""
+    archs = [a.strip() for a in value.replace(",", ";").split(";") if a.strip()]
+    if not archs:
+        raise ValueError("BNN_KERNELS_CUDA_ARCHS is empty; give SASS targets such as '80;90a'")
+    for a in archs:
+        m = re.fullmatch(r"(\d+)[a-z]?", a)
+        if not m:
+            raise ValueError(f"BNN_KERNELS_CUDA_ARCHS: '{a}' is not an architecture such as 80 or 90a")
+        if int(m.group(1)) < 80:
+            raise ValueError(f"BNN_KERNELS_CUDA_ARCHS: '{a}' is below 80; the CUDA kernels need sm_80 or newer "
+                             "(cp.async, mma.sync b1): use e.g. '80;90a', or BNN_KERNELS_CUDA=0")
+    return archs
+
+
 def _gencode_flags(archs):
     flags = []
     for i, arch in enumerate(archs):
@@ -105,7 +119,7 @@ def extensions():
                 extra_link_args=["-fopenmp"],
             )
         ]
-    archs = [a for a in os.environ.get("BNN_KERNELS_CUDA_ARCHS", "80;90a").replace(",", ";").split(";") if a]
+    archs = _cuda_archs(os.environ.get("BNN_KERNELS_CUDA_ARCHS", "80;90a"))
     nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo", "-Xptxas=-warn-spills"]
     nvcc += _gencode_flags(archs)
     if os.environ.get("NVCC_THREADS"):

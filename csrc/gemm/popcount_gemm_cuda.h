@@ -67,8 +67,8 @@ void launch_and_gemm_gemv(const AndGemmArgs& args, cudaStream_t stream);
 
 // True when the MMA kernel the driver loads on the current device holds the tensor-core code:
 // compiled for sm_80 or newer (cudaFuncGetAttributes: ptxVersion and binaryVersion >= 80).
-// False for example on a Hopper GPU running a build whose arch list starts below 80 (its
-// kernels are JIT-compiled from that older PTX, where the MMA kernel only traps).
+// Decided by the loaded code, not the device: PTX below compute_80 JIT-compiled on a Hopper GPU
+// would still give a kernel that only traps (setup.py and CMake refuse such arch lists).
 bool and_gemm_mma_native();
 
 }  // namespace bnn::cuda

@@ -1,6 +1,6 @@
 // launch_and_gemm picks the tensor-core kernel only where the code loaded for the device is
-// sm_80+ (cudaFuncGetAttributes): e.g. not on an sm_90 GPU running a build whose arch list
-// starts at 75, which JIT-compiles compute_75 PTX, where the MMA kernel only traps.
+// sm_80+ (cudaFuncGetAttributes), not by the device's compute capability: code compiled below
+// sm_80 (e.g. compute_75 PTX JIT-compiled on an sm_90 GPU) has an MMA kernel that only traps.
 // Usage: mma_fallback PTX_VERSION BINARY_VERSION|fail EXPECTED_PATH. Built by test_mma_fallback.py.
 #include <cstdlib>
 #include <cstring>

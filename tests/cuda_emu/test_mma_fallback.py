@@ -1,7 +1,7 @@
 """The tensor-core GEMM runs only where the kernel the driver loaded holds sm_80+ code
 (cudaFuncGetAttributes ptxVersion / binaryVersion), whatever the device's compute capability:
 mma_fallback_main.cpp runs the gemm kernels under the emulation of emu.h with the attributes
-an arch list starting below 80 would give, and checks the path taken and the result."""
+code compiled below sm_80 would give, and checks the path taken and the result."""
 from __future__ import annotations
 
 import glob
@@ -32,7 +32,7 @@ def fallback_binary(tmp_path_factory):
 
 
 @pytest.mark.parametrize("ptx,binary,path", [
-    ("75", "90", "popc"),   # "75;80" build on sm_90: compute_75 PTX JIT-compiled, MMA kernel traps
+    ("75", "90", "popc"),   # compute_75 PTX JIT-compiled on sm_90: the MMA kernel would trap
     ("75", "75", "popc"),   # sm_75 SASS
     ("80", "80", "mma"),    # sm_80 SASS (A100, and sm_86 / sm_89)
     ("80", "90", "mma"),    # compute_80 PTX JIT-compiled on a newer GPU
