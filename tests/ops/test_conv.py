@@ -12,7 +12,7 @@ pytestmark = pytest.mark.usefixtures("cpu_isa")
 def random_conv(rng, seed):
     groups = rng.choice([1, 1, 2, 3, 4])
     cg = rng.choice([1, 3, 16, 31, 32, 33, 40, 64, 65, rng.randint(1, 100)])
-    og = rng.choice([1, 2, 3, 5, 8, rng.randint(1, 12)])
+    og = rng.choice([1, 2, 3, 5, 8, 17, 40, rng.randint(1, 12)])
     kh, kw = rng.choice([(1, 1), (3, 3), (2, 3), (3, 1), (5, 5), (rng.randint(1, 4), rng.randint(1, 4))])
     stride = rng.choice([1, 2, (2, 3), (1, 2)])
     dilation = rng.choice([1, 1, 2, (3, 2)])
@@ -56,6 +56,38 @@ def test_binary_conv2d_equals_float_conv_of_signs(seed, rng):
     sw = torch.where(wt >= 0, 1.0, -1.0).double()
     want = F.conv2d(sx, sw, None, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
     assert torch.equal(run(x, wt, **kw), want.to(torch.int32))
+
+
+@pytest.fixture
+def threads(request):
+    """Sets torch's CPU thread count for one test and restores it after."""
+    before = torch.get_num_threads()
+    yield lambda n: torch.set_num_threads(n)
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("pad_value", [0, 1, -1])
+@pytest.mark.parametrize("nthreads", [1, 3])
+def test_binary_conv2d_padding_correction(pad_value, nthreads, threads):
+    """Outputs that see some, many or only padded taps (padding past the kernel's reach),
+    many output channels per group (several B tiles) and channel groups that start inside a
+    32-bit word, against F.conv2d of the signs with the same padding value."""
+    threads(nthreads)
+    x, wt = randn(3, 2 * 37, 7, 9, seed=20), randn(2 * 45, 37, 3, 2, seed=21)
+    stride, padding, dilation = (1, 2), (4, 3), (2, 1)
+    sx = F.pad(torch.where(x >= 0, 1.0, -1.0).double(), (3, 3, 4, 4), value=float(pad_value))
+    sw = torch.where(wt >= 0, 1.0, -1.0).double()
+    want = F.conv2d(sx, sw, None, stride, 0, dilation, groups=2).to(torch.int32)
+    got = run(x, wt, stride=stride, padding=padding, dilation=dilation, groups=2, pad_value=pad_value)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("nthreads", [1, 3])
+def test_binary_conv2d_thread_counts(seed, nthreads, rng, threads):
+    threads(nthreads)
+    x, wt, kw = random_conv(rng, seed + 200)
+    assert torch.equal(run(x, wt, **kw), R.binary_conv2d(pack_nhwc(x), pack_nhwc(wt), x.shape[1], **kw)), kw
 
 
 def test_binary_conv2d_pad_values_differ_at_border():
