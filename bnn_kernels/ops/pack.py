@@ -11,7 +11,8 @@ import numbers
 import torch
 
 from .. import _native
-from ._fake import check_k, register_fake, words
+from .._args import words
+from ._checks import check_k, register_fake
 
 __all__ = ["pack_bits", "unpack_bits", "to_bitplanes"]
 

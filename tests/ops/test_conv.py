@@ -157,6 +157,9 @@ BAD = [
     (lambda: bk.binary_conv2d(xb, wb, 40, pad_value=2), ValueError, "pad_value must be 0, 1 or -1"),
     (lambda: bk.binary_conv2d(xb, wb, 40, pad_value=0.5), TypeError, "pad_value"),
     (lambda: bk.binary_conv2d(xb, wb, 40, stride=(1, 2, 3)), ValueError, "stride"),
+    (lambda: bk.binary_conv2d(xb, wb, 40, stride=(1.5, 1)), TypeError, "stride must be an int or a pair"),
+    (lambda: bk.binary_conv2d(xb, wb, 40, padding=(True, 1)), TypeError, "padding must be an int or a pair"),
+    (lambda: R.binary_conv2d(xb, wb, 40, dilation="2"), TypeError, "dilation must be an int or a pair"),
     (lambda: bk.binary_conv2d(xb, wb, 40, dilation=3), ValueError, "larger than the padded input"),
     (lambda: bk.binary_conv2d(xb[:, :2], wb, 40), ValueError, "larger than the padded input"),
 ]
