@@ -19,7 +19,7 @@ def pair(v, name: str) -> tuple[int, int]:
     """An int or a pair of ints (height, width) as a pair: TypeError for other types (floats,
     bools included), ValueError for sequences that are not of length 2."""
     msg = f"{name} must be an int or a pair of ints, got {v!r}"
-    if isinstance(v, bool):
+    if isinstance(v, (bool, str, bytes)):
         raise TypeError(msg)
     if isinstance(v, numbers.Integral):
         return (int(v), int(v))
