@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
   const double cpu_ms = median_ms_host(
       [&] { bnn::cpu::xnor_gemm(a.data(), W, b.data(), W, M, N, K, c.data(), N, threads); }, repeats);
   std::printf("M=%lld N=%lld K=%lld\n", (long long)M, (long long)N, (long long)K);
-  std::printf("cpu  xnor_gemm (%s, %d threads)  %9.3f ms  %8.1f binary GOPS\n", bnn::cpu::popcount_gemm_isa(),
+  std::printf("cpu  xnor_gemm (%s, %d threads)  %9.3f ms  %8.1f binary GOPS\n", bnn::cpu::gemm_isa(),
               threads, cpu_ms, ops / cpu_ms * 1e-6);
 #ifdef BNN_WITH_CUDA
   int32_t *da, *db, *dc;
