@@ -52,6 +52,7 @@ def to_bitplanes(q: torch.Tensor, nbits: int, signed: bool = False) -> torch.Ten
     ValueError. Decode with coefficients 2^p (and -2^(nbits-1) for the top plane when
     signed) in bitserial_gemm. nbits is 1 to 16.
     """
+    # The op's schema names this argument `is_signed`: `signed` is a C++ keyword.
     return _native.ops().to_bitplanes(q, nbits, signed)
 
 

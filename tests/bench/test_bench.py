@@ -59,3 +59,11 @@ def test_model_zoo_ships_with_the_package(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
                          capture_output=True, text=True, check=True).stdout
     assert out.strip().startswith(str(tmp_path / "bnn_kernels" / "models"))
+
+
+def test_bench_isa_cap_is_recorded(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("BNN_KERNELS_CPU_ISA", raising=False)  # restored after the test
+    args = ["bench", "gemm", "--shapes", "64", "--device", "cpu", "--isa", "scalar", "--repeats", "2"]
+    assert main([*args, "--out", str(tmp_path), "--name", "r", "--quiet"]) == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["environment"]["cpu_kernel"] in ("scalar-popcnt", "scalar")
