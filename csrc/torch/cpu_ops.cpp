@@ -106,24 +106,20 @@ at::Tensor binary_weight_linear_cpu(const at::Tensor& x_in, const at::Tensor& w_
   check_binary_weight_linear(x_in, w_in, k, scale_in, bias_in);
   const int64_t n = w_in.size(0);
   const auto out_type = x_in.scalar_type();
-  const at::ScalarType acc = out_type == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor x = x_in.to(acc).contiguous(), w = w_in.contiguous();
+  const LinearAffine affine = linear_affine(out_type, scale_in, bias_in);
+  const at::Tensor x = x_in.to(affine.acc).contiguous(), w = w_in.contiguous();
   const int64_t m = x.numel() / k;
   at::Tensor out = at::empty(with_last(x_in.sizes(), n), x.options());
   if (out.numel() > 0) {
-    at::Tensor scale, bias;
-    if (scale_in.has_value()) scale = scale_in->to(acc).contiguous();
-    if (bias_in.has_value()) bias = bias_in->to(acc).contiguous();
-    if (acc == at::kFloat) {
+    if (affine.acc == at::kFloat) {
       cpu::binary_weight_linear<float>(x.data_ptr<float>(), m, k, w.data_ptr<int32_t>(), n,
-                                       scale.defined() ? scale.data_ptr<float>() : nullptr,
-                                       bias.defined() ? bias.data_ptr<float>() : nullptr,
-                                       out.data_ptr<float>(), threads());
+                                       static_cast<const float*>(affine.scale_data()),
+                                       static_cast<const float*>(affine.bias_data()), out.data_ptr<float>(), threads());
     } else {
       cpu::binary_weight_linear<double>(x.data_ptr<double>(), m, k, w.data_ptr<int32_t>(), n,
-                                        scale.defined() ? scale.data_ptr<double>() : nullptr,
-                                        bias.defined() ? bias.data_ptr<double>() : nullptr,
-                                        out.data_ptr<double>(), threads());
+                                        static_cast<const double*>(affine.scale_data()),
+                                        static_cast<const double*>(affine.bias_data()), out.data_ptr<double>(),
+                                        threads());
     }
   }
   return out.to(out_type);

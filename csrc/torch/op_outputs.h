@@ -49,4 +49,22 @@ inline PlusMinusBits plus_minus_bits(at::ScalarType dtype) {
   return b;
 }
 
+// binary_weight_linear's accumulation dtype (float64 for float64 x, float32 otherwise) and
+// its optional scale and bias converted to it: `data` is null where one is absent.
+struct LinearAffine {
+  at::ScalarType acc;
+  at::Tensor scale, bias;  // undefined where absent
+  void* scale_data() const { return scale.defined() ? scale.data_ptr() : nullptr; }
+  void* bias_data() const { return bias.defined() ? bias.data_ptr() : nullptr; }
+};
+
+inline LinearAffine linear_affine(at::ScalarType x_type, const c10::optional<at::Tensor>& scale,
+                                  const c10::optional<at::Tensor>& bias) {
+  LinearAffine a;
+  a.acc = x_type == at::kDouble ? at::kDouble : at::kFloat;
+  if (scale.has_value()) a.scale = scale->to(a.acc).contiguous();
+  if (bias.has_value()) a.bias = bias->to(a.acc).contiguous();
+  return a;
+}
+
 }  // namespace bnn::binding

@@ -168,21 +168,17 @@ at::Tensor binary_weight_linear_cuda(const at::Tensor& x_in, const at::Tensor& w
   const c10::cuda::CUDAGuard guard(x_in.device());
   const int64_t n = w_in.size(0);
   const auto out_type = x_in.scalar_type();
-  const at::ScalarType acc = out_type == at::kDouble ? at::kDouble : at::kFloat;
+  const LinearAffine affine = linear_affine(out_type, scale_in, bias_in);
   const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();  // x keeps its dtype: converted on load
   const int64_t m = x.numel() / k;
-  at::Tensor out = at::empty(with_last(x_in.sizes(), n), x.options().dtype(acc));
+  at::Tensor out = at::empty(with_last(x_in.sizes(), n), x.options().dtype(affine.acc));
   if (out.numel() > 0) {
-    at::Tensor scale, bias;
-    if (scale_in.has_value()) scale = scale_in->to(acc).contiguous();
-    if (bias_in.has_value()) bias = bias_in->to(acc).contiguous();
     cuda::LinearXType type = cuda::LinearXType::F32;
     if (out_type == at::kHalf) type = cuda::LinearXType::F16;
     if (out_type == at::kBFloat16) type = cuda::LinearXType::BF16;
     if (out_type == at::kDouble) type = cuda::LinearXType::F64;
     cuda::launch_binary_weight_linear(type, x.data_ptr(), m, k, w.data_ptr<int32_t>(), n,
-                                      scale.defined() ? scale.data_ptr() : nullptr,
-                                      bias.defined() ? bias.data_ptr() : nullptr, out.data_ptr(), linear_path(),
+                                      affine.scale_data(), affine.bias_data(), out.data_ptr(), linear_path(),
                                       stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
