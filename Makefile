@@ -9,7 +9,7 @@ export CUDA_HOME
 MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 export MAX_JOBS
 
-.PHONY: setup build demo test test-python test-cpp bench clean
+.PHONY: setup build demo test test-python test-cpp bench lint format clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,26 @@ test-cpp:
 
 test: test-python test-cpp
 
+# The benchmark suite (bnn_kernels/bench) on the CPU; BENCH_ARGS adds options, e.g. BENCH_ARGS="--threads 2 --out bench_out".
+BENCH_SUITES ?= gemm conv linear bitserial peak
 bench: build
-	$(PY) benchmarks/bench_cpu.py
+	$(PY) -m bnn_kernels bench $(BENCH_SUITES) --device cpu $(BENCH_ARGS)
+
+# Lint: ruff's F (pyflakes) and I (import order) rules, then ruff format and clang-format in
+# check mode. FORMAT_CHECK=0 checks the rules only. `make format` rewrites the files in place.
+CXX_SOURCES = $(shell find csrc tests/cuda_emu -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' | sort)
+FORMAT_CHECK ?= 1
+lint: setup
+	$(VENV)/bin/ruff check .
+ifneq ($(FORMAT_CHECK),0)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/clang-format --dry-run -Werror $(CXX_SOURCES)
+endif
+
+format: setup
+	$(VENV)/bin/ruff check --select I --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/clang-format -i $(CXX_SOURCES)
 
 clean:
 	rm -rf build build-cmake bnn_kernels/*.so *.egg-info

@@ -8,8 +8,9 @@ Models: ``bnn_kernels.nn`` holds packed modules (BinaryConv2d, BitSerialLinear, 
 ``bnn_kernels.convert(model, example_inputs)`` swaps the binary layers of a trained float
 BNN for them, ``bnn_kernels.save`` / ``load`` write and read packed models as safetensors.
 """
-from . import _native, nn, reference
+from . import _native, nn, reference  # noqa: F401  (_native: the build state `bnn-kernels info` reports)
 from ._native import cpu_gemm_isa, cuda_built
+from .convert import ConversionError, ConversionReport, convert
 from .ops import (
     binary_conv2d,
     binary_weight_linear,
@@ -20,7 +21,6 @@ from .ops import (
     xnor_gemm,
 )
 from .serialization import load, save
-from .convert import ConversionError, ConversionReport, convert
 
 __version__ = "0.1.0"
 

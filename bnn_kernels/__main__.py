@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--peak-ops", type=float, default=None,
                    help="binary OPS/s ceiling of the device (e.g. 9.2e15 for H100 b1 MMA), shown as %% of peak")
     b.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    b.add_argument("--isa", choices=["auto", "avx512", "avx2", "scalar"], default=None,
+                   help="cap the CPU micro-kernel (sets BNN_KERNELS_CPU_ISA; auto: no cap)")
     b.add_argument("--out", default=None, help="folder for JSON, CSV and PNG results")
     b.add_argument("--name", default=None, help="file name stem of the results")
     b.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -68,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.isa == "auto":
+            os.environ.pop("BNN_KERNELS_CPU_ISA", None)
+        elif args.isa:
+            os.environ["BNN_KERNELS_CPU_ISA"] = args.isa
         device = args.device or ("cuda" if torch.cuda.is_available() and bk.cuda_built() else "cpu")
         if device.startswith("cuda") and not (torch.cuda.is_available() and bk.cuda_built()):
             ap.error("--device cuda needs a visible GPU and bnn_kernels built with CUDA (see `bnn-kernels info`)")

@@ -38,6 +38,12 @@ def cuda_built() -> bool:
 
 
 def cpu_gemm_isa() -> str:
-    """The CPU popcount micro-kernel picked at load time: 'avx512-vpopcntdq', 'avx2',
-    'scalar-popcnt' or 'scalar'."""
-    return _C.CPU_GEMM_ISA if _C is not None else "unavailable"
+    """The CPU GEMM micro-kernel that calls use now: 'avx512-vpopcntdq', 'avx2',
+    'scalar-popcnt' or 'scalar'.
+
+    It is the best one the CPU supports, capped by the environment variable
+    ``BNN_KERNELS_CPU_ISA=avx512|avx2|scalar`` (read at every call, so tests and benchmarks
+    can force each path; unset means no cap). In C++ the same answer is
+    ``bnn::cpu::gemm_isa()``, the cap ``bnn::cpu_isa_cap()``.
+    """
+    return _C.cpu_gemm_isa() if _C is not None else "unavailable"

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ._args import pair, words
+
 __all__ = [
     "binarize",
     "pack_bits",
@@ -38,11 +40,11 @@ def binarize(x: torch.Tensor, threshold: float | torch.Tensor = 0.0) -> torch.Te
 def _pack01(bits01: torch.Tensor) -> torch.Tensor:
     """{0,1} [..., K] -> int32 words [..., ceil(K/32)], LSB first, tail 0."""
     k = bits01.shape[-1]
-    w = (k + 31) // 32
+    w = words(k)
     padded = F.pad(bits01.to(torch.int64), (0, 32 * w - k))
-    words = (padded.reshape(*bits01.shape[:-1], w, 32) << _SHIFTS.to(bits01.device)).sum(-1)
-    words = torch.where(words >= 2**31, words - 2**32, words)
-    return words.to(torch.int32)
+    packed = (padded.reshape(*bits01.shape[:-1], w, 32) << _SHIFTS.to(bits01.device)).sum(-1)
+    packed = torch.where(packed >= 2**31, packed - 2**32, packed)
+    return packed.to(torch.int32)
 
 
 def _unpack01(bits: torch.Tensor, k: int) -> torch.Tensor:
@@ -79,18 +81,14 @@ def xnor_gemm(a_bits: torch.Tensor, b_bits: torch.Tensor, k: int) -> torch.Tenso
     return (unpack_bits(a_bits, k, torch.float64) @ unpack_bits(b_bits, k, torch.float64).T).to(torch.int32)
 
 
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
 def binary_conv2d(x_bits, w_bits, in_channels, stride=1, padding=0, dilation=1, groups=1, pad_value=0):
     x = unpack_bits(x_bits, in_channels, torch.float64).permute(0, 3, 1, 2)
     w = unpack_bits(w_bits, in_channels // groups, torch.float64).permute(0, 3, 1, 2)
-    ph, pw = _pair(padding)
+    ph, pw = pair(padding, "padding")
     if pad_value != 0:
         x = F.pad(x, (pw, pw, ph, ph), value=float(pad_value))
         ph = pw = 0
-    y = F.conv2d(x, w, None, _pair(stride), (ph, pw), _pair(dilation), groups)
+    y = F.conv2d(x, w, None, pair(stride, "stride"), (ph, pw), pair(dilation, "dilation"), groups)
     return y.to(torch.int32)
 
 

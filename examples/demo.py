@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -19,12 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import bnn_kernels
-
-try:  # `python examples/demo.py` puts examples/ on sys.path; `python -m examples.demo` does not
-    from models import DigitsBNN
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from models import DigitsBNN
+from bnn_kernels.models import DigitsBNN
 
 
 def load_digits_tensors(seed: int):

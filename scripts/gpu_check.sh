@@ -2,18 +2,24 @@
 # Full check on a GPU machine that has torch (with CUDA) and a CUDA toolkit preinstalled and
 # no network: build in place against the machine's torch (no build isolation), run the whole
 # test suite including the CUDA tests, run compute-sanitizer memcheck on a reduced CUDA test
-# selection, run the GPU benchmarks. Logs and tables go to $OUT (default ./gpu_out).
+# selection, run the GPU benchmarks. Logs and tables go to OUTDIR (default ./gpu_out, relative
+# to the current folder).
 #
-#   OUT=/path/to/out PYTHON=python3 scripts/gpu_check.sh
+#   scripts/gpu_check.sh [OUTDIR]
+#   PYTHON=python3 scripts/gpu_check.sh ...         (the interpreter with torch; default python)
 #   SKIP_BENCH=1 ... (tests only); BENCH_SUITES="gemm linear" ... (a subset of the benchmarks)
 #
 # Exit status: 0 when the build, the tests and memcheck all pass.
 set -uo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$ROOT"
-OUT="${OUT:-$ROOT/gpu_out}"
+if [ $# -gt 1 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,12p' "$0" >&2
+  exit 2
+fi
+OUT="${1:-gpu_out}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
 PY="${PYTHON:-python}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 status=0
@@ -56,11 +62,12 @@ log "pytest (-m cuda): $(tail -n 1 "$OUT/pytest_cuda_only.log")"
 SAN="$(command -v compute-sanitizer || true)"
 [ -z "$SAN" ] && [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/compute-sanitizer" ] && SAN="$CUDA_HOME/bin/compute-sanitizer"
 if [ -n "$SAN" ]; then
+  # the CUDA cases of the device-parametrized tests in tests/ops (marked cuda)
   SEL="test_pack_bits_non_contiguous or test_unpack_bits or test_to_bitplanes or test_xnor_gemm_non_contiguous \
-or (test_xnor_gemm and 130-129-1025) or (test_xnor_gemm and 5-7-33) or test_binary_conv2d_shapes \
+or (test_xnor_gemm_on_device and 130-129-1025) or (test_xnor_gemm_on_device and 5-7-33) or test_binary_conv2d_shapes \
 or test_bitserial_gemm or test_binary_weight_linear_non_contiguous or (test_binary_weight_linear_exact and 100-130-257)"
   PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 50 \
-    "$PY" -m pytest -q -x -m cuda tests/ops/test_cuda.py -k "$SEL" > "$OUT/memcheck.log" 2>&1
+    "$PY" -m pytest -q -x -m cuda tests/ops -k "$SEL" > "$OUT/memcheck.log" 2>&1
   rc=$?
   log "memcheck: rc=$rc, $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/memcheck.log" | tail -n 2 | tr '\n' ' ')"
   [ $rc -eq 0 ] || status=1

@@ -23,9 +23,59 @@ def rng(request):
 @pytest.fixture(params=["auto", "avx2", "scalar"])
 def cpu_isa(request, monkeypatch):
     """Runs a test with the best CPU kernels, then with the choice capped at AVX2 and at scalar
-    (a path the CPU lacks falls back to the next one down)."""
+    (a path the CPU lacks falls back to the next one down). A test on a CUDA device runs
+    with the best CPU kernels only: the cap changes nothing on the GPU."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    on_cuda = any(str(params.get(name, "")).startswith("cuda") for name in DEVICE_FIXTURES)
+    if on_cuda and request.param != "auto":
+        pytest.skip("the CPU ISA cap applies to the CPU kernels only")
     if request.param == "auto":
         monkeypatch.delenv("BNN_KERNELS_CPU_ISA", raising=False)
     else:
         monkeypatch.setenv("BNN_KERNELS_CPU_ISA", request.param)
+    return request.param
+
+
+# Device parametrization, as pytorch/extension-cpp writes `_test_x(device)`: every test of an
+# op family runs on the CPU and, with a GPU and a CUDA build, on CUDA (skipped otherwise).
+# GEMM-backed ops run on CUDA under every forced GEMM path, binary_weight_linear under every
+# linear path (test hooks of csrc/torch/cuda/cuda_ops.cpp).
+GEMM_PATHS = ["auto", "mma", "popc", "gemv"]
+LINEAR_PATHS = ["auto", "gemv", "tiled"]
+DEVICE_FIXTURES = ("device", "gemm_device", "linear_device")
+
+
+def _cuda(name: str):
+    return pytest.param(name, marks=pytest.mark.cuda)
+
+
+@pytest.fixture(params=["cpu", _cuda("cuda")])
+def device(request):
+    return request.param
+
+
+def _device_and_path(param: str, monkeypatch, env: str) -> str:
+    """'cpu' -> 'cpu'; 'cuda-<path>' -> 'cuda', with the environment variable env set to path."""
+    if param == "cpu":
+        return "cpu"
+    monkeypatch.setenv(env, param.split("-", 1)[1])
+    return "cuda"
+
+
+@pytest.fixture(params=["cpu"] + [_cuda(f"cuda-{p}") for p in GEMM_PATHS])
+def gemm_device(request, monkeypatch):
+    """'cpu' or 'cuda' (with BNN_KERNELS_CUDA_GEMM_PATH set to each path in turn)."""
+    return _device_and_path(request.param, monkeypatch, "BNN_KERNELS_CUDA_GEMM_PATH")
+
+
+@pytest.fixture(params=["cpu"] + [_cuda(f"cuda-{p}") for p in LINEAR_PATHS])
+def linear_device(request, monkeypatch):
+    """'cpu' or 'cuda' (with BNN_KERNELS_CUDA_LINEAR_PATH set to each path in turn)."""
+    return _device_and_path(request.param, monkeypatch, "BNN_KERNELS_CUDA_LINEAR_PATH")
+
+
+@pytest.fixture(params=[_cuda(p) for p in GEMM_PATHS])
+def cuda_gemm_path(request, monkeypatch):
+    """For CUDA-only tests (streams, sizes too large to be worth a CPU run): each GEMM path."""
+    monkeypatch.setenv("BNN_KERNELS_CUDA_GEMM_PATH", request.param)
     return request.param

@@ -1,5 +1,13 @@
-"""Shared helpers for the test suite."""
+"""Helpers shared by the whole test suite: random inputs, exact comparison, float64
+references of the packed modules, random conv geometries."""
+from __future__ import annotations
+
+import random
+
 import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------- random inputs
 
 
 def gen(seed: int) -> torch.Generator:
@@ -12,12 +20,26 @@ def randn(*shape, seed: int, dtype=torch.float32) -> torch.Tensor:
     return torch.randn(*shape, generator=gen(seed)).to(dtype)
 
 
-def random_bits(*shape, k: int, seed: int) -> torch.Tensor:
-    """Packed rows of k random bits with clean tails: [..., ceil(k/32)]."""
-    from bnn_kernels import reference
+def random_bits(*shape, k: int, seed: int | None = None, gen: torch.Generator | None = None,
+                dirty: bool = False) -> torch.Tensor:
+    """Packed rows of k random bits, [..., ceil(k/32)] int32, from seed or gen; the tail bits
+    past k are 0, or random with dirty=True (kernels must ignore them)."""
+    if gen is None:
+        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+    w = (k + 31) // 32
+    t = torch.randint(-(2**31), 2**31, (*shape, w), dtype=torch.int64, generator=gen).to(torch.int32)
+    if not dirty and k % 32:
+        t[..., -1] &= (1 << (k % 32)) - 1
+    return t
 
-    x = torch.randint(0, 2, (*shape, k), generator=gen(seed)) * 2 - 1
-    return reference.pack_bits(x.float())
+
+def clean_tail(bits: torch.Tensor, k: int) -> torch.Tensor:
+    """A copy of packed rows of k bits with the tail bits past k cleared (the reference wants
+    clean tails; the kernels ignore them)."""
+    bits = bits.clone()
+    if k % 32:
+        bits[..., -1] &= (1 << (k % 32)) - 1
+    return bits
 
 
 def noncontiguous(t: torch.Tensor) -> torch.Tensor:
@@ -57,3 +79,60 @@ def fused(dot, scale, bias, acc):
     out = [[float(Fraction(d) * Fraction(s) + Fraction(b)) for d, s, b in zip(row, scale.tolist(), bias.tolist())]
            for row in dot.tolist()]
     return torch.tensor(out, dtype=torch.float64).to(acc)
+# ---------------------------------------------------------------- comparison
+
+
+def same(out: torch.Tensor, expect: torch.Tensor, device: str | None = None) -> None:
+    """out equals expect exactly: values (NaN == NaN), dtype, shape and strides; out lies on
+    `device` when given (expect may lie elsewhere, e.g. a CPU result for a CUDA one)."""
+    if device is not None:
+        assert out.device.type == torch.device(device).type
+    assert out.dtype == expect.dtype
+    assert out.shape == expect.shape
+    assert out.stride() == expect.stride()
+    torch.testing.assert_close(out.cpu(), expect.cpu(), rtol=0, atol=0, equal_nan=True)
+
+
+# ---------------------------------------------------------------- float64 references of the packed modules
+
+
+def pm1(x: torch.Tensor, t=0.0, ch_dim: int = 1) -> torch.Tensor:
+    """+1 where x >= t (t per channel along ch_dim) else -1, float64."""
+    if isinstance(t, torch.Tensor) and t.dim() == 1:
+        shape = [1] * x.dim()
+        shape[ch_dim] = -1
+        t = t.view(shape)
+    return torch.where(x >= t, 1.0, -1.0).double()
+
+
+def ref_conv(x, w, stride=1, padding=0, dilation=1, groups=1, pad_value=0):
+    """float64 conv with optional constant padding (pad_value) instead of zeros."""
+    x, w = x.double(), w.double()
+    if pad_value:
+        ph, pw = (padding, padding) if isinstance(padding, int) else padding
+        x = F.pad(x, (pw, pw, ph, ph), value=float(pad_value))
+        padding = 0
+    return F.conv2d(x, w, None, stride, padding, dilation, groups)
+
+
+def random_conv_configs(n: int, seed: int = 0):
+    """n random conv geometries (channels not multiples of 32, odd kernels, groups, strides)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        groups = rng.choice([1, 1, 2, 4])
+        cg = rng.choice([1, 3, 8, 31, 33, 40, 70])
+        og = rng.choice([1, 3, 8])
+        kh, kw = rng.choice([(1, 1), (3, 3), (2, 3), (3, 1)])
+        stride = rng.choice([1, (2, 3), 2])
+        dilation = rng.choice([1, 1, (3, 2)])
+        padding = rng.choice([0, 1, (2, 1)])
+        h = rng.randint(kh * 3 + 2, 12)
+        w_ = rng.randint(kw * 3 + 2, 12)
+        out.append(dict(cin=cg * groups, cout=og * groups, k=(kh, kw), stride=stride, padding=padding,
+                        dilation=dilation, groups=groups, n=rng.randint(1, 3), h=h, w=w_))
+    return out
+
+
+def conv_id(c):
+    return f"c{c['cin']}o{c['cout']}k{c['k'][0]}{c['k'][1]}s{c['stride']}p{c['padding']}d{c['dilation']}g{c['groups']}"

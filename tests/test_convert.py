@@ -1,4 +1,4 @@
-"""bnn_kernels.convert on the model families of examples/models.py and on edge cases."""
+"""bnn_kernels.convert on the model families of bnn_kernels.models and on edge cases."""
 import copy
 
 import pytest
@@ -8,6 +8,7 @@ from torch import nn
 
 import bnn_kernels
 from bnn_kernels import ConversionError, convert
+from bnn_kernels import models as M
 from bnn_kernels.nn import (
     BinaryConv2d,
     BinaryLinear,
@@ -17,7 +18,6 @@ from bnn_kernels.nn import (
     BitSerialLinear,
     Folded,
 )
-from examples import models as M
 
 
 def _x(*shape, seed=0):

@@ -241,26 +241,12 @@ def bench_peak(device: torch.device, progress: Progress, size=None, repeats=10) 
     return out
 
 
-def _model_zoo():
-    """The full-size example networks (examples/models.py, in a source checkout)."""
-    import importlib
-    import os
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if os.path.isdir(os.path.join(root, "examples")) and root not in sys.path:
-        sys.path.insert(0, root)
-    try:
-        return importlib.import_module("examples.models")
-    except ImportError as e:
-        raise RuntimeError("bench model needs examples/models.py from a source checkout of bnn_kernels") from e
-
-
 def bench_model(device: torch.device, progress: Progress, batches=None, size=None, repeats=10) -> list[Result]:
     """Converted Bi-Real Net 18 and ReActNet-A (random weights, BN statistics randomized)
     against the same float model: fp16 channels_last on a GPU, float32 on the CPU. Latency
     per batch, images/s (`work` counts images), and the model's weight bytes in the note."""
-    zoo = _model_zoo()
+    from bnn_kernels import models as zoo
+
     out = []
     res = size or (224 if device.type == "cuda" else 64)
     batches = batches or ([1, 128] if device.type == "cuda" else [1, 8])

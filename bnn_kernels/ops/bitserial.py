@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 
 from .. import _native
-from ._fake import check_bits, check_k, register_fake
+from ._checks import check_bits, check_k, register_fake
 
 __all__ = ["bitserial_gemm"]
 

@@ -4,23 +4,10 @@ from __future__ import annotations
 import torch
 
 from .. import _native
-from ._fake import check_bits, check_k, register_fake, words
+from .._args import pair, words
+from ._checks import check_bits, check_k, register_fake
 
 __all__ = ["binary_conv2d"]
-
-
-def _pair(v, name: str) -> list[int]:
-    if isinstance(v, bool):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-    if isinstance(v, int):
-        return [v, v]
-    try:
-        out = [int(e) for e in v]
-    except TypeError:
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}") from None
-    if len(out) != 2 or any(isinstance(e, bool) for e in v):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return out
 
 
 def binary_conv2d(
@@ -54,9 +41,9 @@ def binary_conv2d(
         x_bits,
         w_bits,
         in_channels,
-        _pair(stride, "stride"),
-        _pair(padding, "padding"),
-        _pair(dilation, "dilation"),
+        list(pair(stride, "stride")),
+        list(pair(padding, "padding")),
+        list(pair(dilation, "dilation")),
         groups,
         pad_value,
     )
@@ -73,9 +60,8 @@ def _binary_conv2d_fake(x_bits, w_bits, in_channels, stride=(1, 1), padding=(0, 
     check_k(in_channels, x_bits, "x_bits", "in_channels")
     torch._check(groups >= 1 and in_channels % groups == 0, lambda: f"groups={groups} must divide in_channels={in_channels}")
     torch._check(w_bits.shape[3] == words(in_channels // groups), lambda: "w_bits has the wrong number of words")
-    s = list(stride) * (2 // len(stride))
-    p = list(padding) * (2 // len(padding))
-    d = list(dilation) * (2 // len(dilation))
+    # The schema's int[2] may hand over one value for both dims.
+    s, p, d = (list(v) * (2 // len(v)) for v in (stride, padding, dilation))
     ho = conv_out_size(x_bits.shape[1], w_bits.shape[1], s[0], p[0], d[0])
     wo = conv_out_size(x_bits.shape[2], w_bits.shape[2], s[1], p[1], d[1])
     torch._check(ho >= 1 and wo >= 1, lambda: "kernel is larger than the padded input")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _native
-from ._fake import check_bits, check_k, register_fake
+from ._checks import check_bits, check_k, register_fake
 
 __all__ = ["xnor_gemm"]
 

@@ -11,7 +11,8 @@ import numbers
 import torch
 
 from .. import _native
-from ._fake import check_k, register_fake, words
+from .._args import words
+from ._checks import check_k, register_fake
 
 __all__ = ["pack_bits", "unpack_bits", "to_bitplanes"]
 
@@ -51,6 +52,7 @@ def to_bitplanes(q: torch.Tensor, nbits: int, signed: bool = False) -> torch.Ten
     ValueError. Decode with coefficients 2^p (and -2^(nbits-1) for the top plane when
     signed) in bitserial_gemm. nbits is 1 to 16.
     """
+    # The op's schema names this argument `is_signed`: `signed` is a C++ keyword.
     return _native.ops().to_bitplanes(q, nbits, signed)
 
 

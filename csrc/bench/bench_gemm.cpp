@@ -1,6 +1,9 @@
 // C++ benchmark of the torch-free GEMM kernels, for users who embed the C++ library.
 //   bnn_kernels_bench [M N K] [repeats]
-// CPU: the xnor_gemm time and binary GOPS (the float baseline lives in benchmarks/bench_cpu.py).
+// The C++ counterpart of the Python suite (bnn_kernels/bench, `python -m bnn_kernels bench`),
+// with the same method: check the result first, warm up, report the median of timed runs;
+// the default 2048^3 is the suite's CPU square case. CPU: the xnor_gemm time and binary GOPS
+// (the float baselines and the other ops are in the Python suite).
 // CUDA builds (-DBNN_WITH_CUDA=ON): launch_xnor_gemm against cublasGemmEx int8 (int32
 // accumulate) and fp16 on the same M, N, K, timed with CUDA events, after checking the GPU
 // result against the CPU kernel. Prints ratios measured in the same run.
@@ -96,10 +99,24 @@ int main(int argc, char** argv) {
   for (auto& v : b) v = static_cast<int32_t>(rng());
   const double ops = 2.0 * M * N * K;
   const int threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  bnn::cpu::xnor_gemm(a.data(), W, b.data(), W, M, N, K, c.data(), N, 1);
+  for (int64_t m = 0; m < std::min<int64_t>(M, 4); ++m) {  // checked before it is timed
+    for (int64_t n = 0; n < std::min<int64_t>(N, 64); ++n) {
+      int64_t diff = 0;
+      for (int64_t w = 0; w < W; ++w) {
+        const uint32_t mask = w == W - 1 ? bnn::tail_mask(K) : 0xFFFFFFFFu;
+        diff += __builtin_popcount((static_cast<uint32_t>(a[m * W + w]) ^ static_cast<uint32_t>(b[n * W + w])) & mask);
+      }
+      if (c[m * N + n] != K - 2 * diff) {
+        std::fprintf(stderr, "xnor_gemm result differs at (%lld, %lld)\n", (long long)m, (long long)n);
+        return 1;
+      }
+    }
+  }
   const double cpu_ms = median_ms_host(
       [&] { bnn::cpu::xnor_gemm(a.data(), W, b.data(), W, M, N, K, c.data(), N, threads); }, repeats);
   std::printf("M=%lld N=%lld K=%lld\n", (long long)M, (long long)N, (long long)K);
-  std::printf("cpu  xnor_gemm (%s, %d threads)  %9.3f ms  %8.1f binary GOPS\n", bnn::cpu::popcount_gemm_isa(),
+  std::printf("cpu  xnor_gemm (%s, %d threads)  %9.3f ms  %8.1f binary GOPS\n", bnn::cpu::gemm_isa(),
               threads, cpu_ms, ops / cpu_ms * 1e-6);
 #ifdef BNN_WITH_CUDA
   int32_t *da, *db, *dc;

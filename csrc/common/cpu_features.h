@@ -9,7 +9,9 @@ namespace bnn {
 enum class CpuIsa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
 
 // The highest instruction set kernels may use: BNN_KERNELS_CPU_ISA=scalar|avx2|avx512
-// caps it (tests and benchmarks force each path this way); unset means no cap.
+// caps it (tests and benchmarks force each path this way); unset means no cap. Read at every
+// call. What the cap and the CPU leave for the GEMM is reported by bnn::cpu::gemm_isa()
+// (Python: bnn_kernels.cpu_gemm_isa()).
 inline CpuIsa cpu_isa_cap() {
   const char* v = std::getenv("BNN_KERNELS_CPU_ISA");
   if (v == nullptr) return CpuIsa::Avx512;

@@ -1,9 +1,20 @@
-// Implicit GEMM: the packed taps of each output pixel form a row of KH*KW*ceil(Cg/32) words
-// ("bit im2col", 1/32 of a float im2col), multiplied by XOR-popcount against the weight rows
-// of the same layout; border pixels are then corrected for zero padding (padding with +1
-// or -1 is just a value, gathered as all-ones or all-zeros). The rows are never
-// materialized: each block of pixels is gathered straight into the GEMM micro-kernel's A
-// tiles, multiplied, and corrected while it is in cache, all in one parallel region.
+// Binary conv2d as an implicit GEMM, in three passes over each block of output pixels (the
+// split of Larq Compute Engine's bconv2d: gather, binary GEMM, zero-padding correction):
+//
+// 1. gather: the packed taps of each output pixel form one GEMM row of KH*KW*ceil(Cg/32)
+//    words ("bit im2col", 1/32 the size of a float im2col). A tap outside the input is
+//    gathered as the padding value: all-ones for pad_value=+1, all-zeros for -1 and for 0
+//    (zero padding, which no +-1 bit can express, is gathered as -1 and fixed in pass 3).
+//    Rows are never materialized: each block of pixels goes straight into the micro-kernel's
+//    A tiles.
+// 2. multiply: XOR-popcount GEMM against the weight rows (same layout, packed once into B
+//    tiles): out = taps*Cg - 2 * popcount(row ^ wrow) = sum over taps and channels of x * w.
+// 3. zero-padding correction (pad_value=0 only). A padded tap t gathered as x = -1 adds
+//    sum_c (-1) * w[t][c] = -wsum[t] to the result, where it should add 0 (a zero-padded
+//    input times anything). So each output pixel adds back wsum[t] = sum_c w[t][c]
+//    = 2 * popcount(w[t]) - Cg for each of its padded taps t; wsum is computed once per call.
+//
+// All three run on a block while it is in cache, in one parallel region.
 #include "conv/binary_conv.h"
 
 #include <algorithm>
@@ -81,126 +92,170 @@ void prepare_weights(const int32_t* w, const ConvParams& p, int64_t wg, int32_t*
   for (int64_t o = 0; o < p.out_channels; ++o) fn(w, p, wg, o, wclean, wsum);
 }
 
-}  // namespace
+// Sizes shared by the passes: of a group's GEMM (rows = output pixels, columns = the
+// group's output channels, K = taps * Cg bits) and of its tiles and pixel blocks.
+struct ConvGemm {
+  int64_t cg, og;         // channels and output channels per group
+  int64_t wg, wx;         // 32-bit words per tap (one group) and per input pixel (all channels)
+  int64_t taps, row_words, pixels;
+  int64_t w64, n_tiles;   // 64-bit words per GEMM row; B tiles per group
+  int64_t block_rows, blocks;
+  uint32_t fill, last;    // a padded tap's words; the valid bits of a tap's last word
+  MicroKernel mk;
+};
 
-void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out,
-                   int num_threads) {
-  const int64_t cg = p.group_channels(), og = p.group_out();
-  const int64_t wg = words_for_bits(cg), wx = words_for_bits(p.in_channels);
-  const int64_t taps = p.kernel_h * p.kernel_w;
-  const int64_t row_words = taps * wg;
-  const int64_t pixels = p.batch * p.out_h * p.out_w;
-  if (pixels == 0 || p.out_channels == 0) return;
-  const int nt = sane_threads(num_threads);
-  const uint32_t fill = p.pad_value == 1 ? 0xFFFFFFFFu : 0u;
-  const uint32_t last = tail_mask(cg);
+ConvGemm plan_gemm(const ConvParams& p, int nt) {
+  ConvGemm g;
+  g.cg = p.group_channels();
+  g.og = p.group_out();
+  g.wg = words_for_bits(g.cg);
+  g.wx = words_for_bits(p.in_channels);
+  g.taps = p.kernel_h * p.kernel_w;
+  g.row_words = g.taps * g.wg;
+  g.pixels = p.batch * p.out_h * p.out_w;
+  g.mk = select_microkernel(BitOp::Xor);
+  g.w64 = (g.row_words + 1) / 2;
+  g.n_tiles = (g.og + g.mk.nr - 1) / g.mk.nr;
+  // Blocks of up to 8 A tiles, about 8 per thread, handed out dynamically.
+  const int64_t mr = g.mk.mr;
+  const int64_t tiles_per_block = std::clamp<int64_t>((g.pixels + 8 * nt * mr - 1) / (8 * nt * mr), 1, 8);
+  g.block_rows = tiles_per_block * mr;
+  g.blocks = (g.pixels + g.block_rows - 1) / g.block_rows;
+  g.fill = p.pad_value == 1 ? 0xFFFFFFFFu : 0u;
+  g.last = tail_mask(g.cg);
+  return g;
+}
 
-  // Weights with each tap's tail masked (only needed when Cg is not a multiple of 32) and,
-  // for zero padding, each tap's column sum sum_c w = 2 * popcount - cg, the term a padded
-  // tap gathered as all -1 wrongly subtracts; stored [tap][o] for the correction pass.
-  const bool clean_w = last != 0xFFFFFFFFu;
-  static thread_local std::vector<int32_t> wcache, scache;
-  const ScratchBuffer<int32_t> wclean(wcache, clean_w ? p.out_channels * row_words : 0);
-  const ScratchBuffer<int32_t> wsum(scache, p.pad_value == 0 ? taps * p.out_channels : 0);
-  if (clean_w || p.pad_value == 0)
-    prepare_weights(w, p, wg, clean_w ? wclean.get() : nullptr,
-                    p.pad_value == 0 ? wsum.get() : nullptr, nt);
-  const int32_t* wrows = clean_w ? wclean.get() : w;
-
-  // Weight rows of every group packed once into the micro-kernel's B tiles.
-  const MicroKernel mk = select_microkernel(BitOp::Xor);
-  const int mr = mk.mr, nr = mk.nr;
-  const int64_t w64 = (row_words + 1) / 2;
-  const int64_t n_tiles = (og + nr - 1) / nr;
-  static thread_local std::vector<uint64_t> bcache;
-  const ScratchBuffer<uint64_t> bpack(bcache, p.groups * n_tiles * nr * w64);
-  uint64_t* const bp = bpack.get();
-#pragma omp parallel for num_threads(nt) schedule(static) \
-    if (p.groups * og * row_words > kParallelWords)
-  for (int64_t u = 0; u < p.groups * n_tiles; ++u) {
-    const int64_t g = u / n_tiles, n0 = (u % n_tiles) * nr;
-    pack_tiles(wrows + (g * og + n0) * row_words, row_words, std::min<int64_t>(nr, og - n0), nr,
-               row_words, 0xFFFFFFFFu, w64, bp + u * nr * w64);
+// The weight rows of every group, packed once into the micro-kernel's B tiles.
+void pack_weight_tiles(const int32_t* wrows, const ConvParams& p, const ConvGemm& g, uint64_t* bp, int nt) {
+  const int nr = g.mk.nr;
+#pragma omp parallel for num_threads(nt) schedule(static) if (p.groups * g.og * g.row_words > kParallelWords)
+  for (int64_t u = 0; u < p.groups * g.n_tiles; ++u) {
+    const int64_t grp = u / g.n_tiles, n0 = (u % g.n_tiles) * nr;
+    pack_tiles(wrows + (grp * g.og + n0) * g.row_words, g.row_words, std::min<int64_t>(nr, g.og - n0), nr,
+               g.row_words, 0xFFFFFFFFu, g.w64, bp + u * nr * g.w64);
   }
+}
 
-  // Blocks of output pixels (up to 8 A tiles), handed out dynamically: each is gathered
-  // straight into A tiles, multiplied against the group's B tiles while it is in L1, and
-  // corrected for zero padding while its output rows are in cache.
-  const int64_t tiles_per_block =
-      std::clamp<int64_t>((pixels + 8 * nt * mr - 1) / (8 * nt * mr), 1, 8);
-  const int64_t block_rows = tiles_per_block * mr;
-  const int64_t blocks = (pixels + block_rows - 1) / block_rows;
-  const int32_t alpha = -2, beta = static_cast<int32_t>(taps * cg);
+// Pass 1 for one output pixel: its taps over channels [c0, c0 + Cg) into row (row_words
+// words, each tap's tail 0); padded[t] = 1 where tap t lies outside the input. Returns
+// whether any tap did.
+bool gather_pixel(const uint32_t* x, const ConvParams& p, const ConvGemm& g, int64_t pix, int64_t c0,
+                  uint32_t* row, uint8_t* padded) {
+  const int64_t ow = pix % p.out_w, oh = (pix / p.out_w) % p.out_h;
+  const int64_t n = pix / (p.out_w * p.out_h);
+  bool any_padded = false;
+  for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+    const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
+    for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+      const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;
+      const int64_t t = kh * p.kernel_w + kw;
+      uint32_t* d = row + t * g.wg;
+      const bool inside = ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w;
+      padded[t] = !inside;
+      if (inside) {
+        extract_channels(x + ((n * p.in_h + ih) * p.in_w + iw) * g.wx, g.wx, c0, g.cg, g.wg, d);
+      } else {
+        any_padded = true;
+        for (int64_t j = 0; j < g.wg; ++j) d[j] = g.fill;
+        d[g.wg - 1] &= g.last;
+      }
+    }
+  }
+  return any_padded;
+}
+
+// Writes one GEMM row (row_words words, or null for a row of zeros) as row r of the
+// block's A tiles: row r % mr of tile r / mr, whose word kk sits at kk * mr.
+void store_tile_row(const uint32_t* row, int64_t r, const ConvGemm& g, uint64_t* ap) {
+  const int mr = g.mk.mr;
+  uint64_t* dst = ap + (r / mr) * mr * g.w64 + r % mr;
+  for (int64_t kk = 0; kk < g.w64; ++kk) {
+    uint64_t v = 0;
+    if (row) std::memcpy(&v, row + 2 * kk, sizeof v);
+    dst[kk * mr] = v;
+  }
+}
+
+// Pass 1 for a block: pixels [r0, r0 + rn) of group grp into A tiles (rows past rn up to a
+// whole tile are zero). row is scratch of 2 * w64 words whose last word is 0. Returns
+// whether any tap of the block was padded.
+bool gather_block(const uint32_t* x, const ConvParams& p, const ConvGemm& g, int64_t grp, int64_t r0, int64_t rn,
+                  uint32_t* row, uint8_t* padded, uint64_t* ap) {
+  bool any_padded = false;
+  for (int64_t r = 0; r < rn; ++r) {
+    any_padded |= gather_pixel(x, p, g, r0 + r, grp * g.cg, row, padded + r * g.taps);
+    store_tile_row(row, r, g, ap);
+  }
+  for (int64_t r = rn; r % g.mk.mr != 0; ++r) store_tile_row(nullptr, r, g, ap);
+  return any_padded;
+}
+
+// Pass 3 (pad_value=0): adds wsum[t] (this group's columns, [tap][out channel] with row
+// stride O) to each of the block's rn output rows (stride O) for each of its padded taps.
+void correct_zero_padding(const uint8_t* padded, const int32_t* wsum_g, int64_t rn, const ConvParams& p,
+                          const ConvGemm& g, int32_t* out) {
+  for (int64_t r = 0; r < rn; ++r) {
+    const uint8_t* pad = padded + r * g.taps;
+    int32_t* orow = out + r * p.out_channels;
+    for (int64_t t = 0; t < g.taps; ++t) {
+      if (!pad[t]) continue;
+      const int32_t* ws = wsum_g + t * p.out_channels;
+      for (int64_t j = 0; j < g.og; ++j) orow[j] += ws[j];
+    }
+  }
+}
+
+// Passes 1-3 over every (group, pixel block), each block gathered into A tiles, multiplied
+// against the group's B tiles while it is in L1, and corrected while its rows are in cache.
+void run_blocks(const uint32_t* x, const ConvParams& p, const ConvGemm& g, const uint64_t* bp, const int32_t* wsum,
+                int32_t* out, int nt) {
+  const int32_t alpha = -2, beta = static_cast<int32_t>(g.taps * g.cg);
 #pragma omp parallel num_threads(nt)
   {
     static thread_local std::vector<uint64_t> acache;
     static thread_local std::vector<uint32_t> rcache;
     static thread_local std::vector<uint8_t> pcache;
-    const ScratchBuffer<uint64_t> apack(acache, block_rows * w64);
-    const ScratchBuffer<uint32_t> row_buf(rcache, 2 * w64);
-    const ScratchBuffer<uint8_t> pad_buf(pcache, block_rows * taps);
-    uint64_t* const ap = apack.get();
+    const ScratchBuffer<uint64_t> apack(acache, g.block_rows * g.w64);
+    const ScratchBuffer<uint32_t> row_buf(rcache, 2 * g.w64);
+    const ScratchBuffer<uint8_t> pad_buf(pcache, g.block_rows * g.taps);
     uint32_t* const row = row_buf.get();
-    uint8_t* const padded = pad_buf.get();
-    row[2 * w64 - 1] = 0;  // the odd half-word, when row_words is odd
+    row[2 * g.w64 - 1] = 0;  // the odd half-word, when row_words is odd
 
 #pragma omp for collapse(2) schedule(dynamic, 1)
-    for (int64_t g = 0; g < p.groups; ++g) {
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        const int64_t c0 = g * cg, r0 = blk * block_rows;
-        const int64_t rn = std::min(block_rows, pixels - r0);
-        bool any_padded = false;
-        for (int64_t r = 0; r < rn; ++r) {
-          const int64_t pix = r0 + r;
-          const int64_t ow = pix % p.out_w, oh = (pix / p.out_w) % p.out_h;
-          const int64_t n = pix / (p.out_w * p.out_h);
-          for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
-            const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
-            for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
-              const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;
-              const int64_t t = kh * p.kernel_w + kw;
-              uint32_t* d = row + t * wg;
-              const bool inside = ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w;
-              padded[r * taps + t] = !inside;
-              if (inside) {
-                const uint32_t* src = reinterpret_cast<const uint32_t*>(x) +
-                                      ((n * p.in_h + ih) * p.in_w + iw) * wx;
-                extract_channels(src, wx, c0, cg, wg, d);
-              } else {
-                any_padded = true;
-                for (int64_t j = 0; j < wg; ++j) d[j] = fill;
-                d[wg - 1] &= last;
-              }
-            }
-          }
-          // Row r is row r % mr of A tile r / mr (tile layout: word kk at kk * mr).
-          uint64_t* dst = ap + (r / mr) * mr * w64 + r % mr;
-          for (int64_t kk = 0; kk < w64; ++kk) {
-            uint64_t v;
-            std::memcpy(&v, row + 2 * kk, sizeof v);
-            dst[kk * mr] = v;
-          }
-        }
-        for (int64_t r = rn; r % mr != 0; ++r) {  // rows past the end of the last tile
-          uint64_t* dst = ap + (r / mr) * mr * w64 + r % mr;
-          for (int64_t kk = 0; kk < w64; ++kk) dst[kk * mr] = 0;
-        }
-        int32_t* o = out + r0 * p.out_channels + g * og;
-        multiply_tiles(mk, ap, rn, bp + g * n_tiles * nr * w64, og, w64, alpha, beta, o,
+    for (int64_t grp = 0; grp < p.groups; ++grp) {
+      for (int64_t blk = 0; blk < g.blocks; ++blk) {
+        const int64_t r0 = blk * g.block_rows, rn = std::min(g.block_rows, g.pixels - r0);
+        const bool any_padded = gather_block(x, p, g, grp, r0, rn, row, pad_buf.get(), apack.get());
+        int32_t* o = out + r0 * p.out_channels + grp * g.og;
+        multiply_tiles(g.mk, apack.get(), rn, bp + grp * g.n_tiles * g.mk.nr * g.w64, g.og, g.w64, alpha, beta, o,
                        p.out_channels);
-        if (p.pad_value != 0 || !any_padded) continue;
-        for (int64_t r = 0; r < rn; ++r) {
-          const uint8_t* pad = padded + r * taps;
-          int32_t* orow = o + r * p.out_channels;
-          for (int64_t t = 0; t < taps; ++t) {
-            if (!pad[t]) continue;
-            const int32_t* ws = wsum.get() + t * p.out_channels + g * og;
-            for (int64_t j = 0; j < og; ++j) orow[j] += ws[j];
-          }
-        }
+        if (p.pad_value == 0 && any_padded) correct_zero_padding(pad_buf.get(), wsum + grp * g.og, rn, p, g, o);
       }
     }
   }
+}
+
+}  // namespace
+
+void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, int num_threads) {
+  if (p.batch * p.out_h * p.out_w == 0 || p.out_channels == 0) return;
+  const int nt = sane_threads(num_threads);
+  const ConvGemm g = plan_gemm(p, nt);
+
+  // Weights with each tap's tail masked (only needed when Cg is not a multiple of 32) and,
+  // for zero padding, each tap's column sums wsum [tap][o] for pass 3.
+  const bool clean_w = g.last != 0xFFFFFFFFu;
+  static thread_local std::vector<int32_t> wcache, scache;
+  const ScratchBuffer<int32_t> wclean(wcache, clean_w ? p.out_channels * g.row_words : 0);
+  const ScratchBuffer<int32_t> wsum(scache, p.pad_value == 0 ? g.taps * p.out_channels : 0);
+  if (clean_w || p.pad_value == 0)
+    prepare_weights(w, p, g.wg, clean_w ? wclean.get() : nullptr, p.pad_value == 0 ? wsum.get() : nullptr, nt);
+
+  static thread_local std::vector<uint64_t> bcache;
+  const ScratchBuffer<uint64_t> bpack(bcache, p.groups * g.n_tiles * g.mk.nr * g.w64);
+  pack_weight_tiles(clean_w ? wclean.get() : w, p, g, bpack.get(), nt);
+  run_blocks(reinterpret_cast<const uint32_t*>(x), p, g, bpack.get(), wsum.get(), out, nt);
 }
 
 }  // namespace bnn::cpu

@@ -1,5 +1,10 @@
-// Bitwise GEMM on packed rows: the engine behind xnor_gemm, binary_conv2d and bitserial_gemm.
-// Torch-free: raw pointers, sizes and a thread count.
+// Bitwise GEMM on packed rows: the CPU engine behind xnor_gemm, binary_conv2d and
+// bitserial_gemm. Torch-free: raw pointers, sizes and a thread count.
+//
+// Names: `xnor_gemm` is the op users call (+-1 values: sign(A) @ sign(B).T). Its engines are
+// named by the bit operation they count: `popcount_gemm` here on the CPU (XOR for +-1 data,
+// AND for the {0,1} planes of bitserial_gemm), `and_gemm` on CUDA (the b1 tensor cores only
+// count AND, so the XNOR result is derived from AND counts and row popcounts).
 #pragma once
 
 #include <cstdint>
@@ -20,7 +25,9 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
 void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M,
                int64_t N, int64_t k, int32_t* C, int64_t ldc, int num_threads);
 
-// Name of the micro-kernel the run-time dispatch picked ("avx2" or "scalar").
-const char* popcount_gemm_isa();
+// Name of the micro-kernel the run-time dispatch picks now ("avx512-vpopcntdq", "avx2",
+// "scalar-popcnt" or "scalar"): the best the CPU has, capped by BNN_KERNELS_CPU_ISA (read at
+// every call, see common/cpu_features.h). Python: bnn_kernels.cpu_gemm_isa().
+const char* gemm_isa();
 
 }  // namespace bnn::cpu

@@ -102,7 +102,7 @@ void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const 
   }
 }
 
-const char* popcount_gemm_isa() { return select_microkernel(BitOp::Xor).name; }
+const char* gemm_isa() { return select_microkernel(BitOp::Xor).name; }
 
 void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb,
                    int64_t M, int64_t N, int64_t words, uint32_t last_mask, int32_t alpha,

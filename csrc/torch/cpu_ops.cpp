@@ -10,17 +10,12 @@
 #include "linear/binary_weight_linear.h"
 #include "pack/pack.h"
 #include "torch/checks.h"
+#include "torch/op_outputs.h"
 
 namespace bnn::binding {
 namespace {
 
 int threads() { return at::get_num_threads(); }
-
-std::vector<int64_t> with_last(at::IntArrayRef sizes, int64_t last) {
-  std::vector<int64_t> s(sizes.begin(), sizes.end());
-  s.back() = last;
-  return s;
-}
 
 at::Tensor pack_bits_cpu(const at::Tensor& x_in, double threshold,
                          const c10::optional<at::Tensor>& channel_threshold) {
@@ -54,13 +49,8 @@ at::Tensor unpack_bits_cpu(const at::Tensor& bits_in, int64_t k, c10::optional<a
   at::Tensor out = at::empty(with_last(bits_in.sizes(), k), bits_in.options().dtype(st));
   if (out.numel() == 0) return out;
   const at::Tensor bits = bits_in.contiguous();
-  // The element bit patterns of +1 and -1 in the output dtype.
-  const at::Tensor pm = at::tensor({1.0, -1.0}, at::TensorOptions().dtype(at::kDouble)).to(st);
-  uint64_t plus = 0, minus = 0;
-  const int eb = static_cast<int>(pm.element_size());
-  std::memcpy(&plus, static_cast<const char*>(pm.data_ptr()), eb);
-  std::memcpy(&minus, static_cast<const char*>(pm.data_ptr()) + eb, eb);
-  cpu::unpack_bits(bits.data_ptr<int32_t>(), bits.numel() / bits.size(-1), k, eb, plus, minus,
+  const PlusMinusBits pm = plus_minus_bits(st);
+  cpu::unpack_bits(bits.data_ptr<int32_t>(), bits.numel() / bits.size(-1), k, pm.bytes, pm.plus, pm.minus,
                    out.data_ptr(), threads());
   return out;
 }
@@ -68,9 +58,7 @@ at::Tensor unpack_bits_cpu(const at::Tensor& bits_in, int64_t k, c10::optional<a
 at::Tensor to_bitplanes_cpu(const at::Tensor& q_in, int64_t nbits, bool is_signed) {
   check_to_bitplanes(q_in, nbits);
   const int64_t k = q_in.size(-1);
-  std::vector<int64_t> shape{nbits};
-  for (int64_t s : with_last(q_in.sizes(), words_for_bits(k))) shape.push_back(s);
-  at::Tensor out = at::empty(shape, q_in.options().dtype(at::kInt));
+  at::Tensor out = at::empty(bitplanes_shape(q_in.sizes(), nbits, words_for_bits(k)), q_in.options().dtype(at::kInt));
   if (q_in.numel() == 0) return out;
   const at::Tensor q = q_in.to(at::kLong).contiguous();
   const int64_t bad = cpu::to_bitplanes(q.data_ptr<int64_t>(), q.numel() / k, k, static_cast<int>(nbits),
@@ -92,9 +80,7 @@ at::Tensor binary_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in, int
                              at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                              int64_t groups, int64_t pad_value) {
   const ConvParams p = check_binary_conv2d(x_in, w_in, in_channels, stride, padding, dilation, groups, pad_value);
-  // NHWC storage, returned as an [N, O, Ho, Wo] tensor in channels_last memory format.
-  at::Tensor out = at::empty({p.batch, p.out_channels, p.out_h, p.out_w},
-                             x_in.options().dtype(at::kInt).memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor out = empty_conv_output(p, x_in.options());
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
   cpu::binary_conv2d(x.data_ptr<int32_t>(), w.data_ptr<int32_t>(), p, out.data_ptr<int32_t>(), threads());
@@ -120,24 +106,20 @@ at::Tensor binary_weight_linear_cpu(const at::Tensor& x_in, const at::Tensor& w_
   check_binary_weight_linear(x_in, w_in, k, scale_in, bias_in);
   const int64_t n = w_in.size(0);
   const auto out_type = x_in.scalar_type();
-  const at::ScalarType acc = out_type == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor x = x_in.to(acc).contiguous(), w = w_in.contiguous();
+  const LinearAffine affine = linear_affine(out_type, scale_in, bias_in);
+  const at::Tensor x = x_in.to(affine.acc).contiguous(), w = w_in.contiguous();
   const int64_t m = x.numel() / k;
   at::Tensor out = at::empty(with_last(x_in.sizes(), n), x.options());
   if (out.numel() > 0) {
-    at::Tensor scale, bias;
-    if (scale_in.has_value()) scale = scale_in->to(acc).contiguous();
-    if (bias_in.has_value()) bias = bias_in->to(acc).contiguous();
-    if (acc == at::kFloat) {
+    if (affine.acc == at::kFloat) {
       cpu::binary_weight_linear<float>(x.data_ptr<float>(), m, k, w.data_ptr<int32_t>(), n,
-                                       scale.defined() ? scale.data_ptr<float>() : nullptr,
-                                       bias.defined() ? bias.data_ptr<float>() : nullptr,
-                                       out.data_ptr<float>(), threads());
+                                       static_cast<const float*>(affine.scale_data()),
+                                       static_cast<const float*>(affine.bias_data()), out.data_ptr<float>(), threads());
     } else {
       cpu::binary_weight_linear<double>(x.data_ptr<double>(), m, k, w.data_ptr<int32_t>(), n,
-                                        scale.defined() ? scale.data_ptr<double>() : nullptr,
-                                        bias.defined() ? bias.data_ptr<double>() : nullptr,
-                                        out.data_ptr<double>(), threads());
+                                        static_cast<const double*>(affine.scale_data()),
+                                        static_cast<const double*>(affine.bias_data()), out.data_ptr<double>(),
+                                        threads());
     }
   }
   return out.to(out_type);

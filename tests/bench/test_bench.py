@@ -40,3 +40,30 @@ def test_bench_suites_write_results(args, tmp_path, capsys, monkeypatch):
     assert lines[0].startswith("# {")
     assert len(list(csv.DictReader(lines[1:]))) == len(rows)
 
+
+
+def test_model_zoo_ships_with_the_package(tmp_path):
+    """`bench model` needs only the installed package: copy bnn_kernels alone (no examples/,
+    no tests/) and import the suite and the model zoo from that copy."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import bnn_kernels
+
+    shutil.copytree(os.path.dirname(bnn_kernels.__file__), tmp_path / "bnn_kernels",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import bnn_kernels.bench.suites, bnn_kernels.models as m; "
+            "m.randomize_bn(m.birealnet18(num_classes=10, width=8)); m.reactnet_a(num_classes=10); print(m.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip().startswith(str(tmp_path / "bnn_kernels" / "models"))
+
+
+def test_bench_isa_cap_is_recorded(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("BNN_KERNELS_CPU_ISA", raising=False)  # restored after the test
+    args = ["bench", "gemm", "--shapes", "64", "--device", "cpu", "--isa", "scalar", "--repeats", "2"]
+    assert main([*args, "--out", str(tmp_path), "--name", "r", "--quiet"]) == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["environment"]["cpu_kernel"] in ("scalar-popcnt", "scalar")

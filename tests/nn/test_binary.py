@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnn_kernels.nn import BinaryConv2d, BinaryLinear
-
-from ._util import conv_id, pm1, random_conv_configs, ref_conv
+from tests.helpers import conv_id, pm1, random_conv_configs, ref_conv
 
 CONFIGS = random_conv_configs(16, seed=1)
 

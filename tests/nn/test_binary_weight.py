@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnn_kernels.nn import BinaryWeightConv2d, BinaryWeightLinear
-
-from ._util import conv_id, pm1, random_conv_configs
+from tests.helpers import conv_id, pm1, random_conv_configs
 
 CONFIGS = random_conv_configs(8, seed=3)
 

@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from bnn_kernels.nn import BitSerialConv2d, BitSerialLinear, BitSplitConv2d, BitSplitLinear
-
-from ._util import conv_id, pm1, random_conv_configs, ref_conv
+from tests.helpers import conv_id, pm1, random_conv_configs, ref_conv
 
 CONFIGS = random_conv_configs(10, seed=2)
 

@@ -3,7 +3,7 @@ import torch
 
 import bnn_kernels as bk
 from bnn_kernels import reference as R
-from tests.helpers import gen, noncontiguous
+from tests.helpers import clean_tail, gen, noncontiguous, random_bits, same
 
 pytestmark = pytest.mark.usefixtures("cpu_isa")
 
@@ -94,3 +94,42 @@ BAD = [
 def test_bitserial_bad_input(fn, exc, match):
     with pytest.raises(exc, match=match):
         fn()
+
+
+# ---------------------------------------------------------------- on every device (CPU, CUDA)
+# gemm_device: the CPU, then CUDA under every forced GEMM path. Dirty plane tails included.
+
+BITSERIAL_CASES = [
+    # P, Q, M, N, k, a_coefs, w_coefs, a_offset, w_offset
+    (1, 1, 4, 5, 33, [2], [2], -1, -1),
+    (4, 2, 17, 9, 100, [1, 2, 4, -8], [1, -1], 0, 0),
+    (8, 1, 130, 140, 1000, [1, 2, 4, 8, 16, 32, 64, -128], [2], 3, -1),
+    (2, 3, 1, 300, 4096, [1, 2], [1, 2, -4], 0, 1),
+    (3, 2, 257, 64, 513, [5, -3, 7], [3, 1], -2, 2),
+]
+
+
+@pytest.mark.parametrize("case", BITSERIAL_CASES)
+@pytest.mark.parametrize("reduce", [True, False])
+def test_bitserial_gemm_on_device(gemm_device, case, reduce):
+    p, q, m, n, k, ac, wc, ao, wo = case
+    g = gen(p * 100 + m)
+    a = random_bits(p, m, k=k, dirty=True, gen=g)
+    w = random_bits(q, n, k=k, dirty=True, gen=g)
+    out = bk.bitserial_gemm(a.to(gemm_device), w.to(gemm_device), k, ac, wc, ao, wo, reduce)
+    same(out, bk.bitserial_gemm(a, w, k, ac, wc, ao, wo, reduce), gemm_device)
+    same(out, R.bitserial_gemm(clean_tail(a, k), clean_tail(w, k), k, ac, wc, ao, wo, reduce), gemm_device)
+
+
+def test_bitserial_gemm_empty_on_device(device):
+    a = random_bits(2, 0, k=64).to(device)
+    w = random_bits(1, 5, k=64).to(device)
+    out = bk.bitserial_gemm(a, w, 64, [1, 2], [1])
+    assert out.shape == (0, 5) and out.device.type == device
+
+
+def test_bitserial_gemm_opcheck_on_device(device):
+    g = gen(14)
+    a, b = random_bits(20, k=300, gen=g).to(device), random_bits(30, k=300, gen=g).to(device)
+    args = (torch.stack([a, a]), b.unsqueeze(0), 300, [1, 2], [1], 0, 0, True)
+    torch.library.opcheck(torch.ops.bnn_kernels.bitserial_gemm.default, args)

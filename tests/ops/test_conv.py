@@ -1,10 +1,13 @@
+import itertools
+import random
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import bnn_kernels as bk
 from bnn_kernels import reference as R
-from tests.helpers import noncontiguous, randn
+from tests.helpers import clean_tail, gen, noncontiguous, randn, random_bits, same
 
 pytestmark = pytest.mark.usefixtures("cpu_isa")
 
@@ -12,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("cpu_isa")
 def random_conv(rng, seed):
     groups = rng.choice([1, 1, 2, 3, 4])
     cg = rng.choice([1, 3, 16, 31, 32, 33, 40, 64, 65, rng.randint(1, 100)])
-    og = rng.choice([1, 2, 3, 5, 8, rng.randint(1, 12)])
+    og = rng.choice([1, 2, 3, 5, 8, 17, 40, rng.randint(1, 12)])
     kh, kw = rng.choice([(1, 1), (3, 3), (2, 3), (3, 1), (5, 5), (rng.randint(1, 4), rng.randint(1, 4))])
     stride = rng.choice([1, 2, (2, 3), (1, 2)])
     dilation = rng.choice([1, 1, 2, (3, 2)])
@@ -56,6 +59,38 @@ def test_binary_conv2d_equals_float_conv_of_signs(seed, rng):
     sw = torch.where(wt >= 0, 1.0, -1.0).double()
     want = F.conv2d(sx, sw, None, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
     assert torch.equal(run(x, wt, **kw), want.to(torch.int32))
+
+
+@pytest.fixture
+def threads(request):
+    """Sets torch's CPU thread count for one test and restores it after."""
+    before = torch.get_num_threads()
+    yield lambda n: torch.set_num_threads(n)
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("pad_value", [0, 1, -1])
+@pytest.mark.parametrize("nthreads", [1, 3])
+def test_binary_conv2d_padding_correction(pad_value, nthreads, threads):
+    """Outputs that see some, many or only padded taps (padding past the kernel's reach),
+    many output channels per group (several B tiles) and channel groups that start inside a
+    32-bit word, against F.conv2d of the signs with the same padding value."""
+    threads(nthreads)
+    x, wt = randn(3, 2 * 37, 7, 9, seed=20), randn(2 * 45, 37, 3, 2, seed=21)
+    stride, padding, dilation = (1, 2), (4, 3), (2, 1)
+    sx = F.pad(torch.where(x >= 0, 1.0, -1.0).double(), (3, 3, 4, 4), value=float(pad_value))
+    sw = torch.where(wt >= 0, 1.0, -1.0).double()
+    want = F.conv2d(sx, sw, None, stride, 0, dilation, groups=2).to(torch.int32)
+    got = run(x, wt, stride=stride, padding=padding, dilation=dilation, groups=2, pad_value=pad_value)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("nthreads", [1, 3])
+def test_binary_conv2d_thread_counts(seed, nthreads, rng, threads):
+    threads(nthreads)
+    x, wt, kw = random_conv(rng, seed + 200)
+    assert torch.equal(run(x, wt, **kw), R.binary_conv2d(pack_nhwc(x), pack_nhwc(wt), x.shape[1], **kw)), kw
 
 
 def test_binary_conv2d_pad_values_differ_at_border():
@@ -125,6 +160,9 @@ BAD = [
     (lambda: bk.binary_conv2d(xb, wb, 40, pad_value=2), ValueError, "pad_value must be 0, 1 or -1"),
     (lambda: bk.binary_conv2d(xb, wb, 40, pad_value=0.5), TypeError, "pad_value"),
     (lambda: bk.binary_conv2d(xb, wb, 40, stride=(1, 2, 3)), ValueError, "stride"),
+    (lambda: bk.binary_conv2d(xb, wb, 40, stride=(1.5, 1)), TypeError, "stride must be an int or a pair"),
+    (lambda: bk.binary_conv2d(xb, wb, 40, padding=(True, 1)), TypeError, "padding must be an int or a pair"),
+    (lambda: R.binary_conv2d(xb, wb, 40, dilation="2"), TypeError, "dilation must be an int or a pair"),
     (lambda: bk.binary_conv2d(xb, wb, 40, dilation=3), ValueError, "larger than the padded input"),
     (lambda: bk.binary_conv2d(xb[:, :2], wb, 40), ValueError, "larger than the padded input"),
 ]
@@ -134,3 +172,76 @@ BAD = [
 def test_binary_conv2d_bad_input(fn, exc, match):
     with pytest.raises(exc, match=match):
         fn()
+
+
+# ---------------------------------------------------------------- on every device (CPU, CUDA)
+# gemm_device: the CPU, then CUDA under every forced GEMM path. Dirty weight tails included.
+
+
+def _conv_cases(n_cases: int, seed: int):
+    rnd = random.Random(seed)
+    grid = list(itertools.product(
+        [3, 32, 40, 64, 100],                 # channels
+        [(1, 1), (3, 3), (2, 3)],             # kernel
+        [1, 2, 4],                            # groups
+        [(1, 1), (2, 3)],                     # stride
+        [(1, 1), (3, 2)],                     # dilation
+        [(0, 0), (1, 1), (2, 1)],             # padding
+        [0, 1, -1],                           # pad_value
+    ))
+    cases = [c for c in grid if c[0] % c[2] == 0]
+    rnd.shuffle(cases)
+    return cases[:n_cases]
+
+
+@pytest.mark.parametrize("c,kernel,groups,stride,dilation,padding,pad_value", _conv_cases(60, 0))
+def test_binary_conv2d_on_device(gemm_device, c, kernel, groups, stride, dilation, padding, pad_value):
+    g = gen(c + 7 * groups + 13 * pad_value)
+    n, h, w, o = 2, 11, 9, 4 * groups
+    kh, kw = kernel
+    if (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) < 0 or (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) < 0:
+        pytest.skip("kernel larger than the padded input")
+    x = random_bits(n, h, w, k=c, gen=g)
+    wt = random_bits(o, kh, kw, k=c // groups, dirty=True, gen=g)
+    args = (c, stride, padding, dilation, groups, pad_value)
+    out = bk.binary_conv2d(x.to(gemm_device), wt.to(gemm_device), *args)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    same(out, bk.binary_conv2d(x, wt, *args), gemm_device)
+    want = R.binary_conv2d(x, clean_tail(wt, c // groups), *args).contiguous(memory_format=torch.channels_last)
+    same(out, want, gemm_device)
+
+
+@pytest.mark.parametrize("c,groups", [(64, 64), (96, 3), (512, 1), (33, 1)])
+def test_binary_conv2d_shapes_on_device(gemm_device, c, groups):
+    g = gen(c + groups)
+    x = random_bits(3, 14, 14, k=c, gen=g)
+    wt = random_bits(2 * groups if groups > 1 else 70, 3, 3, k=c // groups, gen=g)
+    for pad_value in (0, 1, -1):
+        args = (c, 1, 1, 1, groups, pad_value)
+        want = R.binary_conv2d(x, wt, *args).contiguous(memory_format=torch.channels_last)
+        same(bk.binary_conv2d(x.to(gemm_device), wt.to(gemm_device), *args), want, gemm_device)
+
+
+def test_binary_conv2d_non_contiguous_and_empty_on_device(gemm_device):
+    g = gen(9)
+    x = random_bits(2, 8, 8, k=64, gen=g).permute(0, 2, 1, 3)  # not contiguous
+    wt = random_bits(16, 3, 3, k=64, gen=g)
+    want = R.binary_conv2d(x, wt, 64, 1, 1).contiguous(memory_format=torch.channels_last)
+    same(bk.binary_conv2d(x.to(gemm_device), wt.to(gemm_device), 64, 1, 1), want, gemm_device)
+    e = bk.binary_conv2d(x[:0].to(gemm_device), wt.to(gemm_device), 64, 1, 1)
+    same(e, bk.binary_conv2d(x[:0], wt, 64, 1, 1), gemm_device)
+
+
+@pytest.mark.cuda
+def test_binary_conv2d_large_cuda():
+    g = gen(10)
+    x = random_bits(8, 56, 56, k=256, gen=g)
+    wt = random_bits(256, 3, 3, k=256, gen=g)
+    same(bk.binary_conv2d(x.cuda(), wt.cuda(), 256, 1, 1), bk.binary_conv2d(x, wt, 256, 1, 1), "cuda")
+
+
+def test_binary_conv2d_opcheck_on_device(device):
+    g = gen(14)
+    args = (random_bits(2, 6, 6, k=40, gen=g).to(device), random_bits(8, 3, 3, k=20, gen=g).to(device), 40,
+            [1, 1], [1, 1], [1, 1], 2, 0)
+    torch.library.opcheck(torch.ops.bnn_kernels.binary_conv2d.default, args)

@@ -1,11 +1,11 @@
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch
 
 import bnn_kernels as bk
 from bnn_kernels import reference as R
-from tests.helpers import noncontiguous, random_bits, randn
+from tests.helpers import clean_tail, gen, noncontiguous, randn, random_bits, same
 
 
 def random_shape(rng):
@@ -72,8 +72,14 @@ def test_xnor_gemm_torch_compile():
     assert torch.equal(f(a, b), R.xnor_gemm(a, b, 70) * 2)
 
 
-def test_cpu_isa_reported():
-    assert bk.cpu_gemm_isa() in ("avx512-vpopcntdq", "avx2", "scalar-popcnt", "scalar")
+def test_cpu_isa_reported(cpu_isa):
+    """cpu_gemm_isa() reports the micro-kernel in effect, under the BNN_KERNELS_CPU_ISA cap."""
+    allowed = {
+        "auto": ("avx512-vpopcntdq", "avx2", "scalar-popcnt", "scalar"),
+        "avx2": ("avx2", "scalar-popcnt", "scalar"),
+        "scalar": ("scalar-popcnt", "scalar"),
+    }[cpu_isa]
+    assert bk.cpu_gemm_isa() in allowed
 
 
 ok = torch.zeros(3, 2, dtype=torch.int32)
@@ -113,3 +119,88 @@ def test_xnor_gemm_property(m, n, k, seed):
     xb = torch.randint(0, 2, (n, k), generator=g).float() * 2 - 1
     got = bk.xnor_gemm(bk.pack_bits(xa), bk.pack_bits(xb), k)
     assert torch.equal(got, (xa.double() @ xb.double().T).to(torch.int32))
+
+
+# ---------------------------------------------------------------- on every device (CPU, CUDA)
+# gemm_device: the CPU, then CUDA under every forced GEMM path (mma, popc, gemv, auto).
+
+GEMM_SHAPES = [(1, 1, 1), (5, 7, 33), (8, 300, 1000), (9, 64, 256), (33, 40, 64), (130, 129, 1025),
+               (257, 300, 4100), (64, 64, 32 * 40 + 7), (200, 3, 2048), (128, 128, 1024), (300, 257, 96)]
+
+
+@pytest.mark.parametrize("m,n,k", GEMM_SHAPES)
+@pytest.mark.parametrize("dirty", [False, True])
+def test_xnor_gemm_on_device(gemm_device, m, n, k, dirty):
+    g = gen(m * 1000 + n + k)
+    a = random_bits(m, k=k, dirty=dirty, gen=g)
+    b = random_bits(n, k=k, dirty=dirty, gen=g)
+    out = bk.xnor_gemm(a.to(gemm_device), b.to(gemm_device), k)
+    same(out, bk.xnor_gemm(a, b, k), gemm_device)
+    if m * n * k < 5e7:
+        same(out, R.xnor_gemm(clean_tail(a, k), clean_tail(b, k), k))
+
+
+def test_xnor_gemm_large_cuda(cuda_gemm_path):
+    g = gen(5)
+    m, n, k = 1031, 2049, 8192 + 96
+    a, b = random_bits(m, k=k, gen=g), random_bits(n, k=k, gen=g)
+    same(bk.xnor_gemm(a.cuda(), b.cuda(), k), bk.xnor_gemm(a, b, k), "cuda")
+
+
+def test_xnor_gemm_non_contiguous_and_empty_on_device(gemm_device):
+    g = gen(6)
+    k = 200
+    big = random_bits(50, k=32 * 20, gen=g)
+    big[:, 3 : 3 + (k + 31) // 32] = clean_tail(big[:, 3 : 3 + (k + 31) // 32], k)
+    a = big[:, 3 : 3 + (k + 31) // 32]  # row stride 20 words
+    b = random_bits(70, k=k, gen=g).t().contiguous().t()
+    assert not a.is_contiguous()
+    same(bk.xnor_gemm(a.to(gemm_device), b.to(gemm_device), k), R.xnor_gemm(a, b, k), gemm_device)
+    e = bk.xnor_gemm(a[:0].to(gemm_device), b.to(gemm_device), k)
+    assert e.shape == (0, 70) and e.device.type == gemm_device
+
+
+def test_xnor_gemm_non_default_stream(cuda_gemm_path):
+    g = gen(7)
+    a, b = random_bits(300, k=999, gen=g), random_bits(200, k=999, gen=g)
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        out = bk.xnor_gemm(a.cuda(), b.cuda(), 999)
+    s.synchronize()
+    same(out, bk.xnor_gemm(a, b, 999), "cuda")
+
+
+@pytest.mark.cuda
+def test_bad_cuda_gemm_path_env(monkeypatch):
+    monkeypatch.setenv("BNN_KERNELS_CUDA_GEMM_PATH", "nope")
+    a = random_bits(2, k=40).cuda()
+    with pytest.raises(ValueError, match="BNN_KERNELS_CUDA_GEMM_PATH"):
+        bk.xnor_gemm(a, a, 40)
+
+
+def test_xnor_gemm_opcheck_on_device(device):
+    g = gen(14)
+    a, b = random_bits(20, k=300, gen=g).to(device), random_bits(30, k=300, gen=g).to(device)
+    torch.library.opcheck(torch.ops.bnn_kernels.xnor_gemm.default, (a, b, 300))
+
+
+def test_compile_fullgraph_on_device(device):
+    g = gen(15)
+    x = torch.randn(16, 96, generator=g).to(device)
+    w = random_bits(24, k=96, gen=g).to(device)
+
+    def f(x, w):
+        return bk.xnor_gemm(bk.pack_bits(x), w, 96)
+
+    out = torch.compile(f, fullgraph=True)(x, w)
+    same(out, R.xnor_gemm(R.pack_bits(x.cpu()), w.cpu(), 96), device)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_second_cuda_device():
+    g = gen(16)
+    a, b = random_bits(100, k=500, gen=g), random_bits(90, k=500, gen=g)
+    out = bk.xnor_gemm(a.to("cuda:1"), b.to("cuda:1"), 500)
+    assert out.device == torch.device("cuda:1")
+    same(out, bk.xnor_gemm(a, b, 500))

@@ -3,7 +3,7 @@ import torch
 
 import bnn_kernels as bk
 from bnn_kernels import reference as R
-from tests.helpers import gen, noncontiguous, randn
+from tests.helpers import gen, noncontiguous, randn, random_bits, same
 
 pytestmark = pytest.mark.usefixtures("cpu_isa")
 
@@ -158,3 +158,97 @@ BAD = [
 def test_pack_bad_input(fn, exc, match):
     with pytest.raises(exc, match=match):
         fn()
+
+
+# ---------------------------------------------------------------- on every device (CPU, CUDA)
+# The op on `device` equals the CPU kernel and the reference exactly, NaN, 0 and -0 included.
+
+PACK_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8, torch.int16,
+               torch.int32, torch.int64]
+
+
+def _pack_input(shape, dtype, g):
+    if dtype.is_floating_point:
+        x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+        flat = x.view(-1)
+        if flat.numel() > 4:
+            flat[0] = float("nan")
+            flat[1] = 0.0
+            flat[2] = -0.0
+            flat[3] = 0.25
+        return x
+    lo, hi = (0, 255) if dtype == torch.uint8 else (-100, 100)
+    return torch.randint(lo, hi, shape, generator=g).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", PACK_DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (3, 33), (2, 5, 64), (7, 100), (4, 1000), (0, 40)])
+def test_pack_bits_on_device(device, dtype, shape):
+    g = gen(1)
+    x = _pack_input(shape, dtype, g)
+    for thr in [0.0, 0.25, 0.1, -3]:
+        same(bk.pack_bits(x.to(device), thr), bk.pack_bits(x, thr), device)
+        same(bk.pack_bits(x.to(device), thr), R.pack_bits(x, thr), device)
+    t = torch.randn(shape[-1], generator=g, dtype=torch.float64)
+    same(bk.pack_bits(x.to(device), t.to(device)), bk.pack_bits(x, t), device)
+    same(bk.pack_bits(x.to(device), t.to(device).float()), R.pack_bits(x, t.float()), device)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.int32])
+def test_pack_bits_non_contiguous_on_device(device, dtype):
+    g = gen(2)
+    x = _pack_input((70, 45), dtype, g).t()  # [45, 70], transposed storage
+    assert not x.is_contiguous()
+    same(bk.pack_bits(x.to(device), 0.0), R.pack_bits(x, 0.0), device)
+    xs = _pack_input((8, 200), dtype, g)[:, ::3]
+    same(bk.pack_bits(xs.to(device), 0.0), R.pack_bits(xs, 0.0), device)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8,
+                                   torch.int16, torch.int32, torch.int64])
+@pytest.mark.parametrize("k", [1, 31, 32, 33, 100, 1000])
+def test_unpack_bits_on_device(device, dtype, k):
+    bits = random_bits(3, 4, k=k, dirty=True, gen=gen(3))
+    same(bk.unpack_bits(bits.to(device), k, dtype), bk.unpack_bits(bits, k, dtype), device)
+    same(bk.unpack_bits(bits.to(device), k, dtype), R.unpack_bits(bits, k, dtype), device)
+    same(bk.unpack_bits(bits[:0].to(device), k, dtype), bk.unpack_bits(bits[:0], k, dtype), device)
+
+
+@pytest.mark.parametrize("nbits,signed", [(1, False), (2, True), (4, False), (8, True), (8, False), (16, True)])
+@pytest.mark.parametrize("shape", [(5, 33), (2, 3, 100), (1, 1), (0, 7)])
+def test_to_bitplanes_on_device(device, nbits, signed, shape):
+    lo, hi = (-(2 ** (nbits - 1)), 2 ** (nbits - 1)) if signed else (0, 2**nbits)
+    q = torch.randint(lo, hi, shape, generator=gen(4))
+    for dt in [torch.int64, torch.int32, torch.int16]:
+        if nbits == 16 and not signed and dt == torch.int16:
+            continue
+        qq = q.to(dt)
+        same(bk.to_bitplanes(qq.to(device), nbits, signed), bk.to_bitplanes(qq, nbits, signed), device)
+        same(bk.to_bitplanes(qq.to(device), nbits, signed), R.to_bitplanes(qq, nbits, signed), device)
+
+
+def test_to_bitplanes_out_of_range_on_device(device):
+    """The same ValueError (first line) as the CPU kernel, naming the first bad flat index."""
+    q = torch.zeros(4, 50, dtype=torch.int64)
+    q[2, 7] = 300
+    q[3, 1] = -5
+    with pytest.raises(ValueError) as cpu_err:
+        bk.to_bitplanes(q, 8, False)
+    with pytest.raises(ValueError) as dev_err:
+        bk.to_bitplanes(q.to(device), 8, False)
+    assert str(dev_err.value).splitlines()[0] == str(cpu_err.value).splitlines()[0]
+    assert "flat index 107" in str(dev_err.value)
+
+
+@pytest.mark.parametrize("case", ["pack_bits", "pack_bits_channel", "unpack_bits", "to_bitplanes"])
+def test_opcheck_on_device(device, case):
+    g = gen(14)
+    a = random_bits(20, k=300, gen=g).to(device)
+    x = torch.randn(4, 70, generator=g).to(device)
+    args = {  # built here: collection must not touch the GPU
+        "pack_bits": (x, 0.0, None),
+        "pack_bits_channel": (x, 0.0, torch.zeros(70, device=device)),
+        "unpack_bits": (a, 300, torch.float16),
+        "to_bitplanes": (torch.randint(0, 16, (3, 40), generator=g).to(device), 4, False),
+    }[case]
+    torch.library.opcheck(getattr(torch.ops.bnn_kernels, case.removesuffix("_channel")).default, args)

@@ -13,7 +13,6 @@
 #include <torch/library.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 
 #include "bitserial/bitserial_gemm_cuda.h"
@@ -23,15 +22,10 @@
 #include "linear/binary_weight_linear_cuda.h"
 #include "pack/pack_cuda.h"
 #include "torch/checks.h"
+#include "torch/op_outputs.h"
 
 namespace bnn::binding {
 namespace {
-
-std::vector<int64_t> with_last(at::IntArrayRef sizes, int64_t last) {
-  std::vector<int64_t> s(sizes.begin(), sizes.end());
-  s.back() = last;
-  return s;
-}
 
 cudaStream_t stream() { return at::cuda::getCurrentCUDAStream().stream(); }
 
@@ -93,13 +87,8 @@ at::Tensor unpack_bits_cuda(const at::Tensor& bits_in, int64_t k, c10::optional<
   at::Tensor out = at::empty(with_last(bits_in.sizes(), k), bits_in.options().dtype(st));
   if (out.numel() == 0) return out;
   const at::Tensor bits = bits_in.contiguous();
-  // The element bit patterns of +1 and -1 in the output dtype (computed on the host).
-  const at::Tensor pm = at::tensor({1.0, -1.0}, at::TensorOptions().dtype(at::kDouble)).to(st);
-  uint64_t plus = 0, minus = 0;
-  const int eb = static_cast<int>(pm.element_size());
-  std::memcpy(&plus, static_cast<const char*>(pm.data_ptr()), eb);
-  std::memcpy(&minus, static_cast<const char*>(pm.data_ptr()) + eb, eb);
-  cuda::launch_unpack_bits(bits.data_ptr<int32_t>(), bits.numel() / bits.size(-1), k, eb, plus, minus,
+  const PlusMinusBits pm = plus_minus_bits(st);
+  cuda::launch_unpack_bits(bits.data_ptr<int32_t>(), bits.numel() / bits.size(-1), k, pm.bytes, pm.plus, pm.minus,
                            out.data_ptr(), stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
@@ -109,9 +98,7 @@ at::Tensor to_bitplanes_cuda(const at::Tensor& q_in, int64_t nbits, bool is_sign
   check_to_bitplanes(q_in, nbits);
   const c10::cuda::CUDAGuard guard(q_in.device());
   const int64_t k = q_in.size(-1);
-  std::vector<int64_t> shape{nbits};
-  for (int64_t s : with_last(q_in.sizes(), words_for_bits(k))) shape.push_back(s);
-  at::Tensor out = at::empty(shape, q_in.options().dtype(at::kInt));
+  at::Tensor out = at::empty(bitplanes_shape(q_in.sizes(), nbits, words_for_bits(k)), q_in.options().dtype(at::kInt));
   if (q_in.numel() == 0) return out;
   const at::Tensor q = q_in.to(at::kLong).contiguous();
   at::Tensor first_bad = at::full({1}, std::numeric_limits<int64_t>::max(), q.options());
@@ -143,9 +130,7 @@ at::Tensor binary_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& w_in, in
                               int64_t pad_value) {
   const ConvParams p = check_binary_conv2d(x_in, w_in, in_channels, stride, padding, dilation, groups, pad_value);
   const c10::cuda::CUDAGuard guard(x_in.device());
-  // NHWC storage, returned as an [N, O, Ho, Wo] tensor in channels_last memory format (as on the CPU).
-  at::Tensor out = at::empty({p.batch, p.out_channels, p.out_h, p.out_w},
-                             x_in.options().dtype(at::kInt).memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor out = empty_conv_output(p, x_in.options());
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
   const cuda::GemmPath path = gemm_path();
@@ -183,21 +168,17 @@ at::Tensor binary_weight_linear_cuda(const at::Tensor& x_in, const at::Tensor& w
   const c10::cuda::CUDAGuard guard(x_in.device());
   const int64_t n = w_in.size(0);
   const auto out_type = x_in.scalar_type();
-  const at::ScalarType acc = out_type == at::kDouble ? at::kDouble : at::kFloat;
+  const LinearAffine affine = linear_affine(out_type, scale_in, bias_in);
   const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();  // x keeps its dtype: converted on load
   const int64_t m = x.numel() / k;
-  at::Tensor out = at::empty(with_last(x_in.sizes(), n), x.options().dtype(acc));
+  at::Tensor out = at::empty(with_last(x_in.sizes(), n), x.options().dtype(affine.acc));
   if (out.numel() > 0) {
-    at::Tensor scale, bias;
-    if (scale_in.has_value()) scale = scale_in->to(acc).contiguous();
-    if (bias_in.has_value()) bias = bias_in->to(acc).contiguous();
     cuda::LinearXType type = cuda::LinearXType::F32;
     if (out_type == at::kHalf) type = cuda::LinearXType::F16;
     if (out_type == at::kBFloat16) type = cuda::LinearXType::BF16;
     if (out_type == at::kDouble) type = cuda::LinearXType::F64;
     cuda::launch_binary_weight_linear(type, x.data_ptr(), m, k, w.data_ptr<int32_t>(), n,
-                                      scale.defined() ? scale.data_ptr() : nullptr,
-                                      bias.defined() ? bias.data_ptr() : nullptr, out.data_ptr(), linear_path(),
+                                      affine.scale_data(), affine.bias_data(), out.data_ptr(), linear_path(),
                                       stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }

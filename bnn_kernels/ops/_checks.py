@@ -1,9 +1,12 @@
-"""Helpers for the register_fake functions (shape checks that mirror csrc/torch/checks.cpp)."""
+"""What the op wrappers share: the register_fake decorator and the checks the fake (meta)
+kernels run, which mirror csrc/torch/checks.cpp so torch.compile rejects what the kernels
+reject."""
 from __future__ import annotations
 
 import torch
 
 from .. import _native
+from .._args import words
 
 
 def register_fake(name: str):
@@ -15,10 +18,6 @@ def register_fake(name: str):
         return fn
 
     return wrap
-
-
-def words(k: int) -> int:
-    return (k + 31) // 32
 
 
 def check_bits(t: torch.Tensor, name: str, dims: int) -> None:

@@ -1,0 +1,70 @@
+// Output shapes and values shared by the CPU (cpu_ops.cpp) and CUDA (cuda/cuda_ops.cpp)
+// bindings, so both allocate exactly the same tensors.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "conv/binary_conv.h"
+
+namespace bnn::binding {
+
+// sizes with the last dim replaced by `last` (e.g. K values -> ceil(K/32) packed words).
+inline std::vector<int64_t> with_last(at::IntArrayRef sizes, int64_t last) {
+  std::vector<int64_t> s(sizes.begin(), sizes.end());
+  s.back() = last;
+  return s;
+}
+
+// to_bitplanes' output shape: [nbits, ...q's leading dims, ceil(K/32)].
+inline std::vector<int64_t> bitplanes_shape(at::IntArrayRef q_sizes, int64_t nbits, int64_t words) {
+  std::vector<int64_t> shape{nbits};
+  for (int64_t s : with_last(q_sizes, words)) shape.push_back(s);
+  return shape;
+}
+
+// binary_conv2d's output: NHWC storage, returned as an [N, O, Ho, Wo] int32 tensor in
+// channels_last memory format, on the device of `options`.
+inline at::Tensor empty_conv_output(const ConvParams& p, const at::TensorOptions& options) {
+  return at::empty({p.batch, p.out_channels, p.out_h, p.out_w},
+                   options.dtype(at::kInt).memory_format(at::MemoryFormat::ChannelsLast));
+}
+
+// The element bit patterns of +1 and -1 in an output dtype (computed on the host), as the
+// unpack kernels take them: they write `bytes`-byte elements without knowing the dtype.
+struct PlusMinusBits {
+  uint64_t plus = 0, minus = 0;
+  int bytes = 0;
+};
+
+inline PlusMinusBits plus_minus_bits(at::ScalarType dtype) {
+  const at::Tensor pm = at::tensor({1.0, -1.0}, at::TensorOptions().dtype(at::kDouble)).to(dtype);
+  PlusMinusBits b;
+  b.bytes = static_cast<int>(pm.element_size());
+  std::memcpy(&b.plus, static_cast<const char*>(pm.data_ptr()), b.bytes);
+  std::memcpy(&b.minus, static_cast<const char*>(pm.data_ptr()) + b.bytes, b.bytes);
+  return b;
+}
+
+// binary_weight_linear's accumulation dtype (float64 for float64 x, float32 otherwise) and
+// its optional scale and bias converted to it: `data` is null where one is absent.
+struct LinearAffine {
+  at::ScalarType acc;
+  at::Tensor scale, bias;  // undefined where absent
+  void* scale_data() const { return scale.defined() ? scale.data_ptr() : nullptr; }
+  void* bias_data() const { return bias.defined() ? bias.data_ptr() : nullptr; }
+};
+
+inline LinearAffine linear_affine(at::ScalarType x_type, const c10::optional<at::Tensor>& scale,
+                                  const c10::optional<at::Tensor>& bias) {
+  LinearAffine a;
+  a.acc = x_type == at::kDouble ? at::kDouble : at::kFloat;
+  if (scale.has_value()) a.scale = scale->to(a.acc).contiguous();
+  if (bias.has_value()) a.bias = bias->to(a.acc).contiguous();
+  return a;
+}
+
+}  // namespace bnn::binding
