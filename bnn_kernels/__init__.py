@@ -22,7 +22,7 @@ from .ops import (
 from .serialization import load, save
 from .convert import ConversionError, ConversionReport, convert
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "pack_bits",
