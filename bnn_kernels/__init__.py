@@ -7,6 +7,8 @@ binary_weight_linear. ``bnn_kernels.reference`` holds the plain-PyTorch oracle o
 Models: ``bnn_kernels.nn`` holds packed modules (BinaryConv2d, BitSerialLinear, ...),
 ``bnn_kernels.convert(model, example_inputs)`` swaps the binary layers of a trained float
 BNN for them, ``bnn_kernels.save`` / ``load`` write and read packed models as safetensors.
+``bnn_kernels.export`` / ``load_exported`` write and run a converted model as one .pt2
+package (AOTInductor) that a C++ program can run too.
 """
 from . import _native, nn, reference
 from ._native import cpu_gemm_isa, cuda_built
@@ -21,6 +23,7 @@ from .ops import (
 )
 from .serialization import load, save
 from .convert import ConversionError, ConversionReport, convert
+from .export_pt2 import ExportError, export, load_exported
 
 from ._version import __version__
 
@@ -39,6 +42,9 @@ __all__ = [
     "ConversionError",
     "save",
     "load",
+    "export",
+    "load_exported",
+    "ExportError",
     "cuda_built",
     "cpu_gemm_isa",
 ]
