@@ -11,7 +11,7 @@ BNN for them, ``bnn_kernels.save`` / ``load`` write and read packed models as sa
 package (AOTInductor) that a C++ program can run too.
 """
 from . import _native, nn, reference
-from ._native import cpu_gemm_isa, cuda_built
+from ._native import cpu_gemm_isa, cuda_built, op_library_path
 from .ops import (
     binary_conv2d,
     binary_weight_linear,
@@ -45,6 +45,7 @@ __all__ = [
     "export",
     "load_exported",
     "ExportError",
+    "op_library_path",
     "cuda_built",
     "cpu_gemm_isa",
 ]

@@ -32,14 +32,15 @@ class _ModuleTracker:
     the innermost module it came from."""
 
     def __init__(self, model: nn.Module):
-        self.names = {id(m): (name or "<root>") for name, m in model.named_modules()}
+        self.names = {id(m): name for name, m in model.named_modules()}
         self.stack: list[str] = []
         self.handles: list[Any] = []
 
     def __enter__(self):
         def push(module, args):
             if id(module) in self.names:
-                self.stack.append(f"'{self.names[id(module)]}' ({type(module).__name__})")
+                name = self.names[id(module)]
+                self.stack.append(f"module '{name}' ({type(module).__name__})" if name else "the model's own forward")
 
         def pop(module, args, out):
             if id(module) in self.names and self.stack:
@@ -57,7 +58,7 @@ class _ModuleTracker:
         return False
 
     def where(self) -> str:
-        return f"module {self.stack[-1]}" if self.stack else "the model outside any submodule"
+        return self.stack[-1] if self.stack else "the model (outside any module's forward)"
 
 
 def _check_inputs(example_inputs) -> tuple[torch.Tensor, ...]:
@@ -93,7 +94,7 @@ def _trace(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.export.E
             where = tracker.where()
             raise ExportError(
                 f"torch.export could not trace {where} of {type(model).__name__} with a dynamic "
-                f"batch size: {type(e).__name__}: {e}"
+                f"batch size (dim 0 of every input): {type(e).__name__}: {e}"
             ) from e
 
 
