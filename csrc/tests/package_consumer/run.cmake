@@ -15,6 +15,6 @@ foreach(internal gemm/microkernel.h pack/pack_simd.h linear/linear_kernels.h)
   endif()
 endforeach()
 step(${CMAKE_COMMAND} -S ${BNN_CONSUMER_SOURCE} -B ${work}/build -DCMAKE_PREFIX_PATH=${work}/prefix
-     -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release)
+     -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release -DBNN_VERSION=${BNN_VERSION})
 step(${CMAKE_COMMAND} --build ${work}/build)
 step(${work}/build/consumer)
