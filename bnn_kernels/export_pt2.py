@@ -61,6 +61,11 @@ class _ModuleTracker:
         return self.stack[-1] if self.stack else "the model (outside any module's forward)"
 
 
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"
+
+
 def _check_inputs(example_inputs) -> tuple[torch.Tensor, ...]:
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
@@ -91,10 +96,9 @@ def _trace(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.export.E
         try:
             return torch.export.export(model, inputs, dynamic_shapes=dynamic_shapes, strict=False)
         except Exception as e:  # noqa: BLE001 - re-raised with the module that failed
-            where = tracker.where()
             raise ExportError(
-                f"torch.export could not trace {where} of {type(model).__name__} with a dynamic "
-                f"batch size (dim 0 of every input): {type(e).__name__}: {e}"
+                f"torch.export could not trace {tracker.where()} of {type(model).__name__} with a "
+                f"dynamic batch size (dim 0 of every input): {_first_line(e)} (the full error is chained below)"
             ) from e
 
 
@@ -138,8 +142,8 @@ def export(
         return torch._inductor.aoti_compile_and_package(program, package_path=path, inductor_configs=configs)
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise ExportError(
-            f"AOTInductor could not compile {type(model).__name__} (traced fine with torch.export): "
-            f"{type(e).__name__}: {e}"
+            f"AOTInductor could not compile {type(model).__name__} (torch.export traced it): "
+            f"{_first_line(e)} (the full error is chained below)"
         ) from e
 
 
