@@ -9,7 +9,7 @@ export CUDA_HOME
 MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 export MAX_JOBS
 
-.PHONY: setup build demo test test-python test-cpp bench lint format clean
+.PHONY: setup build demo test test-python test-cpp test-deploy bench lint format clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,17 @@ test-cpp:
 
 test: test-python test-cpp
 
+# Deployment without Python (README, Deploying): libbnn_kernels_ops.so from CMake against the
+# wheel's libtorch, the C++ runner (examples/cpp), and a check that the runner reproduces
+# Python on exported models (integer ops, the digits network, Bi-Real-18). Run by CI.
+TORCH_CMAKE = $(shell $(PY) -c "import torch; print(torch.utils.cmake_prefix_path)" 2>/dev/null)
+test-deploy: build
+	cmake -S . -B build-cmake-torch -DBNN_WITH_TORCH=ON -DBNN_BUILD_TESTS=OFF -DCMAKE_PREFIX_PATH="$(TORCH_CMAKE)" > /dev/null
+	cmake --build build-cmake-torch -j $(MAX_JOBS) --target bnn_kernels_ops
+	cmake -S examples/cpp -B build-runner -DCMAKE_PREFIX_PATH="$(TORCH_CMAKE)" > /dev/null
+	cmake --build build-runner -j $(MAX_JOBS)
+	$(PY) examples/cpp/check_runner.py --runner build-runner/bnn_runner --ops-lib build-cmake-torch/libbnn_kernels_ops.so
+
 # The benchmark suite (bnn_kernels/bench) on the CPU; BENCH_ARGS adds options, e.g. BENCH_ARGS="--threads 2 --out bench_out".
 BENCH_SUITES ?= gemm conv linear bitserial peak
 bench: build
@@ -60,4 +71,4 @@ format: setup
 	$(VENV)/bin/clang-format -i $(CXX_SOURCES)
 
 clean:
-	rm -rf build build-cmake bnn_kernels/*.so *.egg-info
+	rm -rf build build-cmake build-cmake-torch build-runner bnn_kernels/*.so *.egg-info

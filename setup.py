@@ -1,4 +1,10 @@
-"""Build bnn_kernels._C: the torch binding over the torch-free kernels in csrc/.
+"""Build the torch binding over the torch-free kernels in csrc/, as two files in bnn_kernels/:
+
+  libbnn_kernels_ops.so  the kernels and the op registrations (TORCH_LIBRARY / TORCH_LIBRARY_IMPL
+                         for CPU and CUDA); links libtorch only, no Python, so a libtorch C++
+                         program can load it (see README.md, Deploying)
+  _C                     the Python module: build facts only; it links the library above (found
+                         beside it through RPATH $ORIGIN), so importing it registers the ops
 
 CPU kernels are always built. CUDA kernels are built when torch itself was
 built with CUDA (torch.version.cuda) and a CUDA toolkit is found (CUDA_HOME):
@@ -91,13 +97,43 @@ def _gencode_flags(archs):
     return flags
 
 
+OPS_LIB = "libbnn_kernels_ops.so"
+OPS_EXT = "bnn_kernels.libbnn_kernels_ops"
+
+
+def _version():
+    """The version is stated once, in bnn_kernels/_version.py (CMakeLists.txt reads it too)."""
+    with open(os.path.join(ROOT, "bnn_kernels", "_version.py")) as f:
+        return re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+
+def _python_module(cxx):
+    """bnn_kernels._C: module.cpp alone, linked against the op library (no torch libraries)."""
+    from setuptools import Extension
+
+    return Extension(
+        "bnn_kernels._C",
+        [os.path.join("csrc", "torch", "module.cpp")],
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        extra_compile_args={"cxx": cxx},
+        language="c++",
+    )
+
+
+def _without_python(ext):
+    """The op library links libtorch but not libtorch_python: no Python symbols in it."""
+    ext.libraries = [lib for lib in ext.libraries if lib != "torch_python"]
+    return ext
+
+
 def extensions():
     _find_cuda_home()
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
     # csrc/tests and csrc/bench are the CMake library's own programs (each with a main)
     programs = (os.path.join("csrc", "tests"), os.path.join("csrc", "bench"))
-    kernel_cpu = [s for s in _sources("csrc/**/*.cpp") if not s.startswith(programs)]
+    module = os.path.join("csrc", "torch", "module.cpp")
+    kernel_cpu = [s for s in _sources("csrc/**/*.cpp") if not s.startswith(programs) and s != module]
     no_cuda = os.path.join("csrc", "torch", "no_cuda.cpp")
     torch_cuda = [s for s in kernel_cpu if s.startswith(os.path.join("csrc", "torch", "cuda"))]
     cpu_sources = [s for s in kernel_cpu if s not in torch_cuda and s != no_cuda]
@@ -110,43 +146,61 @@ def extensions():
     with_cuda, why = _cuda_wanted()
     print(f"bnn_kernels: CUDA kernels {'ON' if with_cuda else 'OFF'} ({why})")
     if not with_cuda:
-        return [
-            CppExtension(
-                "bnn_kernels._C",
-                cpu_sources + [no_cuda],
-                include_dirs=include_dirs,
-                extra_compile_args={"cxx": cxx},
-                extra_link_args=["-fopenmp"],
-            )
-        ]
+        ops = CppExtension(
+            OPS_EXT,
+            cpu_sources + [no_cuda],
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx},
+            extra_link_args=["-fopenmp"],
+        )
+        return [_without_python(ops), _python_module(cxx)]
     archs = _cuda_archs(os.environ.get("BNN_KERNELS_CUDA_ARCHS", "80;90a"))
     nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo", "-Xptxas=-warn-spills"]
     nvcc += _gencode_flags(archs)
     if os.environ.get("NVCC_THREADS"):
         nvcc.append(f"--threads={os.environ['NVCC_THREADS']}")
-    return [
-        CUDAExtension(
-            "bnn_kernels._C",
-            cpu_sources + torch_cuda + _sources("csrc/**/*.cu"),
-            include_dirs=include_dirs + _nvidia_wheel_includes(),
-            define_macros=[("BNN_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx + ["-DBNN_WITH_CUDA=1"], "nvcc": nvcc},
-            extra_link_args=["-fopenmp"],
-        )
-    ]
+    ops = CUDAExtension(
+        OPS_EXT,
+        cpu_sources + torch_cuda + _sources("csrc/**/*.cu"),
+        include_dirs=include_dirs + _nvidia_wheel_includes(),
+        define_macros=[("BNN_WITH_CUDA", "1")],
+        extra_compile_args={"cxx": cxx + ["-DBNN_WITH_CUDA=1"], "nvcc": nvcc},
+        extra_link_args=["-fopenmp"],
+    )
+    return [_without_python(ops), _python_module(cxx + ["-DBNN_WITH_CUDA=1"])]
+
+
+def _build_ext_class():
+    from torch.utils.cpp_extension import BuildExtension
+
+    class BuildOpsAndModule(BuildExtension.with_options(use_ninja=True)):
+        """Names the op library libbnn_kernels_ops.so (no Python ABI tag: it is not a Python
+        module) and links _C against it, wherever this build puts it (in place or build/)."""
+
+        def get_ext_filename(self, ext_name):
+            parts = ext_name.split(".")  # called with the full name and with the last part alone
+            if parts[-1] == OPS_EXT.split(".")[-1]:
+                return os.path.join(*parts[:-1], OPS_LIB)
+            return super().get_ext_filename(ext_name)
+
+        def build_extension(self, ext):
+            if ext.name == "bnn_kernels._C":
+                ops_dir = os.path.dirname(self.get_ext_fullpath(OPS_EXT))
+                ext.extra_link_args = [f"-L{ops_dir}", f"-l:{OPS_LIB}", "-Wl,-rpath,$ORIGIN"]
+            super().build_extension(ext)
+
+    return BuildOpsAndModule
 
 
 def main():
     _find_cuda_home()
-    from torch.utils.cpp_extension import BuildExtension
-
     setup(
         name="bnn_kernels",
-        version="0.1.0",
+        version=_version(),
         description="Bitwise inference kernels for binary neural networks (XNOR-popcount GEMM, packed conv, bit-serial)",
         packages=find_packages(include=["bnn_kernels", "bnn_kernels.*"]),
         ext_modules=extensions(),
-        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+        cmdclass={"build_ext": _build_ext_class()},
         python_requires=">=3.10",
         install_requires=["torch>=2.4", "numpy", "safetensors"],
         extras_require={"examples": ["scikit-learn", "tqdm"]},

@@ -7,9 +7,11 @@ binary_weight_linear. ``bnn_kernels.reference`` holds the plain-PyTorch oracle o
 Models: ``bnn_kernels.nn`` holds packed modules (BinaryConv2d, BitSerialLinear, ...),
 ``bnn_kernels.convert(model, example_inputs)`` swaps the binary layers of a trained float
 BNN for them, ``bnn_kernels.save`` / ``load`` write and read packed models as safetensors.
+``bnn_kernels.export`` / ``load_exported`` write and run a converted model as one .pt2
+package (AOTInductor) that a C++ program can run too.
 """
 from . import _native, nn, reference  # noqa: F401  (_native: the build state `bnn-kernels info` reports)
-from ._native import cpu_gemm_isa, cuda_built
+from ._native import cpu_gemm_isa, cuda_built, op_library_path
 from .convert import ConversionError, ConversionReport, convert
 from .ops import (
     binary_conv2d,
@@ -21,8 +23,9 @@ from .ops import (
     xnor_gemm,
 )
 from .serialization import load, save
+from .export_pt2 import ExportError, export, load_exported
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "pack_bits",
@@ -39,6 +42,10 @@ __all__ = [
     "ConversionError",
     "save",
     "load",
+    "export",
+    "load_exported",
+    "ExportError",
+    "op_library_path",
     "cuda_built",
     "cpu_gemm_isa",
 ]

@@ -1,9 +1,14 @@
 """Loads the compiled extension (bnn_kernels._C) that registers torch.ops.bnn_kernels.*.
 
+The ops themselves live in libbnn_kernels_ops.so beside this file (no Python in it, so C++
+programs load the same file: see op_library_path); _C links it, so importing _C loads it.
+
 A missing or broken build does not break `import bnn_kernels` (the reference stays usable);
 the first call of a native op raises an ImportError that says how to build it.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -47,3 +52,12 @@ def cpu_gemm_isa() -> str:
     ``bnn::cpu::gemm_isa()``, the cap ``bnn::cpu_isa_cap()``.
     """
     return _C.cpu_gemm_isa() if _C is not None else "unavailable"
+
+
+def op_library_path() -> str:
+    """Path of libbnn_kernels_ops.so, the op registrations without Python: what a libtorch C++
+    program loads (dlopen, or link) before running a package written by bnn_kernels.export."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libbnn_kernels_ops.so")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: build bnn_kernels first (see README.md, Quickstart)")
+    return path

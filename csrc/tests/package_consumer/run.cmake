@@ -1,0 +1,20 @@
+# ctest package_consumer: install the build into <build>/package_consumer/prefix, then
+# configure, build and run the consumer project against it with find_package(bnn_kernels).
+set(work ${BNN_BUILD_DIR}/package_consumer)
+file(REMOVE_RECURSE ${work})
+function(step)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "package_consumer: '${ARGN}' failed (${rc})")
+  endif()
+endfunction()
+step(${CMAKE_COMMAND} --install ${BNN_BUILD_DIR} --prefix ${work}/prefix)
+foreach(internal gemm/microkernel.h pack/pack_simd.h linear/linear_kernels.h)
+  if(EXISTS ${work}/prefix/include/bnn_kernels/${internal})
+    message(FATAL_ERROR "package_consumer: internal header ${internal} was installed")
+  endif()
+endforeach()
+step(${CMAKE_COMMAND} -S ${BNN_CONSUMER_SOURCE} -B ${work}/build -DCMAKE_PREFIX_PATH=${work}/prefix
+     -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release -DBNN_VERSION=${BNN_VERSION})
+step(${CMAKE_COMMAND} --build ${work}/build)
+step(${work}/build/consumer)
