@@ -12,7 +12,9 @@ package (AOTInductor) that a C++ program can run too.
 """
 from . import _native, nn, reference  # noqa: F401  (_native: the build state `bnn-kernels info` reports)
 from ._native import cpu_gemm_isa, cuda_built, op_library_path
+from ._version import __version__  # noqa: F401
 from .convert import ConversionError, ConversionReport, convert
+from .export_pt2 import ExportError, export, load_exported
 from .ops import (
     binary_conv2d,
     binary_weight_linear,
@@ -23,9 +25,6 @@ from .ops import (
     xnor_gemm,
 )
 from .serialization import load, save
-from .export_pt2 import ExportError, export, load_exported
-
-from ._version import __version__
 
 __all__ = [
     "pack_bits",
