@@ -19,6 +19,12 @@
     }                                           \
   }()
 
+// The block's dynamic shared memory as `unsigned char name[]`, 128-byte aligned (the emulation
+// build in tests/cuda_emu defines its own).
+#ifndef BNN_DYNAMIC_SMEM
+#define BNN_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
 namespace bnn::cuda {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
