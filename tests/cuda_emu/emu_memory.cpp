@@ -16,6 +16,7 @@
 #include <cstring>
 #include <cstdlib>
 #include <map>
+#include <string>
 
 #include "emu_device.h"
 #include "emu_internal.h"
@@ -45,10 +46,14 @@ struct SB {                 // shadow of one shared-memory byte
   int16_t w_tid = -1;
   uint8_t pending = 0;      // a cp.async targets it
 };
+// Globals of the instrumented files (asan-globals): static __shared__ variables with their name,
+// size and redzone (so an index past the array is an error, and the footprint is exact).
+struct Var { uintptr_t beg; size_t size, total; const char* name; std::string label; };
+std::map<uintptr_t, Var>& vars() { static std::map<uintptr_t, Var> v; return v; }
+std::map<uintptr_t, size_t> g_touched;  // static shared variables a launch touched -> size
 SB* g_dyn_sb = nullptr;
 SB* g_st_sb = nullptr;
 uintptr_t g_st_lo, g_st_hi;
-uintptr_t g_st_min = UINTPTR_MAX, g_st_max = 0;  // static shared footprint of this launch
 
 void init() {
   if (g_arena) return;
@@ -144,8 +149,17 @@ void check_access(uintptr_t a, size_t n, bool write) {
   if (d < kDynWindow) {
     shared_bytes(dyn_sb(uint32_t(d), n), n, write, cur_thread(), "dynamic shared", d);
   } else if (a >= g_st_lo && a + n <= g_st_hi) {
-    g_st_min = std::min(g_st_min, a), g_st_max = std::max(g_st_max, a + n);
-    shared_bytes(g_st_sb + (a - g_st_lo), n, write, cur_thread(), "static __shared__", a - g_st_lo);
+    auto it = vars().upper_bound(a);
+    if (it == vars().begin() || a >= std::prev(it)->second.beg + std::prev(it)->second.total) {
+      shared_bytes(g_st_sb + (a - g_st_lo), n, write, cur_thread(), "static __shared__", a - g_st_lo);
+      return;
+    }
+    const Var& v = std::prev(it)->second;
+    if (a + n > v.beg + v.size)
+      fail("out-of-bounds %s of %zu bytes at offset %lu of static __shared__ %s (%zu bytes)", write ? "store" : "load", n,
+           (unsigned long)(a - v.beg), v.name, v.size);
+    g_touched[v.beg] = v.size;
+    shared_bytes(g_st_sb + (a - g_st_lo), n, write, cur_thread(), v.label.c_str(), a - v.beg);
   }
 }
 
@@ -178,9 +192,13 @@ void global_read_bytes(const void* p, size_t n) {
   check_global(a, n, false);
 }
 
-void memory_launch_begin() { init(); g_st_min = UINTPTR_MAX, g_st_max = 0; }
+void memory_launch_begin() { init(); g_touched.clear(); }
 void memory_launch_end() {}
-size_t static_smem_footprint() { return g_st_max > g_st_min ? g_st_max - g_st_min : 0; }
+size_t static_smem_footprint() {
+  size_t total = 0;
+  for (auto& [beg, size] : g_touched) total += size;
+  return total;
+}
 void memory_block_begin(size_t dyn_bytes) {
   if (dyn_bytes > kDynWindow) fail("dynamic shared memory beyond the emulator's window");
   g_dyn_bytes = dyn_bytes;
@@ -242,3 +260,17 @@ EMU_HOOKS(16)
 extern "C" void __asan_loadN_noabort(uintptr_t a, size_t n) { emu::check_access(a, n, false); }
 extern "C" void __asan_storeN_noabort(uintptr_t a, size_t n) { emu::check_access(a, n, true); }
 extern "C" void __asan_handle_no_return() {}
+struct AsanGlobal {  // GCC's layout of the globals table of an instrumented file
+  uintptr_t beg;
+  size_t size, size_with_redzone;
+  const char* name;
+  const char* module_name;
+  uintptr_t has_dynamic_init;
+  void* location;
+  uintptr_t odr_indicator;
+};
+extern "C" void __asan_register_globals(AsanGlobal* g, size_t n) {
+  for (size_t i = 0; i < n; ++i) emu::vars()[g[i].beg] = emu::Var{g[i].beg, g[i].size, g[i].size_with_redzone, g[i].name,
+                                           std::string("static __shared__ ") + g[i].name};
+}
+extern "C" void __asan_unregister_globals(AsanGlobal*, size_t) {}

@@ -26,6 +26,10 @@ const Arch kArchs[] = {
 };
 int g_device = 0;
 constexpr size_t kDefaultSmem = 48 * 1024;  // without cudaFuncSetAttribute
+#ifndef BNN_CUDA_MAX_GRID_YZ
+#define BNN_CUDA_MAX_GRID_YZ 65535
+#endif
+constexpr unsigned kMaxGridYZ = BNN_CUDA_MAX_GRID_YZ;  // lowered in the emulation build
 
 constexpr size_t kStackBytes = 96 * 1024;
 struct Fiber { ucontext_t ctx; jmp_buf jb; };
@@ -149,8 +153,9 @@ void check_launch(const LaunchCfg& c) {
   const long threads = long(c.block.x) * c.block.y * c.block.z;
   if (threads < 1 || threads > 1024 || c.block.x > 1024 || c.block.y > 1024 || c.block.z > 64)
     fail("invalid block (%u, %u, %u)", c.block.x, c.block.y, c.block.z);
-  if (c.grid.x < 1 || c.grid.y < 1 || c.grid.z < 1 || c.grid.x > 2147483647u || c.grid.y > 65535 || c.grid.z > 65535)
-    fail("invalid grid (%u, %u, %u): x <= 2^31-1, y and z <= 65535", c.grid.x, c.grid.y, c.grid.z);
+  if (c.grid.x < 1 || c.grid.y < 1 || c.grid.z < 1 || c.grid.x > 2147483647u || c.grid.y > kMaxGridYZ ||
+      c.grid.z > kMaxGridYZ)
+    fail("invalid grid (%u, %u, %u): x <= 2^31-1, y and z <= %u", c.grid.x, c.grid.y, c.grid.z, kMaxGridYZ);
   if (c.max_threads && threads > c.max_threads)
     fail("%ld threads per block exceed __launch_bounds__(%d)", threads, c.max_threads);
   if (c.smem > a.max_dyn_smem_optin)

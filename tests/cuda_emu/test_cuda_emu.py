@@ -35,16 +35,7 @@ HAVE_TOOLS = (shutil.which("g++") is not None and shutil.which("gcov") is not No
 pytestmark = pytest.mark.skipif(not HAVE_TOOLS, reason="needs g++, gcov and the CUDA headers")
 
 MIN_COVERAGE = 95.0
-# family -> (device, seed) runs: device 0 sm_80, 1 sm_90, 2 sm_75 (no tensor-core path)
-RUNS = {
-    "layout": [(0, 1)],
-    "pack": [(0, 1), (1, 2)],
-    "gemm": [(0, 1), (0, 2), (1, 3), (2, 4)],
-    "conv": [(0, 1), (2, 2)],
-    "bitserial": [(0, 1), (1, 2), (2, 3)],
-    "linear": [(0, 1), (1, 2)],
-}
-CASES = [(fam, dev, seed) for fam, runs in RUNS.items() for dev, seed in runs]
+CASES = [(fam, dev, seed) for fam, runs in build.SUITE.items() for dev, seed in runs]
 _done: set = set()
 
 # bug kernel of test_kernels.cu -> what the emulator must say (None: a valid control case)
@@ -55,6 +46,7 @@ DETECTORS = {
     "shared_race": "static __shared__",
     "war_race": "race",
     "uninit_shared": "never written in this block",
+    "shared_oob": "out-of-bounds store of 4 bytes at offset 256 of static __shared__",
     "cp_async_no_wait": "cp.async still targets it",
     "cp_async_wait_short": "cp.async still targets it",
     "shfl_mask_excludes": "excludes it",

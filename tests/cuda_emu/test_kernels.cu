@@ -63,6 +63,12 @@ __global__ void uninit_shared(int32_t* buf, int64_t n) {
   __syncthreads();
   buf[threadIdx.x % n] = s[threadIdx.x];  // lanes 32..63 read never-written shared memory
 }
+__global__ void shared_oob(int32_t* buf, int64_t n) {
+  __shared__ int32_t s[64];
+  s[threadIdx.x + 1] = 1;  // thread 63 writes past the array
+  __syncthreads();
+  buf[threadIdx.x % n] = s[(threadIdx.x + 1) % 64];
+}
 __global__ void cp_async_no_wait(int32_t* buf, int64_t n) {
   BNN_DYNAMIC_SMEM(smem);
   const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -109,6 +115,7 @@ bool run_bug_kernel(const std::string& name, int32_t* buf, int64_t n) {
   else if (name == "shared_race") shared_race<<<1, 64>>>(buf, n);
   else if (name == "war_race") war_race<<<1, 64>>>(buf, n);
   else if (name == "uninit_shared") uninit_shared<<<1, 64>>>(buf, n);
+  else if (name == "shared_oob") shared_oob<<<1, 64>>>(buf, n);
   else if (name == "cp_async_no_wait") cp_async_no_wait<<<1, 64, 256>>>(buf, n);
   else if (name == "cp_async_wait_short") cp_async_wait_short<<<1, 64, 256>>>(buf, n);
   else if (name == "shfl_mask_excludes") shfl_mask_excludes<<<1, 32>>>(buf, n);

@@ -118,7 +118,8 @@ void test_gemm(bool quick) {
   // ring wraps) with 16-byte and 4-byte copies and a masked last word.
   std::vector<S> shapes = {S{1, 1, 1}, S{5, 7, 33}, S{8, 40, 300}, S{9, 70, 100}, S{65, 66, 1000}, S{3, 130, 128},
                            S{70, 5, 4100}, S{40, 36, 4091}};
-  if (!quick) shapes.insert(shapes.end(), {S{129, 257, 1056}, S{130, 140, 4000}});
+  // 150 rows / 600 columns: more than one launch slice (the emulation build lowers the limits)
+  if (!quick) shapes.insert(shapes.end(), {S{129, 257, 1056}, S{130, 140, 4000}, S{150, 20, 70}, S{3, 600, 64}});
   for (S s : shapes) {
     for (bool dirty : {false, true}) {
       const auto a = rand_bits(s.m, s.k, dirty), b = rand_bits(s.n, s.k, dirty);
@@ -139,14 +140,25 @@ void test_gemm(bool quick) {
 void test_conv() {
   std::uniform_int_distribution<int> pick(0, 1000);
   int cases = 0;
+  struct Extra { int c, groups, kh, kw, batch, h, w; };
+  // 20 groups: more than one batch slice; 3 x 10 x 10 pixels: more than one pixel chunk
+  const Extra extra[] = {{40, 20, 3, 3, 2, 6, 5}, {33, 1, 1, 1, 3, 10, 10}, {64, 2, 3, 1, 3, 10, 9}};
+  for (int e = -1; e < 3; ++e)
   for (int c : {3, 32, 40, 64, 100}) for (int groups : {1, 2, 4}) for (int kh : {1, 3}) for (int kw : {1, 2, 3}) {
     if (c % groups) continue;
+    if (e >= 0 && (c != 3 || groups != 1 || kh != 1 || kw != 1)) continue;  // one pass per extra case
     for (int variant = 0; variant < 2; ++variant) {
       ConvParams p{};
-      p.batch = 2, p.in_h = 6, p.in_w = 5, p.in_channels = c, p.out_channels = (2 + variant) * groups;
-      p.kernel_h = kh, p.kernel_w = kw, p.groups = groups;
+      p.batch = 2, p.in_h = 6, p.in_w = 5, p.kernel_h = kh, p.kernel_w = kw, p.groups = groups;
+      if (e >= 0) {
+        const Extra& x = extra[e];
+        c = x.c, p.groups = groups = x.groups, p.kernel_h = kh = x.kh, p.kernel_w = kw = x.kw;
+        p.batch = x.batch, p.in_h = x.h, p.in_w = x.w;
+      }
+      p.in_channels = c, p.out_channels = (2 + variant) * groups;
       p.stride_h = 1 + pick(rng) % 2, p.stride_w = 1 + pick(rng) % 3, p.pad_h = pick(rng) % 3, p.pad_w = pick(rng) % 2;
       p.dil_h = 1 + pick(rng) % 2, p.dil_w = 1 + pick(rng) % 3; p.pad_value = (int)(pick(rng) % 3) - 1;
+      if (e >= 0) p.stride_h = p.stride_w = p.dil_h = p.dil_w = 1;
       p.out_h = conv_out_size(p.in_h, kh, p.stride_h, p.pad_h, p.dil_h);
       p.out_w = conv_out_size(p.in_w, kw, p.stride_w, p.pad_w, p.dil_w);
       if (p.out_h < 1 || p.out_w < 1) continue;
@@ -175,7 +187,8 @@ void test_bitserial() {
   // the last case is big enough for Auto to pick the tensor-core path
   for (const S& s : {S{1, 1, 4, 5, 33, {2}, {2}, -1, -1}, S{4, 2, 17, 9, 100, {1, 2, 4, -8}, {1, -1}, 0, 0},
                      S{3, 2, 10, 12, 513, {5, -3, 7}, {3, 1}, -2, 2}, S{2, 3, 1, 30, 64, {1, 2}, {1, 2, -4}, 0, 1},
-                     S{2, 2, 64, 70, 200, {1, -2}, {1, 2}, 1, -1}}) {
+                     S{2, 2, 64, 150, 200, {1, -2}, {1, 2}, 1, -1},  // two row chunks
+                     S{18, 1, 3, 5, 40, std::vector<int64_t>(18, 1), {2}, 0, -1}}) {  // batch slices
     const auto a = rand_bits(s.P * s.M, s.k, true), w = rand_bits(s.Q * s.N, s.k, true);
     DevBuf<int32_t> da(a), dw(w);
     DevBuf<int64_t> dac(s.ac), dwc(s.wc);
@@ -199,11 +212,13 @@ void test_bitserial() {
 namespace {
 template <class X, class Acc>
 void linear_case(cuda::LinearXType type, const std::vector<X>& x, int64_t m, int64_t k, const DevBuf<int32_t>& w,
-                 int64_t n, const std::vector<Acc>* sb, const std::vector<Acc>& ref, const char* name) {
+                 int64_t n, const std::vector<Acc>* sb, const std::vector<Acc>& ref, const char* name,
+                 bool tiled_only) {
   DevBuf<X> dx(x);
   std::vector<Acc> s = sb ? sb[0] : std::vector<Acc>(1), b = sb ? sb[1] : std::vector<Acc>(1);
   DevBuf<Acc> ds(s), dbias(b);
-  for (auto path : {cuda::LinearPath::Gemv, cuda::LinearPath::Tiled, cuda::LinearPath::Auto}) {
+  for (auto path : {cuda::LinearPath::Tiled, cuda::LinearPath::Gemv, cuda::LinearPath::Auto}) {
+    if (tiled_only && path != cuda::LinearPath::Tiled) break;
     DevBuf<Acc> out(m * n);
     cuda::launch_binary_weight_linear(type, dx.get(), m, k, w.get(), n, sb ? ds.get() : nullptr,
                                       sb ? dbias.get() : nullptr, out.get(), path, nullptr);
@@ -220,7 +235,8 @@ void test_linear() {
         "parse_linear_path");
   struct S { int64_t m, n, k; };
   for (S s : {S{1, 1, 1}, S{1, 33, 31}, S{3, 9, 100}, S{8, 6, 128 * 32 + 64}, S{9, 5, 300}, S{2, 5, 4096 + 256},
-              S{70, 66, 70}}) {
+              S{70, 66, 70}, S{140, 5, 40}, S{3, 1100, 33}}) {  // the last two: more than one launch slice
+    const bool wide = s.n > 1000;  // only the tiled path slices along N
     for (bool affine : {false, true}) {
       // integer-valued x, scales in halves: every sum is exact, so all paths must agree exactly
       std::vector<float> x(s.m * s.k), o1(s.m * s.n);
@@ -242,10 +258,10 @@ void test_linear() {
                                        affine ? sbf[1].data() : nullptr, o1.data(), 1);
       cpu::binary_weight_linear<double>(xd.data(), s.m, s.k, w.data(), s.n, affine ? sbd[0].data() : nullptr,
                                         affine ? sbd[1].data() : nullptr, d1.data(), 1);
-      linear_case(cuda::LinearXType::F32, x, s.m, s.k, dw, s.n, affine ? sbf : nullptr, o1, "f32");
-      linear_case(cuda::LinearXType::F16, xh, s.m, s.k, dw, s.n, affine ? sbf : nullptr, o1, "f16");
-      linear_case(cuda::LinearXType::BF16, xb, s.m, s.k, dw, s.n, affine ? sbf : nullptr, o1, "bf16");
-      linear_case(cuda::LinearXType::F64, xd, s.m, s.k, dw, s.n, affine ? sbd : nullptr, d1, "f64");
+      linear_case(cuda::LinearXType::F32, x, s.m, s.k, dw, s.n, affine ? sbf : nullptr, o1, "f32", wide);
+      linear_case(cuda::LinearXType::F16, xh, s.m, s.k, dw, s.n, affine ? sbf : nullptr, o1, "f16", wide);
+      linear_case(cuda::LinearXType::BF16, xb, s.m, s.k, dw, s.n, affine ? sbf : nullptr, o1, "bf16", wide);
+      linear_case(cuda::LinearXType::F64, xd, s.m, s.k, dw, s.n, affine ? sbd : nullptr, d1, "f64", wide);
     }
   }
 }
