@@ -24,7 +24,7 @@ import rewrite  # noqa: E402
 
 INSTRUMENT = ["-fsanitize=kernel-address", "--param", "asan-instrumentation-with-call-threshold=0",
               "--param", "asan-stack=0", "--param", "asan-globals=1", "--coverage",
-              "-ftrivial-auto-var-init=pattern"]  # uninitialized locals hold a pattern, not a lucky 0
+              "-fsanitize=alignment", "-ftrivial-auto-var-init=pattern"]  # uninitialized locals hold a pattern, not a lucky 0
 # Lowered grid limits and chunk budgets (see common/cuda_common.cuh): small shapes then take
 # every slicing path, chunk loop and multi-iteration grid-stride loop; the emulated devices
 # enforce the same gridDim.y / .z limit.

@@ -48,6 +48,7 @@ bool in_kernel();
 
 // Memory checker (emu_memory.cpp). Shared accesses take the shared address space offset.
 void check_access(uintptr_t addr, size_t n, bool write);
+void check_aligned(uintptr_t addr, size_t n, bool write);  // plus natural alignment
 void shared_read(uint32_t saddr, size_t n);
 void shared_write(uint32_t saddr, size_t n, int tid);
 void shared_async_issue(uint32_t saddr, size_t n);   // a cp.async now targets these bytes

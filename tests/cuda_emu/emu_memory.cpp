@@ -163,6 +163,13 @@ void check_access(uintptr_t a, size_t n, bool write) {
   }
 }
 
+void check_aligned(uintptr_t a, size_t n, bool write) {
+  if (a % n && in_kernel() &&
+      (a - reinterpret_cast<uintptr_t>(g_arena) < kArenaBytes || a - reinterpret_cast<uintptr_t>(g_dyn) < kDynWindow))
+    fail("misaligned %zu-byte %s at address %p", n, write ? "store" : "load", reinterpret_cast<void*>(a));
+  check_access(a, n, write);
+}
+
 void shared_read(uint32_t saddr, size_t n) {
   shared_bytes(dyn_sb(saddr, n), n, false, cur_thread(), "dynamic shared", saddr);
 }
@@ -249,9 +256,10 @@ size_t device_unwritten(const void* p, size_t bytes) {
 }  // namespace emu
 
 // ---- instrumentation hooks ----
+// Sized accesses must be naturally aligned on the GPU (a misaligned one faults there).
 #define EMU_HOOKS(N)                                                                                    \
-  extern "C" void __asan_load##N##_noabort(uintptr_t a) { emu::check_access(a, N, false); }             \
-  extern "C" void __asan_store##N##_noabort(uintptr_t a) { emu::check_access(a, N, true); }
+  extern "C" void __asan_load##N##_noabort(uintptr_t a) { emu::check_aligned(a, N, false); }           \
+  extern "C" void __asan_store##N##_noabort(uintptr_t a) { emu::check_aligned(a, N, true); }
 EMU_HOOKS(1)
 EMU_HOOKS(2)
 EMU_HOOKS(4)
@@ -274,3 +282,14 @@ extern "C" void __asan_register_globals(AsanGlobal* g, size_t n) {
                                            std::string("static __shared__ ") + g[i].name};
 }
 extern "C" void __asan_unregister_globals(AsanGlobal*, size_t) {}
+// -fsanitize=alignment: a typed access (a uint4 load, say) through a pointer not aligned to its type.
+struct UbsanTypeMismatch {
+  const char* file;
+  uint32_t line, column;
+  const void* type;
+  unsigned char log_alignment, kind;
+};
+extern "C" void __ubsan_handle_type_mismatch_v1(UbsanTypeMismatch* d, uintptr_t ptr) {
+  emu::fail("misaligned access at %p: needs %d-byte alignment (%s:%u)", reinterpret_cast<void*>(ptr),
+            1 << d->log_alignment, d->file, d->line);
+}

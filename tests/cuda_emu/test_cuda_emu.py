@@ -46,6 +46,7 @@ DETECTORS = {
     "shared_race": "static __shared__",
     "war_race": "race",
     "uninit_shared": "never written in this block",
+    "misaligned_vec": "needs 16-byte alignment",
     "shared_oob": "out-of-bounds store of 4 bytes at offset 256 of static __shared__",
     "cp_async_no_wait": "cp.async still targets it",
     "cp_async_wait_short": "cp.async still targets it",

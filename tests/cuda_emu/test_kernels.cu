@@ -69,6 +69,10 @@ __global__ void shared_oob(int32_t* buf, int64_t n) {
   __syncthreads();
   buf[threadIdx.x % n] = s[(threadIdx.x + 1) % 64];
 }
+__global__ void misaligned_vec(int32_t* buf, int64_t n) {
+  const uint4 v = __ldg(reinterpret_cast<const uint4*>(buf + 1));  // 16-byte load, 4-byte aligned address
+  buf[threadIdx.x % n] = static_cast<int32_t>(v.x + v.y + v.z + v.w);
+}
 __global__ void cp_async_no_wait(int32_t* buf, int64_t n) {
   BNN_DYNAMIC_SMEM(smem);
   const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -115,6 +119,7 @@ bool run_bug_kernel(const std::string& name, int32_t* buf, int64_t n) {
   else if (name == "shared_race") shared_race<<<1, 64>>>(buf, n);
   else if (name == "war_race") war_race<<<1, 64>>>(buf, n);
   else if (name == "uninit_shared") uninit_shared<<<1, 64>>>(buf, n);
+  else if (name == "misaligned_vec") misaligned_vec<<<1, 32>>>(buf, n);
   else if (name == "shared_oob") shared_oob<<<1, 64>>>(buf, n);
   else if (name == "cp_async_no_wait") cp_async_no_wait<<<1, 64, 256>>>(buf, n);
   else if (name == "cp_async_wait_short") cp_async_wait_short<<<1, 64, 256>>>(buf, n);
