@@ -44,6 +44,12 @@ SUITE = {
 }
 
 
+def _accepted(flag: str) -> bool:
+    """Whether g++ takes `flag` (-ftrivial-auto-var-init needs GCC 12)."""
+    r = subprocess.run(["g++", flag, "-x", "c++", "-fsyntax-only", "-"], input="", capture_output=True, text=True)
+    return r.returncode == 0
+
+
 def cuda_sources(csrc: str) -> list[str]:
     return sorted(glob.glob(os.path.join(csrc, "**", "*_cuda.cu"), recursive=True))
 
@@ -51,6 +57,7 @@ def cuda_sources(csrc: str) -> list[str]:
 def build(out: str, csrc: str = os.path.join(ROOT, "csrc"), jobs: int | None = None) -> str:
     os.makedirs(out, exist_ok=True)
     inc = [f"-I{csrc}", f"-I{HERE}", f"-I{CUDA_HOME}/include"]
+    instrument = [f for f in INSTRUMENT if not f.startswith("-ftrivial") or _accepted(f)]
     base = ["g++", "-std=c++20", "-w", "-g0", *inc]
     units = []  # (command, object)
     for cu in cuda_sources(csrc) + [os.path.join(HERE, k) for k in TEST_KERNELS]:
@@ -62,7 +69,7 @@ def build(out: str, csrc: str = os.path.join(ROOT, "csrc"), jobs: int | None = N
         with open(dst, "w") as f:
             f.write(text)
         obj = dst[:-4] + ".o"
-        units.append(([*base, "-O1", *EMU_DEFINES, "-include", os.path.join(HERE, "emu.h"), *INSTRUMENT,
+        units.append(([*base, "-O1", *EMU_DEFINES, "-include", os.path.join(HERE, "emu.h"), *instrument,
                        "-c", dst, "-o", obj], obj))
     for src in RUNTIME + DRIVERS:
         obj = os.path.join(out, os.path.splitext(src)[0] + ".o")
