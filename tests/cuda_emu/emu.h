@@ -113,6 +113,8 @@ inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline double __dmul_rn(double a, double b) { return a * b; }
 inline double __dadd_rn(double a, double b) { return a + b; }
+inline float __fmaf_rn(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+inline double __fma_rn(double a, double b, double c) { return __builtin_fma(a, b, c); }
 [[noreturn]] inline void __trap() { ::emu::fail("__trap() executed"); }
 
 // The runtime's C++ overloads for kernels (cuda_runtime.h declares them for nvcc only).

@@ -245,13 +245,14 @@ void syncthreads() {
 const uint64_t* warp_collective(int kind, unsigned mask, const uint64_t* mine, int n) {
   BlockState& b = g_block;
   const int t = g_cur, w = t / 32, l = t & 31;
-  if (!((mask >> l) & 1u)) fail("lane %d calls a warp op (kind %d) with mask 0x%08x that excludes it", l, kind, mask);
+  static const char* const names[] = {"?", "shfl.sync", "vote.sync.ballot", "bar.warp.sync", "ldmatrix", "mma.sync"};
+  if (!((mask >> l) & 1u)) fail("lane %d calls %s with mask 0x%08x that excludes it", l, names[kind], mask);
   const int last = std::min(32, b.nthreads - w * 32);
   if (last < 32 && (mask >> last)) fail("warp op mask 0x%08x names lanes past the block's %d threads", mask, b.nthreads);
   WarpPending& wp = g_wp[w];
   if (wp.arrived && (wp.kind != kind || wp.mask != mask))
-    fail("divergent warp ops: kind %d mask 0x%08x while lanes 0x%08x wait at kind %d mask 0x%08x", kind, mask,
-         wp.arrived, wp.kind, wp.mask);
+    fail("divergent warp ops: %s mask 0x%08x while lanes 0x%08x wait at %s mask 0x%08x", names[kind], mask,
+         wp.arrived, names[wp.kind], wp.mask);
   const int parity = b.warp_syncs[w] & 1;
   uint64_t* slot = &g_xch[((size_t(w) * 2 + parity) * 32 + l) * 8];
   for (int i = 0; i < n; ++i) slot[i] = mine[i];
