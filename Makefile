@@ -72,3 +72,9 @@ format: setup
 
 clean:
 	rm -rf build build-cmake build-cmake-torch build-runner bnn_kernels/*.so *.egg-info
+
+# The CUDA kernels run under the sanitizer-grade emulator of tests/cuda_emu (no GPU needed;
+# `make test` runs it too, as part of the Python test suite). About 2 minutes on 2 cores.
+.PHONY: test-cuda-emu
+test-cuda-emu: setup
+	$(PY) -m pytest -q tests/cuda_emu

@@ -13,7 +13,11 @@
 namespace bnn::cuda {
 namespace {
 
-constexpr int64_t kBudgetWords = int64_t(128) << 20 >> 2;  // 128 MiB of partial sums per chunk
+// Partial sums per chunk of rows, in words (the emulation build lowers it to test the chunk loop).
+#ifndef BNN_BITSERIAL_CHUNK_WORDS
+#define BNN_BITSERIAL_CHUNK_WORDS (int64_t(128) << 20 >> 2)  // 128 MiB
+#endif
+constexpr int64_t kBudgetWords = BNN_BITSERIAL_CHUNK_WORDS;
 
 int64_t chunk_rows(int64_t P, int64_t Q, int64_t M, int64_t N) {
   const int64_t per_row = std::max<int64_t>(1, P * Q * N);

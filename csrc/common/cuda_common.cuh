@@ -19,14 +19,32 @@
     }                                           \
   }()
 
+// The block's dynamic shared memory as `unsigned char name[]`, 128-byte aligned (the emulation
+// build in tests/cuda_emu defines its own).
+#ifndef BNN_DYNAMIC_SMEM
+#define BNN_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
+
 namespace bnn::cuda {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Grid limits the launchers slice and cap by: CUDA's gridDim.y / .z maximum, and the most blocks
+// a grid-stride loop launches. The emulation build (tests/cuda_emu) lowers both, so that small
+// test shapes take every slicing path and every grid-stride loop runs more than once.
+#ifndef BNN_CUDA_MAX_GRID_YZ
+#define BNN_CUDA_MAX_GRID_YZ 65535
+#endif
+#ifndef BNN_CUDA_MAX_STRIDE_BLOCKS
+#define BNN_CUDA_MAX_STRIDE_BLOCKS (int64_t(1) << 20)
+#endif
+constexpr int64_t kMaxGridYZ = BNN_CUDA_MAX_GRID_YZ;
 
 // Grid size for a grid-stride loop over n items: enough blocks to fill the device, capped.
 inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535) {
   int64_t b = ceil_div(n, threads);
   if (b < 1) b = 1;
+  if (cap > BNN_CUDA_MAX_STRIDE_BLOCKS) cap = BNN_CUDA_MAX_STRIDE_BLOCKS;
   return static_cast<unsigned>(b < cap ? b : cap);
 }
 

@@ -14,6 +14,11 @@
 #include "common/cuda_common.cuh"
 #include "conv/binary_conv_cuda.h"
 
+// Gathered rows per pixel chunk, in words (the emulation build lowers it to test the chunk loop).
+#ifndef BNN_CONV_CHUNK_WORDS
+#define BNN_CONV_CHUNK_WORDS (int64_t(64) << 20 >> 2)  // 64 MiB
+#endif
+
 namespace bnn::cuda {
 namespace {
 
@@ -33,7 +38,7 @@ ConvLayout layout(const ConvParams& p) {
   l.row_words = l.taps * l.wg;
   l.ld = (l.row_words + 3) / 4 * 4;  // rows start 16-byte aligned (vectorized cp.async)
   const int64_t pixels = p.batch * p.out_h * p.out_w;
-  const int64_t budget_words = int64_t(64) << 20 >> 2;  // 64 MiB of gathered rows per chunk
+  const int64_t budget_words = BNN_CONV_CHUNK_WORDS;
   l.chunk = std::max<int64_t>(128, budget_words / std::max<int64_t>(1, p.groups * l.ld));
   l.chunk = std::min(l.chunk, std::max<int64_t>(pixels, 1));
   auto up4 = [](int64_t v) { return (v + 3) / 4 * 4; };

@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "common/cuda_common.cuh"
+#include "common/ptx.cuh"
 #include "gemm/and_gemm_epilogue.cuh"
 
 namespace bnn::cuda {
@@ -41,35 +42,6 @@ __device__ __forceinline__ uint32_t swz(int row, int chunk) {
   return static_cast<uint32_t>(row * (kBKWords * 4) + ((chunk ^ (row & 7)) << 4));
 }
 
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
-                                            uint32_t& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr));
-}
-
-__device__ __forceinline__ void mma_b1_and(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-  __trap();  // launch_and_gemm picks this path only when and_gemm_mma_native() holds
-#endif
-}
-
 // Copies the k tile starting at word k0 of `rows` rows (from row0) into a swizzled tile.
 template <bool Vec16, int Rows>
 __device__ __forceinline__ void load_operand(uint32_t tile, const int32_t* base, int64_t ld, int64_t row0,
@@ -83,7 +55,7 @@ __device__ __forceinline__ void load_operand(uint32_t tile, const int32_t* base,
       int64_t left = words - gw;
       const int bytes = (gr < nrows && left > 0) ? static_cast<int>(left >= 4 ? 16 : left * 4) : 0;
       const int32_t* src = bytes ? base + gr * ld + gw : base;
-      cp_async16(tile + swz(r, c), src, bytes);
+      ptx::cp_async16(tile + swz(r, c), src, bytes);
     }
   } else {
 #pragma unroll 4
@@ -93,14 +65,14 @@ __device__ __forceinline__ void load_operand(uint32_t tile, const int32_t* base,
       const int64_t gr = row0 + r, gw = k0 + w;
       const int bytes = (gr < nrows && gw < words) ? 4 : 0;
       const int32_t* src = bytes ? base + gr * ld + gw : base;
-      cp_async4(tile + swz(r, w >> 2) + (w & 3) * 4, src, bytes);
+      ptx::cp_async4(tile + swz(r, w >> 2) + (w & 3) * 4, src, bytes);
     }
   }
 }
 
 template <bool Vec16>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) and_gemm_mma_kernel(const AndGemmArgs p) {
-  extern __shared__ __align__(128) unsigned char smem[];
+  BNN_DYNAMIC_SMEM(smem);
   const int b = blockIdx.z;
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kBM, n0 = static_cast<int64_t>(blockIdx.y) * kBN;
   const int32_t* A = p.A + b * p.a_batch;
@@ -132,17 +104,17 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) and_gemm_mma_kernel(cons
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < ktiles) load_stage(s, s);
-    cp_async_commit();
+    ptx::cp_async_commit();
   }
 
   const int64_t last_word = p.words - 1;
   for (int kt = 0; kt < ktiles; ++kt) {
-    cp_async_wait<kStages - 2>();
+    ptx::cp_async_wait<kStages - 2>();
     __syncthreads();
     {
       const int next = kt + kStages - 1;
       if (next < ktiles) load_stage(next % kStages, next);
-      cp_async_commit();
+      ptx::cp_async_commit();
     }
     const uint32_t ta = sbase + (kt % kStages) * kTileBytes;
     const uint32_t tb = ta + kBM * kBKWords * 4;
@@ -154,12 +126,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) and_gemm_mma_kernel(cons
 #pragma unroll
       for (int i = 0; i < kMT; ++i) {
         const int row = wm + i * 16 + ri + (mi & 1) * 8;
-        ldmatrix_x4(ta + swz(row, 2 * s + (mi >> 1)), af[i][0], af[i][1], af[i][2], af[i][3]);
+        ptx::ldmatrix_x4(ta + swz(row, 2 * s + (mi >> 1)), af[i][0], af[i][1], af[i][2], af[i][3]);
       }
 #pragma unroll
       for (int j = 0; j < kNT; j += 2) {
         const int row = wn + j * 8 + ri + (mi >> 1) * 8;
-        ldmatrix_x4(tb + swz(row, 2 * s + (mi & 1)), bf[j][0], bf[j][1], bf[j + 1][0], bf[j + 1][1]);
+        ptx::ldmatrix_x4(tb + swz(row, 2 * s + (mi & 1)), bf[j][0], bf[j][1], bf[j + 1][0], bf[j + 1][1]);
       }
       if (mask_tile) {
         // a0/a1 hold word 8s+t of the tile, a2/a3 word 8s+4+t.
@@ -174,10 +146,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) and_gemm_mma_kernel(cons
 #pragma unroll
       for (int i = 0; i < kMT; ++i)
 #pragma unroll
-        for (int j = 0; j < kNT; ++j) mma_b1_and(acc[i][j], af[i], bf[j][0], bf[j][1]);
+        for (int j = 0; j < kNT; ++j) ptx::mma_b1_and(acc[i][j], af[i], bf[j][0], bf[j][1]);
     }
   }
-  cp_async_wait<0>();
+  ptx::cp_async_wait<0>();
 
   // c0, c1: row g, cols 2t, 2t+1; c2, c3: row g+8.
 #pragma unroll
@@ -235,7 +207,7 @@ void launch_and_gemm_mma(const AndGemmArgs& p, cudaStream_t stream) {
       if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) == cudaSuccess)
         configured.fetch_or(bit, std::memory_order_relaxed);
     }
-    kernel<<<grid, kThreads, kSmemBytes, stream>>>(p);
+    and_gemm_mma_kernel<Vec16><<<grid, kThreads, kSmemBytes, stream>>>(p);
   });
 }
 

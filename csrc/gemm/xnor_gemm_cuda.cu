@@ -69,10 +69,10 @@ __global__ void row_popcounts_kernel(const uint32_t* __restrict__ bits, int64_t 
 
 GemmPath launch_and_gemm(const AndGemmArgs& args, GemmPath requested, cudaStream_t stream) {
   const GemmPath path = choose_path(args, requested, and_gemm_mma_native());
-  // Slices keep every grid dimension inside CUDA's limits (65535 for y and z): at most
-  // 65535 * 8 rows (GEMV: 8 rows per block row), 2^21 columns (popc: 64 per block column,
+  // Slices keep every grid dimension inside CUDA's limits (kMaxGridYZ = 65535 for y and z): at
+  // most 65535 * 8 rows (GEMV: 8 rows per block row), 2^21 columns (popc: 64 per block column,
   // MMA: 128) and 65535 batch entries per launch.
-  constexpr int64_t kMaxM = int64_t(65535) * 8, kMaxN = int64_t(1) << 21, kMaxBatch = 65535;
+  constexpr int64_t kMaxM = kMaxGridYZ * 8, kMaxN = (kMaxGridYZ + 1) / 2 * 64, kMaxBatch = kMaxGridYZ;
   for (int64_t b0 = 0; b0 < args.batch; b0 += kMaxBatch)
     for (int64_t m0 = 0; m0 < args.M; m0 += kMaxM)
       for (int64_t n0 = 0; n0 < args.N; n0 += kMaxN) {

@@ -205,8 +205,8 @@ void run_linear(const void* xv, int64_t M, int64_t K, const int32_t* wv, int64_t
   if (path == LinearPath::Gemv) {
     const int64_t words = (K + 31) / 32;
     const bool vec16 = aligned_to(w, 16) && words % 4 == 0;
-    for (int64_t ms = 0; ms < M; ms += int64_t(kMR) * 65535) {  // grid.y limit
-      const int64_t mc = std::min<int64_t>(M - ms, int64_t(kMR) * 65535);
+    for (int64_t ms = 0; ms < M; ms += int64_t(kMR) * kMaxGridYZ) {  // grid.y limit
+      const int64_t mc = std::min<int64_t>(M - ms, int64_t(kMR) * kMaxGridYZ);
       const dim3 grid(static_cast<unsigned>(ceil_div(N, kGWarps * kNW)), static_cast<unsigned>(ceil_div(mc, kMR)));
       BOOL_SWITCH(vec16, Vec16, [&] {
         linear_gemv_kernel<T, Acc, Vec16 ? 4 : 1><<<grid, kGWarps * 32, 0, stream>>>(x + ms * K, mc, K, w, N, scale,
@@ -214,8 +214,8 @@ void run_linear(const void* xv, int64_t M, int64_t K, const int32_t* wv, int64_t
       });
     }
   } else {
-    for (int64_t ns = 0; ns < N; ns += int64_t(kT) * 65535) {  // grid.y limit
-      const int64_t nc = std::min<int64_t>(N - ns, int64_t(kT) * 65535);
+    for (int64_t ns = 0; ns < N; ns += int64_t(kT) * kMaxGridYZ) {  // grid.y limit
+      const int64_t nc = std::min<int64_t>(N - ns, int64_t(kT) * kMaxGridYZ);
       const int64_t words = (K + 31) / 32;
       const dim3 grid(static_cast<unsigned>(ceil_div(M, kT)), static_cast<unsigned>(ceil_div(nc, kT)));
       // Columns ns .. ns+nc of out (leading dim N).

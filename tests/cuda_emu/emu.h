@@ -1,22 +1,26 @@
-// Minimal CPU emulation of the CUDA execution model, to run the kernels of csrc/ without a GPU
-// (force-included with -include; rewrite.py turns <<<>>> launches into emu::make_launch).
-// Blocks run one after another; each block's threads are ucontext fibers on one OS thread;
-// __syncthreads and warp intrinsics are cooperative barriers (a warp op that not all live
-// lanes reach deadlocks and aborts). Dynamic shared memory starts as garbage. Not emulated:
-// asynchronous copy ordering (cp.async completes at once), memory-model races, timing.
+// CPU emulation of the CUDA execution model, force-included (-include) into every csrc/**/*_cuda.cu
+// compiled as host C++ with BNN_CUDA_EMULATION defined (tests/cuda_emu/build.py does it).
+//
+// What it models (runtime in emu_sched.cpp, emu_memory.cpp, emu_ptx.cpp):
+//  - threads of a block are fibers; warps run in an order drawn from a seed, each thread runs
+//    ahead to its next barrier or warp-synchronous op; __syncthreads, shuffles, ballots,
+//    ldmatrix and mma.sync are collective and check their mask (a lane outside the mask
+//    calling, a lane of the mask that never arrives, divergent warp ops: errors);
+//  - every load and store of the kernels goes through a checker: the .cu files are compiled
+//    with -fsanitize=kernel-address and call-only instrumentation, whose __asan_load/store
+//    hooks are implemented by emu_memory.cpp (global buffers with guard zones and a shadow
+//    map: bounds, read-only inputs, never-written reads; shared memory, static and dynamic,
+//    poisoned per block, with a per-byte race detector over barrier epochs);
+//  - cp.async is queued per thread and lands at the covering cp.async.wait_group;
+//  - launch limits per emulated architecture (sm_75, sm_80, sm_90).
+// Any violation prints "EMU ERROR" with the kernel's name and aborts.
 #pragma once
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
-#include <setjmp.h>
-#include <ucontext.h>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <cstdint>
-#include <functional>
-#include <vector>
-#include <mutex>
+#include <cstring>
+#include <utility>
 #undef __global__
 #undef __device__
 #undef __shared__
@@ -29,124 +33,101 @@
 #define __launch_bounds__(...)
 
 namespace emu {
-struct Fiber { ucontext_t ctx; jmp_buf jb; bool started = false, done = false; int wait = 0; };
-// Fiber stacks, allocated once and reused by every block (no per-block page faults).
-constexpr size_t kStackBytes = 128 * 1024;
-inline char* fiber_stack(int i) {
-  static std::vector<char*> pool;
-  while ((int)pool.size() <= i) pool.push_back(new char[kStackBytes]);
-  return pool[i];
-}
-struct Block {
-  int n = 0; std::vector<Fiber> f; ucontext_t sched; jmp_buf sched_jb; int cur = 0; uint64_t xch[1024]; uint64_t xch8[1024][8];
-  std::function<void()> body;
+// ---- runtime (emu_sched.cpp) ----
+uint3 thread_idx();
+uint3 block_idx();
+dim3 block_dim();
+dim3 grid_dim();
+struct LaunchCfg {
+  const void* fn; const char* name; dim3 grid, block; size_t smem; int max_threads;
 };
-inline Block* B = nullptr;
-inline unsigned char* dyn_smem = nullptr;
-inline uint3 tIdx, bIdx;
-inline dim3 gDim, bDim;
-// Fibers start with swapcontext and then switch with _setjmp/_longjmp, which (unlike
-// swapcontext) do not save and restore the signal mask with a system call.
-inline void trampoline() {
-  B->body();
-  B->f[B->cur].done = true;
-  _longjmp(B->sched_jb, 1);
-}
-inline void yield_wait(int kind) {
-  Fiber& fb = B->f[B->cur];
-  fb.wait = kind;
-  if (!_setjmp(fb.jb)) _longjmp(B->sched_jb, 1);
-}
-inline void run_block(std::function<void()> body, int nthreads) {
-  Block blk; blk.n = nthreads; blk.f.resize(nthreads); blk.body = std::move(body); B = &blk;
-  for (int i = 0; i < nthreads; ++i) {
-    Fiber& fb = blk.f[i];
-    getcontext(&fb.ctx); fb.ctx.uc_stack.ss_sp = fiber_stack(i); fb.ctx.uc_stack.ss_size = kStackBytes;
-    fb.ctx.uc_link = &blk.sched; makecontext(&fb.ctx, trampoline, 0);
-  }
-  while (true) {
-    bool ran = false;
-    for (int i = 0; i < nthreads; ++i) {
-      if (blk.f[i].done || blk.f[i].wait) continue;
-      blk.cur = i; tIdx = make_uint3(i % bDim.x, (i / bDim.x) % bDim.y, i / (bDim.x * bDim.y));
-      if (!_setjmp(blk.sched_jb)) {
-        if (!blk.f[i].started) { blk.f[i].started = true; swapcontext(&blk.sched, &blk.f[i].ctx); }
-        else _longjmp(blk.f[i].jb, 1);
-      }
-      ran = true;
-    }
-    int live = 0, at_block = 0;
-    for (auto& fb : blk.f) if (!fb.done) { ++live; at_block += fb.wait == 1; }
-    if (live == 0) break;
-    bool released = false;
-    if (at_block == live) { for (auto& fb : blk.f) if (!fb.done) fb.wait = 0; released = true; }
-    for (int w = 0; w * 32 < nthreads; ++w) {
-      int wl = 0, at = 0, dn = 0;
-      for (int l = 0; l < 32 && w * 32 + l < nthreads; ++l) { auto& fb = blk.f[w * 32 + l]; if (fb.done) ++dn; else { ++wl; at += fb.wait == 2; } }
-      if (wl && at == wl) {
-        if (dn) { fprintf(stderr, "EMU: warp op with exited lanes (warp %d)\n", w); abort(); }
-        for (int l = 0; l < 32; ++l) blk.f[w * 32 + l].wait = 0;
-        released = true;
-      }
-    }
-    if (!ran && !released) { fprintf(stderr, "EMU: deadlock\n"); abort(); }
-  }
-  B = nullptr;
-}
-template <class F>
+// Checks the launch configuration, then runs every block of it (body runs one thread).
+void launch(const LaunchCfg& cfg, void (*thunk)(void*), void* ctx);
+void syncthreads();
+void syncwarp(unsigned mask);
+// Warp collective: every lane of `mask` deposits n values; returns a pointer to 32 x 8
+// values (lane-major) valid until this lane's next warp op.
+const uint64_t* warp_collective(int kind, unsigned mask, const uint64_t* mine, int n);
+int lane_id();
+[[noreturn]] void fail(const char* fmt, ...);
+unsigned char* dynamic_smem();
+uint32_t shared_address(const void* p);  // __cvta_generic_to_shared
+
+template <class F, class... A>
 struct Launch {
-  F fn; dim3 grid, block; size_t smem;
-  template <class... A> void operator()(A... a) {
-    gDim = grid; bDim = block;
-    std::vector<unsigned char> dyn(smem + 16);
-    for (unsigned z = 0; z < grid.z; ++z) for (unsigned y = 0; y < grid.y; ++y) for (unsigned x = 0; x < grid.x; ++x) {
-      bIdx = make_uint3(x, y, z);
-      for (size_t i = 0; i < dyn.size(); ++i) dyn[i] = (unsigned char)(0xA5 ^ (i * 131 + x * 7 + y * 13));  // garbage
-      dyn_smem = dyn.data();
-      run_block([&] { fn(a...); }, block.x * block.y * block.z);
-    }
-    dyn_smem = nullptr;
+  LaunchCfg cfg; F fn;
+  Launch& bounds(int max_threads) { cfg.max_threads = max_threads; return *this; }
+  void operator()(A... a) {
+    auto body = [&] { fn(a...); };
+    launch(cfg, [](void* c) { (*static_cast<decltype(body)*>(c))(); }, &body);
   }
 };
-template <class F> Launch<F> make_launch(F fn, dim3 g, dim3 b, size_t smem = 0, cudaStream_t = nullptr) { return {fn, g, b, smem}; }
-inline int tid() { return tIdx.x + bDim.x * (tIdx.y + bDim.y * tIdx.z); }
-inline void warp_barrier() { yield_wait(2); }
-template <class T> T xchg(T v, int src) {
-  static_assert(sizeof(T) <= 8);
-  const int t = tid(), w = t / 32;
-  uint64_t bits = 0; memcpy(&bits, &v, sizeof(T)); B->xch[t] = bits;
-  warp_barrier();
-  T r; uint64_t s = B->xch[w * 32 + (src & 31)]; memcpy(&r, &s, sizeof(T));
-  warp_barrier();
-  return r;
+template <class... A>
+Launch<void (*)(A...), A...> make_launch(void (*fn)(A...), const char* name, dim3 g, dim3 b, size_t smem = 0,
+                                         cudaStream_t = nullptr) {
+  return {LaunchCfg{reinterpret_cast<const void*>(fn), name, g, b, smem, 0}, fn};
 }
-// Each lane publishes up to 8 values; fn(get) then reads any lane's values.
-template <class Fn> void exchange8(const uint64_t (&mine)[8], Fn&& fn) {
-  const int t = tid(), w = t / 32;
-  for (int i = 0; i < 8; ++i) B->xch8[t][i] = mine[i];
-  warp_barrier();
-  fn([&](int lane, int i) { return B->xch8[w * 32 + lane][i]; });
-  warp_barrier();
+
+enum WarpOp { kShfl = 1, kBallot, kSyncwarp, kLdmatrix, kMma };
+template <class T>
+uint64_t to_bits(T v) { static_assert(sizeof(T) <= 8); uint64_t b = 0; memcpy(&b, &v, sizeof(T)); return b; }
+template <class T>
+T from_bits(uint64_t b) { T v; memcpy(&v, &b, sizeof(T)); return v; }
+// Reads value of lane `src` (PTX shfl.sync: a source lane outside the mask is an error).
+template <class T>
+T shfl(unsigned mask, T v, int src) {
+  uint64_t mine = to_bits(v);
+  const uint64_t* all = warp_collective(kShfl, mask, &mine, 1);
+  src &= 31;
+  if (!((mask >> src) & 1u)) fail("__shfl_sync reads lane %d outside mask 0x%08x", src, mask);
+  return from_bits<T>(all[src * 8]);
 }
 }  // namespace emu
-inline size_t __cvta_generic_to_shared(const void* p) { return (const unsigned char*)p - emu::dyn_smem; }
-#define threadIdx (::emu::tIdx)
-#define blockIdx (::emu::bIdx)
-#define blockDim (::emu::bDim)
-#define gridDim (::emu::gDim)
-inline void __syncthreads() { emu::yield_wait(1); }
+
+#define threadIdx (::emu::thread_idx())
+#define blockIdx (::emu::block_idx())
+#define blockDim (::emu::block_dim())
+#define gridDim (::emu::grid_dim())
+inline size_t __cvta_generic_to_shared(const void* p) { return ::emu::shared_address(p); }
+inline void __syncthreads() { ::emu::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xFFFFFFFFu) { ::emu::syncwarp(mask); }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
-inline unsigned __ballot_sync(unsigned, int pred) {
-  const int t = emu::tid(), w = t / 32;
-  emu::B->xch[t] = pred ? 1 : 0; emu::warp_barrier();
-  unsigned r = 0; for (int l = 0; l < 32; ++l) r |= unsigned(emu::B->xch[w * 32 + l] & 1) << l;
-  emu::warp_barrier(); return r;
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+  uint64_t mine = pred ? 1 : 0;
+  const uint64_t* all = ::emu::warp_collective(::emu::kBallot, mask, &mine, 1);
+  unsigned r = 0;
+  for (int l = 0; l < 32; ++l) r |= unsigned((mask >> l) & all[l * 8] & 1u) << l;
+  return r;
 }
-template <class T> T __shfl_sync(unsigned, T v, int src) { return emu::xchg(v, src); }
-template <class T> T __shfl_xor_sync(unsigned, T v, int m) { return emu::xchg(v, (emu::tid() & 31) ^ m); }
+template <class T> T __shfl_sync(unsigned mask, T v, int src, int = 32) { return ::emu::shfl(mask, v, src); }
+template <class T> T __shfl_xor_sync(unsigned mask, T v, int m, int = 32) { return ::emu::shfl(mask, v, ::emu::lane_id() ^ m); }
 template <class T> T __ldg(const T* p) { return *p; }
+// Single-threaded fibers: an atomic read-modify-write needs no lock.
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) { auto o = *p; if (v < o) *p = v; return o; }
+inline int atomicAdd(int* p, int v) { int o = *p; *p = o + v; return o; }
 inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
 inline int __float_as_int(float v) { int i; memcpy(&i, &v, 4); return i; }
 inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
 inline long long __double_as_longlong(double v) { long long i; memcpy(&i, &v, 8); return i; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline float __fmaf_rn(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+inline double __fma_rn(double a, double b, double c) { return __builtin_fma(a, b, c); }
+[[noreturn]] inline void __trap() { ::emu::fail("__trap() executed"); }
+
+// The runtime's C++ overloads for kernels (cuda_runtime.h declares them for nvcc only).
+template <class T>
+cudaError_t cudaFuncSetAttribute(T* entry, cudaFuncAttribute attr, int value) {
+  return ::cudaFuncSetAttribute(reinterpret_cast<const void*>(entry), attr, value);
+}
+template <class T>
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, T* entry) {
+  return ::cudaFuncGetAttributes(attr, reinterpret_cast<const void*>(entry));
+}
+
+// Dynamic shared memory (see BNN_DYNAMIC_SMEM in common/cuda_common.cuh).
+#define BNN_DYNAMIC_SMEM(name) unsigned char* const name = ::emu::dynamic_smem()
+
+#include "emu_ptx.h"

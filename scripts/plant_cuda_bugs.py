@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Plants typical GPU bugs in the CUDA kernels, one at a time, in a scratch copy of csrc/, and
+shows that the emulation suite (tests/cuda_emu) fails for every one: a bug counts as caught
+when a family of the suite exits non-zero (a wrong result, an unwritten output, or an emulator
+error such as an out-of-bounds access, a shared-memory race or a missing cp.async wait).
+
+Usage: python scripts/plant_cuda_bugs.py [--only ID ...] [--work DIR] [--list]
+Prints one line per bug and the score; exits 1 when a bug survives or cannot be planted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "cuda_emu"))
+import build  # noqa: E402
+
+MMA, POPC, XNOR = "gemm/and_gemm_mma_cuda.cu", "gemm/and_gemm_popc_cuda.cu", "gemm/xnor_gemm_cuda.cu"
+CONV, PACK = "conv/binary_conv_cuda.cu", "pack/pack_cuda.cu"
+LIN, BITS = "linear/binary_weight_linear_cuda.cu", "bitserial/bitserial_gemm_cuda.cu"
+
+# (id, what, file, text, replacement, occurrence: 1-based, or 0 for every occurrence)
+BUGS = [
+    ("mma-sync", "drop the __syncthreads of the MMA k loop", MMA, "    __syncthreads();\n", "", 1),
+    ("mma-wait-1", "cp.async.wait_group one too large (waits for one group less)", MMA,
+     "ptx::cp_async_wait<kStages - 2>()", "ptx::cp_async_wait<kStages - 1>()", 1),
+    ("mma-stage", "next tile loaded into the stage being read", MMA,
+     "load_stage(next % kStages, next)", "load_stage(kt % kStages, next)", 1),
+    ("mma-zero-fill-16", "16-byte copies skip the zero-fill of rows / words past the operand", MMA,
+     "ptx::cp_async16(tile + swz(r, c), src, bytes);", "if (bytes) ptx::cp_async16(tile + swz(r, c), src, bytes);", 1),
+    ("mma-zero-fill-4", "4-byte copies skip the zero-fill", MMA,
+     "ptx::cp_async4(tile + swz(r, w >> 2) + (w & 3) * 4, src, bytes);",
+     "if (bytes) ptx::cp_async4(tile + swz(r, w >> 2) + (w & 3) * 4, src, bytes);", 1),
+    ("mma-load-rows", "operand load bound off by one (row == M loaded)", MMA,
+     "(gr < nrows && left > 0)", "(gr <= nrows && left > 0)", 1),
+    ("mma-load-words", "16-byte copy of a partial chunk reads 4 bytes too many", MMA,
+     "left >= 4 ? 16 : left * 4", "left >= 4 ? 16 : left * 4 + 4", 1),
+    ("mma-load-words4", "4-byte copies: word bound off by one", MMA, "(gr < nrows && gw < words)",
+     "(gr < nrows && gw <= words)", 1),
+    ("mma-store-bound", "epilogue store bound off by one", MMA, "if (m < p.M && n < p.N)", "if (m <= p.M && n < p.N)", 1),
+    ("mma-tail-mask", "dropped tail mask of the last k word", MMA, "const bool mask_tile = p.last_mask",
+     "const bool mask_tile = false && p.last_mask", 1),
+    ("mma-frag-a", "wrong ldmatrix row for A fragments", MMA, "ri + (mi & 1) * 8;", "ri + (mi >> 1) * 8;", 1),
+    ("mma-frag-c", "wrong accumulator column in the epilogue", MMA, "2 * t + (r & 1);", "2 * t + (r >> 1);", 1),
+    ("mma-mask-hi", "tail mask applied to the wrong fragment half", MMA, "af[i][2] &= m_hi, af[i][3] &= m_hi",
+     "af[i][2] &= m_lo, af[i][3] &= m_lo", 1),
+    ("mma-vec16-align", "16-byte path chosen without the leading-dimension check", MMA,
+     "aligned_to(p.B, 16) && p.lda % 4 == 0 && p.ldb % 4 == 0 &&", "aligned_to(p.B, 16) &&", 1),
+    ("mma-smem-attribute", "launch without raising the dynamic shared-memory limit", MMA,
+     "if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) == cudaSuccess)",
+     "if (kernel != nullptr)", 1),
+    ("popc-uninit-acc", "tiled accumulators left uninitialized", POPC, "int32_t acc[4][4] = {};", "int32_t acc[4][4];", 1),
+    ("gemv-vec16-align", "GEMV 16-byte loads chosen without the leading-dimension check", POPC,
+     "aligned_to(p.B, 16) && p.lda % 4 == 0 && p.ldb % 4 == 0 &&", "aligned_to(p.B, 16) &&", 1),
+    ("popc-sync-1", "drop the __syncthreads after the tile loads", POPC, "    __syncthreads();\n", "", 1),
+    ("popc-sync-2", "drop the __syncthreads before the next tile loads", POPC, "    __syncthreads();\n  }\n",
+     "  }\n", 1),
+    ("popc-load-bound", "tile load row bound off by one", POPC, "if (row >= nrows || w >= words)",
+     "if (row > nrows || w >= words)", 1),
+    ("popc-tail-mask", "dropped tail mask in the tiled kernel", POPC, "return w == words - 1 ? (v & last_mask) : v;",
+     "return v;", 1),
+    ("popc-store-bound", "tiled store bound off by one", POPC, "if (m < p.M && n < p.N)", "if (m < p.M && n <= p.N)", 1),
+    ("gemv-tail-mask", "GEMV drops the tail mask", POPC, "if (w0 + j == last) bw[j] &= p.last_mask;", "", 1),
+    ("gemv-shfl-mask", "missing lane in the reduction's shuffle mask", POPC,
+     "__shfl_xor_sync(0xFFFFFFFFu, acc[r], off)", "__shfl_xor_sync(0x7FFFFFFFu, acc[r], off)", 1),
+    ("gemv-reduce", "reduction stops one step early", POPC, "for (int off = 16; off > 0; off >>= 1) acc[r]",
+     "for (int off = 16; off > 1; off >>= 1) acc[r]", 1),
+    ("gemv-vec-tail", "16-byte path reads the word past the row end", POPC,
+     "av.z = w0 + 2 <= last ? Ar[2] : 0;", "av.z = Ar[2];", 1),
+    ("gemv-early-exit", "GEMV warps past N not retired", POPC, "  if (n >= p.N) return;\n", "", 1),
+    ("rowpop-tail-mask", "row popcounts drop the tail mask", XNOR, "s += __popc(w == words - 1 ? (v & last_mask) : v);",
+     "s += __popc(v);", 1),
+    ("rowpop-shfl-mask", "missing lane in the row-popcount shuffle mask", XNOR, "__shfl_xor_sync(0xFFFFFFFFu, s, off)",
+     "__shfl_xor_sync(0xFFFF0000u, s, off)", 1),
+    ("conv-im2col-mask", "im2col drops the channel tail mask", CONV,
+     "      v = fill;\n    }\n    if (j == wg - 1) v &= last;\n", "      v = fill;\n    }\n", 1),
+    ("conv-im2col-h", "im2col height bound off by one", CONV, "if (ih >= 0 && ih < p.in_h &&", "if (ih >= 0 && ih <= p.in_h &&", 1),
+    ("conv-funnel", "funnel shift reads the word past the pixel", CONV, "(w0 + 1 < wx ?", "(w0 + 1 <= wx ?", 1),
+    ("conv-border", "border fix skips the last kernel row", CONV, "for (int64_t kh = 0; kh < p.kernel_h; ++kh) {",
+     "for (int64_t kh = 0; kh + 1 < p.kernel_h; ++kh) {", 1),
+    ("conv-weight-mask", "weight prep drops the tail mask", CONV, "      if (j == wg - 1) v &= last;\n", "", 1),
+    ("conv-rowadd-shfl", "missing lane in the row-add shuffle mask", CONV, "__shfl_xor_sync(0xFFFFFFFFu, s, off)",
+     "__shfl_xor_sync(0xFFFFFFFEu, s, off)", 1),
+    ("pack-ballot-mask", "ballot mask misses lanes", PACK, "__ballot_sync(0xFFFFFFFFu, bit)", "__ballot_sync(0x0000FFFFu, bit)", 1),
+    ("pack-load-bound", "pack reads one element past the row", PACK, "    if (c < k) {\n      const Thr v",
+     "    if (c <= k) {\n      const Thr v", 1),
+    ("planes-store-bound", "to_bitplanes writes one plane too many", PACK, "if (lane < nbits) out", "if (lane <= nbits) out", 1),
+    ("unpack-store-bound", "unpack grid-stride bound off by one", PACK, "i < n; i += step)", "i <= n; i += step)", 1),
+    ("linear-gemv-tail", "linear GEMV reads x past K", LIN, "        if (!full && col >= K) continue;\n", "", 1),
+    ("linear-sync-1", "linear tiled: drop the __syncthreads after staging", LIN, "    __syncthreads();\n", "", 1),
+    ("linear-sync-2", "linear tiled: drop the __syncthreads before restaging", LIN, "    __syncthreads();\n  }\n",
+     "  }\n", 1),
+    ("linear-x-bound", "linear tiled stages x without the K bound", LIN, "(m < M && col < K) ?", "(m < M) ?", 1),
+    ("linear-shfl-mask", "linear GEMV broadcast with a partial mask", LIN,
+     "__shfl_sync(0xFFFFFFFFu, wv[f][q], src)", "__shfl_sync(0x7FFFFFFFu, wv[f][q], src)", 1),
+    ("linear-vec16-align", "linear GEMV 16-byte weight loads without the row-length check", LIN,
+     "const bool vec16 = aligned_to(w, 16) && words % 4 == 0;", "const bool vec16 = aligned_to(w, 16);", 1),
+    ("linear-store-bound", "linear tiled store bound off by one", LIN, "if (m < M && n < N) out", "if (m <= M && n < N) out", 1),
+    ("slice-n-offset", "GEMM launch slices along N forget their column offset", XNOR,
+     "p.C = args.C + b0 * args.c_batch + m0 * args.ldc + n0;", "p.C = args.C + b0 * args.c_batch + m0 * args.ldc;", 1),
+    ("slice-batch-rows", "GEMM batch slices forget the row-add offset", XNOR,
+     "p.row_add = args.row_add + b0 * args.row_batch + m0;", "p.row_add = args.row_add + m0;", 1),
+    ("linear-slice-m", "linear GEMV row slices write to the first slice", LIN, "bias, out + ms * N);", "bias, out);", 1),
+    ("conv-chunk-out", "conv pixel chunks write to the first chunk", CONV, "a.C = out + r0 * p.out_channels,",
+     "a.C = out,", 1),
+    ("pack-stride", "pack grid-stride loop skips words", PACK, "       i += warps) {\n    const int64_t r = i / words, w = i - r * words;\n    const int64_t c = w * 32 + lane;\n    bool bit",
+     "       i += warps + 1) {\n    const int64_t r = i / words, w = i - r * words;\n    const int64_t c = w * 32 + lane;\n    bool bit", 1),
+    ("bitserial-chunk", "bitserial row chunks read the first chunk's activations", BITS, "g.A = a + m0 * words,",
+     "g.A = a,", 1),
+    ("bitserial-bound", "bitserial epilogue bound off by one", BITS, "i < n_items;\n", "i <= n_items;\n", 1),
+    ("bitserial-offset", "bitserial drops negative activation offsets", BITS, "if (reduce && a_offset != 0)",
+     "if (reduce && a_offset > 0)", 1),
+]
+
+
+def plant(src: str, text: str, new: str, occurrence: int) -> str | None:
+    """src with the occurrence-th `text` (every one for 0) replaced; None when it is missing."""
+    if text not in src:
+        return None
+    if occurrence == 0:
+        return src.replace(text, new)
+    i = -1
+    for _ in range(occurrence):
+        i = src.find(text, i + 1)
+        if i < 0:
+            return None
+    return src[:i] + new + src[i + len(text):]
+
+
+def run_suite(exe: str, first: str) -> str | None:
+    """The first failing run of the emulation suite ('family device seed: message'), or None.
+    The family `first` (the planted file's) runs first, the whole suite when it passes."""
+    env = dict(os.environ, GCOV_PREFIX=os.path.join(os.path.dirname(exe), "gcov-discard"))
+    order = [first] + [f for f in build.SUITE if f != first]
+    for fam in order:
+        for dev, seed in build.SUITE[fam]:
+            try:
+                r = subprocess.run([exe, fam, "--device", str(dev), "--seed", str(seed)], capture_output=True,
+                                   text=True, timeout=300, env=env)
+            except subprocess.TimeoutExpired:
+                return f"{fam} device {dev} seed {seed}: timeout"
+            if r.returncode != 0:
+                lines = [ln for ln in r.stderr.splitlines() if ln.startswith(("EMU ERROR", "FAIL"))]
+                return f"{fam} device {dev} seed {seed}: {(lines or [r.stderr.strip()[-200:]])[0][:220]}"
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="*", help="bug ids to plant (default: all)")
+    ap.add_argument("--work", help="scratch folder (default: a temporary one)")
+    ap.add_argument("--list", action="store_true", help="list the bugs and exit")
+    args = ap.parse_args()
+    if args.list:
+        for bid, what, path, *_ in BUGS:
+            print(f"{bid:20s} {path:40s} {what}")
+        return 0
+    work = args.work or tempfile.mkdtemp(prefix="plant_cuda_bugs_")
+    scratch, out = os.path.join(work, "csrc"), os.path.join(work, "build")
+    bugs = [b for b in BUGS if not args.only or b[0] in args.only]
+    caught = 0
+    missing = []
+    for bid, what, path, text, new, occ in bugs:
+        t0 = time.time()
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(os.path.join(ROOT, "csrc"), scratch)
+        target = os.path.join(scratch, path)
+        with open(target) as f:
+            planted = plant(f.read(), text, new, occ)
+        if planted is None:
+            print(f"NOT PLANTED {bid}: pattern not found in {path}", flush=True)
+            missing.append(bid)
+            continue
+        with open(target, "w") as f:
+            f.write(planted)
+        try:
+            exe = build.build(out, scratch)
+            verdict = run_suite(exe, path.split("/")[0])  # csrc folders are named like the families
+        except RuntimeError as e:  # a bug that does not compile is not a test of the suite
+            print(f"NOT PLANTED {bid}: does not compile ({str(e).splitlines()[0][:120]})", flush=True)
+            missing.append(bid)
+            continue
+        if verdict:
+            caught += 1
+            print(f"caught   {bid:20s} ({time.time() - t0:4.0f} s) {what}\n         -> {verdict}", flush=True)
+        else:
+            print(f"MISSED   {bid:20s} ({time.time() - t0:4.0f} s) {what}", flush=True)
+    planted_n = len(bugs) - len(missing)
+    print(f"\nscore: {caught}/{planted_n} planted bugs caught" + (f", {len(missing)} not planted" if missing else ""))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if caught == planted_n and not missing else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Builds the emulation test binary: every csrc/**/*_cuda.cu (rewritten by rewrite.py) and the
+test kernels compiled as host C++ with the emulator force-included and every memory access
+instrumented (-fsanitize=kernel-address with call-only hooks, implemented by emu_memory.cpp),
+plus gcov counters for line coverage; the emulator runtime, the test drivers and the CPU
+kernels (the reference) compiled plainly.
+
+Usage: build.py OUT_DIR [--csrc DIR]   (prints the binary's path)
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import glob
+import hashlib
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CUDA_HOME = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
+sys.path.insert(0, HERE)
+import rewrite  # noqa: E402
+
+INSTRUMENT = ["-fsanitize=kernel-address", "--param", "asan-instrumentation-with-call-threshold=0",
+              "--param", "asan-stack=0", "--param", "asan-globals=1", "--coverage",
+              "-fsanitize=alignment", "-ftrivial-auto-var-init=pattern"]  # uninitialized locals hold a pattern, not a lucky 0
+# Lowered grid limits and chunk budgets (see common/cuda_common.cuh): small shapes then take
+# every slicing path, chunk loop and multi-iteration grid-stride loop; the emulated devices
+# enforce the same gridDim.y / .z limit.
+EMU_DEFINES = ["-DBNN_CUDA_EMULATION", "-DBNN_CUDA_MAX_GRID_YZ=17", "-DBNN_CUDA_MAX_STRIDE_BLOCKS=3",
+               "-DBNN_CONV_CHUNK_WORDS=64", "-DBNN_BITSERIAL_CHUNK_WORDS=24000"]
+RUNTIME = ["emu_sched.cpp", "emu_memory.cpp", "emu_ptx.cpp"]
+DRIVERS = ["test_main.cpp", "test_ops.cpp", "test_layout.cpp", "test_detectors.cpp"]
+TEST_KERNELS = ["test_kernels.cu"]
+# The emulation suite: family -> (device, seed) runs; device 0 sm_80, 1 sm_90, 2 sm_75 (no mma).
+SUITE = {
+    "layout": [(0, 1)],
+    "pack": [(0, 1), (1, 2)],
+    "gemm": [(0, 1), (0, 2), (1, 3), (2, 4)],
+    "conv": [(0, 1), (2, 2)],
+    "bitserial": [(0, 1), (1, 2), (2, 3)],
+    "linear": [(0, 1), (1, 2)],
+}
+
+
+def _accepted(flag: str) -> bool:
+    """Whether g++ takes `flag` (-ftrivial-auto-var-init needs GCC 12)."""
+    r = subprocess.run(["g++", flag, "-x", "c++", "-fsyntax-only", "-"], input="", capture_output=True, text=True)
+    return r.returncode == 0
+
+
+def cuda_sources(csrc: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(csrc, "**", "*_cuda.cu"), recursive=True))
+
+
+def build(out: str, csrc: str = os.path.join(ROOT, "csrc"), jobs: int | None = None) -> str:
+    os.makedirs(out, exist_ok=True)
+    inc = [f"-I{csrc}", f"-I{HERE}", f"-I{CUDA_HOME}/include"]
+    instrument = [f for f in INSTRUMENT if not f.startswith("-ftrivial") or _accepted(f)]
+    base = ["g++", "-std=c++20", "-w", "-g0", *inc]
+    units = []  # (command, object)
+    for cu in cuda_sources(csrc) + [os.path.join(HERE, k) for k in TEST_KERNELS]:
+        name = os.path.splitext(os.path.relpath(cu, ROOT if cu.startswith(ROOT) else os.path.dirname(csrc)))[0]
+        name = name.replace(os.sep, "_").replace(".", "_")
+        dst = os.path.join(out, name + "_emu.cpp")
+        with open(cu) as f:
+            text = rewrite.rewrite(f.read(), os.path.abspath(cu))
+        with open(dst, "w") as f:
+            f.write(text)
+        obj = dst[:-4] + ".o"
+        units.append(([*base, "-O1", *EMU_DEFINES, "-include", os.path.join(HERE, "emu.h"), *instrument,
+                       "-c", dst, "-o", obj], obj))
+    for src in RUNTIME + DRIVERS:
+        obj = os.path.join(out, os.path.splitext(src)[0] + ".o")
+        units.append(([*base, "-O2", *EMU_DEFINES, "-include", os.path.join(HERE, "emu.h"), "-c",
+                       os.path.join(HERE, src), "-o", obj], obj))
+    cpu = [p for p in sorted(glob.glob(os.path.join(csrc, "*", "*.cpp")))
+           if os.path.basename(os.path.dirname(p)) not in ("torch", "tests", "bench")]
+    for src in cpu:
+        obj = os.path.join(out, "cpu_" + os.path.basename(src)[:-4] + ".o")
+        units.append(([*base, "-O2", "-fopenmp", "-c", src, "-o", obj], obj))
+    jobs = jobs or int(os.environ.get("MAX_JOBS", "0")) or (os.cpu_count() or 2)
+
+    # An object is reused when its command, source and every header it may include are unchanged.
+    headers = hashlib.sha1()
+    for h in sorted(glob.glob(os.path.join(csrc, "**", "*.h"), recursive=True)
+                    + glob.glob(os.path.join(csrc, "**", "*.cuh"), recursive=True)
+                    + glob.glob(os.path.join(HERE, "*.h"))):
+        with open(h, "rb") as f:
+            headers.update(h.encode() + f.read())
+
+    def compile_unit(unit):
+        cmd, obj = unit
+        key = hashlib.sha1(headers.digest() + " ".join(cmd).encode())
+        with open(cmd[cmd.index("-c") + 1], "rb") as f:
+            key.update(f.read())
+        stamp = obj + ".key"
+        if os.path.exists(obj) and os.path.exists(stamp) and open(stamp).read() == key.hexdigest():
+            return obj
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(f"compile failed: {' '.join(cmd)}\n{r.stderr[-4000:]}")
+        with open(stamp, "w") as f:
+            f.write(key.hexdigest())
+        return obj
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
+        objs = list(ex.map(compile_unit, units))
+    exe = os.path.join(out, "emu_test")
+    r = subprocess.run(["g++", "-fopenmp", "--coverage", *objs, "-o", exe], capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError("link failed:\n" + r.stderr[-4000:])
+    return exe
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--csrc", default=os.path.join(ROOT, "csrc"))
+    args = ap.parse_args()
+    print(build(args.out, args.csrc))

@@ -1,0 +1,66 @@
+// State shared by the emulator's runtime files (emu_sched.cpp, emu_memory.cpp, emu_ptx.cpp).
+// These files are compiled without instrumentation: their own memory accesses are not checked;
+// they check the kernels' accesses explicitly.
+#pragma once
+#include <cstdint>
+#include <cstddef>
+#include <vector>
+
+#include "emu.h"
+
+namespace emu {
+
+// One emulated device: the limits a launch is checked against.
+struct Arch {
+  const char* name;
+  int cc;                       // compute capability major*10+minor
+  size_t max_dyn_smem_optin;    // cudaDevAttrMaxSharedMemoryPerBlockOptin
+};
+const Arch& current_arch();
+
+struct PendingCopy {
+  uint32_t dst;          // shared address
+  int bytes;             // copy size (4, 8 or 16)
+  uint64_t group;        // commit-group number of this thread
+  unsigned char data[16];
+};
+
+struct Thread {
+  int wait = 0;              // 0 runnable, 1 at __syncthreads, 2 at a warp op
+  bool started = false, done = false;
+  uint64_t committed = 0;    // cp.async groups committed so far
+  std::vector<PendingCopy> copies;
+  int op_parity = 0;         // exchange buffer of this lane's current warp op
+};
+
+struct BlockState {
+  int nthreads = 0, nwarps = 0;
+  uint32_t epoch0 = 0, epoch = 0;  // first and current barrier epoch (unique over the run)
+  std::vector<Thread> t;
+  std::vector<uint32_t> warp_syncs;  // warp-synchronous ops completed per warp
+  size_t dyn_bytes = 0;
+};
+
+BlockState& block();
+int cur_thread();                 // linear thread index inside the block
+const LaunchCfg& cur_launch();
+bool in_kernel();
+
+// Memory checker (emu_memory.cpp). Shared accesses take the shared address space offset.
+void check_access(uintptr_t addr, size_t n, bool write);
+void check_aligned(uintptr_t addr, size_t n, bool write);  // plus natural alignment
+void shared_read(uint32_t saddr, size_t n);
+void shared_write(uint32_t saddr, size_t n, int tid);
+void shared_async_issue(uint32_t saddr, size_t n);   // a cp.async now targets these bytes
+void shared_async_cancel(uint32_t saddr, size_t n);
+void global_read_bytes(const void* p, size_t n);      // explicit check (cp.async source)
+unsigned char* shared_ptr(uint32_t saddr, size_t n);  // bounds-checked pointer into dynamic smem
+void memory_block_begin(size_t dyn_bytes);
+void memory_block_end();
+void memory_launch_begin();
+void memory_launch_end();
+size_t static_smem_footprint();
+void land_copies(Thread& th, uint64_t upto_group);   // emu_ptx.cpp
+uint64_t rng_next();
+
+}  // namespace emu
