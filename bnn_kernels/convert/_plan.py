@@ -1,0 +1,173 @@
+"""Planning: the packed module that replaces one module, built from its recorded invocations
+and verified on them, or a Skip with the reason."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLinear, BitSerialConv2d, BitSerialLinear
+from ..nn._base import PackedModule
+from ._classify import (
+    TOL,
+    channel_view,
+    deviation,
+    find_in_mul,
+    find_threshold,
+    fit_affine,
+    geometry,
+    input_kind,
+    weight_alpha,
+)
+from ._report import Skip
+from ._trace import _Invocation
+
+__all__ = ["plan"]
+
+
+@dataclass
+class _Input:
+    """How the call's input Z derives from the module's input X."""
+
+    scale: float  # Z = scale * q(X)
+    act: dict | None  # packed module activation arguments; None: real input (binary-weight)
+    desc: str
+    notes: list = field(default_factory=list)
+    zeros: int = 0  # exact zeros of a +-a input (torch.sign(0))
+
+
+def _check_invocations(invs: list[_Invocation]) -> None:
+    """Raise Skip unless every invocation is one tensor in, one conv/linear call, its output out."""
+    if not invs[0].name:
+        raise Skip("the call is made by the root module itself (wrap the layer in a submodule)")
+    for inv in invs:
+        if inv.nested_calls:
+            raise Skip("its forward contains other conv/linear layers")
+        if len(inv.calls) != 1:
+            raise Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
+        if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
+            raise Skip("it is called with other than one tensor argument")
+        if not isinstance(inv.out, torch.Tensor):
+            raise Skip("its output is not a single tensor")
+        if inv.post_break is not None:
+            raise Skip(f"it applies {inv.post_break} to the {inv.calls[0].kind} call's output (only a per-channel "
+                       "scale/bias epilogue can be packed)")
+        if not inv.out_from_call:
+            raise Skip(f"its output is not computed from the {inv.calls[0].kind} call's output by arithmetic")
+        if inv.out.shape != inv.calls[0].y.shape:
+            raise Skip("the module's output shape differs from the call's output")
+
+
+def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
+    """Identify X -> Z (identity, sign(x - t), Heaviside, k-bit rounding); raises Skip."""
+    first = invs[0]
+    call, module, x = first.calls[0], first.module, first.args[0]
+    if x.shape != call.z.shape:
+        raise Skip("the call's input is not an elementwise function of the module's input (shapes differ)")
+    kind = input_kind(torch.cat([i.calls[0].z.reshape(-1) for i in invs]) if len(invs) > 1 else call.z)
+    if kind[0] == "sign":
+        found = find_threshold(x, call.z >= 0, module, ch_in, [])
+        if found is None:
+            raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
+        notes = []
+        if kind[2]:
+            notes.append(f"{kind[2]} input value(s) of the call are exactly 0 on the examples (torch.sign(0) = 0); "
+                         "packing maps them to +1, so the result differs there")
+        desc = "binary" + ("" if found[0] == "0" else f" (sign(x - {found[0]}))")
+        return _Input(kind[1], dict(act="sign", threshold=found[1]), desc, notes, kind[2])
+    if kind[0] == "step":
+        a = kind[1]
+        found = find_threshold(x, call.z > a / 2, module, ch_in, [a / 2])
+        if found is None:
+            raise Skip("{0,1} input: threshold not identified")
+        return _Input(a, dict(act="step", nbits=1, threshold=found[1]), "1-bit {0,1} input")
+    if kind[0] == "round":
+        _, step, nbits = kind
+        q_exp = torch.round(call.z.double() / step).to(torch.int32)  # same device as x
+        m = find_in_mul(x, q_exp, step, nbits, module)
+        if m is None:
+            raise Skip(f"{nbits}-bit input grid (step {step:.4g}) found but its quantizer was not identified")
+        return _Input(step, dict(act="round", nbits=nbits, in_mul=m), f"{nbits}-bit input")
+    if not torch.equal(x, call.z):
+        raise Skip("real-valued input transformed inside the module before a binary-weight call")
+    return _Input(1.0, None, "binary weights, real input")
+
+
+def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tensor) -> PackedModule:
+    """The packed module for the call, with the given per-output multiplier and bias (float64)."""
+    call, act = first.calls[0], inp.act
+    geo = geometry(call) if call.kind == "conv2d" else {}
+    conv = call.kind == "conv2d"
+    common = dict(multiplier=mult.float(), **geo)
+    w = call.w.detach()
+    if act is None:
+        new = (BinaryWeightConv2d if conv else BinaryWeightLinear).from_weight(w, bias.float(), **common)
+    elif act["act"] == "sign":
+        cls = BinaryConv2d if conv else BinaryLinear
+        new = cls.from_weight(w, bias.float(), threshold=act["threshold"], out_dtype=first.out.dtype, **common)
+    else:
+        cls = BitSerialConv2d if conv else BitSerialLinear
+        new = cls.from_weight(w, bias.float(), nbits=act.get("nbits", 1), act=act["act"],
+                              threshold=act.get("threshold", 0.0), in_mul=act.get("in_mul", 1.0),
+                              out_dtype=first.out.dtype, **common)
+    return new.to(call.w.device).eval()
+
+
+def _int_exact(new: PackedModule, inv: _Invocation, alpha: torch.Tensor, in_scale: float, ch_out: int) -> bool:
+    """The packed integer part equals the call's output (bias removed, divided by the scales)."""
+    ci = inv.calls[0]
+    o, nd = alpha.numel(), ci.y.dim()
+    yint = new.int_forward(inv.args[0]).double()
+    denom = channel_view(alpha * in_scale, ch_out, o, nd)
+    b = ci.b.double() if ci.b is not None else torch.zeros(o, dtype=torch.float64, device=alpha.device)
+    want = (ci.y.double() - channel_view(b, ch_out, o, nd)) / denom.clamp(min=1e-300)
+    live = (channel_view(alpha, ch_out, o, nd) > 0).expand_as(want)
+    return not bool(((yint - want).abs() > 0.25)[live].any())
+
+
+def _verify(new, invs, alpha, inp: _Input, mult, ch_out):
+    """(max_abs, max_rel, int_exact) of the packed module over every recorded invocation."""
+    max_abs = max_rel = 0.0
+    int_exact = True
+    with torch.no_grad():
+        for inv in invs:
+            xin = inv.args[0]
+            if inp.act is not None and not _int_exact(new, inv, alpha, inp.scale, ch_out):
+                int_exact = False
+            got = new(xin)
+            step = mult * (float(xin.abs().max()) if inp.act is None else 1.0)
+            a_, r_ = deviation(got, inv.out, ch_out, step)
+            max_abs, max_rel = max(max_abs, a_), max(max_rel, r_)
+    return max_abs, max_rel, int_exact
+
+
+def plan(invs: list[_Invocation]):
+    """(packed module, report entry, notes) for a module from its recorded invocations; raises Skip."""
+    _check_invocations(invs)
+    first = invs[0]
+    call = first.calls[0]
+    if call.kind == "conv2d" and call.z.dim() != 4:
+        raise Skip("unbatched conv2d input")
+    alpha, zeros = weight_alpha(call.w)
+    ch = 1 if call.kind == "conv2d" else -1
+    inp = _input_relation(invs, ch)
+    notes = list(inp.notes)
+    if zeros:
+        notes.insert(0, f"{zeros} weight(s) are exactly 0 (torch.sign gives 0); packed as +alpha, so the result differs")
+    zeros += inp.zeros
+
+    # output relation Y -> O: a per-channel affine map, fitted on the examples
+    ga, gb = fit_affine(call.y, first.out, ch)
+    b_call = call.b.double() if call.b is not None else torch.zeros(alpha.numel(), dtype=torch.float64,
+                                                                       device=call.w.device)
+    mult = alpha * inp.scale * ga
+    new = _build(first, inp, mult, b_call * ga + gb)
+    max_abs, max_rel, int_exact = _verify(new, invs, alpha, inp, mult, ch)
+    layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact)
+    if zeros:
+        return new, layer, notes
+    if not int_exact:
+        raise Skip(f"verification failed: the packed integer part differs from the call's ({inp.desc})")
+    if max_rel > TOL.get(first.out.dtype, 1e-4):
+        raise Skip(f"verification failed: packed output deviates by {max_rel:.3g} (relative) from the module's output")
+    return new, layer, notes
