@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import ops
 from ._base import PackedModule, check_float_input, per_channel, positive_int, register_packed, resolve_scale
-from .binary import _ConvGeometry, _EpilogueBuffers, pack_conv_weight
+from .binary import _ConvGeometry, _EpilogueBuffers, conv_output_format, pack_conv_weight
 
 __all__ = ["BinaryWeightLinear", "BinaryWeightConv2d"]
 
@@ -122,4 +122,5 @@ class BinaryWeightConv2d(_LegacyScaleName, _ConvGeometry):
         if not x.dtype.is_floating_point:
             raise TypeError(f"BinaryWeightConv2d: input must be a floating point tensor, got {x.dtype}")
         w = self.unpacked_weight(x.dtype)
-        return F.conv2d(x, w, self.bias.to(x.dtype), self.stride, self.padding, self.dilation, self.groups)
+        y = F.conv2d(x, w, self.bias.to(x.dtype), self.stride, self.padding, self.dilation, self.groups)
+        return conv_output_format(x, y)
