@@ -11,7 +11,7 @@ from torch import nn
 from ..nn._base import Folded, PackedModule
 from ._fuse import apply_affine, apply_bn, fold_affine, fold_bn, fold_sign_inputs
 from ._plan import plan
-from ._report import ConversionError, ConversionReport, RealWeights, Skip
+from ._report import ConversionError, ConversionReport, Skip
 from ._trace import _Invocation, _run, _trace
 
 __all__ = ["convert"]
@@ -67,8 +67,8 @@ def _plan_all(by_module, modules, order, report: ConversionReport, strict: bool,
             new, layer, notes = plan(by_module[name])
         except Skip as e:
             report.skipped[label] = str(e)
-            if strict and not isinstance(e, RealWeights):
-                problems.append(f"{label}: {e}")
+            if strict and e.evidence:
+                problems.append(f"{label}: {e} ({e.evidence})")
             continue
         planned[name] = new
         report.layers[name] = layer

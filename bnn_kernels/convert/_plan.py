@@ -33,7 +33,6 @@ class _Input:
     act: dict | None  # packed module activation arguments; None: real input (binary-weight)
     desc: str
     notes: list = field(default_factory=list)
-    zeros: int = 0  # exact zeros of a +-a input (torch.sign(0))
 
 
 def _check_invocations(invs: list[_Invocation]) -> None:
@@ -69,12 +68,11 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
         found = find_threshold(x, call.z >= 0, module, ch_in, [])
         if found is None:
             raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
-        notes = []
         if kind[2]:
-            notes.append(f"{kind[2]} input value(s) of the call are exactly 0 on the examples (torch.sign(0) = 0); "
-                         "packing maps them to +1, so the result differs there")
+            raise Skip(f"{kind[2]} input value(s) of the {call.kind} call are exactly 0 on the examples where the "
+                       "others are +-a (torch.sign(0) = 0): not binary, left in float")
         desc = "binary" + ("" if found[0] == "0" else f" (sign(x - {found[0]}))")
-        return _Input(kind[1], dict(act="sign", threshold=found[1]), desc, notes, kind[2])
+        return _Input(kind[1], dict(act="sign", threshold=found[1]), desc)
     if kind[0] == "step":
         a = kind[1]
         found = find_threshold(x, call.z > a / 2, module, ch_in, [a / 2])
@@ -141,20 +139,58 @@ def _verify(new, invs, alpha, inp: _Input, mult, ch_out):
     return max_abs, max_rel, int_exact
 
 
+def binary_evidence(invs: list[_Invocation]) -> str | None:
+    """Why the module's layer is meant to be binary, or None (a float layer)."""
+    inv = invs[0]
+    if inv.binarizers:
+        return f"its forward binarizes ({', '.join(sorted(inv.binarizers))})"
+    for call in inv.calls:
+        if input_kind(call.z)[0] != "real":
+            return "its input is binary or on a k-bit grid"
+        try:
+            weight_alpha(call.w)
+            return "its weights are +-alpha per output channel"
+        except Skip:
+            pass
+    return None
+
+
+def _check_elementwise_input(invs: list[_Invocation]) -> None:
+    """Raise Skip when the call's input depends on more than the same element of the module's input."""
+    for inv in invs:
+        call = inv.calls[0]
+        if call.z_mixed:
+            raise Skip(f"data-dependent binarization: the {call.kind} input is computed from the module's input "
+                       f"through {call.z_mixed} (a function of the whole sample, as in sign((a - mean(a)) / std(a)))")
+        if call.z_from_x and inv.pre_escape:
+            raise Skip(f"data-dependent input: the module reads input values into Python ({inv.pre_escape}) "
+                       f"before its {call.kind} call")
+
+
 def plan(invs: list[_Invocation]):
-    """(packed module, report entry, notes) for a module from its recorded invocations; raises Skip."""
+    """(packed module, report entry, notes) for a module from its recorded invocations; raises Skip
+    with its evidence set."""
+    try:
+        return _plan(invs)
+    except Skip as e:
+        e.evidence = binary_evidence(invs)
+        raise
+
+
+def _plan(invs: list[_Invocation]):
     _check_invocations(invs)
+    _check_elementwise_input(invs)
     first = invs[0]
     call = first.calls[0]
     if call.kind == "conv2d" and call.z.dim() != 4:
         raise Skip("unbatched conv2d input")
     alpha, zeros = weight_alpha(call.w)
+    if zeros:
+        raise Skip(f"{zeros} weight(s) are exactly 0 where others are +-alpha (torch.sign(0) = 0): "
+                   "not binary, left in float")
     ch = 1 if call.kind == "conv2d" else -1
     inp = _input_relation(invs, ch)
     notes = list(inp.notes)
-    if zeros:
-        notes.insert(0, f"{zeros} weight(s) are exactly 0 (torch.sign gives 0); packed as +alpha, so the result differs")
-    zeros += inp.zeros
 
     # output relation Y -> O: a per-channel affine map, fitted on the examples
     ga, gb = fit_affine(call.y, first.out, ch)
@@ -164,8 +200,6 @@ def plan(invs: list[_Invocation]):
     new = _build(first, inp, mult, b_call * ga + gb)
     max_abs, max_rel, int_exact = _verify(new, invs, alpha, inp, mult, ch)
     layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact)
-    if zeros:
-        return new, layer, notes
     if not int_exact:
         raise Skip(f"verification failed: the packed integer part differs from the call's ({inp.desc})")
     if max_rel > TOL.get(first.out.dtype, 1e-4):

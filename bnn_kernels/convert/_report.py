@@ -11,7 +11,13 @@ class ConversionError(ValueError):
 
 
 class Skip(Exception):
-    """A layer is left in float; the message is the reason shown in the report."""
+    """A layer is left in float; the message is the reason shown in the report.
+
+    ``evidence`` (set by the planner) says why the layer is meant to be binary (its forward
+    binarizes, its weights are +-alpha, its input is binary), or is None for a float layer:
+    strict=True raises for the skipped layers that have evidence."""
+
+    evidence: str | None = None
 
 
 class RealWeights(Skip):
