@@ -101,12 +101,22 @@ def _threshold_candidates(module: nn.Module, c: int, extra: list[float]):
         yield f"-{pname}", -t
 
 
+def strict_threshold(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """float32 t' with ``x >= t'`` == ``x > t`` for every x of dtype (the packed comparison runs in
+    x's dtype with the threshold rounded to it), or None where float32 cannot hold it (float64)."""
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return None
+    td = t.to(dtype)
+    return torch.nextafter(td, torch.full_like(td, math.inf)).float()
+
+
 def find_threshold(x, pos, module, ch_dim, extra):
-    """(label, threshold [C]) such that ``x >= threshold`` equals pos, or None."""
+    """(label, t [C]) such that ``x >= t`` or ``x > t`` equals pos on the examples, or None (which
+    of the two holds at x == t is then probed by the caller)."""
     c = x.shape[ch_dim]
     for label, t in _threshold_candidates(module, c, extra):
         tb = channel_view(t.to(device=x.device, dtype=x.dtype), ch_dim, c, x.dim())
-        if torch.equal(x >= tb, pos):
+        if torch.equal(x >= tb, pos) or torch.equal(x > tb, pos):
             return label, t
     return None
 

@@ -14,6 +14,7 @@ import torch
 from ..nn import BinaryConv2d, BinaryLinear
 from ..nn._base import PackedModule
 from ._classify import TOL, deviation, find_threshold, fit_affine
+from ._probe import tie_threshold
 from ._report import Skip
 from ._trace import _Invocation, _Recorder
 
@@ -61,6 +62,11 @@ def _single_tensor_module(name, invs, planned, taken) -> bool:
             and isinstance(inv.out, torch.Tensor) and inv.out.shape == inv.args[0].shape)
 
 
+def _call(module, x):
+    with torch.no_grad():
+        return module(x)
+
+
 def fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set):
     """[(name, packed module name, threshold)] for modules that binarize the input of a packed
     binary module (their output's only reader): the packed module can threshold their input itself."""
@@ -76,15 +82,17 @@ def fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set)
         new, dinv = planned[dst], by_module[dst][0]
         if not _only_reader(rec, inv.out_ref, dinv) or bool((new.threshold != 0).any()):
             continue
-        found = find_threshold(inv.args[0], dinv.args[0] >= 0, inv.module, _channel_dim(new), [])
-        if found is None:
+        ch = _channel_dim(new)
+        found = find_threshold(inv.args[0], dinv.args[0] >= 0, inv.module, ch, [])
+        t = None if found is None else tie_threshold(inv.module, inv.args[0], found[1], ch, _call, lambda s: s >= 0)
+        if t is None:
             continue
         trial = copy.deepcopy(new)
-        trial.threshold.copy_(found[1])
+        trial.threshold.copy_(t)
         with torch.no_grad():
             if not torch.equal(trial.int_forward(inv.args[0]), new.int_forward(dinv.args[0])):
                 continue
-        out.append((name, dst, found[1]))
+        out.append((name, dst, t))
         taken.update((name, dst))
     return out
 

@@ -19,6 +19,7 @@ from ._classify import (
     input_kind,
     weight_alpha,
 )
+from ._probe import derived_inputs, run_module, tie_threshold
 from ._report import Skip
 from ._trace import _Invocation
 
@@ -57,6 +58,26 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip("the module's output shape differs from the call's output")
 
 
+def _call_input(module, x):
+    inv = run_module(module, x)
+    if inv is None or len(inv.calls) != 1:
+        raise Skip("the module makes a different number of calls on other inputs")
+    return inv.calls[0].z
+
+
+def _threshold(x, pos, module, ch_in, extra, high):
+    """(label, packed threshold) reproducing ``pos`` on the examples and the module's own rule at
+    values exactly at the threshold (x >= t, or x > t as in sign(relu(x)) or x > t); raises Skip."""
+    found = find_threshold(x, pos, module, ch_in, extra)
+    if found is None:
+        raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
+    t = tie_threshold(module, x, found[1], ch_in, _call_input, high)
+    if t is None:
+        raise Skip(f"the comparison at the threshold {found[0]} (x >= t or x > t) is not one rule, or x > t "
+                   f"cannot be held by a float32 threshold for {x.dtype} input")
+    return found[0], t
+
+
 def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
     """Identify X -> Z (identity, sign(x - t), Heaviside, k-bit rounding); raises Skip."""
     first = invs[0]
@@ -65,20 +86,17 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
         raise Skip("the call's input is not an elementwise function of the module's input (shapes differ)")
     kind = input_kind(torch.cat([i.calls[0].z.reshape(-1) for i in invs]) if len(invs) > 1 else call.z)
     if kind[0] == "sign":
-        found = find_threshold(x, call.z >= 0, module, ch_in, [])
-        if found is None:
-            raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
         if kind[2]:
             raise Skip(f"{kind[2]} input value(s) of the {call.kind} call are exactly 0 on the examples where the "
                        "others are +-a (torch.sign(0) = 0): not binary, left in float")
-        desc = "binary" + ("" if found[0] == "0" else f" (sign(x - {found[0]}))")
-        return _Input(kind[1], dict(act="sign", threshold=found[1]), desc)
+        label, t = _threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0)
+        desc = "binary" + ("" if label == "0" else f" (sign(x - {label}))")
+        return _Input(kind[1], dict(act="sign", threshold=t), desc)
     if kind[0] == "step":
         a = kind[1]
-        found = find_threshold(x, call.z > a / 2, module, ch_in, [a / 2])
-        if found is None:
-            raise Skip("{0,1} input: threshold not identified")
-        return _Input(a, dict(act="step", nbits=1, threshold=found[1]), "1-bit {0,1} input")
+        label, t = _threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2)
+        return _Input(a, dict(act="step", nbits=1, threshold=t), "1-bit {0,1} input" + (
+            "" if label == "0" else f" (x > {label})"))
     if kind[0] == "round":
         _, step, nbits = kind
         q_exp = torch.round(call.z.double() / step).to(torch.int32)  # same device as x
@@ -121,6 +139,25 @@ def _int_exact(new: PackedModule, inv: _Invocation, alpha: torch.Tensor, in_scal
     want = (ci.y.double() - channel_view(b, ch_out, o, nd)) / denom.clamp(min=1e-300)
     live = (channel_view(alpha, ch_out, o, nd) > 0).expand_as(want)
     return not bool(((yint - want).abs() > 0.25)[live].any())
+
+
+def _verify_derived(new, invs, alpha, inp: _Input, mult, ch_out, tol) -> None:
+    """Raise Skip unless the packed module also matches the module on inputs derived from the
+    examples (see derived_inputs). Derived inputs on which the module's call input is real while
+    it is binary on the examples lie outside the layer's domain (its input is binarized upstream)."""
+    module = invs[0].module
+    for label, xd in derived_inputs(invs[0].args[0]):
+        inv = run_module(module, xd)
+        if inv is None or len(inv.calls) != 1 or not isinstance(inv.out, torch.Tensor) \
+                or inv.out.shape != inv.calls[0].y.shape:
+            raise Skip(f"on derived inputs ({label}) the module does not make the same single call")
+        if inp.act is not None and input_kind(inv.calls[0].z)[0] == "real":
+            continue
+        _, rel, exact = _verify(new, [inv], alpha, inp, mult, ch_out)
+        if not exact or rel > tol:
+            what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
+            raise Skip(f"verification on derived inputs ({label}) failed: the packed {what} from the module's "
+                       "(its result depends on more than the examples show)")
 
 
 def _verify(new, invs, alpha, inp: _Input, mult, ch_out):
@@ -204,4 +241,5 @@ def _plan(invs: list[_Invocation]):
         raise Skip(f"verification failed: the packed integer part differs from the call's ({inp.desc})")
     if max_rel > TOL.get(first.out.dtype, 1e-4):
         raise Skip(f"verification failed: packed output deviates by {max_rel:.3g} (relative) from the module's output")
+    _verify_derived(new, invs, alpha, inp, mult, ch, TOL.get(first.out.dtype, 1e-4))
     return new, layer, notes
