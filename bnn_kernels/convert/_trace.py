@@ -43,7 +43,7 @@ _ELEMENTWISE = {
     "leaky_relu", "prelu", "hardsigmoid", "hardswish", "silu", "gelu", "elu", "selu", "softsign", "sin", "cos",
     "float", "double", "half", "bfloat16", "to", "type", "type_as", "detach", "clone", "contiguous", "view", "reshape",
     "view_as", "reshape_as", "expand", "expand_as", "unsqueeze", "squeeze", "__getitem__", "__setitem__", "copy_",
-    "fill_", "zero_", "zeros_like", "ones_like", "full_like", "empty_like", "requires_grad_", "_set_grad_enabled",
+    "fill_", "zero_", "__get__", "__set__", "zeros_like", "ones_like", "full_like", "empty_like", "requires_grad_", "_set_grad_enabled",
 }
 _ELEMENTWISE |= {n + "_" for n in list(_ELEMENTWISE)}
 _ELEMENTWISE |= {f"__{p}{n}__" for n in ("add", "sub", "mul", "truediv", "pow", "and", "or", "xor")
@@ -197,7 +197,7 @@ def _track_pre(inv: _Invocation, name: str, args, kwargs, out) -> None:
     outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(o, torch.Tensor)]
     if not outs and out is not None and name not in _META_OPS:
         inv.pre_escape = inv.pre_escape or name
-    if (name.endswith("_") or name == "__setitem__") and args and isinstance(args[0], torch.Tensor):
+    if (name.endswith("_") or name in ("__setitem__", "__set__")) and args and isinstance(args[0], torch.Tensor):
         outs.append(args[0])  # in place: the target now holds input-derived data
     for o in outs:
         if inv.pre.get(id(o)) is None:

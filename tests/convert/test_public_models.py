@@ -1,0 +1,226 @@
+"""convert() on models written the way public BNN codebases write them (tests/convert/models_public.py):
+every converted layer is checked on fresh inputs that were not the conversion examples (integer
+part exact, float part within rounding), and the layers that cannot be converted exactly are left
+in float with the reason (and raise under strict=True)."""
+import importlib
+
+import pytest
+import torch
+from torch import nn
+
+from bnn_kernels import ConversionError, convert
+from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BitSerialConv2d
+
+from . import models_public as P
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*should not be instantiated:DeprecationWarning")  # the codebases' idiom
+
+_plan = importlib.import_module("bnn_kernels.convert._plan")
+
+
+def _x(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _fresh(shape, seed):
+    """Unseen inputs with other per-sample statistics than the examples."""
+    g = torch.Generator().manual_seed(seed)
+    n = shape[0]
+    scale = (0.3 + 2 * torch.rand(n, generator=g)).view(n, *[1] * (len(shape) - 1))
+    shift = (torch.rand(n, generator=g) - 0.5).view(n, *[1] * (len(shape) - 1))
+    return torch.randn(*shape, generator=g) * scale + shift
+
+
+def _random_bn(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.data.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+    return model.eval()
+
+
+def _capture(model, names, x):
+    """{name: (input, output)} of the named modules of model on x."""
+    got, hooks = {}, []
+    for n in names:
+        m = model.get_submodule(n)
+        hooks.append(m.register_forward_pre_hook(lambda mod, a, n=n: got.__setitem__(n, [a[0].clone()])))
+        hooks.append(m.register_forward_hook(lambda mod, a, o, n=n: got[n].append(o.clone())))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return got
+
+
+def _check_on_fresh_inputs(model, x, shape, converted, seeds=(11, 12, 13)):
+    """Each packed layer (converted without fusion) against its original module on fresh inputs:
+    per output channel within a tenth of one integer step, so the integer part is exact; and the
+    fused converted model against the original model."""
+    cm, rep = convert(model, (x,))
+    plain, rep_plain = convert(model, (x,), fuse=False)
+    assert sorted(rep_plain.converted) == sorted(converted), str(rep_plain)
+    for seed in seeds:
+        xf = _fresh(shape, seed)
+        io = _capture(model, converted, xf.clone())
+        for name in converted:
+            new = plain.get_submodule(name)
+            inp, want = io[name]
+            with torch.no_grad():
+                got = new(inp)
+            ch = 1 if want.dim() == 4 else -1
+            err = (got.double() - want.double()).abs().movedim(ch, -1).reshape(-1, want.shape[ch]).amax(0)
+            bound = 0.1 * new.multiplier.double().abs() + 1e-5 * float(want.abs().max())
+            assert bool((err <= bound).all()), (name, float((err / bound).max()))
+        with torch.no_grad():
+            torch.testing.assert_close(cm(xf.clone()), model(xf.clone()), rtol=1e-4, atol=1e-4)
+    return cm, rep
+
+
+def test_irnet_resnet():
+    model = _random_bn(P.CifarResNet(P.IRConv2d))
+    names = [f"layer{i}.conv{j}" for i in (1, 2) for j in (1, 2)]
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 3, 8, 8), (4, 3, 8, 8), names)
+    assert all(type(cm.get_submodule(n)) is BinaryConv2d for n in names)
+    assert "weights are not" in rep.skipped["conv1"] and "weights are not" in rep.skipped["linear"]
+
+
+def test_recu_resnet():
+    model = _random_bn(P.CifarResNet(P.ReCUConv2d))
+    names = [f"layer{i}.conv{j}" for i in (1, 2) for j in (1, 2)]
+    cm, _ = _check_on_fresh_inputs(model, _x(4, 3, 8, 8), (4, 3, 8, 8), names)
+    assert all(type(cm.get_submodule(n)) is BinaryConv2d for n in names)
+
+
+def test_rbnn_siman_data_dependent_activation_left_in_float():
+    model = _random_bn(P.CifarResNet(P.RBNNActConv2d))
+    names = [f"layer{i}.conv{j}" for i in (1, 2) for j in (1, 2)]
+    x = _x(4, 3, 8, 8)
+    cm, rep = convert(model, (x,))
+    assert rep.converted == [], str(rep)
+    for n in names:
+        assert "data-dependent binarization" in rep.skipped[n] and "mean" in rep.skipped[n]
+        assert type(cm.get_submodule(n)) is P.RBNNActConv2d
+    with torch.no_grad():
+        xf = _fresh((4, 3, 8, 8), 5)
+        torch.testing.assert_close(cm(xf), model(xf))
+    with pytest.raises(ConversionError, match="layer1.conv1: data-dependent"):
+        convert(model, (x,), strict=True)
+
+
+def test_data_dependent_binarization_caught_by_derived_inputs_alone(monkeypatch):
+    """A planted wrong conversion: without the static detection, the examples alone cannot tell
+    sign(a - mean(a)) from sign(a) when every example has mean ~0; the derived inputs can."""
+    monkeypatch.setattr(_plan, "_check_elementwise_input", lambda invs: None)
+    model = nn.Sequential(P.RBNNActConv2d(6, 5, 3, padding=1, bias=False)).eval()
+    x = _x(3, 6, 5, 5)
+    x = x - x.mean((1, 2, 3), keepdim=True)  # per-sample mean exactly ~0: sign(x - mean) == sign(x)
+    x = x / x.std((1, 2, 3), keepdim=True)
+    _, rep = convert(model, (x,))
+    assert rep.converted == [] and "derived inputs" in rep.skipped["0"], str(rep)
+    # without the derived inputs either, the wrong layer goes through: this is what they catch
+    monkeypatch.setattr(_plan, "derived_inputs", lambda x: [])
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["0"]
+    with torch.no_grad():
+        xf = _fresh((3, 6, 5, 5), 3)
+        assert not torch.allclose(cm(xf), model(xf), rtol=1e-3, atol=1e-3)
+
+
+def test_planted_wrong_weight_bit_is_caught(monkeypatch):
+    build = _plan._build
+
+    def wrong(*args, **kw):
+        new = build(*args, **kw)
+        new.weight_bits.view(-1)[0] ^= 1  # one weight sign flipped
+        return new
+
+    monkeypatch.setattr(_plan, "_build", wrong)
+    model = _random_bn(P.CifarResNet(P.IRConv2d))
+    _, rep = convert(model, (_x(4, 3, 8, 8),))
+    assert rep.converted == [] and all("verification failed" in rep.skipped[f"layer1.conv{j}"] for j in (1, 2))
+
+
+def test_binarynet_vgg_view_after_binary_weight_conv():
+    model = _random_bn(P.VGGBinary())
+    x = _x(4, 3, 8, 8)
+    names = ["features.0", "features.3", "features.7", "classifier.0", "classifier.3"]
+    cm, _ = _check_on_fresh_inputs(model, x, (4, 3, 8, 8), names)
+    assert type(cm.features[0]) is BinaryWeightConv2d and type(cm.features[3]) is BinaryConv2d
+    assert type(cm.classifier[0]) is BinaryLinear
+    small = P.FirstLayerView().eval()
+    cs, rep = convert(small, (x,))
+    assert rep.converted == ["conv"]
+    with torch.no_grad():
+        xf = _fresh((4, 3, 8, 8), 1)
+        torch.testing.assert_close(cs(xf), small(xf), rtol=1e-5, atol=1e-5)
+
+
+def test_xnor_net_nin():
+    model = _random_bn(P.xnor_binarize_weights(P.NIN()))
+    names = ["xnor.3.conv", "xnor.4.conv"]
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 3, 8, 8), (4, 3, 8, 8), names)
+    assert type(cm.xnor[3]) is P.BinConv2d and type(cm.xnor[3].conv) is BinaryConv2d
+
+
+@pytest.mark.parametrize("act_pre,cls", [(P.BasicInputBinarizer, BinaryConv2d), (P.ReLUSignBinarizer, BitSerialConv2d)])
+def test_binary_networks_pytorch(act_pre, cls):
+    model = _random_bn(P.BNNPytorchNet(act_pre))
+    cm, _ = _check_on_fresh_inputs(model, _x(4, 3, 8, 8), (4, 3, 8, 8), ["c1", "c2"])
+    assert type(cm.c1) is cls and type(cm.c2) is cls
+
+
+def test_sign_relu_exact_at_zero():
+    """sign(relu(x)) is 0 at x == 0 (strict x > 0): the packed threshold reproduces it exactly."""
+    conv = P.BConv2d(6, 4, 3, padding=1, bias=False, act_pre=P.ReLUSignBinarizer).eval()
+    model = nn.Sequential(conv)
+    x = torch.relu(_x(3, 6, 5, 5))  # many exact zeros in the examples
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["0"], str(rep)
+    xf = _fresh((3, 6, 5, 5), 2)
+    xf[xf.abs() < 0.5] = 0.0
+    with torch.no_grad():
+        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
+
+
+def test_inline_ste_and_strict_comparison():
+    x = _x(3, 6, 5, 5)
+    for conv in (P.InlineSTEConv2d(6, 4, 3, padding=1), P.StrictCompareConv2d(6, 4, 3, padding=1)):
+        model = nn.Sequential(conv).eval()
+        xs = x.clone()
+        if isinstance(conv, P.StrictCompareConv2d):
+            xs[:, :, 0, :] = conv.t.detach().view(1, -1, 1)  # values exactly at the threshold
+        cm, rep = convert(model, (xs,))
+        assert rep.converted == ["0"], str(rep)
+        xf = _fresh((3, 6, 5, 5), 4)
+        if isinstance(conv, P.StrictCompareConv2d):
+            xf[:, :, 1:3, :] = conv.t.detach().view(1, -1, 1, 1)
+        with torch.no_grad():
+            torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
+
+
+def test_adabin_offset_binary_left_in_float_and_strict_names_it():
+    model = nn.Sequential(P.AdaBinConv2d(6, 4, 3, padding=1)).eval()
+    x = _x(3, 6, 5, 5)
+    cm, rep = convert(model, (x,))
+    assert rep.converted == [] and type(cm[0]) is P.AdaBinConv2d
+    with pytest.raises(ConversionError, match=r"0: .*binarizes"):
+        convert(model, (x,), strict=True)
+
+
+def test_exact_zero_weight_in_binarynet_layer_left_in_float():
+    conv = P.BinarizeConv2d(6, 4, 3, 1, 1, bias=False)
+    with torch.no_grad():
+        conv.weight[1, 2, 0, 0] = 0.0
+    model = nn.Sequential(P.BinarizeConv2d(6, 6, 1), conv).eval()
+    x = _x(3, 6, 5, 5)
+    cm, rep = convert(model, (x,))
+    assert "1" not in rep.converted and "exactly 0" in rep.skipped["1"]
+    with pytest.raises(ConversionError, match="1: .*exactly 0"):
+        convert(model, (x,), strict=True)
