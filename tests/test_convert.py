@@ -93,16 +93,8 @@ def test_binary_weight_mlp_and_conv():
     _check(model, _x(2, 3, 6, 6), {"0": BinaryWeightConv2d}, fused=["1"])
 
 
-def _no_exact_zero_weights(model):
-    """Random init can give a weight of exactly 0, which torch.sign maps to 0 (tested separately)."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p[p == 0] = 1e-3
-    return model
-
-
 def test_full_size_definitions_convert():
-    _check(_no_exact_zero_weights(M.birealnet18(num_classes=10, width=16)), _x(2, 3, 32, 32), {
+    _check(M.birealnet18(num_classes=10, width=16), _x(2, 3, 32, 32), {
         f"layer{i}.{j}.unit{u}.conv": BinaryConv2d for i in range(1, 5) for j in range(2) for u in (1, 2)})
     model = M.reactnet_a(num_classes=10, width_mult=0.125)
     names = {}
@@ -202,16 +194,21 @@ def test_skipped_and_strict():
     assert "weights are not" in rep.skipped["0"]
 
 
-def test_exact_zero_weights_left_in_float_and_refused_under_strict():
-    conv = ZeroWeights(4, 4, 3)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_exact_zero_weights_converted_exactly_as_ternary(groups):
+    conv = ZeroWeights(4, 6, 3, groups=groups)
+    conv.forward = lambda x: F.conv2d(x, torch.sign(conv.weight), None, 1, 1, 1, groups)
     with torch.no_grad():
-        conv.weight[0, 0, 0, 0] = 0.0
+        conv.weight[torch.rand(conv.weight.shape, generator=torch.Generator().manual_seed(1)) < 0.3] = 0.0
     model = nn.Sequential(M.SignAct(), conv)
-    cm, rep = convert(model, (_x(2, 4, 6, 6),))
-    assert "exactly 0" in rep.skipped["1"] and rep.converted == []
-    assert type(cm[1]) is ZeroWeights
-    with pytest.raises(ConversionError, match="exactly 0"):
-        convert(model, (_x(2, 4, 6, 6),), strict=True)
+    cm, rep = convert(model, (_x(2, 4, 6, 6),), strict=True)
+    assert rep.converted == ["1"] and cm[1].ternary and "ternary" in rep.layers["1"]["kind"]
+    with torch.no_grad():
+        for seed in (3, 4):
+            xf = _x(2, 4, 6, 6, seed=seed) * 2 + 0.3
+            assert torch.equal(cm[1].int_forward(xf).double(),
+                               F.conv2d(torch.where(xf >= 0, 1.0, -1.0), torch.sign(conv.weight), None, 1, 1, 1, groups))
+            torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
 
 
 def test_sign_module_not_folded_when_its_output_has_other_readers():

@@ -109,12 +109,12 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
     return _Input(1.0, None, "binary weights, real input")
 
 
-def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tensor) -> PackedModule:
+def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tensor, ternary: bool) -> PackedModule:
     """The packed module for the call, with the given per-output multiplier and bias (float64)."""
     call, act = first.calls[0], inp.act
     geo = geometry(call) if call.kind == "conv2d" else {}
     conv = call.kind == "conv2d"
-    common = dict(multiplier=mult.float(), **geo)
+    common = dict(multiplier=mult.float(), ternary=ternary, **geo)
     w = call.w.detach()
     if act is None:
         new = (BinaryWeightConv2d if conv else BinaryWeightLinear).from_weight(w, bias.float(), **common)
@@ -222,19 +222,18 @@ def _plan(invs: list[_Invocation]):
     if call.kind == "conv2d" and call.z.dim() != 4:
         raise Skip("unbatched conv2d input")
     alpha, zeros = weight_alpha(call.w)
-    if zeros:
-        raise Skip(f"{zeros} weight(s) are exactly 0 where others are +-alpha (torch.sign(0) = 0): "
-                   "not binary, left in float")
     ch = 1 if call.kind == "conv2d" else -1
     inp = _input_relation(invs, ch)
     notes = list(inp.notes)
+    if zeros:  # torch.sign(0) = 0: weights {-a, 0, +a}, computed exactly as ternary
+        inp.desc += f", ternary weights ({zeros} exactly 0)"
 
     # output relation Y -> O: a per-channel affine map, fitted on the examples
     ga, gb = fit_affine(call.y, first.out, ch)
     b_call = call.b.double() if call.b is not None else torch.zeros(alpha.numel(), dtype=torch.float64,
                                                                        device=call.w.device)
     mult = alpha * inp.scale * ga
-    new = _build(first, inp, mult, b_call * ga + gb)
+    new = _build(first, inp, mult, b_call * ga + gb, ternary=zeros > 0)
     max_abs, max_rel, int_exact = _verify(new, invs, alpha, inp, mult, ch)
     layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact)
     if not int_exact:

@@ -214,13 +214,12 @@ def test_adabin_offset_binary_left_in_float_and_strict_names_it():
         convert(model, (x,), strict=True)
 
 
-def test_exact_zero_weight_in_binarynet_layer_left_in_float():
-    conv = P.BinarizeConv2d(6, 4, 3, 1, 1, bias=False)
+def test_exact_zero_weights_in_binarynet_layers_converted_exactly():
+    """BinaryNet binarizes weights with tensor.sign(): an exact 0 stays 0 (ternary, not lossy)."""
+    model = _random_bn(P.VGGBinary())
     with torch.no_grad():
-        conv.weight[1, 2, 0, 0] = 0.0
-    model = nn.Sequential(P.BinarizeConv2d(6, 6, 1), conv).eval()
-    x = _x(3, 6, 5, 5)
-    cm, rep = convert(model, (x,))
-    assert "1" not in rep.converted and "exactly 0" in rep.skipped["1"]
-    with pytest.raises(ConversionError, match="1: .*exactly 0"):
-        convert(model, (x,), strict=True)
+        model.features[3].weight[1, 2, 0, 0] = 0.0
+        model.classifier[0].weight[3, :7] = 0.0
+    names = ["features.0", "features.3", "features.7", "classifier.0", "classifier.3"]
+    cm, rep = _check_on_fresh_inputs(model, _x(8, 3, 8, 8), (4, 3, 8, 8), names)
+    assert cm.features[3].ternary and cm.classifier[0].ternary and not cm.features[7].ternary
