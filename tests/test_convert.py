@@ -346,6 +346,7 @@ def test_torch_export_converted_model():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_other_dtypes(dtype):
+    torch.manual_seed(0)  # examples that show the whole 2-bit grid (else the layer rightly stays in float)
     for model, x in [(M.ReActNetSmall(width=16), _x(4, 3, 8, 8)), (M.DoReFaNet(bits=2, width=8), torch.rand(4, 3, 8, 8))]:
         model = M.randomize_bn(model).eval().to(dtype)
         x = x.to(dtype)

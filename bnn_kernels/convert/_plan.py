@@ -10,8 +10,6 @@ from ..nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLin
 from ..nn._base import PackedModule
 from ._classify import (
     TOL,
-    channel_view,
-    deviation,
     find_in_mul,
     find_threshold,
     fit_affine,
@@ -19,8 +17,9 @@ from ._classify import (
     input_kind,
     weight_alpha,
 )
-from ._probe import derived_inputs, run_module, tie_threshold
+from ._probe import run_module, tie_threshold
 from ._report import Skip
+from ._verify import Check, int_exact, verify, verify_derived
 from ._trace import _Invocation
 
 __all__ = ["plan"]
@@ -129,53 +128,6 @@ def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tens
     return new.to(call.w.device).eval()
 
 
-def _int_exact(new: PackedModule, inv: _Invocation, alpha: torch.Tensor, in_scale: float, ch_out: int) -> bool:
-    """The packed integer part equals the call's output (bias removed, divided by the scales)."""
-    ci = inv.calls[0]
-    o, nd = alpha.numel(), ci.y.dim()
-    yint = new.int_forward(inv.args[0]).double()
-    denom = channel_view(alpha * in_scale, ch_out, o, nd)
-    b = ci.b.double() if ci.b is not None else torch.zeros(o, dtype=torch.float64, device=alpha.device)
-    want = (ci.y.double() - channel_view(b, ch_out, o, nd)) / denom.clamp(min=1e-300)
-    live = (channel_view(alpha, ch_out, o, nd) > 0).expand_as(want)
-    return not bool(((yint - want).abs() > 0.25)[live].any())
-
-
-def _verify_derived(new, invs, alpha, inp: _Input, mult, ch_out, tol) -> None:
-    """Raise Skip unless the packed module also matches the module on inputs derived from the
-    examples (see derived_inputs). Derived inputs on which the module's call input is real while
-    it is binary on the examples lie outside the layer's domain (its input is binarized upstream)."""
-    module = invs[0].module
-    for label, xd in derived_inputs(invs[0].args[0]):
-        inv = run_module(module, xd)
-        if inv is None or len(inv.calls) != 1 or not isinstance(inv.out, torch.Tensor) \
-                or inv.out.shape != inv.calls[0].y.shape:
-            raise Skip(f"on derived inputs ({label}) the module does not make the same single call")
-        if inp.act is not None and input_kind(inv.calls[0].z)[0] == "real":
-            continue
-        _, rel, exact = _verify(new, [inv], alpha, inp, mult, ch_out)
-        if not exact or rel > tol:
-            what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
-            raise Skip(f"verification on derived inputs ({label}) failed: the packed {what} from the module's "
-                       "(its result depends on more than the examples show)")
-
-
-def _verify(new, invs, alpha, inp: _Input, mult, ch_out):
-    """(max_abs, max_rel, int_exact) of the packed module over every recorded invocation."""
-    max_abs = max_rel = 0.0
-    int_exact = True
-    with torch.no_grad():
-        for inv in invs:
-            xin = inv.args[0]
-            if inp.act is not None and not _int_exact(new, inv, alpha, inp.scale, ch_out):
-                int_exact = False
-            got = new(xin)
-            step = mult * (float(xin.abs().max()) if inp.act is None else 1.0)
-            a_, r_ = deviation(got, inv.out, ch_out, step)
-            max_abs, max_rel = max(max_abs, a_), max(max_rel, r_)
-    return max_abs, max_rel, int_exact
-
-
 def binary_evidence(invs: list[_Invocation]) -> str | None:
     """Why the module's layer is meant to be binary, or None (a float layer)."""
     inv = invs[0]
@@ -234,11 +186,14 @@ def _plan(invs: list[_Invocation]):
                                                                        device=call.w.device)
     mult = alpha * inp.scale * ga
     new = _build(first, inp, mult, b_call * ga + gb, ternary=zeros > 0)
-    max_abs, max_rel, int_exact = _verify(new, invs, alpha, inp, mult, ch)
-    layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact)
-    if not int_exact:
+    real_in = inp.act is None
+    chk = Check(None if real_in else (lambda n, i: int_exact(n, i, alpha, inp.scale)),
+                lambda z: real_in or input_kind(z)[0] != "real", mult, ch)
+    max_abs, max_rel, int_exact_ = verify(new, invs, chk)
+    layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact_)
+    if not int_exact_:
         raise Skip(f"verification failed: the packed integer part differs from the call's ({inp.desc})")
     if max_rel > TOL.get(first.out.dtype, 1e-4):
         raise Skip(f"verification failed: packed output deviates by {max_rel:.3g} (relative) from the module's output")
-    _verify_derived(new, invs, alpha, inp, mult, ch, TOL.get(first.out.dtype, 1e-4))
+    verify_derived(new, invs, chk, TOL.get(first.out.dtype, 1e-4))
     return new, layer, notes

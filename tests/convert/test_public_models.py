@@ -16,6 +16,7 @@ from . import models_public as P
 pytestmark = pytest.mark.filterwarnings("ignore:.*should not be instantiated:DeprecationWarning")  # the codebases' idiom
 
 _plan = importlib.import_module("bnn_kernels.convert._plan")
+_verify = importlib.import_module("bnn_kernels.convert._verify")
 
 
 def _x(*shape, seed=0):
@@ -125,7 +126,7 @@ def test_data_dependent_binarization_caught_by_derived_inputs_alone(monkeypatch)
     _, rep = convert(model, (x,))
     assert rep.converted == [] and "derived inputs" in rep.skipped["0"], str(rep)
     # without the derived inputs either, the wrong layer goes through: this is what they catch
-    monkeypatch.setattr(_plan, "derived_inputs", lambda x: [])
+    monkeypatch.setattr(_verify, "derived_inputs", lambda x: [])
     cm, rep = convert(model, (x,))
     assert rep.converted == ["0"]
     with torch.no_grad():
