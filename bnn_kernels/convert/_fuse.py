@@ -127,7 +127,9 @@ def fold_affine(rec: _Recorder, planned: dict, by_module: dict, taken: set):
 
 def apply_affine(new: PackedModule, a: torch.Tensor, b: torch.Tensor) -> None:
     """Fold y -> a * y + b (per output channel, float64) into the epilogue."""
-    new.multiplier.copy_((new.multiplier.double() * a).float())
+    for name in getattr(new, "epilogue_buffers", ("multiplier",)):  # the per-channel factors of the result
+        buf = getattr(new, name)
+        buf.copy_((buf.double() * a).float())
     new.bias.copy_((new.bias.double() * a + b).float())
 
 

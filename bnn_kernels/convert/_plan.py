@@ -17,7 +17,8 @@ from ._classify import (
     input_kind,
     weight_alpha,
 )
-from ._probe import run_module, tie_threshold
+from ._offset import offset_pair, plan_offset
+from ._probe import probe_threshold
 from ._report import Skip
 from ._verify import Check, int_exact, verify, verify_derived
 from ._trace import _Invocation
@@ -57,26 +58,6 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip("the module's output shape differs from the call's output")
 
 
-def _call_input(module, x):
-    inv = run_module(module, x)
-    if inv is None or len(inv.calls) != 1:
-        raise Skip("the module makes a different number of calls on other inputs")
-    return inv.calls[0].z
-
-
-def _threshold(x, pos, module, ch_in, extra, high):
-    """(label, packed threshold) reproducing ``pos`` on the examples and the module's own rule at
-    values exactly at the threshold (x >= t, or x > t as in sign(relu(x)) or x > t); raises Skip."""
-    found = find_threshold(x, pos, module, ch_in, extra)
-    if found is None:
-        raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
-    t = tie_threshold(module, x, found[1], ch_in, _call_input, high)
-    if t is None:
-        raise Skip(f"the comparison at the threshold {found[0]} (x >= t or x > t) is not one rule, or x > t "
-                   f"cannot be held by a float32 threshold for {x.dtype} input")
-    return found[0], t
-
-
 def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
     """Identify X -> Z (identity, sign(x - t), Heaviside, k-bit rounding); raises Skip."""
     first = invs[0]
@@ -88,12 +69,12 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
         if kind[2]:
             raise Skip(f"{kind[2]} input value(s) of the {call.kind} call are exactly 0 on the examples where the "
                        "others are +-a (torch.sign(0) = 0): not binary, left in float")
-        label, t = _threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0)
+        label, t = probe_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0)
         desc = "binary" + ("" if label == "0" else f" (sign(x - {label}))")
         return _Input(kind[1], dict(act="sign", threshold=t), desc)
     if kind[0] == "step":
         a = kind[1]
-        label, t = _threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2)
+        label, t = probe_threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2)
         return _Input(a, dict(act="step", nbits=1, threshold=t), "1-bit {0,1} input" + (
             "" if label == "0" else f" (x > {label})"))
     if kind[0] == "round":
@@ -173,6 +154,9 @@ def _plan(invs: list[_Invocation]):
     call = first.calls[0]
     if call.kind == "conv2d" and call.z.dim() != 4:
         raise Skip("unbatched conv2d input")
+    ab = offset_pair(torch.cat([i.calls[0].z.reshape(-1) for i in invs]))
+    if ab is not None:
+        return plan_offset(invs, *ab)
     alpha, zeros = weight_alpha(call.w)
     ch = 1 if call.kind == "conv2d" else -1
     inp = _input_relation(invs, ch)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._classify import channel_view, strict_threshold
+from ._classify import channel_view, find_threshold, strict_threshold
+from ._report import Skip
 from ._trace import _Invocation, _trace
 
-__all__ = ["run_module", "tie_threshold", "derived_inputs"]
+__all__ = ["run_module", "tie_threshold", "derived_inputs", "probe_threshold"]
 
 _MAX_DISTINCT = 16  # inputs with at most this many distinct values are also resampled from them
 
@@ -67,3 +68,24 @@ def derived_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         idx = torch.multinomial(probs, flat.shape[1], replacement=True, generator=g)
         out.append(("values resampled per sample", vals[idx].reshape(d.shape)))
     return [(name, t.to(device=x.device, dtype=x.dtype)) for name, t in out]
+
+
+def _call_input(module, x):
+    inv = run_module(module, x)
+    if inv is None or len(inv.calls) != 1:
+        raise Skip("the module makes a different number of calls on other inputs")
+    return inv.calls[0].z
+
+
+def probe_threshold(x, pos, module, ch_in, extra, high):
+    """(label, packed threshold) reproducing ``pos`` on the examples and the module's own rule at
+    values exactly at the threshold (x >= t, or x > t as in sign(relu(x)) or x > t); raises Skip.
+    high(z): the call's input z counts as the high value."""
+    found = find_threshold(x, pos, module, ch_in, extra)
+    if found is None:
+        raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
+    t = tie_threshold(module, x, found[1], ch_in, _call_input, high)
+    if t is None:
+        raise Skip(f"the comparison at the threshold {found[0]} (x >= t or x > t) is not one rule, or x > t "
+                   f"cannot be held by a float32 threshold for {x.dtype} input")
+    return found[0], t

@@ -369,17 +369,97 @@ class StrictCompareConv2d(nn.Conv2d):
         return F.conv2d(b, torch.sign(self.weight), self.bias, self.stride, self.padding)
 
 
-# --- AdaBin: offset-binary weights (beta_o +- alpha_o) and activations (beta +- alpha) --------
-class AdaBinConv2d(nn.Conv2d):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.a_alpha = nn.Parameter(torch.tensor(1.3))
-        self.a_beta = nn.Parameter(torch.tensor(0.2))
+# --- AdaBin: offset-binary weights (beta_o +- alpha_o) and activations (alpha * (beta +- 1)) --
+class AdaBinActivation(nn.Module):
+    """Learnable distance and center; the Bi-Real piecewise-polynomial STE around sign."""
+
+    def __init__(self):
+        super().__init__()
+        self.alpha_a = nn.Parameter(torch.tensor(1.0))
+        self.beta_a = nn.Parameter(torch.tensor(0.0))
+
+    def gradient_approx(self, x):
+        out_forward = torch.sign(x)
+        mask1 = x < -1
+        mask2 = x < 0
+        mask3 = x < 1
+        out1 = (-1) * mask1.type(torch.float32) + (x * x + 2 * x) * (1 - mask1.type(torch.float32))
+        out2 = out1 * mask2.type(torch.float32) + (-x * x + 2 * x) * (1 - mask2.type(torch.float32))
+        out3 = out2 * mask3.type(torch.float32) + 1 * (1 - mask3.type(torch.float32))
+        return out_forward.detach() - out3.detach() + out3
 
     def forward(self, x):
+        x = (x - self.beta_a) / self.alpha_a
+        x = self.gradient_approx(x)
+        return self.alpha_a * (x + self.beta_a)
+
+
+class AdaBinConv2d(nn.Conv2d):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=False):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
+        self.k = torch.tensor([10]).float()
+        self.t = torch.tensor([0.1]).float()
+        self.binary_a = AdaBinActivation()
+        self.filter_size = self.kernel_size[0] * self.kernel_size[1] * self.in_channels
+
+    def forward(self, inputs):
+        inputs = self.binary_a(inputs)
         w = self.weight
         beta_w = w.mean((1, 2, 3)).view(-1, 1, 1, 1)
-        alpha_w = torch.sqrt(((w - beta_w) ** 2).sum((1, 2, 3)) / w[0].numel()).view(-1, 1, 1, 1)
-        bw = SignActivation.apply((w - beta_w) / alpha_w) * alpha_w + beta_w
-        xa = SignActivation.apply((x - self.a_beta) / self.a_alpha) * self.a_alpha + self.a_beta
-        return F.conv2d(xa, bw, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        alpha_w = torch.sqrt(((w - beta_w) ** 2).sum((1, 2, 3)) / self.filter_size).view(-1, 1, 1, 1)
+        w = (w - beta_w) / alpha_w
+        wb = BinaryQuantize().apply(w, self.k, self.t)
+        weight = wb * alpha_w + beta_w
+        return F.conv2d(inputs, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Maxout(nn.Module):
+    def __init__(self, channel, neg_init=0.25, pos_init=1.0):
+        super().__init__()
+        self.neg_scale = nn.Parameter(neg_init * torch.ones(channel))
+        self.pos_scale = nn.Parameter(pos_init * torch.ones(channel))
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.pos_scale.view(1, -1, 1, 1) * self.relu(x) - self.neg_scale.view(1, -1, 1, 1) * self.relu(-x)
+
+
+class AdaBinBlock(nn.Module):
+    """AdaBin's CIFAR basic block: conv-BN-Maxout with the real shortcut."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = AdaBinConv2d(c, c, 3, 1, 1)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.nonlinear1 = Maxout(c)
+        self.conv2 = AdaBinConv2d(c, c, 3, 1, 1)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.nonlinear2 = Maxout(c)
+
+    def forward(self, x):
+        out = self.nonlinear1(self.bn1(self.conv1(x)) + x)
+        return self.nonlinear2(self.bn2(self.conv2(out)) + out)
+
+
+class AdaBinNet(nn.Module):
+    def __init__(self, c: int = 16, classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, c, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.layer1 = AdaBinBlock(c)
+        self.linear = nn.Linear(c, classes)
+
+    def forward(self, x):
+        out = self.layer1(F.hardtanh(self.bn1(self.conv1(x))))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+def adabin_trained(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Trained-looking activation centers and distances (they start at 1 and 0)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, AdaBinActivation):
+                m.alpha_a.fill_(0.5 + float(torch.rand(1, generator=g)))
+                m.beta_a.fill_(float(torch.randn(1, generator=g)) * 0.3)
+    return model

@@ -6,10 +6,11 @@ import importlib
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bnn_kernels import ConversionError, convert
-from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BitSerialConv2d
+from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BitSerialConv2d, OffsetBinaryConv2d
 
 from . import models_public as P
 
@@ -206,11 +207,22 @@ def test_inline_ste_and_strict_comparison():
             torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
 
 
-def test_adabin_offset_binary_left_in_float_and_strict_names_it():
-    model = nn.Sequential(P.AdaBinConv2d(6, 4, 3, padding=1)).eval()
+def test_adabin_offset_binary_converted_exactly():
+    model = _random_bn(P.adabin_trained(P.AdaBinNet()))
+    names = ["layer1.conv1", "layer1.conv2"]
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 3, 8, 8), (4, 3, 8, 8), names)
+    assert all(type(cm.get_submodule(n)) is OffsetBinaryConv2d for n in names)
+    assert sorted(rep.fused) == ["layer1.bn1", "layer1.bn2"]
+    assert "binary_a.beta_a" in rep.layers["layer1.conv1"]["kind"]
+
+
+def test_adabin_activation_with_real_weights_left_in_float_and_strict_names_it():
+    conv = P.AdaBinConv2d(6, 4, 3, padding=1)
+    conv.forward = lambda x: F.conv2d(conv.binary_a(x), conv.weight, None, 1, 1)  # weights never binarized
+    model = P.adabin_trained(nn.Sequential(conv)).eval()
     x = _x(3, 6, 5, 5)
     cm, rep = convert(model, (x,))
-    assert rep.converted == [] and type(cm[0]) is P.AdaBinConv2d
+    assert rep.converted == [] and "not two values" in rep.skipped["0"]
     with pytest.raises(ConversionError, match=r"0: .*binarizes"):
         convert(model, (x,), strict=True)
 
@@ -224,3 +236,11 @@ def test_exact_zero_weights_in_binarynet_layers_converted_exactly():
     names = ["features.0", "features.3", "features.7", "classifier.0", "classifier.3"]
     cm, rep = _check_on_fresh_inputs(model, _x(8, 3, 8, 8), (4, 3, 8, 8), names)
     assert cm.features[3].ternary and cm.classifier[0].ternary and not cm.features[7].ternary
+
+
+def test_planted_wrong_offset_threshold_is_caught(monkeypatch):
+    offset = importlib.import_module("bnn_kernels.convert._offset")
+    monkeypatch.setattr(offset, "probe_threshold", lambda x, *a: ("0", torch.zeros(x.shape[1])))
+    model = _random_bn(P.adabin_trained(P.AdaBinNet()))
+    _, rep = convert(model, (_x(4, 3, 8, 8),))
+    assert rep.converted == [] and "verification failed" in rep.skipped["layer1.conv1"], str(rep)
