@@ -391,3 +391,22 @@ def test_filter_fn_and_no_hooks_left():
         assert not m._forward_hooks and not m._forward_pre_hooks
     with pytest.raises(TypeError, match="filter_fn"):
         convert(model, (x,), filter_fn=3)
+
+
+class _SignPlusReal(nn.Conv2d):
+    """Binarizes its weights, then adds a real part: not binary, but meant to be."""
+
+    def forward(self, x):
+        return F.conv2d(torch.sign(x), torch.sign(self.weight) + 0.1 * self.weight, None, 1, 1)
+
+
+def test_strict_raises_for_binarizing_layers_whose_weights_end_real():
+    model = nn.Sequential(_SignPlusReal(4, 4, 3))
+    x = _x(2, 4, 6, 6)
+    _, rep = convert(model, (x,))
+    assert "weights are not" in rep.skipped["0"]
+    with pytest.raises(ConversionError, match=r"0: weights are not .*binarizes \(sign\)"):
+        convert(model, (x,), strict=True)
+    # a real layer that binarizes nothing is reported, never an error
+    _, rep = convert(nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU()), (x,), strict=True)
+    assert "weights are not" in rep.skipped["0"]

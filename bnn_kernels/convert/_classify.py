@@ -90,15 +90,18 @@ def channel_view(t: torch.Tensor, ch_dim: int, c: int, ndim: int) -> torch.Tenso
 
 
 def _threshold_candidates(module: nn.Module, c: int, extra: list[float]):
+    """0, then +- the module's own parameters and buffers of 1 or c values, then the extra values
+    (the module's parameters first: when the examples cannot tell two candidates apart, the
+    threshold the module learned is the likely one; the derived inputs check the choice)."""
     yield "0", torch.zeros(c)
-    for v in extra:
-        yield f"{v:g}", torch.full((c,), v)
     for pname, p in list(module.named_parameters()) + list(module.named_buffers()):
         if not p.dtype.is_floating_point or p.numel() not in (1, c):
             continue
         t = p.detach().float().reshape(-1).expand(c)
         yield pname, t.clone()
         yield f"-{pname}", -t
+    for v in extra:
+        yield f"{v:g}", torch.full((c,), v)
 
 
 def strict_threshold(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:

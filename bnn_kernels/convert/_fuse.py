@@ -127,7 +127,7 @@ def fold_affine(rec: _Recorder, planned: dict, by_module: dict, taken: set):
 
 def apply_affine(new: PackedModule, a: torch.Tensor, b: torch.Tensor) -> None:
     """Fold y -> a * y + b (per output channel, float64) into the epilogue."""
-    for name in getattr(new, "epilogue_buffers", ("multiplier",)):  # the per-channel factors of the result
+    for name in new.epilogue_buffers:
         buf = getattr(new, name)
         buf.copy_((buf.double() * a).float())
     new.bias.copy_((new.bias.double() * a + b).float())

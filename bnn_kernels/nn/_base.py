@@ -137,6 +137,9 @@ class PackedModule(nn.Module):
     """Base of the packed modules: config() / from_config(), extra_repr from config."""
 
     _config_keys: tuple[str, ...] = ()
+    # buffers holding per-output-channel factors of the result (scaled together when an affine
+    # map such as a BatchNorm is folded in; ``bias`` is the shift)
+    epilogue_buffers: tuple[str, ...] = ("multiplier",)
 
     def config(self) -> dict[str, Any]:
         """JSON-serializable hyper-parameters; from_config(config()) rebuilds the shapes."""

@@ -35,7 +35,7 @@ class OffsetBinaryConv2d(_ConvGeometry):
     """
 
     _config_keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "out_dtype")
-    epilogue_buffers = ("multiplier", "window_coefs")  # scaled together when an affine map is folded in
+    epilogue_buffers = ("multiplier", "window_coefs")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  out_dtype="float32"):
