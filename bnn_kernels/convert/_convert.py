@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..nn._base import Folded, PackedModule
+from ..nn._base import Folded, PackedModule, float_layers_to
 from ._fuse import apply_affine, apply_bn, fold_affine, fold_bn, fold_sign_inputs
 from ._plan import plan
 from ._report import ConversionError, ConversionReport, Skip
@@ -100,6 +100,25 @@ def _fuse(rec, planned, by_module, report: ConversionReport) -> list[str]:
     return folded
 
 
+def _float_channels_last(model: nn.Module, example_inputs, ref_out, report: ConversionReport) -> None:
+    """Put the float remainder in channels_last (its convs then return channels_last for NCHW
+    input, which the packed layers keep), unless the model then fails or differs on the examples
+    (e.g. a view() of a conv output), in which case it is left as it was."""
+    float_layers_to(model, torch.channels_last)
+    try:
+        with torch.no_grad():
+            out = _run(model, example_inputs)
+        ok = _compare(out, ref_out)[1] <= max(1e-4, 10 * report.model_max_rel)
+    except RuntimeError as e:
+        ok, why = False, str(e).splitlines()[0]
+    else:
+        why = "the outputs differ"
+    report.channels_last = ok
+    if not ok:
+        float_layers_to(model, torch.contiguous_format)
+        report.note("<model>", f"float layers left in their memory format: in channels_last {why}")
+
+
 def convert(
     model: nn.Module,
     example_inputs,
@@ -108,6 +127,7 @@ def convert(
     strict: bool = False,
     fuse: bool = True,
     filter_fn: Callable[[str, nn.Module], bool] | None = None,
+    channels_last: bool = True,
 ):
     """Replace the binary layers of a trained float BNN by packed modules.
 
@@ -125,6 +145,10 @@ def convert(
             (see the package docstring).
         filter_fn: ``filter_fn(name, module) -> bool``; modules for which it returns False are
             left as they are (reported in ``skipped`` as excluded, never an error).
+        channels_last: put the weights of the float layers left in the model (stem, pooling
+            neighbours, downsample convs, head) in channels_last, so NCHW input flows through
+            the whole model without layout copies; kept only if the model still runs and
+            matches on the examples (``report.channels_last`` says which).
 
     Returns:
         (converted model in eval mode, ConversionReport).
@@ -152,4 +176,6 @@ def convert(
     with torch.no_grad():
         out = _run(model, example_inputs)
     report.model_max_abs, report.model_max_rel = _compare(out, ref_out)
+    if channels_last and planned:
+        _float_channels_last(model, example_inputs, ref_out, report)
     return model, report

@@ -38,6 +38,7 @@ class ConversionReport:
     notes: {name: [str]} non-fatal findings (exact-zero weights...).
     fused: {folded module name: packed module name}.
     model_max_abs / model_max_rel: converted model vs original model on the examples.
+    channels_last: the float layers left in the model were put in channels_last.
     """
 
     converted: list[str] = field(default_factory=list)
@@ -47,6 +48,7 @@ class ConversionReport:
     fused: dict[str, str] = field(default_factory=dict)
     model_max_abs: float = 0.0
     model_max_rel: float = 0.0
+    channels_last: bool = False
 
     def note(self, name: str, msg: str) -> None:
         self.notes.setdefault(name, []).append(msg)

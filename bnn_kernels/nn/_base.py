@@ -229,3 +229,22 @@ class Folded(PackedModule):
 
     def forward(self, x):
         return x
+
+
+def float_layers_to(model: nn.Module, memory_format: torch.memory_format) -> None:
+    """The 4-D parameters and buffers of the modules that are not packed to memory_format, in place."""
+    for m in model.modules():
+        if isinstance(m, PackedModule):
+            continue
+        for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=memory_format)
+
+
+def float_layers_channels_last(model: nn.Module) -> bool:
+    """Some 4-D parameter of a module that is not packed is in channels_last (and not contiguous)."""
+    return any(
+        t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+        for m in model.modules() if not isinstance(m, PackedModule)
+        for t in m.parameters(recurse=False)
+    )

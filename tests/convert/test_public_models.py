@@ -20,6 +20,11 @@ _plan = importlib.import_module("bnn_kernels.convert._plan")
 _verify = importlib.import_module("bnn_kernels.convert._verify")
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)  # model initialisation (the tests pass for other seeds too)
+
+
 def _x(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
@@ -244,3 +249,62 @@ def test_planted_wrong_offset_threshold_is_caught(monkeypatch):
     model = _random_bn(P.adabin_trained(P.AdaBinNet()))
     _, rep = convert(model, (_x(4, 3, 8, 8),))
     assert rep.converted == [] and "verification failed" in rep.skipped["layer1.conv1"], str(rep)
+
+
+def test_float_remainder_in_channels_last():
+    """NCHW input flows through the converted model in channels_last: the float stem returns it,
+    every packed layer receives and returns it; results unchanged."""
+    model = _random_bn(P.CifarResNet(P.IRConv2d))
+    x = _x(4, 3, 8, 8)
+    cm, rep = convert(model, (x,))
+    assert rep.channels_last and cm.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    for n in rep.converted:
+        cm.get_submodule(n).register_forward_hook(
+            lambda m, a, o: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)
+                                        and o.is_contiguous(memory_format=torch.channels_last)))
+    xf = _fresh((4, 3, 8, 8), 9)
+    with torch.no_grad():
+        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-4, atol=1e-4)
+    assert seen and all(seen)
+    plain, rep = convert(model, (x,), channels_last=False)
+    assert not rep.channels_last and plain.conv1.weight.is_contiguous()
+
+
+class _ViewAfterFloatConv(nn.Module):
+    """BinaryNet-style flatten with view() after a float conv that follows a binary one."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.binary = P.InlineSTEConv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = self.head(self.binary(self.stem(x)))
+        return x.view(-1, 4 * x.shape[2] * x.shape[3])
+
+
+def test_channels_last_dropped_when_the_model_views_a_conv_output():
+    model = _ViewAfterFloatConv().eval()
+    x = _x(4, 3, 6, 6)
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["binary"]
+    assert not rep.channels_last and "channels_last" in " ".join(rep.notes["<model>"])
+    assert cm.stem.weight.is_contiguous()
+    with torch.no_grad():
+        xf = _fresh((4, 3, 6, 6), 2)
+        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_survives_save_and_load(tmp_path):
+    import bnn_kernels
+
+    model = _random_bn(P.CifarResNet(P.IRConv2d))
+    x = _x(4, 3, 8, 8)
+    cm, _ = convert(model, (x,))
+    bnn_kernels.save(cm, tmp_path / "m.safetensors")
+    back = bnn_kernels.load(tmp_path / "m.safetensors", P.CifarResNet(P.IRConv2d))
+    assert back.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(back(x), cm(x))
