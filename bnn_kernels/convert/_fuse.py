@@ -14,7 +14,7 @@ import torch
 from ..nn import BinaryConv2d, BinaryLinear
 from ..nn._base import PackedModule
 from ._classify import TOL, deviation, find_threshold, fit_affine
-from ._probe import tie_threshold
+from ._probe import derived_inputs, tie_threshold
 from ._report import Skip
 from ._trace import _Invocation, _Recorder
 
@@ -67,12 +67,25 @@ def _call(module, x):
         return module(x)
 
 
+def _sign_fold_holds(trial, new, inv: _Invocation) -> bool:
+    """trial (new with the sign module's threshold) on the sign module's input equals new on the
+    sign module's output, on the examples and on inputs derived from them."""
+    with torch.no_grad():
+        if not torch.equal(trial.int_forward(inv.args[0]), new.int_forward(inv.out)):
+            return False
+        for _, xd in derived_inputs(inv.args[0]):
+            if not torch.equal(trial.int_forward(xd), new.int_forward(inv.module(xd.clone()))):
+                return False
+    return True
+
+
 def fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set):
     """[(name, packed module name, threshold)] for modules that binarize the input of a packed
-    binary module (their output's only reader): the packed module can threshold their input itself."""
+    binary module (their output's only reader) elementwise: the packed module can threshold their
+    input itself."""
     out = []
     for name, invs in by_module.items():
-        if not _single_tensor_module(name, invs, planned, taken):
+        if not _single_tensor_module(name, invs, planned, taken) or not invs[0].out_elementwise:
             continue
         inv = invs[0]
         dst = next((p for p, m in planned.items() if isinstance(m, (BinaryConv2d, BinaryLinear)) and p not in taken
@@ -89,9 +102,8 @@ def fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set)
             continue
         trial = copy.deepcopy(new)
         trial.threshold.copy_(t)
-        with torch.no_grad():
-            if not torch.equal(trial.int_forward(inv.args[0]), new.int_forward(dinv.args[0])):
-                continue
+        if not _sign_fold_holds(trial, new, inv):
+            continue
         out.append((name, dst, t))
         taken.update((name, dst))
     return out

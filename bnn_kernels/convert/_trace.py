@@ -103,6 +103,7 @@ class _Invocation:
     post_refs: list = field(default_factory=list)
     post_break: str | None = None
     out_from_call: bool = False  # the module's output is affine in the call's output
+    out_elementwise: bool = False  # (no call) the output is an elementwise function of the input
     # before the first call: data derived from the module's input, {id: first non-elementwise op or None}
     pre: dict = field(default_factory=dict)
     pre_refs: list = field(default_factory=list)
@@ -266,6 +267,8 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
         inv.taint_refs.clear()
         inv.post_taint.clear()
         inv.post_refs.clear()
+        inv.out_elementwise = (not inv.calls and inv.pre_escape is None and isinstance(output, torch.Tensor)
+                               and id(output) in inv.pre and inv.pre[id(output)] is None)
         inv.pre.clear()
         inv.pre_refs.clear()
         rec.paused = False

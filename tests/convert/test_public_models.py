@@ -308,3 +308,41 @@ def test_channels_last_survives_save_and_load(tmp_path):
     assert back.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         assert torch.equal(back(x), cm(x))
+
+
+class _StandardizeSign(nn.Module):
+    """A separate activation module binarizing with a per-sample threshold (RBNN / SiMaN style)."""
+
+    def forward(self, a):
+        a = a - a.view(a.size(0), -1).mean(-1).view(a.size(0), 1, 1, 1)
+        a = a / a.view(a.size(0), -1).std(-1).view(a.size(0), 1, 1, 1)
+        return BinaryQuantizeSign.apply(a)
+
+
+class BinaryQuantizeSign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.sign(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+@pytest.mark.parametrize("static_check", [True, False])
+def test_data_dependent_sign_module_not_folded(monkeypatch, static_check):
+    """The conv after a data-dependent sign module converts (its input is +-1), but the sign module
+    must not fold into its threshold: examples with per-sample mean ~0 cannot tell it from sign(x)."""
+    if not static_check:  # the derived inputs alone catch it too
+        trace = importlib.import_module("bnn_kernels.convert._trace")
+        monkeypatch.setattr(trace, "_elementwise", lambda name, args, kwargs: True)
+    model = nn.Sequential(_StandardizeSign(), nn.Conv2d(6, 4, 3, padding=1, bias=False)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.sign(model[1].weight) * 0.3)
+    x = _x(3, 6, 5, 5)
+    x = (x - x.mean((1, 2, 3), keepdim=True)) / x.std((1, 2, 3), keepdim=True)
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["1"] and rep.fused == {} and type(cm[0]) is _StandardizeSign
+    with torch.no_grad():
+        xf = _fresh((3, 6, 5, 5), 6)
+        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
