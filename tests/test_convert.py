@@ -410,3 +410,27 @@ def test_strict_raises_for_binarizing_layers_whose_weights_end_real():
     # a real layer that binarizes nothing is reported, never an error
     _, rep = convert(nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU()), (x,), strict=True)
     assert "weights are not" in rep.skipped["0"]
+
+
+class _InputScaled(nn.Conv2d):
+    """XNOR-Net's input scale K: the output times mean |x| of each sample (data-dependent)."""
+
+    def forward(self, x):
+        k = x.abs().mean((1, 2, 3), keepdim=True)
+        return F.conv2d(torch.sign(x), torch.sign(self.weight), None, 1, 1) * k
+
+
+class _InputWeighted(nn.Conv2d):
+    def forward(self, x):
+        return F.conv2d(torch.sign(x), torch.sign(self.weight) * x.abs().mean(), None, 1, 1)
+
+
+def test_data_dependent_output_scale_and_weights_left_in_float():
+    x = _x(3, 4, 6, 6)
+    x = x / x.abs().mean((1, 2, 3), keepdim=True)  # every example has mean |x| = 1: the scale looks constant
+    for mod, why in [(_InputScaled(4, 4, 3), "derived inputs"), (_InputWeighted(4, 4, 3), "data-dependent weights")]:
+        model = nn.Sequential(mod).eval()
+        cm, rep = convert(model, (x,))
+        assert rep.converted == [] and why in rep.skipped["0"], str(rep)
+        with pytest.raises(ConversionError, match="0: "):
+            convert(model, (x,), strict=True)

@@ -119,6 +119,20 @@ def _float_channels_last(model: nn.Module, example_inputs, ref_out, report: Conv
         report.note("<model>", f"float layers left in their memory format: in channels_last {why}")
 
 
+def _prepare(model, inplace: bool, filter_fn) -> nn.Module:
+    """Checked arguments; the model to convert (a deep copy unless inplace), in eval mode."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if filter_fn is not None and not callable(filter_fn):
+        raise TypeError(f"filter_fn must be callable(name, module) -> bool, got {type(filter_fn).__name__}")
+    if not inplace:
+        try:
+            model = copy.deepcopy(model)
+        except Exception as e:
+            raise TypeError(f"convert could not deep-copy the model ({e}); pass inplace=True to convert it in place") from e
+    return model.eval()
+
+
 def convert(
     model: nn.Module,
     example_inputs,
@@ -153,16 +167,7 @@ def convert(
     Returns:
         (converted model in eval mode, ConversionReport).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if filter_fn is not None and not callable(filter_fn):
-        raise TypeError(f"filter_fn must be callable(name, module) -> bool, got {type(filter_fn).__name__}")
-    if not inplace:
-        try:
-            model = copy.deepcopy(model)
-        except Exception as e:
-            raise TypeError(f"convert could not deep-copy the model ({e}); pass inplace=True to convert it in place") from e
-    model.eval()
+    model = _prepare(model, inplace, filter_fn)
     rec, ref_out = _trace(model, example_inputs)
     report = ConversionReport()
     by_module, modules, order = _group(rec)

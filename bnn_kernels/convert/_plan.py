@@ -11,7 +11,6 @@ from ..nn._base import PackedModule
 from ._classify import (
     TOL,
     find_in_mul,
-    find_threshold,
     fit_affine,
     geometry,
     input_kind,
@@ -132,6 +131,8 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
         if call.z_mixed:
             raise Skip(f"data-dependent binarization: the {call.kind} input is computed from the module's input "
                        f"through {call.z_mixed} (a function of the whole sample, as in sign((a - mean(a)) / std(a)))")
+        if call.w_from_x:
+            raise Skip(f"data-dependent weights: the {call.kind} weight is computed from the module's input")
         if call.z_from_x and inv.pre_escape:
             raise Skip(f"data-dependent input: the module reads input values into Python ({inv.pre_escape}) "
                        f"before its {call.kind} call")

@@ -79,6 +79,7 @@ class _Call:
     groups: int = 1
     z_mixed: str | None = None  # the input derives from the module's input through this non-elementwise op
     z_from_x: bool = False  # the input derives from the module's input
+    w_from_x: bool = False  # the weight derives from the module's input
 
 
 @dataclass(eq=False)
@@ -153,7 +154,7 @@ class _Recorder(TorchFunctionMode):
             top.calls.append(
                 _Call(kind, _clone(z), _clone(vals["weight"]), _clone(vals["bias"]), _clone(out),
                       vals["stride"], vals["padding"], vals["dilation"], vals["groups"],
-                      top.pre.get(id(z)), id(z) in top.pre)
+                      top.pre.get(id(z)), id(z) in top.pre, id(vals["weight"]) in top.pre)
             )
             for inv in self.stack[:-1]:
                 inv.nested_calls += 1
