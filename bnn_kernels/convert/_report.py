@@ -68,5 +68,6 @@ class ConversionReport:
         for n, msgs in self.notes.items():
             for m in msgs:
                 lines.append(f"  ! {n}: {m}")
-        lines.append(f"  model output deviation: max_abs={self.model_max_abs:.3g} max_rel={self.model_max_rel:.3g}")
+        lines.append(f"  model output deviation: max_abs={self.model_max_abs:.3g} max_rel={self.model_max_rel:.3g}"
+                     f"{'; float layers in channels_last' if self.channels_last else ''}")
         return "\n".join(lines)

@@ -346,3 +346,18 @@ def test_data_dependent_sign_module_not_folded(monkeypatch, static_check):
     with torch.no_grad():
         xf = _fresh((3, 6, 5, 5), 6)
         torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
+
+
+def test_torch_export_offset_binary_and_ternary_layers():
+    model = _random_bn(P.adabin_trained(P.AdaBinNet()))
+    with torch.no_grad():
+        model.conv1.weight[0, 0] = 0.0
+    vgg = _random_bn(P.VGGBinary())
+    with torch.no_grad():
+        vgg.features[3].weight[1, 2, 0, 0] = 0.0
+    for m, x in ((model, _x(4, 3, 8, 8)), (vgg, _x(8, 3, 8, 8))):
+        cm, _ = convert(m, (x,))
+        ep = torch.export.export(cm, (x,))
+        assert "bnn_kernels.binary_conv2d.default" in {str(n.target) for n in ep.graph.nodes}
+        with torch.no_grad():
+            torch.testing.assert_close(ep.module()(x), cm(x))
