@@ -434,3 +434,13 @@ def test_data_dependent_output_scale_and_weights_left_in_float():
         assert rep.converted == [] and why in rep.skipped["0"], str(rep)
         with pytest.raises(ConversionError, match="0: "):
             convert(model, (x,), strict=True)
+
+
+class _PadsItsInput(nn.Conv2d):
+    def forward(self, x):
+        return F.conv2d(F.pad(torch.sign(x), (1, 1, 1, 1), value=1.0), torch.sign(self.weight))
+
+
+def test_padding_inside_the_module_is_reported_as_not_elementwise():
+    _, rep = convert(nn.Sequential(_PadsItsInput(4, 4, 3)), (_x(2, 4, 6, 6),))
+    assert "not an elementwise function" in rep.skipped["0"] and "pad" in rep.skipped["0"]

@@ -124,10 +124,19 @@ def binary_evidence(invs: list[_Invocation]) -> str | None:
     return None
 
 
+# Ops that move or pad elements without computing statistics of the sample.
+_LAYOUT_OPS = {"pad", "constant_pad_nd", "cat", "concat", "stack", "permute", "transpose", "flip", "roll", "narrow",
+               "index_select", "gather", "repeat", "tile", "pixel_shuffle", "pixel_unshuffle", "flatten", "unflatten",
+               "movedim", "split", "chunk", "unbind", "interpolate", "upsample_nearest2d"}
+
+
 def _check_elementwise_input(invs: list[_Invocation]) -> None:
     """Raise Skip when the call's input depends on more than the same element of the module's input."""
     for inv in invs:
         call = inv.calls[0]
+        if call.z_mixed in _LAYOUT_OPS:
+            raise Skip(f"the {call.kind} input is not an elementwise function of the module's input (it passes "
+                       f"through {call.z_mixed})")
         if call.z_mixed:
             raise Skip(f"data-dependent binarization: the {call.kind} input is computed from the module's input "
                        f"through {call.z_mixed} (a function of the whole sample, as in sign((a - mean(a)) / std(a)))")
