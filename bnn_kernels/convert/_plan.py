@@ -19,8 +19,8 @@ from ._classify import (
 from ._offset import offset_pair, plan_offset
 from ._probe import probe_threshold
 from ._report import Skip
-from ._verify import Check, int_exact, verify, verify_derived
 from ._trace import _Invocation
+from ._verify import Check, int_exact, verify, verify_derived
 
 __all__ = ["plan"]
 

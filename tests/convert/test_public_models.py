@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import bnn_kernels
 from bnn_kernels import ConversionError, convert
 from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BitSerialConv2d, OffsetBinaryConv2d
 
@@ -298,8 +299,6 @@ def test_channels_last_dropped_when_the_model_views_a_conv_output():
 
 
 def test_channels_last_survives_save_and_load(tmp_path):
-    import bnn_kernels
-
     model = _random_bn(P.CifarResNet(P.IRConv2d))
     x = _x(4, 3, 8, 8)
     cm, _ = convert(model, (x,))
