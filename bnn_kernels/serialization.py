@@ -14,13 +14,14 @@ import os
 import torch
 from torch import nn
 
-from .nn._base import PACKED_MODULES, PackedModule
+from .nn._base import PACKED_MODULES, PackedModule, float_layers_channels_last, float_layers_to
 
 __all__ = ["save", "load", "packed_modules_meta"]
 
 _META_KEY = "bnn_kernels.packed_modules"
 _FORMAT_KEY = "bnn_kernels.format"
 _FORMAT = "1"
+_CHANNELS_LAST_KEY = "bnn_kernels.float_channels_last"  # the float layers were in channels_last
 
 
 def packed_modules_meta(model: nn.Module) -> dict[str, dict]:
@@ -50,6 +51,8 @@ def save(model_or_state: nn.Module | dict, path: str | os.PathLike) -> None:
     if isinstance(model_or_state, nn.Module):
         state = model_or_state.state_dict()
         meta[_META_KEY] = json.dumps(packed_modules_meta(model_or_state), sort_keys=True)
+        if float_layers_channels_last(model_or_state):
+            meta[_CHANNELS_LAST_KEY] = "1"
     elif isinstance(model_or_state, dict):
         state = model_or_state
     else:
@@ -98,4 +101,6 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, strict: boo
             raise ValueError(f"{path}: the root module itself is a packed {info['class']}; build it with from_config")
         _set_submodule(model, name, cls.from_config(info["config"]).to(dev))
     model.load_state_dict(state, strict=strict)
+    if meta.get(_CHANNELS_LAST_KEY) == "1":
+        float_layers_to(model, torch.channels_last)
     return model.eval()

@@ -194,15 +194,21 @@ def test_skipped_and_strict():
     assert "weights are not" in rep.skipped["0"]
 
 
-def test_exact_zero_weights_reported_and_refused_under_strict():
-    conv = ZeroWeights(4, 4, 3)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_exact_zero_weights_converted_exactly_as_ternary(groups):
+    conv = ZeroWeights(4, 6, 3, groups=groups)
+    conv.forward = lambda x: F.conv2d(x, torch.sign(conv.weight), None, 1, 1, 1, groups)
     with torch.no_grad():
-        conv.weight[0, 0, 0, 0] = 0.0
+        conv.weight[torch.rand(conv.weight.shape, generator=torch.Generator().manual_seed(1)) < 0.3] = 0.0
     model = nn.Sequential(M.SignAct(), conv)
-    cm, rep = convert(model, (_x(2, 4, 6, 6),))
-    assert "exactly 0" in rep.notes["1"][0] and "1" in rep.converted
-    with pytest.raises(ConversionError, match="exactly 0"):
-        convert(model, (_x(2, 4, 6, 6),), strict=True)
+    cm, rep = convert(model, (_x(2, 4, 6, 6),), strict=True)
+    assert rep.converted == ["1"] and cm[1].ternary and "ternary" in rep.layers["1"]["kind"]
+    with torch.no_grad():
+        for seed in (3, 4):
+            xf = _x(2, 4, 6, 6, seed=seed) * 2 + 0.3
+            assert torch.equal(cm[1].int_forward(xf).double(),
+                               F.conv2d(torch.where(xf >= 0, 1.0, -1.0), torch.sign(conv.weight), None, 1, 1, 1, groups))
+            torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
 
 
 def test_sign_module_not_folded_when_its_output_has_other_readers():
@@ -340,6 +346,7 @@ def test_torch_export_converted_model():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_other_dtypes(dtype):
+    torch.manual_seed(0)  # examples that show the whole 2-bit grid (else the layer rightly stays in float)
     for model, x in [(M.ReActNetSmall(width=16), _x(4, 3, 8, 8)), (M.DoReFaNet(bits=2, width=8), torch.rand(4, 3, 8, 8))]:
         model = M.randomize_bn(model).eval().to(dtype)
         x = x.to(dtype)
@@ -351,13 +358,12 @@ def test_other_dtypes(dtype):
         assert rep.model_max_rel < (1e-6 if dtype == torch.float64 else 3e-2)
 
 
-def test_exact_zero_inputs_reported_and_refused_under_strict():
+def test_exact_zero_inputs_left_in_float_and_refused_under_strict():
     x = _x(2, 4, 6, 6) - 0.5
     model = nn.Sequential(M.SignAct(), M.BinaryConv2dSTE(4, 4, 3, padding=1, bias=False))
     x[0, 0, 0, :3] = 0.0  # torch.sign(0) = 0 at three positions
     cm, rep = convert(model, (x,))
-    assert rep.converted == ["1"] and "exactly 0" in " ".join(rep.notes["1"])
-    assert not rep.layers["1"]["int_exact"]
+    assert rep.converted == [] and "exactly 0" in rep.skipped["1"]
     with pytest.raises(ConversionError, match="exactly 0"):
         convert(model, (x,), strict=True)
 
@@ -385,3 +391,56 @@ def test_filter_fn_and_no_hooks_left():
         assert not m._forward_hooks and not m._forward_pre_hooks
     with pytest.raises(TypeError, match="filter_fn"):
         convert(model, (x,), filter_fn=3)
+
+
+class _SignPlusReal(nn.Conv2d):
+    """Binarizes its weights, then adds a real part: not binary, but meant to be."""
+
+    def forward(self, x):
+        return F.conv2d(torch.sign(x), torch.sign(self.weight) + 0.1 * self.weight, None, 1, 1)
+
+
+def test_strict_raises_for_binarizing_layers_whose_weights_end_real():
+    model = nn.Sequential(_SignPlusReal(4, 4, 3))
+    x = _x(2, 4, 6, 6)
+    _, rep = convert(model, (x,))
+    assert "weights are not" in rep.skipped["0"]
+    with pytest.raises(ConversionError, match=r"0: weights are not .*binarizes \(sign\)"):
+        convert(model, (x,), strict=True)
+    # a real layer that binarizes nothing is reported, never an error
+    _, rep = convert(nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU()), (x,), strict=True)
+    assert "weights are not" in rep.skipped["0"]
+
+
+class _InputScaled(nn.Conv2d):
+    """XNOR-Net's input scale K: the output times mean |x| of each sample (data-dependent)."""
+
+    def forward(self, x):
+        k = x.abs().mean((1, 2, 3), keepdim=True)
+        return F.conv2d(torch.sign(x), torch.sign(self.weight), None, 1, 1) * k
+
+
+class _InputWeighted(nn.Conv2d):
+    def forward(self, x):
+        return F.conv2d(torch.sign(x), torch.sign(self.weight) * x.abs().mean(), None, 1, 1)
+
+
+def test_data_dependent_output_scale_and_weights_left_in_float():
+    x = _x(3, 4, 6, 6)
+    x = x / x.abs().mean((1, 2, 3), keepdim=True)  # every example has mean |x| = 1: the scale looks constant
+    for mod, why in [(_InputScaled(4, 4, 3), "derived inputs"), (_InputWeighted(4, 4, 3), "data-dependent weights")]:
+        model = nn.Sequential(mod).eval()
+        cm, rep = convert(model, (x,))
+        assert rep.converted == [] and why in rep.skipped["0"], str(rep)
+        with pytest.raises(ConversionError, match="0: "):
+            convert(model, (x,), strict=True)
+
+
+class _PadsItsInput(nn.Conv2d):
+    def forward(self, x):
+        return F.conv2d(F.pad(torch.sign(x), (1, 1, 1, 1), value=1.0), torch.sign(self.weight))
+
+
+def test_padding_inside_the_module_is_reported_as_not_elementwise():
+    _, rep = convert(nn.Sequential(_PadsItsInput(4, 4, 3)), (_x(2, 4, 6, 6),))
+    assert "not an elementwise function" in rep.skipped["0"] and "pad" in rep.skipped["0"]

@@ -8,10 +8,7 @@ from torch import nn
 import bnn_kernels as bk
 from bnn_kernels import ExportError, reference
 
-try:  # the model zoo: in the package, or (older layout) in examples/
-    from bnn_kernels import models as M
-except ImportError:
-    from examples import models as M
+from bnn_kernels import models as M
 
 
 def _trained_looking(model: nn.Module, seed: int) -> nn.Module:

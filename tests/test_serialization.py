@@ -86,3 +86,35 @@ def test_save_load_errors(tmp_path):
     bnn_kernels.save(nn.Sequential(m), tmp_path / "y.safetensors")
     with pytest.raises(ValueError, match="no module named"):
         bnn_kernels.load(tmp_path / "y.safetensors", nn.Sequential())
+
+
+@pytest.mark.parametrize("i", range(8))
+def test_every_packed_module_has_the_same_epilogue_buffers(i):
+    m, _ = _modules()[i]
+    assert {"multiplier", "bias"} <= set(dict(m.named_buffers()))
+
+
+@pytest.mark.parametrize("i", [6, 7])
+def test_binary_weight_files_with_the_old_scale_name_still_load(tmp_path, i):
+    m, x = _modules()[i]
+    old = {("scale" if k == "multiplier" else k): v for k, v in m.state_dict().items()}
+    bnn_kernels.save(old, tmp_path / "old.safetensors")
+    fresh = type(m).from_config(m.config())
+    fresh.load_state_dict(bnn_kernels.load(tmp_path / "old.safetensors"))
+    with torch.no_grad():
+        assert torch.equal(fresh(x), m(x))
+
+
+@pytest.mark.parametrize("i", [0, 2, 4, 6])
+def test_conv_output_memory_format_follows_the_input(i):
+    """As PyTorch convs do, so view(-1, C*H*W) after a packed conv works on NCHW input."""
+    m, x = _modules()[i]
+    if getattr(m, "reduce", True) is False:
+        m.reduce = True
+    with torch.no_grad():
+        y = m(x)
+        assert y.is_contiguous()
+        y.view(y.shape[0], -1)
+        ycl = m(x.contiguous(memory_format=torch.channels_last))
+        assert ycl.is_contiguous(memory_format=torch.channels_last) and not ycl.is_contiguous()
+        torch.testing.assert_close(ycl, y, rtol=1e-5, atol=1e-5)

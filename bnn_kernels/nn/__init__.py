@@ -8,11 +8,13 @@ thresholds as buffers, has ``from_float(...)`` constructors, ``config()`` /
 - BitSerialLinear, BitSerialConv2d: k-bit unsigned activations x binary weights.
 - BitSplitLinear, BitSplitConv2d: each activation bit its own binary path.
 - BinaryWeightLinear, BinaryWeightConv2d: real activations x binary weights.
+- OffsetBinaryConv2d: offset-binary activations and weights (AdaBin), binary conv + window sums.
 """
 from ._base import PACKED_MODULES, Folded, PackedModule
 from .binary import BinaryConv2d, BinaryLinear
 from .binary_weight import BinaryWeightConv2d, BinaryWeightLinear
 from .bitserial import BitSerialConv2d, BitSerialLinear, BitSplitConv2d, BitSplitLinear
+from .offset import OffsetBinaryConv2d
 
 __all__ = [
     "PackedModule",
@@ -26,4 +28,5 @@ __all__ = [
     "BitSplitConv2d",
     "BinaryWeightLinear",
     "BinaryWeightConv2d",
+    "OffsetBinaryConv2d",
 ]

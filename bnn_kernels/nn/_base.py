@@ -96,6 +96,34 @@ def resolve_scale(scale, weight: torch.Tensor) -> torch.Tensor:
     return per_channel(scale, weight.shape[0], "scale", 1.0)
 
 
+def weight_rows(weight: torch.Tensor, ternary: bool, groups: int = 1) -> torch.Tensor:
+    """The rows packed by sign (bit = w >= 0): the weight itself, or for ternary weights
+    {-a, 0, +a} the +-1 rows P of (w > 0) and N of (w < 0), [2 * O, ...], in each group its P rows
+    then its N rows, so that W = (P - N) / 2 and every product with it is exact (combine_ternary)."""
+    w = weight.detach()
+    if not ternary:
+        return w
+    one = torch.ones_like(w)
+    p, n = torch.where(w > 0, one, -one), torch.where(w < 0, one, -one)
+    g = p.reshape(groups, -1, *w.shape[1:])
+    return torch.cat([g, n.reshape(g.shape)], 1).reshape(2 * w.shape[0], *w.shape[1:])
+
+
+def combine_ternary(y: torch.Tensor, dim: int, groups: int = 1) -> torch.Tensor:
+    """int32 results of the 2 * O rows of weight_rows(w, True, groups) along dim -> those of W:
+    (y_P - y_N) / 2 (exact: the difference is even)."""
+    dim = dim % y.dim()
+    y = y.unflatten(dim, (groups, 2, -1))
+    d = y.select(dim + 1, 0) - y.select(dim + 1, 1)
+    return torch.div(d.flatten(dim, dim + 1), 2, rounding_mode="floor")
+
+
+def check_bool(v, name: str) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError(f"{name} must be a bool, got {v!r}")
+    return v
+
+
 def check_float_input(x: torch.Tensor, name: str, dims: int | None, features: int, feature_dim: int) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: input must be a tensor, got {type(x).__name__}")
@@ -109,6 +137,9 @@ class PackedModule(nn.Module):
     """Base of the packed modules: config() / from_config(), extra_repr from config."""
 
     _config_keys: tuple[str, ...] = ()
+    # buffers holding per-output-channel factors of the result (scaled together when an affine
+    # map such as a BatchNorm is folded in; ``bias`` is the shift)
+    epilogue_buffers: tuple[str, ...] = ("multiplier",)
 
     def config(self) -> dict[str, Any]:
         """JSON-serializable hyper-parameters; from_config(config()) rebuilds the shapes."""
@@ -198,3 +229,22 @@ class Folded(PackedModule):
 
     def forward(self, x):
         return x
+
+
+def float_layers_to(model: nn.Module, memory_format: torch.memory_format) -> None:
+    """The 4-D parameters and buffers of the modules that are not packed to memory_format, in place."""
+    for m in model.modules():
+        if isinstance(m, PackedModule):
+            continue
+        for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=memory_format)
+
+
+def float_layers_channels_last(model: nn.Module) -> bool:
+    """Some 4-D parameter of a module that is not packed is in channels_last (and not contiguous)."""
+    return any(
+        t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+        for m in model.modules() if not isinstance(m, PackedModule)
+        for t in m.parameters(recurse=False)
+    )

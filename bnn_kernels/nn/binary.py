@@ -14,21 +14,25 @@ from torch import nn
 from .. import ops
 from ._base import (
     PackedModule,
+    check_bool,
     check_float_input,
+    combine_ternary,
     dtype_from_name,
     pair,
     per_channel,
     positive_int,
     register_packed,
     resolve_scale,
+    weight_rows,
 )
 
 __all__ = ["BinaryLinear", "BinaryConv2d", "pack_conv_weight", "conv_output_format"]
 
 
-def pack_conv_weight(weight: torch.Tensor) -> torch.Tensor:
-    """Float [O, C/g, KH, KW] -> packed sign bits int32 [O, KH, KW, ceil((C/g)/32)] (w >= 0 is +1)."""
-    return ops.pack_bits(weight.detach().permute(0, 2, 3, 1), 0.0)
+def pack_conv_weight(weight: torch.Tensor, ternary: bool = False, groups: int = 1) -> torch.Tensor:
+    """Float [O, C/g, KH, KW] -> packed sign bits int32 [O, KH, KW, ceil((C/g)/32)] (w >= 0 is +1);
+    ternary: [2 * O, ...] rows of weight_rows."""
+    return ops.pack_bits(weight_rows(weight, ternary, groups).permute(0, 2, 3, 1), 0.0)
 
 
 def conv_output_format(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -51,29 +55,35 @@ class BinaryLinear(PackedModule):
 
     Computes ``multiplier * (sign(x - threshold) @ sign(W).T) + bias`` with W packed.
 
-    Buffers: weight_bits int32 [out, ceil(in/32)], threshold float32 [in],
+    ternary=True: W in {-1, 0, +1} (weight_rows), computed exactly by two binary products.
+
+    Buffers: weight_bits int32 [out (2 * out if ternary), ceil(in/32)], threshold float32 [in],
     multiplier float32 [out], bias float32 [out].
     """
 
-    _config_keys = ("in_features", "out_features", "out_dtype")
+    _config_keys = ("in_features", "out_features", "out_dtype", "ternary")
 
-    def __init__(self, in_features: int, out_features: int, out_dtype: str | torch.dtype = "float32"):
+    def __init__(self, in_features: int, out_features: int, out_dtype: str | torch.dtype = "float32",
+                 ternary: bool = False):
         super().__init__()
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
         self.out_dtype = dtype_from_name(out_dtype)
-        self.register_buffer("weight_bits", torch.zeros(out_features, (in_features + 31) // 32, dtype=torch.int32))
+        self.ternary = check_bool(ternary, "ternary")
+        rows = out_features * (2 if ternary else 1)
+        self.register_buffer("weight_bits", torch.zeros(rows, (in_features + 31) // 32, dtype=torch.int32))
         self.register_buffer("threshold", torch.zeros(in_features, dtype=torch.float32))
         _EpilogueBuffers.init(self, out_features)
 
     @classmethod
-    def from_weight(cls, weight, bias=None, *, multiplier=None, threshold=0.0, out_dtype="float32"):
-        """Pack ``weight`` [out, in] by sign (w >= 0 is +1); multiplier/bias per output, threshold per input."""
+    def from_weight(cls, weight, bias=None, *, multiplier=None, threshold=0.0, out_dtype="float32", ternary=False):
+        """Pack ``weight`` [out, in] by sign (w >= 0 is +1; ternary: sign with 0 kept); multiplier/bias
+        per output, threshold per input."""
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             raise ValueError(f"weight must be a 2-D tensor [out, in], got {getattr(weight, 'shape', weight)}")
         out_f, in_f = weight.shape
-        m = cls(in_f, out_f, out_dtype).to(weight.device)
-        m.weight_bits.copy_(ops.pack_bits(weight.detach(), 0.0))
+        m = cls(in_f, out_f, out_dtype, ternary).to(weight.device)
+        m.weight_bits.copy_(ops.pack_bits(weight_rows(weight, ternary), 0.0))
         m.threshold.copy_(per_channel(threshold, in_f, "threshold", 0.0))
         m.multiplier.copy_(per_channel(multiplier, out_f, "multiplier", 1.0))
         m.bias.copy_(per_channel(bias, out_f, "bias", 0.0))
@@ -101,6 +111,8 @@ class BinaryLinear(PackedModule):
         check_float_input(x, type(self).__name__, None, self.in_features, -1)
         bits = ops.pack_bits(x, self.threshold)
         y = ops.xnor_gemm(bits.reshape(-1, bits.shape[-1]), self.weight_bits, self.in_features)
+        if self.ternary:
+            y = combine_ternary(y, -1)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,7 +122,9 @@ class BinaryLinear(PackedModule):
 class _ConvGeometry(PackedModule):
     """Conv hyper-parameters shared by the packed conv modules."""
 
-    def _init_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype):
+    def _init_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype,
+                       ternary=False):
+        self.ternary = check_bool(ternary, "ternary")
         self.in_channels = positive_int(in_channels, "in_channels")
         self.out_channels = positive_int(out_channels, "out_channels")
         self.kernel_size = pair(kernel_size, "kernel_size")
@@ -126,7 +140,7 @@ class _ConvGeometry(PackedModule):
 
     def _weight_bits_shape(self):
         kh, kw = self.kernel_size
-        return (self.out_channels, kh, kw, (self.in_channels // self.groups + 31) // 32)
+        return (self.out_channels * (2 if self.ternary else 1), kh, kw, (self.in_channels // self.groups + 31) // 32)
 
     def _check_weight(self, weight: torch.Tensor) -> None:
         want = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
@@ -161,20 +175,24 @@ class BinaryConv2d(_ConvGeometry):
     out_dtype (channels_last when the input is). pad_value 0 is zero padding of the +-1
     tensor (what ``F.conv2d(sign(x), ...)`` does); +1 / -1 pad with that value.
 
-    Buffers: weight_bits int32 [O, KH, KW, ceil((C/groups)/32)], threshold float32 [C],
-    multiplier float32 [O], bias float32 [O].
+    ternary=True: W in {-1, 0, +1}, computed exactly by two binary convolutions.
+
+    Buffers: weight_bits int32 [O (2 * O if ternary), KH, KW, ceil((C/groups)/32)], threshold
+    float32 [C], multiplier float32 [O], bias float32 [O].
     """
 
     _config_keys = (
         "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "pad_value", "out_dtype",
+        "ternary",
     )
 
     def __init__(
         self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, pad_value=0,
-        out_dtype="float32",
+        out_dtype="float32", ternary=False,
     ):
         super().__init__()
-        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype)
+        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype,
+                            ternary)
         if pad_value not in (0, 1, -1) or isinstance(pad_value, bool):
             raise ValueError(f"pad_value must be 0, 1 or -1, got {pad_value!r}")
         self.pad_value = int(pad_value)
@@ -185,14 +203,15 @@ class BinaryConv2d(_ConvGeometry):
     @classmethod
     def from_weight(
         cls, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, multiplier=None, threshold=0.0,
-        pad_value=0, out_dtype="float32",
+        pad_value=0, out_dtype="float32", ternary=False,
     ):
-        """Pack ``weight`` [O, C/groups, KH, KW] by sign (w >= 0 is +1)."""
+        """Pack ``weight`` [O, C/groups, KH, KW] by sign (w >= 0 is +1; ternary: sign with 0 kept)."""
         if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
             raise ValueError(f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}")
         o, cg, kh, kw = weight.shape
-        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, pad_value, out_dtype).to(weight.device)
-        m.weight_bits.copy_(pack_conv_weight(weight))
+        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, pad_value, out_dtype,
+                ternary).to(weight.device)
+        m.weight_bits.copy_(pack_conv_weight(weight, ternary, groups))
         m.threshold.copy_(per_channel(threshold, cg * groups, "threshold", 0.0))
         m.multiplier.copy_(per_channel(multiplier, o, "multiplier", 1.0))
         m.bias.copy_(per_channel(bias, o, "bias", 0.0))
@@ -223,9 +242,10 @@ class BinaryConv2d(_ConvGeometry):
         """The exact integer conv of the +-1 tensors, int32 [N, O, Ho, Wo] (channels_last storage)."""
         self._check_input(x)
         x_bits = ops.pack_bits(x.permute(0, 2, 3, 1), self.threshold)
-        return ops.binary_conv2d(
+        y = ops.binary_conv2d(
             x_bits, self.weight_bits, self.in_channels, self.stride, self.padding, self.dilation, self.groups, self.pad_value
         )
+        return combine_ternary(y, 1, self.groups) if self.ternary else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return conv_output_format(x, self._epilogue(self.int_forward(x), 1))

@@ -1,10 +1,13 @@
 """Binary weights with real-valued activations (BinaryConnect / BWN).
 
-    y = x (*) (scale[o] * sign(W)) + bias[o]
+    y = x (*) (multiplier[o] * sign(W)) + bias[o]
+
+The per-output multiplier and bias are the same epilogue buffers every packed module has
+(files written when they were named ``scale`` still load).
 
 BinaryWeightLinear runs the ``binary_weight_linear`` kernel (weights stay packed).
 BinaryWeightConv2d stores packed weights but, at each call, unpacks them to a float tensor
-(``scale * sign(W)``, x's dtype) and calls ``F.conv2d``: it saves storage (32x on the weights),
+(``multiplier * sign(W)``, x's dtype) and calls ``F.conv2d``: it saves storage (32x on the weights),
 not compute. Results equal the float layer up to float rounding of the accumulation.
 """
 from __future__ import annotations
@@ -14,39 +17,62 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from ._base import PackedModule, check_float_input, per_channel, positive_int, register_packed, resolve_scale
-from .binary import _ConvGeometry, pack_conv_weight
+from ._base import (
+    PackedModule,
+    check_bool,
+    check_float_input,
+    per_channel,
+    positive_int,
+    register_packed,
+    resolve_scale,
+    weight_rows,
+)
+from .binary import _ConvGeometry, _EpilogueBuffers, conv_output_format, pack_conv_weight
 
 __all__ = ["BinaryWeightLinear", "BinaryWeightConv2d"]
 
 
+class _LegacyScaleName:
+    """Loads state dicts written when the multiplier buffer was named ``scale``."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        old, new = prefix + "scale", prefix + "multiplier"
+        if old in state_dict and new not in state_dict:
+            state_dict[new] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 @register_packed
-class BinaryWeightLinear(PackedModule):
-    """``x @ (scale * sign(W)).T + bias`` with W packed; x real (float32/64/16, bfloat16).
+class BinaryWeightLinear(_LegacyScaleName, PackedModule):
+    """``x @ (multiplier * sign(W)).T + bias`` with W packed; x real (float32/64/16, bfloat16).
 
     The output has x's dtype (the kernel accumulates in float32, float64 for float64 x).
 
-    Buffers: weight_bits int32 [out, ceil(in/32)], scale float32 [out], bias float32 [out].
+    ternary=True: W in {-1, 0, +1} (weight_rows).
+
+    Buffers: weight_bits int32 [out (2 * out if ternary), ceil(in/32)], multiplier float32 [out],
+    bias float32 [out].
     """
 
-    _config_keys = ("in_features", "out_features")
+    _config_keys = ("in_features", "out_features", "ternary")
 
-    def __init__(self, in_features: int, out_features: int):
+    def __init__(self, in_features: int, out_features: int, ternary: bool = False):
         super().__init__()
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
-        self.register_buffer("weight_bits", torch.zeros(out_features, (in_features + 31) // 32, dtype=torch.int32))
-        self.register_buffer("scale", torch.ones(out_features, dtype=torch.float32))
-        self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32))
+        self.ternary = check_bool(ternary, "ternary")
+        rows = out_features * (2 if ternary else 1)
+        self.register_buffer("weight_bits", torch.zeros(rows, (in_features + 31) // 32, dtype=torch.int32))
+        _EpilogueBuffers.init(self, out_features)
 
     @classmethod
-    def from_weight(cls, weight, bias=None, *, scale=None):
+    def from_weight(cls, weight, bias=None, *, multiplier=None, ternary=False):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             raise ValueError(f"weight must be a 2-D tensor [out, in], got {getattr(weight, 'shape', weight)}")
         out_f, in_f = weight.shape
-        m = cls(in_f, out_f).to(weight.device)
-        m.weight_bits.copy_(ops.pack_bits(weight.detach(), 0.0))
-        m.scale.copy_(per_channel(scale, out_f, "scale", 1.0))
+        m = cls(in_f, out_f, ternary).to(weight.device)
+        m.weight_bits.copy_(ops.pack_bits(weight_rows(weight, ternary), 0.0))
+        m.multiplier.copy_(per_channel(multiplier, out_f, "multiplier", 1.0))
         m.bias.copy_(per_channel(bias, out_f, "bias", 0.0))
         return m
 
@@ -54,43 +80,53 @@ class BinaryWeightLinear(PackedModule):
     def from_float(cls, linear: nn.Linear, *, scale="mean_abs"):
         """Float equivalent: ``F.linear(x, scale * sign(linear.weight), linear.bias)``.
         scale: 'mean_abs' (default, BWN), None (1), a number or a tensor [out]."""
-        return cls.from_weight(linear.weight, linear.bias, scale=resolve_scale(scale, linear.weight))
+        return cls.from_weight(linear.weight, linear.bias, multiplier=resolve_scale(scale, linear.weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_float_input(x, type(self).__name__, None, self.in_features, -1)
-        return ops.binary_weight_linear(x, self.weight_bits, self.in_features, self.scale, self.bias)
+        if not self.ternary:
+            return ops.binary_weight_linear(x, self.weight_bits, self.in_features, self.multiplier, self.bias)
+        y = ops.binary_weight_linear(x, self.weight_bits, self.in_features, None, None)  # x @ [P; N].T
+        o = self.out_features
+        half = (self.multiplier * 0.5).to(y.dtype)
+        return torch.addcmul(self.bias.to(y.dtype), y[..., :o] - y[..., o:], half)
 
 
 @register_packed
-class BinaryWeightConv2d(_ConvGeometry):
-    """``F.conv2d(x, scale * sign(W), bias, ...)`` with W stored packed, x real.
+class BinaryWeightConv2d(_LegacyScaleName, _ConvGeometry):
+    """``F.conv2d(x, multiplier * sign(W), bias, ...)`` with W stored packed, x real.
 
     Unpacks the weights to x's dtype at every call and runs F.conv2d (no binary kernel: the
     gain is storage). padding_mode is zeros.
 
-    Buffers: weight_bits int32 [O, KH, KW, ceil((C/groups)/32)], scale float32 [O], bias float32 [O].
+    ternary=True: W in {-1, 0, +1} (weight_rows).
+
+    Buffers: weight_bits int32 [O (2 * O if ternary), KH, KW, ceil((C/groups)/32)], multiplier
+    float32 [O], bias float32 [O].
     """
 
-    _config_keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups")
+    _config_keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "ternary")
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 ternary=False):
         super().__init__()
-        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, "float32")
+        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, "float32",
+                            ternary)
         self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
-        self.register_buffer("scale", torch.ones(out_channels, dtype=torch.float32))
-        self.register_buffer("bias", torch.zeros(out_channels, dtype=torch.float32))
+        _EpilogueBuffers.init(self, out_channels)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ", compute=unpack+F.conv2d"
 
     @classmethod
-    def from_weight(cls, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, scale=None):
+    def from_weight(cls, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, multiplier=None,
+                    ternary=False):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
             raise ValueError(f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}")
         o, cg, kh, kw = weight.shape
-        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups).to(weight.device)
-        m.weight_bits.copy_(pack_conv_weight(weight))
-        m.scale.copy_(per_channel(scale, o, "scale", 1.0))
+        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, ternary).to(weight.device)
+        m.weight_bits.copy_(pack_conv_weight(weight, ternary, groups))
+        m.multiplier.copy_(per_channel(multiplier, o, "multiplier", 1.0))
         m.bias.copy_(per_channel(bias, o, "bias", 0.0))
         return m
 
@@ -99,16 +135,20 @@ class BinaryWeightConv2d(_ConvGeometry):
         """Float equivalent: ``F.conv2d(x, scale * sign(conv.weight), conv.bias, ...)``."""
         g = cls._geometry_of(conv)
         return cls.from_weight(conv.weight, conv.bias, stride=g["stride"], padding=g["padding"],
-                               dilation=g["dilation"], groups=g["groups"], scale=resolve_scale(scale, conv.weight))
+                               dilation=g["dilation"], groups=g["groups"], multiplier=resolve_scale(scale, conv.weight))
 
     def unpacked_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """scale * sign(W) as a float [O, C/groups, KH, KW] tensor."""
+        """multiplier * sign(W) as a float [O, C/groups, KH, KW] tensor."""
         w = ops.unpack_bits(self.weight_bits, self.in_channels // self.groups, dtype).permute(0, 3, 1, 2)
-        return w * self.scale.to(dtype).view(-1, 1, 1, 1)
+        if self.ternary:
+            g = w.unflatten(0, (self.groups, 2, -1))
+            w = ((g[:, 0] - g[:, 1]) * 0.5).flatten(0, 1)
+        return w * self.multiplier.to(dtype).view(-1, 1, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_float_input(x, type(self).__name__, 4, self.in_channels, 1)
         if not x.dtype.is_floating_point:
             raise TypeError(f"BinaryWeightConv2d: input must be a floating point tensor, got {x.dtype}")
         w = self.unpacked_weight(x.dtype)
-        return F.conv2d(x, w, self.bias.to(x.dtype), self.stride, self.padding, self.dilation, self.groups)
+        y = F.conv2d(x, w, self.bias.to(x.dtype), self.stride, self.padding, self.dilation, self.groups)
+        return conv_output_format(x, y)

@@ -19,13 +19,16 @@ from .. import ops
 from ._base import (
     PackedModule,
     check_act,
+    check_bool,
     check_float_input,
+    combine_ternary,
     dtype_from_name,
     per_channel,
     planes_of,
     positive_int,
     register_packed,
     resolve_scale,
+    weight_rows,
 )
 from .binary import BinaryConv2d, _ConvGeometry, _EpilogueBuffers, conv_output_format, pack_conv_weight
 
@@ -73,31 +76,35 @@ class BitSerialLinear(PackedModule):
     "step": x >= threshold). The float layer it replaces sees ``q / in_mul`` (round) or q
     (step), so multiplier = weight scale / in_mul for round.
 
-    Buffers: weight_bits int32 [out, ceil(in/32)], threshold float32 [in], in_mul float32 [1],
-    multiplier float32 [out], bias float32 [out].
+    ternary=True: W in {-1, 0, +1} (weight_rows), exact.
+
+    Buffers: weight_bits int32 [out (2 * out if ternary), ceil(in/32)], threshold float32 [in],
+    in_mul float32 [1], multiplier float32 [out], bias float32 [out].
     """
 
-    _config_keys = ("in_features", "out_features", "nbits", "act", "out_dtype")
+    _config_keys = ("in_features", "out_features", "nbits", "act", "out_dtype", "ternary")
 
-    def __init__(self, in_features, out_features, nbits=2, act="round", out_dtype="float32"):
+    def __init__(self, in_features, out_features, nbits=2, act="round", out_dtype="float32", ternary=False):
         super().__init__()
         check_act(act, nbits, ("round", "step"))
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
         self.nbits, self.act = nbits, act
         self.out_dtype = dtype_from_name(out_dtype)
-        self.register_buffer("weight_bits", torch.zeros(out_features, (in_features + 31) // 32, dtype=torch.int32))
+        self.ternary = check_bool(ternary, "ternary")
+        rows = out_features * (2 if ternary else 1)
+        self.register_buffer("weight_bits", torch.zeros(rows, (in_features + 31) // 32, dtype=torch.int32))
         _ActBuffers.init(self, in_features)
         _EpilogueBuffers.init(self, out_features)
 
     @classmethod
     def from_weight(cls, weight, bias=None, *, nbits=2, act="round", multiplier=None, threshold=0.0, in_mul=1.0,
-                    out_dtype="float32"):
+                    out_dtype="float32", ternary=False):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             raise ValueError(f"weight must be a 2-D tensor [out, in], got {getattr(weight, 'shape', weight)}")
         out_f, in_f = weight.shape
-        m = cls(in_f, out_f, nbits, act, out_dtype).to(weight.device)
-        m.weight_bits.copy_(ops.pack_bits(weight.detach(), 0.0))
+        m = cls(in_f, out_f, nbits, act, out_dtype, ternary).to(weight.device)
+        m.weight_bits.copy_(ops.pack_bits(weight_rows(weight, ternary), 0.0))
         _ActBuffers.set(m, in_f, threshold, in_mul)
         m.multiplier.copy_(per_channel(multiplier, out_f, "multiplier", 1.0))
         m.bias.copy_(per_channel(bias, out_f, "bias", 0.0))
@@ -119,6 +126,8 @@ class BitSerialLinear(PackedModule):
         planes = planes.reshape(planes.shape[0], -1, planes.shape[-1])
         coefs = [1 << p for p in range(planes.shape[0])]
         y = ops.bitserial_gemm(planes, self.weight_bits.unsqueeze(0), self.in_features, coefs, [2], 0, -1)
+        if self.ternary:
+            y = combine_ternary(y, -1)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,20 +141,23 @@ class BitSerialConv2d(_ConvGeometry):
     ``multiplier * conv(q, sign(W)) + bias`` with q from the input by ``act`` (see
     BitSerialLinear). Runs one binary conv per bit plane plus one all-ones image.
 
-    Buffers: weight_bits int32 [O, KH, KW, ceil((C/groups)/32)], threshold float32 [C],
-    in_mul float32 [1], multiplier float32 [O], bias float32 [O].
+    ternary=True: W in {-1, 0, +1} (weight_rows), exact.
+
+    Buffers: weight_bits int32 [O (2 * O if ternary), KH, KW, ceil((C/groups)/32)], threshold
+    float32 [C], in_mul float32 [1], multiplier float32 [O], bias float32 [O].
     """
 
     _config_keys = (
         "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "nbits", "act",
-        "out_dtype",
+        "out_dtype", "ternary",
     )
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, nbits=2,
-                 act="round", out_dtype="float32"):
+                 act="round", out_dtype="float32", ternary=False):
         super().__init__()
         check_act(act, nbits, ("round", "step"))
-        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype)
+        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype,
+                            ternary)
         self.nbits, self.act = nbits, act
         self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
         _ActBuffers.init(self, in_channels)
@@ -153,12 +165,13 @@ class BitSerialConv2d(_ConvGeometry):
 
     @classmethod
     def from_weight(cls, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, nbits=2, act="round",
-                    multiplier=None, threshold=0.0, in_mul=1.0, out_dtype="float32"):
+                    multiplier=None, threshold=0.0, in_mul=1.0, out_dtype="float32", ternary=False):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
             raise ValueError(f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}")
         o, cg, kh, kw = weight.shape
-        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, nbits, act, out_dtype).to(weight.device)
-        m.weight_bits.copy_(pack_conv_weight(weight))
+        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, nbits, act, out_dtype,
+                ternary).to(weight.device)
+        m.weight_bits.copy_(pack_conv_weight(weight, ternary, groups))
         _ActBuffers.set(m, cg * groups, threshold, in_mul)
         m.multiplier.copy_(per_channel(multiplier, o, "multiplier", 1.0))
         m.bias.copy_(per_channel(bias, o, "bias", 0.0))
@@ -181,8 +194,10 @@ class BitSerialConv2d(_ConvGeometry):
         planes = planes_of(x.permute(0, 2, 3, 1), self.act, self.threshold, self.in_mul, self.nbits)
         y = _planes_conv(self, planes, zero_one=True)
         if y.shape[0] == 1:
-            return y[0]
-        return (y * _pow2(y.shape[0], y.device).view(-1, 1, 1, 1, 1)).sum(0, dtype=torch.int32)
+            y = y[0]
+        else:
+            y = (y * _pow2(y.shape[0], y.device).view(-1, 1, 1, 1, 1)).sum(0, dtype=torch.int32)
+        return combine_ternary(y, 1, self.groups) if self.ternary else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return conv_output_format(x, self._epilogue(self.int_forward(x), 1))

@@ -31,10 +31,7 @@ sys.path.insert(0, ROOT)
 
 import bnn_kernels as bk  # noqa: E402
 
-try:  # the model zoo: in the package, or (older layout) in examples/
-    from bnn_kernels import models as zoo  # type: ignore[attr-defined]
-except ImportError:
-    from examples import models as zoo  # noqa: E402
+from bnn_kernels import models as zoo  # noqa: E402
 
 
 class IntegerOps(nn.Module):

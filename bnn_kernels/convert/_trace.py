@@ -30,6 +30,31 @@ _TAINT_LINEAR = {
 _TAINT_PRODUCT = {"mul", "mul_", "__mul__", "__rmul__", "__imul__"}
 _TAINT_QUOTIENT = {"div", "div_", "true_divide", "__truediv__", "__itruediv__"}
 _META_OPS = {"__get__", "size", "dim", "numel", "ndimension", "is_contiguous", "stride", "__len__", "element_size"}
+# Ops that compute each output element from the same element of their inputs (or only move
+# elements around): data derived from the module's input through these alone is an elementwise
+# function of it. Any other op on that data before the conv/linear call (mean, std, norm, max,
+# sum, pooling, padding...) makes the call's input depend on other elements of the sample.
+_ELEMENTWISE = {
+    "add", "sub", "mul", "div", "true_divide", "neg", "rsub", "pow", "abs", "sign", "sgn", "sigmoid", "tanh", "relu",
+    "relu6", "hardtanh", "clamp", "clip", "clamp_min", "clamp_max", "round", "floor", "ceil", "trunc", "frac", "where",
+    "ge", "gt", "le", "lt", "eq", "ne", "greater_equal", "greater", "less_equal", "less", "logical_and", "logical_or",
+    "logical_not", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_not", "heaviside", "exp", "log", "sqrt",
+    "rsqrt", "square", "reciprocal", "maximum", "minimum", "fmax", "fmin", "lerp", "addcmul", "addcdiv", "masked_fill",
+    "leaky_relu", "prelu", "hardsigmoid", "hardswish", "silu", "gelu", "elu", "selu", "softsign", "sin", "cos",
+    "float", "double", "half", "bfloat16", "to", "type", "type_as", "detach", "clone", "contiguous", "view", "reshape",
+    "view_as", "reshape_as", "expand", "expand_as", "unsqueeze", "squeeze", "__getitem__", "__setitem__", "copy_",
+    "fill_", "zero_", "__get__", "__set__", "zeros_like", "ones_like", "full_like", "empty_like", "requires_grad_", "_set_grad_enabled",
+}
+_ELEMENTWISE |= {n + "_" for n in list(_ELEMENTWISE)}
+_ELEMENTWISE |= {f"__{p}{n}__" for n in ("add", "sub", "mul", "truediv", "pow", "and", "or", "xor")
+                 for p in ("", "r", "i")}
+_ELEMENTWISE |= {"__neg__", "__abs__", "__invert__", "__ge__", "__gt__", "__le__", "__lt__", "__eq__", "__ne__"}
+# Ops that binarize (or round to a grid): evidence that a layer is meant to be binary.
+_BINARIZERS = {
+    "sign", "sgn", "ge", "gt", "le", "lt", "__ge__", "__gt__", "__le__", "__lt__", "greater_equal", "greater",
+    "less_equal", "less", "where", "round", "heaviside", "hardtanh", "clamp", "clip",
+}
+_BINARIZERS |= {n + "_" for n in list(_BINARIZERS)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,6 +77,9 @@ class _Call:
     padding: object = 0
     dilation: object = 1
     groups: int = 1
+    z_mixed: str | None = None  # the input derives from the module's input through this non-elementwise op
+    z_from_x: bool = False  # the input derives from the module's input
+    w_from_x: bool = False  # the weight derives from the module's input
 
 
 @dataclass(eq=False)
@@ -76,6 +104,12 @@ class _Invocation:
     post_refs: list = field(default_factory=list)
     post_break: str | None = None
     out_from_call: bool = False  # the module's output is affine in the call's output
+    out_elementwise: bool = False  # (no call) the output is an elementwise function of the input
+    # before the first call: data derived from the module's input, {id: first non-elementwise op or None}
+    pre: dict = field(default_factory=dict)
+    pre_refs: list = field(default_factory=list)
+    pre_escape: str | None = None  # op that turned input-derived data into a Python value (item, bool...)
+    binarizers: set = field(default_factory=set)  # binarizing ops run before the first call
 
 
 class _Recorder(TorchFunctionMode):
@@ -105,6 +139,9 @@ class _Recorder(TorchFunctionMode):
                     inv.affine_break = name
                 if inv.post_break is None and _taint(inv.post_taint, inv.post_refs, name, flat, out):
                     inv.post_break = name
+        for inv in self.stack:
+            if not inv.calls:
+                _track_pre(inv, name, args, kwargs, out)
         if top is None:
             return out
         if func in _CONV or func in _LINEAR:
@@ -113,9 +150,11 @@ class _Recorder(TorchFunctionMode):
             vals.update(zip(names, args))
             vals.update(kwargs)
             kind = "conv2d" if func in _CONV else "linear"
+            z = vals["input"]
             top.calls.append(
-                _Call(kind, _clone(vals["input"]), _clone(vals["weight"]), _clone(vals["bias"]), _clone(out),
-                      vals["stride"], vals["padding"], vals["dilation"], vals["groups"])
+                _Call(kind, _clone(z), _clone(vals["weight"]), _clone(vals["bias"]), _clone(out),
+                      vals["stride"], vals["padding"], vals["dilation"], vals["groups"],
+                      top.pre.get(id(z)), id(z) in top.pre, id(vals["weight"]) in top.pre)
             )
             for inv in self.stack[:-1]:
                 inv.nested_calls += 1
@@ -133,6 +172,39 @@ class _Recorder(TorchFunctionMode):
         elif name not in _META_OPS:
             top.ops.append((name, None))
         return out
+
+
+def _elementwise(name: str, args, kwargs) -> bool:
+    if name == "batch_norm":  # eval mode: a per-channel affine map; training mode: batch statistics
+        training = kwargs.get("training", args[5] if len(args) > 5 else False)
+        return not training
+    if name in ("max", "min"):  # torch.max(a, b) is elementwise, torch.max(a[, dim]) a reduction
+        return sum(isinstance(a, torch.Tensor) for a in _flat(args, kwargs)) >= 2
+    return name in _ELEMENTWISE
+
+
+def _track_pre(inv: _Invocation, name: str, args, kwargs, out) -> None:
+    """Before an invocation's first call: follow data derived from its input X and remember the
+    first non-elementwise op on it (see _ELEMENTWISE); record binarizing ops."""
+    if name in _BINARIZERS:
+        inv.binarizers.add(name)
+    if name in _META_OPS and not (name == "__get__" and isinstance(out, torch.Tensor)):
+        return  # .shape, .size(): no data; .data / .T: the tensor itself
+    src = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor) and id(a) in inv.pre]
+    if not src:
+        return
+    mixed = next((inv.pre[id(a)] for a in src if inv.pre[id(a)]), None)
+    if not _elementwise(name, args, kwargs):
+        mixed = mixed or name
+    outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(o, torch.Tensor)]
+    if not outs and out is not None and name not in _META_OPS:
+        inv.pre_escape = inv.pre_escape or name
+    if (name.endswith("_") or name in ("__setitem__", "__set__")) and args and isinstance(args[0], torch.Tensor):
+        outs.append(args[0])  # in place: the target now holds input-derived data
+    for o in outs:
+        if inv.pre.get(id(o)) is None:
+            inv.pre[id(o)] = mixed
+        inv.pre_refs.append(o)
 
 
 def _taint(taint: set, refs: list, name: str, flat: list, out) -> bool:
@@ -179,6 +251,8 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
         if isinstance(inv.x_ref, torch.Tensor):
             inv.taint.add(id(inv.x_ref))
             inv.taint_refs.append(inv.x_ref)
+            inv.pre[id(inv.x_ref)] = None
+            inv.pre_refs.append(inv.x_ref)
         inv.seq = len(rec.stack_log)
         rec.stack_log.append(inv)
         rec.stack.append(inv)
@@ -194,6 +268,10 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
         inv.taint_refs.clear()
         inv.post_taint.clear()
         inv.post_refs.clear()
+        inv.out_elementwise = (not inv.calls and inv.pre_escape is None and isinstance(output, torch.Tensor)
+                               and id(output) in inv.pre and inv.pre[id(output)] is None)
+        inv.pre.clear()
+        inv.pre_refs.clear()
         rec.paused = False
         rec.invocations.append(inv)
         if isinstance(output, torch.Tensor):

@@ -1,0 +1,188 @@
+"""Classification of one recorded conv/linear call: what its weights and its input are, how the
+input derives from the module's input, and how the module's output derives from the call's."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..nn._base import quantize_round
+from ._report import RealWeights, Skip
+from ._trace import _Call
+
+_DETECT_TOL = 1e-3  # relative distance to +-alpha / the grid still counted as on it (STE rounding)
+_MAX_GRID_BITS = 4
+
+# Accepted per-channel relative deviation of a packed module's output; the epilogue parameters
+# are stored as float32, so float64 models are matched to float32 precision.
+TOL = {torch.float32: 1e-4, torch.float64: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+
+
+def detect_tol(dtype: torch.dtype) -> float:
+    """_DETECT_TOL, widened for low-precision dtypes (bfloat16 rounds 1/3 by 2e-3)."""
+    return max(_DETECT_TOL, 2 * torch.finfo(dtype).eps) if dtype.is_floating_point else _DETECT_TOL
+
+
+def weight_alpha(w: torch.Tensor):
+    """-> (alpha float64 [O] >= 0, number of exact zeros in channels with alpha > 0); raises
+    RealWeights when some output channel is not +-alpha."""
+    if not w.dtype.is_floating_point:
+        raise Skip(f"weight has dtype {w.dtype}, not floating point")
+    tol = detect_tol(w.dtype)
+    a = w.detach().double().abs().reshape(w.shape[0], -1)
+    nz = a > 0
+    cnt = nz.sum(1)
+    alpha = torch.where(cnt > 0, (a * nz).sum(1) / cnt.clamp(min=1), torch.zeros_like(cnt, dtype=torch.float64))
+    dev = ((a - alpha[:, None]).abs() * nz).amax(1) / alpha.clamp(min=1e-300)
+    if bool((dev > tol).any()):
+        raise RealWeights("weights are not +-alpha per output channel (a real-valued layer)")
+    zeros = int(((~nz) & (cnt[:, None] > 0)).sum())
+    return alpha, zeros
+
+
+def _grid_kind(zd: torch.Tensor, v: torch.Tensor, amax: float, tol: float):
+    """("round", step, nbits) for non-negative values on a k-bit grid (k <= 4), else None."""
+    for k in range(1, _MAX_GRID_BITS + 1):  # the canonical DoReFa grid on [0, 1] first
+        q = zd * (2**k - 1)
+        if amax <= 1 + tol and float((q - q.round()).abs().max()) <= tol:
+            return ("round", 1.0 / (2**k - 1), k)
+    vmin = float(v.min())
+    for j in range(1, 2**_MAX_GRID_BITS):  # else the largest step that fits
+        s = vmin / j
+        q = v / s
+        if float(q.max()) > 2**_MAX_GRID_BITS - 1 + 0.5:
+            break
+        if float((q - q.round()).abs().max()) <= tol:
+            return ("round", s, max(1, math.ceil(math.log2(float(q.round().max()) + 1))))
+    return None
+
+
+def input_kind(z: torch.Tensor):
+    """-> ("sign", a, zeros) | ("step", a) | ("round", step, nbits) | ("real",).
+
+    "sign" with zeros > 0: values in {-a, 0, +a} with both signs, the zeros being torch.sign(0)."""
+    if not z.dtype.is_floating_point or z.numel() == 0:
+        return ("real",)
+    tol = detect_tol(z.dtype)
+    zd = z.detach().double()
+    za = zd.abs()
+    amax = float(za.max())
+    if amax == 0:
+        return ("real",)
+    nz = za[za > amax * tol]
+    has_zero = bool((za <= amax * tol).any())
+    a = float(nz.mean())
+    if float((nz - a).abs().max()) <= tol * a and (not has_zero or float(zd.min()) < -amax * tol):
+        return ("sign", a, int((za <= amax * tol).sum()))
+    if float(zd.min()) < -amax * tol:
+        return ("real",)
+    v = zd[zd > amax * tol]
+    if float((v - a).abs().max()) <= tol * a:
+        return ("step", a)
+    return _grid_kind(zd, v, amax, tol) or ("real",)
+
+
+def channel_view(t: torch.Tensor, ch_dim: int, c: int, ndim: int) -> torch.Tensor:
+    shape = [1] * ndim
+    shape[ch_dim] = c
+    return t.reshape(shape)
+
+
+def _threshold_candidates(module: nn.Module, c: int, extra: list[float]):
+    """0, then +- the module's own parameters and buffers of 1 or c values, then the extra values
+    (the module's parameters first: when the examples cannot tell two candidates apart, the
+    threshold the module learned is the likely one; the derived inputs check the choice)."""
+    yield "0", torch.zeros(c)
+    for pname, p in list(module.named_parameters()) + list(module.named_buffers()):
+        if not p.dtype.is_floating_point or p.numel() not in (1, c):
+            continue
+        t = p.detach().float().reshape(-1).expand(c)
+        yield pname, t.clone()
+        yield f"-{pname}", -t
+    for v in extra:
+        yield f"{v:g}", torch.full((c,), v)
+
+
+def strict_threshold(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """float32 t' with ``x >= t'`` == ``x > t`` for every x of dtype (the packed comparison runs in
+    x's dtype with the threshold rounded to it), or None where float32 cannot hold it (float64)."""
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return None
+    td = t.to(dtype)
+    return torch.nextafter(td, torch.full_like(td, math.inf)).float()
+
+
+def find_threshold(x, pos, module, ch_dim, extra):
+    """(label, t [C]) such that ``x >= t`` or ``x > t`` equals pos on the examples, or None (which
+    of the two holds at x == t is then probed by the caller)."""
+    c = x.shape[ch_dim]
+    for label, t in _threshold_candidates(module, c, extra):
+        tb = channel_view(t.to(device=x.device, dtype=x.dtype), ch_dim, c, x.dim())
+        if torch.equal(x >= tb, pos) or torch.equal(x > tb, pos):
+            return label, t
+    return None
+
+
+def find_in_mul(x, q_expected, step, nbits, module):
+    """The multiplier m with clamp(round(x * m), 0, 2**nbits - 1) == q_expected, or None."""
+    n = 2**nbits - 1
+    cands = [1.0 / step]
+    if abs(1.0 / step - round(1.0 / step)) <= 1e-3:
+        cands.append(float(round(1.0 / step)))
+    for _, p in list(module.named_parameters()) + list(module.named_buffers()):
+        if p.dtype.is_floating_point and p.numel() == 1 and float(p.detach()) != 0:
+            cands.append(n / float(p.detach()))
+    for m in cands:
+        q = quantize_round(x, torch.tensor([m], dtype=torch.float32, device=x.device), nbits)
+        if torch.equal(q, q_expected):
+            return m
+    return None
+
+
+def fit_affine(y: torch.Tensor, o: torch.Tensor, ch_dim: int):
+    """Per-channel a, b with o ~= a * y + b (float64 [C]); raises Skip."""
+    c = y.shape[ch_dim]
+    yc = y.double().movedim(ch_dim, -1).reshape(-1, c)
+    oc = o.double().movedim(ch_dim, -1).reshape(-1, c)
+    if torch.equal(yc, oc):
+        return torch.ones(c, dtype=torch.float64, device=y.device), torch.zeros(c, dtype=torch.float64, device=y.device)
+    my, mo = yc.mean(0), oc.mean(0)
+    vy = ((yc - my) ** 2).mean(0)
+    cov = ((yc - my) * (oc - mo)).mean(0)
+    if bool((vy == 0).any()):
+        raise Skip("some output channel is constant on the examples: cannot identify its scale (use more varied inputs)")
+    a = cov / vy
+    return a, mo - a * my
+
+
+def geometry(call: _Call) -> dict:
+    """stride / padding / dilation pairs and groups of a conv2d call; raises Skip."""
+    kh, kw = call.w.shape[2], call.w.shape[3]
+    st = (call.stride, call.stride) if isinstance(call.stride, int) else tuple(call.stride)
+    dl = (call.dilation, call.dilation) if isinstance(call.dilation, int) else tuple(call.dilation)
+    pd = call.padding
+    if isinstance(pd, str):
+        if pd == "valid":
+            pd = (0, 0)
+        elif pd == "same":
+            tot = (dl[0] * (kh - 1), dl[1] * (kw - 1))
+            if tot[0] % 2 or tot[1] % 2:
+                raise Skip("padding='same' with an even kernel pads asymmetrically (not supported)")
+            pd = (tot[0] // 2, tot[1] // 2)
+        else:
+            raise Skip(f"padding={pd!r} not understood")
+    pd = (pd, pd) if isinstance(pd, int) else tuple(pd)
+    st, pd, dl = (tuple(st) * 2)[:2], (tuple(pd) * 2)[:2], (tuple(dl) * 2)[:2]
+    return dict(stride=st, padding=pd, dilation=dl, groups=int(call.groups))
+
+
+def deviation(got: torch.Tensor, want: torch.Tensor, ch_dim: int, step: torch.Tensor):
+    """(max abs, max over channels of abs / (max |want_c| + step_c)); step_c is one unit of the
+    channel's integer result, so channels whose outputs are all ~0 are not judged by rounding noise."""
+    d = (got.double() - want.double()).abs()
+    c = want.shape[ch_dim]
+    dc = d.movedim(ch_dim, -1).reshape(-1, c).amax(0)
+    wc = want.double().abs().movedim(ch_dim, -1).reshape(-1, c).amax(0) + step.abs()
+    rel = torch.where(wc > 0, dc / wc.clamp(min=1e-300), torch.where(dc > 0, torch.inf, 0.0))
+    return float(d.max()) if d.numel() else 0.0, float(rel.max()) if rel.numel() else 0.0

@@ -1,0 +1,186 @@
+"""The entry point: trace, plan every layer, fold neighbours, swap, compare."""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..nn._base import Folded, PackedModule, float_layers_to
+from ._fuse import apply_affine, apply_bn, fold_affine, fold_bn, fold_sign_inputs
+from ._plan import plan
+from ._report import ConversionError, ConversionReport, Skip
+from ._trace import _Invocation, _run, _trace
+
+__all__ = ["convert"]
+
+
+def _replace_everywhere(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    for parent in model.modules():
+        for k, child in list(parent._modules.items()):
+            if child is old:
+                setattr(parent, k, new)
+
+
+def _compare(a, b):
+    """(max abs, max abs / max |b|) between two outputs (tensors, or nested lists / dicts of them)."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.shape != b.shape:
+            return math.inf, math.inf
+        d = (a.double() - b.double()).abs()
+        if not d.numel():
+            return 0.0, 0.0
+        scale = float(b.double().abs().max())
+        return float(d.max()), float(d.max()) / scale if scale > 0 else (0.0 if float(d.max()) == 0 else math.inf)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        pairs = [_compare(x, y) for x, y in zip(a, b)]
+        return max((p[0] for p in pairs), default=0.0), max((p[1] for p in pairs), default=0.0)
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return _compare(list(a.values()), [b[k] for k in a])
+    return 0.0, 0.0
+
+
+def _group(rec) -> tuple[dict[str, list[_Invocation]], dict[str, nn.Module], list[str]]:
+    """Invocations by module name, the modules, and the names of those that made a call in
+    order of their first invocation."""
+    by_module: dict[str, list[_Invocation]] = {}
+    modules: dict[str, nn.Module] = {}
+    for inv in rec.invocations:
+        by_module.setdefault(inv.name, []).append(inv)
+        modules[inv.name] = inv.module
+    order = sorted((n for n, invs in by_module.items() if any(i.calls for i in invs)),
+                   key=lambda n: min(i.seq for i in by_module[n]))
+    return by_module, modules, order
+
+
+def _plan_all(by_module, modules, order, report: ConversionReport, strict: bool, filter_fn) -> dict[str, PackedModule]:
+    planned: dict[str, PackedModule] = {}
+    problems = []
+    for name in order:
+        label = name or "<root>"
+        if filter_fn is not None and not filter_fn(name, modules[name]):
+            report.skipped[label] = "excluded by filter_fn"
+            continue
+        try:
+            new, layer, notes = plan(by_module[name])
+        except Skip as e:
+            report.skipped[label] = str(e)
+            if strict and e.evidence:
+                problems.append(f"{label}: {e} ({e.evidence})")
+            continue
+        planned[name] = new
+        report.layers[name] = layer
+        for n in notes:
+            report.note(name, n)
+            if strict:
+                problems.append(f"{name}: {n}")
+    if problems:
+        raise ConversionError("cannot convert exactly:\n  " + "\n  ".join(problems))
+    return planned
+
+
+def _fuse(rec, planned, by_module, report: ConversionReport) -> list[str]:
+    """Fold neighbours into the planned modules; returns the names of the folded modules."""
+    folded = []
+    for bn_name, src, bn in fold_bn(rec, planned, by_module):
+        apply_bn(planned[src], bn)
+        report.fused[bn_name] = src
+        folded.append(bn_name)
+    taken = {n for f in folded for n in (f, report.fused[f])}
+    for name, src, a, b in fold_affine(rec, planned, by_module, taken):
+        apply_affine(planned[src], a, b)
+        report.fused[name] = src
+        folded.append(name)
+    for name, dst, t in fold_sign_inputs(rec, planned, by_module, set(report.fused)):
+        planned[dst].threshold.copy_(t)
+        report.fused[name] = dst
+        folded.append(name)
+    return folded
+
+
+def _float_channels_last(model: nn.Module, example_inputs, ref_out, report: ConversionReport) -> None:
+    """Put the float remainder in channels_last (its convs then return channels_last for NCHW
+    input, which the packed layers keep), unless the model then fails or differs on the examples
+    (e.g. a view() of a conv output), in which case it is left as it was."""
+    float_layers_to(model, torch.channels_last)
+    try:
+        with torch.no_grad():
+            out = _run(model, example_inputs)
+        ok = _compare(out, ref_out)[1] <= max(1e-4, 10 * report.model_max_rel)
+    except RuntimeError as e:
+        ok, why = False, str(e).splitlines()[0]
+    else:
+        why = "the outputs differ"
+    report.channels_last = ok
+    if not ok:
+        float_layers_to(model, torch.contiguous_format)
+        report.note("<model>", f"float layers left in their memory format: in channels_last {why}")
+
+
+def _prepare(model, inplace: bool, filter_fn) -> nn.Module:
+    """Checked arguments; the model to convert (a deep copy unless inplace), in eval mode."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if filter_fn is not None and not callable(filter_fn):
+        raise TypeError(f"filter_fn must be callable(name, module) -> bool, got {type(filter_fn).__name__}")
+    if not inplace:
+        try:
+            model = copy.deepcopy(model)
+        except Exception as e:
+            raise TypeError(f"convert could not deep-copy the model ({e}); pass inplace=True to convert it in place") from e
+    return model.eval()
+
+
+def convert(
+    model: nn.Module,
+    example_inputs,
+    *,
+    inplace: bool = False,
+    strict: bool = False,
+    fuse: bool = True,
+    filter_fn: Callable[[str, nn.Module], bool] | None = None,
+    channels_last: bool = True,
+):
+    """Replace the binary layers of a trained float BNN by packed modules.
+
+    Args:
+        model: the float model (any nn.Module; nothing is matched by class name).
+        example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs;
+            the model runs once on them. Use a few realistic samples (each output channel
+            must vary across them for a scale to be identified).
+        inplace: modify ``model`` itself; else a deep copy is converted and the original
+            is left untouched.
+        strict: raise ConversionError when a layer with binary weights cannot be converted
+            exactly (layers with real weights are skipped and reported, never an error).
+        fuse: fold the BatchNorm / per-channel scale modules that directly follow a packed
+            module into its epilogue, and the sign modules that feed it into its threshold
+            (see the package docstring).
+        filter_fn: ``filter_fn(name, module) -> bool``; modules for which it returns False are
+            left as they are (reported in ``skipped`` as excluded, never an error).
+        channels_last: put the weights of the float layers left in the model (stem, pooling
+            neighbours, downsample convs, head) in channels_last, so NCHW input flows through
+            the whole model without layout copies; kept only if the model still runs and
+            matches on the examples (``report.channels_last`` says which).
+
+    Returns:
+        (converted model in eval mode, ConversionReport).
+    """
+    model = _prepare(model, inplace, filter_fn)
+    rec, ref_out = _trace(model, example_inputs)
+    report = ConversionReport()
+    by_module, modules, order = _group(rec)
+    planned = _plan_all(by_module, modules, order, report, strict, filter_fn)
+    folded = _fuse(rec, planned, by_module, report) if fuse else []
+    for name, new in planned.items():
+        _replace_everywhere(model, modules[name], new)
+        report.converted.append(name)
+    for name in folded:
+        _replace_everywhere(model, modules[name], Folded(report.fused[name]))
+    with torch.no_grad():
+        out = _run(model, example_inputs)
+    report.model_max_abs, report.model_max_rel = _compare(out, ref_out)
+    if channels_last and planned:
+        _float_channels_last(model, example_inputs, ref_out, report)
+    return model, report

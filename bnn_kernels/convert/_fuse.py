@@ -1,0 +1,153 @@
+"""Folding: modules next to a packed module that become part of it.
+
+- an eval-mode BatchNorm or a per-channel affine module reading only a packed module's output
+  folds into its epilogue (multiplier, bias);
+- a module binarizing only a packed binary module's input (sign(x), RSign) folds into its
+  threshold.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..nn import BinaryConv2d, BinaryLinear
+from ..nn._base import PackedModule
+from ._classify import TOL, deviation, find_threshold, fit_affine
+from ._probe import derived_inputs, tie_threshold
+from ._report import Skip
+from ._trace import _Invocation, _Recorder
+
+__all__ = ["fold_bn", "fold_affine", "fold_sign_inputs", "apply_affine", "apply_bn"]
+
+
+def _only_reader(rec: _Recorder, ref, inv: _Invocation) -> bool:
+    """Every recorded use of the tensor ``ref`` happens inside the invocation ``inv``."""
+    uses = rec.uses.get(id(ref), [])
+    return bool(uses) and all(id(inv) in u[1] for u in uses)
+
+
+def _channel_dim(new: PackedModule) -> int:
+    return 1 if hasattr(new, "in_channels") else -1
+
+
+def fold_bn(rec: _Recorder, planned: dict, by_module: dict):
+    """[(bn name, packed module name, recorded batch_norm arguments)] for the eval-mode BatchNorm
+    modules that read only the output of a packed module."""
+    out = []
+    for name, invs in by_module.items():
+        inv = invs[0]
+        if len(invs) != 1 or len(inv.ops) != 1 or inv.ops[0][0] != "batch_norm" or inv.calls:
+            continue
+        bn = inv.ops[0][1]
+        if bn["training"] or bn["running_mean"] is None or bn["running_var"] is None:
+            continue
+        src = None
+        for pname, pinvs in by_module.items():
+            if pname in planned and len(pinvs) == 1 and pinvs[0].out_ref is bn["input_ref"] is inv.x_ref:
+                src = pname
+        if src is None:
+            continue
+        uses = rec.uses.get(id(by_module[src][0].out_ref), [])
+        if len(uses) != 1 or id(inv) not in uses[0][1]:
+            continue
+        out.append((name, src, bn))
+    return out
+
+
+def _single_tensor_module(name, invs, planned, taken) -> bool:
+    inv = invs[0]
+    return (len(invs) == 1 and bool(name) and name not in planned and name not in taken and not inv.calls
+            and not inv.nested_calls and len(inv.args) == 1 and not inv.kwargs
+            and isinstance(inv.out, torch.Tensor) and inv.out.shape == inv.args[0].shape)
+
+
+def _call(module, x):
+    with torch.no_grad():
+        return module(x)
+
+
+def _sign_fold_holds(trial, new, inv: _Invocation) -> bool:
+    """trial (new with the sign module's threshold) on the sign module's input equals new on the
+    sign module's output, on the examples and on inputs derived from them."""
+    with torch.no_grad():
+        if not torch.equal(trial.int_forward(inv.args[0]), new.int_forward(inv.out)):
+            return False
+        for _, xd in derived_inputs(inv.args[0]):
+            if not torch.equal(trial.int_forward(xd), new.int_forward(inv.module(xd.clone()))):
+                return False
+    return True
+
+
+def fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set):
+    """[(name, packed module name, threshold)] for modules that binarize the input of a packed
+    binary module (their output's only reader) elementwise: the packed module can threshold their
+    input itself."""
+    out = []
+    for name, invs in by_module.items():
+        if not _single_tensor_module(name, invs, planned, taken) or not invs[0].out_elementwise:
+            continue
+        inv = invs[0]
+        dst = next((p for p, m in planned.items() if isinstance(m, (BinaryConv2d, BinaryLinear)) and p not in taken
+                    and len(by_module[p]) == 1 and by_module[p][0].x_ref is inv.out_ref), None)
+        if dst is None:
+            continue
+        new, dinv = planned[dst], by_module[dst][0]
+        if not _only_reader(rec, inv.out_ref, dinv) or bool((new.threshold != 0).any()):
+            continue
+        ch = _channel_dim(new)
+        found = find_threshold(inv.args[0], dinv.args[0] >= 0, inv.module, ch, [])
+        t = None if found is None else tie_threshold(inv.module, inv.args[0], found[1], ch, _call, lambda s: s >= 0)
+        if t is None:
+            continue
+        trial = copy.deepcopy(new)
+        trial.threshold.copy_(t)
+        if not _sign_fold_holds(trial, new, inv):
+            continue
+        out.append((name, dst, t))
+        taken.update((name, dst))
+    return out
+
+
+def fold_affine(rec: _Recorder, planned: dict, by_module: dict, taken: set):
+    """[(name, packed module name, a, b)] for modules that compute a per-channel a * x + b of the
+    output of a packed module (their only reader): taint-checked, then fitted and verified."""
+    out = []
+    for name, invs in by_module.items():
+        inv = invs[0]
+        if not _single_tensor_module(name, invs, planned, taken) or not inv.is_affine:
+            continue
+        src = next((p for p in planned if p not in taken and len(by_module[p]) == 1
+                    and by_module[p][0].out_ref is inv.x_ref), None)
+        if src is None or not _only_reader(rec, inv.x_ref, inv):
+            continue
+        new = planned[src]
+        ch = _channel_dim(new)
+        try:
+            a, b = fit_affine(inv.args[0], inv.out, ch)
+        except Skip:
+            continue
+        shape = [1] * inv.out.dim()
+        shape[ch] = -1
+        step = (a * new.multiplier.double()).abs()
+        _, rel = deviation(inv.args[0].double() * a.view(shape) + b.view(shape), inv.out, ch, step)
+        if rel <= TOL.get(inv.out.dtype, 1e-4) * 0.1:
+            out.append((name, src, a, b))
+            taken.update((name, src))
+    return out
+
+
+def apply_affine(new: PackedModule, a: torch.Tensor, b: torch.Tensor) -> None:
+    """Fold y -> a * y + b (per output channel, float64) into the epilogue."""
+    for name in new.epilogue_buffers:
+        buf = getattr(new, name)
+        buf.copy_((buf.double() * a).float())
+    new.bias.copy_((new.bias.double() * a + b).float())
+
+
+def apply_bn(new: PackedModule, bn: dict) -> None:
+    """Fold an eval-mode batch_norm (its recorded arguments) into the epilogue."""
+    inv_std = 1.0 / torch.sqrt(bn["running_var"].double() + float(bn["eps"]))
+    g = inv_std * (bn["weight"].double() if bn["weight"] is not None else 1.0)
+    beta = bn["bias"].double() if bn["bias"] is not None else 0.0
+    apply_affine(new, g, beta - bn["running_mean"].double() * g)

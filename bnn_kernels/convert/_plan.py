@@ -1,0 +1,193 @@
+"""Planning: the packed module that replaces one module, built from its recorded invocations
+and verified on them, or a Skip with the reason."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLinear, BitSerialConv2d, BitSerialLinear
+from ..nn._base import PackedModule
+from ._classify import (
+    TOL,
+    find_in_mul,
+    fit_affine,
+    geometry,
+    input_kind,
+    weight_alpha,
+)
+from ._offset import offset_pair, plan_offset
+from ._probe import probe_threshold
+from ._report import Skip
+from ._trace import _Invocation
+from ._verify import Check, int_exact, verify, verify_derived
+
+__all__ = ["plan"]
+
+
+@dataclass
+class _Input:
+    """How the call's input Z derives from the module's input X."""
+
+    scale: float  # Z = scale * q(X)
+    act: dict | None  # packed module activation arguments; None: real input (binary-weight)
+    desc: str
+    notes: list = field(default_factory=list)
+
+
+def _check_invocations(invs: list[_Invocation]) -> None:
+    """Raise Skip unless every invocation is one tensor in, one conv/linear call, its output out."""
+    if not invs[0].name:
+        raise Skip("the call is made by the root module itself (wrap the layer in a submodule)")
+    for inv in invs:
+        if inv.nested_calls:
+            raise Skip("its forward contains other conv/linear layers")
+        if len(inv.calls) != 1:
+            raise Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
+        if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
+            raise Skip("it is called with other than one tensor argument")
+        if not isinstance(inv.out, torch.Tensor):
+            raise Skip("its output is not a single tensor")
+        if inv.post_break is not None:
+            raise Skip(f"it applies {inv.post_break} to the {inv.calls[0].kind} call's output (only a per-channel "
+                       "scale/bias epilogue can be packed)")
+        if not inv.out_from_call:
+            raise Skip(f"its output is not computed from the {inv.calls[0].kind} call's output by arithmetic")
+        if inv.out.shape != inv.calls[0].y.shape:
+            raise Skip("the module's output shape differs from the call's output")
+
+
+def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
+    """Identify X -> Z (identity, sign(x - t), Heaviside, k-bit rounding); raises Skip."""
+    first = invs[0]
+    call, module, x = first.calls[0], first.module, first.args[0]
+    if x.shape != call.z.shape:
+        raise Skip("the call's input is not an elementwise function of the module's input (shapes differ)")
+    kind = input_kind(torch.cat([i.calls[0].z.reshape(-1) for i in invs]) if len(invs) > 1 else call.z)
+    if kind[0] == "sign":
+        if kind[2]:
+            raise Skip(f"{kind[2]} input value(s) of the {call.kind} call are exactly 0 on the examples where the "
+                       "others are +-a (torch.sign(0) = 0): not binary, left in float")
+        label, t = probe_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0)
+        desc = "binary" + ("" if label == "0" else f" (sign(x - {label}))")
+        return _Input(kind[1], dict(act="sign", threshold=t), desc)
+    if kind[0] == "step":
+        a = kind[1]
+        label, t = probe_threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2)
+        return _Input(a, dict(act="step", nbits=1, threshold=t), "1-bit {0,1} input" + (
+            "" if label == "0" else f" (x > {label})"))
+    if kind[0] == "round":
+        _, step, nbits = kind
+        q_exp = torch.round(call.z.double() / step).to(torch.int32)  # same device as x
+        m = find_in_mul(x, q_exp, step, nbits, module)
+        if m is None:
+            raise Skip(f"{nbits}-bit input grid (step {step:.4g}) found but its quantizer was not identified")
+        return _Input(step, dict(act="round", nbits=nbits, in_mul=m), f"{nbits}-bit input")
+    if not torch.equal(x, call.z):
+        raise Skip("real-valued input transformed inside the module before a binary-weight call")
+    return _Input(1.0, None, "binary weights, real input")
+
+
+def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tensor, ternary: bool) -> PackedModule:
+    """The packed module for the call, with the given per-output multiplier and bias (float64)."""
+    call, act = first.calls[0], inp.act
+    geo = geometry(call) if call.kind == "conv2d" else {}
+    conv = call.kind == "conv2d"
+    common = dict(multiplier=mult.float(), ternary=ternary, **geo)
+    w = call.w.detach()
+    if act is None:
+        new = (BinaryWeightConv2d if conv else BinaryWeightLinear).from_weight(w, bias.float(), **common)
+    elif act["act"] == "sign":
+        cls = BinaryConv2d if conv else BinaryLinear
+        new = cls.from_weight(w, bias.float(), threshold=act["threshold"], out_dtype=first.out.dtype, **common)
+    else:
+        cls = BitSerialConv2d if conv else BitSerialLinear
+        new = cls.from_weight(w, bias.float(), nbits=act.get("nbits", 1), act=act["act"],
+                              threshold=act.get("threshold", 0.0), in_mul=act.get("in_mul", 1.0),
+                              out_dtype=first.out.dtype, **common)
+    return new.to(call.w.device).eval()
+
+
+def binary_evidence(invs: list[_Invocation]) -> str | None:
+    """Why the module's layer is meant to be binary, or None (a float layer)."""
+    inv = invs[0]
+    if inv.binarizers:
+        return f"its forward binarizes ({', '.join(sorted(inv.binarizers))})"
+    for call in inv.calls:
+        if input_kind(call.z)[0] != "real":
+            return "its input is binary or on a k-bit grid"
+        try:
+            weight_alpha(call.w)
+            return "its weights are +-alpha per output channel"
+        except Skip:
+            pass
+    return None
+
+
+# Ops that move or pad elements without computing statistics of the sample.
+_LAYOUT_OPS = {"pad", "constant_pad_nd", "cat", "concat", "stack", "permute", "transpose", "flip", "roll", "narrow",
+               "index_select", "gather", "repeat", "tile", "pixel_shuffle", "pixel_unshuffle", "flatten", "unflatten",
+               "movedim", "split", "chunk", "unbind", "interpolate", "upsample_nearest2d"}
+
+
+def _check_elementwise_input(invs: list[_Invocation]) -> None:
+    """Raise Skip when the call's input depends on more than the same element of the module's input."""
+    for inv in invs:
+        call = inv.calls[0]
+        if call.z_mixed in _LAYOUT_OPS:
+            raise Skip(f"the {call.kind} input is not an elementwise function of the module's input (it passes "
+                       f"through {call.z_mixed})")
+        if call.z_mixed:
+            raise Skip(f"data-dependent binarization: the {call.kind} input is computed from the module's input "
+                       f"through {call.z_mixed} (a function of the whole sample, as in sign((a - mean(a)) / std(a)))")
+        if call.w_from_x:
+            raise Skip(f"data-dependent weights: the {call.kind} weight is computed from the module's input")
+        if call.z_from_x and inv.pre_escape:
+            raise Skip(f"data-dependent input: the module reads input values into Python ({inv.pre_escape}) "
+                       f"before its {call.kind} call")
+
+
+def plan(invs: list[_Invocation]):
+    """(packed module, report entry, notes) for a module from its recorded invocations; raises Skip
+    with its evidence set."""
+    try:
+        return _plan(invs)
+    except Skip as e:
+        e.evidence = binary_evidence(invs)
+        raise
+
+
+def _plan(invs: list[_Invocation]):
+    _check_invocations(invs)
+    _check_elementwise_input(invs)
+    first = invs[0]
+    call = first.calls[0]
+    if call.kind == "conv2d" and call.z.dim() != 4:
+        raise Skip("unbatched conv2d input")
+    ab = offset_pair(torch.cat([i.calls[0].z.reshape(-1) for i in invs]))
+    if ab is not None:
+        return plan_offset(invs, *ab)
+    alpha, zeros = weight_alpha(call.w)
+    ch = 1 if call.kind == "conv2d" else -1
+    inp = _input_relation(invs, ch)
+    notes = list(inp.notes)
+    if zeros:  # torch.sign(0) = 0: weights {-a, 0, +a}, computed exactly as ternary
+        inp.desc += f", ternary weights ({zeros} exactly 0)"
+
+    # output relation Y -> O: a per-channel affine map, fitted on the examples
+    ga, gb = fit_affine(call.y, first.out, ch)
+    b_call = call.b.double() if call.b is not None else torch.zeros(alpha.numel(), dtype=torch.float64,
+                                                                       device=call.w.device)
+    mult = alpha * inp.scale * ga
+    new = _build(first, inp, mult, b_call * ga + gb, ternary=zeros > 0)
+    real_in = inp.act is None
+    chk = Check(None if real_in else (lambda n, i: int_exact(n, i, alpha, inp.scale)),
+                lambda z: real_in or input_kind(z)[0] != "real", mult, ch)
+    max_abs, max_rel, int_exact_ = verify(new, invs, chk)
+    layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact_)
+    if not int_exact_:
+        raise Skip(f"verification failed: the packed integer part differs from the call's ({inp.desc})")
+    if max_rel > TOL.get(first.out.dtype, 1e-4):
+        raise Skip(f"verification failed: packed output deviates by {max_rel:.3g} (relative) from the module's output")
+    verify_derived(new, invs, chk, TOL.get(first.out.dtype, 1e-4))
+    return new, layer, notes

@@ -1,0 +1,91 @@
+"""Checks of a planned layer beyond the examples: the module's own rule at values exactly at its
+threshold, and its agreement with the packed module on inputs derived from the examples."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._classify import channel_view, find_threshold, strict_threshold
+from ._report import Skip
+from ._trace import _Invocation, _trace
+
+__all__ = ["run_module", "tie_threshold", "derived_inputs", "probe_threshold"]
+
+_MAX_DISTINCT = 16  # inputs with at most this many distinct values are also resampled from them
+
+
+def run_module(module: nn.Module, x: torch.Tensor) -> _Invocation | None:
+    """The recorded invocation of ``module`` alone on ``x`` (eval, no grad)."""
+    rec, _ = _trace(module, (x,))
+    invs = [i for i in rec.invocations if i.module is module]
+    return invs[-1] if invs else None
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def tie_threshold(module, x, t, ch_dim, output_of, high):
+    """The packed threshold that reproduces the module at x == t: t (the module maps t high, as
+    ``x >= t``), strict_threshold(t) (low, as ``x > t``), or None (mixed, or not representable).
+
+    output_of(module, x) -> the tensor the module binarized; high(tensor) -> bool tensor."""
+    c = x.shape[ch_dim]
+    tb = channel_view(t.to(device=x.device, dtype=x.dtype), ch_dim, c, x.dim()).expand_as(x)
+    mask = (torch.rand(x.shape, generator=_generator(1)) < 0.25).to(x.device)
+    if not bool(mask.any()):
+        mask.view(-1)[0] = True
+    xt = torch.where(mask, tb, x)
+    with torch.no_grad():
+        h = high(output_of(module, xt))[mask]
+    if bool(h.all()):
+        return t.clone()
+    if not bool(h.any()):
+        return strict_threshold(t, x.dtype)
+    return None
+
+
+def derived_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Inputs derived from the examples: noise, rescaled and shifted per sample (so per-sample
+    statistics change), and, for inputs with few distinct values, those values resampled with a
+    different mix per sample."""
+    if not x.dtype.is_floating_point or x.numel() == 0:
+        return []
+    g = _generator()
+    n = x.shape[0]
+    d = x.detach().double().cpu()
+    shape = [n] + [1] * (x.dim() - 1)
+    flat = d.reshape(n, -1)
+    spread = (flat.std(1, unbiased=False) + flat.abs().mean(1)).clamp(min=1e-6).view(shape)
+    out = [
+        ("noise", d + 0.3 * spread * torch.randn(d.shape, generator=g, dtype=torch.float64)),
+        ("rescaled", d * (0.25 + 2.0 * torch.rand(n, generator=g, dtype=torch.float64)).view(shape)),
+        ("shifted per sample", d + spread * (2 * torch.rand(n, generator=g, dtype=torch.float64) - 1).view(shape)),
+    ]
+    vals = torch.unique(d)
+    if 1 < vals.numel() <= _MAX_DISTINCT:
+        probs = torch.rand(n, vals.numel(), generator=g, dtype=torch.float64) ** 3 + 1e-3
+        idx = torch.multinomial(probs, flat.shape[1], replacement=True, generator=g)
+        out.append(("values resampled per sample", vals[idx].reshape(d.shape)))
+    return [(name, t.to(device=x.device, dtype=x.dtype)) for name, t in out]
+
+
+def _call_input(module, x):
+    inv = run_module(module, x)
+    if inv is None or len(inv.calls) != 1:
+        raise Skip("the module makes a different number of calls on other inputs")
+    return inv.calls[0].z
+
+
+def probe_threshold(x, pos, module, ch_in, extra, high):
+    """(label, packed threshold) reproducing ``pos`` on the examples and the module's own rule at
+    values exactly at the threshold (x >= t, or x > t as in sign(relu(x)) or x > t); raises Skip.
+    high(z): the call's input z counts as the high value."""
+    found = find_threshold(x, pos, module, ch_in, extra)
+    if found is None:
+        raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
+    t = tie_threshold(module, x, found[1], ch_in, _call_input, high)
+    if t is None:
+        raise Skip(f"the comparison at the threshold {found[0]} (x >= t or x > t) is not one rule, or x > t "
+                   f"cannot be held by a float32 threshold for {x.dtype} input")
+    return found[0], t

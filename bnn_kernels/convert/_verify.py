@@ -1,0 +1,84 @@
+"""Verification of a planned packed module: on the recorded examples, then on inputs derived
+from them (noise, rescaled, shifted per sample, values resampled)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..nn._base import PackedModule
+from ._classify import deviation, geometry
+from ._probe import derived_inputs, run_module
+from ._report import Skip
+from ._trace import _Invocation
+
+__all__ = ["Check", "int_exact", "verify", "verify_derived"]
+
+
+@dataclass
+class Check:
+    """How to judge a packed module against a module's recorded invocation.
+
+    int_check(new, inv): its integer part is exact (None: no integer part, real input);
+    in_domain(z): a derived input whose call input is z is inside the layer's domain;
+    step: per output channel, one unit of the integer result in output units (float64 [O]);
+    ch: the output channel dim."""
+
+    int_check: Callable[[PackedModule, _Invocation], bool] | None
+    in_domain: Callable[[torch.Tensor], bool]
+    step: torch.Tensor
+    ch: int
+
+
+def call_integer(inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> torch.Tensor:
+    """The exact integer result of the recorded call: the same conv / linear in float64 of its input
+    divided by in_scale and its weight divided by alpha, both rounded to the integers they are
+    (so no rounding of the call's own low-precision output enters)."""
+    ci = inv.calls[0]
+    z = torch.round(ci.z.double() / in_scale)
+    a = alpha.view(-1, *[1] * (ci.w.dim() - 1))
+    w = torch.where(a > 0, torch.round(ci.w.double() / a.clamp(min=1e-300)), 0.0)
+    if ci.kind == "linear":
+        return F.linear(z, w)
+    return F.conv2d(z, w, None, **geometry(ci))
+
+
+def int_exact(new: PackedModule, inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> bool:
+    """The packed integer part equals the call's exact integer result."""
+    return torch.equal(new.int_forward(inv.args[0]).double(), call_integer(inv, alpha, in_scale))
+
+
+def verify(new, invs, chk: Check):
+    """(max_abs, max_rel, int_exact) of the packed module over the invocations."""
+    max_abs = max_rel = 0.0
+    exact = True
+    with torch.no_grad():
+        for inv in invs:
+            xin = inv.args[0]
+            if chk.int_check is not None and not chk.int_check(new, inv):
+                exact = False
+            step = chk.step * (float(xin.abs().max()) if chk.int_check is None else 1.0)
+            a_, r_ = deviation(new(xin), inv.out, chk.ch, step)
+            max_abs, max_rel = max(max_abs, a_), max(max_rel, r_)
+    return max_abs, max_rel, exact
+
+
+def verify_derived(new, invs, chk: Check, tol: float) -> None:
+    """Raise Skip unless the packed module also matches the module on inputs derived from the
+    examples. Derived inputs outside the layer's domain (its call input real where it is binary
+    on the examples: the input is binarized upstream) are not judged."""
+    module = invs[0].module
+    for label, xd in derived_inputs(invs[0].args[0]):
+        inv = run_module(module, xd)
+        if inv is None or len(inv.calls) != 1 or not isinstance(inv.out, torch.Tensor) \
+                or inv.out.shape != inv.calls[0].y.shape:
+            raise Skip(f"on derived inputs ({label}) the module does not make the same single call")
+        if not chk.in_domain(inv.calls[0].z):
+            continue
+        _, rel, exact = verify(new, [inv], chk)
+        if not exact or rel > tol:
+            what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
+            raise Skip(f"verification on derived inputs ({label}) failed: the packed {what} from the module's "
+                       "(its result depends on more than the examples show)")
