@@ -7,7 +7,6 @@ from torch import nn
 
 import bnn_kernels as bk
 from bnn_kernels import ExportError, reference
-
 from bnn_kernels import models as M
 
 

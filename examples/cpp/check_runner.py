@@ -30,7 +30,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 import bnn_kernels as bk  # noqa: E402
-
 from bnn_kernels import models as zoo  # noqa: E402
 
 

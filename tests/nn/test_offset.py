@@ -5,7 +5,6 @@ import torch.nn.functional as F
 
 import bnn_kernels
 from bnn_kernels.nn import OffsetBinaryConv2d
-
 from tests.helpers import conv_id, random_conv_configs
 
 CONFIGS = random_conv_configs(8, seed=7)

@@ -11,7 +11,6 @@ from bnn_kernels.nn import (
     BitSerialConv2d,
     BitSerialLinear,
 )
-
 from tests.helpers import conv_id, pm1, random_conv_configs, ref_conv
 
 CONFIGS = random_conv_configs(8, seed=5)
