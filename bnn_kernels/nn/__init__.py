@@ -13,7 +13,8 @@ thresholds as buffers, has ``from_float(...)`` constructors, ``config()`` /
 from ._base import PACKED_MODULES, Folded, PackedModule
 from .binary import BinaryConv2d, BinaryLinear
 from .binary_weight import BinaryWeightConv2d, BinaryWeightLinear
-from .bitserial import BitSerialConv2d, BitSerialLinear, BitSplitConv2d, BitSplitLinear
+from .bitserial import BitSerialConv2d, BitSerialLinear
+from .bitsplit import BitSplitConv2d, BitSplitLinear
 from .offset import OffsetBinaryConv2d
 
 __all__ = [

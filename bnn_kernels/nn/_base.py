@@ -7,13 +7,13 @@ state_dict (or a safetensors file written by ``bnn_kernels.save``) can be loaded
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
 from .. import ops
+from .._args import pair, words  # noqa: F401  (re-exported to the packed modules)
 
 __all__ = ["PackedModule", "Folded", "PACKED_MODULES", "register_packed", "dtype_name", "dtype_from_name"]
 
@@ -48,16 +48,6 @@ def register_packed(cls):
     PACKED_MODULES[cls.__name__] = cls
     return cls
 
-
-def pair(v, name: str) -> tuple[int, int]:
-    if isinstance(v, bool):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-    if isinstance(v, int):
-        return (v, v)
-    t = tuple(v)
-    if len(t) != 2 or not all(isinstance(e, int) and not isinstance(e, bool) for e in t):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return t
 
 
 def positive_int(v, name: str, minimum: int = 1) -> int:
@@ -164,28 +154,30 @@ class PackedModule(nn.Module):
         return ", ".join(parts)
 
     # -- epilogue -------------------------------------------------------------------------
-    def _epilogue(self, y_int: torch.Tensor, channel_dim: int) -> torch.Tensor:
-        """float(y_int) * multiplier + bias (per channel along channel_dim), cast to out_dtype."""
+    def _epilogue(self, y_int: torch.Tensor, channel_dim: int, path_dim: int | None = None,
+                  reduce: bool = False) -> torch.Tensor:
+        """float(y_int) * multiplier + bias (per channel along channel_dim, and per path along
+        path_dim when multiplier and bias are [paths, channels]), summed over path_dim when
+        reduce, cast to out_dtype."""
         shape = [1] * y_int.dim()
         shape[channel_dim] = -1
+        if path_dim is not None:
+            shape[path_dim] = self.multiplier.shape[0]
         work = torch.float64 if self.out_dtype == torch.float64 else torch.float32
         y = torch.addcmul(self.bias.to(work).view(shape), y_int.to(work), self.multiplier.to(work).view(shape))
+        if path_dim is not None and reduce:
+            y = y.sum(path_dim)
         return y.to(self.out_dtype)
 
 
-class ActQuant:
-    """How a packed module turns its float input into bits.
-
-    mode "sign":  bit = x >= threshold[c]; the value is +1 for bit 1, -1 for bit 0.
-    mode "step":  bit = x >= threshold[c]; the value is 1 for bit 1, 0 for bit 0 (Heaviside).
-    mode "round": q = clamp(round(x * in_mul), 0, 2**nbits - 1), an unsigned nbits integer
-                  (DoReFa / PACT style; in_mul is 1/step of the grid).
-    """
-
-    MODES = ("sign", "step", "round")
-
-
 def check_act(act: str, nbits: int, allowed: tuple[str, ...]) -> None:
+    """Validates how a packed module turns its float input into bits.
+
+    act "sign":  bit = x >= threshold[c]; the value is +1 for bit 1, -1 for bit 0.
+    act "step":  bit = x >= threshold[c]; the value is 1 for bit 1, 0 for bit 0 (Heaviside).
+    act "round": q = clamp(round(x * in_mul), 0, 2**nbits - 1), an unsigned nbits integer
+                 (DoReFa / PACT style; in_mul is 1/step of the grid).
+    """
     if act not in allowed:
         raise ValueError(f"act must be one of {allowed}, got {act!r}")
     if act in ("sign", "step") and nbits != 1:
@@ -205,15 +197,6 @@ def planes_of(x_last: torch.Tensor, act: str, threshold: torch.Tensor, in_mul: t
     if act in ("sign", "step"):
         return ops.pack_bits(x_last, threshold).unsqueeze(0)
     return ops.to_bitplanes(quantize_round(x_last, in_mul, nbits), nbits)
-
-
-def int32_fits(bound: float, what: str) -> None:
-    if bound > 2**31 - 1:
-        raise ValueError(f"{what}: integer accumulator could reach {bound:.3g}, past int32")
-
-
-def log2_int(v: int) -> int:
-    return int(math.log2(v))
 
 
 @register_packed

@@ -24,6 +24,7 @@ from ._base import (
     register_packed,
     resolve_scale,
     weight_rows,
+    words,
 )
 
 __all__ = ["BinaryLinear", "BinaryConv2d", "pack_conv_weight", "conv_output_format"]
@@ -71,7 +72,7 @@ class BinaryLinear(PackedModule):
         self.out_dtype = dtype_from_name(out_dtype)
         self.ternary = check_bool(ternary, "ternary")
         rows = out_features * (2 if ternary else 1)
-        self.register_buffer("weight_bits", torch.zeros(rows, (in_features + 31) // 32, dtype=torch.int32))
+        self.register_buffer("weight_bits", torch.zeros(rows, words(in_features), dtype=torch.int32))
         self.register_buffer("threshold", torch.zeros(in_features, dtype=torch.float32))
         _EpilogueBuffers.init(self, out_features)
 
@@ -140,7 +141,7 @@ class _ConvGeometry(PackedModule):
 
     def _weight_bits_shape(self):
         kh, kw = self.kernel_size
-        return (self.out_channels * (2 if self.ternary else 1), kh, kw, (self.in_channels // self.groups + 31) // 32)
+        return (self.out_channels * (2 if self.ternary else 1), kh, kw, words(self.in_channels // self.groups))
 
     def _check_weight(self, weight: torch.Tensor) -> None:
         want = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)

@@ -26,6 +26,7 @@ from ._base import (
     register_packed,
     resolve_scale,
     weight_rows,
+    words,
 )
 from .binary import _ConvGeometry, _EpilogueBuffers, conv_output_format, pack_conv_weight
 
@@ -62,7 +63,7 @@ class BinaryWeightLinear(_LegacyScaleName, PackedModule):
         self.out_features = positive_int(out_features, "out_features")
         self.ternary = check_bool(ternary, "ternary")
         rows = out_features * (2 if ternary else 1)
-        self.register_buffer("weight_bits", torch.zeros(rows, (in_features + 31) // 32, dtype=torch.int32))
+        self.register_buffer("weight_bits", torch.zeros(rows, words(in_features), dtype=torch.int32))
         _EpilogueBuffers.init(self, out_features)
 
     @classmethod

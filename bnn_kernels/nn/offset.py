@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from .. import ops
-from ._base import per_channel, register_packed
+from ._base import per_channel, register_packed, words
 from .binary import _ConvGeometry, _EpilogueBuffers, conv_output_format
 
 __all__ = ["OffsetBinaryConv2d"]
@@ -42,8 +42,7 @@ class OffsetBinaryConv2d(_ConvGeometry):
         super().__init__()
         self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype)
         kh, kw = self.kernel_size
-        words = (self.in_channels // self.groups + 31) // 32
-        self.register_buffer("weight_bits", torch.zeros(out_channels + groups, kh, kw, words, dtype=torch.int32))
+        self.register_buffer("weight_bits", torch.zeros(out_channels + groups, kh, kw, words(self.in_channels // self.groups), dtype=torch.int32))
         self.register_buffer("threshold", torch.zeros(in_channels, dtype=torch.float32))
         self.register_buffer("window_coefs", torch.zeros(3, out_channels, dtype=torch.float32))
         _EpilogueBuffers.init(self, out_channels)
