@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Plants typical GPU bugs in the CUDA kernels, one at a time, in a scratch copy of csrc/, and
 shows that the emulation suite (tests/cuda_emu) fails for every one: a bug counts as caught
-when a family of the suite exits non-zero (a wrong result, an unwritten output, or an emulator
-error such as an out-of-bounds access, a shared-memory race or a missing cp.async wait).
+when a family of the suite (or a GEMM path-choice run) exits non-zero (a wrong result, a
+wrong path, an unwritten output, or an emulator error such as an out-of-bounds access, a
+shared-memory race or a missing cp.async wait).
 
 Usage: python scripts/plant_cuda_bugs.py [--only ID ...] [--work DIR] [--list]
 Prints one line per bug and the score; exits 1 when a bug survives or cannot be planted.
@@ -116,6 +117,11 @@ BUGS = [
     ("bitserial-bound", "bitserial epilogue bound off by one", BITS, "i < n_items;\n", "i <= n_items;\n", 1),
     ("bitserial-offset", "bitserial drops negative activation offsets", BITS, "if (reduce && a_offset != 0)",
      "if (reduce && a_offset > 0)", 1),
+    ("mma-any-code", "tensor-core path chosen without checking the loaded code is sm_80+", XNOR,
+     "if (path == GemmPath::Mma && !mma_native)", "if (path == GemmPath::Mma && false)", 1),
+    ("linear-fma", "linear epilogue fused into one FMA (rounds unlike the CPU)", LIN,
+     "  if (scale) dot = mul_rn(dot, scale[n]);\n",
+     "  if (scale && bias) return fma(dot, scale[n], bias[n]);\n  if (scale) dot = mul_rn(dot, scale[n]);\n", 1),
 ]
 
 
@@ -133,9 +139,15 @@ def plant(src: str, text: str, new: str, occurrence: int) -> str | None:
     return src[:i] + new + src[i + len(text):]
 
 
+def _first_error(r: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith(("EMU ERROR", "FAIL"))]
+    return (lines or [r.stderr.strip()[-200:]])[0][:220]
+
+
 def run_suite(exe: str, first: str) -> str | None:
     """The first failing run of the emulation suite ('family device seed: message'), or None.
-    The family `first` (the planted file's) runs first, the whole suite when it passes."""
+    The family `first` (the planted file's) runs first, the whole suite when it passes, then
+    the GEMM path-choice runs (build.FALLBACK)."""
     env = dict(os.environ, GCOV_PREFIX=os.path.join(os.path.dirname(exe), "gcov-discard"))
     order = [first] + [f for f in build.SUITE if f != first]
     for fam in order:
@@ -146,8 +158,11 @@ def run_suite(exe: str, first: str) -> str | None:
             except subprocess.TimeoutExpired:
                 return f"{fam} device {dev} seed {seed}: timeout"
             if r.returncode != 0:
-                lines = [ln for ln in r.stderr.splitlines() if ln.startswith(("EMU ERROR", "FAIL"))]
-                return f"{fam} device {dev} seed {seed}: {(lines or [r.stderr.strip()[-200:]])[0][:220]}"
+                return f"{fam} device {dev} seed {seed}: {_first_error(r)}"
+    for case in build.FALLBACK:
+        r = subprocess.run([exe, *build.fallback_args(*case)], capture_output=True, text=True, timeout=300, env=env)
+        if r.returncode != 0:
+            return f"fallback {case}: {_first_error(r)}"
     return None
 
 
