@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "cuda_emu"))
 import build  # noqa: E402
 
-MMA, POPC, XNOR = "gemm/and_gemm_mma_cuda.cu", "gemm/and_gemm_popc_cuda.cu", "gemm/xnor_gemm_cuda.cu"
+MMA, POPC, GEMV = "gemm/and_gemm_mma_cuda.cu", "gemm/and_gemm_popc_cuda.cu", "gemm/and_gemm_gemv_cuda.cu"
+DISPATCH, XNOR = "gemm/and_gemm_dispatch_cuda.cu", "gemm/xnor_gemm_cuda.cu"
 CONV, PACK = "conv/binary_conv_cuda.cu", "pack/pack_cuda.cu"
 LIN, BITS = "linear/binary_weight_linear_cuda.cu", "bitserial/bitserial_gemm_cuda.cu"
 
@@ -57,7 +58,7 @@ BUGS = [
      "if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) == cudaSuccess)",
      "if (kernel != nullptr)", 1),
     ("popc-uninit-acc", "tiled accumulators left uninitialized", POPC, "int32_t acc[4][4] = {};", "int32_t acc[4][4];", 1),
-    ("gemv-vec16-align", "GEMV 16-byte loads chosen without the leading-dimension check", POPC,
+    ("gemv-vec16-align", "GEMV 16-byte loads chosen without the leading-dimension check", GEMV,
      "aligned_to(p.B, 16) && p.lda % 4 == 0 && p.ldb % 4 == 0 &&", "aligned_to(p.B, 16) &&", 1),
     ("popc-sync-1", "drop the __syncthreads after the tile loads", POPC, "    __syncthreads();\n", "", 1),
     ("popc-sync-2", "drop the __syncthreads before the next tile loads", POPC, "    __syncthreads();\n  }\n",
@@ -67,14 +68,14 @@ BUGS = [
     ("popc-tail-mask", "dropped tail mask in the tiled kernel", POPC, "return w == words - 1 ? (v & last_mask) : v;",
      "return v;", 1),
     ("popc-store-bound", "tiled store bound off by one", POPC, "if (m < p.M && n < p.N)", "if (m < p.M && n <= p.N)", 1),
-    ("gemv-tail-mask", "GEMV drops the tail mask", POPC, "if (w0 + j == last) bw[j] &= p.last_mask;", "", 1),
-    ("gemv-shfl-mask", "missing lane in the reduction's shuffle mask", POPC,
+    ("gemv-tail-mask", "GEMV drops the tail mask", GEMV, "if (w0 + j == last) bw[j] &= p.last_mask;", "", 1),
+    ("gemv-shfl-mask", "missing lane in the reduction's shuffle mask", GEMV,
      "__shfl_xor_sync(0xFFFFFFFFu, acc[r], off)", "__shfl_xor_sync(0x7FFFFFFFu, acc[r], off)", 1),
-    ("gemv-reduce", "reduction stops one step early", POPC, "for (int off = 16; off > 0; off >>= 1) acc[r]",
+    ("gemv-reduce", "reduction stops one step early", GEMV, "for (int off = 16; off > 0; off >>= 1) acc[r]",
      "for (int off = 16; off > 1; off >>= 1) acc[r]", 1),
-    ("gemv-vec-tail", "16-byte path reads the word past the row end", POPC,
+    ("gemv-vec-tail", "16-byte path reads the word past the row end", GEMV,
      "av.z = w0 + 2 <= last ? Ar[2] : 0;", "av.z = Ar[2];", 1),
-    ("gemv-early-exit", "GEMV warps past N not retired", POPC, "  if (n >= p.N) return;\n", "", 1),
+    ("gemv-early-exit", "GEMV warps past N not retired", GEMV, "  if (n >= p.N) return;\n", "", 1),
     ("rowpop-tail-mask", "row popcounts drop the tail mask", XNOR, "s += __popc(w == words - 1 ? (v & last_mask) : v);",
      "s += __popc(v);", 1),
     ("rowpop-shfl-mask", "missing lane in the row-popcount shuffle mask", XNOR, "__shfl_xor_sync(0xFFFFFFFFu, s, off)",
@@ -103,9 +104,9 @@ BUGS = [
     ("linear-vec16-align", "linear GEMV 16-byte weight loads without the row-length check", LIN,
      "const bool vec16 = aligned_to(w, 16) && words % 4 == 0;", "const bool vec16 = aligned_to(w, 16);", 1),
     ("linear-store-bound", "linear tiled store bound off by one", LIN, "if (m < M && n < N) out", "if (m <= M && n < N) out", 1),
-    ("slice-n-offset", "GEMM launch slices along N forget their column offset", XNOR,
+    ("slice-n-offset", "GEMM launch slices along N forget their column offset", DISPATCH,
      "p.C = args.C + b0 * args.c_batch + m0 * args.ldc + n0;", "p.C = args.C + b0 * args.c_batch + m0 * args.ldc;", 1),
-    ("slice-batch-rows", "GEMM batch slices forget the row-add offset", XNOR,
+    ("slice-batch-rows", "GEMM batch slices forget the row-add offset", DISPATCH,
      "p.row_add = args.row_add + b0 * args.row_batch + m0;", "p.row_add = args.row_add + m0;", 1),
     ("linear-slice-m", "linear GEMV row slices write to the first slice", LIN, "bias, out + ms * N);", "bias, out);", 1),
     ("conv-chunk-out", "conv pixel chunks write to the first chunk", CONV, "a.C = out + r0 * p.out_channels,",
@@ -117,7 +118,7 @@ BUGS = [
     ("bitserial-bound", "bitserial epilogue bound off by one", BITS, "i < n_items;\n", "i <= n_items;\n", 1),
     ("bitserial-offset", "bitserial drops negative activation offsets", BITS, "if (reduce && a_offset != 0)",
      "if (reduce && a_offset > 0)", 1),
-    ("mma-any-code", "tensor-core path chosen without checking the loaded code is sm_80+", XNOR,
+    ("mma-any-code", "tensor-core path chosen without checking the loaded code is sm_80+", DISPATCH,
      "if (path == GemmPath::Mma && !mma_native)", "if (path == GemmPath::Mma && false)", 1),
     ("linear-fma", "linear epilogue fused into one FMA (rounds unlike the CPU)", LIN,
      "  if (scale) dot = mul_rn(dot, scale[n]);\n",

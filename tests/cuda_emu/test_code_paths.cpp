@@ -12,7 +12,7 @@
 #include <cstring>
 
 #include "gemm/popcount_gemm.h"
-#include "gemm/popcount_gemm_cuda.h"
+#include "gemm/and_gemm_cuda.h"
 #include "linear/binary_weight_linear.h"
 #include "linear/binary_weight_linear_cuda.h"
 #include "test_util.h"
@@ -75,8 +75,9 @@ int epilogue_case(int64_t m, int64_t n, int64_t k) {
       int64_t bad = 0, first = -1;
       for (int64_t i = 0; i < m * n; ++i)
         if (std::memcmp(&got[i], &want[i], sizeof(Acc)) != 0) bad += 1, first = first < 0 ? i : first;
-      CHECK(bad == 0 && !out.unwritten_bytes(), "epilogue %s path=%d k=%ld: %ld entries differ, first (%ld, %ld): %.9g vs cpu %.9g",
-            name, static_cast<int>(path), (long)k, (long)bad, (long)(first / n), (long)(first % n),
+      CHECK(bad == 0 && !out.unwritten_bytes(),
+            "epilogue %s path=%d k=%ld: %ld entries differ, first (%ld, %ld): %.9g vs cpu %.9g", name,
+            static_cast<int>(path), (long)k, (long)bad, (long)(first / n), (long)(first % n),
             first < 0 ? 0.0 : double(got[first]), first < 0 ? 0.0 : double(want[first]));
     }
   };
