@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Plants typical GPU bugs in the CUDA kernels, one at a time, in a scratch copy of csrc/, and
 shows that the emulation suite (tests/cuda_emu) fails for every one: a bug counts as caught
-when a family of the suite exits non-zero (a wrong result, an unwritten output, or an emulator
-error such as an out-of-bounds access, a shared-memory race or a missing cp.async wait).
+when a family of the suite (or a GEMM path-choice run) exits non-zero (a wrong result, a
+wrong path, an unwritten output, or an emulator error such as an out-of-bounds access, a
+shared-memory race or a missing cp.async wait).
 
 Usage: python scripts/plant_cuda_bugs.py [--only ID ...] [--work DIR] [--list]
 Prints one line per bug and the score; exits 1 when a bug survives or cannot be planted.
@@ -21,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "cuda_emu"))
 import build  # noqa: E402
 
-MMA, POPC, XNOR = "gemm/and_gemm_mma_cuda.cu", "gemm/and_gemm_popc_cuda.cu", "gemm/xnor_gemm_cuda.cu"
+MMA, POPC, GEMV = "gemm/and_gemm_mma_cuda.cu", "gemm/and_gemm_popc_cuda.cu", "gemm/and_gemm_gemv_cuda.cu"
+DISPATCH, XNOR = "gemm/and_gemm_dispatch_cuda.cu", "gemm/xnor_gemm_cuda.cu"
 CONV, PACK = "conv/binary_conv_cuda.cu", "pack/pack_cuda.cu"
 LIN, BITS = "linear/binary_weight_linear_cuda.cu", "bitserial/bitserial_gemm_cuda.cu"
 
@@ -56,7 +58,7 @@ BUGS = [
      "if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes) == cudaSuccess)",
      "if (kernel != nullptr)", 1),
     ("popc-uninit-acc", "tiled accumulators left uninitialized", POPC, "int32_t acc[4][4] = {};", "int32_t acc[4][4];", 1),
-    ("gemv-vec16-align", "GEMV 16-byte loads chosen without the leading-dimension check", POPC,
+    ("gemv-vec16-align", "GEMV 16-byte loads chosen without the leading-dimension check", GEMV,
      "aligned_to(p.B, 16) && p.lda % 4 == 0 && p.ldb % 4 == 0 &&", "aligned_to(p.B, 16) &&", 1),
     ("popc-sync-1", "drop the __syncthreads after the tile loads", POPC, "    __syncthreads();\n", "", 1),
     ("popc-sync-2", "drop the __syncthreads before the next tile loads", POPC, "    __syncthreads();\n  }\n",
@@ -66,14 +68,14 @@ BUGS = [
     ("popc-tail-mask", "dropped tail mask in the tiled kernel", POPC, "return w == words - 1 ? (v & last_mask) : v;",
      "return v;", 1),
     ("popc-store-bound", "tiled store bound off by one", POPC, "if (m < p.M && n < p.N)", "if (m < p.M && n <= p.N)", 1),
-    ("gemv-tail-mask", "GEMV drops the tail mask", POPC, "if (w0 + j == last) bw[j] &= p.last_mask;", "", 1),
-    ("gemv-shfl-mask", "missing lane in the reduction's shuffle mask", POPC,
+    ("gemv-tail-mask", "GEMV drops the tail mask", GEMV, "if (w0 + j == last) bw[j] &= p.last_mask;", "", 1),
+    ("gemv-shfl-mask", "missing lane in the reduction's shuffle mask", GEMV,
      "__shfl_xor_sync(0xFFFFFFFFu, acc[r], off)", "__shfl_xor_sync(0x7FFFFFFFu, acc[r], off)", 1),
-    ("gemv-reduce", "reduction stops one step early", POPC, "for (int off = 16; off > 0; off >>= 1) acc[r]",
+    ("gemv-reduce", "reduction stops one step early", GEMV, "for (int off = 16; off > 0; off >>= 1) acc[r]",
      "for (int off = 16; off > 1; off >>= 1) acc[r]", 1),
-    ("gemv-vec-tail", "16-byte path reads the word past the row end", POPC,
+    ("gemv-vec-tail", "16-byte path reads the word past the row end", GEMV,
      "av.z = w0 + 2 <= last ? Ar[2] : 0;", "av.z = Ar[2];", 1),
-    ("gemv-early-exit", "GEMV warps past N not retired", POPC, "  if (n >= p.N) return;\n", "", 1),
+    ("gemv-early-exit", "GEMV warps past N not retired", GEMV, "  if (n >= p.N) return;\n", "", 1),
     ("rowpop-tail-mask", "row popcounts drop the tail mask", XNOR, "s += __popc(w == words - 1 ? (v & last_mask) : v);",
      "s += __popc(v);", 1),
     ("rowpop-shfl-mask", "missing lane in the row-popcount shuffle mask", XNOR, "__shfl_xor_sync(0xFFFFFFFFu, s, off)",
@@ -102,9 +104,9 @@ BUGS = [
     ("linear-vec16-align", "linear GEMV 16-byte weight loads without the row-length check", LIN,
      "const bool vec16 = aligned_to(w, 16) && words % 4 == 0;", "const bool vec16 = aligned_to(w, 16);", 1),
     ("linear-store-bound", "linear tiled store bound off by one", LIN, "if (m < M && n < N) out", "if (m <= M && n < N) out", 1),
-    ("slice-n-offset", "GEMM launch slices along N forget their column offset", XNOR,
+    ("slice-n-offset", "GEMM launch slices along N forget their column offset", DISPATCH,
      "p.C = args.C + b0 * args.c_batch + m0 * args.ldc + n0;", "p.C = args.C + b0 * args.c_batch + m0 * args.ldc;", 1),
-    ("slice-batch-rows", "GEMM batch slices forget the row-add offset", XNOR,
+    ("slice-batch-rows", "GEMM batch slices forget the row-add offset", DISPATCH,
      "p.row_add = args.row_add + b0 * args.row_batch + m0;", "p.row_add = args.row_add + m0;", 1),
     ("linear-slice-m", "linear GEMV row slices write to the first slice", LIN, "bias, out + ms * N);", "bias, out);", 1),
     ("conv-chunk-out", "conv pixel chunks write to the first chunk", CONV, "a.C = out + r0 * p.out_channels,",
@@ -116,6 +118,11 @@ BUGS = [
     ("bitserial-bound", "bitserial epilogue bound off by one", BITS, "i < n_items;\n", "i <= n_items;\n", 1),
     ("bitserial-offset", "bitserial drops negative activation offsets", BITS, "if (reduce && a_offset != 0)",
      "if (reduce && a_offset > 0)", 1),
+    ("mma-any-code", "tensor-core path chosen without checking the loaded code is sm_80+", DISPATCH,
+     "if (path == GemmPath::Mma && !mma_native)", "if (path == GemmPath::Mma && false)", 1),
+    ("linear-fma", "linear epilogue fused into one FMA (rounds unlike the CPU)", LIN,
+     "  if (scale) dot = mul_rn(dot, scale[n]);\n",
+     "  if (scale && bias) return fma(dot, scale[n], bias[n]);\n  if (scale) dot = mul_rn(dot, scale[n]);\n", 1),
 ]
 
 
@@ -133,9 +140,15 @@ def plant(src: str, text: str, new: str, occurrence: int) -> str | None:
     return src[:i] + new + src[i + len(text):]
 
 
+def _first_error(r: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith(("EMU ERROR", "FAIL"))]
+    return (lines or [r.stderr.strip()[-200:]])[0][:220]
+
+
 def run_suite(exe: str, first: str) -> str | None:
     """The first failing run of the emulation suite ('family device seed: message'), or None.
-    The family `first` (the planted file's) runs first, the whole suite when it passes."""
+    The family `first` (the planted file's) runs first, the whole suite when it passes, then
+    the GEMM path-choice runs (build.FALLBACK)."""
     env = dict(os.environ, GCOV_PREFIX=os.path.join(os.path.dirname(exe), "gcov-discard"))
     order = [first] + [f for f in build.SUITE if f != first]
     for fam in order:
@@ -146,8 +159,11 @@ def run_suite(exe: str, first: str) -> str | None:
             except subprocess.TimeoutExpired:
                 return f"{fam} device {dev} seed {seed}: timeout"
             if r.returncode != 0:
-                lines = [ln for ln in r.stderr.splitlines() if ln.startswith(("EMU ERROR", "FAIL"))]
-                return f"{fam} device {dev} seed {seed}: {(lines or [r.stderr.strip()[-200:]])[0][:220]}"
+                return f"{fam} device {dev} seed {seed}: {_first_error(r)}"
+    for case in build.FALLBACK:
+        r = subprocess.run([exe, *build.fallback_args(*case)], capture_output=True, text=True, timeout=300, env=env)
+        if r.returncode != 0:
+            return f"fallback {case}: {_first_error(r)}"
     return None
 
 

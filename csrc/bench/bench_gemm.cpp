@@ -23,7 +23,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "gemm/popcount_gemm_cuda.h"
+#include "gemm/and_gemm_cuda.h"
 
 #define CUDA_OK(x)                                                                  \
   do {                                                                              \

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "gemm/popcount_gemm_cuda.h"
+#include "gemm/and_gemm_cuda.h"
 
 namespace bnn::cuda {
 

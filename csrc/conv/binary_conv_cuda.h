@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "conv/binary_conv.h"
-#include "gemm/popcount_gemm_cuda.h"
+#include "gemm/and_gemm_cuda.h"
 
 namespace bnn::cuda {
 

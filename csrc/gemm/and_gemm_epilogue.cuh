@@ -1,7 +1,7 @@
-// The integer epilogue shared by every AND-popcount GEMM path (see popcount_gemm_cuda.h).
+// The integer epilogue shared by every AND-popcount GEMM path (see and_gemm_cuda.h).
 #pragma once
 
-#include "gemm/popcount_gemm_cuda.h"
+#include "gemm/and_gemm_cuda.h"
 
 namespace bnn::cuda {
 

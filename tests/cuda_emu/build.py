@@ -30,8 +30,11 @@ INSTRUMENT = ["-fsanitize=kernel-address", "--param", "asan-instrumentation-with
 # enforce the same gridDim.y / .z limit.
 EMU_DEFINES = ["-DBNN_CUDA_EMULATION", "-DBNN_CUDA_MAX_GRID_YZ=17", "-DBNN_CUDA_MAX_STRIDE_BLOCKS=3",
                "-DBNN_CONV_CHUNK_WORDS=64", "-DBNN_BITSERIAL_CHUNK_WORDS=24000"]
+# The project's float flags (setup.py, CMakeLists.txt): no FMA contraction on the CPU side, and
+# none of the emulated __fmul_rn / __fadd_rn either (nvcc never fuses those).
+FP = ["-ffp-contract=off"]
 RUNTIME = ["emu_sched.cpp", "emu_memory.cpp", "emu_ptx.cpp"]
-DRIVERS = ["test_main.cpp", "test_ops.cpp", "test_layout.cpp", "test_detectors.cpp"]
+DRIVERS = ["test_main.cpp", "test_ops.cpp", "test_layout.cpp", "test_detectors.cpp", "test_code_paths.cpp"]
 TEST_KERNELS = ["test_kernels.cu"]
 # The emulation suite: family -> (device, seed) runs; device 0 sm_80, 1 sm_90, 2 sm_75 (no mma).
 SUITE = {
@@ -41,7 +44,24 @@ SUITE = {
     "conv": [(0, 1), (2, 2)],
     "bitserial": [(0, 1), (1, 2), (2, 3)],
     "linear": [(0, 1), (1, 2)],
+    "epilogue": [(0, 1), (1, 2)],
 }
+# The GEMM path by the code the driver loaded (emu_test fallback:PATH --device D --code C):
+# (device, code "PTX,BIN" or "none" or None for the device's own, path Auto and Mma must take).
+FALLBACK = [
+    (1, "75,90", "popc"),  # compute_75 PTX JIT-compiled on sm_90: the MMA kernel would trap
+    (2, "75,75", "popc"),  # sm_75 SASS on a T4
+    (0, "80,80", "mma"),   # sm_80 SASS (A100, and sm_86 / sm_89)
+    (1, "80,90", "mma"),   # compute_80 PTX JIT-compiled on a newer GPU
+    (1, "90,90", "mma"),   # sm_90a SASS
+    (1, "none", "popc"),   # no image for the device at all
+    (2, None, "popc"),     # the sm_75 device's own code
+    (1, None, "mma"),      # the sm_90 device's own code
+]
+
+
+def fallback_args(device: int, code: str | None, path: str) -> list[str]:
+    return [f"fallback:{path}", "--device", str(device)] + (["--code", code] if code else [])
 
 
 def _accepted(flag: str) -> bool:
@@ -69,7 +89,7 @@ def build(out: str, csrc: str = os.path.join(ROOT, "csrc"), jobs: int | None = N
         with open(dst, "w") as f:
             f.write(text)
         obj = dst[:-4] + ".o"
-        units.append(([*base, "-O1", *EMU_DEFINES, "-include", os.path.join(HERE, "emu.h"), *instrument,
+        units.append(([*base, "-O1", *FP, *EMU_DEFINES, "-include", os.path.join(HERE, "emu.h"), *instrument,
                        "-c", dst, "-o", obj], obj))
     for src in RUNTIME + DRIVERS:
         obj = os.path.join(out, os.path.splitext(src)[0] + ".o")
@@ -79,7 +99,7 @@ def build(out: str, csrc: str = os.path.join(ROOT, "csrc"), jobs: int | None = N
            if os.path.basename(os.path.dirname(p)) not in ("torch", "tests", "bench")]
     for src in cpu:
         obj = os.path.join(out, "cpu_" + os.path.basename(src)[:-4] + ".o")
-        units.append(([*base, "-O2", "-fopenmp", "-c", src, "-o", obj], obj))
+        units.append(([*base, "-O2", *FP, "-fopenmp", "-c", src, "-o", obj], obj))
     jobs = jobs or int(os.environ.get("MAX_JOBS", "0")) or (os.cpu_count() or 2)
 
     # An object is reused when its command, source and every header it may include are unchanged.

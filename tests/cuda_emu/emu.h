@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include <math.h>  // nvcc makes the math functions (fma, fmaf, float overloads) visible to device code
 #include <cstdint>
 #include <cstring>
 #include <utility>

@@ -8,6 +8,14 @@
 namespace emu {
 void set_device(int device);   // 0: sm_80, 1: sm_90, 2: sm_75
 void set_seed(uint64_t seed);  // warp scheduling order
+// The code the emulated driver reports as loaded for every kernel (cudaFuncGetAttributes
+// ptxVersion / binaryVersion, e.g. 75 / 90 for compute_75 PTX JIT-compiled on sm_90). By
+// default the device's own SASS. ptx_version < 0: no image for the device (the query fails
+// with cudaErrorNoKernelImageForDevice). Code below compute_80 cannot hold the b1 mma: an
+// emulated mma.sync then fails as the kernel's __trap() would.
+void set_loaded_code(int ptx_version, int binary_version);
+int loaded_ptx_version();            // the PTX version kernels run as (the device's by default)
+int func_attribute_queries();        // cudaFuncGetAttributes calls so far
 void* device_malloc(size_t bytes);  // contents never written (a load of them is an error)
 void device_upload(void* dst, const void* src, size_t bytes, bool read_only);
 void device_free(void* p);

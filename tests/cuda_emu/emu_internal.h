@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "emu.h"
+#include "emu_device.h"
 
 namespace emu {
 

@@ -99,6 +99,8 @@ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32
 //     i >= 32; col = groupID;
 //   C/D (16 x 8, four .s32): ci at row = groupID (+8 for i >= 2), col = threadID_in_group*2 + (i & 1).
 void mma_b1_and(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if (const int v = emu::loaded_ptx_version(); v < 80)  // the wrapper below __CUDA_ARCH__ 800 is __trap()
+    emu::fail("mma.sync .b1 .and.popc in %s%d code (needs sm_80+): the kernel traps", v ? "compute_" : "no ", v);
   const uint64_t mine[6] = {a[0], a[1], a[2], a[3], b0, b1};
   const uint64_t* all = emu::warp_collective(emu::kMma, 0xFFFFFFFFu, mine, 6);
   // The warp's product is computed once, by the first lane to resume.

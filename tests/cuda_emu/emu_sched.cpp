@@ -25,6 +25,9 @@ const Arch kArchs[] = {
     {"sm_75", 75, 64 * 1024},   // T4: no b1 AND.popc mma
 };
 int g_device = 0;
+int g_code_ptx = 0, g_code_bin = 0;  // set_loaded_code; 0: the device's own SASS
+bool g_no_image = false;
+int g_attr_queries = 0;
 constexpr size_t kDefaultSmem = 48 * 1024;  // without cudaFuncSetAttribute
 #ifndef BNN_CUDA_MAX_GRID_YZ
 #define BNN_CUDA_MAX_GRID_YZ 65535
@@ -177,6 +180,9 @@ const LaunchCfg& cur_launch() { return g_cfg; }
 bool in_kernel() { return g_in_kernel; }
 uint64_t rng_next() { return g_rng(); }
 void set_device(int d) { g_device = d; }
+void set_loaded_code(int ptx, int bin) { g_no_image = ptx < 0, g_code_ptx = ptx, g_code_bin = bin; }
+int loaded_ptx_version() { return g_no_image ? 0 : g_code_ptx ? g_code_ptx : current_arch().cc; }
+int func_attribute_queries() { return g_attr_queries; }
 void set_seed(uint64_t s) { g_rng.seed(s); g_rng_seeded = true; }
 
 uint3 thread_idx() {
@@ -292,10 +298,14 @@ extern "C" cudaError_t cudaFuncSetAttribute(const void* fn, cudaFuncAttribute at
   }
   return cudaSuccess;
 }
-// As if the binary held native code for the emulated architecture.
+// The code loaded for the kernel: native SASS of the emulated architecture unless
+// set_loaded_code says otherwise.
 extern "C" cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void*) {
+  ++emu::g_attr_queries;
+  if (emu::g_no_image) return cudaErrorNoKernelImageForDevice;
   *attr = cudaFuncAttributes{};
-  attr->binaryVersion = attr->ptxVersion = emu::current_arch().cc;
+  attr->ptxVersion = emu::loaded_ptx_version();
+  attr->binaryVersion = emu::g_code_ptx ? emu::g_code_bin : emu::current_arch().cc;
   attr->maxThreadsPerBlock = 1024;
   return cudaSuccess;
 }

@@ -10,6 +10,10 @@ kernels, while a sanitizer-grade checker watches every memory access:
   ops checking their masks, __syncthreads reached by every thread;
 - launch limits of sm_80, sm_90 and sm_75 (no mma: the fallback paths), including the
   cudaFuncSetAttribute call needed above 48 KiB of dynamic shared memory;
+- the code version the driver reports as loaded (cudaFuncGetAttributes), so the choice of
+  the tensor-core path by loaded code, not by device, is tested (test_mma_path_needs_sm80_code);
+- binary_weight_linear's float epilogue on inputs where an FMA would round differently
+  (family "epilogue");
 - ldmatrix and mma.m16n8k256 .b1 checked against a table read off the PTX ISA's figures.
 
 It cannot check timing or that the hardware agrees with the ISA (tests/ops/test_cuda.py on a
@@ -87,6 +91,14 @@ def test_emulator_catches(emu_binary, name):
         assert r.returncode == 0, r.stderr[-3000:]
     else:
         assert r.returncode != 0 and "EMU ERROR" in r.stderr and want in r.stderr, r.stdout + r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("device,code,path", build.FALLBACK)
+def test_mma_path_needs_sm80_code(emu_binary, device, code, path):
+    """The tensor-core GEMM runs only where the MMA kernel the driver loaded holds sm_80+ code,
+    whatever the device's compute capability; otherwise the popc path, with the same result."""
+    r = run_emu(emu_binary, *build.fallback_args(device, code, path), timeout=300)
+    assert r.returncode == 0 and " 0 failures" in r.stdout, r.stdout + r.stderr[-3000:]
 
 
 def line_coverage(out_dir: str) -> dict[str, tuple[int, int]]:

@@ -1,6 +1,8 @@
 // The emulation test driver: emu_test MODE [--seed S] [--device D]
-//   MODE: all | quick | pack | gemm | conv | bitserial | linear | layout | detect:NAME
-//   --seed: warp scheduling order; --device: 0 sm_80, 1 sm_90, 2 sm_75 (no mma: fallback paths).
+//   MODE: all | quick | pack | gemm | conv | bitserial | linear | epilogue | layout | detect:NAME
+//         | fallback:mma|popc (the GEMM path Auto and Mma must take with the loaded code)
+//   --seed: warp scheduling order; --device: 0 sm_80, 1 sm_90, 2 sm_75 (no mma: fallback paths);
+//   --code PTX,BIN | none: the code cudaFuncGetAttributes reports as loaded (default: native).
 // Prints "N checks, M failures"; any emulator error aborts with "EMU ERROR ...".
 #include <cstdlib>
 #include <cstring>
@@ -23,9 +25,20 @@ int main(int argc, char** argv) {
       rng.seed(42 + s);
     } else if (!strcmp(argv[i], "--device")) {
       emu::set_device(atoi(argv[i + 1]));
+    } else if (!strcmp(argv[i], "--code")) {
+      int ptx = -1, bin = -1;
+      if (strcmp(argv[i + 1], "none") && sscanf(argv[i + 1], "%d,%d", &ptx, &bin) != 2) {
+        fprintf(stderr, "--code takes PTX,BIN (e.g. 75,90) or none\n");
+        return 2;
+      }
+      emu::set_loaded_code(ptx, bin);
+    } else {
+      fprintf(stderr, "unknown option %s\n", argv[i]);
+      return 2;
     }
   }
   if (which.rfind("detect:", 0) == 0) return run_detector(which.substr(7));
+  if (which.rfind("fallback:", 0) == 0) test_mma_fallback(which.substr(9));
   const bool quick = which == "quick", all = which == "all";
   if (all || quick || which == "layout") test_layout();
   if (all || quick || which == "pack") test_pack();
@@ -33,6 +46,7 @@ int main(int argc, char** argv) {
   if (all || which == "conv") test_conv();
   if (all || quick || which == "bitserial") test_bitserial();
   if (all || quick || which == "linear") test_linear();
+  if (all || quick || which == "epilogue") test_epilogue();
   printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }

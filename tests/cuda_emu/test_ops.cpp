@@ -8,7 +8,7 @@
 #include "conv/binary_conv.h"
 #include "conv/binary_conv_cuda.h"
 #include "gemm/popcount_gemm.h"
-#include "gemm/popcount_gemm_cuda.h"
+#include "gemm/and_gemm_cuda.h"
 #include "linear/binary_weight_linear.h"
 #include "linear/binary_weight_linear_cuda.h"
 #include "pack/pack.h"

@@ -50,5 +50,7 @@ void test_conv();
 void test_bitserial();
 void test_linear();
 void test_layout();
+void test_mma_fallback(const std::string& want);
+void test_epilogue();
 int run_detector(const std::string& name);
 }  // namespace emutest

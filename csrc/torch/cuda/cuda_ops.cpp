@@ -18,7 +18,7 @@
 #include "bitserial/bitserial_gemm_cuda.h"
 #include "common/bits.h"
 #include "conv/binary_conv_cuda.h"
-#include "gemm/popcount_gemm_cuda.h"
+#include "gemm/and_gemm_cuda.h"
 #include "linear/binary_weight_linear_cuda.h"
 #include "pack/pack_cuda.h"
 #include "torch/checks.h"

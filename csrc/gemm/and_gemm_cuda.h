@@ -1,4 +1,11 @@
-// CUDA popcount GEMM engine behind xnor_gemm, binary_conv2d and bitserial_gemm. Torch-free.
+// The AndGemm API: the CUDA AND-popcount GEMM engine behind xnor_gemm, binary_conv2d and
+// bitserial_gemm (the CUDA counterpart of the CPU's popcount_gemm.h; DEVELOPERS.md explains
+// the names). Torch-free. Where each part lives:
+//   and_gemm_dispatch_cuda.cu  path names, the path heuristic (choose_path), launch slicing
+//   and_gemm_mma_cuda.cu       GemmPath::Mma (b1 tensor cores) and and_gemm_mma_native()
+//   and_gemm_popc_cuda.cu      GemmPath::Popc (tiled, CUDA cores)
+//   and_gemm_gemv_cuda.cu      GemmPath::Gemv (few rows)
+//   xnor_gemm_cuda.cu          row popcounts and xnor_gemm on top of the engine
 //
 // Every path computes the AND-popcount of packed rows (the operation binary tensor cores do
 // natively on sm_80 and sm_90) and folds everything else into an integer epilogue:
@@ -14,7 +21,7 @@
 namespace bnn::cuda {
 
 enum class GemmPath {
-  Auto,  // heuristic on the shape and the device
+  Auto,  // heuristic on the shape and the loaded code (choose_path in and_gemm_dispatch_cuda.cu)
   Mma,   // binary tensor cores: mma.sync m16n8k256 b1 AND.popc, cp.async pipeline (sm_80+)
   Popc,  // CUDA cores: shared-memory tiles, __popc
   Gemv,  // CUDA cores: one warp per output column, lanes along k (for few rows)
@@ -60,7 +67,8 @@ GemmPath launch_xnor_gemm(const int32_t* A, const int32_t* B, int64_t M, int64_t
                           int32_t* C, int64_t ldc, void* workspace, GemmPath path,
                           cudaStream_t stream);
 
-// Internal: the individual paths (and_gemm_mma_cuda.cu, and_gemm_popc_cuda.cu).
+// Internal: the individual paths (and_gemm_mma_cuda.cu, and_gemm_popc_cuda.cu,
+// and_gemm_gemv_cuda.cu), called by launch_and_gemm for slices within the grid limits.
 void launch_and_gemm_mma(const AndGemmArgs& args, cudaStream_t stream);
 void launch_and_gemm_popc(const AndGemmArgs& args, cudaStream_t stream);
 void launch_and_gemm_gemv(const AndGemmArgs& args, cudaStream_t stream);
