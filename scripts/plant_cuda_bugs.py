@@ -126,18 +126,34 @@ BUGS = [
 ]
 
 
+def _spans(src: str, text: str) -> list[tuple[int, int]]:
+    """Where `text` occurs in src, ignoring whitespace (so reformatting the kernels does not
+    unanchor a pattern): the [start, end) spans of src from its first to its last
+    non-whitespace character, non-overlapping, in order."""
+    pos = [i for i, c in enumerate(src) if not c.isspace()]
+    flat = "".join(src[i] for i in pos)
+    needle = "".join(text.split())
+    spans, j = [], flat.find(needle) if needle else -1
+    while j >= 0:
+        spans.append((pos[j], pos[j + len(needle) - 1] + 1))
+        j = flat.find(needle, j + len(needle))
+    return spans
+
+
 def plant(src: str, text: str, new: str, occurrence: int) -> str | None:
-    """src with the occurrence-th `text` (every one for 0) replaced; None when it is missing."""
-    if text not in src:
-        return None
-    if occurrence == 0:
-        return src.replace(text, new)
-    i = -1
-    for _ in range(occurrence):
-        i = src.find(text, i + 1)
-        if i < 0:
+    """src with the occurrence-th `text` (every one for 0) replaced by `new`, matching text
+    whitespace-insensitively; None when it is missing."""
+    spans = _spans(src, text)
+    if occurrence:
+        if len(spans) < occurrence:
             return None
-    return src[:i] + new + src[i + len(text):]
+        spans = [spans[occurrence - 1]]
+    if not spans:
+        return None
+    new = new.strip()
+    for a, b in reversed(spans):
+        src = src[:a] + new + src[b:]
+    return src
 
 
 def _first_error(r: subprocess.CompletedProcess) -> str:
