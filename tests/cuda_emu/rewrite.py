@@ -36,8 +36,11 @@ def launch_bounds(src: str) -> dict[str, str]:
 
 
 def _kernel_start(s: str, j: int) -> int:
-    """Start of the kernel expression (identifier with optional <...>) ending just before j."""
+    """Start of the kernel expression (identifier with optional <...>) ending just before j,
+    whitespace (a formatter's line break before <<<) allowed in between."""
     k = j
+    while k > 0 and s[k - 1].isspace():
+        k -= 1
     if s[k - 1] == ">":
         depth = 0
         k -= 1
