@@ -58,6 +58,38 @@ void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const 
                     int64_t N, int64_t w64, int32_t alpha, int32_t beta, int32_t* C,
                     int64_t ldc);
 
+// Cache blocking of the threaded tile drivers (popcount_gemm, bitserial_gemm), GotoBLAS
+// style: a K block of at most kKc words keeps A tiles in L1, a block of B tiles of about
+// kBBlockBytes stays in L2, and a hand-out to a thread is about kChunkWords micro-kernel K
+// steps (some 10-20 us), so a thread the OS preempts does not hold the others up.
+constexpr int64_t kKc = 256;                  // K block in 64-bit words (16 Kbit)
+constexpr int64_t kBBlockBytes = 256 * 1024;  // half of a Zen 3 L2
+constexpr int64_t kChunkWords = 2048;         // scheduling grain, in micro-kernel K steps
+
+// The drivers' work loop; every thread of an OpenMP parallel region calls it (or one thread
+// outside any region). For each K block [k0, k0 + kn) of w64 in turn (kc words, a barrier
+// between blocks), it hands out every (A tile t, B tile p) pair, ordered by B block of
+// block_tiles tiles, then A tile, then B tile (N blocks need no barrier between them), and
+// calls f(t, p, k0, kn, first, last). calls_per_pair: micro-kernel calls f makes per pair,
+// which scales the hand-out size.
+template <class F>
+void for_each_tile_pair(int64_t m_tiles, int64_t n_tiles, int64_t w64, int64_t kc,
+                        int64_t block_tiles, int64_t calls_per_pair, F&& f) {
+  for (int64_t k0 = 0; k0 < w64; k0 += kc) {
+    const int64_t kn = kc < w64 - k0 ? kc : w64 - k0;
+    const bool first = k0 == 0, last = k0 + kn == w64;
+    const int64_t grain = kChunkWords / (kn * calls_per_pair);
+    const int64_t chunk = grain > 1 ? grain : 1;
+#pragma omp for schedule(dynamic, chunk)
+    for (int64_t u = 0; u < m_tiles * n_tiles; ++u) {
+      const int64_t p0 = u / (m_tiles * block_tiles) * block_tiles;  // block's first B tile
+      const int64_t np = block_tiles < n_tiles - p0 ? block_tiles : n_tiles - p0;
+      const int64_t r = u - p0 * m_tiles;
+      f(r / np, p0 + r % np, k0, kn, first, last);
+    }
+  }
+}
+
 // Work buffer of n elements taken from a per-thread cache that keeps its pages between
 // calls (a fresh allocation of a few hundred KiB page-faults on every call, which cost
 // ~15% of a small conv). Requests over kScratchKeepBytes get their own allocation instead,
