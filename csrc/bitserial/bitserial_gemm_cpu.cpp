@@ -1,10 +1,11 @@
 // Fused bit-serial GEMM. The P activation planes and Q weight planes are packed once into the
 // AND popcount micro-kernel's tiles (the kernels and cache blocking of popcount_gemm); for
-// each (A tile, B tile) pair and K block the micro-kernel runs on every plane pair and its
-// counts are summed with the pair's coefficient into one int32 tile on the stack, which is
-// stored (summed over K blocks) like popcount_gemm's C. So no per-plane-pair product is ever
-// written to memory. The offsets' terms, w_offset * sum_p a_coefs[p] * popcount(a_p[m]) per
-// row and a_offset * sum_k w[n, k] per column, are exact integers added with the last K block.
+// each (A tile, B tile) pair and K block, the micro-kernel's axpy variant runs on every plane
+// pair and adds the pair's coefficient times its counts to one int32 tile on the stack, which
+// is stored (summed over K blocks) like popcount_gemm's C. So no per-plane-pair product is
+// ever written to memory. The offsets' terms, w_offset * sum_p a_coefs[p] * popcount(a_p[m])
+// per row and a_offset * sum_k w[n, k] per column, are exact integers added with the last K
+// block.
 //
 // Every partial sum formed is bounded by k * max|a| * max|w| (max|.| = sum of the absolute
 // coefficients and offset), which the caller guarantees fits int32.
@@ -137,16 +138,13 @@ void tiled_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) 
     const auto pair = [&](int64_t t, int64_t j, int64_t k0, int64_t kn, bool first, bool last) {
       const int64_t m0 = t * mr, n0 = j * nr;
       for (int64_t g = 0; g < pr.outputs; ++g) {
-        alignas(64) int32_t acc[kMaxMR * kMaxNR];
-        alignas(64) int32_t sum[kMaxMR * kMaxNR] = {};
+        alignas(64) int32_t sum[kMaxMR * kMaxNR];
+        for (int e = 0; e < tile; ++e) sum[e] = 0;
         for (int64_t p = pr.p_begin(g); p < pr.p_end(g); ++p)
-          for (int64_t q = 0; q < Q; ++q) {
-            const int32_t c = pr.coef[p * Q + q];
-            if (c == 0) continue;
-            mk.fn(ap + ((p * m_tiles + t) * w64 + k0) * mr,
-                  bp + ((q * n_tiles + j) * w64 + k0) * nr, kn, acc);
-            for (int e = 0; e < tile; ++e) sum[e] += c * acc[e];
-          }
+          for (int64_t q = 0; q < Q; ++q)
+            if (const int32_t c = pr.coef[p * Q + q]; c != 0)
+              mk.axpy(ap + ((p * m_tiles + t) * w64 + k0) * mr,
+                      bp + ((q * n_tiles + j) * w64 + k0) * nr, kn, c, sum);
         store_tile(sum, nr, out + (g * M + m0) * N + n0, N, std::min<int64_t>(mr, M - m0),
                    std::min<int64_t>(nr, N - n0), first, last, pr.row.data() + g * M + m0,
                    pr.col.data() + n0);

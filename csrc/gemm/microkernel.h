@@ -20,6 +20,10 @@ constexpr int kMaxNR = 16;
 // acc[i * nr + j] = sum_kk popcount(op(a[kk * mr + i], b[kk * nr + j])) for kk < w64,
 // i < mr, j < nr (overwrites acc).
 using MicroKernelFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* acc);
+// acc[i * nr + j] += coef * sum_kk popcount(...), the same counts scaled and accumulated in
+// the kernel's registers: plane pairs of bitserial_gemm summed with their coefficients.
+using MicroKernelAxpyFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64,
+                                   int32_t coef, int32_t* acc);
 
 // popcount(op(a, b)) over one pair of packed rows of `words` 32-bit words, bits of the last
 // word outside last_mask ignored: the GEMV path, which reads B in place (no packing).
@@ -32,6 +36,7 @@ struct MicroKernel {
   int mr;  // rows of A per tile
   int nr;  // rows of B per tile
   RowDotFn dot;
+  MicroKernelAxpyFn axpy;
 };
 
 // Best micro-kernel for this CPU (AVX-512 VPOPCNTDQ, then AVX2, then scalar POPCNT);
