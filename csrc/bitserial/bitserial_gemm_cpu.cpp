@@ -158,16 +158,18 @@ void tiled_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) 
 }  // namespace
 
 void row_popcounts(const int32_t* bits, int64_t rows, int64_t k, int64_t* out, int num_threads) {
+  if (k <= 0) {
+    std::fill(out, out + std::max<int64_t>(rows, 0), 0);
+    return;
+  }
   const int64_t words = words_for_bits(k);
   const uint32_t last = tail_mask(k);
+  // popcount(x & x) with the run-time picked row dot product (vector popcount where the CPU
+  // has one).
+  const RowDotFn dot = select_microkernel(BitOp::And).dot;
+  const uint32_t* b = reinterpret_cast<const uint32_t*>(bits);
 #pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * words > 65536)
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint32_t* b = reinterpret_cast<const uint32_t*>(bits) + r * words;
-    int64_t s = 0;
-    for (int64_t j = 0; j + 1 < words; ++j) s += popcount32(b[j]);
-    s += popcount32(b[words - 1] & last);
-    out[r] = s;
-  }
+  for (int64_t r = 0; r < rows; ++r) out[r] = dot(b + r * words, b + r * words, words, last);
 }
 
 void bitserial_gemm(const int32_t* a, int64_t P, const int32_t* w, int64_t Q, int64_t M,
