@@ -38,8 +38,8 @@ struct Problem {
   int64_t p_end(int64_t g) const { return reduce ? P : g + 1; }
 };
 
-void make_terms(Problem& pr, int64_t k, const int64_t* a_coefs, const int64_t* w_coefs,
-                int64_t a_offset, int64_t w_offset, int nt) {
+void make_terms(Problem& pr, int64_t k, const int64_t* a_coefs, const int64_t* w_coefs, int64_t a_offset,
+                int64_t w_offset, int nt) {
   const int64_t P = pr.P, Q = pr.Q, M = pr.M, N = pr.N;
   pr.coef.resize(static_cast<size_t>(P * Q));
   for (int64_t p = 0; p < P; ++p)
@@ -81,17 +81,16 @@ void gemv_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) {
         for (int64_t p = pr.p_begin(g); p < pr.p_end(g); ++p)
           for (int64_t q = 0; q < pr.Q; ++q)
             if (const int32_t c = pr.coef[p * pr.Q + q]; c != 0)
-              v += c * static_cast<int32_t>(mk.dot(a + (p * M + m) * words,
-                                                   w + (q * N + n) * words, words,
-                                                   pr.last_mask));
+              v += c *
+                   static_cast<int32_t>(mk.dot(a + (p * M + m) * words, w + (q * N + n) * words, words, pr.last_mask));
         out[(g * M + m) * N + n] = v;
       }
 }
 
 // C tile (mv x nv of the summed counts s, row stride ns) = s of the first K block, + s of
 // later ones, + the row and column terms with the last. Branch-free inner loops.
-void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t mv, int64_t nv,
-                bool first, bool last, const int32_t* row, const int32_t* col) {
+void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t mv, int64_t nv, bool first, bool last,
+                const int32_t* row, const int32_t* col) {
   for (int64_t i = 0; i < mv; ++i, s += ns, c += ldc) {
     const int32_t r = row[i];
     if (first && last) {
@@ -126,14 +125,14 @@ void tiled_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) 
 #pragma omp for schedule(dynamic, 8) nowait
     for (int64_t u = 0; u < P * m_tiles; ++u) {
       const int64_t p = u / m_tiles, m0 = (u % m_tiles) * mr;
-      pack_tiles(pr.a + (p * M + m0) * words, words, std::min<int64_t>(mr, M - m0), mr, words,
-                 pr.last_mask, w64, ap + u * mr * w64);
+      pack_tiles(pr.a + (p * M + m0) * words, words, std::min<int64_t>(mr, M - m0), mr, words, pr.last_mask, w64,
+                 ap + u * mr * w64);
     }
 #pragma omp for schedule(dynamic, 8)
     for (int64_t u = 0; u < Q * n_tiles; ++u) {
       const int64_t q = u / n_tiles, n0 = (u % n_tiles) * nr;
-      pack_tiles(pr.w + (q * N + n0) * words, words, std::min<int64_t>(nr, N - n0), nr, words,
-                 pr.last_mask, w64, bp + u * nr * w64);
+      pack_tiles(pr.w + (q * N + n0) * words, words, std::min<int64_t>(nr, N - n0), nr, words, pr.last_mask, w64,
+                 bp + u * nr * w64);
     }
     const auto pair = [&](int64_t t, int64_t j, int64_t k0, int64_t kn, bool first, bool last) {
       const int64_t m0 = t * mr, n0 = j * nr;
@@ -143,11 +142,9 @@ void tiled_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) 
         for (int64_t p = pr.p_begin(g); p < pr.p_end(g); ++p)
           for (int64_t q = 0; q < Q; ++q)
             if (const int32_t c = pr.coef[p * Q + q]; c != 0)
-              mk.axpy(ap + ((p * m_tiles + t) * w64 + k0) * mr,
-                      bp + ((q * n_tiles + j) * w64 + k0) * nr, kn, c, sum);
+              mk.axpy(ap + ((p * m_tiles + t) * w64 + k0) * mr, bp + ((q * n_tiles + j) * w64 + k0) * nr, kn, c, sum);
         store_tile(sum, nr, out + (g * M + m0) * N + n0, N, std::min<int64_t>(mr, M - m0),
-                   std::min<int64_t>(nr, N - n0), first, last, pr.row.data() + g * M + m0,
-                   pr.col.data() + n0);
+                   std::min<int64_t>(nr, N - n0), first, last, pr.row.data() + g * M + m0, pr.col.data() + n0);
       }
     };
     const int64_t calls = std::max<int64_t>(1, P * Q / pr.outputs);  // micro-kernels per pair
@@ -172,10 +169,9 @@ void row_popcounts(const int32_t* bits, int64_t rows, int64_t k, int64_t* out, i
   for (int64_t r = 0; r < rows; ++r) out[r] = dot(b + r * words, b + r * words, words, last);
 }
 
-void bitserial_gemm(const int32_t* a, int64_t P, const int32_t* w, int64_t Q, int64_t M,
-                    int64_t N, int64_t k, const int64_t* a_coefs, const int64_t* w_coefs,
-                    int64_t a_offset, int64_t w_offset, bool reduce, int32_t* out,
-                    int num_threads) {
+void bitserial_gemm(const int32_t* a, int64_t P, const int32_t* w, int64_t Q, int64_t M, int64_t N, int64_t k,
+                    const int64_t* a_coefs, const int64_t* w_coefs, int64_t a_offset, int64_t w_offset, bool reduce,
+                    int32_t* out, int num_threads) {
   if (M <= 0 || N <= 0) return;
   const int64_t outputs = reduce ? 1 : P;
   if (k <= 0) {  // empty sums

@@ -9,6 +9,7 @@ against several, plane pairs skipped for a zero coefficient, and partial sums up
 int32 bound. Every case runs under each CPU ISA (cpu_isa), with dirty tail bits, reduce
 True and False.
 """
+
 import pytest
 import torch
 
