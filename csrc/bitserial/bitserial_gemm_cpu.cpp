@@ -1,87 +1,191 @@
-// All weight planes are stacked as the GEMM's columns (w is already [Q*N, words]), so one
-// AND-popcount GEMM per activation plane and row chunk yields every plane pair; the
-// coefficients, offsets and row/column popcounts are applied in one integer epilogue.
+// Fused bit-serial GEMM. The P activation planes and Q weight planes are packed once into the
+// AND popcount micro-kernel's tiles (the kernels and cache blocking of popcount_gemm); for
+// each (A tile, B tile) pair and K block, the micro-kernel's axpy variant runs on every plane
+// pair and adds the pair's coefficient times its counts to one int32 tile on the stack, which
+// is stored (summed over K blocks) like popcount_gemm's C. So no per-plane-pair product is
+// ever written to memory. The offsets' terms, w_offset * sum_p a_coefs[p] * popcount(a_p[m])
+// per row and a_offset * sum_k w[n, k] per column, are exact integers added with the last K
+// block.
+//
+// Every partial sum formed is bounded by k * max|a| * max|w| (max|.| = sum of the absolute
+// coefficients and offset), which the caller guarantees fits int32.
 #include "bitserial/bitserial_gemm.h"
 
 #include <algorithm>
 #include <vector>
 
 #include "common/bits.h"
-#include "gemm/popcount_gemm.h"
+#include "gemm/microkernel.h"
 
 namespace bnn::cpu {
+namespace {
 
-void row_popcounts(const int32_t* bits, int64_t rows, int64_t k, int64_t* out, int num_threads) {
-  const int64_t words = words_for_bits(k);
-  const uint32_t last = tail_mask(k);
-#pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * words > 65536)
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint32_t* b = reinterpret_cast<const uint32_t*>(bits) + r * words;
-    int64_t s = 0;
-    for (int64_t j = 0; j + 1 < words; ++j) s += popcount32(b[j]);
-    s += popcount32(b[words - 1] & last);
-    out[r] = s;
+constexpr int64_t kGemvRows = 3;  // up to this many rows of A: row dot products, no packing
+
+// One call's operands and its integer terms. Output g (one when reducing, else one per
+// activation plane) sums the plane pairs (p, q) for p in [p_begin(g), p_end(g)).
+struct Problem {
+  const int32_t* a;  // [P, M, words]
+  const int32_t* w;  // [Q, N, words]
+  int64_t P, Q, M, N, words;
+  uint32_t last_mask;
+  bool reduce;
+  int64_t outputs;            // 1 or P
+  std::vector<int32_t> coef;  // [P * Q]: coefficient of the counts of plane pair (p, q)
+  std::vector<int32_t> row;   // [outputs * M]: row term
+  std::vector<int32_t> col;   // [N]: column term
+  int64_t p_begin(int64_t g) const { return reduce ? 0 : g; }
+  int64_t p_end(int64_t g) const { return reduce ? P : g + 1; }
+};
+
+void make_terms(Problem& pr, int64_t k, const int64_t* a_coefs, const int64_t* w_coefs, int64_t a_offset,
+                int64_t w_offset, int nt) {
+  const int64_t P = pr.P, Q = pr.Q, M = pr.M, N = pr.N;
+  pr.coef.resize(static_cast<size_t>(P * Q));
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t q = 0; q < Q; ++q)
+      pr.coef[p * Q + q] = static_cast<int32_t>((pr.reduce ? a_coefs[p] : 1) * w_coefs[q]);
+  pr.row.assign(static_cast<size_t>(pr.outputs * M), 0);
+  pr.col.assign(static_cast<size_t>(N), 0);
+  if (w_offset != 0) {  // w_offset * sum_k a[m, k], without a's own offset (in col)
+    std::vector<int64_t> pa(static_cast<size_t>(P * M));
+    row_popcounts(pr.a, P * M, k, pa.data(), nt);
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t c = pr.reduce ? a_coefs[p] : 1;
+      int32_t* r = pr.row.data() + (pr.reduce ? 0 : p * M);
+      for (int64_t m = 0; m < M; ++m) r[m] += static_cast<int32_t>(w_offset * c * pa[p * M + m]);
+    }
+  }
+  if (pr.reduce && a_offset != 0) {  // a_offset * sum_k w[n, k]
+    std::vector<int64_t> pw(static_cast<size_t>(Q * N));
+    row_popcounts(pr.w, Q * N, k, pw.data(), nt);
+    for (int64_t n = 0; n < N; ++n) {
+      int64_t s = w_offset * k;
+      for (int64_t q = 0; q < Q; ++q) s += w_coefs[q] * pw[q * N + n];
+      pr.col[n] = static_cast<int32_t>(a_offset * s);
+    }
   }
 }
 
-void bitserial_gemm(const int32_t* a, int64_t P, const int32_t* w, int64_t Q, int64_t M,
-                    int64_t N, int64_t k, const int64_t* a_coefs, const int64_t* w_coefs,
-                    int64_t a_offset, int64_t w_offset, bool reduce, int32_t* out,
-                    int num_threads) {
-  if (M <= 0 || N <= 0) return;
-  const int64_t words = words_for_bits(k);
-  const int nt = sane_threads(num_threads);
-  std::vector<int64_t> pa(static_cast<size_t>(P * M)), pw(static_cast<size_t>(Q * N));
-  row_popcounts(a, P * M, k, pa.data(), nt);
-  row_popcounts(w, Q * N, k, pw.data(), nt);
-  // Column term of the reduced result: a_offset * sum_k w[n, k].
-  std::vector<int64_t> wsum(static_cast<size_t>(N));
-  for (int64_t n = 0; n < N; ++n) {
-    int64_t s = w_offset * k;
-    for (int64_t q = 0; q < Q; ++q) s += w_coefs[q] * pw[q * N + n];
-    wsum[n] = s;
-  }
-  // Every partial sum below is bounded by k * max|a| * max|w|, which the caller guarantees
-  // fits int32, so the epilogue runs in int32 (vectorizable loops over n).
-  std::vector<int32_t> wc(w_coefs, w_coefs + Q);
-  if (reduce) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) out[m * N + n] = static_cast<int32_t>(a_offset * wsum[n]);
-  }
-  const int64_t qn = Q * N;
-  const int64_t chunk = std::max<int64_t>(16, std::min<int64_t>(M, (int64_t(4) << 20) / qn));
-  std::vector<int32_t> s(static_cast<size_t>(std::min(chunk, M) * qn));
-  for (int64_t p = 0; p < P; ++p) {
-    const int32_t ac = static_cast<int32_t>(a_coefs[p]);
-    for (int64_t m0 = 0; m0 < M; m0 += chunk) {
-      const int64_t mn = std::min(chunk, M - m0);
-      popcount_gemm(BitOp::And, a + (p * M + m0) * words, words, w, words, mn, qn, words,
-                    tail_mask(k), 1, 0, s.data(), qn, nt);
-#pragma omp parallel num_threads(nt)
-      {
-        std::vector<int32_t> tmp(reduce ? static_cast<size_t>(N) : 0);
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < mn; ++i) {
-          const int64_t m = m0 + i;
-          // v[n] = w_offset * popcount(a_p[m]) + sum_q w_coefs[q] * popcount(a_p[m] & w_q[n])
-          int32_t* v = reduce ? tmp.data() : out + (p * M + m) * N;
-          const int32_t row_term = static_cast<int32_t>(w_offset * pa[p * M + m]);
-          const int32_t* si = s.data() + i * qn;
-          for (int64_t n = 0; n < N; ++n) v[n] = row_term + wc[0] * si[n];
-          for (int64_t q = 1; q < Q; ++q) {
-            const int32_t c = wc[q];
-            const int32_t* sq = si + q * N;
-            for (int64_t n = 0; n < N; ++n) v[n] += c * sq[n];
-          }
-          if (reduce) {
-            int32_t* o = out + m * N;
-            for (int64_t n = 0; n < N; ++n) o[n] += ac * v[n];
-          }
-        }
+// A few rows: every output element is a sum of row dot products read in place.
+void gemv_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) {
+  const int64_t M = pr.M, N = pr.N, words = pr.words;
+  const uint32_t* a = reinterpret_cast<const uint32_t*>(pr.a);
+  const uint32_t* w = reinterpret_cast<const uint32_t*>(pr.w);
+  if (N * words * pr.P * pr.Q < 2 * kChunkWords) nt = 1;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 16)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t g = 0; g < pr.outputs; ++g)
+      for (int64_t m = 0; m < M; ++m) {
+        int32_t v = pr.row[g * M + m] + pr.col[n];
+        for (int64_t p = pr.p_begin(g); p < pr.p_end(g); ++p)
+          for (int64_t q = 0; q < pr.Q; ++q)
+            if (const int32_t c = pr.coef[p * pr.Q + q]; c != 0)
+              v += c *
+                   static_cast<int32_t>(mk.dot(a + (p * M + m) * words, w + (q * N + n) * words, words, pr.last_mask));
+        out[(g * M + m) * N + n] = v;
       }
+}
+
+// C tile (mv x nv of the summed counts s, row stride ns) = s of the first K block, + s of
+// later ones, + the row and column terms with the last. Branch-free inner loops.
+void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t mv, int64_t nv, bool first, bool last,
+                const int32_t* row, const int32_t* col) {
+  for (int64_t i = 0; i < mv; ++i, s += ns, c += ldc) {
+    const int32_t r = row[i];
+    if (first && last) {
+      for (int64_t j = 0; j < nv; ++j) c[j] = s[j] + r + col[j];
+    } else if (first) {
+      for (int64_t j = 0; j < nv; ++j) c[j] = s[j];
+    } else if (last) {
+      for (int64_t j = 0; j < nv; ++j) c[j] += s[j] + r + col[j];
+    } else {
+      for (int64_t j = 0; j < nv; ++j) c[j] += s[j];
     }
   }
+}
+
+void tiled_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) {
+  const int mr = mk.mr, nr = mk.nr, tile = mr * nr;
+  const int64_t P = pr.P, Q = pr.Q, M = pr.M, N = pr.N, words = pr.words;
+  const int64_t w64 = (words + 1) / 2;
+  const int64_t m_tiles = (M + mr - 1) / mr, n_tiles = (N + nr - 1) / nr;
+  const int64_t kc = std::min(w64, kKc);
+  // The B block holds the tiles of all Q planes.
+  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (Q * kc * nr * 8));
+  static thread_local std::vector<uint64_t> acache, bcache;
+  const ScratchBuffer<uint64_t> apack(acache, static_cast<size_t>(P * m_tiles * mr * w64));
+  const ScratchBuffer<uint64_t> bpack(bcache, static_cast<size_t>(Q * n_tiles * nr * w64));
+  uint64_t* ap = apack.get();  // tile t of plane p at (p * m_tiles + t) * mr * w64
+  uint64_t* bp = bpack.get();
+  if (m_tiles * n_tiles * w64 * P * Q < 2 * kChunkWords) nt = 1;
+
+#pragma omp parallel num_threads(nt)
+  {
+#pragma omp for schedule(dynamic, 8) nowait
+    for (int64_t u = 0; u < P * m_tiles; ++u) {
+      const int64_t p = u / m_tiles, m0 = (u % m_tiles) * mr;
+      pack_tiles(pr.a + (p * M + m0) * words, words, std::min<int64_t>(mr, M - m0), mr, words, pr.last_mask, w64,
+                 ap + u * mr * w64);
+    }
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t u = 0; u < Q * n_tiles; ++u) {
+      const int64_t q = u / n_tiles, n0 = (u % n_tiles) * nr;
+      pack_tiles(pr.w + (q * N + n0) * words, words, std::min<int64_t>(nr, N - n0), nr, words, pr.last_mask, w64,
+                 bp + u * nr * w64);
+    }
+    const auto pair = [&](int64_t t, int64_t j, int64_t k0, int64_t kn, bool first, bool last) {
+      const int64_t m0 = t * mr, n0 = j * nr;
+      for (int64_t g = 0; g < pr.outputs; ++g) {
+        alignas(64) int32_t sum[kMaxMR * kMaxNR];
+        for (int e = 0; e < tile; ++e) sum[e] = 0;
+        for (int64_t p = pr.p_begin(g); p < pr.p_end(g); ++p)
+          for (int64_t q = 0; q < Q; ++q)
+            if (const int32_t c = pr.coef[p * Q + q]; c != 0)
+              mk.axpy(ap + ((p * m_tiles + t) * w64 + k0) * mr, bp + ((q * n_tiles + j) * w64 + k0) * nr, kn, c, sum);
+        store_tile(sum, nr, out + (g * M + m0) * N + n0, N, std::min<int64_t>(mr, M - m0),
+                   std::min<int64_t>(nr, N - n0), first, last, pr.row.data() + g * M + m0, pr.col.data() + n0);
+      }
+    };
+    const int64_t calls = std::max<int64_t>(1, P * Q / pr.outputs);  // micro-kernels per pair
+    for_each_tile_pair(m_tiles, n_tiles, w64, kc, block_tiles, calls, pair);
+  }
+}
+
+}  // namespace
+
+void row_popcounts(const int32_t* bits, int64_t rows, int64_t k, int64_t* out, int num_threads) {
+  if (k <= 0) {
+    std::fill(out, out + std::max<int64_t>(rows, 0), 0);
+    return;
+  }
+  const int64_t words = words_for_bits(k);
+  const uint32_t last = tail_mask(k);
+  // popcount(x & x) with the run-time picked row dot product (vector popcount where the CPU
+  // has one).
+  const RowDotFn dot = select_microkernel(BitOp::And).dot;
+  const uint32_t* b = reinterpret_cast<const uint32_t*>(bits);
+#pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * words > 65536)
+  for (int64_t r = 0; r < rows; ++r) out[r] = dot(b + r * words, b + r * words, words, last);
+}
+
+void bitserial_gemm(const int32_t* a, int64_t P, const int32_t* w, int64_t Q, int64_t M, int64_t N, int64_t k,
+                    const int64_t* a_coefs, const int64_t* w_coefs, int64_t a_offset, int64_t w_offset, bool reduce,
+                    int32_t* out, int num_threads) {
+  if (M <= 0 || N <= 0) return;
+  const int64_t outputs = reduce ? 1 : P;
+  if (k <= 0) {  // empty sums
+    std::fill(out, out + outputs * M * N, 0);
+    return;
+  }
+  const int nt = sane_threads(num_threads);
+  Problem pr{a, w, P, Q, M, N, words_for_bits(k), tail_mask(k), reduce, outputs, {}, {}, {}};
+  make_terms(pr, k, a_coefs, w_coefs, a_offset, w_offset, nt);
+  const MicroKernel mk = select_microkernel(BitOp::And);
+  if (M <= kGemvRows)
+    gemv_path(pr, mk, out, nt);
+  else
+    tiled_path(pr, mk, out, nt);
 }
 
 }  // namespace bnn::cpu

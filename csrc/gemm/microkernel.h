@@ -20,6 +20,10 @@ constexpr int kMaxNR = 16;
 // acc[i * nr + j] = sum_kk popcount(op(a[kk * mr + i], b[kk * nr + j])) for kk < w64,
 // i < mr, j < nr (overwrites acc).
 using MicroKernelFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* acc);
+// acc[i * nr + j] += coef * sum_kk popcount(...), the same counts scaled and accumulated in
+// the kernel's registers: plane pairs of bitserial_gemm summed with their coefficients.
+using MicroKernelAxpyFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64,
+                                   int32_t coef, int32_t* acc);
 
 // popcount(op(a, b)) over one pair of packed rows of `words` 32-bit words, bits of the last
 // word outside last_mask ignored: the GEMV path, which reads B in place (no packing).
@@ -32,6 +36,7 @@ struct MicroKernel {
   int mr;  // rows of A per tile
   int nr;  // rows of B per tile
   RowDotFn dot;
+  MicroKernelAxpyFn axpy;
 };
 
 // Best micro-kernel for this CPU (AVX-512 VPOPCNTDQ, then AVX2, then scalar POPCNT);
@@ -57,6 +62,38 @@ void pack_tiles(const int32_t* src, int64_t ld, int64_t rows, int R, int64_t wor
 void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const uint64_t* bp,
                     int64_t N, int64_t w64, int32_t alpha, int32_t beta, int32_t* C,
                     int64_t ldc);
+
+// Cache blocking of the threaded tile drivers (popcount_gemm, bitserial_gemm), GotoBLAS
+// style: a K block of at most kKc words keeps A tiles in L1, a block of B tiles of about
+// kBBlockBytes stays in L2, and a hand-out to a thread is about kChunkWords micro-kernel K
+// steps (some 10-20 us), so a thread the OS preempts does not hold the others up.
+constexpr int64_t kKc = 256;                  // K block in 64-bit words (16 Kbit)
+constexpr int64_t kBBlockBytes = 256 * 1024;  // half of a Zen 3 L2
+constexpr int64_t kChunkWords = 2048;         // scheduling grain, in micro-kernel K steps
+
+// The drivers' work loop; every thread of an OpenMP parallel region calls it (or one thread
+// outside any region). For each K block [k0, k0 + kn) of w64 in turn (kc words, a barrier
+// between blocks), it hands out every (A tile t, B tile p) pair, ordered by B block of
+// block_tiles tiles, then A tile, then B tile (N blocks need no barrier between them), and
+// calls f(t, p, k0, kn, first, last). calls_per_pair: micro-kernel calls f makes per pair,
+// which scales the hand-out size.
+template <class F>
+void for_each_tile_pair(int64_t m_tiles, int64_t n_tiles, int64_t w64, int64_t kc,
+                        int64_t block_tiles, int64_t calls_per_pair, F&& f) {
+  for (int64_t k0 = 0; k0 < w64; k0 += kc) {
+    const int64_t kn = kc < w64 - k0 ? kc : w64 - k0;
+    const bool first = k0 == 0, last = k0 + kn == w64;
+    const int64_t grain = kChunkWords / (kn * calls_per_pair);
+    const int64_t chunk = grain > 1 ? grain : 1;
+#pragma omp for schedule(dynamic, chunk)
+    for (int64_t u = 0; u < m_tiles * n_tiles; ++u) {
+      const int64_t p0 = u / (m_tiles * block_tiles) * block_tiles;  // block's first B tile
+      const int64_t np = block_tiles < n_tiles - p0 ? block_tiles : n_tiles - p0;
+      const int64_t r = u - p0 * m_tiles;
+      f(r / np, p0 + r % np, k0, kn, first, last);
+    }
+  }
+}
 
 // Work buffer of n elements taken from a per-thread cache that keeps its pages between
 // calls (a fresh allocation of a few hundred KiB page-faults on every call, which cost

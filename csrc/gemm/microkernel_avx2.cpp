@@ -34,9 +34,11 @@ __attribute__((target("avx2"))) inline __m256i broadcast64(const uint64_t* p) {
   return _mm256_castpd_si256(_mm256_broadcast_sd(reinterpret_cast<const double*>(p)));
 }
 
-template <BitOp OP>
-__attribute__((target("avx2,popcnt"))) void avx2_kernel(const uint64_t* a, const uint64_t* b,
-                                                 int64_t w64, int32_t* acc) {
+// AXPY: acc += coef * counts (MicroKernelAxpyFn), else acc = counts (MicroKernelFn).
+template <BitOp OP, bool AXPY>
+__attribute__((target("avx2,popcnt"))) inline void avx2_tile(const uint64_t* a,
+                                                             const uint64_t* b, int64_t w64,
+                                                             int32_t coef, int32_t* acc) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
@@ -82,14 +84,29 @@ __attribute__((target("avx2,popcnt"))) void avx2_kernel(const uint64_t* a, const
       for (int v = 0; v < kNV; ++v)
         sum[i][v] = _mm256_add_epi64(sum[i][v], _mm256_sad_epu8(bytes[i][v], zero));
   }
+  const auto put = [&](int32_t& dst, int64_t count) {
+    dst = AXPY ? dst + coef * static_cast<int32_t>(count) : static_cast<int32_t>(count);
+  };
   for (int i = 0; i < kMR; ++i)
     for (int v = 0; v < kNV; ++v) {
       alignas(32) int64_t lanes[4];
       _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum[i][v]);
-      for (int j = 0; j < 4; ++j) acc[i * kNR + 4 * v + j] = static_cast<int32_t>(lanes[j]);
+      for (int j = 0; j < 4; ++j) put(acc[i * kNR + 4 * v + j], lanes[j]);
     }
   for (int i = 0; i < kMR; ++i)
-    for (int j = 0; j < kNS; ++j) acc[i * kNR + 4 * kNV + j] = static_cast<int32_t>(ss[i][j]);
+    for (int j = 0; j < kNS; ++j) put(acc[i * kNR + 4 * kNV + j], ss[i][j]);
+}
+
+template <BitOp OP>
+__attribute__((target("avx2,popcnt"))) void avx2_kernel(const uint64_t* a, const uint64_t* b,
+                                                        int64_t w64, int32_t* acc) {
+  avx2_tile<OP, false>(a, b, w64, 0, acc);
+}
+
+template <BitOp OP>
+__attribute__((target("avx2,popcnt"))) void avx2_axpy(const uint64_t* a, const uint64_t* b,
+                                                      int64_t w64, int32_t coef, int32_t* acc) {
+  avx2_tile<OP, true>(a, b, w64, coef, acc);
 }
 
 
@@ -132,12 +149,14 @@ __attribute__((target("avx2,popcnt"))) int64_t avx2_dot(const uint32_t* a, const
 
 MicroKernel avx2_microkernel(BitOp op) {
   return op == BitOp::Xor
-             ? MicroKernel{avx2_kernel<BitOp::Xor>, "avx2", kMR, kNR, avx2_dot<BitOp::Xor>}
-             : MicroKernel{avx2_kernel<BitOp::And>, "avx2", kMR, kNR, avx2_dot<BitOp::And>};
+             ? MicroKernel{avx2_kernel<BitOp::Xor>, "avx2", kMR, kNR, avx2_dot<BitOp::Xor>,
+                           avx2_axpy<BitOp::Xor>}
+             : MicroKernel{avx2_kernel<BitOp::And>, "avx2", kMR, kNR, avx2_dot<BitOp::And>,
+                           avx2_axpy<BitOp::And>};
 }
 #else
 MicroKernel avx2_microkernel(BitOp) {
-  return MicroKernel{nullptr, "avx2", 0, 0, nullptr};
+  return MicroKernel{nullptr, "avx2", 0, 0, nullptr, nullptr};
 }
 #endif
 

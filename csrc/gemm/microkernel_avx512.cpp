@@ -26,9 +26,10 @@ BNN_AVX512_TARGET inline __m512i combine(__m512i a, __m512i b) {
   return OP == BitOp::Xor ? _mm512_xor_si512(a, b) : _mm512_and_si512(a, b);
 }
 
-template <BitOp OP>
-BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64_t w64,
-                                     int32_t* acc) {
+// AXPY: acc += coef * counts (MicroKernelAxpyFn), else acc = counts (MicroKernelFn).
+template <BitOp OP, bool AXPY>
+BNN_AVX512_TARGET inline void avx512_tile(const uint64_t* a, const uint64_t* b, int64_t w64,
+                                          int32_t coef, int32_t* acc) {
   __m512i sum[kMR][kNV];
   for (int i = 0; i < kMR; ++i)
     for (int v = 0; v < kNV; ++v) sum[i][v] = _mm512_setzero_si512();
@@ -44,10 +45,26 @@ BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64
         sum[i][v] = _mm512_add_epi64(sum[i][v], _mm512_popcnt_epi64(combine<OP>(av, bv[v])));
     }
   }
+  const __m256i c = _mm256_set1_epi32(coef);
   for (int i = 0; i < kMR; ++i)
-    for (int v = 0; v < kNV; ++v)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i * kNR + 8 * v),
-                          _mm512_mask_cvtepi64_epi32(_mm256_setzero_si256(), 0xff, sum[i][v]));
+    for (int v = 0; v < kNV; ++v) {
+      __m256i* out = reinterpret_cast<__m256i*>(acc + i * kNR + 8 * v);
+      __m256i x = _mm512_mask_cvtepi64_epi32(_mm256_setzero_si256(), 0xff, sum[i][v]);
+      if (AXPY) x = _mm256_add_epi32(_mm256_loadu_si256(out), _mm256_mullo_epi32(x, c));
+      _mm256_storeu_si256(out, x);
+    }
+}
+
+template <BitOp OP>
+BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64_t w64,
+                                     int32_t* acc) {
+  avx512_tile<OP, false>(a, b, w64, 0, acc);
+}
+
+template <BitOp OP>
+BNN_AVX512_TARGET void avx512_axpy(const uint64_t* a, const uint64_t* b, int64_t w64,
+                                   int32_t coef, int32_t* acc) {
+  avx512_tile<OP, true>(a, b, w64, coef, acc);
 }
 
 // One row pair: 16 words per vpopcntq step; the last (partial) step is a masked load with
@@ -81,14 +98,14 @@ bool cpu_has_avx512_vpopcnt() {
 
 MicroKernel avx512_microkernel(BitOp op) {
   return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512-vpopcntdq", kMR, kNR,
-                                        avx512_dot<BitOp::Xor>}
+                                        avx512_dot<BitOp::Xor>, avx512_axpy<BitOp::Xor>}
                           : MicroKernel{avx512_kernel<BitOp::And>, "avx512-vpopcntdq", kMR, kNR,
-                                        avx512_dot<BitOp::And>};
+                                        avx512_dot<BitOp::And>, avx512_axpy<BitOp::And>};
 }
 #else
 bool cpu_has_avx512_vpopcnt() { return false; }
 MicroKernel avx512_microkernel(BitOp) {
-  return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0, nullptr};
+  return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0, nullptr, nullptr};
 }
 #endif
 

@@ -11,9 +11,10 @@ namespace {
 constexpr int kMR = 4;
 constexpr int kNR = 4;
 
-template <BitOp OP>
+// AXPY: acc += coef * counts (MicroKernelAxpyFn), else acc = counts (MicroKernelFn).
+template <BitOp OP, bool AXPY>
 __attribute__((always_inline)) inline void scalar_body(const uint64_t* a, const uint64_t* b,
-                                                       int64_t w64, int32_t* acc) {
+                                                       int64_t w64, int32_t coef, int32_t* acc) {
   int64_t s[kMR][kNR] = {};
   for (int64_t kk = 0; kk < w64; ++kk) {
     const uint64_t* ak = a + kk * kMR;
@@ -25,7 +26,10 @@ __attribute__((always_inline)) inline void scalar_body(const uint64_t* a, const 
         s[i][j] += popcount64(OP == BitOp::Xor ? (ak[i] ^ bk[j]) : (ak[i] & bk[j]));
   }
   for (int i = 0; i < kMR; ++i)
-    for (int j = 0; j < kNR; ++j) acc[i * kNR + j] = static_cast<int32_t>(s[i][j]);
+    for (int j = 0; j < kNR; ++j) {
+      int32_t& dst = acc[i * kNR + j];
+      dst = AXPY ? dst + coef * static_cast<int32_t>(s[i][j]) : static_cast<int32_t>(s[i][j]);
+    }
 }
 
 template <BitOp OP>
@@ -61,12 +65,25 @@ int64_t dot_generic(const uint32_t* a, const uint32_t* b, int64_t words, uint32_
 template <BitOp OP>
 __attribute__((target("popcnt"))) void scalar_popcnt(const uint64_t* a, const uint64_t* b,
                                                      int64_t w64, int32_t* acc) {
-  scalar_body<OP>(a, b, w64, acc);
+  scalar_body<OP, false>(a, b, w64, 0, acc);
+}
+
+template <BitOp OP>
+__attribute__((target("popcnt"))) void scalar_popcnt_axpy(const uint64_t* a, const uint64_t* b,
+                                                          int64_t w64, int32_t coef,
+                                                          int32_t* acc) {
+  scalar_body<OP, true>(a, b, w64, coef, acc);
 }
 
 template <BitOp OP>
 void scalar_generic(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* acc) {
-  scalar_body<OP>(a, b, w64, acc);
+  scalar_body<OP, false>(a, b, w64, 0, acc);
+}
+
+template <BitOp OP>
+void scalar_generic_axpy(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t coef,
+                         int32_t* acc) {
+  scalar_body<OP, true>(a, b, w64, coef, acc);
 }
 
 }  // namespace
@@ -74,13 +91,13 @@ void scalar_generic(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* 
 MicroKernel scalar_microkernel(BitOp op) {
   if (__builtin_cpu_supports("popcnt"))
     return op == BitOp::Xor ? MicroKernel{scalar_popcnt<BitOp::Xor>, "scalar-popcnt", kMR, kNR,
-                                          dot_popcnt<BitOp::Xor>}
+                                          dot_popcnt<BitOp::Xor>, scalar_popcnt_axpy<BitOp::Xor>}
                             : MicroKernel{scalar_popcnt<BitOp::And>, "scalar-popcnt", kMR, kNR,
-                                          dot_popcnt<BitOp::And>};
+                                          dot_popcnt<BitOp::And>, scalar_popcnt_axpy<BitOp::And>};
   return op == BitOp::Xor ? MicroKernel{scalar_generic<BitOp::Xor>, "scalar", kMR, kNR,
-                                        dot_generic<BitOp::Xor>}
+                                        dot_generic<BitOp::Xor>, scalar_generic_axpy<BitOp::Xor>}
                           : MicroKernel{scalar_generic<BitOp::And>, "scalar", kMR, kNR,
-                                        dot_generic<BitOp::And>};
+                                        dot_generic<BitOp::And>, scalar_generic_axpy<BitOp::And>};
 }
 
 }  // namespace bnn::cpu

@@ -18,9 +18,6 @@
 namespace bnn::cpu {
 namespace {
 
-constexpr int64_t kKc = 256;                  // K block in 64-bit words (16 Kbit)
-constexpr int64_t kBBlockBytes = 256 * 1024;  // half of a Zen 3 L2
-constexpr int64_t kChunkWords = 2048;         // scheduling grain, in micro-kernel K steps
 constexpr int64_t kGemvRows = 3;              // up to this many rows of A: row dot products
 
 // Copies `valid` packed rows into tile layout p[kk * R + r] (64-bit word kk of row r),
@@ -152,26 +149,14 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
       pack_tile(B + t * nr * ldb, ldb, nr, std::min<int64_t>(nr, N - t * nr), words, last_mask,
                 w64, bp + t * nr * w64);
 
-    for (int64_t k0 = 0; k0 < w64; k0 += kc) {
-      const int64_t kn = std::min(kc, w64 - k0);
-      const bool first = k0 == 0, last = k0 + kn == w64;
-      // One hand-out loop over every (A tile, B tile) pair of this K block, ordered by B
-      // block, then A tile, then B tile: N blocks need no barrier between them. About
-      // kChunkWords K steps of micro-kernel work per hand-out (some 10-20 us).
-      const int64_t chunk = std::max<int64_t>(1, kChunkWords / kn);
-#pragma omp for schedule(dynamic, chunk)
-      for (int64_t u = 0; u < m_tiles * n_tiles; ++u) {
-        const int64_t p0 = u / (m_tiles * block_tiles) * block_tiles;  // block's first B tile
-        const int64_t np = std::min(block_tiles, n_tiles - p0);
-        const int64_t r = u - p0 * m_tiles;
-        const int64_t t = r / np, p = p0 + r % np;
-        alignas(64) int32_t acc[kMaxMR * kMaxNR];
-        mk.fn(ap + (t * w64 + k0) * mr, bp + (p * w64 + k0) * nr, kn, acc);
-        const int64_t m0 = t * mr, n0 = p * nr;
-        store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0),
-                   std::min<int64_t>(nr, N - n0), first, last, alpha, beta);
-      }
-    }
+    const auto tile = [&](int64_t t, int64_t p, int64_t k0, int64_t kn, bool first, bool last) {
+      alignas(64) int32_t acc[kMaxMR * kMaxNR];
+      mk.fn(ap + (t * w64 + k0) * mr, bp + (p * w64 + k0) * nr, kn, acc);
+      const int64_t m0 = t * mr, n0 = p * nr;
+      store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0),
+                 std::min<int64_t>(nr, N - n0), first, last, alpha, beta);
+    };
+    for_each_tile_pair(m_tiles, n_tiles, w64, kc, block_tiles, 1, tile);
   }
 }
 

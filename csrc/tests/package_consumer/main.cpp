@@ -30,6 +30,6 @@ int main() {
       }
     }
   std::printf("bnn_kernels package consumer: xnor_gemm %lldx%lldx%lld exact (%s)\n", (long long)m,
-              (long long)n, (long long)k, bnn::cpu::popcount_gemm_isa());
+              (long long)n, (long long)k, bnn::cpu::gemm_isa());
   return 0;
 }
