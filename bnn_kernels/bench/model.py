@@ -11,6 +11,8 @@ fresh random inputs (not the conversion examples): top-1 agreement and maximum d
 Latency per batch (batch 1) and images/s (batch 32) come from the harness; peak memory from a
 subprocess per configuration (see peak_memory); the converted model's time is broken down per
 op with torch.profiler (see breakdown).
+All three run in float32 on every device (on a GPU the breakdown still reports host-side op
+times; use the CUDA events of the table for device time).
 """
 
 from __future__ import annotations
