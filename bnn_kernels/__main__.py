@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", default=None, help="folder for JSON, CSV and PNG results")
     b.add_argument("--name", default=None, help="file name stem of the results")
     b.add_argument("--quiet", action="store_true", help="no progress lines")
+    b.add_argument("--no-compile", action="store_true", help="model: do not try torch.compile for the float deployment")
     args = ap.parse_args(argv)
     if args.cmd == "info":
         info()
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         names = list(bench.SUITES) if "all" in args.suite else list(dict.fromkeys(args.suite))
         bench.run(names, device, out_dir=args.out, name=args.name, quiet=args.quiet, shapes=args.shapes,
                   batches=args.batches, rows=args.rows, size=args.size, repeats=args.repeats,
-                  peak_ops=args.peak_ops)
+                  peak_ops=args.peak_ops, try_compile=False if args.no_compile else None)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Benchmark suite: `python -m bnn_kernels bench {gemm,conv,linear,bitserial,peak,all}`."""
+"""Benchmark suite: `python -m bnn_kernels bench {gemm,conv,linear,bitserial,peak,model,all}`."""
 from .harness import Result, environment, table, write_outputs
 from .suites import SUITES
 
@@ -10,6 +10,7 @@ def run(names, device, out_dir=None, name=None, quiet=False, **kw):
     import torch
 
     from .harness import Progress
+    from .model import format_breakdown
     from .suites import case_count
 
     device = torch.device(device)
@@ -25,6 +26,9 @@ def run(names, device, out_dir=None, name=None, quiet=False, **kw):
     apply_ceilings(results, peak_ops=kw.get("peak_ops"))
     print("# " + ", ".join(f"{k}={v}" for k, v in env.items()))
     print(table(results))
+    for r in results:
+        if r.breakdown:
+            print(format_breakdown(f"{r.case} {r.impl}", r.breakdown))
     if out_dir:
         for p in write_outputs(results, env, out_dir, name or f"{'_'.join(names)}_{device.type}"):
             print(f"wrote {p}")

@@ -37,6 +37,9 @@ class Result:
     speedup: float | None = None  # baseline ms / this ms
     ceiling: float | None = None  # peak of the device in `unit`/s, when known
     note: str = ""
+    peak_mib: float | None = None  # peak resident memory while running, when measured (bench model)
+    peak_growth_mib: float | None = None  # what running adds to the memory held before the run
+    breakdown: dict | None = None  # per-op time breakdown (bench model; JSON only, not in the CSV)
 
     @property
     def rate(self) -> float:
@@ -189,7 +192,7 @@ def write_outputs(results: Sequence[Result], env: dict, out_dir: str, name: str)
     p = os.path.join(out_dir, f"{name}.csv")
     with open(p, "w") as f:
         f.write("# " + json.dumps(env) + "\n")
-        keys = list(rows[0]) if rows else []
+        keys = [k for k in rows[0] if k != "breakdown"] if rows else []
         f.write(",".join(keys) + "\n")
         for row in rows:
             f.write(",".join(_csv(row[k]) for k in keys) + "\n")

@@ -15,6 +15,8 @@ import bnn_kernels as bk
 from bnn_kernels import reference as R
 
 from .harness import Progress, Result, rotation_count, time_fn
+from .model import bench_model
+from .model import case_count as model_case_count
 
 # Problem sets. GPU sets are larger; --shapes on the command line overrides the squares.
 SQUARES = {"cpu": [1024, 2048, 4096], "cuda": [1024, 2048, 4096, 8192, 16384]}
@@ -241,45 +243,6 @@ def bench_peak(device: torch.device, progress: Progress, size=None, repeats=10) 
     return out
 
 
-def bench_model(device: torch.device, progress: Progress, batches=None, size=None, repeats=10) -> list[Result]:
-    """Converted Bi-Real Net 18 and ReActNet-A (random weights, BN statistics randomized)
-    against the same float model: fp16 channels_last on a GPU, float32 on the CPU. Latency
-    per batch, images/s (`work` counts images), and the model's weight bytes in the note."""
-    from bnn_kernels import models as zoo
-
-    out = []
-    res = size or (224 if device.type == "cuda" else 64)
-    batches = batches or ([1, 128] if device.type == "cuda" else [1, 8])
-    dt = torch.float16 if device.type == "cuda" else torch.float32
-    for name, make in (("birealnet18", zoo.birealnet18), ("reactnet_a", zoo.reactnet_a)):
-        float_model = zoo.randomize_bn(make()).eval()
-        example = torch.randn(2, 3, res, res)
-        with torch.no_grad():
-            packed, report = bk.convert(float_model, (example,))
-        if not report.converted:
-            raise AssertionError(f"convert() converted no layer of {name}")
-        float_model = float_model.to(device=device, dtype=dt).to(memory_format=torch.channels_last)
-        packed = packed.to(device)
-        nbytes = {k: sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
-                  for k, m in (("float", float_model), ("packed", packed))}
-        for nb in batches:
-            progress.step(f"model {name} batch {nb}")
-            x = torch.randn(nb, 3, res, res, device=device)
-            xf = x.to(dt).contiguous(memory_format=torch.channels_last)
-            with torch.no_grad():
-                agree = (packed(x).argmax(1) == float_model(xf).float().argmax(1)).float().mean().item()
-                t_f = time_fn(lambda i: float_model(xf), device, repeats=repeats)
-                t_p = time_fn(lambda i: packed(x), device, repeats=repeats)
-            case = f"{name} {nb}x3x{res}x{res}"
-            base = Result("model", case, f"float model {str(dt)[6:]}", str(device), t_f, float(nb), "img",
-                          False, note=f"weights {nbytes['float'] / 2**20:.1f} MiB; as written for training (weights re-binarized every call)")
-            ours = Result("model", case, "bnn_kernels.convert(model)", str(device), t_p, float(nb), "img", True,
-                          note=f"weights {nbytes['packed'] / 2**20:.1f} MiB, top-1 agreement {100 * agree:.0f}% "
-                               f"(random weights), {len(report.converted)} layers packed")
-            out += [_vs(ours, base), base]
-    return out
-
-
 SUITES = {
     "gemm": bench_gemm,
     "conv": bench_conv,
@@ -300,5 +263,5 @@ def case_count(name: str, device: torch.device, **kw) -> int:
     if name == "bitserial":
         return 3
     if name == "model":
-        return 2 * len(kw.get("batches") or ([1, 128] if device.type == "cuda" else [1, 8]))
+        return model_case_count(kw.get("batches"))
     return 4 if device.type == "cpu" else 5

@@ -15,9 +15,8 @@ from bnn_kernels.__main__ import main
         ["linear", "--size", "256", "--rows", "1", "3"],
         ["bitserial", "--size", "128"],
         ["peak", "--size", "128"],
-        ["model", "--size", "32", "--batches", "1"],
     ],
-)
+)  # `bench model`: tests/bench/test_bench_model.py
 def test_bench_suites_write_results(args, tmp_path, capsys, monkeypatch):
     import bnn_kernels.bench.suites as suites
 

@@ -1,0 +1,367 @@
+"""`bench model`: converted full-size BNNs against two float baselines, measured in one run.
+
+For each model (Bi-Real Net 18 and ReActNet-A, random weights, BN statistics randomized):
+- "float model": the model as written for training, float32, NCHW input;
+- "float deployment": the same network as a user would deploy it in float
+  (bnn_kernels.bench.deploy: weights binarized once, BatchNorm folded, channels_last; the
+  torch.compile'd version where it is faster, else eager, said in the note);
+- "bnn_kernels.convert(model)": the converted model, fed the same NCHW input.
+Before timing, the deployment and the converted model are checked against the float model on
+fresh random inputs (not the conversion examples): top-1 agreement and maximum deviation.
+Latency per batch (batch 1) and images/s (batch 32) come from the harness; peak memory from a
+subprocess per configuration (see peak_memory); the converted model's time is broken down per
+op with torch.profiler (see breakdown).
+All three run in float32 on every device (on a GPU the breakdown still reports host-side op
+times; use the CUDA events of the table for device time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import torch
+
+import bnn_kernels as bk
+
+from .deploy import float_deployment
+from .harness import Progress, Result, time_fn
+
+# name -> (factory in bnn_kernels.models, keyword arguments). Tests shrink these.
+MODELS = {"birealnet18": ("birealnet18", {}), "reactnet_a": ("reactnet_a", {})}
+BATCHES = [1, 32]  # latency at batch 1, throughput at batch 32
+CHECK_BATCH = 8  # fresh inputs for the agreement check
+MAX_REL_DEVIATION = 5e-2  # a larger deviation from the float model aborts the benchmark
+SEED = 0
+IMPLS = ("float", "deploy", "packed")
+
+
+def build(factory: str, kwargs: dict, res: int, impl: str, seed: int = SEED):
+    """The model in configuration impl ("float", "deploy" or "packed"), built the same way in
+    the benchmark and in the memory subprocess. Returns (module, conversion report or None)."""
+    from bnn_kernels import models as zoo
+
+    torch.manual_seed(seed)
+    model = zoo.randomize_bn(getattr(zoo, factory)(**kwargs), seed=seed).eval()
+    example = torch.randn(2, 3, res, res)  # the conversion examples
+    if impl == "float":
+        return model, None
+    if impl == "deploy":
+        return float_deployment(model, example), None
+    if impl == "packed":
+        with torch.no_grad():
+            return bk.convert(model, (example,))
+    raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
+
+
+def check_against_float(ref: torch.nn.Module, other: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Top-1 agreement and maximum deviation of other from ref on x (absolute and relative
+    to the largest output of ref)."""
+    with torch.no_grad():
+        want, got = ref(x).float(), other(x).float()
+    dev = (got - want).abs().max().item()
+    return {
+        "agree": (got.argmax(1) == want.argmax(1)).float().mean().item(),
+        "max_dev": dev,
+        "rel_dev": dev / max(want.abs().max().item(), 1e-30),
+        "inputs": x.shape[0],
+    }
+
+
+def _check_note(c: dict) -> str:
+    return f"top-1 agreement {100 * c['agree']:.0f}% on {c['inputs']} fresh inputs, max deviation {c['max_dev']:.2e}"
+
+
+def _try_compile(deploy, x, eager_ms, device, repeats):
+    """(ms, note) of torch.compile(deploy) on x when it is faster than eager and agrees with it."""
+    try:
+        compiled = torch.compile(deploy)
+        with torch.no_grad():
+            if not torch.allclose(compiled(x), deploy(x), rtol=1e-3, atol=1e-4):
+                return None, "eager (torch.compile output differed)"
+            ms = time_fn(lambda i: compiled(x), device, repeats=repeats)
+    except Exception as e:  # noqa: BLE001 - any compile failure falls back to eager
+        return None, f"eager (torch.compile failed: {type(e).__name__})"
+    if ms < eager_ms:
+        return ms, "torch.compile"
+    return None, f"eager (torch.compile slower: {ms:.2f} ms)"
+
+
+def bench_model(
+    device: torch.device, progress: Progress, batches=None, size=None, repeats=10, try_compile=True
+) -> list[Result]:
+    out = []
+    res = size or 224
+    batches = batches or BATCHES
+    for name, (factory, kwargs) in MODELS.items():
+        models, report = {}, None
+        for impl in IMPLS:
+            models[impl], rep = build(factory, kwargs, res, impl)
+            models[impl] = models[impl].to(device)
+            report = rep or report
+        if not report.converted:
+            raise AssertionError(f"convert() converted no layer of {name}")
+        gen = torch.Generator().manual_seed(SEED + 1)  # not the conversion examples
+        xc = torch.randn(CHECK_BATCH, 3, res, res, generator=gen).to(device)
+        checks = {k: check_against_float(models["float"], models[k], xc) for k in ("deploy", "packed")}
+        for k, c in checks.items():
+            if c["rel_dev"] > MAX_REL_DEVIATION:
+                raise AssertionError(f"{name}: {k} deviates from the float model ({_check_note(c)}): benchmark aborted")
+        notes = {
+            "float": "float32 NCHW as written (weights re-binarized every call)",
+            "deploy": f"{{how}}; {models['deploy'].stats['frozen']} values frozen, "
+            f"{models['deploy'].stats['bn_folded']} BN folded, channels_last; {_check_note(checks['deploy'])}",
+            "packed": f"{len(report.converted)} layers packed; {_check_note(checks['packed'])} (random weights)",
+        }
+        for k, m in models.items():
+            nbytes = sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
+            notes[k] += f"; weights {nbytes / 2**20:.2f} MiB"
+        rows, compiled = {}, {}
+        for nb in batches:
+            progress.step(f"model {name} batch {nb}")
+            rows[nb], compiled[nb] = _time_batch(
+                models, f"{name} {nb}x3x{res}x{res}", nb, res, device, notes, repeats, try_compile
+            )
+            if nb == batches[0]:
+                rows[nb]["packed"].breakdown = breakdown(models["packed"], torch.randn(nb, 3, res, res, device=device))
+        mem = {
+            impl: peak_memory(factory, kwargs, res, impl, batches, device, compiled if impl == "deploy" else {})
+            for impl in IMPLS
+        }
+        for nb in batches:
+            r = rows[nb]
+            for impl in IMPLS:
+                row = r[impl]
+                row.peak_mib, row.peak_growth_mib = mem[impl][nb]
+                row.note += f"; running adds {row.peak_growth_mib:.1f} MiB, process peak RSS {row.peak_mib:.0f} MiB"
+            out += [
+                _vs(r["packed"], r["float"]),
+                _vs(dataclasses.replace(r["packed"], breakdown=None), r["deploy"]),
+                r["float"],
+                r["deploy"],
+            ]
+    return out
+
+
+def _time_batch(models, case, nb, res, device, notes, repeats, try_compile):
+    """Times the three configurations at batch nb: ({impl: Result}, whether compile was used)."""
+    x = torch.randn(nb, 3, res, res, device=device)
+    ms = {}
+    with torch.no_grad():
+        for impl, m in models.items():
+            ms[impl] = time_fn(lambda i: m(x), device, repeats=repeats)
+        how = "eager (torch.compile not tried)"
+        if try_compile:
+            t_c, how = _try_compile(models["deploy"], x, ms["deploy"], device, repeats)
+            ms["deploy"] = t_c or ms["deploy"]
+    names = {"float": "float model", "deploy": "float deployment", "packed": "bnn_kernels.convert(model)"}
+    rows = {
+        impl: Result(
+            "model",
+            case,
+            names[impl],
+            str(device),
+            ms[impl],
+            float(nb),
+            "img",
+            impl != "float",
+            note=notes[impl].replace("{how}", how),
+        )
+        for impl in IMPLS
+    }
+    return rows, how == "torch.compile"
+
+
+def _vs(ours: Result, base: Result) -> Result:
+    return dataclasses.replace(ours, baseline=base.impl, speedup=base.ms / ours.ms)
+
+
+def case_count(batches=None) -> int:
+    return len(MODELS) * len(batches or BATCHES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-op breakdown
+# ---------------------------------------------------------------------------------------------
+_LAYOUT = {
+    "aten::copy_",
+    "aten::contiguous",
+    "aten::to",
+    "aten::_to_copy",
+    "aten::clone",
+    "aten::empty",
+    "aten::empty_like",
+    "aten::empty_strided",
+    "aten::permute",
+    "aten::view",
+    "aten::reshape",
+    "aten::as_strided",
+    "aten::transpose",
+    "aten::t",
+    "aten::expand",
+    "aten::unsqueeze",
+    "aten::squeeze",
+    "aten::flatten",
+    "aten::detach",
+    "aten::zero_",
+    "aten::fill_",
+    "aten::resize_",
+    "aten::slice",
+    "aten::select",
+    "aten::alias",
+    "aten::lift_fresh",
+}
+
+
+def op_category(name: str) -> str:
+    if name.startswith("bnn_kernels::"):
+        return "bnn_kernels ops"
+    if name in _LAYOUT:
+        return "layout and copies"
+    return "float layers"
+
+
+def breakdown(model: torch.nn.Module, x: torch.Tensor, runs: int = 5) -> dict:
+    """Time per inference of model(x) under torch.profiler, grouped by op name: each top-level
+    op (one not called from another op) counts with its inclusive time in one category
+    (bnn_kernels ops, float layers, layout and copies); "other overhead" is the wall time not
+    spent in any op (Python, module calls). The profiler adds some time to every op."""
+    import time
+
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if x.device.type == "cuda" else [])
+    with torch.no_grad():
+        model(x)
+        with profile(activities=acts) as prof:
+            t0 = time.perf_counter()
+            for _ in range(runs):
+                model(x)
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)
+            wall = (time.perf_counter() - t0) * 1e3 / runs
+    ops: dict = {}
+    for e in prof.events():
+        if e.cpu_parent is not None:
+            continue
+        o = ops.setdefault(e.name, {"op": e.name, "category": op_category(e.name), "calls": 0, "ms": 0.0})
+        o["calls"] += 1
+        o["ms"] += e.cpu_time_total / 1e3
+    rows = sorted(
+        ({**o, "calls": o["calls"] / runs, "ms": o["ms"] / runs} for o in ops.values()), key=lambda o: -o["ms"]
+    )
+    cats = {c: 0.0 for c in ("bnn_kernels ops", "float layers", "layout and copies")}
+    for o in rows:
+        cats[o["category"]] += o["ms"]
+    cats["other overhead"] = max(0.0, wall - sum(cats.values()))
+    return {
+        "input": list(x.shape),
+        "runs": runs,
+        "ms_per_inference": wall,
+        "categories": cats,
+        "ops": rows,
+        "method": "torch.profiler, top-level ops by name, inclusive CPU time per inference",
+    }
+
+
+def format_breakdown(title: str, b: dict, top: int = 12) -> str:
+    lines = [f"# {title}: {b['ms_per_inference']:.3f} ms per inference under the profiler"]
+    for c, ms in b["categories"].items():
+        lines.append(f"  {c:20} {ms:9.3f} ms {100 * ms / max(b['ms_per_inference'], 1e-9):5.1f}%")
+    for o in b["ops"][:top]:
+        lines.append(f"    {o['op']:44} {o['category']:18} {o['calls']:6.1f} calls {o['ms']:9.3f} ms")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Peak memory
+# ---------------------------------------------------------------------------------------------
+def peak_memory(factory, kwargs, res, impl, batches, device, compiled=None) -> dict:
+    """{batch: (peak MiB, growth MiB)} of inference in configuration impl.
+
+    CPU: a fresh Python process builds the model, runs it once at each batch (warm-up,
+    compilation), then resets the kernel's resident-set high-water mark (/proc/self/clear_refs)
+    and runs it again: peak = VmHWM (resident memory of the whole process, model and libraries
+    included), growth = VmHWM minus the resident set at the reset (what inference adds).
+    Where the high-water mark cannot be reset, the process's max RSS (ru_maxrss, building
+    included) is reported with growth 0. glibc's malloc thresholds are fixed in the subprocess
+    so freed tensors over 128 KiB go back to the system (see below). CUDA: torch.cuda.max_memory_allocated, in process."""
+    if torch.device(device).type == "cuda":
+        return _cuda_peak(factory, kwargs, res, impl, batches, device)
+    # Fixed glibc thresholds: tensors over 128 KiB are mapped and unmapped on free, so memory
+    # freed by the warm-up run leaves the resident set and is counted again when reused.
+    malloc = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+    args = {
+        "factory": factory,
+        "kwargs": kwargs,
+        "res": res,
+        "impl": impl,
+        "batches": list(batches),
+        "compiled": {str(k): v for k, v in (compiled or {}).items()},
+        "threads": torch.get_num_threads(),
+    }
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {
+        **os.environ,
+        **malloc,
+        "PYTHONPATH": os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+    }
+    code = "import json, sys; from bnn_kernels.bench.model import memory_child; memory_child(json.loads(sys.argv[1]))"
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"peak memory of {factory} ({impl}) failed:\n{proc.stderr[-2000:]}")
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {int(k): tuple(v) for k, v in got.items()}
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def memory_child(args: dict) -> None:
+    """Entry point of the memory subprocess: prints {batch: [peak MiB, growth MiB]} as JSON."""
+    torch.set_num_threads(args["threads"])
+    model, _ = build(args["factory"], args["kwargs"], args["res"], args["impl"])
+    result = {}
+    for nb in args["batches"]:
+        run = torch.compile(model) if args["compiled"].get(str(nb)) else model
+        x = torch.randn(nb, 3, args["res"], args["res"])
+        gc.collect()
+        with torch.no_grad():
+            run(x)
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                before = _status_kib("VmRSS")
+                run(x)
+                peak = _status_kib("VmHWM")
+                result[nb] = [peak / 1024, (peak - before) / 1024]
+            except OSError:
+                run(x)
+                result[nb] = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0.0]
+    print(json.dumps(result))
+
+
+def _cuda_peak(factory, kwargs, res, impl, batches, device) -> dict:
+    model = build(factory, kwargs, res, impl)[0].to(device)
+    result = {}
+    for nb in batches:
+        x = torch.randn(nb, 3, res, res, device=device)
+        with torch.no_grad():
+            model(x)
+            torch.cuda.synchronize(device)
+            before = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            model(x)
+            peak = torch.cuda.max_memory_allocated(device)
+        result[nb] = (peak / 2**20, (peak - before) / 2**20)
+    return result

@@ -1,0 +1,142 @@
+"""`bench model` on tiny networks: both float baselines, batch-32 throughput, peak memory and the
+per-op breakdown are reported, and the float deployment computes what the float model computes.
+Nothing here asserts anything about speed."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from bnn_kernels import models as zoo
+from bnn_kernels.__main__ import main
+from bnn_kernels.bench import model as bm
+from bnn_kernels.bench.deploy import _attr, float_deployment
+
+TINY = {
+    "birealnet18": ("birealnet18", {"width": 8, "num_classes": 10}),
+    "reactnet_a": ("reactnet_a", {"width_mult": 0.125, "num_classes": 10}),
+}
+IMPLS = {"float model", "float deployment", "bnn_kernels.convert(model)"}
+
+
+def test_bench_model_reports_baselines_memory_and_breakdown(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bm, "MODELS", TINY)
+    args = [
+        "bench",
+        "model",
+        "--device",
+        "cpu",
+        "--size",
+        "32",
+        "--batches",
+        "1",
+        "32",
+        "--repeats",
+        "1",
+        "--no-compile",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "r",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "commit=" in printed and "bnn_kernels ops" in printed and "other overhead" in printed
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["environment"]["device"] == "cpu" and data["environment"]["threads"] >= 1
+    rows = data["results"]
+    for name in TINY:
+        for nb in (1, 32):
+            mine = [r for r in rows if r["case"] == f"{name} {nb}x3x32x32"]
+            assert {r["impl"] for r in mine} == IMPLS
+            ours = [r for r in mine if r["impl"] == "bnn_kernels.convert(model)"]
+            assert {r["baseline"] for r in ours} == {"float model", "float deployment"}
+            assert all(r["checked"] and r["speedup"] > 0 for r in ours)
+            assert all(r["unit"] == "img" and r["work"] == nb and r["rate"] > 0 for r in mine)
+            assert all(r["peak_mib"] > 0 and r["peak_growth_mib"] >= 0 for r in mine)
+            assert all("top-1 agreement" in r["note"] for r in mine if r["impl"] != "float model")
+            deploy = next(r for r in mine if r["impl"] == "float deployment")
+            assert "eager" in deploy["note"] and "BN folded" in deploy["note"]
+        b = [r["breakdown"] for r in rows if r["breakdown"] and r["case"].startswith(name)]
+        assert len(b) == 1 and b[0]["input"] == [1, 3, 32, 32]
+        cats = b[0]["categories"]
+        assert set(cats) == {"bnn_kernels ops", "float layers", "layout and copies", "other overhead"}
+        assert cats["bnn_kernels ops"] > 0 and sum(cats.values()) >= b[0]["ms_per_inference"] * 0.999
+        assert any(o["op"].startswith("bnn_kernels::") and o["calls"] >= 1 for o in b[0]["ops"])
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    header = next(csv.reader(lines[1:2]))
+    assert "peak_mib" in header and "breakdown" not in header
+    assert len(list(csv.DictReader(lines[1:]))) == len(rows)
+
+
+def _computed_from_input_only(gm) -> bool:
+    """True when every op of the graph depends on the input: nothing is computed from
+    parameters alone per call (no sign() or mean() of weights)."""
+    live = {n for n in gm.graph.nodes if n.op == "placeholder"}
+    for n in gm.graph.nodes:
+        if n.op == "call_function":
+            if not any(a in live for a in n.all_input_nodes):
+                return False
+            live.add(n)
+    return True
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: zoo.birealnet18(num_classes=10, width=8),
+        lambda: zoo.reactnet_a(num_classes=10, width_mult=0.125),
+        lambda: zoo.XNORNetSmall(width=16),
+        lambda: zoo.ReActNetSmall(width=16, shift_inside=True),
+    ],
+)
+def test_float_deployment_computes_the_float_model(make):
+    torch.manual_seed(1)
+    model = zoo.randomize_bn(make(), seed=3).eval()
+    deploy = float_deployment(model, torch.randn(2, 3, 32, 32))
+    assert _computed_from_input_only(deploy.gm) and deploy.stats["frozen"] > 0
+    for nb in (1, 5):  # fresh inputs, other batch sizes than the export example
+        x = torch.randn(nb, 3, 32, 32)
+        with torch.no_grad():
+            want, got = model(x), deploy(x)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * want.abs().max().item())
+
+
+def test_float_deployment_folds_every_conv_batchnorm():
+    model = zoo.randomize_bn(zoo.birealnet18(num_classes=10, width=8)).eval()
+    deploy = float_deployment(model, torch.randn(2, 3, 32, 32))
+    targets = {str(n.target) for n in deploy.gm.graph.nodes if n.op == "call_function"}
+    assert deploy.stats["bn_folded"] == 20 and not any("batch_norm" in t for t in targets)
+    weights = [_attr(deploy.gm, n.target) for n in deploy.gm.graph.nodes if n.op == "get_attr"]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights if w.dim() == 4)
+    n_params = sum(t.numel() for t in list(model.parameters()) + list(model.buffers()) if t.dim() == 4)
+    assert sum(t.numel() for t in list(deploy.parameters()) + list(deploy.buffers())) < 1.5 * n_params
+
+
+def test_float_deployment_bad_example():
+    with pytest.raises(ValueError, match="example"):
+        float_deployment(zoo.birealnet18(num_classes=10, width=8), torch.randn(1, 3, 32, 32))
+
+
+def test_compile_falls_back_to_eager_and_says_why(monkeypatch):
+    model = torch.nn.Linear(4, 3).eval()
+    x = torch.randn(2, 4)
+
+    def broken(*a, **k):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    assert bm._try_compile(model, x, 1.0, torch.device("cpu"), 1) == (
+        None,
+        "eager (torch.compile failed: RuntimeError)",
+    )
+    monkeypatch.setattr(torch, "compile", lambda m: lambda t: m(t) + 1)
+    assert bm._try_compile(model, x, 1.0, torch.device("cpu"), 1) == (None, "eager (torch.compile output differed)")
+    monkeypatch.setattr(torch, "compile", lambda m: m)
+    ms, how = bm._try_compile(model, x, float("inf"), torch.device("cpu"), 1)
+    assert how == "torch.compile" and ms > 0
+    ms, how = bm._try_compile(model, x, 0.0, torch.device("cpu"), 1)
+    assert ms is None and how.startswith("eager (torch.compile slower")
