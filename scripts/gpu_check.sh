@@ -15,16 +15,16 @@ if [ $# -gt 1 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
   sed -n '2,12p' "$0" >&2
   exit 2
 fi
-OUT="${1:-gpu_out}"
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
+OUTDIR="${1:-gpu_out}"
+mkdir -p "$OUTDIR"
+OUTDIR="$(cd "$OUTDIR" && pwd)"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 status=0
-log() { echo "[gpu_check] $*" | tee -a "$OUT/summary.txt"; }
-: > "$OUT/summary.txt"
+log() { echo "[gpu_check] $*" | tee -a "$OUTDIR/summary.txt"; }
+: > "$OUTDIR/summary.txt"
 
 {
   date -u
@@ -32,14 +32,14 @@ log() { echo "[gpu_check] $*" | tee -a "$OUT/summary.txt"; }
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpu', torch.cuda.is_available() and torch.cuda.get_device_name())"
   command -v nvcc && nvcc --version
   echo "CUDA_HOME=${CUDA_HOME:-unset}"
-} > "$OUT/env.txt" 2>&1
+} > "$OUTDIR/env.txt" 2>&1
 
 # 1. build (in place, machine's torch; SASS for sm_80 and sm_90a unless told otherwise)
 export BNN_KERNELS_CUDA_ARCHS="${BNN_KERNELS_CUDA_ARCHS:-80;90a}"
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
-if "$PY" setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
-  log "build: ok ($(grep -m1 'CUDA kernels' "$OUT/build.log"))"
+if "$PY" setup.py build_ext --inplace > "$OUTDIR/build.log" 2>&1; then
+  log "build: ok ($(grep -m1 'CUDA kernels' "$OUTDIR/build.log"))"
 else
   log "build: FAILED (see build.log)"
   exit 1
@@ -50,12 +50,12 @@ if ! "$PY" -c "import bnn_kernels as b, torch, sys; sys.exit(0 if b.cuda_built()
 fi
 
 # 2. the whole test suite, CUDA tests included
-"$PY" -m pytest -q -rs tests --junitxml="$OUT/pytest.xml" > "$OUT/pytest.log" 2>&1
+"$PY" -m pytest -q -rs tests --junitxml="$OUTDIR/pytest.xml" > "$OUTDIR/pytest.log" 2>&1
 rc=$?
-log "pytest (all): rc=$rc, $(tail -n 1 "$OUT/pytest.log")"
+log "pytest (all): rc=$rc, $(tail -n 1 "$OUTDIR/pytest.log")"
 [ $rc -eq 0 ] || status=1
-"$PY" -m pytest -q -m cuda tests > "$OUT/pytest_cuda_only.log" 2>&1
-log "pytest (-m cuda): $(tail -n 1 "$OUT/pytest_cuda_only.log")"
+"$PY" -m pytest -q -m cuda tests > "$OUTDIR/pytest_cuda_only.log" 2>&1
+log "pytest (-m cuda): $(tail -n 1 "$OUTDIR/pytest_cuda_only.log")"
 
 # 3. compute-sanitizer memcheck on a reduced selection (no caching allocator, so that
 #    out-of-bounds accesses inside pooled blocks are seen)
@@ -67,9 +67,9 @@ if [ -n "$SAN" ]; then
 or (test_xnor_gemm_on_device and 130-129-1025) or (test_xnor_gemm_on_device and 5-7-33) or test_binary_conv2d_shapes \
 or test_bitserial_gemm or test_binary_weight_linear_non_contiguous or (test_binary_weight_linear_exact and 100-130-257)"
   PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 50 \
-    "$PY" -m pytest -q -x -m cuda tests/ops -k "$SEL" > "$OUT/memcheck.log" 2>&1
+    "$PY" -m pytest -q -x -m cuda tests/ops -k "$SEL" > "$OUTDIR/memcheck.log" 2>&1
   rc=$?
-  log "memcheck: rc=$rc, $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/memcheck.log" | tail -n 2 | tr '\n' ' ')"
+  log "memcheck: rc=$rc, $(grep -E 'ERROR SUMMARY|passed|failed' "$OUTDIR/memcheck.log" | tail -n 2 | tr '\n' ' ')"
   [ $rc -eq 0 ] || status=1
 else
   log "memcheck: compute-sanitizer not found (skipped)"
@@ -77,13 +77,13 @@ fi
 
 # 4. benchmarks: the whole suite on the GPU (tables, JSON, CSV, PNG with the environment)
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
-  if "$PY" -m bnn_kernels bench ${BENCH_SUITES:-peak gemm conv linear bitserial} --device cuda --out "$OUT" --name bench_gpu \
-      > "$OUT/bench.log" 2>&1; then
+  if "$PY" -m bnn_kernels bench ${BENCH_SUITES:-peak gemm conv linear bitserial} --device cuda --out "$OUTDIR" --name bench_gpu \
+      > "$OUTDIR/bench.log" 2>&1; then
     log "bench: ok (bench.log, bench_gpu.{json,csv,png})"
   else
     log "bench: FAILED (see bench.log)"
     status=1
   fi
 fi
-log "done: status=$status, outputs in $OUT"
+log "done: status=$status, outputs in $OUTDIR"
 exit $status
