@@ -185,7 +185,7 @@ MUTANTS = [
       ENGINE),
     M("gemm_skip_last_b_tile_pack", GD,
       "for (int64_t t = 0; t < n_tiles; ++t)\n      pack_tile(B",
-      "for (int64_t t = 0; t + 1 < n_tiles || (t == 0 && n_tiles == 1); ++t)\n      pack_tile(B", ENGINE),
+      "for (int64_t t = 0; t < n_tiles - (n_tiles > 1); ++t)\n      pack_tile(B", ENGINE),
     M("xnor_popcount_correction_kpad", GD,
       "-2,\n                static_cast<int32_t>(k), C",
       "-2,\n                static_cast<int32_t>(words_for_bits(k) * 32), C", ENGINE),
