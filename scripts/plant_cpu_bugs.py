@@ -372,6 +372,25 @@ def apply(path, m):
     return text
 
 
+def run_mutant(work, m, timeout):
+    """Applies m in the scratch tree, rebuilds, runs its tests, restores the file: (status, detail)."""
+    path = os.path.join(work, m.file)
+    original = apply(path, m)
+    try:
+        ok, log = build(work)
+        if not ok:
+            status, detail = "BUILD-ERROR", log.strip().splitlines()[-1][:100]
+        else:
+            rc, detail = run_tests(work, m.tests, timeout)
+            status = "SURVIVED" if rc == 0 else "caught" if rc is not None else "caught (hang)"
+    finally:
+        with open(path, "w") as f:
+            f.write(original)
+    if m.equivalent:
+        status = "equivalent" if status == "SURVIVED" else status + " (equiv?)"
+    return status, detail if status != "SURVIVED" else ""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
@@ -416,29 +435,16 @@ def main():
 
     rows = []
     for m in chosen:
-        path = os.path.join(work, m.file)
         t0 = time.time()
-        original = apply(path, m)
-        try:
-            ok, log = build(work)
-            if not ok:
-                status, detail = "BUILD-ERROR", log.strip().splitlines()[-1][:100]
-            else:
-                rc, detail = run_tests(work, m.tests, args.timeout)
-                status = "SURVIVED" if rc == 0 else "caught" if rc is not None else "caught (hang)"
-        finally:
-            with open(path, "w") as f:
-                f.write(original)
-        if m.equivalent:
-            status = "equivalent" if status == "SURVIVED" else status + " (equiv?)"
-        rows.append((m, status, detail if status != "SURVIVED" else "", time.time() - t0))
-        print(f"{m.name:45s} {status:12s} {time.time() - t0:6.0f}s  {rows[-1][2][:70]}", flush=True)
+        status, detail = run_mutant(work, m, args.timeout)
+        rows.append((m, status))
+        print(f"{m.name:45s} {status:12s} {time.time() - t0:6.0f}s  {detail[:70]}", flush=True)
     build(work)  # leave the scratch tree built from the unmutated sources
 
     scored = [r for r in rows if not r[0].equivalent]
     caught = sum(r[1].startswith("caught") for r in scored)
     print("\n| mutant | file | result |\n|---|---|---|")
-    for m, status, _, _ in rows:
+    for m, status in rows:
         print(f"| {m.name} | {m.file} | {status} |")
     print(f"\nscore: {caught} / {len(scored)} mutants caught"
           f" ({len(rows) - len(scored)} equivalent mutants left out)")
