@@ -1,0 +1,455 @@
+#!/usr/bin/env python3
+"""Mutation check of the CPU kernels: plants one typical kernel bug at a time and reports
+whether the CPU tests catch it.
+
+Each mutant is (file, exact original snippet, replacement). The snippet must occur exactly
+once in the file, so a mutant whose code has moved fails loudly instead of silently testing
+nothing. The tree is copied to a scratch folder (``--workdir``, kept between runs so the
+CPU-only build stays incremental); the working tree itself is never modified. For each
+mutant the script applies the edit, rebuilds (BNN_KERNELS_CUDA=0, MAX_JOBS=1), runs the
+mutant's test files with ``pytest -x`` (the tests' ``cpu_isa`` fixture covers the AVX-512,
+AVX2 and scalar paths) and restores the file. A mutant is caught when the tests fail (an
+assertion, an exception or a crash).
+
+    python scripts/plant_cpu_bugs.py              # every mutant, then the score table
+    python scripts/plant_cpu_bugs.py --list
+    python scripts/plant_cpu_bugs.py --only gemm_avx512_dot_tail_lane
+
+Slow (a rebuild and a test run per mutant): not part of CI.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PACK = ["tests/ops/test_pack_edges.py", "tests/ops/test_pack.py"]
+GEMM = ["tests/ops/test_gemm_edges.py", "tests/ops/test_gemm.py"]
+CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
+BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial.py"]
+LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py"]
+# The GEMM engine also runs under the conv and bit-serial ops.
+ENGINE = GEMM + CONV + BITSERIAL
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple
+    # Why the mutant cannot change any result (it is then left out of the score), or "".
+    equivalent: str = ""
+
+
+def M(name, file, old, new, tests, equivalent=""):
+    return Mutant(name, file, old, new, tuple(tests), equivalent)
+
+
+PK, PS = "csrc/pack/pack_cpu.cpp", "csrc/pack/pack_simd.cpp"
+MK512, MK2, MKS = ("csrc/gemm/microkernel_avx512.cpp", "csrc/gemm/microkernel_avx2.cpp",
+                   "csrc/gemm/microkernel_scalar.cpp")
+GD = "csrc/gemm/popcount_gemm_cpu.cpp"
+# binary_conv_cpu.cpp is being split into functions: its snippets are single statements,
+# so they survive a move into a helper; re-anchor them if a statement itself changes.
+CV = "csrc/conv/binary_conv_cpu.cpp"
+BS = "csrc/bitserial/bitserial_gemm_cpu.cpp"
+LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
+CK, OPS = "csrc/torch/checks.cpp", "csrc/torch/cpu_ops.cpp"
+
+MUTANTS = [
+    # ---- pack: scalar template (float with ISA=scalar, double, integer inputs) ----
+    M("pack_scalar_tail_count", PK,
+      "const int n = static_cast<int>(k - c0 < 32 ? k - c0 : 32);",
+      "const int n = static_cast<int>(k - c0 < 32 ? k - c0 - 1 : 32);", PACK),
+    M("pack_scalar_threshold_gt", PK,
+      "word |= static_cast<uint32_t>(static_cast<Thr>(xr[c0 + j]) >= t) << j;",
+      "word |= static_cast<uint32_t>(static_cast<Thr>(xr[c0 + j]) > t) << j;", PACK),
+    M("pack_scalar_channel_threshold_offset", PK,
+      ">= thr[c0 + j]) << j;", ">= thr[j]) << j;", PACK),
+    M("pack_scalar_nan_plus_one", PK,
+      "word |= static_cast<uint32_t>(static_cast<Thr>(xr[c0 + j]) >= t) << j;",
+      "word |= static_cast<uint32_t>(!(static_cast<Thr>(xr[c0 + j]) < t)) << j;", PACK),
+    M("unpack_bit_index", PK,
+      "o[c] = ((b[c >> 5] >> (c & 31)) & 1u) ? plus : minus;",
+      "o[c] = ((b[c >> 5] >> (c & 30)) & 1u) ? plus : minus;", PACK),
+    M("unpack_row_words_floor", PK,
+      "const int64_t words = words_for_bits(k);\n#pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * k > (1 << 20))\n  for (int64_t r = 0; r < rows; ++r) {\n    const uint32_t* b",
+      "const int64_t words = k / 32;\n#pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * k > (1 << 20))\n  for (int64_t r = 0; r < rows; ++r) {\n    const uint32_t* b",
+      PACK),
+    M("bitplanes_range_off_by_one", PK,
+      "const int64_t hi = is_signed ? (int64_t(1) << (nbits - 1)) - 1 : (int64_t(1) << nbits) - 1;",
+      "const int64_t hi = is_signed ? (int64_t(1) << (nbits - 1)) : (int64_t(1) << nbits) - 1;", PACK),
+    M("bitplanes_full_word_count", PK,
+      "const int cnt = static_cast<int>(k - c0 < 32 ? k - c0 : 32);",
+      "const int cnt = static_cast<int>(k - c0 < 32 ? k - c0 : 31);", PACK),
+    # ---- pack: AVX-512 / AVX2 float32 ----
+    M("pack_avx512_tail_count", PS,
+      "o[w] = word_avx512(x + 32 * w, pc ? thr + 32 * w : thr, pc, tv);\n  if (32 * full < k) o[full] = tail_word(x + 32 * full, pc ? thr + 32 * full : thr, pc, static_cast<int>(k - 32 * full));",
+      "o[w] = word_avx512(x + 32 * w, pc ? thr + 32 * w : thr, pc, tv);\n  if (32 * full < k) o[full] = tail_word(x + 32 * full, pc ? thr + 32 * full : thr, pc, static_cast<int>(k - 32 * full - 1));",
+      PACK),
+    M("pack_avx2_dropped_tail", PS,
+      "o[w] = word_avx2(x + 32 * w, pc ? thr + 32 * w : thr, pc, tv);\n  if (32 * full < k)",
+      "o[w] = word_avx2(x + 32 * w, pc ? thr + 32 * w : thr, pc, tv);\n  if (false)", PACK),
+    M("pack_avx2_threshold_gt", PS,
+      "_mm256_cmp_ps(_mm256_loadu_ps(x + 8 * q), th, _CMP_GE_OQ)",
+      "_mm256_cmp_ps(_mm256_loadu_ps(x + 8 * q), th, _CMP_GT_OQ)", PACK),
+    M("pack_avx512_nan_plus_one", PS,
+      "_mm512_cmp_ps_mask(_mm512_loadu_ps(x), t0, _CMP_GE_OQ)",
+      "_mm512_cmp_ps_mask(_mm512_loadu_ps(x), t0, _CMP_NLT_UQ)", PACK),
+    M("pack_avx512_channel_threshold_hi", PS,
+      "_mm512_loadu_ps(t + 16) : tv", "_mm512_loadu_ps(t) : tv", PACK),
+    M("pack_avx2_channel_threshold_word", PS,
+      "o[w] = word_avx2(x + 32 * w, pc ? thr + 32 * w : thr, pc, tv);",
+      "o[w] = word_avx2(x + 32 * w, thr, pc, tv);", PACK),
+    M("pack_tail_nan_plus_one", PS,
+      "w |= static_cast<uint32_t>(x[j] >= (per_channel ? t[j] : t[0])) << j;",
+      "w |= static_cast<uint32_t>(!(x[j] < (per_channel ? t[j] : t[0]))) << j;", PACK),
+    # ---- GEMM micro-kernels: AVX-512 ----
+    M("gemm_avx512_dot_last_vector_unmasked", MK512,
+      "for (; j + 16 < words; j += 16)", "for (; j + 16 <= words; j += 16)", ENGINE),
+    M("gemm_avx512_dot_tail_lane", MK512,
+      "static_cast<__mmask16>(1u << (rem - 1))", "static_cast<__mmask16>(1u << rem)", ENGINE),
+    M("gemm_avx512_dot_drops_last_word", MK512,
+      "const __mmask16 k = static_cast<__mmask16>((1u << rem) - 1u);",
+      "const __mmask16 k = static_cast<__mmask16>((1u << (rem - 1)) - 1u);", ENGINE),
+    M("gemm_avx512_kernel_k_loop", MK512,
+      "for (int64_t kk = 0; kk < w64; ++kk) {\n    __m512i bv[kNV];",
+      "for (int64_t kk = 0; kk + 1 < w64; ++kk) {\n    __m512i bv[kNV];", ENGINE),
+    M("gemm_avx512_store_lanes", MK512,
+      "_mm512_mask_cvtepi64_epi32(_mm256_setzero_si256(), 0xff, sum[i][v])",
+      "_mm512_mask_cvtepi64_epi32(_mm256_setzero_si256(), 0x7f, sum[i][v])", ENGINE),
+    # ---- GEMM micro-kernels: AVX2 ----
+    M("gemm_avx2_kernel_byte_overflow", MK2,
+      "const int64_t end = kk + 31 < w64 ? kk + 31 : w64;",
+      "const int64_t end = kk + 32 < w64 ? kk + 32 : w64;", ENGINE),
+    M("gemm_avx2_dot_byte_overflow", MK2,
+      "for (int step = 0; step < 31 && j + 8 < words; ++step, j += 8)",
+      "for (int step = 0; step < 32 && j + 8 < words; ++step, j += 8)", ENGINE),
+    M("gemm_avx2_scalar_columns", MK2,
+      "for (int j = 0; j < kNS; ++j) acc[i * kNR + 4 * kNV + j]",
+      "for (int j = 0; j + 1 < kNS; ++j) acc[i * kNR + 4 * kNV + j]", ENGINE),
+    M("gemm_avx2_dot_unmasked_tail", MK2,
+      "    if (j == words - 1) v &= last_mask;\n", "", ENGINE),
+    M("gemm_avx2_dot_last_vector_unmasked", MK2,
+      "for (int step = 0; step < 31 && j + 8 < words; ++step, j += 8)",
+      "for (int step = 0; step < 31 && j + 8 <= words; ++step, j += 8)", ENGINE),
+    # ---- GEMM micro-kernels: scalar ----
+    M("gemm_scalar_dot_last_pair_unmasked", MKS,
+      "for (; j + 2 < words; j += 2) {", "for (; j + 2 <= words; j += 2) {", ENGINE),
+    M("gemm_scalar_dot_unmasked_tail", MKS,
+      "    if (j == words - 1) v &= last_mask;\n", "", ENGINE),
+    M("gemm_scalar_kernel_b_stride", MKS,
+      "const uint64_t* bk = b + kk * kNR;", "const uint64_t* bk = b + kk * kMR;", ENGINE,
+      equivalent="the scalar tile is square (kMR == kNR == 4): both strides are 4"),
+    M("gemm_scalar_kernel_column", MKS,
+      "(ak[i] ^ bk[j]) : (ak[i] & bk[j])", "(ak[i] ^ bk[j]) : (ak[i] & bk[i])", ENGINE),
+    # ---- GEMM driver: small-M path, tiles, M/N/K blocking ----
+    M("gemm_small_m_last_row", GD,
+      "for (int64_t m = 0; m < M; ++m)\n        C[m * ldc + n]",
+      "for (int64_t m = 0; m + 1 < M; ++m)\n        C[m * ldc + n]", ENGINE),
+    M("gemm_small_m_row_stride", GD,
+      "mk.dot(a + m * lda, b + n * ldb, words, last_mask)",
+      "mk.dot(a + m * ldb, b + n * lda, words, last_mask)", ENGINE,
+      equivalent="the op passes lda == ldb == words (A and B are made contiguous with the same word count)"),
+    M("gemm_pack_tile_full_words", GD,
+      "const int64_t full = (words - 1) / 2;", "const int64_t full = words / 2;", ENGINE),
+    M("gemm_pack_tile_hi_unmasked", GD,
+      "      if (w1 == words - 1) hi &= last_mask;\n", "", ENGINE),
+    M("gemm_pack_tile_w64_floor", GD,
+      "const int64_t w64 = (words + 1) / 2;\n  const int64_t m_tiles",
+      "const int64_t w64 = words / 2 + (words > 2);\n  const int64_t m_tiles", ENGINE),
+    M("gemm_n_tiles_floor", GD,
+      "n_tiles = (N + nr - 1) / nr;\n  const int64_t kc = std::min(w64, kKc);\n  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));\n  static thread_local",
+      "n_tiles = (N + nr - 2) / nr;\n  const int64_t kc = std::min(w64, kKc);\n  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));\n  static thread_local",
+      ENGINE),
+    M("gemm_last_n_block_width", GD,
+      "const int64_t np = std::min(block_tiles, n_tiles - p0);",
+      "const int64_t np = std::min(block_tiles, n_tiles - p0 + 1);", ENGINE),
+    M("gemm_k_block_accumulate_last", GD,
+      "c[j] = alpha * (c[j] + s[j]) + beta;", "c[j] = alpha * s[j] + beta;", ENGINE),
+    M("gemm_k_block_accumulate_middle", GD,
+      "for (int64_t j = 0; j < nv; ++j) c[j] += s[j];", "for (int64_t j = 0; j < nv; ++j) c[j] = s[j];",
+      ENGINE),
+    M("gemm_k_block_last_flag", GD,
+      "const bool first = k0 == 0, last = k0 + kn == w64;\n      // One hand-out",
+      "const bool first = k0 == 0, last = k0 == 0 && kn == w64;\n      // One hand-out",
+      ENGINE),
+    M("gemm_skip_last_b_tile_pack", GD,
+      "for (int64_t t = 0; t < n_tiles; ++t)\n      pack_tile(B",
+      "for (int64_t t = 0; t < n_tiles - (n_tiles > 1); ++t)\n      pack_tile(B", ENGINE),
+    M("xnor_popcount_correction_kpad", GD,
+      "-2,\n                static_cast<int32_t>(k), C",
+      "-2,\n                static_cast<int32_t>(words_for_bits(k) * 32), C", ENGINE),
+    M("multiply_tiles_m_tiles_floor", GD,
+      "const int64_t m_tiles = (M + mr - 1) / mr, n_tiles = (N + nr - 1) / nr;\n  const int64_t kc = std::min(w64, kKc);\n  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));\n  for (int64_t k0",
+      "const int64_t m_tiles = M / mr, n_tiles = (N + nr - 1) / nr;\n  const int64_t kc = std::min(w64, kKc);\n  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));\n  for (int64_t k0",
+      CONV),
+    M("multiply_tiles_k_block_last", GD,
+      "const bool first = k0 == 0, last = k0 + kn == w64;\n    for (int64_t p0",
+      "const bool first = k0 == 0, last = kn == w64;\n    for (int64_t p0", CONV),
+    # ---- conv ----
+    M("conv_group_channel_offset", CV,
+      "const int64_t c0 = g * cg, r0 = blk * block_rows;",
+      "const int64_t c0 = g * wg * 32, r0 = blk * block_rows;", CONV),
+    M("conv_pad_fill_sign", CV,
+      "const uint32_t fill = p.pad_value == 1 ? 0xFFFFFFFFu : 0u;",
+      "const uint32_t fill = p.pad_value == -1 ? 0xFFFFFFFFu : 0u;", CONV),
+    M("conv_pad_correction_sign", CV,
+      "for (int64_t j = 0; j < og; ++j) orow[j] += ws[j];",
+      "for (int64_t j = 0; j < og; ++j) orow[j] -= ws[j];", CONV),
+    M("conv_pad_correction_kpad", CV,
+      "wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(cg);",
+      "wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(wg * 32);", CONV),
+    M("conv_pad_correction_group", CV,
+      "const int32_t* ws = wsum.get() + t * p.out_channels + g * og;",
+      "const int32_t* ws = wsum.get() + t * p.out_channels;", CONV),
+    M("conv_dilation_w_uses_h", CV,
+      "const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;",
+      "const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_h;", CONV),
+    M("conv_stride_h_uses_w", CV,
+      "const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;",
+      "const int64_t ih = oh * p.stride_w - p.pad_h + kh * p.dil_h;", CONV),
+    M("conv_border_off_by_one", CV,
+      "ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w;",
+      "ih >= 0 && ih < p.in_h && iw > 0 && iw < p.in_w;", CONV),
+    M("conv_weight_tail_unmasked", CV,
+      "if (j == wg - 1) v &= last;", "", CONV),
+    M("conv_skip_weight_cleaning", CV,
+      "const bool clean_w = last != 0xFFFFFFFFu;", "const bool clean_w = false;", CONV),
+    M("conv_extract_last_word_mask", CV,
+      "dst[words_g - 1] &= tail_mask(cg);", "dst[words_g - 1] &= tail_mask(cg + 1);", CONV),
+    M("conv_beta_kpad", CV,
+      "beta = static_cast<int32_t>(taps * cg);", "beta = static_cast<int32_t>(taps * wg * 32);", CONV),
+    M("conv_odd_half_word_not_cleared", CV,
+      "row[2 * w64 - 1] = 0;", "(void)0;", CONV),
+    M("conv_last_block_skipped", CV,
+      "const int64_t blocks = (pixels + block_rows - 1) / block_rows;",
+      "const int64_t blocks = pixels / block_rows + (pixels < block_rows);", CONV),
+    M("conv_group_weight_tiles", CV,
+      "bp + g * n_tiles * nr * w64, og, w64, alpha, beta, o,",
+      "bp + g * og * w64, og, w64, alpha, beta, o,", CONV),
+    M("conv_pixel_row_index", CV,
+      "oh = (pix / p.out_w) % p.out_h;", "oh = (pix / p.out_w) % p.out_w;", CONV),
+    M("conv_extract_shift_carry", CV,
+      "(w0 + j + 1 < src_words) ? (src[w0 + j + 1] << (32 - s)) : 0u;",
+      "(w0 + j + 1 < src_words - 1) ? (src[w0 + j + 1] << (32 - s)) : 0u;", CONV),
+    # ---- bit-serial ----
+    M("bitserial_row_popcount_unmasked", BS,
+      "s += popcount32(b[words - 1] & last);", "s += popcount32(b[words - 1]);", BITSERIAL),
+    M("bitserial_row_popcount_skips_word", BS,
+      "for (int64_t j = 0; j + 1 < words; ++j) s += popcount32(b[j]);",
+      "for (int64_t j = 1; j + 1 < words; ++j) s += popcount32(b[j]);", BITSERIAL),
+    M("bitserial_weight_offset_kpad", BS,
+      "int64_t s = w_offset * k;", "int64_t s = w_offset * words * 32;", BITSERIAL),
+    M("bitserial_row_term_plane", BS,
+      "w_offset * pa[p * M + m]", "w_offset * pa[m]", BITSERIAL),
+    M("bitserial_first_plane_coef", BS,
+      "v[n] = row_term + wc[0] * si[n];", "v[n] = row_term + si[n];", BITSERIAL),
+    M("bitserial_last_weight_plane", BS,
+      "for (int64_t q = 1; q < Q; ++q) {", "for (int64_t q = 1; q + 1 < Q; ++q) {", BITSERIAL),
+    M("bitserial_activation_coef", BS,
+      "for (int64_t n = 0; n < N; ++n) o[n] += ac * v[n];",
+      "for (int64_t n = 0; n < N; ++n) o[n] += (ac < 0 ? -ac : ac) * v[n];", BITSERIAL),
+    M("bitserial_activation_offset", BS,
+      "out[m * N + n] = static_cast<int32_t>(a_offset * wsum[n]);",
+      "out[m * N + n] = static_cast<int32_t>(a_offset * (wsum[n] - w_offset * k));", BITSERIAL),
+    M("bitserial_chunk_row_offset", BS,
+      "popcount_gemm(BitOp::And, a + (p * M + m0) * words,",
+      "popcount_gemm(BitOp::And, a + (p * M) * words,", BITSERIAL),
+    M("bitserial_unreduced_chunk_index", BS,
+      "int32_t* v = reduce ? tmp.data() : out + (p * M + m) * N;",
+      "int32_t* v = reduce ? tmp.data() : out + (p * M + i) * N;", BITSERIAL),
+    M("bitserial_overflow_check_ignores_offset", CK,
+      "int64_t s = std::llabs(offset);", "int64_t s = 0;", BITSERIAL),
+    M("bitserial_overflow_check_unreduced", CK,
+      "const double amax = reduce ? static_cast<double>(abs_sum(a_coefs, a_offset)) : 1.0;",
+      "const double amax = static_cast<double>(abs_sum(a_coefs, a_offset));", BITSERIAL),
+    # ---- binary_weight_linear: scalar / AVX2 ----
+    M("linear_dropped_bias", LC, "  if (bias) dot += bias[n];\n", "", LINEAR),
+    M("linear_dropped_scale", LC, "  if (scale) dot *= scale[n];\n", "", LINEAR),
+    M("linear_avx2_kfull_ceil", LC,
+      "const int64_t kfull = K & ~int64_t(7);", "const int64_t kfull = (K + 7) & ~int64_t(7);", LINEAR),
+    M("linear_avx2_last_row_of_tile", LC,
+      "for (int i = 0; i < mb; ++i) {\n        const float* xm",
+      "for (int i = 0; i + 1 < mb || (mb == 1 && i == 0); ++i) {\n        const float* xm", LINEAR),
+    M("linear_avx2_tail_start", LC,
+      "dot_scalar(xm, wn, K, kfull)", "dot_scalar(xm, wn, K, kfull + (K > kfull))", LINEAR),
+    M("linear_scalar_last_column", LC,
+      "for (int64_t c = k0; c < K; ++c)", "for (int64_t c = k0; c + 1 < K; ++c)", LINEAR),
+    # ---- binary_weight_linear: AVX-512 ----
+    M("linear_avx512_rem_mask", L512,
+      "const __mmask16 valid = static_cast<__mmask16>((1u << rem) - 1u);",
+      "const __mmask16 valid = static_cast<__mmask16>((1u << (rem - 1)) - 1u);", LINEAR),
+    M("linear_avx512_tail_bits_unmasked", L512,
+      "const __mmask16 m = static_cast<__mmask16>(w16[j][chunks] & valid);",
+      "const __mmask16 m = static_cast<__mmask16>(w16[j][chunks]);", LINEAR,
+      equivalent="x is loaded with maskz past K, so a dirty weight bit adds +0.0 to a sum that "
+                 "starts at +0.0; bits of the word's other 16-bit half are never read"),
+    M("linear_avx512_partial_n_tile", L512,
+      "for (int64_t j = 0; j < nb; ++j) block<MB, 1>",
+      "for (int64_t j = 0; j + 1 < nb; ++j) block<MB, 1>", LINEAR),
+    M("linear_avx512_partial_m_tile", L512,
+      "for (int64_t i = 0; i < mb; ++i) row_block<1>",
+      "for (int64_t i = 0; i + 1 < mb || (mb == 1 && i == 0); ++i) row_block<1>", LINEAR),
+    M("linear_avx512_dropped_bias", L512, "      if (bias) y += bias[n0 + j];\n", "", LINEAR),
+    M("linear_avx512_scale_tile_offset", L512, "y *= scale[n0 + j];", "y *= scale[j];", LINEAR),
+    M("linear_avx512_tail_sum", L512,
+      "xv[i] = _mm512_maskz_loadu_ps(valid, x + i * K + 16 * chunks);\n      sum[i] = _mm512_add_ps(sum[i], xv[i]);",
+      "xv[i] = _mm512_maskz_loadu_ps(valid, x + i * K + 16 * chunks);", LINEAR),
+    # ---- binding: non-contiguous inputs ----
+    M("binding_gemm_noncontiguous", OPS,
+      "const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();\n  cpu::xnor_gemm",
+      "const at::Tensor a = a_in, b = b_in.contiguous();\n  cpu::xnor_gemm", GEMM),
+    M("binding_conv_noncontiguous", OPS,
+      "const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();\n  cpu::binary_conv2d",
+      "const at::Tensor x = x_in.contiguous(), w = w_in;\n  cpu::binary_conv2d", CONV),
+    M("binding_bitserial_noncontiguous", OPS,
+      "const at::Tensor a = a_in.contiguous(), w = w_in.contiguous();\n  cpu::bitserial_gemm",
+      "const at::Tensor a = a_in, w = w_in.contiguous();\n  cpu::bitserial_gemm", BITSERIAL),
+]
+
+
+def tree_files(root):
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, check=True,
+                         capture_output=True).stdout.decode()
+    return [f for f in out.split("\0") if f and os.path.isfile(os.path.join(root, f))]
+
+
+def sync(src, dst):
+    """Copies the checkout's files into dst, touching only those whose bytes differ (so the
+    incremental build recompiles only what changed)."""
+    for rel in tree_files(src):
+        a, b = os.path.join(src, rel), os.path.join(dst, rel)
+        with open(a, "rb") as f:
+            data = f.read()
+        if os.path.exists(b):
+            with open(b, "rb") as f:
+                if f.read() == data:
+                    continue
+        os.makedirs(os.path.dirname(b), exist_ok=True)
+        shutil.copy2(a, b)
+
+
+def build(work):
+    env = dict(os.environ, BNN_KERNELS_CUDA="0", MAX_JOBS="1")
+    r = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=work, env=env,
+                       capture_output=True, text=True)
+    return r.returncode == 0, r.stdout + r.stderr
+
+
+def run_tests(work, tests, timeout):
+    tests = [t for t in tests if os.path.exists(os.path.join(work, t))]
+    env = dict(os.environ, PYTHONPATH=work)
+    env.pop("BNN_KERNELS_CPU_ISA", None)
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    try:
+        r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "timeout"
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    failed = next((ln for ln in lines if ln.startswith("FAILED")), lines[-1] if lines else "")
+    return r.returncode, failed
+
+
+def apply(path, m):
+    with open(path) as f:
+        text = f.read()
+    count = text.count(m.old)
+    if count != 1:
+        raise SystemExit(f"mutant {m.name}: its snippet occurs {count} times in {m.file} (needs exactly 1); "
+                         "re-anchor it to the current code")
+    with open(path, "w") as f:
+        f.write(text.replace(m.old, m.new))
+    return text
+
+
+def run_mutant(work, m, timeout):
+    """Applies m in the scratch tree, rebuilds, runs its tests, restores the file: (status, detail)."""
+    path = os.path.join(work, m.file)
+    original = apply(path, m)
+    try:
+        ok, log = build(work)
+        if not ok:
+            status, detail = "BUILD-ERROR", log.strip().splitlines()[-1][:100]
+        else:
+            rc, detail = run_tests(work, m.tests, timeout)
+            status = "SURVIVED" if rc == 0 else "caught" if rc is not None else "caught (hang)"
+    finally:
+        with open(path, "w") as f:
+            f.write(original)
+    if m.equivalent:
+        status = "equivalent" if status == "SURVIVED" else status + " (equiv?)"
+    return status, detail if status != "SURVIVED" else ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME",
+                    help="run only this mutant (repeatable)")
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "bnn_kernels_mutants"),
+                    help="scratch copy of the tree, kept between runs (default: %(default)s)")
+    ap.add_argument("--timeout", type=int, default=300, help="seconds per test run (a hang counts as caught)")
+    ap.add_argument("--skip-tests", default=None, metavar="TEXT",
+                    help="leave out test files whose path contains TEXT (e.g. _edges: the score "
+                         "without the edge tests)")
+    args = ap.parse_args()
+
+    names = [m.name for m in MUTANTS]
+    assert len(set(names)) == len(names), "duplicate mutant names"
+    if args.list:
+        for m in MUTANTS:
+            print(f"{m.name:45s} {m.file}{'  (equivalent)' if m.equivalent else ''}")
+        return 0
+    unknown = set(args.only) - set(names)
+    if unknown:
+        raise SystemExit(f"unknown mutant(s): {', '.join(sorted(unknown))} (see --list)")
+    chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
+    if args.skip_tests:
+        chosen = [dataclasses.replace(m, tests=tuple(t for t in m.tests if args.skip_tests not in t))
+                  for m in chosen]
+    for m in chosen:  # every snippet must match before anything runs
+        with open(os.path.join(ROOT, m.file)) as f:
+            if f.read().count(m.old) != 1:
+                raise SystemExit(f"mutant {m.name}: snippet not found exactly once in {m.file}")
+
+    work = args.workdir
+    os.makedirs(work, exist_ok=True)
+    sync(ROOT, work)
+    ok, log = build(work)
+    if not ok:
+        raise SystemExit("baseline build failed:\n" + log[-4000:])
+    base_tests = sorted({t for m in chosen for t in m.tests})
+    rc, msg = run_tests(work, base_tests, args.timeout)
+    if rc != 0:
+        raise SystemExit(f"the unmutated tree fails its tests: {msg}")
+
+    rows = []
+    for m in chosen:
+        t0 = time.time()
+        status, detail = run_mutant(work, m, args.timeout)
+        rows.append((m, status))
+        print(f"{m.name:45s} {status:12s} {time.time() - t0:6.0f}s  {detail[:70]}", flush=True)
+    build(work)  # leave the scratch tree built from the unmutated sources
+
+    scored = [r for r in rows if not r[0].equivalent]
+    caught = sum(r[1].startswith("caught") for r in scored)
+    print("\n| mutant | file | result |\n|---|---|---|")
+    for m, status in rows:
+        print(f"| {m.name} | {m.file} | {status} |")
+    print(f"\nscore: {caught} / {len(scored)} mutants caught"
+          f" ({len(rows) - len(scored)} equivalent mutants left out)")
+    return 0 if caught == len(scored) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
