@@ -15,6 +15,7 @@ no GPU is needed to build. Environment switches:
                                 80 or newer (the kernels use sm_80 instructions: cp.async, b1 mma)
   MAX_JOBS                      parallel compile jobs (ninja)
 """
+
 import glob
 import os
 import re
@@ -48,7 +49,9 @@ def _find_cuda_home():
             pass
     candidates.append("/usr/local/cuda")
     for c in candidates:
-        if os.path.exists(os.path.join(c, "include", "cuda_runtime.h")) and os.path.exists(os.path.join(c, "bin", "nvcc")):
+        if os.path.exists(os.path.join(c, "include", "cuda_runtime.h")) and os.path.exists(
+            os.path.join(c, "bin", "nvcc")
+        ):
             os.environ["CUDA_HOME"] = c
             return
 
@@ -84,8 +87,10 @@ def _cuda_archs(value):
         if not m:
             raise ValueError(f"BNN_KERNELS_CUDA_ARCHS: '{a}' is not an architecture such as 80 or 90a")
         if int(m.group(1)) < 80:
-            raise ValueError(f"BNN_KERNELS_CUDA_ARCHS: '{a}' is below 80; the CUDA kernels need sm_80 or newer "
-                             "(cp.async, mma.sync b1): use e.g. '80;90a', or BNN_KERNELS_CUDA=0")
+            raise ValueError(
+                f"BNN_KERNELS_CUDA_ARCHS: '{a}' is below 80; the CUDA kernels need sm_80 or newer "
+                "(cp.async, mma.sync b1): use e.g. '80;90a', or BNN_KERNELS_CUDA=0"
+            )
     return archs
 
 

@@ -10,6 +10,7 @@ BNN for them, ``bnn_kernels.save`` / ``load`` write and read packed models as sa
 ``bnn_kernels.export`` / ``load_exported`` write and run a converted model as one .pt2
 package (AOTInductor) that a C++ program can run too.
 """
+
 from . import _native, nn, reference  # noqa: F401  (_native: the build state `bnn-kernels info` reports)
 from ._native import cpu_gemm_isa, cuda_built, op_library_path
 from ._version import __version__  # noqa: F401

@@ -1,4 +1,5 @@
 """Command line: `python -m bnn_kernels info` (or the `bnn-kernels` console script)."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,12 +29,16 @@ def info() -> None:
     print(f"torch         {torch.__version__} (CUDA {torch.version.cuda})")
     print(f"python        {sys.version.split()[0]} on {platform.machine()}")
     print(f"native ops    {'loaded' if bk._native.available() else 'NOT loaded: ' + str(bk._native.LOAD_ERROR)}")
-    print(f"CPU kernel    {bk.cpu_gemm_isa()} (CPU flags: {' '.join(cpu_flags()) or 'unknown'}; threads {torch.get_num_threads()})")
+    print(
+        f"CPU kernel    {bk.cpu_gemm_isa()} (CPU flags: {' '.join(cpu_flags()) or 'unknown'}; threads {torch.get_num_threads()})"
+    )
     print(f"CUDA kernels  {'built' if bk.cuda_built() else 'not built'}")
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            print(f"GPU {i}         {p.name}, sm_{p.major}{p.minor}, {p.multi_processor_count} SMs, {p.total_memory / 2**30:.0f} GiB")
+            print(
+                f"GPU {i}         {p.name}, sm_{p.major}{p.minor}, {p.multi_processor_count} SMs, {p.total_memory / 2**30:.0f} GiB"
+            )
     else:
         print("GPU           none visible")
     print(f"ops           {', '.join(bk.ops.__all__)}")
@@ -50,12 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--shapes", type=int, nargs="+", default=None, help="gemm: square sizes instead of the default set")
     b.add_argument("--batches", type=int, nargs="+", default=None, help="conv, model: batch sizes")
     b.add_argument("--rows", type=int, nargs="+", default=None, help="linear: activation rows")
-    b.add_argument("--size", type=int, default=None, help="linear / bitserial / peak: problem size; model: image resolution")
-    b.add_argument("--peak-ops", type=float, default=None,
-                   help="binary OPS/s ceiling of the device (e.g. 9.2e15 for H100 b1 MMA), shown as %% of peak")
+    b.add_argument(
+        "--size", type=int, default=None, help="linear / bitserial / peak: problem size; model: image resolution"
+    )
+    b.add_argument(
+        "--peak-ops",
+        type=float,
+        default=None,
+        help="binary OPS/s ceiling of the device (e.g. 9.2e15 for H100 b1 MMA), shown as %% of peak",
+    )
     b.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    b.add_argument("--isa", choices=["auto", "avx512", "avx2", "scalar"], default=None,
-                   help="cap the CPU micro-kernel (sets BNN_KERNELS_CPU_ISA; auto: no cap)")
+    b.add_argument(
+        "--isa",
+        choices=["auto", "avx512", "avx2", "scalar"],
+        default=None,
+        help="cap the CPU micro-kernel (sets BNN_KERNELS_CPU_ISA; auto: no cap)",
+    )
     b.add_argument("--out", default=None, help="folder for JSON, CSV and PNG results")
     b.add_argument("--name", default=None, help="file name stem of the results")
     b.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -79,9 +94,20 @@ def main(argv: list[str] | None = None) -> int:
         if device.startswith("cuda") and not (torch.cuda.is_available() and bk.cuda_built()):
             ap.error("--device cuda needs a visible GPU and bnn_kernels built with CUDA (see `bnn-kernels info`)")
         names = list(bench.SUITES) if "all" in args.suite else list(dict.fromkeys(args.suite))
-        bench.run(names, device, out_dir=args.out, name=args.name, quiet=args.quiet, shapes=args.shapes,
-                  batches=args.batches, rows=args.rows, size=args.size, repeats=args.repeats,
-                  peak_ops=args.peak_ops, try_compile=False if args.no_compile else None)
+        bench.run(
+            names,
+            device,
+            out_dir=args.out,
+            name=args.name,
+            quiet=args.quiet,
+            shapes=args.shapes,
+            batches=args.batches,
+            rows=args.rows,
+            size=args.size,
+            repeats=args.repeats,
+            peak_ops=args.peak_ops,
+            try_compile=False if args.no_compile else None,
+        )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 Pure Python (no build needed), so ``bnn_kernels.reference`` can use it too.
 """
+
 from __future__ import annotations
 
 import numbers

@@ -6,6 +6,7 @@ programs load the same file: see op_library_path); _C links it, so importing _C 
 A missing or broken build does not break `import bnn_kernels` (the reference stays usable);
 the first call of a native op raises an ImportError that says how to build it.
 """
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ run time, so whoever runs the package must have loaded the op library first:
 - C++: load ``libbnn_kernels_ops.so`` (dlopen, or link it), then
   ``torch::inductor::AOTIModelPackageLoader`` (examples/cpp/).
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Slow and simple on purpose: every function states the contract directly (unpack to
 +-1 / integer values, compute in float64, which is exact for these integer results).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

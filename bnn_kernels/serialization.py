@@ -6,6 +6,7 @@ modules inside ``model`` (an instance of the original float architecture, or an 
 converted one) and loads the state: no example inputs and no float weights are needed.
 ``load(path)`` alone returns the tensors as a dict.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,7 +95,9 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, strict: boo
         try:
             current = model.get_submodule(name) if name else model
         except AttributeError:
-            raise ValueError(f"{path}: the model has no module named {name!r} to hold a packed {info['class']}") from None
+            raise ValueError(
+                f"{path}: the model has no module named {name!r} to hold a packed {info['class']}"
+            ) from None
         if type(current) is cls and current.config() == info["config"]:
             continue
         if not name:

@@ -6,6 +6,7 @@ Needs only bnn_kernels, torch, scikit-learn and tqdm (the digits ship inside sci
 download). Prints float vs packed accuracy, prediction agreement, the weight file size of both
 (safetensors) and their latency on the device at hand.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -100,7 +101,9 @@ def main(argv=None):
     print(report)
 
     pf, pp = predict(model, xte), predict(packed, xte)
-    print(f"\ntest accuracy   float {100 * (pf == yte).float().mean():.2f}%   packed {100 * (pp == yte).float().mean():.2f}%")
+    print(
+        f"\ntest accuracy   float {100 * (pf == yte).float().mean():.2f}%   packed {100 * (pp == yte).float().mean():.2f}%"
+    )
     print(f"prediction agreement float vs packed: {100 * (pf == pp).float().mean():.2f}% of {len(yte)} test images")
 
     with tempfile.TemporaryDirectory() as d:
@@ -117,8 +120,10 @@ def main(argv=None):
         if n.rsplit(".", 1)[0] in binary_names and n.endswith("weight")
     )
     bin_packed = sum(m.weight_bits.numel() * 4 for n, m in packed.named_modules() if n in binary_names)
-    print(f"weight file (safetensors): float {fs / 1024:.1f} KiB, packed {ps / 1024:.1f} KiB ({fs / ps:.1f}x smaller); "
-          f"binary layers' weights {bin_float / 1024:.1f} KiB -> {bin_packed / 1024:.1f} KiB")
+    print(
+        f"weight file (safetensors): float {fs / 1024:.1f} KiB, packed {ps / 1024:.1f} KiB ({fs / ps:.1f}x smaller); "
+        f"binary layers' weights {bin_float / 1024:.1f} KiB -> {bin_packed / 1024:.1f} KiB"
+    )
     print(f"packed file reloaded into a fresh DigitsBNN: predictions identical = {same}")
 
     dev = torch.device("cuda" if torch.cuda.is_available() and bnn_kernels.cuda_built() else "cpu")

@@ -4,6 +4,7 @@ Prints whether each packed op equals the plain-PyTorch reference and the float c
 on +-1 data, and how fast it runs next to the float op on the same device and threads.
 Run: python examples/ops_demo.py [--device cuda]
 """
+
 import argparse
 import statistics
 import time
@@ -40,15 +41,23 @@ def main():
     args = ap.parse_args()
     dev = torch.device(args.device)
     torch.manual_seed(0)
-    print(f"bnn_kernels {bk.__version__} | torch {torch.__version__} | device {dev} | threads {torch.get_num_threads()}"
-          f" | CPU kernel {bk.cpu_gemm_isa()} | CUDA kernels built: {bk.cuda_built()}")
+    print(
+        f"bnn_kernels {bk.__version__} | torch {torch.__version__} | device {dev} | threads {torch.get_num_threads()}"
+        f" | CPU kernel {bk.cpu_gemm_isa()} | CUDA kernels built: {bk.cuda_built()}"
+    )
     rows = []
 
     # Packing: 32 values per int32 word.
     x = torch.randn(64, 1000, device=dev)
     bits = bk.pack_bits(x)
-    rows.append(("pack_bits 64x1000", torch.equal(bits.cpu(), R.pack_bits(x.cpu())), None,
-                 f"{x.numel() * 4} B -> {bits.numel() * 4} B"))
+    rows.append(
+        (
+            "pack_bits 64x1000",
+            torch.equal(bits.cpu(), R.pack_bits(x.cpu())),
+            None,
+            f"{x.numel() * 4} B -> {bits.numel() * 4} B",
+        )
+    )
 
     # XNOR-popcount GEMM vs float matmul of the same +-1 matrices.
     n = args.size
@@ -69,7 +78,8 @@ def main():
     sx = sign(xc).contiguous(memory_format=torch.channels_last)
     sw = sign(wc).contiguous(memory_format=torch.channels_last)
     exact = torch.equal(yc.cpu(), F.conv2d(sx, sw, padding=1).to(torch.int32).cpu()) and torch.equal(
-        yc.cpu(), R.binary_conv2d(xb.cpu(), wb.cpu(), 256, 1, 1, 1, 1, 0))
+        yc.cpu(), R.binary_conv2d(xb.cpu(), wb.cpu(), 256, 1, 1, 1, 1, 0)
+    )
     t_bin = timed(lambda: bk.binary_conv2d(xb, wb, 256, padding=1), dev)
     t_f32 = timed(lambda: F.conv2d(sx, sw, padding=1), dev)
     flops = 2 * 8 * 256 * 14 * 14 * 256 * 9

@@ -23,6 +23,7 @@ or the nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm wheels (requirements.txt).
 
     python scripts/cuda_static.py [--archs 80,90a] [--jobs N] [--out benchmarks/cuda_static.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -111,8 +112,19 @@ def compile_cubin(nvcc: str, source: str, arch: str, workdir: str) -> tuple[str,
     keep = os.path.join(workdir, f"{os.path.basename(source)}.sm_{arch}")
     os.makedirs(keep, exist_ok=True)
     cubin = os.path.join(keep, "out.cubin")
-    cmd = [nvcc, *NVCC_FLAGS, f"-I{os.path.join(ROOT, 'csrc')}", f"-arch=sm_{arch}", "-cubin",
-           "--keep", "--keep-dir", keep, "-o", cubin, source]
+    cmd = [
+        nvcc,
+        *NVCC_FLAGS,
+        f"-I{os.path.join(ROOT, 'csrc')}",
+        f"-arch=sm_{arch}",
+        "-cubin",
+        "--keep",
+        "--keep-dir",
+        keep,
+        "-o",
+        cubin,
+        source,
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"nvcc failed on {source} (sm_{arch}):\n{r.stderr[-4000:]}")
@@ -133,8 +145,8 @@ def parse_ptx(ptx: str) -> dict[str, tuple[int, int, int, int]]:
     out = {}
     entries = list(re.finditer(r"\.entry\s+(\S+)\s*\(", ptx))
     for i, m in enumerate(entries):
-        head = ptx[m.end():ptx.find("{", m.end())]
-        body = ptx[m.end():entries[i + 1].start() if i + 1 < len(entries) else len(ptx)]
+        head = ptx[m.end() : ptx.find("{", m.end())]
+        body = ptx[m.end() : entries[i + 1].start() if i + 1 < len(entries) else len(ptx)]
         mma_and = len(re.findall(r"mma\.sync\.\S*\.b1\.\S*\.and\.popc", body))
         mma_xor = len(re.findall(r"mma\.sync\.\S*\.b1\.\S*\.xor\.popc", body))
         nt = re.search(r"\.maxntid\s+(\d+)(?:,\s*(\d+))?(?:,\s*(\d+))?", head)
@@ -188,8 +200,9 @@ def short_names(mangled: list[str]) -> dict[str, str]:
 
 def analyse(nvcc: str, cuobjdump: str, nvdisasm: str, source: str, arch: str, workdir: str) -> list[Kernel]:
     cubin, ptx = compile_cubin(nvcc, source, arch, workdir)
-    res = parse_res_usage(subprocess.run([cuobjdump, "-res-usage", cubin], capture_output=True, text=True,
-                                         check=True).stdout)
+    res = parse_res_usage(
+        subprocess.run([cuobjdump, "-res-usage", cubin], capture_output=True, text=True, check=True).stdout
+    )
     sass = parse_sass(subprocess.run([nvdisasm, "-c", cubin], capture_output=True, text=True, check=True).stdout)
     entries = parse_ptx(open(ptx).read()) if ptx else {}
     kernels = []
@@ -197,9 +210,20 @@ def analyse(nvcc: str, cuobjdump: str, nvdisasm: str, source: str, arch: str, wo
         if name not in entries:  # a device function, not a kernel entry
             continue
         threads, min_blocks, mma_and, mma_xor = entries[name]
-        k = Kernel(os.path.relpath(source, ROOT), arch, name, regs=r.get("reg", 0), stack=r.get("stack", 0),
-                   local=r.get("local", 0), shared=r.get("shared", 0), threads=threads, min_blocks=min_blocks,
-                   ptx_mma_and=mma_and, ptx_mma_xor=mma_xor, ops=sass.get(name, {}))
+        k = Kernel(
+            os.path.relpath(source, ROOT),
+            arch,
+            name,
+            regs=r.get("reg", 0),
+            stack=r.get("stack", 0),
+            local=r.get("local", 0),
+            shared=r.get("shared", 0),
+            threads=threads,
+            min_blocks=min_blocks,
+            ptx_mma_and=mma_and,
+            ptx_mma_xor=mma_xor,
+            ops=sass.get(name, {}),
+        )
         check(k)
         kernels.append(k)
     return kernels
@@ -214,11 +238,15 @@ def check(k: Kernel) -> None:
     if k.threads:
         want = max(k.min_blocks, 1)
         if k.blocks_by_regs(k.threads) < want:
-            f.append(f"registers: {k.regs} leave {k.blocks_by_regs(k.threads)} blocks of {k.threads} threads "
-                     f"per SM, __launch_bounds__ promises {want}")
+            f.append(
+                f"registers: {k.regs} leave {k.blocks_by_regs(k.threads)} blocks of {k.threads} threads "
+                f"per SM, __launch_bounds__ promises {want}"
+            )
     elif k.blocks_by_regs(DEFAULT_THREADS) < DEFAULT_MIN_BLOCKS:
-        f.append(f"registers: {k.regs} leave {k.blocks_by_regs(DEFAULT_THREADS)} blocks of {DEFAULT_THREADS} "
-                 f"threads per SM, fewer than {DEFAULT_MIN_BLOCKS} (no __launch_bounds__)")
+        f.append(
+            f"registers: {k.regs} leave {k.blocks_by_regs(DEFAULT_THREADS)} blocks of {DEFAULT_THREADS} "
+            f"threads per SM, fewer than {DEFAULT_MIN_BLOCKS} (no __launch_bounds__)"
+        )
     if k.shared > STATIC_SMEM_MAX:
         f.append(f"smem: {k.shared} B static shared memory > 48 KiB")
     if k.min_blocks and k.min_blocks * (k.shared + SMEM_RESERVED_PER_BLOCK) > SMEM_PER_SM[k.arch]:
@@ -262,13 +290,17 @@ def run(archs=ARCHS, jobs: int | None = None, sources: list[str] | None = None) 
 
 
 def table(kernels: list[Kernel]) -> str:
-    rows = ["| source | kernel | arch | regs | spill/local B | static smem B | launch bounds | blocks/SM (regs, static smem) | BMMA AND.POPC | gates |",
-            "|---|---|---|---:|---:|---:|---|---:|---:|---|"]
+    rows = [
+        "| source | kernel | arch | regs | spill/local B | static smem B | launch bounds | blocks/SM (regs, static smem) | BMMA AND.POPC | gates |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---|",
+    ]
     for k in sorted(kernels, key=lambda k: (k.source, k.name, k.arch)):
         bounds = f"({k.threads}, {k.min_blocks})" if k.min_blocks else (f"({k.threads})" if k.threads else "-")
         gates = "ok" if not k.failures else "FAIL: " + "; ".join(k.failures)
-        rows.append(f"| {k.source} | `{k.name}` | sm_{k.arch} | {k.regs} | {k.local + k.stack} | {k.shared} | "
-                    f"{bounds} | {k.occupancy()} | {k.bmma_and} | {gates} |")
+        rows.append(
+            f"| {k.source} | `{k.name}` | sm_{k.arch} | {k.regs} | {k.local + k.stack} | {k.shared} | "
+            f"{bounds} | {k.occupancy()} | {k.bmma_and} | {gates} |"
+        )
     return "\n".join(rows)
 
 

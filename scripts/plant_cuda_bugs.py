@@ -8,6 +8,7 @@ shared-memory race or a missing cp.async wait).
 Usage: python scripts/plant_cuda_bugs.py [--only ID ...] [--work DIR] [--list]
 Prints one line per bug and the score; exits 1 when a bug survives or cannot be planted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,8 @@ CONV, PACK = "conv/binary_conv_cuda.cu", "pack/pack_cuda.cu"
 LIN, BITS = "linear/binary_weight_linear_cuda.cu", "bitserial/bitserial_gemm_cuda.cu"
 
 # (id, what, file, text, replacement, occurrence: 1-based, or 0 for every occurrence)
+# One bug per entry, as a table (left out of the formatter).
+# fmt: off
 BUGS = [
     ("mma-sync", "drop the __syncthreads of the MMA k loop", MMA, "    __syncthreads();\n", "", 1),
     ("mma-wait-1", "cp.async.wait_group one too large (waits for one group less)", MMA,
@@ -124,6 +127,7 @@ BUGS = [
      "  if (scale) dot = mul_rn(dot, scale[n]);\n",
      "  if (scale && bias) return fma(dot, scale[n], bias[n]);\n  if (scale) dot = mul_rn(dot, scale[n]);\n", 1),
 ]
+# fmt: on
 
 
 def _spans(src: str, text: str) -> list[tuple[int, int]]:
@@ -170,8 +174,13 @@ def run_suite(exe: str, first: str) -> str | None:
     for fam in order:
         for dev, seed in build.SUITE[fam]:
             try:
-                r = subprocess.run([exe, fam, "--device", str(dev), "--seed", str(seed)], capture_output=True,
-                                   text=True, timeout=300, env=env)
+                r = subprocess.run(
+                    [exe, fam, "--device", str(dev), "--seed", str(seed)],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    env=env,
+                )
             except subprocess.TimeoutExpired:
                 return f"{fam} device {dev} seed {seed}: timeout"
             if r.returncode != 0:

@@ -1,5 +1,6 @@
 """Helpers shared by the whole test suite: random inputs, exact comparison, float64
 references of the packed modules, random conv geometries."""
+
 from __future__ import annotations
 
 import random
@@ -20,8 +21,9 @@ def randn(*shape, seed: int, dtype=torch.float32) -> torch.Tensor:
     return torch.randn(*shape, generator=gen(seed)).to(dtype)
 
 
-def random_bits(*shape, k: int, seed: int | None = None, gen: torch.Generator | None = None,
-                dirty: bool = False) -> torch.Tensor:
+def random_bits(
+    *shape, k: int, seed: int | None = None, gen: torch.Generator | None = None, dirty: bool = False
+) -> torch.Tensor:
     """Packed rows of k random bits, [..., ceil(k/32)] int32, from seed or gen; the tail bits
     past k are 0, or random with dirty=True (kernels must ignore them)."""
     if gen is None:
@@ -76,9 +78,13 @@ def fused(dot, scale, bias, acc):
     then to acc (for float32 inputs of fma_exposing_case the float64 value is already exact)."""
     from fractions import Fraction
 
-    out = [[float(Fraction(d) * Fraction(s) + Fraction(b)) for d, s, b in zip(row, scale.tolist(), bias.tolist())]
-           for row in dot.tolist()]
+    out = [
+        [float(Fraction(d) * Fraction(s) + Fraction(b)) for d, s, b in zip(row, scale.tolist(), bias.tolist())]
+        for row in dot.tolist()
+    ]
     return torch.tensor(out, dtype=torch.float64).to(acc)
+
+
 # ---------------------------------------------------------------- comparison
 
 
@@ -129,8 +135,20 @@ def random_conv_configs(n: int, seed: int = 0):
         padding = rng.choice([0, 1, (2, 1)])
         h = rng.randint(kh * 3 + 2, 12)
         w_ = rng.randint(kw * 3 + 2, 12)
-        out.append(dict(cin=cg * groups, cout=og * groups, k=(kh, kw), stride=stride, padding=padding,
-                        dilation=dilation, groups=groups, n=rng.randint(1, 3), h=h, w=w_))
+        out.append(
+            dict(
+                cin=cg * groups,
+                cout=og * groups,
+                k=(kh, kw),
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                n=rng.randint(1, 3),
+                h=h,
+                w=w_,
+            )
+        )
     return out
 
 

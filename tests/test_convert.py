@@ -1,4 +1,5 @@
 """bnn_kernels.convert on the model families of bnn_kernels.models and on edge cases."""
+
 import copy
 
 import pytest
@@ -54,48 +55,66 @@ def _check(model, x, expect: dict, fused=None, **kw):
 
 
 def test_reactnet_rsign_module():
-    _check(M.ReActNetSmall(width=16), _x(4, 3, 10, 10),
-           {"blocks.0.conv": BinaryConv2d, "blocks.1.conv": BinaryConv2d},
-           fused=["blocks.0.bn", "blocks.1.bn", "blocks.0.sign", "blocks.1.sign"])  # RSign -> threshold
+    _check(
+        M.ReActNetSmall(width=16),
+        _x(4, 3, 10, 10),
+        {"blocks.0.conv": BinaryConv2d, "blocks.1.conv": BinaryConv2d},
+        fused=["blocks.0.bn", "blocks.1.bn", "blocks.0.sign", "blocks.1.sign"],
+    )  # RSign -> threshold
 
 
 def test_reactnet_learnable_shift_inside_conv():
-    cm, rep = _check(M.ReActNetSmall(width=16, shift_inside=True), _x(4, 3, 10, 10),
-                     {"blocks.0.conv": BinaryConv2d, "blocks.1.conv": BinaryConv2d})
+    cm, rep = _check(
+        M.ReActNetSmall(width=16, shift_inside=True),
+        _x(4, 3, 10, 10),
+        {"blocks.0.conv": BinaryConv2d, "blocks.1.conv": BinaryConv2d},
+    )
     assert "shift" in rep.layers["blocks.0.conv"]["kind"]
     assert not torch.equal(cm.blocks[0].conv.threshold, torch.zeros(16))
 
 
 def test_bireal_sign_inside_conv_and_real_shortcut():
-    _, rep = _check(M.BiRealSmall(width=16), _x(4, 3, 10, 10),
-                    {"layers.0.conv": BinaryConv2d, "layers.1.conv": BinaryConv2d})
+    _, rep = _check(
+        M.BiRealSmall(width=16), _x(4, 3, 10, 10), {"layers.0.conv": BinaryConv2d, "layers.1.conv": BinaryConv2d}
+    )
     assert "weights are not" in rep.skipped["layers.1.downsample.1"]
     assert "weights are not" in rep.skipped["stem.0"] and "weights are not" in rep.skipped["fc"]
 
 
 def test_xnor_scale_after_call_bias_after_scale():
-    _, rep = _check(M.XNORNetSmall(width=16), _x(4, 3, 10, 10), {"b1.conv": BinaryConv2d, "b2.conv": BinaryConv2d},
-                    fused=["b1.sign", "b2.sign"])  # the sign modules fold into the convs' thresholds
+    _, rep = _check(
+        M.XNORNetSmall(width=16),
+        _x(4, 3, 10, 10),
+        {"b1.conv": BinaryConv2d, "b2.conv": BinaryConv2d},
+        fused=["b1.sign", "b2.sign"],
+    )  # the sign modules fold into the convs' thresholds
 
 
 def test_dorefa_kbit_separate_and_inside():
     for bits in (1, 2, 4):
         cls = BitSerialConv2d
-        cm, rep = _check(M.DoReFaNet(bits=bits, width=8), _x(4, 3, 8, 8), {"conv1": cls, "conv2": cls},
-                         fused=["bn1", "bn2"])
+        cm, rep = _check(
+            M.DoReFaNet(bits=bits, width=8), _x(4, 3, 8, 8), {"conv1": cls, "conv2": cls}, fused=["bn1", "bn2"]
+        )
         assert cm.conv1.nbits == bits and cm.conv2.nbits == bits
 
 
 def test_binary_weight_mlp_and_conv():
-    _check(M.BWNMLP(d_in=48, hidden=32), _x(5, 3, 4, 4),
-           {"net.0": BinaryWeightLinear, "net.2": BinaryWeightLinear, "net.4": BinaryWeightLinear})
+    _check(
+        M.BWNMLP(d_in=48, hidden=32),
+        _x(5, 3, 4, 4),
+        {"net.0": BinaryWeightLinear, "net.2": BinaryWeightLinear, "net.4": BinaryWeightLinear},
+    )
     model = nn.Sequential(M.BWNConv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
     _check(model, _x(2, 3, 6, 6), {"0": BinaryWeightConv2d}, fused=["1"])
 
 
 def test_full_size_definitions_convert():
-    _check(M.birealnet18(num_classes=10, width=16), _x(2, 3, 32, 32), {
-        f"layer{i}.{j}.unit{u}.conv": BinaryConv2d for i in range(1, 5) for j in range(2) for u in (1, 2)})
+    _check(
+        M.birealnet18(num_classes=10, width=16),
+        _x(2, 3, 32, 32),
+        {f"layer{i}.{j}.unit{u}.conv": BinaryConv2d for i in range(1, 5) for j in range(2) for u in (1, 2)},
+    )
     model = M.reactnet_a(num_classes=10, width_mult=0.125)
     names = {}
     for i, blk in enumerate(model.features):
@@ -206,8 +225,10 @@ def test_exact_zero_weights_converted_exactly_as_ternary(groups):
     with torch.no_grad():
         for seed in (3, 4):
             xf = _x(2, 4, 6, 6, seed=seed) * 2 + 0.3
-            assert torch.equal(cm[1].int_forward(xf).double(),
-                               F.conv2d(torch.where(xf >= 0, 1.0, -1.0), torch.sign(conv.weight), None, 1, 1, 1, groups))
+            assert torch.equal(
+                cm[1].int_forward(xf).double(),
+                F.conv2d(torch.where(xf >= 0, 1.0, -1.0), torch.sign(conv.weight), None, 1, 1, 1, groups),
+            )
             torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
 
 
@@ -347,7 +368,10 @@ def test_torch_export_converted_model():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_other_dtypes(dtype):
     torch.manual_seed(0)  # examples that show the whole 2-bit grid (else the layer rightly stays in float)
-    for model, x in [(M.ReActNetSmall(width=16), _x(4, 3, 8, 8)), (M.DoReFaNet(bits=2, width=8), torch.rand(4, 3, 8, 8))]:
+    for model, x in [
+        (M.ReActNetSmall(width=16), _x(4, 3, 8, 8)),
+        (M.DoReFaNet(bits=2, width=8), torch.rand(4, 3, 8, 8)),
+    ]:
         model = M.randomize_bn(model).eval().to(dtype)
         x = x.to(dtype)
         cm, rep = convert(model, (x,))

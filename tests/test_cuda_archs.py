@@ -1,5 +1,6 @@
 """setup.py's BNN_KERNELS_CUDA_ARCHS: targets below sm_80 are refused with a clear error (the
 kernels use cp.async and b1 mma.sync, which older targets cannot compile)."""
+
 import importlib.util
 import os
 
@@ -16,15 +17,25 @@ def setup_module():
     return mod
 
 
-@pytest.mark.parametrize("value,want", [("80;90a", ["80", "90a"]), ("86, 90a,100a", ["86", "90a", "100a"]),
-                                        ("90a", ["90a"])])
+@pytest.mark.parametrize(
+    "value,want", [("80;90a", ["80", "90a"]), ("86, 90a,100a", ["86", "90a", "100a"]), ("90a", ["90a"])]
+)
 def test_arch_lists_of_sm80_or_newer(setup_module, value, want):
     assert setup_module._cuda_archs(value) == want
-    assert setup_module._gencode_flags(want)[0] == f"-gencode=arch=compute_{want[0]},code=[sm_{want[0]},compute_{want[0]}]"
+    assert (
+        setup_module._gencode_flags(want)[0] == f"-gencode=arch=compute_{want[0]},code=[sm_{want[0]},compute_{want[0]}]"
+    )
 
 
-@pytest.mark.parametrize("value,match", [("75;80", "'75' is below 80"), ("80;70", "'70' is below 80"),
-                                         ("sm_80", "'sm_80' is not an architecture"), (";", "is empty")])
+@pytest.mark.parametrize(
+    "value,match",
+    [
+        ("75;80", "'75' is below 80"),
+        ("80;70", "'70' is below 80"),
+        ("sm_80", "'sm_80' is not an architecture"),
+        (";", "is empty"),
+    ],
+)
 def test_bad_arch_lists_are_refused(setup_module, value, match):
     with pytest.raises(ValueError, match=match):
         setup_module._cuda_archs(value)

@@ -1,4 +1,5 @@
 """Smoke test of examples/demo.py (tiny settings; skipped without scikit-learn and tqdm)."""
+
 import os
 import sys
 

@@ -1,4 +1,5 @@
 """bnn_kernels.export / load_exported: converted models as AOTInductor .pt2 packages (CPU)."""
+
 import random
 
 import pytest

@@ -1,4 +1,5 @@
 """libbnn_kernels_ops.so: the op registrations without Python, loadable by any libtorch program."""
+
 import os
 import shutil
 import subprocess
@@ -47,7 +48,9 @@ def test_op_library_registers_ops_without_bnn_kernels(rng):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     run = subprocess.run(
         [sys.executable, "-c", _STANDALONE, bnn_kernels.op_library_path(), str(rng.randrange(2**31))],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("ok")

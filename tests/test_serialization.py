@@ -1,4 +1,5 @@
 """state_dict and safetensors round trips of the packed modules (bnn_kernels.save / load)."""
+
 import copy
 import json
 

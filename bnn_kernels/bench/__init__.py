@@ -1,4 +1,5 @@
 """Benchmark suite: `python -m bnn_kernels bench {gemm,conv,linear,bitserial,peak,model,all}`."""
+
 from .harness import Result, environment, table, write_outputs
 from .suites import SUITES
 

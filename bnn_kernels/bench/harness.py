@@ -6,6 +6,7 @@ the working set past twice the last-level cache; warm-up runs, then the median o
 timed runs (CUDA events on a GPU, perf_counter on the CPU); no allocation is timed beyond
 what the op itself allocates for its output.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -105,7 +106,9 @@ def git_commit() -> str:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        )
         if out.returncode == 0:
             return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except OSError:
@@ -130,8 +133,13 @@ def environment(device: torch.device) -> dict:
     }
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
-        env.update(gpu=p.name, sm=f"{p.major}{p.minor}", sms=p.multi_processor_count, cuda=torch.version.cuda,
-                   driver=_driver_version())
+        env.update(
+            gpu=p.name,
+            sm=f"{p.major}{p.minor}",
+            sms=p.multi_processor_count,
+            cuda=torch.version.cuda,
+            driver=_driver_version(),
+        )
     return env
 
 
@@ -155,8 +163,12 @@ def cpu_model() -> str:
 
 def _driver_version() -> str:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -171,12 +183,16 @@ def _fmt_rate(rate: float, unit: str) -> str:
 
 
 def table(results: Sequence[Result]) -> str:
-    lines = [f"{'suite':9} {'case':34} {'impl':42} {'ms':>9} {'rate':>13} {'x baseline':>11} {'of peak':>8} check  note"]
+    lines = [
+        f"{'suite':9} {'case':34} {'impl':42} {'ms':>9} {'rate':>13} {'x baseline':>11} {'of peak':>8} check  note"
+    ]
     for r in results:
         sp = f"{r.speedup:9.2f}x" if r.speedup else ""
         frac = f"{100 * r.fraction_of_ceiling:6.1f}%" if r.fraction_of_ceiling else ""
-        lines.append(f"{r.suite:9} {r.case:34} {r.impl:42} {r.ms:9.3f} {_fmt_rate(r.rate, r.unit):>13} {sp:>11} {frac:>8} "
-                     f"{'ok' if r.checked else '-':5}  {'; '.join(t for t in (r.baseline and 'vs ' + r.baseline, r.note) if t)}".rstrip())
+        lines.append(
+            f"{r.suite:9} {r.case:34} {r.impl:42} {r.ms:9.3f} {_fmt_rate(r.rate, r.unit):>13} {sp:>11} {frac:>8} "
+            f"{'ok' if r.checked else '-':5}  {'; '.join(t for t in (r.baseline and 'vs ' + r.baseline, r.note) if t)}".rstrip()
+        )
     return "\n".join(lines)
 
 
@@ -228,15 +244,21 @@ def plot(results: Sequence[Result], env: dict, path: str) -> str | None:
     axes[0].invert_yaxis()
     with_ceiling = [r for r in results if r.fraction_of_ceiling]
     if with_ceiling:
-        axes[1].barh([f"{r.impl} {r.case}" for r in with_ceiling], [100 * r.fraction_of_ceiling for r in with_ceiling],
-                     color="tab:green")
+        axes[1].barh(
+            [f"{r.impl} {r.case}" for r in with_ceiling],
+            [100 * r.fraction_of_ceiling for r in with_ceiling],
+            color="tab:green",
+        )
         axes[1].set_xlabel("% of the device ceiling")
         axes[1].set_xlim(0, 100)
         axes[1].invert_yaxis()
     else:
         axes[1].axis("off")
-    fig.suptitle(f"bnn_kernels {env.get('commit')} on {env.get('gpu') or env.get('cpu')} ({env.get('device')}), "
-                 f"torch {env.get('torch')}", fontsize=9)
+    fig.suptitle(
+        f"bnn_kernels {env.get('commit')} on {env.get('gpu') or env.get('cpu')} ({env.get('device')}), "
+        f"torch {env.get('torch')}",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

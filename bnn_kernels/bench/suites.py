@@ -3,6 +3,7 @@
 Baselines: on a GPU, torch.matmul fp16/bf16 (cuBLAS), torch._int_mm int8 (cuBLASLt) and
 F.conv2d fp16 channels_last (cuDNN); on the CPU, the same ops in float32.
 """
+
 from __future__ import annotations
 
 import math
@@ -99,8 +100,20 @@ def bench_gemm(device: torch.device, progress: Progress, shapes=None, repeats=20
 
 def _vs(ours: Result, base: Result) -> Result:
     """A comparison row: ours against one baseline (kept separate so each baseline gets a ratio)."""
-    return Result(ours.suite, ours.case, ours.impl, ours.device, ours.ms, ours.work, ours.unit, ours.checked,
-                  baseline=base.impl, speedup=base.ms / ours.ms, ceiling=ours.ceiling, note=ours.note)
+    return Result(
+        ours.suite,
+        ours.case,
+        ours.impl,
+        ours.device,
+        ours.ms,
+        ours.work,
+        ours.unit,
+        ours.checked,
+        baseline=base.impl,
+        speedup=base.ms / ours.ms,
+        ceiling=ours.ceiling,
+        note=ours.note,
+    )
 
 
 def _collapse(rows: list[Result]) -> list[Result]:
@@ -132,7 +145,9 @@ def bench_conv(device: torch.device, progress: Progress, batches=None, repeats=1
                 sx = _sign(x).to(dt).contiguous(memory_format=torch.channels_last)
                 sw = _sign(w).to(dt).contiguous(memory_format=torch.channels_last)
                 t = time_fn(lambda i: F.conv2d(sx, sw, stride=stride, padding=1), device, repeats=repeats)
-                out.append(_vs(ours, Result("conv", case, f"F.conv2d {str(dt)[6:]} NHWC", str(device), t, work, "OPS", False)))
+                out.append(
+                    _vs(ours, Result("conv", case, f"F.conv2d {str(dt)[6:]} NHWC", str(device), t, work, "OPS", False))
+                )
                 out.append(Result("conv", case, f"F.conv2d {str(dt)[6:]} NHWC", str(device), t, work, "OPS", False))
     return out
 
@@ -164,8 +179,18 @@ def bench_linear(device: torch.device, progress: Progress, size=None, rows=None,
         out += [_vs(ours, base), base]
         if m <= 16:  # memory-bound: the bytes moved, against the copy bandwidth (bench peak)
             moved = wb.numel() * 4 + x.numel() * x.element_size() + m * n * x.element_size()
-            out.append(Result("linear", case, "bnn_kernels.binary_weight_linear (bytes)", str(device), t_ours,
-                              float(moved), "B", True))
+            out.append(
+                Result(
+                    "linear",
+                    case,
+                    "bnn_kernels.binary_weight_linear (bytes)",
+                    str(device),
+                    t_ours,
+                    float(moved),
+                    "B",
+                    True,
+                )
+            )
     return out
 
 
@@ -221,12 +246,25 @@ def bench_peak(device: torch.device, progress: Progress, size=None, repeats=10) 
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
     t = time_fn(lambda i: dst.copy_(src), device, repeats=repeats)
-    out.append(Result("peak", f"copy {nbytes / 2**20:.0f} MiB", "tensor.copy_ (read+write)", str(device), t, 2.0 * nbytes, "B", False))
+    out.append(
+        Result(
+            "peak",
+            f"copy {nbytes / 2**20:.0f} MiB",
+            "tensor.copy_ (read+write)",
+            str(device),
+            t,
+            2.0 * nbytes,
+            "B",
+            False,
+        )
+    )
     for dt in _float_types(device):
         progress.step(f"peak: matmul {dt}")
         fa = torch.randn(s, s, device=device).to(dt)
         t = time_fn(lambda i: fa @ fa, device, repeats=repeats)
-        out.append(Result("peak", f"matmul {s}^3", f"torch.matmul {str(dt)[6:]}", str(device), t, 2.0 * s**3, "OPS", False))
+        out.append(
+            Result("peak", f"matmul {s}^3", f"torch.matmul {str(dt)[6:]}", str(device), t, 2.0 * s**3, "OPS", False)
+        )
     if _int8_mm_ok(device):
         progress.step("peak: int8 matmul")
         ia = torch.randint(-1, 2, (s, s), device=device, dtype=torch.int8)
@@ -238,8 +276,19 @@ def bench_peak(device: torch.device, progress: Progress, size=None, repeats=10) 
     y = bk.xnor_gemm(a, a, k)
     ok = _check_rows(y, lambda r: R.xnor_gemm(a[r.to(device)].cpu(), a.cpu(), k), m, 64)
     t = time_fn(lambda i: bk.xnor_gemm(a, a, k), device, repeats=repeats)
-    out.append(Result("peak", f"xnor {m}x{m}x{k}", "bnn_kernels.xnor_gemm (achieved)", str(device), t, 2.0 * m * m * k, "OPS", ok,
-                      note="best achieved rate, a lower bound on the popcount ceiling"))
+    out.append(
+        Result(
+            "peak",
+            f"xnor {m}x{m}x{k}",
+            "bnn_kernels.xnor_gemm (achieved)",
+            str(device),
+            t,
+            2.0 * m * m * k,
+            "OPS",
+            ok,
+            note="best achieved rate, a lower bound on the popcount ceiling",
+        )
+    )
     return out
 
 

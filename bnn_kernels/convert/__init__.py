@@ -56,6 +56,7 @@ Semantics difference to keep in mind: where the module binarizes with ``torch.si
 input exactly equal to the threshold packs as +1 (``torch.sign`` gives 0 there); inputs of
 exactly 0 already present among the call's +-a values on the examples leave the layer in float.
 """
+
 from ._convert import convert
 from ._report import ConversionError, ConversionReport
 

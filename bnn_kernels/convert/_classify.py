@@ -1,5 +1,6 @@
 """Classification of one recorded conv/linear call: what its weights and its input are, how the
 input derives from the module's input, and how the module's output derives from the call's."""
+
 from __future__ import annotations
 
 import math
@@ -151,7 +152,9 @@ def fit_affine(y: torch.Tensor, o: torch.Tensor, ch_dim: int):
     vy = ((yc - my) ** 2).mean(0)
     cov = ((yc - my) * (oc - mo)).mean(0)
     if bool((vy == 0).any()):
-        raise Skip("some output channel is constant on the examples: cannot identify its scale (use more varied inputs)")
+        raise Skip(
+            "some output channel is constant on the examples: cannot identify its scale (use more varied inputs)"
+        )
     a = cov / vy
     return a, mo - a * my
 

@@ -1,4 +1,5 @@
 """The entry point: trace, plan every layer, fold neighbours, swap, compare."""
+
 from __future__ import annotations
 
 import copy
@@ -50,8 +51,10 @@ def _group(rec) -> tuple[dict[str, list[_Invocation]], dict[str, nn.Module], lis
     for inv in rec.invocations:
         by_module.setdefault(inv.name, []).append(inv)
         modules[inv.name] = inv.module
-    order = sorted((n for n, invs in by_module.items() if any(i.calls for i in invs)),
-                   key=lambda n: min(i.seq for i in by_module[n]))
+    order = sorted(
+        (n for n, invs in by_module.items() if any(i.calls for i in invs)),
+        key=lambda n: min(i.seq for i in by_module[n]),
+    )
     return by_module, modules, order
 
 
@@ -129,7 +132,9 @@ def _prepare(model, inplace: bool, filter_fn) -> nn.Module:
         try:
             model = copy.deepcopy(model)
         except Exception as e:
-            raise TypeError(f"convert could not deep-copy the model ({e}); pass inplace=True to convert it in place") from e
+            raise TypeError(
+                f"convert could not deep-copy the model ({e}); pass inplace=True to convert it in place"
+            ) from e
     return model.eval()
 
 

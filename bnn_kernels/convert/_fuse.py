@@ -5,6 +5,7 @@
 - a module binarizing only a packed binary module's input (sign(x), RSign) folds into its
   threshold.
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,9 +58,18 @@ def fold_bn(rec: _Recorder, planned: dict, by_module: dict):
 
 def _single_tensor_module(name, invs, planned, taken) -> bool:
     inv = invs[0]
-    return (len(invs) == 1 and bool(name) and name not in planned and name not in taken and not inv.calls
-            and not inv.nested_calls and len(inv.args) == 1 and not inv.kwargs
-            and isinstance(inv.out, torch.Tensor) and inv.out.shape == inv.args[0].shape)
+    return (
+        len(invs) == 1
+        and bool(name)
+        and name not in planned
+        and name not in taken
+        and not inv.calls
+        and not inv.nested_calls
+        and len(inv.args) == 1
+        and not inv.kwargs
+        and isinstance(inv.out, torch.Tensor)
+        and inv.out.shape == inv.args[0].shape
+    )
 
 
 def _call(module, x):
@@ -88,8 +98,17 @@ def fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set)
         if not _single_tensor_module(name, invs, planned, taken) or not invs[0].out_elementwise:
             continue
         inv = invs[0]
-        dst = next((p for p, m in planned.items() if isinstance(m, (BinaryConv2d, BinaryLinear)) and p not in taken
-                    and len(by_module[p]) == 1 and by_module[p][0].x_ref is inv.out_ref), None)
+        dst = next(
+            (
+                p
+                for p, m in planned.items()
+                if isinstance(m, (BinaryConv2d, BinaryLinear))
+                and p not in taken
+                and len(by_module[p]) == 1
+                and by_module[p][0].x_ref is inv.out_ref
+            ),
+            None,
+        )
         if dst is None:
             continue
         new, dinv = planned[dst], by_module[dst][0]
@@ -117,8 +136,10 @@ def fold_affine(rec: _Recorder, planned: dict, by_module: dict, taken: set):
         inv = invs[0]
         if not _single_tensor_module(name, invs, planned, taken) or not inv.is_affine:
             continue
-        src = next((p for p in planned if p not in taken and len(by_module[p]) == 1
-                    and by_module[p][0].out_ref is inv.x_ref), None)
+        src = next(
+            (p for p in planned if p not in taken and len(by_module[p]) == 1 and by_module[p][0].out_ref is inv.x_ref),
+            None,
+        )
         if src is None or not _only_reader(rec, inv.x_ref, inv):
             continue
         new = planned[src]

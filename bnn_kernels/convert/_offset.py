@@ -1,5 +1,6 @@
 """Planning of offset-binary layers (AdaBin): activations beta +- alpha, weights beta_o +- alpha_o
 per output channel (or +-alpha_o), packed as OffsetBinaryConv2d."""
+
 from __future__ import annotations
 
 import torch
@@ -71,8 +72,9 @@ def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
         raise Skip("the call's input is not an elementwise function of the module's input (shapes differ)")
     label, t = probe_threshold(x, call.z > beta, first.module, 1, [beta], lambda z: z >= beta)
     ga, gb = fit_affine(call.y, first.out, 1)
-    new = OffsetBinaryConv2d.from_weight(call.w, call.b, act_scale=alpha, act_offset=beta, threshold=t,
-                                         out_dtype=first.out.dtype, **geometry(call)).eval()
+    new = OffsetBinaryConv2d.from_weight(
+        call.w, call.b, act_scale=alpha, act_offset=beta, threshold=t, out_dtype=first.out.dtype, **geometry(call)
+    ).eval()
     apply_affine(new, ga, gb)
     chk = Check(_int_check(alpha, beta), lambda z: offset_pair(z) is not None, new.multiplier.double().abs(), 1)
     max_abs, max_rel, exact = verify(new, invs, chk)

@@ -1,5 +1,6 @@
 """Planning: the packed module that replaces one module, built from its recorded invocations
 and verified on them, or a Skip with the reason."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,8 +50,10 @@ def _check_invocations(invs: list[_Invocation]) -> None:
         if not isinstance(inv.out, torch.Tensor):
             raise Skip("its output is not a single tensor")
         if inv.post_break is not None:
-            raise Skip(f"it applies {inv.post_break} to the {inv.calls[0].kind} call's output (only a per-channel "
-                       "scale/bias epilogue can be packed)")
+            raise Skip(
+                f"it applies {inv.post_break} to the {inv.calls[0].kind} call's output (only a per-channel "
+                "scale/bias epilogue can be packed)"
+            )
         if not inv.out_from_call:
             raise Skip(f"its output is not computed from the {inv.calls[0].kind} call's output by arithmetic")
         if inv.out.shape != inv.calls[0].y.shape:
@@ -66,16 +69,19 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
     kind = input_kind(torch.cat([i.calls[0].z.reshape(-1) for i in invs]) if len(invs) > 1 else call.z)
     if kind[0] == "sign":
         if kind[2]:
-            raise Skip(f"{kind[2]} input value(s) of the {call.kind} call are exactly 0 on the examples where the "
-                       "others are +-a (torch.sign(0) = 0): not binary, left in float")
+            raise Skip(
+                f"{kind[2]} input value(s) of the {call.kind} call are exactly 0 on the examples where the "
+                "others are +-a (torch.sign(0) = 0): not binary, left in float"
+            )
         label, t = probe_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0)
         desc = "binary" + ("" if label == "0" else f" (sign(x - {label}))")
         return _Input(kind[1], dict(act="sign", threshold=t), desc)
     if kind[0] == "step":
         a = kind[1]
         label, t = probe_threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2)
-        return _Input(a, dict(act="step", nbits=1, threshold=t), "1-bit {0,1} input" + (
-            "" if label == "0" else f" (x > {label})"))
+        return _Input(
+            a, dict(act="step", nbits=1, threshold=t), "1-bit {0,1} input" + ("" if label == "0" else f" (x > {label})")
+        )
     if kind[0] == "round":
         _, step, nbits = kind
         q_exp = torch.round(call.z.double() / step).to(torch.int32)  # same device as x
@@ -102,9 +108,16 @@ def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tens
         new = cls.from_weight(w, bias.float(), threshold=act["threshold"], out_dtype=first.out.dtype, **common)
     else:
         cls = BitSerialConv2d if conv else BitSerialLinear
-        new = cls.from_weight(w, bias.float(), nbits=act.get("nbits", 1), act=act["act"],
-                              threshold=act.get("threshold", 0.0), in_mul=act.get("in_mul", 1.0),
-                              out_dtype=first.out.dtype, **common)
+        new = cls.from_weight(
+            w,
+            bias.float(),
+            nbits=act.get("nbits", 1),
+            act=act["act"],
+            threshold=act.get("threshold", 0.0),
+            in_mul=act.get("in_mul", 1.0),
+            out_dtype=first.out.dtype,
+            **common,
+        )
     return new.to(call.w.device).eval()
 
 
@@ -125,9 +138,32 @@ def binary_evidence(invs: list[_Invocation]) -> str | None:
 
 
 # Ops that move or pad elements without computing statistics of the sample.
-_LAYOUT_OPS = {"pad", "constant_pad_nd", "cat", "concat", "stack", "permute", "transpose", "flip", "roll", "narrow",
-               "index_select", "gather", "repeat", "tile", "pixel_shuffle", "pixel_unshuffle", "flatten", "unflatten",
-               "movedim", "split", "chunk", "unbind", "interpolate", "upsample_nearest2d"}
+_LAYOUT_OPS = {
+    "pad",
+    "constant_pad_nd",
+    "cat",
+    "concat",
+    "stack",
+    "permute",
+    "transpose",
+    "flip",
+    "roll",
+    "narrow",
+    "index_select",
+    "gather",
+    "repeat",
+    "tile",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "flatten",
+    "unflatten",
+    "movedim",
+    "split",
+    "chunk",
+    "unbind",
+    "interpolate",
+    "upsample_nearest2d",
+}
 
 
 def _check_elementwise_input(invs: list[_Invocation]) -> None:
@@ -135,16 +171,22 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
     for inv in invs:
         call = inv.calls[0]
         if call.z_mixed in _LAYOUT_OPS:
-            raise Skip(f"the {call.kind} input is not an elementwise function of the module's input (it passes "
-                       f"through {call.z_mixed})")
+            raise Skip(
+                f"the {call.kind} input is not an elementwise function of the module's input (it passes "
+                f"through {call.z_mixed})"
+            )
         if call.z_mixed:
-            raise Skip(f"data-dependent binarization: the {call.kind} input is computed from the module's input "
-                       f"through {call.z_mixed} (a function of the whole sample, as in sign((a - mean(a)) / std(a)))")
+            raise Skip(
+                f"data-dependent binarization: the {call.kind} input is computed from the module's input "
+                f"through {call.z_mixed} (a function of the whole sample, as in sign((a - mean(a)) / std(a)))"
+            )
         if call.w_from_x:
             raise Skip(f"data-dependent weights: the {call.kind} weight is computed from the module's input")
         if call.z_from_x and inv.pre_escape:
-            raise Skip(f"data-dependent input: the module reads input values into Python ({inv.pre_escape}) "
-                       f"before its {call.kind} call")
+            raise Skip(
+                f"data-dependent input: the module reads input values into Python ({inv.pre_escape}) "
+                f"before its {call.kind} call"
+            )
 
 
 def plan(invs: list[_Invocation]):
@@ -176,13 +218,18 @@ def _plan(invs: list[_Invocation]):
 
     # output relation Y -> O: a per-channel affine map, fitted on the examples
     ga, gb = fit_affine(call.y, first.out, ch)
-    b_call = call.b.double() if call.b is not None else torch.zeros(alpha.numel(), dtype=torch.float64,
-                                                                       device=call.w.device)
+    b_call = (
+        call.b.double() if call.b is not None else torch.zeros(alpha.numel(), dtype=torch.float64, device=call.w.device)
+    )
     mult = alpha * inp.scale * ga
     new = _build(first, inp, mult, b_call * ga + gb, ternary=zeros > 0)
     real_in = inp.act is None
-    chk = Check(None if real_in else (lambda n, i: int_exact(n, i, alpha, inp.scale)),
-                lambda z: real_in or input_kind(z)[0] != "real", mult, ch)
+    chk = Check(
+        None if real_in else (lambda n, i: int_exact(n, i, alpha, inp.scale)),
+        lambda z: real_in or input_kind(z)[0] != "real",
+        mult,
+        ch,
+    )
     max_abs, max_rel, int_exact_ = verify(new, invs, chk)
     layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact_)
     if not int_exact_:

@@ -1,5 +1,6 @@
 """Checks of a planned layer beyond the examples: the module's own rule at values exactly at its
 threshold, and its agreement with the packed module on inputs derived from the examples."""
+
 from __future__ import annotations
 
 import torch
@@ -86,6 +87,8 @@ def probe_threshold(x, pos, module, ch_in, extra, high):
         raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
     t = tie_threshold(module, x, found[1], ch_in, _call_input, high)
     if t is None:
-        raise Skip(f"the comparison at the threshold {found[0]} (x >= t or x > t) is not one rule, or x > t "
-                   f"cannot be held by a float32 threshold for {x.dtype} input")
+        raise Skip(
+            f"the comparison at the threshold {found[0]} (x >= t or x > t) is not one rule, or x > t "
+            f"cannot be held by a float32 threshold for {x.dtype} input"
+        )
     return found[0], t

@@ -1,4 +1,5 @@
 """What convert() reports, and the exceptions that carry a layer's reason for being skipped."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class ConversionReport:
         for n, msgs in self.notes.items():
             for m in msgs:
                 lines.append(f"  ! {n}: {m}")
-        lines.append(f"  model output deviation: max_abs={self.model_max_abs:.3g} max_rel={self.model_max_rel:.3g}"
-                     f"{'; float layers in channels_last' if self.channels_last else ''}")
+        lines.append(
+            f"  model output deviation: max_abs={self.model_max_abs:.3g} max_rel={self.model_max_rel:.3g}"
+            f"{'; float layers in channels_last' if self.channels_last else ''}"
+        )
         return "\n".join(lines)

@@ -8,6 +8,7 @@ conv arguments), the ops it ran after its call, its batch_norm calls, and whethe
 is affine in its input (op-by-op taint tracking, used by fusion). It also records who reads
 the outputs of modules that made a call.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,10 +23,43 @@ _LINEAR = (F.linear,)
 # Ops through which "affine in the module's input" is preserved (taint tracking for fusion):
 # at most one operand may derive from the input, and never a divisor.
 _TAINT_LINEAR = {
-    "add", "sub", "mul", "div", "true_divide", "neg", "add_", "sub_", "mul_", "div_", "neg_",
-    "__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__", "__mul__", "__rmul__", "__imul__",
-    "__truediv__", "__itruediv__", "__neg__", "batch_norm", "view", "reshape", "unsqueeze", "squeeze", "expand",
-    "expand_as", "view_as", "contiguous", "clone", "detach", "to", "float", "type_as",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "true_divide",
+    "neg",
+    "add_",
+    "sub_",
+    "mul_",
+    "div_",
+    "neg_",
+    "__add__",
+    "__radd__",
+    "__iadd__",
+    "__sub__",
+    "__rsub__",
+    "__isub__",
+    "__mul__",
+    "__rmul__",
+    "__imul__",
+    "__truediv__",
+    "__itruediv__",
+    "__neg__",
+    "batch_norm",
+    "view",
+    "reshape",
+    "unsqueeze",
+    "squeeze",
+    "expand",
+    "expand_as",
+    "view_as",
+    "contiguous",
+    "clone",
+    "detach",
+    "to",
+    "float",
+    "type_as",
 }
 _TAINT_PRODUCT = {"mul", "mul_", "__mul__", "__rmul__", "__imul__"}
 _TAINT_QUOTIENT = {"div", "div_", "true_divide", "__truediv__", "__itruediv__"}
@@ -35,24 +69,134 @@ _META_OPS = {"__get__", "size", "dim", "numel", "ndimension", "is_contiguous", "
 # function of it. Any other op on that data before the conv/linear call (mean, std, norm, max,
 # sum, pooling, padding...) makes the call's input depend on other elements of the sample.
 _ELEMENTWISE = {
-    "add", "sub", "mul", "div", "true_divide", "neg", "rsub", "pow", "abs", "sign", "sgn", "sigmoid", "tanh", "relu",
-    "relu6", "hardtanh", "clamp", "clip", "clamp_min", "clamp_max", "round", "floor", "ceil", "trunc", "frac", "where",
-    "ge", "gt", "le", "lt", "eq", "ne", "greater_equal", "greater", "less_equal", "less", "logical_and", "logical_or",
-    "logical_not", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_not", "heaviside", "exp", "log", "sqrt",
-    "rsqrt", "square", "reciprocal", "maximum", "minimum", "fmax", "fmin", "lerp", "addcmul", "addcdiv", "masked_fill",
-    "leaky_relu", "prelu", "hardsigmoid", "hardswish", "silu", "gelu", "elu", "selu", "softsign", "sin", "cos",
-    "float", "double", "half", "bfloat16", "to", "type", "type_as", "detach", "clone", "contiguous", "view", "reshape",
-    "view_as", "reshape_as", "expand", "expand_as", "unsqueeze", "squeeze", "__getitem__", "__setitem__", "copy_",
-    "fill_", "zero_", "__get__", "__set__", "zeros_like", "ones_like", "full_like", "empty_like", "requires_grad_", "_set_grad_enabled",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "true_divide",
+    "neg",
+    "rsub",
+    "pow",
+    "abs",
+    "sign",
+    "sgn",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "relu6",
+    "hardtanh",
+    "clamp",
+    "clip",
+    "clamp_min",
+    "clamp_max",
+    "round",
+    "floor",
+    "ceil",
+    "trunc",
+    "frac",
+    "where",
+    "ge",
+    "gt",
+    "le",
+    "lt",
+    "eq",
+    "ne",
+    "greater_equal",
+    "greater",
+    "less_equal",
+    "less",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "logical_xor",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_not",
+    "heaviside",
+    "exp",
+    "log",
+    "sqrt",
+    "rsqrt",
+    "square",
+    "reciprocal",
+    "maximum",
+    "minimum",
+    "fmax",
+    "fmin",
+    "lerp",
+    "addcmul",
+    "addcdiv",
+    "masked_fill",
+    "leaky_relu",
+    "prelu",
+    "hardsigmoid",
+    "hardswish",
+    "silu",
+    "gelu",
+    "elu",
+    "selu",
+    "softsign",
+    "sin",
+    "cos",
+    "float",
+    "double",
+    "half",
+    "bfloat16",
+    "to",
+    "type",
+    "type_as",
+    "detach",
+    "clone",
+    "contiguous",
+    "view",
+    "reshape",
+    "view_as",
+    "reshape_as",
+    "expand",
+    "expand_as",
+    "unsqueeze",
+    "squeeze",
+    "__getitem__",
+    "__setitem__",
+    "copy_",
+    "fill_",
+    "zero_",
+    "__get__",
+    "__set__",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "empty_like",
+    "requires_grad_",
+    "_set_grad_enabled",
 }
 _ELEMENTWISE |= {n + "_" for n in list(_ELEMENTWISE)}
-_ELEMENTWISE |= {f"__{p}{n}__" for n in ("add", "sub", "mul", "truediv", "pow", "and", "or", "xor")
-                 for p in ("", "r", "i")}
+_ELEMENTWISE |= {
+    f"__{p}{n}__" for n in ("add", "sub", "mul", "truediv", "pow", "and", "or", "xor") for p in ("", "r", "i")
+}
 _ELEMENTWISE |= {"__neg__", "__abs__", "__invert__", "__ge__", "__gt__", "__le__", "__lt__", "__eq__", "__ne__"}
 # Ops that binarize (or round to a grid): evidence that a layer is meant to be binary.
 _BINARIZERS = {
-    "sign", "sgn", "ge", "gt", "le", "lt", "__ge__", "__gt__", "__le__", "__lt__", "greater_equal", "greater",
-    "less_equal", "less", "where", "round", "heaviside", "hardtanh", "clamp", "clip",
+    "sign",
+    "sgn",
+    "ge",
+    "gt",
+    "le",
+    "lt",
+    "__ge__",
+    "__gt__",
+    "__le__",
+    "__lt__",
+    "greater_equal",
+    "greater",
+    "less_equal",
+    "less",
+    "where",
+    "round",
+    "heaviside",
+    "hardtanh",
+    "clamp",
+    "clip",
 }
 _BINARIZERS |= {n + "_" for n in list(_BINARIZERS)}
 
@@ -152,9 +296,20 @@ class _Recorder(TorchFunctionMode):
             kind = "conv2d" if func in _CONV else "linear"
             z = vals["input"]
             top.calls.append(
-                _Call(kind, _clone(z), _clone(vals["weight"]), _clone(vals["bias"]), _clone(out),
-                      vals["stride"], vals["padding"], vals["dilation"], vals["groups"],
-                      top.pre.get(id(z)), id(z) in top.pre, id(vals["weight"]) in top.pre)
+                _Call(
+                    kind,
+                    _clone(z),
+                    _clone(vals["weight"]),
+                    _clone(vals["bias"]),
+                    _clone(out),
+                    vals["stride"],
+                    vals["padding"],
+                    vals["dilation"],
+                    vals["groups"],
+                    top.pre.get(id(z)),
+                    id(z) in top.pre,
+                    id(vals["weight"]) in top.pre,
+                )
             )
             for inv in self.stack[:-1]:
                 inv.nested_calls += 1
@@ -246,7 +401,9 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
 
     def pre(module, args, kwargs):
         rec.paused = True
-        inv = _Invocation(names[id(module)], module, tuple(_clone(a) for a in args), {k: _clone(v) for k, v in kwargs.items()})
+        inv = _Invocation(
+            names[id(module)], module, tuple(_clone(a) for a in args), {k: _clone(v) for k, v in kwargs.items()}
+        )
         inv.x_ref = args[0] if args else None
         if isinstance(inv.x_ref, torch.Tensor):
             inv.taint.add(id(inv.x_ref))
@@ -268,8 +425,13 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
         inv.taint_refs.clear()
         inv.post_taint.clear()
         inv.post_refs.clear()
-        inv.out_elementwise = (not inv.calls and inv.pre_escape is None and isinstance(output, torch.Tensor)
-                               and id(output) in inv.pre and inv.pre[id(output)] is None)
+        inv.out_elementwise = (
+            not inv.calls
+            and inv.pre_escape is None
+            and isinstance(output, torch.Tensor)
+            and id(output) in inv.pre
+            and inv.pre[id(output)] is None
+        )
         inv.pre.clear()
         inv.pre_refs.clear()
         rec.paused = False

@@ -1,5 +1,6 @@
 """Verification of a planned packed module: on the recorded examples, then on inputs derived
 from them (noise, rescaled, shifted per sample, values resampled)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -72,13 +73,19 @@ def verify_derived(new, invs, chk: Check, tol: float) -> None:
     module = invs[0].module
     for label, xd in derived_inputs(invs[0].args[0]):
         inv = run_module(module, xd)
-        if inv is None or len(inv.calls) != 1 or not isinstance(inv.out, torch.Tensor) \
-                or inv.out.shape != inv.calls[0].y.shape:
+        if (
+            inv is None
+            or len(inv.calls) != 1
+            or not isinstance(inv.out, torch.Tensor)
+            or inv.out.shape != inv.calls[0].y.shape
+        ):
             raise Skip(f"on derived inputs ({label}) the module does not make the same single call")
         if not chk.in_domain(inv.calls[0].z):
             continue
         _, rel, exact = verify(new, [inv], chk)
         if not exact or rel > tol:
             what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
-            raise Skip(f"verification on derived inputs ({label}) failed: the packed {what} from the module's "
-                       "(its result depends on more than the examples show)")
+            raise Skip(
+                f"verification on derived inputs ({label}) failed: the packed {what} from the module's "
+                "(its result depends on more than the examples show)"
+            )

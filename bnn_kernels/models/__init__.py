@@ -19,6 +19,7 @@ DigitsBNN; DoReFaNet and BWNMLP sit with their family) and full-size ones (``ful
 ``birealnet18()``, the ResNet-18 Bi-Real Net, and ``reactnet_a()``, MobileNet-style).
 ``randomize_bn`` gives BatchNorm / RSign / RPReLU trained-looking values.
 """
+
 from .families import (
     BWNMLP,
     BinaryConv2dSTE,
@@ -46,8 +47,33 @@ from .full_size import BiRealNet18, ReActNetA, birealnet18, reactnet_a
 from .small import BiRealSmall, DigitsBNN, ReActNetSmall, XNORNetSmall
 
 __all__ = [
-    "sign_ste", "binary_weight", "birealnet_sign", "RSign", "RPReLU", "BinaryConv2dSTE", "ShiftSignConv2d",
-    "ReActBlock", "BiRealConv2d", "BiRealBlock", "SignAct", "XNORConv2d", "XNORBlock", "DoReFaAct", "DoReFaConv2d",
-    "DoReFaQConv2d", "DoReFaNet", "BWNLinear", "BWNConv2d", "BWNMLP", "ReActNetSmall", "BiRealSmall", "XNORNetSmall",
-    "DigitsBNN", "BiRealNet18", "ReActNetA", "birealnet18", "reactnet_a", "randomize_bn",
+    "sign_ste",
+    "binary_weight",
+    "birealnet_sign",
+    "RSign",
+    "RPReLU",
+    "BinaryConv2dSTE",
+    "ShiftSignConv2d",
+    "ReActBlock",
+    "BiRealConv2d",
+    "BiRealBlock",
+    "SignAct",
+    "XNORConv2d",
+    "XNORBlock",
+    "DoReFaAct",
+    "DoReFaConv2d",
+    "DoReFaQConv2d",
+    "DoReFaNet",
+    "BWNLinear",
+    "BWNConv2d",
+    "BWNMLP",
+    "ReActNetSmall",
+    "BiRealSmall",
+    "XNORNetSmall",
+    "DigitsBNN",
+    "BiRealNet18",
+    "ReActNetA",
+    "birealnet18",
+    "reactnet_a",
+    "randomize_bn",
 ]

@@ -1,6 +1,7 @@
 """The BNN layer families as training code writes them (plain PyTorch, no packing):
 ReActNet, Bi-Real Net, XNOR-Net, DoReFa and binary-weight-only (BWN) layers and blocks, each
 family with the quirks of its public training code (see bnn_kernels.models)."""
+
 from __future__ import annotations
 
 import torch
@@ -119,8 +120,10 @@ class BiRealConv2d(nn.Conv2d):
     def forward(self, x):
         xb = birealnet_sign(x)
         scaling = self.weight.abs().mean(dim=(1, 2, 3), keepdim=True).detach()
-        bw = scaling * torch.sign(self.weight).detach() - torch.clamp(self.weight, -1, 1).detach() + torch.clamp(
-            self.weight, -1, 1
+        bw = (
+            scaling * torch.sign(self.weight).detach()
+            - torch.clamp(self.weight, -1, 1).detach()
+            + torch.clamp(self.weight, -1, 1)
         )
         return F.conv2d(xb, bw, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
@@ -134,8 +137,11 @@ class BiRealBlock(nn.Module):
         self.bn = nn.BatchNorm2d(cout)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.AvgPool2d(2, 2) if stride != 1 else nn.Identity(),
-                                            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(
+                nn.AvgPool2d(2, 2) if stride != 1 else nn.Identity(),
+                nn.Conv2d(cin, cout, 1, bias=False),
+                nn.BatchNorm2d(cout),
+            )
 
     def forward(self, x):
         sc = x if self.downsample is None else self.downsample(x)
@@ -254,8 +260,9 @@ class BWNMLP(nn.Module):
 
     def __init__(self, d_in: int = 64, hidden: int = 128, num_classes: int = 10):
         super().__init__()
-        self.net = nn.Sequential(BWNLinear(d_in, hidden), nn.ReLU(), BWNLinear(hidden, hidden), nn.ReLU(),
-                                 BWNLinear(hidden, num_classes))
+        self.net = nn.Sequential(
+            BWNLinear(d_in, hidden), nn.ReLU(), BWNLinear(hidden, hidden), nn.ReLU(), BWNLinear(hidden, num_classes)
+        )
 
     def forward(self, x):
         return self.net(x.flatten(1))

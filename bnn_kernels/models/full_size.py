@@ -1,5 +1,6 @@
 """Full-size networks: Bi-Real Net 18 and ReActNet-A (random weights are fine for conversion
 and latency measurements; `bnn-kernels bench model` uses them)."""
+
 from __future__ import annotations
 
 import torch
@@ -80,9 +81,11 @@ class _ReActABlock(nn.Module):
 
 
 class ReActNetA(nn.Module):
-    STAGES = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2)] + [
-        (512, 512, 1)
-    ] * 5 + [(512, 1024, 2), (1024, 1024, 1)]
+    STAGES = (
+        [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2)]
+        + [(512, 512, 1)] * 5
+        + [(512, 1024, 2), (1024, 1024, 1)]
+    )
 
     def __init__(self, num_classes: int = 1000, width_mult: float = 1.0):
         super().__init__()

@@ -1,4 +1,5 @@
 """Small whole networks of each family (a few layers; tests and quick checks)."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -10,6 +10,7 @@ thresholds as buffers, has ``from_float(...)`` constructors, ``config()`` /
 - BinaryWeightLinear, BinaryWeightConv2d: real activations x binary weights.
 - OffsetBinaryConv2d: offset-binary activations and weights (AdaBin), binary conv + window sums.
 """
+
 from ._base import PACKED_MODULES, Folded, PackedModule
 from .binary import BinaryConv2d, BinaryLinear
 from .binary_weight import BinaryWeightConv2d, BinaryWeightLinear

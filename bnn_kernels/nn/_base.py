@@ -5,6 +5,7 @@ bias and thresholds) and its hyper-parameters as plain attributes returned by ``
 ``type(m).from_config(m.config())`` builds an empty module of the same shapes, so a
 state_dict (or a safetensors file written by ``bnn_kernels.save``) can be loaded into it.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -49,7 +50,6 @@ def register_packed(cls):
     return cls
 
 
-
 def positive_int(v, name: str, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
@@ -65,7 +65,9 @@ def per_channel(v, n: int, name: str, default: float) -> torch.Tensor:
         if t.numel() == 1:
             return t.reshape(1).expand(n).clone()
         if t.numel() != n:
-            raise ValueError(f"{name} must be a number or hold {n} values (one per channel), got shape {tuple(v.shape)}")
+            raise ValueError(
+                f"{name} must be a number or hold {n} values (one per channel), got shape {tuple(v.shape)}"
+            )
         return t.reshape(n).clone()
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TypeError(f"{name} must be a number or a tensor, got {type(v).__name__}")
@@ -120,7 +122,9 @@ def check_float_input(x: torch.Tensor, name: str, dims: int | None, features: in
     if dims is not None and x.dim() != dims:
         raise ValueError(f"{name}: input must have {dims} dims, got shape {tuple(x.shape)}")
     if x.dim() == 0 or x.shape[feature_dim] != features:
-        raise ValueError(f"{name}: input must have {features} features in dim {feature_dim}, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name}: input must have {features} features in dim {feature_dim}, got shape {tuple(x.shape)}"
+        )
 
 
 class PackedModule(nn.Module):
@@ -154,8 +158,9 @@ class PackedModule(nn.Module):
         return ", ".join(parts)
 
     # -- epilogue -------------------------------------------------------------------------
-    def _epilogue(self, y_int: torch.Tensor, channel_dim: int, path_dim: int | None = None,
-                  reduce: bool = False) -> torch.Tensor:
+    def _epilogue(
+        self, y_int: torch.Tensor, channel_dim: int, path_dim: int | None = None, reduce: bool = False
+    ) -> torch.Tensor:
         """float(y_int) * multiplier + bias (per channel along channel_dim, and per path along
         path_dim when multiplier and bias are [paths, channels]), summed over path_dim when
         reduce, cast to out_dtype."""
@@ -192,7 +197,9 @@ def quantize_round(x: torch.Tensor, in_mul: torch.Tensor, nbits: int) -> torch.T
     return torch.clamp(q, 0, 2**nbits - 1).to(torch.int32)
 
 
-def planes_of(x_last: torch.Tensor, act: str, threshold: torch.Tensor, in_mul: torch.Tensor, nbits: int) -> torch.Tensor:
+def planes_of(
+    x_last: torch.Tensor, act: str, threshold: torch.Tensor, in_mul: torch.Tensor, nbits: int
+) -> torch.Tensor:
     """x [..., C] (channels last) -> packed bit planes [P, ..., ceil(C/32)] of the quantized values."""
     if act in ("sign", "step"):
         return ops.pack_bits(x_last, threshold).unsqueeze(0)
@@ -228,6 +235,7 @@ def float_layers_channels_last(model: nn.Module) -> bool:
     """Some 4-D parameter of a module that is not packed is in channels_last (and not contiguous)."""
     return any(
         t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-        for m in model.modules() if not isinstance(m, PackedModule)
+        for m in model.modules()
+        if not isinstance(m, PackedModule)
         for t in m.parameters(recurse=False)
     )

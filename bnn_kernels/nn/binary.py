@@ -6,6 +6,7 @@ where sign maps 0 to +1 (bit 1 means +1), the integer part is computed exactly b
 ``xnor_gemm`` / ``binary_conv2d`` and the epilogue runs in float32 (float64 when
 out_dtype is float64) before the cast to out_dtype.
 """
+
 from __future__ import annotations
 
 import torch
@@ -64,8 +65,9 @@ class BinaryLinear(PackedModule):
 
     _config_keys = ("in_features", "out_features", "out_dtype", "ternary")
 
-    def __init__(self, in_features: int, out_features: int, out_dtype: str | torch.dtype = "float32",
-                 ternary: bool = False):
+    def __init__(
+        self, in_features: int, out_features: int, out_dtype: str | torch.dtype = "float32", ternary: bool = False
+    ):
         super().__init__()
         self.in_features = positive_int(in_features, "in_features")
         self.out_features = positive_int(out_features, "out_features")
@@ -123,8 +125,9 @@ class BinaryLinear(PackedModule):
 class _ConvGeometry(PackedModule):
     """Conv hyper-parameters shared by the packed conv modules."""
 
-    def _init_geometry(self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype,
-                       ternary=False):
+    def _init_geometry(
+        self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype, ternary=False
+    ):
         self.ternary = check_bool(ternary, "ternary")
         self.in_channels = positive_int(in_channels, "in_channels")
         self.out_channels = positive_int(out_channels, "out_channels")
@@ -183,17 +186,35 @@ class BinaryConv2d(_ConvGeometry):
     """
 
     _config_keys = (
-        "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "pad_value", "out_dtype",
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "pad_value",
+        "out_dtype",
         "ternary",
     )
 
     def __init__(
-        self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, pad_value=0,
-        out_dtype="float32", ternary=False,
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        pad_value=0,
+        out_dtype="float32",
+        ternary=False,
     ):
         super().__init__()
-        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype,
-                            ternary)
+        self._init_geometry(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype, ternary
+        )
         if pad_value not in (0, 1, -1) or isinstance(pad_value, bool):
             raise ValueError(f"pad_value must be 0, 1 or -1, got {pad_value!r}")
         self.pad_value = int(pad_value)
@@ -203,15 +224,29 @@ class BinaryConv2d(_ConvGeometry):
 
     @classmethod
     def from_weight(
-        cls, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, multiplier=None, threshold=0.0,
-        pad_value=0, out_dtype="float32", ternary=False,
+        cls,
+        weight,
+        bias=None,
+        *,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        multiplier=None,
+        threshold=0.0,
+        pad_value=0,
+        out_dtype="float32",
+        ternary=False,
     ):
         """Pack ``weight`` [O, C/groups, KH, KW] by sign (w >= 0 is +1; ternary: sign with 0 kept)."""
         if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-            raise ValueError(f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}")
+            raise ValueError(
+                f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}"
+            )
         o, cg, kh, kw = weight.shape
-        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, pad_value, out_dtype,
-                ternary).to(weight.device)
+        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, pad_value, out_dtype, ternary).to(
+            weight.device
+        )
         m.weight_bits.copy_(pack_conv_weight(weight, ternary, groups))
         m.threshold.copy_(per_channel(threshold, cg * groups, "threshold", 0.0))
         m.multiplier.copy_(per_channel(multiplier, o, "multiplier", 1.0))
@@ -219,7 +254,9 @@ class BinaryConv2d(_ConvGeometry):
         return m
 
     @classmethod
-    def from_float(cls, conv: nn.Conv2d, *, scale=None, input_threshold=0.0, input_scale=1.0, pad_value=0, out_dtype=None):
+    def from_float(
+        cls, conv: nn.Conv2d, *, scale=None, input_threshold=0.0, input_scale=1.0, pad_value=0, out_dtype=None
+    ):
         """Pack an nn.Conv2d whose float equivalent is
         ``F.conv2d(input_scale * sign(x - input_threshold), scale * sign(conv.weight), conv.bias, ...)``
         (zero padding for pad_value=0). scale: None, 'mean_abs', a number or a tensor [O].
@@ -244,7 +281,14 @@ class BinaryConv2d(_ConvGeometry):
         self._check_input(x)
         x_bits = ops.pack_bits(x.permute(0, 2, 3, 1), self.threshold)
         y = ops.binary_conv2d(
-            x_bits, self.weight_bits, self.in_channels, self.stride, self.padding, self.dilation, self.groups, self.pad_value
+            x_bits,
+            self.weight_bits,
+            self.in_channels,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.pad_value,
         )
         return combine_ternary(y, 1, self.groups) if self.ternary else y
 

@@ -10,6 +10,7 @@ BinaryWeightConv2d stores packed weights but, at each call, unpacks them to a fl
 (``multiplier * sign(W)``, x's dtype) and calls ``F.conv2d``: it saves storage (32x on the weights),
 not compute. Results equal the float layer up to float rounding of the accumulation.
 """
+
 from __future__ import annotations
 
 import torch
@@ -108,11 +109,13 @@ class BinaryWeightConv2d(_LegacyScaleName, _ConvGeometry):
 
     _config_keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "ternary")
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 ternary=False):
+    def __init__(
+        self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, ternary=False
+    ):
         super().__init__()
-        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, "float32",
-                            ternary)
+        self._init_geometry(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, "float32", ternary
+        )
         self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
         _EpilogueBuffers.init(self, out_channels)
 
@@ -120,10 +123,13 @@ class BinaryWeightConv2d(_LegacyScaleName, _ConvGeometry):
         return super().extra_repr() + ", compute=unpack+F.conv2d"
 
     @classmethod
-    def from_weight(cls, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, multiplier=None,
-                    ternary=False):
+    def from_weight(
+        cls, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, multiplier=None, ternary=False
+    ):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-            raise ValueError(f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}")
+            raise ValueError(
+                f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}"
+            )
         o, cg, kh, kw = weight.shape
         m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, ternary).to(weight.device)
         m.weight_bits.copy_(pack_conv_weight(weight, ternary, groups))
@@ -135,8 +141,15 @@ class BinaryWeightConv2d(_LegacyScaleName, _ConvGeometry):
     def from_float(cls, conv: nn.Conv2d, *, scale="mean_abs"):
         """Float equivalent: ``F.conv2d(x, scale * sign(conv.weight), conv.bias, ...)``."""
         g = cls._geometry_of(conv)
-        return cls.from_weight(conv.weight, conv.bias, stride=g["stride"], padding=g["padding"],
-                               dilation=g["dilation"], groups=g["groups"], multiplier=resolve_scale(scale, conv.weight))
+        return cls.from_weight(
+            conv.weight,
+            conv.bias,
+            stride=g["stride"],
+            padding=g["padding"],
+            dilation=g["dilation"],
+            groups=g["groups"],
+            multiplier=resolve_scale(scale, conv.weight),
+        )
 
     def unpacked_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """multiplier * sign(W) as a float [O, C/groups, KH, KW] tensor."""

@@ -10,6 +10,7 @@ run ``binary_conv2d`` once per bit plane (all planes in one call) and correct fo
 planes: with zero padding, conv(b, w) = (conv(2b - 1, w) + conv(1, w)) / 2 where conv(1, w)
 is the same convolution of an all-ones image (one extra batch element).
 """
+
 from __future__ import annotations
 
 import torch
@@ -99,8 +100,19 @@ class BitSerialLinear(PackedModule):
         _EpilogueBuffers.init(self, out_features)
 
     @classmethod
-    def from_weight(cls, weight, bias=None, *, nbits=2, act="round", multiplier=None, threshold=0.0, in_mul=1.0,
-                    out_dtype="float32", ternary=False):
+    def from_weight(
+        cls,
+        weight,
+        bias=None,
+        *,
+        nbits=2,
+        act="round",
+        multiplier=None,
+        threshold=0.0,
+        in_mul=1.0,
+        out_dtype="float32",
+        ternary=False,
+    ):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             raise ValueError(f"weight must be a 2-D tensor [out, in], got {getattr(weight, 'shape', weight)}")
         out_f, in_f = weight.shape
@@ -117,8 +129,15 @@ class BitSerialLinear(PackedModule):
         the DoReFa quantizer Q(x) = round(clamp(x, 0, 1) * n) / n, n = 2**nbits - 1."""
         n = 2**nbits - 1
         w = linear.weight
-        return cls.from_weight(w, linear.bias, nbits=nbits, act="round", multiplier=resolve_scale(scale, w) / n,
-                               in_mul=float(n), out_dtype=out_dtype or w.dtype)
+        return cls.from_weight(
+            w,
+            linear.bias,
+            nbits=nbits,
+            act="round",
+            multiplier=resolve_scale(scale, w) / n,
+            in_mul=float(n),
+            out_dtype=out_dtype or w.dtype,
+        )
 
     def int_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Exact q @ sign(W).T, int32 [..., out]."""
@@ -149,29 +168,69 @@ class BitSerialConv2d(_ConvGeometry):
     """
 
     _config_keys = (
-        "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "nbits", "act",
-        "out_dtype", "ternary",
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "nbits",
+        "act",
+        "out_dtype",
+        "ternary",
     )
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, nbits=2,
-                 act="round", out_dtype="float32", ternary=False):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        nbits=2,
+        act="round",
+        out_dtype="float32",
+        ternary=False,
+    ):
         super().__init__()
         check_act(act, nbits, ("round", "step"))
-        self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype,
-                            ternary)
+        self._init_geometry(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype, ternary
+        )
         self.nbits, self.act = nbits, act
         self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
         _ActBuffers.init(self, in_channels)
         _EpilogueBuffers.init(self, out_channels)
 
     @classmethod
-    def from_weight(cls, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, nbits=2, act="round",
-                    multiplier=None, threshold=0.0, in_mul=1.0, out_dtype="float32", ternary=False):
+    def from_weight(
+        cls,
+        weight,
+        bias=None,
+        *,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        nbits=2,
+        act="round",
+        multiplier=None,
+        threshold=0.0,
+        in_mul=1.0,
+        out_dtype="float32",
+        ternary=False,
+    ):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-            raise ValueError(f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}")
+            raise ValueError(
+                f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}"
+            )
         o, cg, kh, kw = weight.shape
-        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, nbits, act, out_dtype,
-                ternary).to(weight.device)
+        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, nbits, act, out_dtype, ternary).to(
+            weight.device
+        )
         m.weight_bits.copy_(pack_conv_weight(weight, ternary, groups))
         _ActBuffers.set(m, cg * groups, threshold, in_mul)
         m.multiplier.copy_(per_channel(multiplier, o, "multiplier", 1.0))
@@ -185,9 +244,19 @@ class BitSerialConv2d(_ConvGeometry):
         g = cls._geometry_of(conv)
         n = 2**nbits - 1
         w = conv.weight
-        return cls.from_weight(w, conv.bias, stride=g["stride"], padding=g["padding"], dilation=g["dilation"],
-                               groups=g["groups"], nbits=nbits, act="round", multiplier=resolve_scale(scale, w) / n,
-                               in_mul=float(n), out_dtype=out_dtype or w.dtype)
+        return cls.from_weight(
+            w,
+            conv.bias,
+            stride=g["stride"],
+            padding=g["padding"],
+            dilation=g["dilation"],
+            groups=g["groups"],
+            nbits=nbits,
+            act="round",
+            multiplier=resolve_scale(scale, w) / n,
+            in_mul=float(n),
+            out_dtype=out_dtype or w.dtype,
+        )
 
     def int_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Exact conv(q, sign(W)), int32 [N, O, Ho, Wo]."""

@@ -4,6 +4,7 @@ Plane p of the input is ``x >= thresholds[p, c]``, valued {0, 1} or +-1 (plane_v
 goes through sign(W) as its own binary product; reduce=False keeps the paths apart
 ([P, ...] outputs, each with its own multiplier and bias), reduce=True sums them.
 """
+
 from __future__ import annotations
 
 import torch
@@ -54,7 +55,9 @@ class _BitSplitMixin:
             elif v.dim() == 1 and v.numel() == outputs:
                 v = v.reshape(1, -1).expand(p, outputs)
             if tuple(v.shape) != (p, outputs):
-                raise ValueError(f"{name} must be a number, [{p}], [{outputs}] or [{p}, {outputs}], got {tuple(v.shape)}")
+                raise ValueError(
+                    f"{name} must be a number, [{p}], [{outputs}] or [{p}, {outputs}], got {tuple(v.shape)}"
+                )
             getattr(self, name).copy_(v)
 
     def _planes(self, x_last: torch.Tensor) -> torch.Tensor:
@@ -80,8 +83,9 @@ class BitSplitLinear(_BitSplitMixin, PackedModule):
         self._init_paths(paths, plane_values, reduce, in_features, out_features)
 
     @classmethod
-    def from_float(cls, linear: nn.Linear, thresholds, *, plane_values="01", coefs=None, scale=None, reduce=False,
-                   out_dtype=None):
+    def from_float(
+        cls, linear: nn.Linear, thresholds, *, plane_values="01", coefs=None, scale=None, reduce=False, out_dtype=None
+    ):
         """Path p's float equivalent: ``F.linear(coefs[p] * b_p(x), scale * sign(W))``; the layer bias
         is added to path 0. thresholds: [P] or [P, in]."""
         w = linear.weight
@@ -105,8 +109,9 @@ class BitSplitLinear(_BitSplitMixin, PackedModule):
         if self.plane_values == "pm1":
             y = ops.xnor_gemm(planes.reshape(-1, planes.shape[-1]), self.weight_bits, self.in_features)
         else:
-            y = ops.bitserial_gemm(planes, self.weight_bits.unsqueeze(0), self.in_features, [1] * self.paths, [2], 0,
-                                   -1, reduce=False)
+            y = ops.bitserial_gemm(
+                planes, self.weight_bits.unsqueeze(0), self.in_features, [1] * self.paths, [2], 0, -1, reduce=False
+            )
         return y.reshape(self.paths, *x.shape[:-1], self.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,20 +128,42 @@ class BitSplitConv2d(_BitSplitMixin, _ConvGeometry):
     """
 
     _config_keys = (
-        "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "paths",
-        "plane_values", "reduce", "out_dtype",
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "paths",
+        "plane_values",
+        "reduce",
+        "out_dtype",
     )
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, paths=2,
-                 plane_values="01", reduce=False, out_dtype="float32"):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        paths=2,
+        plane_values="01",
+        reduce=False,
+        out_dtype="float32",
+    ):
         super().__init__()
         self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype)
         self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
         self._init_paths(paths, plane_values, reduce, in_channels, out_channels)
 
     @classmethod
-    def from_float(cls, conv: nn.Conv2d, thresholds, *, plane_values="01", coefs=None, scale=None, reduce=False,
-                   out_dtype=None):
+    def from_float(
+        cls, conv: nn.Conv2d, thresholds, *, plane_values="01", coefs=None, scale=None, reduce=False, out_dtype=None
+    ):
         """Path p's float equivalent: ``F.conv2d(coefs[p] * b_p(x), scale * sign(W), ...)``; the conv bias
         is added to path 0. thresholds: [P] or [P, C]."""
         g = BinaryConv2d._geometry_of(conv)

@@ -14,6 +14,7 @@ all-(+1) row per group, the batch is the input plus one all-ones image. The epil
     y = multiplier * conv(s_a, s_w) + window_coefs[0] * conv(s_a, 1) + window_coefs[1] * conv(1, s_w)
         + window_coefs[2] * conv(1, 1) + bias    (per output channel o).
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,35 +35,67 @@ class OffsetBinaryConv2d(_ConvGeometry):
     float32 [3, O], bias float32 [O].
     """
 
-    _config_keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "out_dtype")
+    _config_keys = (
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "out_dtype",
+    )
     epilogue_buffers = ("multiplier", "window_coefs")
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 out_dtype="float32"):
+    def __init__(
+        self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, out_dtype="float32"
+    ):
         super().__init__()
         self._init_geometry(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype)
         kh, kw = self.kernel_size
-        self.register_buffer("weight_bits", torch.zeros(out_channels + groups, kh, kw, words(self.in_channels // self.groups), dtype=torch.int32))
+        self.register_buffer(
+            "weight_bits",
+            torch.zeros(out_channels + groups, kh, kw, words(self.in_channels // self.groups), dtype=torch.int32),
+        )
         self.register_buffer("threshold", torch.zeros(in_channels, dtype=torch.float32))
         self.register_buffer("window_coefs", torch.zeros(3, out_channels, dtype=torch.float32))
         _EpilogueBuffers.init(self, out_channels)
 
     @classmethod
-    def from_weight(cls, weight, bias=None, *, act_scale, act_offset, stride=1, padding=0, dilation=1, groups=1,
-                    threshold=None, out_dtype="float32"):
+    def from_weight(
+        cls,
+        weight,
+        bias=None,
+        *,
+        act_scale,
+        act_offset,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        threshold=None,
+        out_dtype="float32",
+    ):
         """Pack a float layer ``conv(act_offset + act_scale * sign(x - threshold), weight, bias)`` whose
         weight takes two values beta_o +- alpha_o in each output channel (threshold defaults to
         act_offset, as in AdaBin's sign((x - beta) / alpha))."""
         if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-            raise ValueError(f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}")
+            raise ValueError(
+                f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}"
+            )
         o, cg, kh, kw = weight.shape
         m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, out_dtype).to(weight.device)
         w = weight.detach().double()
         hi, lo = w.amax((1, 2, 3)), w.amin((1, 2, 3))
         w_alpha, w_beta = (hi - lo) / 2, (hi + lo) / 2
         s_w = torch.where(w >= w_beta.view(-1, 1, 1, 1), 1.0, -1.0)
-        rows = torch.cat([s_w.reshape(groups, o // groups, cg, kh, kw),
-                          torch.ones(groups, 1, cg, kh, kw, dtype=s_w.dtype, device=s_w.device)], 1)
+        rows = torch.cat(
+            [
+                s_w.reshape(groups, o // groups, cg, kh, kw),
+                torch.ones(groups, 1, cg, kh, kw, dtype=s_w.dtype, device=s_w.device),
+            ],
+            1,
+        )
         m.weight_bits.copy_(ops.pack_bits(rows.reshape(-1, cg, kh, kw).permute(0, 2, 3, 1), 0.0))
         a, b = float(act_scale), float(act_offset)
         m.threshold.copy_(per_channel(b if threshold is None else threshold, cg * groups, "threshold", 0.0))
@@ -77,8 +110,16 @@ class OffsetBinaryConv2d(_ConvGeometry):
         n, _, h, w = x.shape
         bits = ops.pack_bits(x.permute(0, 2, 3, 1), self.threshold)
         ones = ops.pack_bits(torch.ones(1, h, w, self.in_channels, device=x.device), 0.0)
-        y = ops.binary_conv2d(torch.cat([bits, ones]), self.weight_bits, self.in_channels, self.stride, self.padding,
-                              self.dilation, self.groups, 0)
+        y = ops.binary_conv2d(
+            torch.cat([bits, ones]),
+            self.weight_bits,
+            self.in_channels,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            0,
+        )
         y = y.unflatten(1, (self.groups, -1))  # [N + 1, groups, O/groups + 1, Ho, Wo]
         core, ones_row = y[:, :, :-1].flatten(1, 2), y[:, :, -1:].expand(-1, -1, y.shape[2] - 1, -1, -1).flatten(1, 2)
         return torch.stack([core[:n], ones_row[:n], core[n:].expand(n, -1, -1, -1), ones_row[n:].expand(n, -1, -1, -1)])

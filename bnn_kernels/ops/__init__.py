@@ -1,4 +1,5 @@
 """Typed wrappers over torch.ops.bnn_kernels.*, each with its register_fake."""
+
 from .bitserial import bitserial_gemm
 from .conv import binary_conv2d
 from .gemm import xnor_gemm

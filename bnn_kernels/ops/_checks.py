@@ -1,6 +1,7 @@
 """What the op wrappers share: the register_fake decorator and the checks the fake (meta)
 kernels run, which mirror csrc/torch/checks.cpp so torch.compile rejects what the kernels
 reject."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Multi-bit GEMM on bit planes (bit-serial, BitSplit)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """Binary 2-D convolution over packed NHWC activations."""
+
 from __future__ import annotations
 
 import torch
@@ -54,11 +55,15 @@ def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: i
 
 
 @register_fake("binary_conv2d")
-def _binary_conv2d_fake(x_bits, w_bits, in_channels, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, pad_value=0):
+def _binary_conv2d_fake(
+    x_bits, w_bits, in_channels, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, pad_value=0
+):
     check_bits(x_bits, "x_bits", 4)
     check_bits(w_bits, "w_bits", 4)
     check_k(in_channels, x_bits, "x_bits", "in_channels")
-    torch._check(groups >= 1 and in_channels % groups == 0, lambda: f"groups={groups} must divide in_channels={in_channels}")
+    torch._check(
+        groups >= 1 and in_channels % groups == 0, lambda: f"groups={groups} must divide in_channels={in_channels}"
+    )
     torch._check(w_bits.shape[3] == words(in_channels // groups), lambda: "w_bits has the wrong number of words")
     # The schema's int[2] may hand over one value for both dims.
     s, p, d = (list(v) * (2 // len(v)) for v in (stride, padding, dilation))

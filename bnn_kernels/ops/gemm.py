@@ -1,4 +1,5 @@
 """XNOR-popcount GEMM on packed rows."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Binary weights with real activations (binary-weight networks)."""
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ Canonical format: +1 where x >= threshold, else -1; bit 1 means +1, bit 0 means 
 packed along the last dim, least significant bit first, into int32 words:
 ceil(K/32) words per row, tail bits 0.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -75,4 +76,3 @@ def _to_bitplanes_fake(q, nbits, is_signed=False):
     torch._check(q.dim() >= 1, lambda: "q must have at least 1 dim")
     torch._check(1 <= nbits <= 16, lambda: f"nbits must be in [1, 16], got {nbits}")
     return q.new_empty((nbits, *q.shape[:-1], words(q.shape[-1])), dtype=torch.int32)
-

@@ -25,20 +25,20 @@
 
 #include "gemm/and_gemm_cuda.h"
 
-#define CUDA_OK(x)                                                                  \
-  do {                                                                              \
-    cudaError_t err_ = (x);                                                          \
-    if (err_ != cudaSuccess) {                                                       \
+#define CUDA_OK(x)                                                                                    \
+  do {                                                                                                \
+    cudaError_t err_ = (x);                                                                           \
+    if (err_ != cudaSuccess) {                                                                        \
       std::fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(err_), __FILE__, __LINE__); \
-      std::exit(1);                                                                 \
-    }                                                                               \
+      std::exit(1);                                                                                   \
+    }                                                                                                 \
   } while (0)
-#define CUBLAS_OK(x)                                                                \
-  do {                                                                              \
-    if ((x) != CUBLAS_STATUS_SUCCESS) {                                             \
-      std::fprintf(stderr, "cuBLAS error at %s:%d\n", __FILE__, __LINE__);          \
-      std::exit(1);                                                                 \
-    }                                                                               \
+#define CUBLAS_OK(x)                                                       \
+  do {                                                                     \
+    if ((x) != CUBLAS_STATUS_SUCCESS) {                                    \
+      std::fprintf(stderr, "cuBLAS error at %s:%d\n", __FILE__, __LINE__); \
+      std::exit(1);                                                        \
+    }                                                                      \
   } while (0)
 #endif
 
@@ -113,11 +113,11 @@ int main(int argc, char** argv) {
       }
     }
   }
-  const double cpu_ms = median_ms_host(
-      [&] { bnn::cpu::xnor_gemm(a.data(), W, b.data(), W, M, N, K, c.data(), N, threads); }, repeats);
+  const double cpu_ms =
+      median_ms_host([&] { bnn::cpu::xnor_gemm(a.data(), W, b.data(), W, M, N, K, c.data(), N, threads); }, repeats);
   std::printf("M=%lld N=%lld K=%lld\n", (long long)M, (long long)N, (long long)K);
-  std::printf("cpu  xnor_gemm (%s, %d threads)  %9.3f ms  %8.1f binary GOPS\n", bnn::cpu::gemm_isa(),
-              threads, cpu_ms, ops / cpu_ms * 1e-6);
+  std::printf("cpu  xnor_gemm (%s, %d threads)  %9.3f ms  %8.1f binary GOPS\n", bnn::cpu::gemm_isa(), threads, cpu_ms,
+              ops / cpu_ms * 1e-6);
 #ifdef BNN_WITH_CUDA
   int32_t *da, *db, *dc;
   void* ws = nullptr;
@@ -156,17 +156,21 @@ int main(int argc, char** argv) {
   const int32_t i1 = 1, i0 = 0;
   const float f1 = 1.f, f0 = 0.f;
   // Column-major cuBLAS: C^T [N x M] = B [N x K] * A^T, i.e. row-major C = A B^T.
-  const double i8_ms = median_ms_cuda([&] {
-    CUBLAS_OK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &i1, ib, CUDA_R_8I, K, ia, CUDA_R_8I, K, &i0, ic,
-                           CUDA_R_32I, N, CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT));
-  }, repeats);
-  const double f16_ms = median_ms_cuda([&] {
-    CUBLAS_OK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &f1, hb, CUDA_R_16F, K, ha, CUDA_R_16F, K, &f0, hc,
-                           CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  }, repeats);
+  const double i8_ms = median_ms_cuda(
+      [&] {
+        CUBLAS_OK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &i1, ib, CUDA_R_8I, K, ia, CUDA_R_8I, K, &i0, ic,
+                               CUDA_R_32I, N, CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT));
+      },
+      repeats);
+  const double f16_ms = median_ms_cuda(
+      [&] {
+        CUBLAS_OK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &f1, hb, CUDA_R_16F, K, ha, CUDA_R_16F, K, &f0, hc,
+                               CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      },
+      repeats);
   std::printf("cuda xnor_gemm                 %9.3f ms  %8.1f binary TOPS\n", gpu_ms, ops / gpu_ms * 1e-9);
-  std::printf("cublasGemmEx int8 -> int32     %9.3f ms  %8.1f TOPS   xnor speed-up %.2fx\n", i8_ms,
-              ops / i8_ms * 1e-9, i8_ms / gpu_ms);
+  std::printf("cublasGemmEx int8 -> int32     %9.3f ms  %8.1f TOPS   xnor speed-up %.2fx\n", i8_ms, ops / i8_ms * 1e-9,
+              i8_ms / gpu_ms);
   std::printf("cublasGemmEx fp16 (fp32 acc)   %9.3f ms  %8.1f TFLOP/s xnor speed-up %.2fx\n", f16_ms,
               ops / f16_ms * 1e-9, f16_ms / gpu_ms);
   cublasDestroy(h);

@@ -24,12 +24,11 @@ int64_t chunk_rows(int64_t P, int64_t Q, int64_t M, int64_t N) {
   return std::clamp<int64_t>(kBudgetWords / per_row, 1, std::max<int64_t>(M, 1));
 }
 
-__global__ void bitserial_epilogue_kernel(const int32_t* __restrict__ S, int64_t P, int64_t Q, int64_t M,
-                                          int64_t N, int64_t k, int64_t m0, int64_t mn,
-                                          const int32_t* __restrict__ pa, const int32_t* __restrict__ pw,
-                                          const int64_t* __restrict__ a_coefs, const int64_t* __restrict__ w_coefs,
-                                          int64_t a_offset, int64_t w_offset, bool reduce,
-                                          int32_t* __restrict__ out) {
+__global__ void bitserial_epilogue_kernel(const int32_t* __restrict__ S, int64_t P, int64_t Q, int64_t M, int64_t N,
+                                          int64_t k, int64_t m0, int64_t mn, const int32_t* __restrict__ pa,
+                                          const int32_t* __restrict__ pw, const int64_t* __restrict__ a_coefs,
+                                          const int64_t* __restrict__ w_coefs, int64_t a_offset, int64_t w_offset,
+                                          bool reduce, int32_t* __restrict__ out) {
   const int64_t qn = Q * N;
   const int64_t n_items = mn * N;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n_items;
@@ -62,10 +61,9 @@ int64_t bitserial_gemm_workspace_bytes(int64_t P, int64_t Q, int64_t M, int64_t 
   return 4 * (up4(P * M) + up4(Q * N) + up4(P * chunk_rows(P, Q, M, N) * Q * N));
 }
 
-void launch_bitserial_gemm(const int32_t* a, int64_t P, const int32_t* w, int64_t Q, int64_t M, int64_t N,
-                           int64_t k, const int64_t* a_coefs, const int64_t* w_coefs, int64_t a_offset,
-                           int64_t w_offset, bool reduce, int32_t* out, void* workspace, GemmPath path,
-                           cudaStream_t stream) {
+void launch_bitserial_gemm(const int32_t* a, int64_t P, const int32_t* w, int64_t Q, int64_t M, int64_t N, int64_t k,
+                           const int64_t* a_coefs, const int64_t* w_coefs, int64_t a_offset, int64_t w_offset,
+                           bool reduce, int32_t* out, void* workspace, GemmPath path, cudaStream_t stream) {
   if (M <= 0 || N <= 0) return;
   auto up4 = [](int64_t v) { return (v + 3) / 4 * 4; };
   const int64_t words = (k + 31) / 32;

@@ -56,11 +56,17 @@ __device__ __forceinline__ uint32_t dev_tail_mask(int64_t k) {
 // An element converted to the type arithmetic runs in: static_cast, except that half types go
 // to float exactly (as the CPU side converts them).
 template <typename To, typename T>
-__device__ __forceinline__ To convert_to(T v) { return static_cast<To>(v); }
+__device__ __forceinline__ To convert_to(T v) {
+  return static_cast<To>(v);
+}
 template <>
-__device__ __forceinline__ float convert_to<float, __half>(__half v) { return __half2float(v); }
+__device__ __forceinline__ float convert_to<float, __half>(__half v) {
+  return __half2float(v);
+}
 template <>
-__device__ __forceinline__ float convert_to<float, __nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float convert_to<float, __nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
 
 // True when p is aligned to `bytes`.
 inline bool aligned_to(const void* p, int bytes) {

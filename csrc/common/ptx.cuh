@@ -22,12 +22,13 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 // cp.async.wait_group N (PTX ISA: ...-cp-async-wait-group-cp-async-wait-all): waits until at most
 // the N most recent committed groups of this thread are pending.
 template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 
 // ldmatrix.sync.aligned.m8n8.x4.shared.b16 (PTX ISA: warp-level-matrix-instructions-ldmatrix):
 // lanes 8i..8i+7 address the rows of matrix i; lane l receives bytes 4(l%4)..4(l%4)+3 of row l/4.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2,
-                                            uint32_t& r3) {
+__device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
                : "r"(addr));

@@ -6,7 +6,7 @@
 namespace bnn {
 
 struct ConvParams {
-  int64_t batch, in_h, in_w, in_channels;  // input [batch, in_h, in_w, ceil(in_channels/32)]
+  int64_t batch, in_h, in_w, in_channels;    // input [batch, in_h, in_w, ceil(in_channels/32)]
   int64_t out_channels, kernel_h, kernel_w;  // weights [O, KH, KW, ceil((C/groups)/32)]
   int64_t groups;
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
@@ -27,8 +27,7 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_
 namespace cpu {
 
 // out [batch, out_h, out_w, out_channels] (NHWC) = conv2d(sign(x), sign(w)) exactly.
-void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out,
-                   int num_threads);
+void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, int num_threads);
 
 }  // namespace cpu
 }  // namespace bnn

@@ -34,8 +34,8 @@ namespace {
 constexpr int64_t kParallelWords = int64_t(1) << 18;
 
 // Copies channels [c0, c0 + cg) of one packed pixel row into dst (words_g words, tail 0).
-inline void extract_channels(const uint32_t* src, int64_t src_words, int64_t c0, int64_t cg,
-                             int64_t words_g, uint32_t* dst) {
+inline void extract_channels(const uint32_t* src, int64_t src_words, int64_t c0, int64_t cg, int64_t words_g,
+                             uint32_t* dst) {
   const int64_t w0 = c0 >> 5;
   const int s = static_cast<int>(c0 & 31);
   if (s == 0) {
@@ -52,9 +52,8 @@ inline void extract_channels(const uint32_t* src, int64_t src_words, int64_t c0,
 
 // For the taps of output channel o: masks each tap's tail into wclean (when given) and
 // writes the tap's column sum sum_c w = 2 * popcount - cg into wsum[t * O + o] (when given).
-__attribute__((always_inline)) inline void prepare_channel(const int32_t* w, const ConvParams& p,
-                                                           int64_t wg, int64_t o, int32_t* wclean,
-                                                           int32_t* wsum) {
+__attribute__((always_inline)) inline void prepare_channel(const int32_t* w, const ConvParams& p, int64_t wg, int64_t o,
+                                                           int32_t* wclean, int32_t* wsum) {
   const int64_t taps = p.kernel_h * p.kernel_w, cg = p.group_channels();
   const uint32_t last = tail_mask(cg);
   for (int64_t t = 0; t < taps; ++t) {
@@ -70,23 +69,18 @@ __attribute__((always_inline)) inline void prepare_channel(const int32_t* w, con
 }
 
 // Two copies: with the POPCNT instruction (when the CPU has it) and without.
-using PrepareFn = void (*)(const int32_t*, const ConvParams&, int64_t, int64_t, int32_t*,
-                           int32_t*);
-__attribute__((target("popcnt"))) void prepare_channel_popcnt(const int32_t* w,
-                                                             const ConvParams& p, int64_t wg,
-                                                             int64_t o, int32_t* wclean,
-                                                             int32_t* wsum) {
+using PrepareFn = void (*)(const int32_t*, const ConvParams&, int64_t, int64_t, int32_t*, int32_t*);
+__attribute__((target("popcnt"))) void prepare_channel_popcnt(const int32_t* w, const ConvParams& p, int64_t wg,
+                                                              int64_t o, int32_t* wclean, int32_t* wsum) {
   prepare_channel(w, p, wg, o, wclean, wsum);
 }
-void prepare_channel_generic(const int32_t* w, const ConvParams& p, int64_t wg, int64_t o,
-                             int32_t* wclean, int32_t* wsum) {
+void prepare_channel_generic(const int32_t* w, const ConvParams& p, int64_t wg, int64_t o, int32_t* wclean,
+                             int32_t* wsum) {
   prepare_channel(w, p, wg, o, wclean, wsum);
 }
 
-void prepare_weights(const int32_t* w, const ConvParams& p, int64_t wg, int32_t* wclean,
-                     int32_t* wsum, int nt) {
-  static const PrepareFn fn =
-      __builtin_cpu_supports("popcnt") ? prepare_channel_popcnt : prepare_channel_generic;
+void prepare_weights(const int32_t* w, const ConvParams& p, int64_t wg, int32_t* wclean, int32_t* wsum, int nt) {
+  static const PrepareFn fn = __builtin_cpu_supports("popcnt") ? prepare_channel_popcnt : prepare_channel_generic;
   const int64_t work = p.out_channels * p.kernel_h * p.kernel_w * wg;
 #pragma omp parallel for num_threads(nt) schedule(static) if (work > kParallelWords)
   for (int64_t o = 0; o < p.out_channels; ++o) fn(w, p, wg, o, wclean, wsum);
@@ -95,12 +89,12 @@ void prepare_weights(const int32_t* w, const ConvParams& p, int64_t wg, int32_t*
 // Sizes shared by the passes: of a group's GEMM (rows = output pixels, columns = the
 // group's output channels, K = taps * Cg bits) and of its tiles and pixel blocks.
 struct ConvGemm {
-  int64_t cg, og;         // channels and output channels per group
-  int64_t wg, wx;         // 32-bit words per tap (one group) and per input pixel (all channels)
+  int64_t cg, og;  // channels and output channels per group
+  int64_t wg, wx;  // 32-bit words per tap (one group) and per input pixel (all channels)
   int64_t taps, row_words, pixels;
-  int64_t w64, n_tiles;   // 64-bit words per GEMM row; B tiles per group
+  int64_t w64, n_tiles;  // 64-bit words per GEMM row; B tiles per group
   int64_t block_rows, blocks;
-  uint32_t fill, last;    // a padded tap's words; the valid bits of a tap's last word
+  uint32_t fill, last;  // a padded tap's words; the valid bits of a tap's last word
   MicroKernel mk;
 };
 
@@ -132,16 +126,16 @@ void pack_weight_tiles(const int32_t* wrows, const ConvParams& p, const ConvGemm
 #pragma omp parallel for num_threads(nt) schedule(static) if (p.groups * g.og * g.row_words > kParallelWords)
   for (int64_t u = 0; u < p.groups * g.n_tiles; ++u) {
     const int64_t grp = u / g.n_tiles, n0 = (u % g.n_tiles) * nr;
-    pack_tiles(wrows + (grp * g.og + n0) * g.row_words, g.row_words, std::min<int64_t>(nr, g.og - n0), nr,
-               g.row_words, 0xFFFFFFFFu, g.w64, bp + u * nr * g.w64);
+    pack_tiles(wrows + (grp * g.og + n0) * g.row_words, g.row_words, std::min<int64_t>(nr, g.og - n0), nr, g.row_words,
+               0xFFFFFFFFu, g.w64, bp + u * nr * g.w64);
   }
 }
 
 // Pass 1 for one output pixel: its taps over channels [c0, c0 + Cg) into row (row_words
 // words, each tap's tail 0); padded[t] = 1 where tap t lies outside the input. Returns
 // whether any tap did.
-bool gather_pixel(const uint32_t* x, const ConvParams& p, const ConvGemm& g, int64_t pix, int64_t c0,
-                  uint32_t* row, uint8_t* padded) {
+bool gather_pixel(const uint32_t* x, const ConvParams& p, const ConvGemm& g, int64_t pix, int64_t c0, uint32_t* row,
+                  uint8_t* padded) {
   const int64_t ow = pix % p.out_w, oh = (pix / p.out_w) % p.out_h;
   const int64_t n = pix / (p.out_w * p.out_h);
   bool any_padded = false;

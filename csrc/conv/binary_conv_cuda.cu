@@ -52,9 +52,8 @@ ConvLayout layout(const ConvParams& p) {
 }
 
 // One thread per (o, tap): masked copy of the tap's words and its popcount.
-__global__ void prep_weights_kernel(const uint32_t* __restrict__ w, int64_t O, int64_t taps, int64_t wg,
-                                    int64_t ld, uint32_t last, uint32_t* __restrict__ wclean,
-                                    int32_t* __restrict__ tap_pop) {
+__global__ void prep_weights_kernel(const uint32_t* __restrict__ w, int64_t O, int64_t taps, int64_t wg, int64_t ld,
+                                    uint32_t last, uint32_t* __restrict__ wclean, int32_t* __restrict__ tap_pop) {
   const int64_t n = O * taps;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -121,12 +120,11 @@ __global__ void im2col_kernel(const uint32_t* __restrict__ x, ConvParams p, int6
 }
 
 // row_add[g][r] = -2 * popcount of gathered row r of group g (one warp per row).
-__global__ void row_add_kernel(const uint32_t* __restrict__ rows, int64_t groups, int64_t rn, int64_t chunk,
-                               int64_t ld, int64_t row_words, int32_t* __restrict__ row_add) {
+__global__ void row_add_kernel(const uint32_t* __restrict__ rows, int64_t groups, int64_t rn, int64_t chunk, int64_t ld,
+                               int64_t row_words, int32_t* __restrict__ row_add) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
-  for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; i < groups * rn;
-       i += warps) {
+  for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; i < groups * rn; i += warps) {
     const int64_t g = i / rn, r = i - g * rn;
     const uint32_t* row = rows + (g * chunk + r) * ld;
     int32_t s = 0;
@@ -148,8 +146,7 @@ __global__ void border_fix_kernel(ConvParams p, int64_t cg, int64_t taps, const 
     const int64_t pix = r0 + r;
     const int64_t ow = pix % p.out_w, oh = (pix / p.out_w) % p.out_h;
     const int64_t ih0 = oh * p.stride_h - p.pad_h, iw0 = ow * p.stride_w - p.pad_w;
-    if (ih0 >= 0 && ih0 + (p.kernel_h - 1) * p.dil_h < p.in_h && iw0 >= 0 &&
-        iw0 + (p.kernel_w - 1) * p.dil_w < p.in_w)
+    if (ih0 >= 0 && ih0 + (p.kernel_h - 1) * p.dil_h < p.in_h && iw0 >= 0 && iw0 + (p.kernel_w - 1) * p.dil_w < p.in_w)
       continue;  // interior pixel: no padded tap
     uint32_t add = 0;
     for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
@@ -170,8 +167,8 @@ __global__ void border_fix_kernel(ConvParams p, int64_t cg, int64_t taps, const 
 
 int64_t binary_conv2d_workspace_bytes(const ConvParams& p) { return layout(p).total * 4; }
 
-void launch_binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out,
-                          void* workspace, GemmPath path, cudaStream_t stream) {
+void launch_binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, void* workspace,
+                          GemmPath path, cudaStream_t stream) {
   const int64_t pixels = p.batch * p.out_h * p.out_w;
   if (pixels <= 0 || p.out_channels <= 0) return;
   const ConvLayout l = layout(p);
@@ -186,8 +183,8 @@ void launch_binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& 
 
   prep_weights_kernel<<<grid_for(p.out_channels * l.taps, kThreads), kThreads, 0, stream>>>(
       reinterpret_cast<const uint32_t*>(w), p.out_channels, l.taps, l.wg, l.ld, last, wclean, tap_pop);
-  weight_col_add_kernel<<<grid_for(p.out_channels, kThreads), kThreads, 0, stream>>>(tap_pop, p.out_channels,
-                                                                                     l.taps, col_add);
+  weight_col_add_kernel<<<grid_for(p.out_channels, kThreads), kThreads, 0, stream>>>(tap_pop, p.out_channels, l.taps,
+                                                                                     col_add);
   for (int64_t r0 = 0; r0 < pixels; r0 += l.chunk) {
     const int64_t rn = std::min(l.chunk, pixels - r0);
     im2col_kernel<<<grid_for(p.groups * rn * l.row_words, kThreads, 1 << 20), kThreads, 0, stream>>>(

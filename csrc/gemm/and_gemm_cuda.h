@@ -36,7 +36,7 @@ struct AndGemmArgs {
   int64_t lda = 0, a_batch = 0;
   const int32_t* B = nullptr;  // [batch][N rows of ldb words]
   int64_t ldb = 0, b_batch = 0;
-  int64_t M = 0, N = 0, words = 0;  // words per row that take part
+  int64_t M = 0, N = 0, words = 0;   // words per row that take part
   uint32_t last_mask = 0xFFFFFFFFu;  // valid bits of the last word (bits outside are ignored)
   int batch = 1;
   int32_t alpha = 1, beta = 0;
@@ -54,18 +54,16 @@ GemmPath launch_and_gemm(const AndGemmArgs& args, GemmPath path, cudaStream_t st
 
 // out[r] = mul * popcount(bits[r] & masks) + add for `rows` rows of `words` words (leading dim
 // ld); the last word is masked with last_mask.
-void launch_row_popcounts(const int32_t* bits, int64_t rows, int64_t ld, int64_t words,
-                          uint32_t last_mask, int32_t mul, int32_t add, int32_t* out,
-                          cudaStream_t stream);
+void launch_row_popcounts(const int32_t* bits, int64_t rows, int64_t ld, int64_t words, uint32_t last_mask, int32_t mul,
+                          int32_t add, int32_t* out, cudaStream_t stream);
 
 // Workspace (bytes, device memory) launch_xnor_gemm needs for an M x N product.
 int64_t xnor_gemm_workspace_bytes(int64_t M, int64_t N);
 
 // C[m, n] = k - 2 popcount(A[m] ^ B[n]) (contiguous rows of ceil(k/32) words, C row-major
 // with leading dim ldc). workspace: xnor_gemm_workspace_bytes(M, N) bytes.
-GemmPath launch_xnor_gemm(const int32_t* A, const int32_t* B, int64_t M, int64_t N, int64_t k,
-                          int32_t* C, int64_t ldc, void* workspace, GemmPath path,
-                          cudaStream_t stream);
+GemmPath launch_xnor_gemm(const int32_t* A, const int32_t* B, int64_t M, int64_t N, int64_t k, int32_t* C, int64_t ldc,
+                          void* workspace, GemmPath path, cudaStream_t stream);
 
 // Internal: the individual paths (and_gemm_mma_cuda.cu, and_gemm_popc_cuda.cu,
 // and_gemm_gemv_cuda.cu), called by launch_and_gemm for slices within the grid limits.

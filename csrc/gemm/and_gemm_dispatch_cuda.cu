@@ -20,10 +20,14 @@ bool parse_gemm_path(const char* s, GemmPath* out) {
 
 const char* gemm_path_name(GemmPath p) {
   switch (p) {
-    case GemmPath::Mma: return "mma";
-    case GemmPath::Popc: return "popc";
-    case GemmPath::Gemv: return "gemv";
-    default: return "auto";
+    case GemmPath::Mma:
+      return "mma";
+    case GemmPath::Popc:
+      return "popc";
+    case GemmPath::Gemv:
+      return "gemv";
+    default:
+      return "auto";
   }
 }
 
@@ -67,9 +71,15 @@ GemmPath launch_and_gemm(const AndGemmArgs& args, GemmPath requested, cudaStream
         if (p.col_add) p.col_add = args.col_add + b0 * args.col_batch + n0;
         p.C = args.C + b0 * args.c_batch + m0 * args.ldc + n0;
         switch (path) {
-          case GemmPath::Mma: launch_and_gemm_mma(p, stream); break;
-          case GemmPath::Gemv: launch_and_gemm_gemv(p, stream); break;
-          default: launch_and_gemm_popc(p, stream); break;
+          case GemmPath::Mma:
+            launch_and_gemm_mma(p, stream);
+            break;
+          case GemmPath::Gemv:
+            launch_and_gemm_gemv(p, stream);
+            break;
+          default:
+            launch_and_gemm_popc(p, stream);
+            break;
         }
       }
   return path;

@@ -15,10 +15,10 @@ namespace bnn::cuda {
 namespace {
 
 constexpr int kBM = 128, kBN = 128;
-constexpr int kBKWords = 32;          // 1024 bits: 128 bytes, 8 chunks of 16 bytes per row
+constexpr int kBKWords = 32;  // 1024 bits: 128 bytes, 8 chunks of 16 bytes per row
 constexpr int kChunks = kBKWords / 4;
 constexpr int kStages = 3;
-constexpr int kThreads = 256;         // 8 warps: 2 along M x 4 along N
+constexpr int kThreads = 256;  // 8 warps: 2 along M x 4 along N
 constexpr int kWarpM = 64, kWarpN = 32;
 constexpr int kMT = kWarpM / 16, kNT = kWarpN / 8;
 constexpr int kTileBytes = (kBM + kBN) * kBKWords * 4;

@@ -10,8 +10,8 @@ namespace {
 // ---- tiled: 64x64 outputs per 256-thread block, 16-word k chunks, 4x4 outputs per thread.
 constexpr int kT = 64, kTK = 16, kTThreads = 256;
 
-__device__ __forceinline__ uint32_t load_word(const int32_t* base, int64_t ld, int64_t row, int64_t nrows,
-                                              int64_t w, int64_t words, uint32_t last_mask) {
+__device__ __forceinline__ uint32_t load_word(const int32_t* base, int64_t ld, int64_t row, int64_t nrows, int64_t w,
+                                              int64_t words, uint32_t last_mask) {
   if (row >= nrows || w >= words) return 0u;
   const uint32_t v = static_cast<uint32_t>(base[row * ld + w]);
   return w == words - 1 ? (v & last_mask) : v;

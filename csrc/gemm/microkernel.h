@@ -22,13 +22,11 @@ constexpr int kMaxNR = 16;
 using MicroKernelFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* acc);
 // acc[i * nr + j] += coef * sum_kk popcount(...), the same counts scaled and accumulated in
 // the kernel's registers: plane pairs of bitserial_gemm summed with their coefficients.
-using MicroKernelAxpyFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64,
-                                   int32_t coef, int32_t* acc);
+using MicroKernelAxpyFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t coef, int32_t* acc);
 
 // popcount(op(a, b)) over one pair of packed rows of `words` 32-bit words, bits of the last
 // word outside last_mask ignored: the GEMV path, which reads B in place (no packing).
-using RowDotFn = int64_t (*)(const uint32_t* a, const uint32_t* b, int64_t words,
-                             uint32_t last_mask);
+using RowDotFn = int64_t (*)(const uint32_t* a, const uint32_t* b, int64_t words, uint32_t last_mask);
 
 struct MicroKernel {
   MicroKernelFn fn;
@@ -54,14 +52,13 @@ bool cpu_has_avx512_vpopcnt();
 //
 // Packs rows [0, rows) of src (leading dim ld, `words` 32-bit words, bits of the last word
 // outside last_mask ignored) into ceil(rows / R) tiles of w64 = ceil(words / 2) words.
-void pack_tiles(const int32_t* src, int64_t ld, int64_t rows, int R, int64_t words,
-                uint32_t last_mask, int64_t w64, uint64_t* out);
+void pack_tiles(const int32_t* src, int64_t ld, int64_t rows, int R, int64_t words, uint32_t last_mask, int64_t w64,
+                uint64_t* out);
 // C[m, n] = alpha * popcount(op(A[m], B[n])) + beta for m < M, n < N, from packed tiles
 // (mk.mr rows of A per tile, mk.nr rows of B), single-threaded, cache blocked like
 // popcount_gemm.
-void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const uint64_t* bp,
-                    int64_t N, int64_t w64, int32_t alpha, int32_t beta, int32_t* C,
-                    int64_t ldc);
+void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const uint64_t* bp, int64_t N, int64_t w64,
+                    int32_t alpha, int32_t beta, int32_t* C, int64_t ldc);
 
 // Cache blocking of the threaded tile drivers (popcount_gemm, bitserial_gemm), GotoBLAS
 // style: a K block of at most kKc words keeps A tiles in L1, a block of B tiles of about
@@ -78,8 +75,8 @@ constexpr int64_t kChunkWords = 2048;         // scheduling grain, in micro-kern
 // calls f(t, p, k0, kn, first, last). calls_per_pair: micro-kernel calls f makes per pair,
 // which scales the hand-out size.
 template <class F>
-void for_each_tile_pair(int64_t m_tiles, int64_t n_tiles, int64_t w64, int64_t kc,
-                        int64_t block_tiles, int64_t calls_per_pair, F&& f) {
+void for_each_tile_pair(int64_t m_tiles, int64_t n_tiles, int64_t w64, int64_t kc, int64_t block_tiles,
+                        int64_t calls_per_pair, F&& f) {
   for (int64_t k0 = 0; k0 < w64; k0 += kc) {
     const int64_t kn = kc < w64 - k0 ? kc : w64 - k0;
     const bool first = k0 == 0, last = k0 + kn == w64;

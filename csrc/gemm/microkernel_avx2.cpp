@@ -36,11 +36,10 @@ __attribute__((target("avx2"))) inline __m256i broadcast64(const uint64_t* p) {
 
 // AXPY: acc += coef * counts (MicroKernelAxpyFn), else acc = counts (MicroKernelFn).
 template <BitOp OP, bool AXPY>
-__attribute__((target("avx2,popcnt"))) inline void avx2_tile(const uint64_t* a,
-                                                             const uint64_t* b, int64_t w64,
+__attribute__((target("avx2,popcnt"))) inline void avx2_tile(const uint64_t* a, const uint64_t* b, int64_t w64,
                                                              int32_t coef, int32_t* acc) {
-  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i lut =
+      _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
   __m256i sum[kMR][kNV];
@@ -56,8 +55,7 @@ __attribute__((target("avx2,popcnt"))) inline void avx2_tile(const uint64_t* a,
     for (; kk < end; ++kk) {
       __m256i bv[kNV];
 #pragma GCC unroll 4
-      for (int v = 0; v < kNV; ++v)
-        bv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kk * kNR + 4 * v));
+      for (int v = 0; v < kNV; ++v) bv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kk * kNR + 4 * v));
 #pragma GCC unroll 8
       for (int i = 0; i < kMR; ++i) {
         const __m256i av = broadcast64(a + kk * kMR + i);
@@ -81,8 +79,7 @@ __attribute__((target("avx2,popcnt"))) inline void avx2_tile(const uint64_t* a,
       }
     }
     for (int i = 0; i < kMR; ++i)
-      for (int v = 0; v < kNV; ++v)
-        sum[i][v] = _mm256_add_epi64(sum[i][v], _mm256_sad_epu8(bytes[i][v], zero));
+      for (int v = 0; v < kNV; ++v) sum[i][v] = _mm256_add_epi64(sum[i][v], _mm256_sad_epu8(bytes[i][v], zero));
   }
   const auto put = [&](int32_t& dst, int64_t count) {
     dst = AXPY ? dst + coef * static_cast<int32_t>(count) : static_cast<int32_t>(count);
@@ -98,25 +95,24 @@ __attribute__((target("avx2,popcnt"))) inline void avx2_tile(const uint64_t* a,
 }
 
 template <BitOp OP>
-__attribute__((target("avx2,popcnt"))) void avx2_kernel(const uint64_t* a, const uint64_t* b,
-                                                        int64_t w64, int32_t* acc) {
+__attribute__((target("avx2,popcnt"))) void avx2_kernel(const uint64_t* a, const uint64_t* b, int64_t w64,
+                                                        int32_t* acc) {
   avx2_tile<OP, false>(a, b, w64, 0, acc);
 }
 
 template <BitOp OP>
-__attribute__((target("avx2,popcnt"))) void avx2_axpy(const uint64_t* a, const uint64_t* b,
-                                                      int64_t w64, int32_t coef, int32_t* acc) {
+__attribute__((target("avx2,popcnt"))) void avx2_axpy(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t coef,
+                                                      int32_t* acc) {
   avx2_tile<OP, true>(a, b, w64, coef, acc);
 }
-
 
 // One row pair: 8 words per step, nibble-lookup byte counts folded every 31 steps; the
 // words after the last whole step with scalar POPCNT, the last one masked.
 template <BitOp OP>
-__attribute__((target("avx2,popcnt"))) int64_t avx2_dot(const uint32_t* a, const uint32_t* b,
-                                                         int64_t words, uint32_t last_mask) {
-  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+__attribute__((target("avx2,popcnt"))) int64_t avx2_dot(const uint32_t* a, const uint32_t* b, int64_t words,
+                                                        uint32_t last_mask) {
+  const __m256i lut =
+      _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
   __m256i sum = zero;
@@ -124,9 +120,8 @@ __attribute__((target("avx2,popcnt"))) int64_t avx2_dot(const uint32_t* a, const
   while (j + 8 < words) {
     __m256i bytes = zero;
     for (int step = 0; step < 31 && j + 8 < words; ++step, j += 8) {
-      const __m256i x =
-          combine<OP>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)),
-                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j)));
+      const __m256i x = combine<OP>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)),
+                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + j)));
       const __m256i lo = _mm256_and_si256(x, low4);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
       bytes = _mm256_add_epi8(bytes, _mm256_shuffle_epi8(lut, lo));
@@ -149,15 +144,11 @@ __attribute__((target("avx2,popcnt"))) int64_t avx2_dot(const uint32_t* a, const
 
 MicroKernel avx2_microkernel(BitOp op) {
   return op == BitOp::Xor
-             ? MicroKernel{avx2_kernel<BitOp::Xor>, "avx2", kMR, kNR, avx2_dot<BitOp::Xor>,
-                           avx2_axpy<BitOp::Xor>}
-             : MicroKernel{avx2_kernel<BitOp::And>, "avx2", kMR, kNR, avx2_dot<BitOp::And>,
-                           avx2_axpy<BitOp::And>};
+             ? MicroKernel{avx2_kernel<BitOp::Xor>, "avx2", kMR, kNR, avx2_dot<BitOp::Xor>, avx2_axpy<BitOp::Xor>}
+             : MicroKernel{avx2_kernel<BitOp::And>, "avx2", kMR, kNR, avx2_dot<BitOp::And>, avx2_axpy<BitOp::And>};
 }
 #else
-MicroKernel avx2_microkernel(BitOp) {
-  return MicroKernel{nullptr, "avx2", 0, 0, nullptr, nullptr};
-}
+MicroKernel avx2_microkernel(BitOp) { return MicroKernel{nullptr, "avx2", 0, 0, nullptr, nullptr}; }
 #endif
 
 }  // namespace bnn::cpu

@@ -28,8 +28,8 @@ BNN_AVX512_TARGET inline __m512i combine(__m512i a, __m512i b) {
 
 // AXPY: acc += coef * counts (MicroKernelAxpyFn), else acc = counts (MicroKernelFn).
 template <BitOp OP, bool AXPY>
-BNN_AVX512_TARGET inline void avx512_tile(const uint64_t* a, const uint64_t* b, int64_t w64,
-                                          int32_t coef, int32_t* acc) {
+BNN_AVX512_TARGET inline void avx512_tile(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t coef,
+                                          int32_t* acc) {
   __m512i sum[kMR][kNV];
   for (int i = 0; i < kMR; ++i)
     for (int v = 0; v < kNV; ++v) sum[i][v] = _mm512_setzero_si512();
@@ -56,34 +56,29 @@ BNN_AVX512_TARGET inline void avx512_tile(const uint64_t* a, const uint64_t* b, 
 }
 
 template <BitOp OP>
-BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64_t w64,
-                                     int32_t* acc) {
+BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* acc) {
   avx512_tile<OP, false>(a, b, w64, 0, acc);
 }
 
 template <BitOp OP>
-BNN_AVX512_TARGET void avx512_axpy(const uint64_t* a, const uint64_t* b, int64_t w64,
-                                   int32_t coef, int32_t* acc) {
+BNN_AVX512_TARGET void avx512_axpy(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t coef, int32_t* acc) {
   avx512_tile<OP, true>(a, b, w64, coef, acc);
 }
 
 // One row pair: 16 words per vpopcntq step; the last (partial) step is a masked load with
 // the last word's tail cleared.
 template <BitOp OP>
-BNN_AVX512_TARGET int64_t avx512_dot(const uint32_t* a, const uint32_t* b, int64_t words,
-                                     uint32_t last_mask) {
+BNN_AVX512_TARGET int64_t avx512_dot(const uint32_t* a, const uint32_t* b, int64_t words, uint32_t last_mask) {
   __m512i s = _mm512_setzero_si512();
   int64_t j = 0;
   for (; j + 16 < words; j += 16)
-    s = _mm512_add_epi64(s, _mm512_popcnt_epi64(combine<OP>(_mm512_loadu_si512(a + j),
-                                                            _mm512_loadu_si512(b + j))));
+    s = _mm512_add_epi64(s, _mm512_popcnt_epi64(combine<OP>(_mm512_loadu_si512(a + j), _mm512_loadu_si512(b + j))));
   const int rem = static_cast<int>(words - j);  // 1..16
   const __mmask16 k = static_cast<__mmask16>((1u << rem) - 1u);
-  const __m512i tail = _mm512_mask_set1_epi32(_mm512_set1_epi32(-1),
-                                              static_cast<__mmask16>(1u << (rem - 1)),
+  const __m512i tail = _mm512_mask_set1_epi32(_mm512_set1_epi32(-1), static_cast<__mmask16>(1u << (rem - 1)),
                                               static_cast<int>(last_mask));
-  const __m512i x = _mm512_and_si512(
-      combine<OP>(_mm512_maskz_loadu_epi32(k, a + j), _mm512_maskz_loadu_epi32(k, b + j)), tail);
+  const __m512i x =
+      _mm512_and_si512(combine<OP>(_mm512_maskz_loadu_epi32(k, a + j), _mm512_maskz_loadu_epi32(k, b + j)), tail);
   s = _mm512_add_epi64(s, _mm512_popcnt_epi64(x));
   alignas(64) int64_t lanes[8];  // (_mm512_reduce_add_epi64 trips -Wuninitialized in GCC 12)
   _mm512_store_si512(lanes, s);
@@ -92,21 +87,17 @@ BNN_AVX512_TARGET int64_t avx512_dot(const uint32_t* a, const uint32_t* b, int64
 
 }  // namespace
 
-bool cpu_has_avx512_vpopcnt() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
-}
+bool cpu_has_avx512_vpopcnt() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); }
 
 MicroKernel avx512_microkernel(BitOp op) {
-  return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512-vpopcntdq", kMR, kNR,
-                                        avx512_dot<BitOp::Xor>, avx512_axpy<BitOp::Xor>}
-                          : MicroKernel{avx512_kernel<BitOp::And>, "avx512-vpopcntdq", kMR, kNR,
-                                        avx512_dot<BitOp::And>, avx512_axpy<BitOp::And>};
+  return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512-vpopcntdq",     kMR, kNR,
+                                        avx512_dot<BitOp::Xor>,    avx512_axpy<BitOp::Xor>}
+                          : MicroKernel{avx512_kernel<BitOp::And>, "avx512-vpopcntdq",     kMR, kNR,
+                                        avx512_dot<BitOp::And>,    avx512_axpy<BitOp::And>};
 }
 #else
 bool cpu_has_avx512_vpopcnt() { return false; }
-MicroKernel avx512_microkernel(BitOp) {
-  return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0, nullptr, nullptr};
-}
+MicroKernel avx512_microkernel(BitOp) { return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0, nullptr, nullptr}; }
 #endif
 
 }  // namespace bnn::cpu

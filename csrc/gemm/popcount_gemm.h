@@ -16,14 +16,14 @@ enum class BitOp { Xor, And };
 // C[m * ldc + n] = alpha * popcount(op(A[m, :], B[n, :])) + beta, for m < M, n < N.
 // Rows of A and B hold `words` 32-bit words (leading dims lda, ldb in words); bits of the
 // last word outside `last_mask` are ignored, so tails need not be clean.
-void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb,
-                   int64_t M, int64_t N, int64_t words, uint32_t last_mask, int32_t alpha,
-                   int32_t beta, int32_t* C, int64_t ldc, int num_threads);
+void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N,
+                   int64_t words, uint32_t last_mask, int32_t alpha, int32_t beta, int32_t* C, int64_t ldc,
+                   int num_threads);
 
 // C[m, n] = sum_k sign(a[m, k]) * sign(b[n, k]) = k - 2 * popcount(a[m] ^ b[n]) for packed
 // rows of k bits (ceil(k/32) words each).
-void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M,
-               int64_t N, int64_t k, int32_t* C, int64_t ldc, int num_threads);
+void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N, int64_t k,
+               int32_t* C, int64_t ldc, int num_threads);
 
 // Name of the micro-kernel the run-time dispatch picks now ("avx512-vpopcntdq", "avx2",
 // "scalar-popcnt" or "scalar"): the best the CPU has, capped by BNN_KERNELS_CPU_ISA (read at

@@ -18,12 +18,12 @@
 namespace bnn::cpu {
 namespace {
 
-constexpr int64_t kGemvRows = 3;              // up to this many rows of A: row dot products
+constexpr int64_t kGemvRows = 3;  // up to this many rows of A: row dot products
 
 // Copies `valid` packed rows into tile layout p[kk * R + r] (64-bit word kk of row r),
 // masking the last 32-bit word and zero-filling rows r >= valid and the odd half-word.
-void pack_tile(const int32_t* src, int64_t ld, int R, int64_t valid, int64_t words,
-               uint32_t last_mask, int64_t w64, uint64_t* p) {
+void pack_tile(const int32_t* src, int64_t ld, int R, int64_t valid, int64_t words, uint32_t last_mask, int64_t w64,
+               uint64_t* p) {
   const int64_t full = (words - 1) / 2;  // 64-bit words holding neither the last word nor a gap
   for (int r = 0; r < R; ++r) {
     if (r >= valid) {
@@ -50,8 +50,8 @@ void pack_tile(const int32_t* src, int64_t ld, int R, int64_t valid, int64_t wor
 // C tile (mv x nv of a micro-kernel's counts s, row stride ns) = counts of the first K
 // block, + counts of later ones, and alpha * sum + beta after the last. Branch-free inner
 // loops, so that they vectorize.
-void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t mv, int64_t nv,
-                bool first, bool last, int32_t alpha, int32_t beta) {
+void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t mv, int64_t nv, bool first, bool last,
+                int32_t alpha, int32_t beta) {
   for (int64_t i = 0; i < mv; ++i, s += ns, c += ldc) {
     if (first && last) {
       for (int64_t j = 0; j < nv; ++j) c[j] = alpha * s[j] + beta;
@@ -67,16 +67,14 @@ void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t m
 
 }  // namespace
 
-void pack_tiles(const int32_t* src, int64_t ld, int64_t rows, int R, int64_t words,
-                uint32_t last_mask, int64_t w64, uint64_t* out) {
+void pack_tiles(const int32_t* src, int64_t ld, int64_t rows, int R, int64_t words, uint32_t last_mask, int64_t w64,
+                uint64_t* out) {
   for (int64_t t = 0; t * R < rows; ++t)
-    pack_tile(src + t * R * ld, ld, R, std::min<int64_t>(R, rows - t * R), words, last_mask, w64,
-              out + t * R * w64);
+    pack_tile(src + t * R * ld, ld, R, std::min<int64_t>(R, rows - t * R), words, last_mask, w64, out + t * R * w64);
 }
 
-void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const uint64_t* bp,
-                    int64_t N, int64_t w64, int32_t alpha, int32_t beta, int32_t* C,
-                    int64_t ldc) {
+void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const uint64_t* bp, int64_t N, int64_t w64,
+                    int32_t alpha, int32_t beta, int32_t* C, int64_t ldc) {
   const int mr = mk.mr, nr = mk.nr;
   const int64_t m_tiles = (M + mr - 1) / mr, n_tiles = (N + nr - 1) / nr;
   const int64_t kc = std::min(w64, kKc);
@@ -91,8 +89,8 @@ void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const 
           alignas(64) int32_t acc[kMaxMR * kMaxNR];
           mk.fn(ap + (t * w64 + k0) * mr, bp + (p * w64 + k0) * nr, kn, acc);
           const int64_t m0 = t * mr, n0 = p * nr;
-          store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0),
-                     std::min<int64_t>(nr, N - n0), first, last, alpha, beta);
+          store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0), std::min<int64_t>(nr, N - n0),
+                     first, last, alpha, beta);
         }
       }
     }
@@ -101,9 +99,9 @@ void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const 
 
 const char* gemm_isa() { return select_microkernel(BitOp::Xor).name; }
 
-void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb,
-                   int64_t M, int64_t N, int64_t words, uint32_t last_mask, int32_t alpha,
-                   int32_t beta, int32_t* C, int64_t ldc, int num_threads) {
+void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N,
+                   int64_t words, uint32_t last_mask, int32_t alpha, int32_t beta, int32_t* C, int64_t ldc,
+                   int num_threads) {
   if (M <= 0 || N <= 0) return;
   if (words <= 0) {
     for (int64_t m = 0; m < M; ++m)
@@ -120,9 +118,7 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 64)
     for (int64_t n = 0; n < N; ++n)
       for (int64_t m = 0; m < M; ++m)
-        C[m * ldc + n] = alpha * static_cast<int32_t>(
-                                     mk.dot(a + m * lda, b + n * ldb, words, last_mask)) +
-                         beta;
+        C[m * ldc + n] = alpha * static_cast<int32_t>(mk.dot(a + m * lda, b + n * ldb, words, last_mask)) + beta;
     return;
   }
   const int mr = mk.mr, nr = mk.nr;
@@ -142,28 +138,26 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
   {
 #pragma omp for schedule(dynamic, 8) nowait
     for (int64_t t = 0; t < m_tiles; ++t)
-      pack_tile(A + t * mr * lda, lda, mr, std::min<int64_t>(mr, M - t * mr), words, last_mask,
-                w64, ap + t * mr * w64);
+      pack_tile(A + t * mr * lda, lda, mr, std::min<int64_t>(mr, M - t * mr), words, last_mask, w64, ap + t * mr * w64);
 #pragma omp for schedule(dynamic, 8)
     for (int64_t t = 0; t < n_tiles; ++t)
-      pack_tile(B + t * nr * ldb, ldb, nr, std::min<int64_t>(nr, N - t * nr), words, last_mask,
-                w64, bp + t * nr * w64);
+      pack_tile(B + t * nr * ldb, ldb, nr, std::min<int64_t>(nr, N - t * nr), words, last_mask, w64, bp + t * nr * w64);
 
     const auto tile = [&](int64_t t, int64_t p, int64_t k0, int64_t kn, bool first, bool last) {
       alignas(64) int32_t acc[kMaxMR * kMaxNR];
       mk.fn(ap + (t * w64 + k0) * mr, bp + (p * w64 + k0) * nr, kn, acc);
       const int64_t m0 = t * mr, n0 = p * nr;
-      store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0),
-                 std::min<int64_t>(nr, N - n0), first, last, alpha, beta);
+      store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0), std::min<int64_t>(nr, N - n0), first,
+                 last, alpha, beta);
     };
     for_each_tile_pair(m_tiles, n_tiles, w64, kc, block_tiles, 1, tile);
   }
 }
 
-void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M,
-               int64_t N, int64_t k, int32_t* C, int64_t ldc, int num_threads) {
-  popcount_gemm(BitOp::Xor, A, lda, B, ldb, M, N, words_for_bits(k), tail_mask(k), -2,
-                static_cast<int32_t>(k), C, ldc, num_threads);
+void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N, int64_t k,
+               int32_t* C, int64_t ldc, int num_threads) {
+  popcount_gemm(BitOp::Xor, A, lda, B, ldb, M, N, words_for_bits(k), tail_mask(k), -2, static_cast<int32_t>(k), C, ldc,
+                num_threads);
 }
 
 }  // namespace bnn::cpu

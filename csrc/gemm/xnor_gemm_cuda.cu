@@ -9,9 +9,8 @@
 namespace bnn::cuda {
 namespace {
 
-__global__ void row_popcounts_kernel(const uint32_t* __restrict__ bits, int64_t rows, int64_t ld,
-                                     int64_t words, uint32_t last_mask, int32_t mul, int32_t add,
-                                     int32_t* __restrict__ out) {
+__global__ void row_popcounts_kernel(const uint32_t* __restrict__ bits, int64_t rows, int64_t ld, int64_t words,
+                                     uint32_t last_mask, int32_t mul, int32_t add, int32_t* __restrict__ out) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
   for (int64_t r = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5; r < rows; r += warps) {
@@ -23,16 +22,15 @@ __global__ void row_popcounts_kernel(const uint32_t* __restrict__ bits, int64_t 
     }
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xFFFFFFFFu, s, off);
-    if (lane == 0) out[r] = static_cast<int32_t>(static_cast<uint32_t>(mul) * static_cast<uint32_t>(s) +
-                                                 static_cast<uint32_t>(add));
+    if (lane == 0)
+      out[r] = static_cast<int32_t>(static_cast<uint32_t>(mul) * static_cast<uint32_t>(s) + static_cast<uint32_t>(add));
   }
 }
 
 }  // namespace
 
-void launch_row_popcounts(const int32_t* bits, int64_t rows, int64_t ld, int64_t words,
-                          uint32_t last_mask, int32_t mul, int32_t add, int32_t* out,
-                          cudaStream_t stream) {
+void launch_row_popcounts(const int32_t* bits, int64_t rows, int64_t ld, int64_t words, uint32_t last_mask, int32_t mul,
+                          int32_t add, int32_t* out, cudaStream_t stream) {
   if (rows <= 0) return;
   constexpr int kThreads = 256;
   row_popcounts_kernel<<<grid_for(rows * 32, kThreads, 1 << 16), kThreads, 0, stream>>>(
@@ -41,9 +39,8 @@ void launch_row_popcounts(const int32_t* bits, int64_t rows, int64_t ld, int64_t
 
 int64_t xnor_gemm_workspace_bytes(int64_t M, int64_t N) { return 4 * (M + N); }
 
-GemmPath launch_xnor_gemm(const int32_t* A, const int32_t* B, int64_t M, int64_t N, int64_t k,
-                          int32_t* C, int64_t ldc, void* workspace, GemmPath path,
-                          cudaStream_t stream) {
+GemmPath launch_xnor_gemm(const int32_t* A, const int32_t* B, int64_t M, int64_t N, int64_t k, int32_t* C, int64_t ldc,
+                          void* workspace, GemmPath path, cudaStream_t stream) {
   if (M <= 0 || N <= 0) return path;
   const int64_t words = (k + 31) / 32;
   const uint32_t last = (k % 32) ? ((1u << (k % 32)) - 1u) : 0xFFFFFFFFu;

@@ -19,9 +19,8 @@ namespace bnn::cpu {
 namespace {
 
 template <int MB, int NB>
-__attribute__((target("avx512f"))) void block(const float* x, int64_t K, const uint16_t* const* w16,
-                                              const float* scale, const float* bias, int64_t n0, float* out,
-                                              int64_t ldo) {
+__attribute__((target("avx512f"))) void block(const float* x, int64_t K, const uint16_t* const* w16, const float* scale,
+                                              const float* bias, int64_t n0, float* out, int64_t ldo) {
   __m512 acc[MB][NB], sum[MB];
   for (int i = 0; i < MB; ++i) {
     sum[i] = _mm512_setzero_ps();
@@ -65,8 +64,8 @@ __attribute__((target("avx512f"))) void block(const float* x, int64_t K, const u
 constexpr int kMB = 4, kNB = 4;
 
 template <int MB>
-void row_block(const float* x, int64_t K, const int32_t* w, int64_t words, int64_t n0, int64_t nb,
-               const float* scale, const float* bias, float* out, int64_t ldo) {
+void row_block(const float* x, int64_t K, const int32_t* w, int64_t words, int64_t n0, int64_t nb, const float* scale,
+               const float* bias, float* out, int64_t ldo) {
   const uint16_t* w16[kNB];
   for (int j = 0; j < kNB; ++j)
     w16[j] = reinterpret_cast<const uint16_t*>(w + (n0 + std::min<int64_t>(j, nb - 1)) * words);
@@ -76,8 +75,8 @@ void row_block(const float* x, int64_t K, const int32_t* w, int64_t words, int64
 
 }  // namespace
 
-void binary_weight_linear_avx512(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N,
-                                 const float* scale, const float* bias, float* out, int num_threads) {
+void binary_weight_linear_avx512(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale,
+                                 const float* bias, float* out, int num_threads) {
   const int64_t words = words_for_bits(K);
   const int64_t m_tiles = (M + kMB - 1) / kMB, n_tiles = (N + kNB - 1) / kNB;
 #pragma omp parallel for collapse(2) num_threads(sane_threads(num_threads)) schedule(static)
@@ -98,7 +97,7 @@ void binary_weight_linear_avx512(const float* x, int64_t M, int64_t K, const int
 }  // namespace bnn::cpu
 #else
 namespace bnn::cpu {
-void binary_weight_linear_avx512(const float*, int64_t, int64_t, const int32_t*, int64_t, const float*,
-                                 const float*, float*, int) {}
+void binary_weight_linear_avx512(const float*, int64_t, int64_t, const int32_t*, int64_t, const float*, const float*,
+                                 float*, int) {}
 }  // namespace bnn::cpu
 #endif

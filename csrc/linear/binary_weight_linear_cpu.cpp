@@ -32,8 +32,8 @@ inline T finish(T dot, const T* scale, const T* bias, int64_t n) {
 }
 
 template <typename T>
-void linear_scalar(const T* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const T* scale,
-                   const T* bias, T* out, int nt) {
+void linear_scalar(const T* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const T* scale, const T* bias, T* out,
+                   int nt) {
   const int64_t words = words_for_bits(K);
 #pragma omp parallel for collapse(2) num_threads(nt) schedule(static)
   for (int64_t m = 0; m < M; ++m)
@@ -59,9 +59,8 @@ __attribute__((target("avx2"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2"))) void linear_avx2(const float* x, int64_t M, int64_t K,
-                                                 const int32_t* w, int64_t N, const float* scale,
-                                                 const float* bias, float* out, int nt) {
+__attribute__((target("avx2"))) void linear_avx2(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N,
+                                                 const float* scale, const float* bias, float* out, int nt) {
   static const SignTable table;
   constexpr int MB = 4;
   const int64_t words = words_for_bits(K);
@@ -91,22 +90,18 @@ __attribute__((target("avx2"))) void linear_avx2(const float* x, int64_t M, int6
 }  // namespace
 
 template <>
-void binary_weight_linear<float>(const float* x, int64_t M, int64_t K, const int32_t* w,
-                                 int64_t N, const float* scale, const float* bias, float* out,
-                                 int num_threads) {
+void binary_weight_linear<float>(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale,
+                                 const float* bias, float* out, int num_threads) {
 #if defined(__x86_64__)
-  if (use_avx512())
-    return binary_weight_linear_avx512(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
-  if (use_avx2())
-    return linear_avx2(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
+  if (use_avx512()) return binary_weight_linear_avx512(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
+  if (use_avx2()) return linear_avx2(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
 #endif
   linear_scalar(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
 }
 
 template <>
-void binary_weight_linear<double>(const double* x, int64_t M, int64_t K, const int32_t* w,
-                                  int64_t N, const double* scale, const double* bias, double* out,
-                                  int num_threads) {
+void binary_weight_linear<double>(const double* x, int64_t M, int64_t K, const int32_t* w, int64_t N,
+                                  const double* scale, const double* bias, double* out, int num_threads) {
   linear_scalar(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
 }
 

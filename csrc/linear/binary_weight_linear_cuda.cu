@@ -45,9 +45,13 @@ __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(
 __device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
 #else
 template <typename Acc>
-__device__ __forceinline__ Acc mul_rn(Acc a, Acc b) { return a * b; }
+__device__ __forceinline__ Acc mul_rn(Acc a, Acc b) {
+  return a * b;
+}
 template <typename Acc>
-__device__ __forceinline__ Acc add_rn(Acc a, Acc b) { return a + b; }
+__device__ __forceinline__ Acc add_rn(Acc a, Acc b) {
+  return a + b;
+}
 #endif
 
 template <typename Acc>
@@ -65,10 +69,9 @@ constexpr int kMR = 8, kNW = 4, kGWarps = 8;
 // against x[col + l]: x is read coalesced (128 bytes per warp per row) and each x element
 // serves kNW features.
 template <typename T, typename Acc, int VW>
-__global__ void __launch_bounds__(kGWarps * 32) linear_gemv_kernel(const T* __restrict__ x, int64_t M, int64_t K,
-                                                                   const uint32_t* __restrict__ w, int64_t N,
-                                                                   const Acc* __restrict__ scale,
-                                                                   const Acc* __restrict__ bias, Acc* __restrict__ out) {
+__global__ void __launch_bounds__(kGWarps * 32)
+    linear_gemv_kernel(const T* __restrict__ x, int64_t M, int64_t K, const uint32_t* __restrict__ w, int64_t N,
+                       const Acc* __restrict__ scale, const Acc* __restrict__ bias, Acc* __restrict__ out) {
   const int lane = threadIdx.x & 31;
   const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * kGWarps + (threadIdx.x >> 5)) * kNW;
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kMR;
@@ -136,11 +139,10 @@ __global__ void __launch_bounds__(kGWarps * 32) linear_gemv_kernel(const T* __re
 constexpr int kT = 64, kTK = 32, kTThreads = 256;
 
 template <typename T, typename Acc>
-__global__ void __launch_bounds__(kTThreads) linear_tiled_kernel(const T* __restrict__ x, int64_t M, int64_t K,
-                                                                 const uint32_t* __restrict__ w, int64_t N,
-                                                                 const Acc* __restrict__ scale,
-                                                                 const Acc* __restrict__ bias, Acc* __restrict__ out,
-                                                                 int64_t ldo) {
+__global__ void __launch_bounds__(kTThreads)
+    linear_tiled_kernel(const T* __restrict__ x, int64_t M, int64_t K, const uint32_t* __restrict__ w, int64_t N,
+                        const Acc* __restrict__ scale, const Acc* __restrict__ bias, Acc* __restrict__ out,
+                        int64_t ldo) {
   __shared__ Acc Xs[kTK][kT + 1];
   __shared__ Acc Ws[kTK][kT + 1];
   const int64_t m0 = static_cast<int64_t>(blockIdx.x) * kT, n0 = static_cast<int64_t>(blockIdx.y) * kT;
@@ -194,8 +196,8 @@ __global__ void __launch_bounds__(kTThreads) linear_tiled_kernel(const T* __rest
 }
 
 template <typename T, typename Acc>
-void run_linear(const void* xv, int64_t M, int64_t K, const int32_t* wv, int64_t N, const void* sv,
-                const void* bv, void* ov, LinearPath path, cudaStream_t stream) {
+void run_linear(const void* xv, int64_t M, int64_t K, const int32_t* wv, int64_t N, const void* sv, const void* bv,
+                void* ov, LinearPath path, cudaStream_t stream) {
   const T* x = static_cast<const T*>(xv);
   const uint32_t* w = reinterpret_cast<const uint32_t*>(wv);
   const Acc* scale = static_cast<const Acc*>(sv);
@@ -209,8 +211,8 @@ void run_linear(const void* xv, int64_t M, int64_t K, const int32_t* wv, int64_t
       const int64_t mc = std::min<int64_t>(M - ms, int64_t(kMR) * kMaxGridYZ);
       const dim3 grid(static_cast<unsigned>(ceil_div(N, kGWarps * kNW)), static_cast<unsigned>(ceil_div(mc, kMR)));
       BOOL_SWITCH(vec16, Vec16, [&] {
-        linear_gemv_kernel<T, Acc, Vec16 ? 4 : 1><<<grid, kGWarps * 32, 0, stream>>>(x + ms * K, mc, K, w, N, scale,
-                                                                                    bias, out + ms * N);
+        linear_gemv_kernel<T, Acc, Vec16 ? 4 : 1>
+            <<<grid, kGWarps * 32, 0, stream>>>(x + ms * K, mc, K, w, N, scale, bias, out + ms * N);
       });
     }
   } else {
@@ -219,24 +221,26 @@ void run_linear(const void* xv, int64_t M, int64_t K, const int32_t* wv, int64_t
       const int64_t words = (K + 31) / 32;
       const dim3 grid(static_cast<unsigned>(ceil_div(M, kT)), static_cast<unsigned>(ceil_div(nc, kT)));
       // Columns ns .. ns+nc of out (leading dim N).
-      linear_tiled_kernel<T, Acc><<<grid, kTThreads, 0, stream>>>(x, M, K, w + ns * words, nc,
-                                                                  scale ? scale + ns : nullptr,
-                                                                  bias ? bias + ns : nullptr, out + ns, N);
+      linear_tiled_kernel<T, Acc><<<grid, kTThreads, 0, stream>>>(
+          x, M, K, w + ns * words, nc, scale ? scale + ns : nullptr, bias ? bias + ns : nullptr, out + ns, N);
     }
   }
 }
 
 }  // namespace
 
-void launch_binary_weight_linear(LinearXType type, const void* x, int64_t M, int64_t K, const int32_t* w,
-                                 int64_t N, const void* scale, const void* bias, void* out, LinearPath path,
-                                 cudaStream_t stream) {
+void launch_binary_weight_linear(LinearXType type, const void* x, int64_t M, int64_t K, const int32_t* w, int64_t N,
+                                 const void* scale, const void* bias, void* out, LinearPath path, cudaStream_t stream) {
   if (M <= 0 || N <= 0) return;
   switch (type) {
-    case LinearXType::F16: return run_linear<__half, float>(x, M, K, w, N, scale, bias, out, path, stream);
-    case LinearXType::BF16: return run_linear<__nv_bfloat16, float>(x, M, K, w, N, scale, bias, out, path, stream);
-    case LinearXType::F32: return run_linear<float, float>(x, M, K, w, N, scale, bias, out, path, stream);
-    case LinearXType::F64: return run_linear<double, double>(x, M, K, w, N, scale, bias, out, path, stream);
+    case LinearXType::F16:
+      return run_linear<__half, float>(x, M, K, w, N, scale, bias, out, path, stream);
+    case LinearXType::BF16:
+      return run_linear<__nv_bfloat16, float>(x, M, K, w, N, scale, bias, out, path, stream);
+    case LinearXType::F32:
+      return run_linear<float, float>(x, M, K, w, N, scale, bias, out, path, stream);
+    case LinearXType::F64:
+      return run_linear<double, double>(x, M, K, w, N, scale, bias, out, path, stream);
   }
 }
 

@@ -21,8 +21,7 @@ bool parse_linear_path(const char* s, LinearPath* out);
 // out[m, n] = (sum_k sign(w[n, k]) * x[m, k]) * scale[n] + bias[n] for x [M, K] contiguous of
 // `type`; scale, bias (nullable) and out are of the accumulation type: double for F64,
 // float otherwise. w [N, ceil(K/32)] contiguous.
-void launch_binary_weight_linear(LinearXType type, const void* x, int64_t M, int64_t K, const int32_t* w,
-                                 int64_t N, const void* scale, const void* bias, void* out, LinearPath path,
-                                 cudaStream_t stream);
+void launch_binary_weight_linear(LinearXType type, const void* x, int64_t M, int64_t K, const int32_t* w, int64_t N,
+                                 const void* scale, const void* bias, void* out, LinearPath path, cudaStream_t stream);
 
 }  // namespace bnn::cuda

@@ -9,8 +9,7 @@
 namespace bnn::cpu {
 
 template <typename T, typename Thr>
-void pack_bits(const T* x, int64_t rows, int64_t k, const Thr* thr, int64_t thr_stride,
-               int32_t* out, int num_threads) {
+void pack_bits(const T* x, int64_t rows, int64_t k, const Thr* thr, int64_t thr_stride, int32_t* out, int num_threads) {
   if constexpr (std::is_same_v<T, float> && std::is_same_v<Thr, float>) {
     if (pack_bits_f32_simd(x, rows, k, thr, thr_stride, out, num_threads)) return;
   }
@@ -27,8 +26,7 @@ void pack_bits(const T* x, int64_t rows, int64_t k, const Thr* thr, int64_t thr_
         const Thr t = thr[0];
         for (int j = 0; j < n; ++j) word |= static_cast<uint32_t>(static_cast<Thr>(xr[c0 + j]) >= t) << j;
       } else {
-        for (int j = 0; j < n; ++j)
-          word |= static_cast<uint32_t>(static_cast<Thr>(xr[c0 + j]) >= thr[c0 + j]) << j;
+        for (int j = 0; j < n; ++j) word |= static_cast<uint32_t>(static_cast<Thr>(xr[c0 + j]) >= thr[c0 + j]) << j;
       }
       o[w] = static_cast<int32_t>(word);
     }
@@ -48,8 +46,7 @@ BNN_PACK_INST(int64_t, double)
 
 namespace {
 template <typename E>
-void unpack_typed(const int32_t* bits, int64_t rows, int64_t k, E plus, E minus, E* out,
-                  int num_threads) {
+void unpack_typed(const int32_t* bits, int64_t rows, int64_t k, E plus, E minus, E* out, int num_threads) {
   const int64_t words = words_for_bits(k);
 #pragma omp parallel for num_threads(sane_threads(num_threads)) schedule(static) if (rows * k > (1 << 20))
   for (int64_t r = 0; r < rows; ++r) {
@@ -60,8 +57,8 @@ void unpack_typed(const int32_t* bits, int64_t rows, int64_t k, E plus, E minus,
 }
 }  // namespace
 
-void unpack_bits(const int32_t* bits, int64_t rows, int64_t k, int elem_bytes, uint64_t plus,
-                 uint64_t minus, void* out, int num_threads) {
+void unpack_bits(const int32_t* bits, int64_t rows, int64_t k, int elem_bytes, uint64_t plus, uint64_t minus, void* out,
+                 int num_threads) {
   switch (elem_bytes) {
     case 1:
       unpack_typed<uint8_t>(bits, rows, k, uint8_t(plus), uint8_t(minus), static_cast<uint8_t*>(out), num_threads);
@@ -78,8 +75,8 @@ void unpack_bits(const int32_t* bits, int64_t rows, int64_t k, int elem_bytes, u
   }
 }
 
-int64_t to_bitplanes(const int64_t* q, int64_t rows, int64_t k, int nbits, bool is_signed,
-                     int32_t* out, int num_threads) {
+int64_t to_bitplanes(const int64_t* q, int64_t rows, int64_t k, int nbits, bool is_signed, int32_t* out,
+                     int num_threads) {
   const int64_t lo = is_signed ? -(int64_t(1) << (nbits - 1)) : 0;
   const int64_t hi = is_signed ? (int64_t(1) << (nbits - 1)) - 1 : (int64_t(1) << nbits) - 1;
   const int64_t n = rows * k;

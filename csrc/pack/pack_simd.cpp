@@ -12,7 +12,7 @@ namespace bnn::cpu {
 namespace {
 
 __attribute__((target("avx512f"))) inline uint32_t word_avx512(const float* x, const float* t, bool per_channel,
-                                                              __m512 tv) {
+                                                               __m512 tv) {
   const __m512 t0 = per_channel ? _mm512_loadu_ps(t) : tv;
   const __m512 t1 = per_channel ? _mm512_loadu_ps(t + 16) : tv;
   const uint32_t lo = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), t0, _CMP_GE_OQ);
@@ -20,8 +20,7 @@ __attribute__((target("avx512f"))) inline uint32_t word_avx512(const float* x, c
   return lo | (hi << 16);
 }
 
-__attribute__((target("avx2"))) inline uint32_t word_avx2(const float* x, const float* t, bool per_channel,
-                                                         __m256 tv) {
+__attribute__((target("avx2"))) inline uint32_t word_avx2(const float* x, const float* t, bool per_channel, __m256 tv) {
   uint32_t w = 0;
   for (int q = 0; q < 4; ++q) {
     const __m256 th = per_channel ? _mm256_loadu_ps(t + 8 * q) : tv;
@@ -43,18 +42,20 @@ __attribute__((target("avx512f"))) void row_avx512(const float* x, int64_t k, co
   const __m512 tv = _mm512_set1_ps(thr[0]);
   const int64_t full = k / 32;
   for (int64_t w = 0; w < full; ++w) o[w] = word_avx512(x + 32 * w, pc ? thr + 32 * w : thr, pc, tv);
-  if (32 * full < k) o[full] = tail_word(x + 32 * full, pc ? thr + 32 * full : thr, pc, static_cast<int>(k - 32 * full));
+  if (32 * full < k)
+    o[full] = tail_word(x + 32 * full, pc ? thr + 32 * full : thr, pc, static_cast<int>(k - 32 * full));
 }
 
 __attribute__((target("avx2"))) void row_avx2(const float* x, int64_t k, const float* thr, bool pc, uint32_t* o) {
   const __m256 tv = _mm256_set1_ps(thr[0]);
   const int64_t full = k / 32;
   for (int64_t w = 0; w < full; ++w) o[w] = word_avx2(x + 32 * w, pc ? thr + 32 * w : thr, pc, tv);
-  if (32 * full < k) o[full] = tail_word(x + 32 * full, pc ? thr + 32 * full : thr, pc, static_cast<int>(k - 32 * full));
+  if (32 * full < k)
+    o[full] = tail_word(x + 32 * full, pc ? thr + 32 * full : thr, pc, static_cast<int>(k - 32 * full));
 }
 
-void pack_rows(RowFn row, const float* x, int64_t rows, int64_t k, const float* thr, int64_t thr_stride,
-               int32_t* out, int nt) {
+void pack_rows(RowFn row, const float* x, int64_t rows, int64_t k, const float* thr, int64_t thr_stride, int32_t* out,
+               int nt) {
   const int64_t words = words_for_bits(k);
 #pragma omp parallel for num_threads(sane_threads(nt)) schedule(static) if (rows * k > (1 << 20))
   for (int64_t r = 0; r < rows; ++r)
@@ -63,8 +64,8 @@ void pack_rows(RowFn row, const float* x, int64_t rows, int64_t k, const float* 
 
 }  // namespace
 
-bool pack_bits_f32_simd(const float* x, int64_t rows, int64_t k, const float* thr, int64_t thr_stride,
-                        int32_t* out, int num_threads) {
+bool pack_bits_f32_simd(const float* x, int64_t rows, int64_t k, const float* thr, int64_t thr_stride, int32_t* out,
+                        int num_threads) {
   if (use_avx512()) {
     pack_rows(row_avx512, x, rows, k, thr, thr_stride, out, num_threads);
     return true;

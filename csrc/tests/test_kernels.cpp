@@ -123,7 +123,8 @@ void test_conv() {
 
 void test_bitserial() {
   for (int t = 0; t < 20; ++t) {
-    const int64_t P = rand_int(1, 4), Q = rand_int(1, 3), m = rand_int(1, 20), n = rand_int(1, 20), k = rand_int(1, 300);
+    const int64_t P = rand_int(1, 4), Q = rand_int(1, 3), m = rand_int(1, 20), n = rand_int(1, 20),
+                  k = rand_int(1, 300);
     std::vector<int64_t> ac(P), wc(Q);
     for (auto& c : ac) c = rand_int(-4, 4);
     for (auto& c : wc) c = rand_int(-4, 4);

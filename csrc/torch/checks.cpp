@@ -10,11 +10,10 @@
 namespace bnn::binding {
 
 void check_bits(const at::Tensor& t, const char* name, int64_t dims, bool at_least) {
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kInt, name,
-                   " must be an int32 tensor of packed bits (see pack_bits), got ", t.scalar_type());
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kInt, name, " must be an int32 tensor of packed bits (see pack_bits), got ",
+                   t.scalar_type());
   if (at_least) {
-    TORCH_CHECK_VALUE(t.dim() >= dims, name, " must have at least ", dims, " dims, got shape ",
-                      t.sizes());
+    TORCH_CHECK_VALUE(t.dim() >= dims, name, " must have at least ", dims, " dims, got shape ", t.sizes());
   } else {
     TORCH_CHECK_VALUE(t.dim() == dims, name, " must have ", dims, " dims, got shape ", t.sizes());
   }
@@ -23,22 +22,21 @@ void check_bits(const at::Tensor& t, const char* name, int64_t dims, bool at_lea
 void check_k(int64_t k, const at::Tensor& t, const char* name, const char* kname) {
   const int64_t words = t.size(-1);
   TORCH_CHECK_VALUE(k >= 1, kname, " must be >= 1, got ", k);
-  TORCH_CHECK_VALUE(words_for_bits(k) == words, kname, "=", k, " needs ceil(", kname,
-                    "/32)=", words_for_bits(k), " words in the last dim of ", name, ", but it has ",
-                    words, " (shape ", t.sizes(), ")");
+  TORCH_CHECK_VALUE(words_for_bits(k) == words, kname, "=", k, " needs ceil(", kname, "/32)=", words_for_bits(k),
+                    " words in the last dim of ", name, ", but it has ", words, " (shape ", t.sizes(), ")");
 }
 
 void check_same_device(const at::Tensor& a, const char* an, const at::Tensor& b, const char* bn) {
-  TORCH_CHECK_VALUE(a.device() == b.device(), an, " and ", bn,
-                    " must be on the same device, got ", a.device(), " and ", b.device());
+  TORCH_CHECK_VALUE(a.device() == b.device(), an, " and ", bn, " must be on the same device, got ", a.device(), " and ",
+                    b.device());
 }
 
 GemmShape check_xnor_gemm(const at::Tensor& a, const at::Tensor& b, int64_t k) {
   check_bits(a, "a_bits", 2);
   check_bits(b, "b_bits", 2);
   check_same_device(a, "a_bits", b, "b_bits");
-  TORCH_CHECK_VALUE(a.size(1) == b.size(1), "a_bits and b_bits must have the same number of words",
-                    " per row, got ", a.sizes(), " and ", b.sizes());
+  TORCH_CHECK_VALUE(a.size(1) == b.size(1), "a_bits and b_bits must have the same number of words", " per row, got ",
+                    a.sizes(), " and ", b.sizes());
   check_k(k, a, "a_bits");
   TORCH_CHECK_VALUE(k <= std::numeric_limits<int32_t>::max(), "k=", k, " overflows the int32 result");
   return {a.size(0), b.size(0), k};
@@ -49,9 +47,8 @@ static std::pair<int64_t, int64_t> pair_arg(at::IntArrayRef v, const char* name)
   return {v[0], v.size() == 2 ? v[1] : v[0]};
 }
 
-ConvParams check_binary_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t in_channels,
-                               at::IntArrayRef stride, at::IntArrayRef padding,
-                               at::IntArrayRef dilation, int64_t groups, int64_t pad_value) {
+ConvParams check_binary_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t in_channels, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, int64_t pad_value) {
   check_bits(x, "x_bits", 4);
   check_bits(w, "w_bits", 4);
   check_same_device(x, "x_bits", w, "w_bits");
@@ -60,12 +57,12 @@ ConvParams check_binary_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t
   TORCH_CHECK_VALUE(groups >= 1, "groups must be >= 1, got ", groups);
   TORCH_CHECK_VALUE(in_channels % groups == 0, "groups=", groups, " must divide in_channels=", in_channels);
   const int64_t out_channels = w.size(0);
-  TORCH_CHECK_VALUE(out_channels % groups == 0, "groups=", groups,
-                    " must divide the out channels of w_bits (", out_channels, ")");
+  TORCH_CHECK_VALUE(out_channels % groups == 0, "groups=", groups, " must divide the out channels of w_bits (",
+                    out_channels, ")");
   const int64_t cg = in_channels / groups;
   TORCH_CHECK_VALUE(w.size(3) == words_for_bits(cg), "w_bits [O, KH, KW, ceil((C/groups)/32)] must have ",
-                    words_for_bits(cg), " words in its last dim for ", cg,
-                    " channels per group, got shape ", w.sizes());
+                    words_for_bits(cg), " words in its last dim for ", cg, " channels per group, got shape ",
+                    w.sizes());
   TORCH_CHECK_VALUE(w.size(1) >= 1 && w.size(2) >= 1, "w_bits must have a kernel of at least 1x1, got shape ",
                     w.sizes());
   auto [sh, sw] = pair_arg(stride, "stride");
@@ -74,8 +71,8 @@ ConvParams check_binary_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t
   TORCH_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got ", stride);
   TORCH_CHECK_VALUE(ph >= 0 && pw >= 0, "padding must be >= 0, got ", padding);
   TORCH_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got ", dilation);
-  TORCH_CHECK_VALUE(pad_value == 0 || pad_value == 1 || pad_value == -1,
-                    "pad_value must be 0, 1 or -1, got ", pad_value);
+  TORCH_CHECK_VALUE(pad_value == 0 || pad_value == 1 || pad_value == -1, "pad_value must be 0, 1 or -1, got ",
+                    pad_value);
   ConvParams p{};
   p.batch = x.size(0);
   p.in_h = x.size(1);
@@ -89,9 +86,8 @@ ConvParams check_binary_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t
   p.pad_value = static_cast<int>(pad_value);
   p.out_h = conv_out_size(p.in_h, p.kernel_h, sh, ph, dh);
   p.out_w = conv_out_size(p.in_w, p.kernel_w, sw, pw, dw);
-  TORCH_CHECK_VALUE(p.out_h >= 1 && p.out_w >= 1, "kernel ", p.kernel_h, "x", p.kernel_w,
-                    " with dilation (", dh, ", ", dw, ") is larger than the padded input ",
-                    p.in_h + 2 * ph, "x", p.in_w + 2 * pw);
+  TORCH_CHECK_VALUE(p.out_h >= 1 && p.out_w >= 1, "kernel ", p.kernel_h, "x", p.kernel_w, " with dilation (", dh, ", ",
+                    dw, ") is larger than the padded input ", p.in_h + 2 * ph, "x", p.in_w + 2 * pw);
   TORCH_CHECK_VALUE(cg * p.kernel_h * p.kernel_w <= std::numeric_limits<int32_t>::max(),
                     "in_channels/groups * KH * KW overflows the int32 result");
   return p;
@@ -103,9 +99,8 @@ static int64_t abs_sum(at::IntArrayRef coefs, int64_t offset) {
   return s;
 }
 
-BitserialShape check_bitserial_gemm(const at::Tensor& a, const at::Tensor& w, int64_t k,
-                                    at::IntArrayRef a_coefs, at::IntArrayRef w_coefs,
-                                    int64_t a_offset, int64_t w_offset, bool reduce) {
+BitserialShape check_bitserial_gemm(const at::Tensor& a, const at::Tensor& w, int64_t k, at::IntArrayRef a_coefs,
+                                    at::IntArrayRef w_coefs, int64_t a_offset, int64_t w_offset, bool reduce) {
   check_bits(a, "a_planes", 3);
   check_bits(w, "w_planes", 3);
   check_same_device(a, "a_planes", w, "w_planes");
@@ -136,15 +131,15 @@ void check_pack_bits(const at::Tensor& x, const c10::optional<at::Tensor>& chann
   TORCH_CHECK_VALUE(x.dim() >= 1, "x must have at least 1 dim (packed along the last), got a scalar");
   TORCH_CHECK_VALUE(x.size(-1) >= 1, "x must have a non-empty last dim, got shape ", x.sizes());
   const auto st = x.scalar_type();
-  TORCH_CHECK_TYPE(at::isFloatingType(st) || (at::isIntegralType(st, /*includeBool=*/false) &&
-                                             st != at::kUInt16 && st != at::kUInt32 && st != at::kUInt64),
+  TORCH_CHECK_TYPE(at::isFloatingType(st) || (at::isIntegralType(st, /*includeBool=*/false) && st != at::kUInt16 &&
+                                              st != at::kUInt32 && st != at::kUInt64),
                    "x must be a floating point or integer tensor, got ", st);
   if (channel_threshold.has_value()) {
     const auto& t = *channel_threshold;
     TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()) || at::isIntegralType(t.scalar_type(), false),
                      "threshold must be a float or a real tensor, got ", t.scalar_type());
-    TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == x.size(-1), "threshold tensor must have shape [",
-                      x.size(-1), "] (one per element of the last dim of x), got ", t.sizes());
+    TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == x.size(-1), "threshold tensor must have shape [", x.size(-1),
+                      "] (one per element of the last dim of x), got ", t.sizes());
     check_same_device(x, "x", t, "threshold");
   }
 }
@@ -166,8 +161,7 @@ void bitplanes_range_error(int64_t value, int64_t flat_index, int64_t nbits, boo
   TORCH_INTERNAL_ASSERT(false);  // unreachable
 }
 
-at::Tensor pack_thresholds(const at::Tensor& x, double threshold,
-                           const c10::optional<at::Tensor>& channel_threshold) {
+at::Tensor pack_thresholds(const at::Tensor& x, double threshold, const c10::optional<at::Tensor>& channel_threshold) {
   const auto st = x.scalar_type();
   const bool half = st == at::kHalf || st == at::kBFloat16;
   const at::ScalarType cmp = at::isFloatingType(st) ? (half ? at::kFloat : st) : at::kDouble;
@@ -181,15 +175,14 @@ at::ScalarType check_unpack_bits(const at::Tensor& bits, int64_t k, c10::optiona
   check_bits(bits, "bits", 1, /*at_least=*/true);
   check_k(k, bits, "bits");
   const at::ScalarType st = dtype.value_or(at::kFloat);
-  TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16 ||
-                       st == at::kChar || st == at::kShort || st == at::kInt || st == at::kLong,
+  TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16 || st == at::kChar ||
+                       st == at::kShort || st == at::kInt || st == at::kLong,
                    "dtype must be a float type or a signed integer type, got ", st);
   return st;
 }
 
 void check_binary_weight_linear(const at::Tensor& x, const at::Tensor& w, int64_t k,
-                                const c10::optional<at::Tensor>& scale,
-                                const c10::optional<at::Tensor>& bias) {
+                                const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias) {
   const auto st = x.scalar_type();
   TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16,
                    "x must be float32, float64, float16 or bfloat16, got ", st);
@@ -204,8 +197,8 @@ void check_binary_weight_linear(const at::Tensor& x, const at::Tensor& w, int64_
     const at::Tensor& t = **opt;
     TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name, " must be a floating point tensor, got ",
                      t.scalar_type());
-    TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, name, " must have shape [", n,
-                      "] (one per output feature), got ", t.sizes());
+    TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, name, " must have shape [", n, "] (one per output feature), got ",
+                      t.sizes());
     check_same_device(x, "x", t, name);
   }
 }

@@ -21,16 +21,14 @@ struct GemmShape {
 };
 GemmShape check_xnor_gemm(const at::Tensor& a, const at::Tensor& b, int64_t k);
 
-ConvParams check_binary_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t in_channels,
-                               at::IntArrayRef stride, at::IntArrayRef padding,
-                               at::IntArrayRef dilation, int64_t groups, int64_t pad_value);
+ConvParams check_binary_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t in_channels, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, int64_t pad_value);
 
 struct BitserialShape {
   int64_t p, q, m, n, k;
 };
-BitserialShape check_bitserial_gemm(const at::Tensor& a, const at::Tensor& w, int64_t k,
-                                    at::IntArrayRef a_coefs, at::IntArrayRef w_coefs,
-                                    int64_t a_offset, int64_t w_offset, bool reduce);
+BitserialShape check_bitserial_gemm(const at::Tensor& a, const at::Tensor& w, int64_t k, at::IntArrayRef a_coefs,
+                                    at::IntArrayRef w_coefs, int64_t a_offset, int64_t w_offset, bool reduce);
 
 void check_pack_bits(const at::Tensor& x, const c10::optional<at::Tensor>& channel_threshold);
 void check_to_bitplanes(const at::Tensor& q, int64_t nbits);
@@ -39,12 +37,9 @@ void check_to_bitplanes(const at::Tensor& q, int64_t nbits);
 // pack_bits thresholds as the kernels take them: one (or one per channel) in the dtype the
 // comparison runs in. The threshold is rounded to x's dtype first, as `x >= t` does in
 // PyTorch; half types then compare exactly in float32, integers in float64.
-at::Tensor pack_thresholds(const at::Tensor& x, double threshold,
-                           const c10::optional<at::Tensor>& channel_threshold);
-at::ScalarType check_unpack_bits(const at::Tensor& bits, int64_t k,
-                                 c10::optional<at::ScalarType> dtype);
+at::Tensor pack_thresholds(const at::Tensor& x, double threshold, const c10::optional<at::Tensor>& channel_threshold);
+at::ScalarType check_unpack_bits(const at::Tensor& bits, int64_t k, c10::optional<at::ScalarType> dtype);
 void check_binary_weight_linear(const at::Tensor& x, const at::Tensor& w, int64_t k,
-                                const c10::optional<at::Tensor>& scale,
-                                const c10::optional<at::Tensor>& bias);
+                                const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias);
 
 }  // namespace bnn::binding

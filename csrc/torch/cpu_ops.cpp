@@ -17,8 +17,7 @@ namespace {
 
 int threads() { return at::get_num_threads(); }
 
-at::Tensor pack_bits_cpu(const at::Tensor& x_in, double threshold,
-                         const c10::optional<at::Tensor>& channel_threshold) {
+at::Tensor pack_bits_cpu(const at::Tensor& x_in, double threshold, const c10::optional<at::Tensor>& channel_threshold) {
   check_pack_bits(x_in, channel_threshold);
   const int64_t k = x_in.size(-1);
   at::Tensor out = at::empty(with_last(x_in.sizes(), words_for_bits(k)), x_in.options().dtype(at::kInt));
@@ -32,14 +31,29 @@ at::Tensor pack_bits_cpu(const at::Tensor& x_in, double threshold,
   const int64_t rows = x.numel() / k, stride = channel_threshold.has_value() ? 1 : 0;
   int32_t* o = out.data_ptr<int32_t>();
   switch (x.scalar_type()) {
-    case at::kFloat: cpu::pack_bits(x.data_ptr<float>(), rows, k, thr.data_ptr<float>(), stride, o, threads()); break;
-    case at::kDouble: cpu::pack_bits(x.data_ptr<double>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
-    case at::kChar: cpu::pack_bits(x.data_ptr<int8_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
-    case at::kByte: cpu::pack_bits(x.data_ptr<uint8_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
-    case at::kShort: cpu::pack_bits(x.data_ptr<int16_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
-    case at::kInt: cpu::pack_bits(x.data_ptr<int32_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
-    case at::kLong: cpu::pack_bits(x.data_ptr<int64_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads()); break;
-    default: TORCH_CHECK_TYPE(false, "x has unsupported dtype ", x.scalar_type());
+    case at::kFloat:
+      cpu::pack_bits(x.data_ptr<float>(), rows, k, thr.data_ptr<float>(), stride, o, threads());
+      break;
+    case at::kDouble:
+      cpu::pack_bits(x.data_ptr<double>(), rows, k, thr.data_ptr<double>(), stride, o, threads());
+      break;
+    case at::kChar:
+      cpu::pack_bits(x.data_ptr<int8_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads());
+      break;
+    case at::kByte:
+      cpu::pack_bits(x.data_ptr<uint8_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads());
+      break;
+    case at::kShort:
+      cpu::pack_bits(x.data_ptr<int16_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads());
+      break;
+    case at::kInt:
+      cpu::pack_bits(x.data_ptr<int32_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads());
+      break;
+    case at::kLong:
+      cpu::pack_bits(x.data_ptr<int64_t>(), rows, k, thr.data_ptr<double>(), stride, o, threads());
+      break;
+    default:
+      TORCH_CHECK_TYPE(false, "x has unsupported dtype ", x.scalar_type());
   }
   return out;
 }
@@ -61,8 +75,8 @@ at::Tensor to_bitplanes_cpu(const at::Tensor& q_in, int64_t nbits, bool is_signe
   at::Tensor out = at::empty(bitplanes_shape(q_in.sizes(), nbits, words_for_bits(k)), q_in.options().dtype(at::kInt));
   if (q_in.numel() == 0) return out;
   const at::Tensor q = q_in.to(at::kLong).contiguous();
-  const int64_t bad = cpu::to_bitplanes(q.data_ptr<int64_t>(), q.numel() / k, k, static_cast<int>(nbits),
-                                        is_signed, out.data_ptr<int32_t>(), threads());
+  const int64_t bad = cpu::to_bitplanes(q.data_ptr<int64_t>(), q.numel() / k, k, static_cast<int>(nbits), is_signed,
+                                        out.data_ptr<int32_t>(), threads());
   if (bad >= 0) bitplanes_range_error(q.data_ptr<int64_t>()[bad], bad, nbits, is_signed);
   return out;
 }
@@ -77,8 +91,8 @@ at::Tensor xnor_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, int64_t
 }
 
 at::Tensor binary_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
-                             at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                             int64_t groups, int64_t pad_value) {
+                             at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                             int64_t pad_value) {
   const ConvParams p = check_binary_conv2d(x_in, w_in, in_channels, stride, padding, dilation, groups, pad_value);
   at::Tensor out = empty_conv_output(p, x_in.options());
   if (out.numel() == 0) return out;
@@ -87,9 +101,8 @@ at::Tensor binary_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in, int
   return out;
 }
 
-at::Tensor bitserial_gemm_cpu(const at::Tensor& a_in, const at::Tensor& w_in, int64_t k,
-                              at::IntArrayRef a_coefs, at::IntArrayRef w_coefs, int64_t a_offset,
-                              int64_t w_offset, bool reduce) {
+at::Tensor bitserial_gemm_cpu(const at::Tensor& a_in, const at::Tensor& w_in, int64_t k, at::IntArrayRef a_coefs,
+                              at::IntArrayRef w_coefs, int64_t a_offset, int64_t w_offset, bool reduce) {
   const BitserialShape s = check_bitserial_gemm(a_in, w_in, k, a_coefs, w_coefs, a_offset, w_offset, reduce);
   at::Tensor out = reduce ? at::empty({s.m, s.n}, a_in.options().dtype(at::kInt))
                           : at::empty({s.p, s.m, s.n}, a_in.options().dtype(at::kInt));
@@ -116,10 +129,9 @@ at::Tensor binary_weight_linear_cpu(const at::Tensor& x_in, const at::Tensor& w_
                                        static_cast<const float*>(affine.scale_data()),
                                        static_cast<const float*>(affine.bias_data()), out.data_ptr<float>(), threads());
     } else {
-      cpu::binary_weight_linear<double>(x.data_ptr<double>(), m, k, w.data_ptr<int32_t>(), n,
-                                        static_cast<const double*>(affine.scale_data()),
-                                        static_cast<const double*>(affine.bias_data()), out.data_ptr<double>(),
-                                        threads());
+      cpu::binary_weight_linear<double>(
+          x.data_ptr<double>(), m, k, w.data_ptr<int32_t>(), n, static_cast<const double*>(affine.scale_data()),
+          static_cast<const double*>(affine.bias_data()), out.data_ptr<double>(), threads());
     }
   }
   return out.to(out_type);

@@ -11,6 +11,7 @@ the eager converted model and bit-identical against the same package run from Py
 --repeat N also prints the median latency of the eager model, of the package from Python and
 of the C++ runner (meaningful only on an otherwise idle machine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,7 +96,9 @@ def _median_ms(fn, x, n: int) -> float:
 
 def _compare(name: str, got, eager, packaged) -> None:
     for i, (c, e, p) in enumerate(zip(got, eager, packaged)):
-        assert c.shape == e.shape and c.dtype == e.dtype, f"{name} output {i}: {c.shape}/{c.dtype} vs {e.shape}/{e.dtype}"
+        assert c.shape == e.shape and c.dtype == e.dtype, (
+            f"{name} output {i}: {c.shape}/{c.dtype} vs {e.shape}/{e.dtype}"
+        )
         assert torch.equal(c, p), f"{name} output {i}: C++ and Python runs of the same package differ"
         if e.dtype.is_floating_point:
             tol = 1e-4 * max(1.0, e.abs().max().item())

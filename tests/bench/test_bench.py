@@ -1,4 +1,5 @@
 """The benchmark suite runs end to end on tiny problems and writes its files (no timing asserts)."""
+
 import csv
 import json
 
@@ -22,7 +23,10 @@ def test_bench_suites_write_results(args, tmp_path, capsys, monkeypatch):
 
     # Shrink the fixed layer sets so the suite runs in seconds.
     monkeypatch.setattr(suites, "CONV_LAYERS", [("tiny", 40, 8, 6, 1), ("tiny s2", 40, 8, 7, 2)])
-    assert main(["bench", *args, "--device", "cpu", "--repeats", "2", "--out", str(tmp_path), "--name", "r", "--quiet"]) == 0
+    assert (
+        main(["bench", *args, "--device", "cpu", "--repeats", "2", "--out", str(tmp_path), "--name", "r", "--quiet"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "commit=" in printed and "bnn_kernels." in printed
     data = json.loads((tmp_path / "r.json").read_text())
@@ -40,7 +44,6 @@ def test_bench_suites_write_results(args, tmp_path, capsys, monkeypatch):
     assert len(list(csv.DictReader(lines[1:]))) == len(rows)
 
 
-
 def test_model_zoo_ships_with_the_package(tmp_path):
     """`bench model` needs only the installed package: copy bnn_kernels alone (no examples/,
     no tests/) and import the suite and the model zoo from that copy."""
@@ -51,12 +54,21 @@ def test_model_zoo_ships_with_the_package(tmp_path):
 
     import bnn_kernels
 
-    shutil.copytree(os.path.dirname(bnn_kernels.__file__), tmp_path / "bnn_kernels",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    code = ("import bnn_kernels.bench.suites, bnn_kernels.models as m; "
-            "m.randomize_bn(m.birealnet18(num_classes=10, width=8)); m.reactnet_a(num_classes=10); print(m.__file__)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
-                         capture_output=True, text=True, check=True).stdout
+    shutil.copytree(
+        os.path.dirname(bnn_kernels.__file__), tmp_path / "bnn_kernels", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    code = (
+        "import bnn_kernels.bench.suites, bnn_kernels.models as m; "
+        "m.randomize_bn(m.birealnet18(num_classes=10, width=8)); m.reactnet_a(num_classes=10); print(m.__file__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip().startswith(str(tmp_path / "bnn_kernels" / "models"))
 
 

@@ -1,6 +1,7 @@
 """Small models written the way public BNN training code writes its layers (the binarizer idioms
 of each codebase, reproduced: custom autograd Functions, STE tricks, in-place .data updates),
 for the convert() tests. Sizes are small; the idioms are what matters."""
+
 from __future__ import annotations
 
 import math
@@ -54,9 +55,14 @@ class IRConv2d(nn.Conv2d):
         a = input
         bw = w - w.view(w.size(0), -1).mean(-1).view(w.size(0), 1, 1, 1)
         bw = bw / bw.view(bw.size(0), -1).std(-1).view(bw.size(0), 1, 1, 1)
-        sw = torch.pow(torch.tensor([2] * bw.size(0)).float(),
-                       (torch.log(bw.abs().view(bw.size(0), -1).mean(-1)) / math.log(2)).round().float()
-                       ).view(bw.size(0), 1, 1, 1).detach()
+        sw = (
+            torch.pow(
+                torch.tensor([2] * bw.size(0)).float(),
+                (torch.log(bw.abs().view(bw.size(0), -1).mean(-1)) / math.log(2)).round().float(),
+            )
+            .view(bw.size(0), 1, 1, 1)
+            .detach()
+        )
         bw = BinaryQuantize().apply(bw, self.k, self.t)
         ba = BinaryQuantize().apply(a, self.k, self.t)
         bw = bw * sw
@@ -184,13 +190,23 @@ class VGGBinary(nn.Module):
         super().__init__()
         self.c = c
         self.features = nn.Sequential(
-            BinarizeConv2d(3, c, 3, 1, 1, bias=True), nn.BatchNorm2d(c), nn.Hardtanh(inplace=True),
-            BinarizeConv2d(c, c, 3, 1, 1, bias=True), nn.MaxPool2d(2, 2), nn.BatchNorm2d(c), nn.Hardtanh(inplace=True),
-            BinarizeConv2d(c, 2 * c, 3, 1, 1, bias=True), nn.BatchNorm2d(2 * c), nn.Hardtanh(inplace=True),
+            BinarizeConv2d(3, c, 3, 1, 1, bias=True),
+            nn.BatchNorm2d(c),
+            nn.Hardtanh(inplace=True),
+            BinarizeConv2d(c, c, 3, 1, 1, bias=True),
+            nn.MaxPool2d(2, 2),
+            nn.BatchNorm2d(c),
+            nn.Hardtanh(inplace=True),
+            BinarizeConv2d(c, 2 * c, 3, 1, 1, bias=True),
+            nn.BatchNorm2d(2 * c),
+            nn.Hardtanh(inplace=True),
         )
         self.classifier = nn.Sequential(
-            BinarizeLinear(2 * c * 4 * 4, 32, bias=True), nn.BatchNorm1d(32), nn.Hardtanh(inplace=True),
-            BinarizeLinear(32, classes, bias=True), nn.BatchNorm1d(classes),
+            BinarizeLinear(2 * c * 4 * 4, 32, bias=True),
+            nn.BatchNorm1d(32),
+            nn.Hardtanh(inplace=True),
+            BinarizeLinear(32, classes, bias=True),
+            nn.BatchNorm1d(classes),
         )
 
     def forward(self, x):
@@ -233,8 +249,7 @@ class BinConv2d(nn.Module):
         super().__init__()
         self.bn = nn.BatchNorm2d(input_channels, eps=1e-4, momentum=0.1, affine=True)
         self.bn.weight.data = self.bn.weight.data.zero_().add(1.0)
-        self.conv = nn.Conv2d(input_channels, output_channels, kernel_size=kernel_size, stride=stride,
-                              padding=padding)
+        self.conv = nn.Conv2d(input_channels, output_channels, kernel_size=kernel_size, stride=stride, padding=padding)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -248,11 +263,15 @@ class NIN(nn.Module):
     def __init__(self, c: int = 16, classes: int = 10):
         super().__init__()
         self.xnor = nn.Sequential(
-            nn.Conv2d(3, c, 5, 1, 2), nn.BatchNorm2d(c, eps=1e-4, momentum=0.1, affine=False), nn.ReLU(inplace=True),
+            nn.Conv2d(3, c, 5, 1, 2),
+            nn.BatchNorm2d(c, eps=1e-4, momentum=0.1, affine=False),
+            nn.ReLU(inplace=True),
             BinConv2d(c, c, kernel_size=3, stride=1, padding=1),
             BinConv2d(c, c, kernel_size=1, stride=1, padding=0),
             nn.BatchNorm2d(c, eps=1e-3, momentum=0.1, affine=False),
-            nn.Conv2d(c, classes, 1, 1, 0), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(c, classes, 1, 1, 0),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1),
         )
 
     def forward(self, x):

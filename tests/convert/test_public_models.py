@@ -2,6 +2,7 @@
 every converted layer is checked on fresh inputs that were not the conversion examples (integer
 part exact, float part within rounding), and the layers that cannot be converted exactly are left
 in float with the reason (and raise under strict=True)."""
+
 import importlib
 
 import pytest
@@ -15,7 +16,9 @@ from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BitSe
 
 from . import models_public as P
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*should not be instantiated:DeprecationWarning")  # the codebases' idiom
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.*should not be instantiated:DeprecationWarning"
+)  # the codebases' idiom
 
 _plan = importlib.import_module("bnn_kernels.convert._plan")
 _verify = importlib.import_module("bnn_kernels.convert._verify")
@@ -262,8 +265,11 @@ def test_float_remainder_in_channels_last():
     seen = []
     for n in rep.converted:
         cm.get_submodule(n).register_forward_hook(
-            lambda m, a, o: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)
-                                        and o.is_contiguous(memory_format=torch.channels_last)))
+            lambda m, a, o: seen.append(
+                a[0].is_contiguous(memory_format=torch.channels_last)
+                and o.is_contiguous(memory_format=torch.channels_last)
+            )
+        )
     xf = _fresh((4, 3, 8, 8), 9)
     with torch.no_grad():
         torch.testing.assert_close(cm(xf), model(xf), rtol=1e-4, atol=1e-4)

@@ -6,6 +6,7 @@ kernels (the reference) compiled plainly.
 
 Usage: build.py OUT_DIR [--csrc DIR]   (prints the binary's path)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,14 +23,28 @@ CUDA_HOME = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
 sys.path.insert(0, HERE)
 import rewrite  # noqa: E402
 
-INSTRUMENT = ["-fsanitize=kernel-address", "--param", "asan-instrumentation-with-call-threshold=0",
-              "--param", "asan-stack=0", "--param", "asan-globals=1", "--coverage",
-              "-fsanitize=alignment", "-ftrivial-auto-var-init=pattern"]  # uninitialized locals hold a pattern, not a lucky 0
+INSTRUMENT = [
+    "-fsanitize=kernel-address",
+    "--param",
+    "asan-instrumentation-with-call-threshold=0",
+    "--param",
+    "asan-stack=0",
+    "--param",
+    "asan-globals=1",
+    "--coverage",
+    "-fsanitize=alignment",
+    "-ftrivial-auto-var-init=pattern",
+]  # uninitialized locals hold a pattern, not a lucky 0
 # Lowered grid limits and chunk budgets (see common/cuda_common.cuh): small shapes then take
 # every slicing path, chunk loop and multi-iteration grid-stride loop; the emulated devices
 # enforce the same gridDim.y / .z limit.
-EMU_DEFINES = ["-DBNN_CUDA_EMULATION", "-DBNN_CUDA_MAX_GRID_YZ=17", "-DBNN_CUDA_MAX_STRIDE_BLOCKS=3",
-               "-DBNN_CONV_CHUNK_WORDS=64", "-DBNN_BITSERIAL_CHUNK_WORDS=24000"]
+EMU_DEFINES = [
+    "-DBNN_CUDA_EMULATION",
+    "-DBNN_CUDA_MAX_GRID_YZ=17",
+    "-DBNN_CUDA_MAX_STRIDE_BLOCKS=3",
+    "-DBNN_CONV_CHUNK_WORDS=64",
+    "-DBNN_BITSERIAL_CHUNK_WORDS=24000",
+]
 # The project's float flags (setup.py, CMakeLists.txt): no FMA contraction on the CPU side, and
 # none of the emulated __fmul_rn / __fadd_rn either (nvcc never fuses those).
 FP = ["-ffp-contract=off"]
@@ -51,12 +66,12 @@ SUITE = {
 FALLBACK = [
     (1, "75,90", "popc"),  # compute_75 PTX JIT-compiled on sm_90: the MMA kernel would trap
     (2, "75,75", "popc"),  # sm_75 SASS on a T4
-    (0, "80,80", "mma"),   # sm_80 SASS (A100, and sm_86 / sm_89)
-    (1, "80,90", "mma"),   # compute_80 PTX JIT-compiled on a newer GPU
-    (1, "90,90", "mma"),   # sm_90a SASS
-    (1, "none", "popc"),   # no image for the device at all
-    (2, None, "popc"),     # the sm_75 device's own code
-    (1, None, "mma"),      # the sm_90 device's own code
+    (0, "80,80", "mma"),  # sm_80 SASS (A100, and sm_86 / sm_89)
+    (1, "80,90", "mma"),  # compute_80 PTX JIT-compiled on a newer GPU
+    (1, "90,90", "mma"),  # sm_90a SASS
+    (1, "none", "popc"),  # no image for the device at all
+    (2, None, "popc"),  # the sm_75 device's own code
+    (1, None, "mma"),  # the sm_90 device's own code
 ]
 
 
@@ -89,14 +104,47 @@ def build(out: str, csrc: str = os.path.join(ROOT, "csrc"), jobs: int | None = N
         with open(dst, "w") as f:
             f.write(text)
         obj = dst[:-4] + ".o"
-        units.append(([*base, "-O1", *FP, *EMU_DEFINES, "-include", os.path.join(HERE, "emu.h"), *instrument,
-                       "-c", dst, "-o", obj], obj))
+        units.append(
+            (
+                [
+                    *base,
+                    "-O1",
+                    *FP,
+                    *EMU_DEFINES,
+                    "-include",
+                    os.path.join(HERE, "emu.h"),
+                    *instrument,
+                    "-c",
+                    dst,
+                    "-o",
+                    obj,
+                ],
+                obj,
+            )
+        )
     for src in RUNTIME + DRIVERS:
         obj = os.path.join(out, os.path.splitext(src)[0] + ".o")
-        units.append(([*base, "-O2", *EMU_DEFINES, "-include", os.path.join(HERE, "emu.h"), "-c",
-                       os.path.join(HERE, src), "-o", obj], obj))
-    cpu = [p for p in sorted(glob.glob(os.path.join(csrc, "*", "*.cpp")))
-           if os.path.basename(os.path.dirname(p)) not in ("torch", "tests", "bench")]
+        units.append(
+            (
+                [
+                    *base,
+                    "-O2",
+                    *EMU_DEFINES,
+                    "-include",
+                    os.path.join(HERE, "emu.h"),
+                    "-c",
+                    os.path.join(HERE, src),
+                    "-o",
+                    obj,
+                ],
+                obj,
+            )
+        )
+    cpu = [
+        p
+        for p in sorted(glob.glob(os.path.join(csrc, "*", "*.cpp")))
+        if os.path.basename(os.path.dirname(p)) not in ("torch", "tests", "bench")
+    ]
     for src in cpu:
         obj = os.path.join(out, "cpu_" + os.path.basename(src)[:-4] + ".o")
         units.append(([*base, "-O2", *FP, "-fopenmp", "-c", src, "-o", obj], obj))
@@ -104,9 +152,11 @@ def build(out: str, csrc: str = os.path.join(ROOT, "csrc"), jobs: int | None = N
 
     # An object is reused when its command, source and every header it may include are unchanged.
     headers = hashlib.sha1()
-    for h in sorted(glob.glob(os.path.join(csrc, "**", "*.h"), recursive=True)
-                    + glob.glob(os.path.join(csrc, "**", "*.cuh"), recursive=True)
-                    + glob.glob(os.path.join(HERE, "*.h"))):
+    for h in sorted(
+        glob.glob(os.path.join(csrc, "**", "*.h"), recursive=True)
+        + glob.glob(os.path.join(csrc, "**", "*.cuh"), recursive=True)
+        + glob.glob(os.path.join(HERE, "*.h"))
+    ):
         with open(h, "rb") as f:
             headers.update(h.encode() + f.read())
 

@@ -40,7 +40,11 @@ uint3 block_idx();
 dim3 block_dim();
 dim3 grid_dim();
 struct LaunchCfg {
-  const void* fn; const char* name; dim3 grid, block; size_t smem; int max_threads;
+  const void* fn;
+  const char* name;
+  dim3 grid, block;
+  size_t smem;
+  int max_threads;
 };
 // Checks the launch configuration, then runs every block of it (body runs one thread).
 void launch(const LaunchCfg& cfg, void (*thunk)(void*), void* ctx);
@@ -56,8 +60,12 @@ uint32_t shared_address(const void* p);  // __cvta_generic_to_shared
 
 template <class F, class... A>
 struct Launch {
-  LaunchCfg cfg; F fn;
-  Launch& bounds(int max_threads) { cfg.max_threads = max_threads; return *this; }
+  LaunchCfg cfg;
+  F fn;
+  Launch& bounds(int max_threads) {
+    cfg.max_threads = max_threads;
+    return *this;
+  }
   void operator()(A... a) {
     auto body = [&] { fn(a...); };
     launch(cfg, [](void* c) { (*static_cast<decltype(body)*>(c))(); }, &body);
@@ -71,9 +79,18 @@ Launch<void (*)(A...), A...> make_launch(void (*fn)(A...), const char* name, dim
 
 enum WarpOp { kShfl = 1, kBallot, kSyncwarp, kLdmatrix, kMma };
 template <class T>
-uint64_t to_bits(T v) { static_assert(sizeof(T) <= 8); uint64_t b = 0; memcpy(&b, &v, sizeof(T)); return b; }
+uint64_t to_bits(T v) {
+  static_assert(sizeof(T) <= 8);
+  uint64_t b = 0;
+  memcpy(&b, &v, sizeof(T));
+  return b;
+}
 template <class T>
-T from_bits(uint64_t b) { T v; memcpy(&v, &b, sizeof(T)); return v; }
+T from_bits(uint64_t b) {
+  T v;
+  memcpy(&v, &b, sizeof(T));
+  return v;
+}
 // Reads value of lane `src` (PTX shfl.sync: a source lane outside the mask is an error).
 template <class T>
 T shfl(unsigned mask, T v, int src) {
@@ -100,16 +117,49 @@ inline unsigned __ballot_sync(unsigned mask, int pred) {
   for (int l = 0; l < 32; ++l) r |= unsigned((mask >> l) & all[l * 8] & 1u) << l;
   return r;
 }
-template <class T> T __shfl_sync(unsigned mask, T v, int src, int = 32) { return ::emu::shfl(mask, v, src); }
-template <class T> T __shfl_xor_sync(unsigned mask, T v, int m, int = 32) { return ::emu::shfl(mask, v, ::emu::lane_id() ^ m); }
-template <class T> T __ldg(const T* p) { return *p; }
+template <class T>
+T __shfl_sync(unsigned mask, T v, int src, int = 32) {
+  return ::emu::shfl(mask, v, src);
+}
+template <class T>
+T __shfl_xor_sync(unsigned mask, T v, int m, int = 32) {
+  return ::emu::shfl(mask, v, ::emu::lane_id() ^ m);
+}
+template <class T>
+T __ldg(const T* p) {
+  return *p;
+}
 // Single-threaded fibers: an atomic read-modify-write needs no lock.
-inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) { auto o = *p; if (v < o) *p = v; return o; }
-inline int atomicAdd(int* p, int v) { int o = *p; *p = o + v; return o; }
-inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
-inline int __float_as_int(float v) { int i; memcpy(&i, &v, 4); return i; }
-inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
-inline long long __double_as_longlong(double v) { long long i; memcpy(&i, &v, 8); return i; }
+inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
+  auto o = *p;
+  if (v < o) *p = v;
+  return o;
+}
+inline int atomicAdd(int* p, int v) {
+  int o = *p;
+  *p = o + v;
+  return o;
+}
+inline float __int_as_float(int v) {
+  float f;
+  memcpy(&f, &v, 4);
+  return f;
+}
+inline int __float_as_int(float v) {
+  int i;
+  memcpy(&i, &v, 4);
+  return i;
+}
+inline double __longlong_as_double(long long v) {
+  double d;
+  memcpy(&d, &v, 8);
+  return d;
+}
+inline long long __double_as_longlong(double v) {
+  long long i;
+  memcpy(&i, &v, 8);
+  return i;
+}
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline double __dmul_rn(double a, double b) { return a * b; }

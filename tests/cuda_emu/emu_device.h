@@ -14,8 +14,8 @@ void set_seed(uint64_t seed);  // warp scheduling order
 // with cudaErrorNoKernelImageForDevice). Code below compute_80 cannot hold the b1 mma: an
 // emulated mma.sync then fails as the kernel's __trap() would.
 void set_loaded_code(int ptx_version, int binary_version);
-int loaded_ptx_version();            // the PTX version kernels run as (the device's by default)
-int func_attribute_queries();        // cudaFuncGetAttributes calls so far
+int loaded_ptx_version();           // the PTX version kernels run as (the device's by default)
+int func_attribute_queries();       // cudaFuncGetAttributes calls so far
 void* device_malloc(size_t bytes);  // contents never written (a load of them is an error)
 void device_upload(void* dst, const void* src, size_t bytes, bool read_only);
 void device_free(void* p);

@@ -14,24 +14,24 @@ namespace emu {
 // One emulated device: the limits a launch is checked against.
 struct Arch {
   const char* name;
-  int cc;                       // compute capability major*10+minor
-  size_t max_dyn_smem_optin;    // cudaDevAttrMaxSharedMemoryPerBlockOptin
+  int cc;                     // compute capability major*10+minor
+  size_t max_dyn_smem_optin;  // cudaDevAttrMaxSharedMemoryPerBlockOptin
 };
 const Arch& current_arch();
 
 struct PendingCopy {
-  uint32_t dst;          // shared address
-  int bytes;             // copy size (4, 8 or 16)
-  uint64_t group;        // commit-group number of this thread
+  uint32_t dst;    // shared address
+  int bytes;       // copy size (4, 8 or 16)
+  uint64_t group;  // commit-group number of this thread
   unsigned char data[16];
 };
 
 struct Thread {
-  int wait = 0;              // 0 runnable, 1 at __syncthreads, 2 at a warp op
+  int wait = 0;  // 0 runnable, 1 at __syncthreads, 2 at a warp op
   bool started = false, done = false;
-  uint64_t committed = 0;    // cp.async groups committed so far
+  uint64_t committed = 0;  // cp.async groups committed so far
   std::vector<PendingCopy> copies;
-  int op_parity = 0;         // exchange buffer of this lane's current warp op
+  int op_parity = 0;  // exchange buffer of this lane's current warp op
 };
 
 struct BlockState {
@@ -43,7 +43,7 @@ struct BlockState {
 };
 
 BlockState& block();
-int cur_thread();                 // linear thread index inside the block
+int cur_thread();  // linear thread index inside the block
 const LaunchCfg& cur_launch();
 bool in_kernel();
 
@@ -52,7 +52,7 @@ void check_access(uintptr_t addr, size_t n, bool write);
 void check_aligned(uintptr_t addr, size_t n, bool write);  // plus natural alignment
 void shared_read(uint32_t saddr, size_t n);
 void shared_write(uint32_t saddr, size_t n, int tid);
-void shared_async_issue(uint32_t saddr, size_t n);   // a cp.async now targets these bytes
+void shared_async_issue(uint32_t saddr, size_t n);  // a cp.async now targets these bytes
 void shared_async_cancel(uint32_t saddr, size_t n);
 void global_read_bytes(const void* p, size_t n);      // explicit check (cp.async source)
 unsigned char* shared_ptr(uint32_t saddr, size_t n);  // bounds-checked pointer into dynamic smem
@@ -61,7 +61,7 @@ void memory_block_end();
 void memory_launch_begin();
 void memory_launch_end();
 size_t static_smem_footprint();
-void land_copies(Thread& th, uint64_t upto_group);   // emu_ptx.cpp
+void land_copies(Thread& th, uint64_t upto_group);  // emu_ptx.cpp
 uint64_t rng_next();
 
 }  // namespace emu

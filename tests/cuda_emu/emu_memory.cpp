@@ -38,18 +38,26 @@ constexpr size_t kDynWindow = 256 * 1024;
 unsigned char* g_dyn = nullptr;
 size_t g_dyn_bytes = 0;
 
-struct SB {                 // shadow of one shared-memory byte
-  uint32_t w_ep = 0;        // barrier epoch of the last write (0: never)
-  uint32_t w_ws = 0;        // the writer warp's warp-synchronous op count at that write
-  uint32_t r_ep = 0;        // epoch of the readers recorded in r_warps
-  uint32_t r_warps = 0;     // warps that read it in epoch r_ep
+struct SB {              // shadow of one shared-memory byte
+  uint32_t w_ep = 0;     // barrier epoch of the last write (0: never)
+  uint32_t w_ws = 0;     // the writer warp's warp-synchronous op count at that write
+  uint32_t r_ep = 0;     // epoch of the readers recorded in r_warps
+  uint32_t r_warps = 0;  // warps that read it in epoch r_ep
   int16_t w_tid = -1;
-  uint8_t pending = 0;      // a cp.async targets it
+  uint8_t pending = 0;  // a cp.async targets it
 };
 // Globals of the instrumented files (asan-globals): static __shared__ variables with their name,
 // size and redzone (so an index past the array is an error, and the footprint is exact).
-struct Var { uintptr_t beg; size_t size, total; const char* name; std::string label; };
-std::map<uintptr_t, Var>& vars() { static std::map<uintptr_t, Var> v; return v; }
+struct Var {
+  uintptr_t beg;
+  size_t size, total;
+  const char* name;
+  std::string label;
+};
+std::map<uintptr_t, Var>& vars() {
+  static std::map<uintptr_t, Var> v;
+  return v;
+}
 std::map<uintptr_t, size_t> g_touched;  // static shared variables a launch touched -> size
 SB* g_dyn_sb = nullptr;
 SB* g_st_sb = nullptr;
@@ -60,7 +68,10 @@ void init() {
   const int prot = PROT_READ | PROT_WRITE, flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
   g_arena = static_cast<char*>(mmap(nullptr, kArenaBytes, prot, flags, -1, 0));
   g_gshadow = static_cast<uint8_t*>(mmap(nullptr, kArenaBytes, prot, flags, -1, 0));
-  if (g_arena == MAP_FAILED || g_gshadow == MAP_FAILED) { perror("emu mmap"); abort(); }
+  if (g_arena == MAP_FAILED || g_gshadow == MAP_FAILED) {
+    perror("emu mmap");
+    abort();
+  }
   g_dyn = static_cast<unsigned char*>(aligned_alloc(4096, kDynWindow));
   g_dyn_sb = new SB[kDynWindow];
   g_st_lo = reinterpret_cast<uintptr_t>(__bss_start), g_st_hi = reinterpret_cast<uintptr_t>(_end);
@@ -69,7 +80,10 @@ void init() {
 
 const char* describe_global(uintptr_t a, char* buf, size_t len) {
   auto it = g_allocs.upper_bound(a);
-  if (it == g_allocs.begin()) { snprintf(buf, len, "no device buffer"); return buf; }
+  if (it == g_allocs.begin()) {
+    snprintf(buf, len, "no device buffer");
+    return buf;
+  }
   --it;
   const long off = long(a - it->first);
   snprintf(buf, len, "offset %ld of a %zu-byte device buffer%s", off, it->second,
@@ -79,21 +93,23 @@ const char* describe_global(uintptr_t a, char* buf, size_t len) {
 
 void check_global(uintptr_t a, size_t n, bool write) {
   char where[160];
-  if (!in_kernel())
-    fail("host code dereferences device memory (%s)", describe_global(a, where, sizeof where));
+  if (!in_kernel()) fail("host code dereferences device memory (%s)", describe_global(a, where, sizeof where));
   uint8_t* s = g_gshadow + (a - reinterpret_cast<uintptr_t>(g_arena));
   for (size_t i = 0; i < n; ++i) {
     switch (s[i]) {
-      case kNone: fail("out-of-bounds global %s of %zu bytes at %s", write ? "store" : "load", n,
-                       describe_global(a + i, where, sizeof where));
+      case kNone:
+        fail("out-of-bounds global %s of %zu bytes at %s", write ? "store" : "load", n,
+             describe_global(a + i, where, sizeof where));
       case kUninit:
-        if (!write) fail("global load of never-written memory (%zu bytes at %s)", n, describe_global(a + i, where, sizeof where));
+        if (!write)
+          fail("global load of never-written memory (%zu bytes at %s)", n, describe_global(a + i, where, sizeof where));
         s[i] = kInit;
         break;
       case kReadOnly:
         if (write) fail("store to a read-only input buffer (%s)", describe_global(a + i, where, sizeof where));
         break;
-      default: break;
+      default:
+        break;
     }
   }
 }
@@ -118,7 +134,8 @@ void shared_bytes(SB* sb, size_t n, bool write, int tid, const char* space, uint
     if (s.w_ep == ep && s.w_tid != tid) {
       const int ow = s.w_tid / 32;
       if (ow != w) race(write ? "write-after-write" : "read-after-write", space, off, s.w_tid);
-      if (s.w_ws == ws) race(write ? "write-after-write, same warp" : "read-after-write, same warp", space, off, s.w_tid);
+      if (s.w_ws == ws)
+        race(write ? "write-after-write, same warp" : "read-after-write, same warp", space, off, s.w_tid);
     }
     if (!write) {
       if (s.w_ep < ep0) fail("shared load of %s offset %lu, never written in this block", space, (unsigned long)off);
@@ -156,8 +173,8 @@ void check_access(uintptr_t a, size_t n, bool write) {
     }
     const Var& v = std::prev(it)->second;
     if (a + n > v.beg + v.size)
-      fail("out-of-bounds %s of %zu bytes at offset %lu of static __shared__ %s (%zu bytes)", write ? "store" : "load", n,
-           (unsigned long)(a - v.beg), v.name, v.size);
+      fail("out-of-bounds %s of %zu bytes at offset %lu of static __shared__ %s (%zu bytes)", write ? "store" : "load",
+           n, (unsigned long)(a - v.beg), v.name, v.size);
     g_touched[v.beg] = v.size;
     shared_bytes(g_st_sb + (a - g_st_lo), n, write, cur_thread(), v.label.c_str(), a - v.beg);
   }
@@ -181,7 +198,8 @@ void shared_async_issue(uint32_t saddr, size_t n) {
   const BlockState& b = block();
   const int w = cur_thread() / 32;
   for (size_t i = 0; i < n; ++i) {
-    if (sb[i].pending) fail("cp.async to dynamic shared offset %zu, which a pending cp.async already targets", saddr + i);
+    if (sb[i].pending)
+      fail("cp.async to dynamic shared offset %zu, which a pending cp.async already targets", saddr + i);
     if (sb[i].r_ep == b.epoch && (sb[i].r_warps & ~(1u << w)))
       race("write-after-read, cp.async", "dynamic shared", saddr + i, __builtin_ctz(sb[i].r_warps & ~(1u << w)) * 32);
     sb[i].pending = 1;
@@ -192,14 +210,20 @@ void shared_async_cancel(uint32_t saddr, size_t n) {
   SB* sb = dyn_sb(saddr, n);
   for (size_t i = 0; i < n; ++i) sb[i].pending = 0;
 }
-unsigned char* shared_ptr(uint32_t saddr, size_t n) { dyn_sb(saddr, n); return g_dyn + saddr; }
+unsigned char* shared_ptr(uint32_t saddr, size_t n) {
+  dyn_sb(saddr, n);
+  return g_dyn + saddr;
+}
 void global_read_bytes(const void* p, size_t n) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (a - reinterpret_cast<uintptr_t>(g_arena) >= kArenaBytes) fail("cp.async source %p is not device memory", p);
   check_global(a, n, false);
 }
 
-void memory_launch_begin() { init(); g_touched.clear(); }
+void memory_launch_begin() {
+  init();
+  g_touched.clear();
+}
 void memory_launch_end() {}
 size_t static_smem_footprint() {
   size_t total = 0;
@@ -225,7 +249,10 @@ uint32_t shared_address(const void* p) {
 void* device_malloc(size_t bytes) {
   init();
   const size_t start = (g_arena_used + kGuard + kAlign - 1) / kAlign * kAlign;
-  if (start + bytes + kGuard > kArenaBytes) { fprintf(stderr, "emu arena exhausted\n"); abort(); }
+  if (start + bytes + kGuard > kArenaBytes) {
+    fprintf(stderr, "emu arena exhausted\n");
+    abort();
+  }
   g_arena_used = start + bytes;
   char* p = g_arena + start;
   memset(g_gshadow + start, kUninit, bytes);
@@ -257,8 +284,8 @@ size_t device_unwritten(const void* p, size_t bytes) {
 
 // ---- instrumentation hooks ----
 // Sized accesses must be naturally aligned on the GPU (a misaligned one faults there).
-#define EMU_HOOKS(N)                                                                                    \
-  extern "C" void __asan_load##N##_noabort(uintptr_t a) { emu::check_aligned(a, N, false); }           \
+#define EMU_HOOKS(N)                                                                         \
+  extern "C" void __asan_load##N##_noabort(uintptr_t a) { emu::check_aligned(a, N, false); } \
   extern "C" void __asan_store##N##_noabort(uintptr_t a) { emu::check_aligned(a, N, true); }
 EMU_HOOKS(1)
 EMU_HOOKS(2)
@@ -278,8 +305,9 @@ struct AsanGlobal {  // GCC's layout of the globals table of an instrumented fil
   uintptr_t odr_indicator;
 };
 extern "C" void __asan_register_globals(AsanGlobal* g, size_t n) {
-  for (size_t i = 0; i < n; ++i) emu::vars()[g[i].beg] = emu::Var{g[i].beg, g[i].size, g[i].size_with_redzone, g[i].name,
-                                           std::string("static __shared__ ") + g[i].name};
+  for (size_t i = 0; i < n; ++i)
+    emu::vars()[g[i].beg] =
+        emu::Var{g[i].beg, g[i].size, g[i].size_with_redzone, g[i].name, std::string("static __shared__ ") + g[i].name};
 }
 extern "C" void __asan_unregister_globals(AsanGlobal*, size_t) {}
 // -fsanitize=alignment: a typed access (a uint4 load, say) through a pointer not aligned to its type.

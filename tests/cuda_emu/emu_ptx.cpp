@@ -104,7 +104,11 @@ void mma_b1_and(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b
   const uint64_t mine[6] = {a[0], a[1], a[2], a[3], b0, b1};
   const uint64_t* all = emu::warp_collective(emu::kMma, 0xFFFFFFFFu, mine, 6);
   // The warp's product is computed once, by the first lane to resume.
-  struct Cache { const uint64_t* key = nullptr; uint32_t epoch0 = 0, op = 0; int32_t d[16][8]; };
+  struct Cache {
+    const uint64_t* key = nullptr;
+    uint32_t epoch0 = 0, op = 0;
+    int32_t d[16][8];
+  };
   static std::vector<Cache> cache;
   const emu::BlockState& blk = emu::block();
   const int w = emu::cur_thread() / 32;

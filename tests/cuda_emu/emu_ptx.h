@@ -9,7 +9,9 @@ void cp_async4(uint32_t dst, const void* src, int src_bytes);
 void cp_async_commit();
 void cp_async_wait_group(int n);
 template <int N>
-inline void cp_async_wait() { cp_async_wait_group(N); }
+inline void cp_async_wait() {
+  cp_async_wait_group(N);
+}
 void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3);
 void mma_b1_and(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 }  // namespace bnn::cuda::ptx

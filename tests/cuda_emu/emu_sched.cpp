@@ -35,7 +35,10 @@ constexpr size_t kDefaultSmem = 48 * 1024;  // without cudaFuncSetAttribute
 constexpr unsigned kMaxGridYZ = BNN_CUDA_MAX_GRID_YZ;  // lowered in the emulation build
 
 constexpr size_t kStackBytes = 96 * 1024;
-struct Fiber { ucontext_t ctx; jmp_buf jb; };
+struct Fiber {
+  ucontext_t ctx;
+  jmp_buf jb;
+};
 std::vector<char*> g_stacks;
 std::vector<Fiber> g_fibers;
 ucontext_t g_sched_ctx;
@@ -54,7 +57,10 @@ bool g_rng_seeded = false;
 uint32_t g_epoch_counter = 0;
 // Exchange buffers of warp collectives: [warp][parity][lane][8].
 std::vector<uint64_t> g_xch;
-struct WarpPending { int kind = 0; unsigned mask = 0, arrived = 0; };
+struct WarpPending {
+  int kind = 0;
+  unsigned mask = 0, arrived = 0;
+};
 std::vector<WarpPending> g_wp;
 std::map<std::pair<const void*, int>, int> g_max_dyn;  // cudaFuncSetAttribute per (kernel, device)
 
@@ -98,7 +104,9 @@ void run_thread(int i) {
     for (int l = 0; l < 32; ++l) {
       const int t = w * 32 + l;
       if (!((wp.mask >> l) & 1u) || ((wp.arrived >> l) & 1u)) continue;
-      const char* why = t >= b.nthreads || b.t[t].done ? "has exited" : b.t[t].wait == 1 ? "waits at __syncthreads" : "is elsewhere";
+      const char* why = t >= b.nthreads || b.t[t].done ? "has exited"
+                        : b.t[t].wait == 1             ? "waits at __syncthreads"
+                                                       : "is elsewhere";
       g_cur = w * 32 + __builtin_ctz(wp.arrived);
       fail("warp %d: lane %d of mask 0x%08x never arrives at the warp op (it %s)", w, l, wp.mask, why);
     }
@@ -112,13 +120,20 @@ bool try_release_barrier() {
   BlockState& b = g_block;
   int live = 0, at = 0, exited = 0;
   for (auto& th : b.t) {
-    if (th.done) { ++exited; continue; }
+    if (th.done) {
+      ++exited;
+      continue;
+    }
     ++live;
     at += th.wait == 1;
   }
   if (live == 0 || at != live) return false;
   if (exited) {
-    for (int i = 0; i < b.nthreads; ++i) if (b.t[i].done) { g_cur = i; break; }
+    for (int i = 0; i < b.nthreads; ++i)
+      if (b.t[i].done) {
+        g_cur = i;
+        break;
+      }
     fail("__syncthreads reached by %d threads while %d threads of the block have exited", live, exited);
   }
   b.epoch = ++g_epoch_counter;
@@ -183,7 +198,10 @@ void set_device(int d) { g_device = d; }
 void set_loaded_code(int ptx, int bin) { g_no_image = ptx < 0, g_code_ptx = ptx, g_code_bin = bin; }
 int loaded_ptx_version() { return g_no_image ? 0 : g_code_ptx ? g_code_ptx : current_arch().cc; }
 int func_attribute_queries() { return g_attr_queries; }
-void set_seed(uint64_t s) { g_rng.seed(s); g_rng_seeded = true; }
+void set_seed(uint64_t s) {
+  g_rng.seed(s);
+  g_rng_seeded = true;
+}
 
 uint3 thread_idx() {
   const int i = g_cur;
@@ -254,11 +272,12 @@ const uint64_t* warp_collective(int kind, unsigned mask, const uint64_t* mine, i
   static const char* const names[] = {"?", "shfl.sync", "vote.sync.ballot", "bar.warp.sync", "ldmatrix", "mma.sync"};
   if (!((mask >> l) & 1u)) fail("lane %d calls %s with mask 0x%08x that excludes it", l, names[kind], mask);
   const int last = std::min(32, b.nthreads - w * 32);
-  if (last < 32 && (mask >> last)) fail("warp op mask 0x%08x names lanes past the block's %d threads", mask, b.nthreads);
+  if (last < 32 && (mask >> last))
+    fail("warp op mask 0x%08x names lanes past the block's %d threads", mask, b.nthreads);
   WarpPending& wp = g_wp[w];
   if (wp.arrived && (wp.kind != kind || wp.mask != mask))
-    fail("divergent warp ops: %s mask 0x%08x while lanes 0x%08x wait at %s mask 0x%08x", names[kind], mask,
-         wp.arrived, names[wp.kind], wp.mask);
+    fail("divergent warp ops: %s mask 0x%08x while lanes 0x%08x wait at %s mask 0x%08x", names[kind], mask, wp.arrived,
+         names[wp.kind], wp.mask);
   const int parity = b.warp_syncs[w] & 1;
   uint64_t* slot = &g_xch[((size_t(w) * 2 + parity) * 32 + l) * 8];
   for (int i = 0; i < n; ++i) slot[i] = mine[i];
@@ -274,20 +293,35 @@ const uint64_t* warp_collective(int kind, unsigned mask, const uint64_t* mine, i
   return &g_xch[(size_t(w) * 2 + parity) * 32 * 8];
 }
 
-void syncwarp(unsigned mask) { uint64_t z = 0; warp_collective(kSyncwarp, mask, &z, 1); }
+void syncwarp(unsigned mask) {
+  uint64_t z = 0;
+  warp_collective(kSyncwarp, mask, &z, 1);
+}
 
 }  // namespace emu
 
 // ---- the CUDA runtime calls of the launchers ----
-extern "C" cudaError_t cudaGetDevice(int* d) { *d = emu::g_device; return cudaSuccess; }
+extern "C" cudaError_t cudaGetDevice(int* d) {
+  *d = emu::g_device;
+  return cudaSuccess;
+}
 extern "C" cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int dev) {
   const emu::Arch& arch = emu::kArchs[dev];
   switch (a) {
-    case cudaDevAttrComputeCapabilityMajor: *v = arch.cc / 10; break;
-    case cudaDevAttrComputeCapabilityMinor: *v = arch.cc % 10; break;
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = int(arch.max_dyn_smem_optin); break;
-    case cudaDevAttrMultiProcessorCount: *v = 4; break;
-    default: *v = 0;
+    case cudaDevAttrComputeCapabilityMajor:
+      *v = arch.cc / 10;
+      break;
+    case cudaDevAttrComputeCapabilityMinor:
+      *v = arch.cc % 10;
+      break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *v = int(arch.max_dyn_smem_optin);
+      break;
+    case cudaDevAttrMultiProcessorCount:
+      *v = 4;
+      break;
+    default:
+      *v = 0;
   }
   return cudaSuccess;
 }

@@ -7,6 +7,7 @@ directive keeps diagnostics and coverage on the original file and lines.
 
 Usage: rewrite.py IN.cu OUT.cpp
 """
+
 from __future__ import annotations
 
 import re
@@ -70,7 +71,7 @@ def rewrite(src: str, path: str) -> str:
         expr = src[k:j]
         base = expr.split("<")[0].split("::")[-1].strip()
         e = src.find(">>>", j)
-        cfg = src[j + 3:e]
+        cfg = src[j + 3 : e]
         name = " ".join(expr.split()).replace('"', "'")
         launch = f'::emu::make_launch({expr}, "{name}", {cfg})'
         if base in bounds:

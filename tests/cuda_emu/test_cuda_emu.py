@@ -20,6 +20,7 @@ It cannot check timing or that the hardware agrees with the ISA (tests/ops/test_
 GPU does). test_line_coverage reports the line coverage of the .cu files reached here (gcov).
 Needs g++, gcov and the CUDA headers (CUDA_HOME or /usr/local/cuda).
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import build  # noqa: E402
 
-HAVE_TOOLS = (shutil.which("g++") is not None and shutil.which("gcov") is not None
-              and os.path.exists(os.path.join(build.CUDA_HOME, "include", "cuda_runtime.h")))
+HAVE_TOOLS = (
+    shutil.which("g++") is not None
+    and shutil.which("gcov") is not None
+    and os.path.exists(os.path.join(build.CUDA_HOME, "include", "cuda_runtime.h"))
+)
 pytestmark = pytest.mark.skipif(not HAVE_TOOLS, reason="needs g++, gcov and the CUDA headers")
 
 MIN_COVERAGE = 95.0

@@ -113,22 +113,38 @@ void probe_ldmatrix(const uint32_t* row_addr, uint32_t* regs) { ldmatrix_kernel<
 void probe_mma(const uint32_t* a, const uint32_t* b, int32_t* c) { mma_kernel<<<1, 32>>>(a, b, c); }
 
 bool run_bug_kernel(const std::string& name, int32_t* buf, int64_t n) {
-  if (name == "oob_load") oob_load<<<1, 64>>>(buf, n);
-  else if (name == "oob_store") oob_store<<<1, 64>>>(buf, n);
-  else if (name == "uninit_global") uninit_global<<<1, 64>>>(buf, n);
-  else if (name == "shared_race") shared_race<<<1, 64>>>(buf, n);
-  else if (name == "war_race") war_race<<<1, 64>>>(buf, n);
-  else if (name == "uninit_shared") uninit_shared<<<1, 64>>>(buf, n);
-  else if (name == "misaligned_vec") misaligned_vec<<<1, 32>>>(buf, n);
-  else if (name == "shared_oob") shared_oob<<<1, 64>>>(buf, n);
-  else if (name == "cp_async_no_wait") cp_async_no_wait<<<1, 64, 256>>>(buf, n);
-  else if (name == "cp_async_wait_short") cp_async_wait_short<<<1, 64, 256>>>(buf, n);
-  else if (name == "shfl_mask_excludes") shfl_mask_excludes<<<1, 32>>>(buf, n);
-  else if (name == "shfl_lane_missing") shfl_lane_missing<<<1, 32>>>(buf, n);
-  else if (name == "divergent_barrier") divergent_barrier<<<1, 64>>>(buf, n);
-  else if (name == "launch_bounds") bounded<<<1, 128>>>(buf, n);
-  else if (name == "grid_y") bounded<<<dim3(1, 65536), 32>>>(buf, n);
-  else if (name == "smem_no_attribute") bounded<<<1, 32, 64 * 1024>>>(buf, n);
+  if (name == "oob_load")
+    oob_load<<<1, 64>>>(buf, n);
+  else if (name == "oob_store")
+    oob_store<<<1, 64>>>(buf, n);
+  else if (name == "uninit_global")
+    uninit_global<<<1, 64>>>(buf, n);
+  else if (name == "shared_race")
+    shared_race<<<1, 64>>>(buf, n);
+  else if (name == "war_race")
+    war_race<<<1, 64>>>(buf, n);
+  else if (name == "uninit_shared")
+    uninit_shared<<<1, 64>>>(buf, n);
+  else if (name == "misaligned_vec")
+    misaligned_vec<<<1, 32>>>(buf, n);
+  else if (name == "shared_oob")
+    shared_oob<<<1, 64>>>(buf, n);
+  else if (name == "cp_async_no_wait")
+    cp_async_no_wait<<<1, 64, 256>>>(buf, n);
+  else if (name == "cp_async_wait_short")
+    cp_async_wait_short<<<1, 64, 256>>>(buf, n);
+  else if (name == "shfl_mask_excludes")
+    shfl_mask_excludes<<<1, 32>>>(buf, n);
+  else if (name == "shfl_lane_missing")
+    shfl_lane_missing<<<1, 32>>>(buf, n);
+  else if (name == "divergent_barrier")
+    divergent_barrier<<<1, 64>>>(buf, n);
+  else if (name == "launch_bounds")
+    bounded<<<1, 128>>>(buf, n);
+  else if (name == "grid_y")
+    bounded<<<dim3(1, 65536), 32>>>(buf, n);
+  else if (name == "smem_no_attribute")
+    bounded<<<1, 32, 64 * 1024>>>(buf, n);
   else if (name == "smem_over_max") {
     cudaFuncSetAttribute(bounded, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
     bounded<<<1, 32, 200 * 1024>>>(buf, n);

@@ -12,21 +12,28 @@ namespace emutest {
 namespace {
 
 // lane, register -> (lane whose address gives the row, byte offset in the 16-byte row)
-struct LdmEntry { int lane, reg, provider, byte; };
-const LdmEntry kLdm[] = {{0, 0, 0, 0},   {1, 0, 0, 4},   {3, 0, 0, 12},  {4, 0, 1, 0},   {31, 0, 7, 12},
-                         {0, 1, 8, 0},   {13, 1, 11, 4}, {9, 2, 18, 4},  {22, 3, 29, 8}, {31, 3, 31, 12},
-                         {16, 2, 20, 0}, {7, 1, 9, 12}};
+struct LdmEntry {
+  int lane, reg, provider, byte;
+};
+const LdmEntry kLdm[] = {{0, 0, 0, 0},   {1, 0, 0, 4},  {3, 0, 0, 12},  {4, 0, 1, 0},    {31, 0, 7, 12}, {0, 1, 8, 0},
+                         {13, 1, 11, 4}, {9, 2, 18, 4}, {22, 3, 29, 8}, {31, 3, 31, 12}, {16, 2, 20, 0}, {7, 1, 9, 12}};
 // A: lane, register, bit -> row, k.  B: lane, register, bit -> k, col.  C: lane, register -> row, col.
-struct AEntry { int lane, reg, bit, row, k; };
-struct BEntry { int lane, reg, bit, k, col; };
-struct CEntry { int lane, reg, row, col; };
-const AEntry kA[] = {{0, 0, 0, 0, 0},      {5, 0, 7, 1, 39},     {14, 0, 31, 3, 95}, {31, 2, 0, 7, 224},
-                     {0, 1, 2, 8, 2},      {5, 3, 30, 9, 190},   {14, 3, 1, 11, 193}, {31, 3, 31, 15, 255},
-                     {19, 0, 16, 4, 112},  {26, 3, 4, 14, 196}};
+struct AEntry {
+  int lane, reg, bit, row, k;
+};
+struct BEntry {
+  int lane, reg, bit, k, col;
+};
+struct CEntry {
+  int lane, reg, row, col;
+};
+const AEntry kA[] = {{0, 0, 0, 0, 0},     {5, 0, 7, 1, 39},   {14, 0, 31, 3, 95},  {31, 2, 0, 7, 224},
+                     {0, 1, 2, 8, 2},     {5, 3, 30, 9, 190}, {14, 3, 1, 11, 193}, {31, 3, 31, 15, 255},
+                     {19, 0, 16, 4, 112}, {26, 3, 4, 14, 196}};
 const BEntry kB[] = {{4, 0, 0, 0, 1},     {9, 0, 7, 39, 2},    {22, 0, 31, 95, 5}, {27, 1, 0, 224, 6},
                      {0, 0, 2, 2, 0},     {13, 1, 30, 190, 3}, {18, 1, 1, 193, 4}, {31, 1, 31, 255, 7},
                      {31, 0, 16, 112, 7}, {18, 1, 4, 196, 4}};
-const CEntry kC[] = {{0, 1, 0, 1}, {5, 0, 1, 2},  {14, 1, 3, 5}, {31, 0, 7, 6},  {0, 2, 8, 0},
+const CEntry kC[] = {{0, 1, 0, 1}, {5, 0, 1, 2},   {14, 1, 3, 5},  {31, 0, 7, 6}, {0, 2, 8, 0},
                      {5, 3, 9, 3}, {14, 2, 11, 4}, {31, 3, 15, 7}, {19, 1, 4, 7}, {26, 2, 14, 4}};
 
 void test_ldmatrix() {
@@ -37,7 +44,8 @@ void test_ldmatrix() {
   const auto r = regs.host();
   for (const LdmEntry& e : kLdm) {
     uint32_t want = 0;
-    for (int b = 0; b < 4; ++b) want |= uint32_t(static_cast<unsigned char>((addr[e.provider] + e.byte + b) * 7 + 3)) << (8 * b);
+    for (int b = 0; b < 4; ++b)
+      want |= uint32_t(static_cast<unsigned char>((addr[e.provider] + e.byte + b) * 7 + 3)) << (8 * b);
     CHECK(r[e.lane * 4 + e.reg] == want, "ldmatrix lane %d reg %d: %08x, table says %08x", e.lane, e.reg,
           r[e.lane * 4 + e.reg], want);
   }

@@ -1,5 +1,6 @@
 """scripts/plant_cuda_bugs.py stays in step with the kernels: every bug it plants still finds
 its pattern in csrc/ (a kernel edit that removes one should update the script)."""
+
 from __future__ import annotations
 
 import importlib.util

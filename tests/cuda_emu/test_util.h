@@ -11,15 +11,15 @@
 namespace emutest {
 extern std::mt19937_64 rng;
 extern int failures, checks;
-#define CHECK(cond, ...)                                               \
-  do {                                                                 \
-    ++::emutest::checks;                                               \
-    if (!(cond)) {                                                     \
-      ++::emutest::failures;                                           \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);             \
-      fprintf(stderr, __VA_ARGS__);                                    \
-      fprintf(stderr, "\n");                                           \
-    }                                                                  \
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    ++::emutest::checks;                                   \
+    if (!(cond)) {                                         \
+      ++::emutest::failures;                               \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                        \
+      fprintf(stderr, "\n");                               \
+    }                                                      \
   } while (0)
 
 inline std::vector<int32_t> rand_words(size_t n) {

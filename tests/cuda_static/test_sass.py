@@ -7,6 +7,7 @@ Needs nvcc (CUDA_HOME or /usr/local/cuda) and cuobjdump / nvdisasm (the toolkit'
 nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels of requirements.txt); about 30 s of
 compiling on 2 cores. No GPU needed.
 """
+
 from __future__ import annotations
 
 import glob
@@ -38,8 +39,9 @@ def kernels():
 
 
 def _broken(kernels, gate):
-    return [f"{k.source} {k.name} sm_{k.arch}: {msg}" for k in kernels for msg in k.failures
-            if msg.startswith(gate + ":")]
+    return [
+        f"{k.source} {k.name} sm_{k.arch}: {msg}" for k in kernels for msg in k.failures if msg.startswith(gate + ":")
+    ]
 
 
 def _defines_kernel(path: str) -> bool:
@@ -49,8 +51,11 @@ def _defines_kernel(path: str) -> bool:
 
 def test_every_source_and_target_analysed(kernels):
     # every .cu that defines a kernel (host-only ones, such as the GEMM dispatch, have none)
-    sources = {os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*.cu"), recursive=True)
-               if _defines_kernel(p)}
+    sources = {
+        os.path.relpath(p, ROOT)
+        for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*.cu"), recursive=True)
+        if _defines_kernel(p)
+    }
     assert "csrc/gemm/and_gemm_mma_cuda.cu" in sources
     for arch in cs.ARCHS:
         assert {k.source for k in kernels if k.arch == arch} == sources

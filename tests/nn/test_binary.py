@@ -1,4 +1,5 @@
 """BinaryLinear / BinaryConv2d against float64 references (integer part exact)."""
+
 import copy
 
 import pytest
@@ -20,17 +21,28 @@ def test_binary_conv2d_matches_float(cfg, pad_value):
     x = torch.randn(cfg["n"], cfg["cin"], cfg["h"], cfg["w"])
     t = torch.randn(cfg["cin"]) * 0.3
     mult, bias = torch.randn(cfg["cout"]), torch.randn(cfg["cout"])
-    m = BinaryConv2d.from_weight(conv.weight, bias, stride=cfg["stride"], padding=cfg["padding"],
-                                 dilation=cfg["dilation"], groups=cfg["groups"], multiplier=mult, threshold=t,
-                                 pad_value=pad_value)
-    want = ref_conv(pm1(x, t), pm1(conv.weight), cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"], pad_value)
+    m = BinaryConv2d.from_weight(
+        conv.weight,
+        bias,
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        dilation=cfg["dilation"],
+        groups=cfg["groups"],
+        multiplier=mult,
+        threshold=t,
+        pad_value=pad_value,
+    )
+    want = ref_conv(
+        pm1(x, t), pm1(conv.weight), cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"], pad_value
+    )
     got_int = m.int_forward(x)
     assert got_int.dtype == torch.int32
     assert torch.equal(got_int.double(), want)
     y = m(x)
     assert y.dtype == torch.float32 and y.is_contiguous()
-    torch.testing.assert_close(y.double(), want * mult.double().view(1, -1, 1, 1) + bias.double().view(1, -1, 1, 1),
-                               rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(
+        y.double(), want * mult.double().view(1, -1, 1, 1) + bias.double().view(1, -1, 1, 1), rtol=1e-6, atol=1e-5
+    )
 
 
 def test_binary_conv2d_from_float_mean_abs_and_scaled_input():

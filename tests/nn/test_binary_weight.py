@@ -1,4 +1,5 @@
 """BinaryWeightLinear / BinaryWeightConv2d (real activations) against the float layer."""
+
 import copy
 
 import pytest
@@ -34,8 +35,15 @@ def test_binary_weight_conv2d(cfg):
     x = torch.randn(cfg["n"], cfg["cin"], cfg["h"], cfg["w"])
     scale = torch.randn(cfg["cout"])
     m = BinaryWeightConv2d.from_float(conv, scale=scale)
-    want = F.conv2d(x.double(), pm1(conv.weight) * scale.double().view(-1, 1, 1, 1), conv.bias.detach().double(),
-                    cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"])
+    want = F.conv2d(
+        x.double(),
+        pm1(conv.weight) * scale.double().view(-1, 1, 1, 1),
+        conv.bias.detach().double(),
+        cfg["stride"],
+        cfg["padding"],
+        cfg["dilation"],
+        cfg["groups"],
+    )
     torch.testing.assert_close(m(x).double(), want, rtol=1e-5, atol=1e-5)
     assert torch.equal(m.unpacked_weight(torch.float64), pm1(conv.weight) * scale.double().view(-1, 1, 1, 1))
 

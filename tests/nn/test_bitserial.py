@@ -1,4 +1,5 @@
 """BitSerial* (k-bit activations) and BitSplit* (one path per bit) against float64 references."""
+
 import copy
 
 import pytest
@@ -38,8 +39,16 @@ def test_bitserial_conv2d_step(cfg):
     conv = nn.Conv2d(cfg["cin"], cfg["cout"], cfg["k"], cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"])
     x = torch.randn(cfg["n"], cfg["cin"], cfg["h"], cfg["w"])
     t = torch.randn(cfg["cin"]) * 0.3
-    m = BitSerialConv2d.from_weight(conv.weight, stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
-                                    groups=cfg["groups"], nbits=1, act="step", threshold=t)
+    m = BitSerialConv2d.from_weight(
+        conv.weight,
+        stride=cfg["stride"],
+        padding=cfg["padding"],
+        dilation=cfg["dilation"],
+        groups=cfg["groups"],
+        nbits=1,
+        act="step",
+        threshold=t,
+    )
     b = (x >= t.view(1, -1, 1, 1)).double()
     want = ref_conv(b, pm1(conv.weight), cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"])
     assert torch.equal(m.int_forward(x).double(), want)

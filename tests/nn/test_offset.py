@@ -1,4 +1,5 @@
 """OffsetBinaryConv2d (AdaBin's offset-binary layers) against the float64 layer."""
+
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 """ternary=True: weights {-a, 0, +a} computed exactly (two binary products), every packed family."""
+
 import pytest
 import torch
 
@@ -41,8 +42,9 @@ def test_ternary_convs_exact(cfg):
     torch.testing.assert_close(m(x).double(), ref, rtol=1e-5, atol=1e-4)
     xs = torch.rand_like(x) * 1.2 - 0.1
     for nbits in (1, 3):
-        s = BitSerialConv2d.from_weight(w, nbits=nbits, act="round", in_mul=float(2**nbits - 1), ternary=True,
-                                        **_geo(cfg))
+        s = BitSerialConv2d.from_weight(
+            w, nbits=nbits, act="round", in_mul=float(2**nbits - 1), ternary=True, **_geo(cfg)
+        )
         q = torch.round(torch.clamp(xs, 0, 1) * (2**nbits - 1)).double()
         assert torch.equal(s.int_forward(xs).double(), ref_conv(q, w3, **_geo(cfg)))
     bw = BinaryWeightConv2d.from_weight(w, bias, multiplier=mult, ternary=True, **_geo(cfg))

@@ -1,4 +1,5 @@
 """Helpers of the kernel edge tests: dirty tails, extreme rows, thread counts."""
+
 import contextlib
 
 import torch

@@ -25,7 +25,11 @@ def encoding(rng, nbits_choices=(1, 2, 3, 4)):
 
 def random_planes(p, rows, k, seed):
     bits = torch.randint(0, 2, (p, rows, k), generator=gen(seed))
-    return torch.stack([R._pack01(bits[i]) for i in range(p)]) if p else torch.empty(0, rows, (k + 31) // 32, dtype=torch.int32)
+    return (
+        torch.stack([R._pack01(bits[i]) for i in range(p)])
+        if p
+        else torch.empty(0, rows, (k + 31) // 32, dtype=torch.int32)
+    )
 
 
 @pytest.mark.parametrize("seed", range(30))

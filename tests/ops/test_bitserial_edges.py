@@ -1,6 +1,7 @@
 """bitserial_gemm edges on every CPU path: dirty tails in every plane, more rows than one
 chunk of the epilogue, offsets and coefficients on every plane, and the int32 overflow check
 at its exact bound (offsets included, reduce=False bounded by the weights alone)."""
+
 import functools
 import random
 

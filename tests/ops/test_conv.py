@@ -113,9 +113,13 @@ def test_binary_conv2d_resnet_layer_and_layout():
 
 def test_binary_conv2d_depthwise_and_odd_groups():
     x, wt = randn(2, 48, 7, 7, seed=5), randn(48, 1, 3, 3, seed=6)
-    assert torch.equal(run(x, wt, padding=1, groups=48), R.binary_conv2d(pack_nhwc(x), pack_nhwc(wt), 48, 1, 1, 1, 48, 0))
+    assert torch.equal(
+        run(x, wt, padding=1, groups=48), R.binary_conv2d(pack_nhwc(x), pack_nhwc(wt), 48, 1, 1, 1, 48, 0)
+    )
     x, wt = randn(1, 3 * 37, 5, 5, seed=7), randn(6, 37, 3, 3, seed=8)
-    assert torch.equal(run(x, wt, padding=1, groups=3, pad_value=1), R.binary_conv2d(pack_nhwc(x), pack_nhwc(wt), 111, 1, 1, 1, 3, 1))
+    assert torch.equal(
+        run(x, wt, padding=1, groups=3, pad_value=1), R.binary_conv2d(pack_nhwc(x), pack_nhwc(wt), 111, 1, 1, 1, 3, 1)
+    )
 
 
 def test_binary_conv2d_noncontiguous_and_empty():
@@ -131,7 +135,9 @@ def test_binary_conv2d_ignores_dirty_channel_tail():
     x, wt = randn(1, 40, 4, 4, seed=11), randn(2, 40, 3, 3, seed=12)
     xb, wb = pack_nhwc(x), pack_nhwc(wt)
     dirty = torch.tensor([0, -(1 << 10)], dtype=torch.int32)
-    assert torch.equal(bk.binary_conv2d(xb | dirty, wb | dirty, 40, padding=1), R.binary_conv2d(xb, wb, 40, 1, 1, 1, 1, 0))
+    assert torch.equal(
+        bk.binary_conv2d(xb | dirty, wb | dirty, 40, padding=1), R.binary_conv2d(xb, wb, 40, 1, 1, 1, 1, 0)
+    )
 
 
 def test_binary_conv2d_opcheck_and_compile():
@@ -180,15 +186,17 @@ def test_binary_conv2d_bad_input(fn, exc, match):
 
 def _conv_cases(n_cases: int, seed: int):
     rnd = random.Random(seed)
-    grid = list(itertools.product(
-        [3, 32, 40, 64, 100],                 # channels
-        [(1, 1), (3, 3), (2, 3)],             # kernel
-        [1, 2, 4],                            # groups
-        [(1, 1), (2, 3)],                     # stride
-        [(1, 1), (3, 2)],                     # dilation
-        [(0, 0), (1, 1), (2, 1)],             # padding
-        [0, 1, -1],                           # pad_value
-    ))
+    grid = list(
+        itertools.product(
+            [3, 32, 40, 64, 100],  # channels
+            [(1, 1), (3, 3), (2, 3)],  # kernel
+            [1, 2, 4],  # groups
+            [(1, 1), (2, 3)],  # stride
+            [(1, 1), (3, 2)],  # dilation
+            [(0, 0), (1, 1), (2, 1)],  # padding
+            [0, 1, -1],  # pad_value
+        )
+    )
     cases = [c for c in grid if c[0] % c[2] == 0]
     rnd.shuffle(cases)
     return cases[:n_cases]
@@ -242,6 +250,14 @@ def test_binary_conv2d_large_cuda():
 
 def test_binary_conv2d_opcheck_on_device(device):
     g = gen(14)
-    args = (random_bits(2, 6, 6, k=40, gen=g).to(device), random_bits(8, 3, 3, k=20, gen=g).to(device), 40,
-            [1, 1], [1, 1], [1, 1], 2, 0)
+    args = (
+        random_bits(2, 6, 6, k=40, gen=g).to(device),
+        random_bits(8, 3, 3, k=20, gen=g).to(device),
+        40,
+        [1, 1],
+        [1, 1],
+        [1, 1],
+        2,
+        0,
+    )
     torch.library.opcheck(torch.ops.bnn_kernels.binary_conv2d.default, args)

@@ -2,6 +2,7 @@
 group (several K blocks of the GEMM), groups whose out channels do not fill a tile, zero
 padding corrections per group, several pixel blocks and thread counts, sequences of shapes
 that reuse the kernel's work buffers."""
+
 import pytest
 import torch
 
@@ -27,7 +28,7 @@ def case(rng, seed, cg=None, groups=None, size=None, min_pad=0):
     padding = (rng.randint(min_pad, 3), rng.randint(min_pad, 3))
     h0 = max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0])
     w0 = max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1])
-    h, w = (size or (rng.randint(h0, h0 + 9), rng.randint(w0, w0 + 9)))
+    h, w = size or (rng.randint(h0, h0 + 9), rng.randint(w0, w0 + 9))
     h, w = max(h, h0), max(w, w0)
     n = rng.randint(1, 3)
     x = bk.pack_bits(random_signs(n, h, w, groups * cg, seed=seed))

@@ -109,7 +109,6 @@ def test_xnor_gemm_mixed_devices_rejected():
         bk.xnor_gemm(a, a.cuda(), 40)
 
 
-
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(1, 70), n=st.integers(1, 70), k=st.integers(1, 400), seed=st.integers(0, 2**31 - 1))
 def test_xnor_gemm_property(m, n, k, seed):
@@ -124,8 +123,19 @@ def test_xnor_gemm_property(m, n, k, seed):
 # ---------------------------------------------------------------- on every device (CPU, CUDA)
 # gemm_device: the CPU, then CUDA under every forced GEMM path (mma, popc, gemv, auto).
 
-GEMM_SHAPES = [(1, 1, 1), (5, 7, 33), (8, 300, 1000), (9, 64, 256), (33, 40, 64), (130, 129, 1025),
-               (257, 300, 4100), (64, 64, 32 * 40 + 7), (200, 3, 2048), (128, 128, 1024), (300, 257, 96)]
+GEMM_SHAPES = [
+    (1, 1, 1),
+    (5, 7, 33),
+    (8, 300, 1000),
+    (9, 64, 256),
+    (33, 40, 64),
+    (130, 129, 1025),
+    (257, 300, 4100),
+    (64, 64, 32 * 40 + 7),
+    (200, 3, 2048),
+    (128, 128, 1024),
+    (300, 257, 96),
+]
 
 
 @pytest.mark.parametrize("m,n,k", GEMM_SHAPES)

@@ -1,6 +1,7 @@
 """xnor_gemm edges on every CPU path: dirty tails in the small-M (row dot) and tiled paths at
 word counts that end a vector exactly, byte counters at their limit, several K blocks, several
 N blocks, odd thread counts, non-contiguous and empty inputs."""
+
 import functools
 import random
 
@@ -44,7 +45,7 @@ def test_xnor_gemm_equal_and_opposite_rows_long_k(seed, rng):
         b = torch.cat([a, complement_rows(a, k), random_bits(rng.randint(1, 12), k=k, seed=seed + 1)])
         got = bk.xnor_gemm(dirty_tail(a, k, seed), dirty_tail(b, k, seed + 5), k)
         assert torch.equal(got, R.xnor_gemm(a, b, k)), (m, k)
-        assert (got[:, :m].diagonal() == k).all() and (got[:, m:2 * m].diagonal() == -k).all()
+        assert (got[:, :m].diagonal() == k).all() and (got[:, m : 2 * m].diagonal() == -k).all()
 
 
 @functools.lru_cache(maxsize=None)

@@ -63,7 +63,11 @@ BAD = [
     (lambda: bk.binary_weight_linear(x3, w3, 70), ValueError, "k=70"),
     (lambda: bk.binary_weight_linear(x3, w3, 40, torch.ones(4)), ValueError, "scale must have shape"),
     (lambda: bk.binary_weight_linear(x3, w3, 40, None, torch.ones(5, 1)), ValueError, "bias must have shape"),
-    (lambda: bk.binary_weight_linear(x3, w3, 40, torch.ones(5, dtype=torch.int32)), TypeError, "scale must be a floating"),
+    (
+        lambda: bk.binary_weight_linear(x3, w3, 40, torch.ones(5, dtype=torch.int32)),
+        TypeError,
+        "scale must be a floating",
+    ),
     (lambda: bk.binary_weight_linear(torch.tensor(1.0), w3, 40), ValueError, "at least 1 dim"),
 ]
 
@@ -86,6 +90,8 @@ def test_binary_weight_linear_epilogue_rounds_like_unfused_float(dtype, seed):
     assert (want[0, 0::2] != fma[0, 0::2]).float().mean() > 0.5
     got = bk.binary_weight_linear(x, w, x.shape[1], scale, bias)
     assert torch.equal(got, want)
+
+
 # ---------------------------------------------------------------- on every device (CPU, CUDA)
 # linear_device: the CPU, then CUDA under every forced linear path (gemv, tiled, auto).
 
@@ -97,8 +103,19 @@ def _on(t, device):
 
 
 @pytest.mark.parametrize("dtype", LINEAR_DTYPES)
-@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 33, 31), (3, 70, 100), (8, 64, 4096), (9, 40, 1024),
-                                   (100, 130, 257), (1, 300, 4100), (2, 5, 32 * 128 * 2 + 64)])
+@pytest.mark.parametrize(
+    "m,n,k",
+    [
+        (1, 1, 1),
+        (1, 33, 31),
+        (3, 70, 100),
+        (8, 64, 4096),
+        (9, 40, 1024),
+        (100, 130, 257),
+        (1, 300, 4100),
+        (2, 5, 32 * 128 * 2 + 64),
+    ],
+)
 @pytest.mark.parametrize("affine", [False, True])
 def test_binary_weight_linear_exact_on_device(linear_device, dtype, m, n, k, affine):
     """Small-integer inputs: every sum is exact in float32, so all devices agree bit for bit,
@@ -108,8 +125,9 @@ def test_binary_weight_linear_exact_on_device(linear_device, dtype, m, n, k, aff
     w = random_bits(n, k=k, dirty=True, gen=g)
     scale = torch.randint(1, 5, (n,), generator=g).float() * 0.5 if affine else None
     bias = torch.randint(-3, 4, (n,), generator=g).float() if affine else None
-    out = bk.binary_weight_linear(x.to(linear_device), w.to(linear_device), k, _on(scale, linear_device),
-                                  _on(bias, linear_device))
+    out = bk.binary_weight_linear(
+        x.to(linear_device), w.to(linear_device), k, _on(scale, linear_device), _on(bias, linear_device)
+    )
     same(out, bk.binary_weight_linear(x, w, k, scale, bias), linear_device)
     if dtype in (torch.float32, torch.float64):  # the reference rounds once, the kernels per product in half types
         same(out, R.binary_weight_linear(x, clean_tail(w, k), k, scale, bias), linear_device)
@@ -122,8 +140,9 @@ def test_binary_weight_linear_random_on_device(linear_device, dtype, m, n, k):
     x = torch.randn(2, m, k, generator=g).to(dtype)
     w = random_bits(n, k=k, gen=g)
     scale, bias = torch.rand(n, generator=g) + 0.5, torch.randn(n, generator=g)
-    out = bk.binary_weight_linear(x.to(linear_device), w.to(linear_device), k, scale.to(linear_device),
-                                  bias.to(linear_device))
+    out = bk.binary_weight_linear(
+        x.to(linear_device), w.to(linear_device), k, scale.to(linear_device), bias.to(linear_device)
+    )
     expect = R.binary_weight_linear(x, w, k, scale, bias)
     assert out.dtype == dtype and out.shape == expect.shape and out.device.type == linear_device
     tol = {torch.float32: 1e-4, torch.float64: 1e-10, torch.float16: 2e-2, torch.bfloat16: 2e-2}[dtype]
@@ -134,8 +153,11 @@ def test_binary_weight_linear_non_contiguous_and_empty_on_device(linear_device):
     g = gen(12)
     x = torch.randint(-3, 4, (300, 6), generator=g).float().t()  # [6, 300], not contiguous
     w = random_bits(20, k=300, gen=g)
-    same(bk.binary_weight_linear(x.to(linear_device), w.to(linear_device), 300), R.binary_weight_linear(x, w, 300),
-         linear_device)
+    same(
+        bk.binary_weight_linear(x.to(linear_device), w.to(linear_device), 300),
+        R.binary_weight_linear(x, w, 300),
+        linear_device,
+    )
     e = bk.binary_weight_linear(x[:0].to(linear_device), w.to(linear_device), 300)
     assert e.shape == (0, 20) and e.device.type == linear_device
 
@@ -163,6 +185,7 @@ def test_binary_weight_linear_epilogue_not_fused_on_device(linear_device, dtype)
     x, w, scale, bias, dot, acc = fma_exposing_case(dtype, seed=15, m=9)
     assert (fused(dot, scale, bias, acc).to(dtype)[0, 0::2] != (dot.to(acc) * scale + bias).to(dtype)[0, 0::2]).any()
     k = x.shape[1]
-    out = bk.binary_weight_linear(x.to(linear_device), w.to(linear_device), k, scale.to(linear_device),
-                                  bias.to(linear_device))
+    out = bk.binary_weight_linear(
+        x.to(linear_device), w.to(linear_device), k, scale.to(linear_device), bias.to(linear_device)
+    )
     same(out, bk.binary_weight_linear(x, w, k, scale, bias), linear_device)

@@ -2,6 +2,7 @@
 scales powers of two, so every sum, product and bias add is exact in float32 and the result
 must equal the reference bit for bit. Shapes hit the partial row and weight tiles, K tails of
 the 8- and 16-wide steps, dirty weight tails, and odd thread counts."""
+
 import pytest
 import torch
 
@@ -14,8 +15,15 @@ pytestmark = pytest.mark.usefixtures("cpu_isa")
 
 
 def exact_case(rng, seed, dtype):
-    k = rng.choice([rng.randint(1, 15), 16 * rng.randint(1, 8) + rng.randint(1, 15), 8 * rng.randint(1, 30) + 4,
-                    32 * rng.randint(1, 10), rng.randint(1, 700)])
+    k = rng.choice(
+        [
+            rng.randint(1, 15),
+            16 * rng.randint(1, 8) + rng.randint(1, 15),
+            8 * rng.randint(1, 30) + 4,
+            32 * rng.randint(1, 10),
+            rng.randint(1, 700),
+        ]
+    )
     lead = rng.choice([(rng.randint(1, 13),), (rng.randint(1, 3), rng.randint(1, 6))])
     n = rng.choice([1, 2, 3, 5, 6, 7, rng.randint(1, 45)])
     g = gen(seed)

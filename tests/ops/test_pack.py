@@ -15,7 +15,9 @@ INT_TYPES = [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64]
 @pytest.mark.parametrize("dtype", FLOAT_TYPES)
 def test_pack_bits_matches_reference(seed, dtype, rng):
     k = rng.choice([1, 5, 31, 32, 33, 63, 64, 65, 100, 257, rng.randint(1, 700)])
-    lead = tuple(rng.randint(0, 4) if i == 0 and rng.random() < 0.1 else rng.randint(1, 5) for i in range(rng.randint(0, 3)))
+    lead = tuple(
+        rng.randint(0, 4) if i == 0 and rng.random() < 0.1 else rng.randint(1, 5) for i in range(rng.randint(0, 3))
+    )
     x = randn(*lead, k, seed=seed, dtype=dtype)
     x[..., :: max(1, k // 7)] = 0  # zeros must become +1
     thr = rng.choice([0.0, 0.25, -0.5])
@@ -75,7 +77,9 @@ def test_pack_bits_noncontiguous_and_empty(rng):
     assert bk.pack_bits(torch.empty(0, 5, 40)).shape == (0, 5, 2)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.int32, torch.int64])
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.int32, torch.int64]
+)
 def test_unpack_bits_dtypes(dtype, rng):
     k = rng.randint(1, 200)
     bits = R.pack_bits(randn(3, k, seed=5))
@@ -163,8 +167,17 @@ def test_pack_bad_input(fn, exc, match):
 # ---------------------------------------------------------------- on every device (CPU, CUDA)
 # The op on `device` equals the CPU kernel and the reference exactly, NaN, 0 and -0 included.
 
-PACK_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.uint8, torch.int16,
-               torch.int32, torch.int64]
+PACK_DTYPES = [
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.int8,
+    torch.uint8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+]
 
 
 def _pack_input(shape, dtype, g):
@@ -204,8 +217,10 @@ def test_pack_bits_non_contiguous_on_device(device, dtype):
     same(bk.pack_bits(xs.to(device), 0.0), R.pack_bits(xs, 0.0), device)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8,
-                                   torch.int16, torch.int32, torch.int64])
+@pytest.mark.parametrize(
+    "dtype",
+    [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.int16, torch.int32, torch.int64],
+)
 @pytest.mark.parametrize("k", [1, 31, 32, 33, 100, 1000])
 def test_unpack_bits_on_device(device, dtype, k):
     bits = random_bits(3, 4, k=k, dirty=True, gen=gen(3))

@@ -1,6 +1,7 @@
 """pack_bits / unpack_bits / to_bitplanes edges on every CPU path: NaN, infinities and values
 equal to their threshold at random positions of whole words and tails, per-channel thresholds
 over many words, inputs large enough for the threaded loops, dirty tails on unpack."""
+
 import pytest
 import torch
 
@@ -27,8 +28,9 @@ def special_values(x, thr, seed):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("seed", range(6))
 def test_pack_bits_special_values_and_thresholds(seed, dtype, rng):
-    k = rng.choice([rng.randint(1, 31), 32 * rng.randint(1, 6) + rng.randint(1, 31), 32 * rng.randint(1, 6),
-                    rng.randint(1, 400)])
+    k = rng.choice(
+        [rng.randint(1, 31), 32 * rng.randint(1, 6) + rng.randint(1, 31), 32 * rng.randint(1, 6), rng.randint(1, 400)]
+    )
     rows = rng.randint(1, 9)
     if rng.random() < 0.5:
         thr = randn(k, seed=seed + 1).to(dtype)

@@ -1,5 +1,6 @@
 """Every op is declared once and has a kernel for CPU and for CUDA in every build: the real
 CUDA kernel, or (CPU-only builds) one that raises a clear 'built without CUDA' error."""
+
 import pytest
 import torch
 

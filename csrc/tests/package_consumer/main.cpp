@@ -29,7 +29,7 @@ int main() {
         return 1;
       }
     }
-  std::printf("bnn_kernels package consumer: xnor_gemm %lldx%lldx%lld exact (%s)\n", (long long)m,
-              (long long)n, (long long)k, bnn::cpu::gemm_isa());
+  std::printf("bnn_kernels package consumer: xnor_gemm %lldx%lldx%lld exact (%s)\n", (long long)m, (long long)n,
+              (long long)k, bnn::cpu::gemm_isa());
   return 0;
 }

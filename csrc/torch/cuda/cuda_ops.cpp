@@ -51,16 +51,26 @@ at::Tensor workspace(int64_t bytes, const at::Tensor& like) {
 
 cuda::PackType pack_type(at::ScalarType st) {
   switch (st) {
-    case at::kHalf: return cuda::PackType::F16;
-    case at::kBFloat16: return cuda::PackType::BF16;
-    case at::kFloat: return cuda::PackType::F32;
-    case at::kDouble: return cuda::PackType::F64;
-    case at::kChar: return cuda::PackType::I8;
-    case at::kByte: return cuda::PackType::U8;
-    case at::kShort: return cuda::PackType::I16;
-    case at::kInt: return cuda::PackType::I32;
-    case at::kLong: return cuda::PackType::I64;
-    default: TORCH_CHECK_TYPE(false, "x has unsupported dtype ", st);
+    case at::kHalf:
+      return cuda::PackType::F16;
+    case at::kBFloat16:
+      return cuda::PackType::BF16;
+    case at::kFloat:
+      return cuda::PackType::F32;
+    case at::kDouble:
+      return cuda::PackType::F64;
+    case at::kChar:
+      return cuda::PackType::I8;
+    case at::kByte:
+      return cuda::PackType::U8;
+    case at::kShort:
+      return cuda::PackType::I16;
+    case at::kInt:
+      return cuda::PackType::I32;
+    case at::kLong:
+      return cuda::PackType::I64;
+    default:
+      TORCH_CHECK_TYPE(false, "x has unsupported dtype ", st);
   }
 }
 
@@ -177,9 +187,8 @@ at::Tensor binary_weight_linear_cuda(const at::Tensor& x_in, const at::Tensor& w
     if (out_type == at::kHalf) type = cuda::LinearXType::F16;
     if (out_type == at::kBFloat16) type = cuda::LinearXType::BF16;
     if (out_type == at::kDouble) type = cuda::LinearXType::F64;
-    cuda::launch_binary_weight_linear(type, x.data_ptr(), m, k, w.data_ptr<int32_t>(), n,
-                                      affine.scale_data(), affine.bias_data(), out.data_ptr(), linear_path(),
-                                      stream());
+    cuda::launch_binary_weight_linear(type, x.data_ptr(), m, k, w.data_ptr<int32_t>(), n, affine.scale_data(),
+                                      affine.bias_data(), out.data_ptr(), linear_path(), stream());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return out.to(out_type);
