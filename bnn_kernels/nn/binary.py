@@ -125,6 +125,8 @@ class BinaryLinear(PackedModule):
 class _ConvGeometry(PackedModule):
     """Conv hyper-parameters shared by the packed conv modules."""
 
+    geometry_keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups")
+
     def _init_geometry(
         self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype, ternary=False
     ):
@@ -185,18 +187,7 @@ class BinaryConv2d(_ConvGeometry):
     float32 [C], multiplier float32 [O], bias float32 [O].
     """
 
-    _config_keys = (
-        "in_channels",
-        "out_channels",
-        "kernel_size",
-        "stride",
-        "padding",
-        "dilation",
-        "groups",
-        "pad_value",
-        "out_dtype",
-        "ternary",
-    )
+    _config_keys = _ConvGeometry.geometry_keys + ("pad_value", "out_dtype", "ternary")
 
     def __init__(
         self,

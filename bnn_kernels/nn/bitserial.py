@@ -167,19 +167,7 @@ class BitSerialConv2d(_ConvGeometry):
     float32 [C], in_mul float32 [1], multiplier float32 [O], bias float32 [O].
     """
 
-    _config_keys = (
-        "in_channels",
-        "out_channels",
-        "kernel_size",
-        "stride",
-        "padding",
-        "dilation",
-        "groups",
-        "nbits",
-        "act",
-        "out_dtype",
-        "ternary",
-    )
+    _config_keys = _ConvGeometry.geometry_keys + ("nbits", "act", "out_dtype", "ternary")
 
     def __init__(
         self,

@@ -127,19 +127,7 @@ class BitSplitConv2d(_BitSplitMixin, _ConvGeometry):
     reduce=True the sum over paths [N, O, Ho, Wo]. All paths run in one binary_conv2d call.
     """
 
-    _config_keys = (
-        "in_channels",
-        "out_channels",
-        "kernel_size",
-        "stride",
-        "padding",
-        "dilation",
-        "groups",
-        "paths",
-        "plane_values",
-        "reduce",
-        "out_dtype",
-    )
+    _config_keys = _ConvGeometry.geometry_keys + ("paths", "plane_values", "reduce", "out_dtype")
 
     def __init__(
         self,

@@ -35,16 +35,7 @@ class OffsetBinaryConv2d(_ConvGeometry):
     float32 [3, O], bias float32 [O].
     """
 
-    _config_keys = (
-        "in_channels",
-        "out_channels",
-        "kernel_size",
-        "stride",
-        "padding",
-        "dilation",
-        "groups",
-        "out_dtype",
-    )
+    _config_keys = _ConvGeometry.geometry_keys + ("out_dtype",)
     epilogue_buffers = ("multiplier", "window_coefs")
 
     def __init__(
