@@ -17,6 +17,7 @@ assertion, an exception or a crash).
 
 Slow (a rebuild and a test run per mutant): not part of CI.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,11 @@ def M(name, file, old, new, tests, equivalent=""):
 
 
 PK, PS = "csrc/pack/pack_cpu.cpp", "csrc/pack/pack_simd.cpp"
-MK512, MK2, MKS = ("csrc/gemm/microkernel_avx512.cpp", "csrc/gemm/microkernel_avx2.cpp",
-                   "csrc/gemm/microkernel_scalar.cpp")
+MK512, MK2, MKS = (
+    "csrc/gemm/microkernel_avx512.cpp",
+    "csrc/gemm/microkernel_avx2.cpp",
+    "csrc/gemm/microkernel_scalar.cpp",
+)
 GD = "csrc/gemm/popcount_gemm_cpu.cpp"
 # binary_conv_cpu.cpp is being split into functions: its snippets are single statements,
 # so they survive a move into a helper; re-anchor them if a statement itself changes.
@@ -65,6 +69,8 @@ BS = "csrc/bitserial/bitserial_gemm_cpu.cpp"
 LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
 CK, OPS = "csrc/torch/checks.cpp", "csrc/torch/cpu_ops.cpp"
 
+# One mutant per entry, as a table (left out of the formatter).
+# fmt: off
 MUTANTS = [
     # ---- pack: scalar template (float with ISA=scalar, double, integer inputs) ----
     M("pack_scalar_tail_count", PK,
@@ -316,11 +322,13 @@ MUTANTS = [
       "const at::Tensor a = a_in.contiguous(), w = w_in.contiguous();\n  cpu::bitserial_gemm",
       "const at::Tensor a = a_in, w = w_in.contiguous();\n  cpu::bitserial_gemm", BITSERIAL),
 ]
+# fmt: on
 
 
 def tree_files(root):
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, check=True,
-                         capture_output=True).stdout.decode()
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, check=True, capture_output=True
+    ).stdout.decode()
     return [f for f in out.split("\0") if f and os.path.isfile(os.path.join(root, f))]
 
 
@@ -341,8 +349,9 @@ def sync(src, dst):
 
 def build(work):
     env = dict(os.environ, BNN_KERNELS_CUDA="0", MAX_JOBS="1")
-    r = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=work, env=env,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=work, env=env, capture_output=True, text=True
+    )
     return r.returncode == 0, r.stdout + r.stderr
 
 
@@ -365,8 +374,10 @@ def apply(path, m):
         text = f.read()
     count = text.count(m.old)
     if count != 1:
-        raise SystemExit(f"mutant {m.name}: its snippet occurs {count} times in {m.file} (needs exactly 1); "
-                         "re-anchor it to the current code")
+        raise SystemExit(
+            f"mutant {m.name}: its snippet occurs {count} times in {m.file} (needs exactly 1); "
+            "re-anchor it to the current code"
+        )
     with open(path, "w") as f:
         f.write(text.replace(m.old, m.new))
     return text
@@ -394,14 +405,19 @@ def run_mutant(work, m, timeout):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
-    ap.add_argument("--only", action="append", default=[], metavar="NAME",
-                    help="run only this mutant (repeatable)")
-    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "bnn_kernels_mutants"),
-                    help="scratch copy of the tree, kept between runs (default: %(default)s)")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this mutant (repeatable)")
+    ap.add_argument(
+        "--workdir",
+        default=os.path.join(tempfile.gettempdir(), "bnn_kernels_mutants"),
+        help="scratch copy of the tree, kept between runs (default: %(default)s)",
+    )
     ap.add_argument("--timeout", type=int, default=300, help="seconds per test run (a hang counts as caught)")
-    ap.add_argument("--skip-tests", default=None, metavar="TEXT",
-                    help="leave out test files whose path contains TEXT (e.g. _edges: the score "
-                         "without the edge tests)")
+    ap.add_argument(
+        "--skip-tests",
+        default=None,
+        metavar="TEXT",
+        help="leave out test files whose path contains TEXT (e.g. _edges: the score without the edge tests)",
+    )
     args = ap.parse_args()
 
     names = [m.name for m in MUTANTS]
@@ -415,8 +431,7 @@ def main():
         raise SystemExit(f"unknown mutant(s): {', '.join(sorted(unknown))} (see --list)")
     chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
     if args.skip_tests:
-        chosen = [dataclasses.replace(m, tests=tuple(t for t in m.tests if args.skip_tests not in t))
-                  for m in chosen]
+        chosen = [dataclasses.replace(m, tests=tuple(t for t in m.tests if args.skip_tests not in t)) for m in chosen]
     for m in chosen:  # every snippet must match before anything runs
         with open(os.path.join(ROOT, m.file)) as f:
             if f.read().count(m.old) != 1:
@@ -446,8 +461,7 @@ def main():
     print("\n| mutant | file | result |\n|---|---|---|")
     for m, status in rows:
         print(f"| {m.name} | {m.file} | {status} |")
-    print(f"\nscore: {caught} / {len(scored)} mutants caught"
-          f" ({len(rows) - len(scored)} equivalent mutants left out)")
+    print(f"\nscore: {caught} / {len(scored)} mutants caught ({len(rows) - len(scored)} equivalent mutants left out)")
     return 0 if caught == len(scored) else 1
 
 
