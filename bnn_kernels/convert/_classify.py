@@ -12,7 +12,8 @@ from ..nn._base import quantize_round
 from ._report import RealWeights, Skip
 from ._trace import _Call
 
-_DETECT_TOL = 1e-3  # relative distance to +-alpha / the grid still counted as on it (STE rounding)
+_DETECT_TOL = 1e-3  # relative distance to +-alpha / the grid still counted as on it, float16 / bfloat16
+_DETECT_ULPS = 32  # the same for float32 / float64, in units of eps: STE rounding, never a learned factor
 _MAX_GRID_BITS = 4
 
 # Accepted per-channel relative deviation of a packed module's output; the epilogue parameters
@@ -21,7 +22,13 @@ TOL = {torch.float32: 1e-4, torch.float64: 1e-5, torch.float16: 1e-2, torch.bflo
 
 
 def detect_tol(dtype: torch.dtype) -> float:
-    """_DETECT_TOL, widened for low-precision dtypes (bfloat16 rounds 1/3 by 2e-3)."""
+    """Relative distance of a value to +-alpha or to a grid point still counted as on it: the float
+    rounding of straight-through estimators written as ``out.detach() - s.detach() + s`` (a few
+    ulps), never a deviation a model computes on purpose (e.g. a per-channel activation scale of
+    1 + 1e-4, which packed as +-1 would be off by more than rounding). float16 / bfloat16 keep
+    _DETECT_TOL, widened to 2 eps (bfloat16 rounds 1/3 by 2e-3)."""
+    if dtype in (torch.float32, torch.float64):
+        return _DETECT_ULPS * torch.finfo(dtype).eps
     return max(_DETECT_TOL, 2 * torch.finfo(dtype).eps) if dtype.is_floating_point else _DETECT_TOL
 
 

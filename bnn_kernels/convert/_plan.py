@@ -45,6 +45,8 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip("its forward contains other conv/linear layers")
         if len(inv.calls) != 1:
             raise Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
+        if inv.calls[0].kind == "matmul_left":
+            raise Skip("it multiplies its input by a matrix from the left (W @ x): not packed as a linear layer")
         if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
             raise Skip("it is called with other than one tensor argument")
         if not isinstance(inv.out, torch.Tensor):
@@ -53,6 +55,11 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip(
                 f"it applies {inv.post_break} to the {inv.calls[0].kind} call's output (only a per-channel "
                 "scale/bias epilogue can be packed)"
+            )
+        if inv.post_mixed is not None:
+            raise Skip(
+                f"its output combines the {inv.calls[0].kind} call's output with data computed from its input "
+                f"({inv.post_mixed}): a data-dependent scale or gate (as in Real-to-Binary) or a residual"
             )
         if not inv.out_from_call:
             raise Skip(f"its output is not computed from the {inv.calls[0].kind} call's output by arithmetic")
