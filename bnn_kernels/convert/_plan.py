@@ -45,8 +45,8 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip("its forward contains other conv/linear layers")
         if len(inv.calls) != 1:
             raise Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
-        if inv.calls[0].kind == "matmul_left":
-            raise Skip("it multiplies its input by a matrix from the left (W @ x): not packed as a linear layer")
+        if inv.calls[0].kind not in ("conv2d", "linear"):
+            raise Skip(f"it computes its layer with {inv.calls[0].kind}, which is not packed (conv2d and linear are)")
         if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
             raise Skip("it is called with other than one tensor argument")
         if not isinstance(inv.out, torch.Tensor):

@@ -321,13 +321,29 @@ class _Recorder(TorchFunctionMode):
 
 
 _MATMUL = {"matmul", "mm", "__matmul__"}
+# Other products of the module's input with a weight: recorded as calls of their own kind, which
+# are never packed but are reported (and raise under strict=True when the layer binarizes).
+_OTHER_LAYERS = {
+    "addmm",
+    "addmv",
+    "mv",
+    "bmm",
+    "baddbmm",
+    "einsum",
+    "tensordot",
+    "conv1d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+}
 
 
 def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | None:
     """The conv / linear call ``func`` makes, or None. ``z @ m`` / ``torch.matmul(z, m)`` /
     ``torch.mm`` with z derived from the module's input X and a 2-D m that is not is the linear
-    call F.linear(z, m.t()); ``m @ z`` with such an m is recorded as a "matmul_left" call (not
-    packed: reported). A matmul of two X-derived tensors (attention) is not a layer."""
+    call F.linear(z, m.t()); ``m @ z`` with such an m is recorded as a call of kind _LEFT (not
+    packed: reported), and so are the products of _OTHER_LAYERS. A matmul of two X-derived tensors (attention) is not a layer."""
     if func in _CONV or func in _LINEAR:
         names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
         vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
@@ -337,6 +353,8 @@ def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | No
         geo = (vals["stride"], vals["padding"], vals["dilation"], vals["groups"])
         kind = "conv2d" if func in _CONV else "linear"
         return _Call(kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *_pre_info(top, z, w))
+    if name in _OTHER_LAYERS:
+        return _other_call(name, args, kwargs, out, top)
     if name not in _MATMUL or kwargs or len(args) != 2 or not all(isinstance(a, torch.Tensor) for a in args):
         return None
     a, b = args
@@ -344,8 +362,22 @@ def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | No
     if a_x and not b_x and b.dim() == 2 and a.dim() >= 2:
         return _Call("linear", _clone(a), _clone(b).t().contiguous(), None, _clone(out), *_pre_info(top, a, b, 4))
     if b_x and not a_x and a.dim() == 2 and b.dim() == 2:
-        return _Call("matmul_left", _clone(b), _clone(a), None, _clone(out), *_pre_info(top, b, a, 4))
+        return _Call(_LEFT, _clone(b), _clone(a), None, _clone(out), *_pre_info(top, b, a, 4))
     return None
+
+
+_LEFT = "matmul with the weight on the left (W @ x)"
+
+
+def _other_call(name: str, args, kwargs, out, top: _Invocation) -> _Call | None:
+    """A call of kind ``name`` (see _OTHER_LAYERS) when it multiplies data derived from the module's
+    input with a tensor that is not, else None."""
+    ts = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
+    zs = [a for a in ts if id(a) in top.xdep]
+    ws = [a for a in ts if id(a) not in top.xdep and a.dim() >= 1]
+    if not zs or not ws or not isinstance(out, torch.Tensor):
+        return None
+    return _Call(name, _clone(zs[0]), _clone(ws[0]), None, _clone(out), *_pre_info(top, zs[0], ws[0], 4))
 
 
 def _pre_info(top: _Invocation, z, w, pad: int = 0) -> tuple:

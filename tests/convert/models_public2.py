@@ -345,3 +345,24 @@ class BinaryAttention(nn.Module):
     def forward(self, x):
         b = torch.sign(x)
         return torch.softmax(b @ b.transpose(-1, -2), -1) @ x
+
+
+# --- products that are not packed (reported) -----------------------------------------------------
+class OtherProductLayer(nn.Module):
+    """A binary layer computed with addmm / einsum / conv1d / conv_transpose2d."""
+
+    def __init__(self, op):
+        super().__init__()
+        self.op = op
+        shape = {"conv1d": (5, 6, 3), "conv_transpose2d": (6, 5, 3, 3)}.get(op, (7, 6))
+        self.weight = nn.Parameter(torch.randn(shape))
+
+    def forward(self, x):
+        bx, bw = torch.sign(x), torch.sign(self.weight)
+        if self.op == "addmm":
+            return torch.addmm(torch.zeros(bw.shape[0]), bx, bw.t())
+        if self.op == "einsum":
+            return torch.einsum("nc,oc->no", bx, bw)
+        if self.op == "conv1d":
+            return F.conv1d(bx, bw, padding=1)
+        return F.conv_transpose2d(bx, bw, padding=1)

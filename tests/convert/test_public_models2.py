@@ -109,7 +109,7 @@ def test_linear_written_as_matmul(op):
 def test_matmul_with_weight_on_the_left_reported():
     """W @ x^T binarizes but is not packed: reported (it used to be invisible), strict raises."""
     model = nn.Sequential(P.MatmulInputFirst(20, 7)).eval()
-    _stays_float(model, _x(6, 20), "0", "from the left", P.MatmulInputFirst)
+    _stays_float(model, _x(6, 20), "0", "weight on the left", P.MatmulInputFirst)
 
 
 def test_attention_matmul_is_not_a_layer():
@@ -147,3 +147,13 @@ def test_hardtanh_sign_binarizer():
     model = nn.Sequential(P.HardtanhSign(), P.BinWeightConv(6, 5)).eval()
     cm, _ = _check_on_fresh_inputs(model, _x(3, 6, 5, 5), (3, 6, 5, 5), ["1"])
     assert type(cm[1]) is BinaryConv2d
+
+
+@pytest.mark.parametrize(
+    "op,shape", [("addmm", (5, 6)), ("einsum", (5, 6)), ("conv1d", (3, 6, 9)), ("conv_transpose2d", (3, 6, 5, 5))]
+)
+def test_other_products_reported_not_packed(op, shape):
+    """Layers written with products convert does not pack used to be invisible to the report and
+    to strict=True: they are reported and stay float."""
+    model = nn.Sequential(P.OtherProductLayer(op)).eval()
+    _stays_float(model, _x(*shape), "0", f"computes its layer with {op}", P.OtherProductLayer)
