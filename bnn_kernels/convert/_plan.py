@@ -56,6 +56,11 @@ def _check_invocations(invs: list[_Invocation]) -> None:
                 f"it applies {inv.post_break} to the {inv.calls[0].kind} call's output (only a per-channel "
                 "scale/bias epilogue can be packed)"
             )
+        if inv.post_escape is not None:
+            raise Skip(
+                f"data-dependent output: the module reads values computed from its input into Python "
+                f"({inv.post_escape}) after its {inv.calls[0].kind} call"
+            )
         if inv.post_mixed is not None:
             raise Skip(
                 f"its output combines the {inv.calls[0].kind} call's output with data computed from its input "

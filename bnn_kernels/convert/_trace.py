@@ -260,6 +260,7 @@ class _Invocation:
     xdep: dict = field(default_factory=dict)  # id -> tensor
     ydep: dict = field(default_factory=dict)
     post_mixed: str | None = None
+    post_escape: str | None = None  # op that turned such data into a Python value after the call
 
 
 class _Recorder(TorchFunctionMode):
@@ -397,6 +398,8 @@ def _track_mix(inv: _Invocation, name: str, args, kwargs, out) -> None:
     if from_y and inv.post_mixed is None and any(id(a) in inv.xdep and id(a) not in inv.ydep for a in ts):
         inv.post_mixed = name
     outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(o, torch.Tensor)]
+    if inv.calls and (from_x or from_y) and not outs and out is not None and name not in _META_OPS:
+        inv.post_escape = inv.post_escape or name
     if (name.endswith("_") or name in ("__setitem__", "__set__")) and ts:
         outs.append(ts[0])
     for o in outs:
@@ -469,6 +472,22 @@ def _flat(args, kwargs):
             yield a
 
 
+def _close(inv: _Invocation, output) -> None:
+    """Record the invocation's output and what the tracking found; drop the tracking state."""
+    inv.out, inv.out_ref = _clone(output), output
+    inv.is_affine = inv.affine_break is None and isinstance(output, torch.Tensor) and id(output) in inv.taint
+    inv.out_from_call = inv.post_break is None and isinstance(output, torch.Tensor) and id(output) in inv.post_taint
+    inv.out_elementwise = (
+        not inv.calls
+        and inv.pre_escape is None
+        and isinstance(output, torch.Tensor)
+        and id(output) in inv.pre
+        and inv.pre[id(output)] is None
+    )
+    for state in (inv.taint, inv.taint_refs, inv.post_taint, inv.post_refs, inv.pre, inv.pre_refs, inv.xdep, inv.ydep):
+        state.clear()
+
+
 def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
     rec = _Recorder()
     names = {}
@@ -496,24 +515,7 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
     def post(module, args, kwargs, output):
         rec.paused = True
         inv = rec.stack.pop()
-        inv.out, inv.out_ref = _clone(output), output
-        inv.is_affine = inv.affine_break is None and isinstance(output, torch.Tensor) and id(output) in inv.taint
-        inv.out_from_call = inv.post_break is None and isinstance(output, torch.Tensor) and id(output) in inv.post_taint
-        inv.taint.clear()
-        inv.taint_refs.clear()
-        inv.post_taint.clear()
-        inv.post_refs.clear()
-        inv.out_elementwise = (
-            not inv.calls
-            and inv.pre_escape is None
-            and isinstance(output, torch.Tensor)
-            and id(output) in inv.pre
-            and inv.pre[id(output)] is None
-        )
-        inv.pre.clear()
-        inv.pre_refs.clear()
-        inv.xdep.clear()
-        inv.ydep.clear()
+        _close(inv, output)
         rec.paused = False
         rec.invocations.append(inv)
         if isinstance(output, torch.Tensor):

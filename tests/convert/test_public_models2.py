@@ -56,6 +56,7 @@ def test_reactnet_official_modules():
         (P.RealToBinaryGateModule, "contains other conv/linear layers"),
         (P.ScaleFromInputConv, "data-dependent scale or gate"),
         (P.ResidualInsideConv, "data-dependent scale or gate"),
+        (P.PythonScaleAfterCall, "into Python (__float__) after its conv2d call"),
     ],
 )
 def test_data_dependent_output_scale_stays_float(cls, reason, batch, monkeypatch):
