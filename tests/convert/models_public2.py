@@ -374,3 +374,78 @@ class PythonScaleAfterCall(BinWeightConv):
     def forward(self, x):
         y = super().forward(torch.sign(x))
         return y * float(x.abs().mean())
+
+
+# --- BNext (hpi-xnor/BNext): HardSign with a temperature, HardBinaryConv with a temperature,
+# ELM-attention block with squeeze-and-expand and info-recoupling (mix of input and conv output)
+class HardSign(nn.Module):
+    def __init__(self, rng=(-1.5, 1.5)):
+        super().__init__()
+        self.rng = rng
+        self.register_buffer("temperature", torch.ones(1))
+
+    def forward(self, x):
+        replace = x.clamp(*self.rng)
+        s = x.div(self.temperature.clamp(min=1e-8)).clamp(-1, 1).sign()
+        return (s - replace).detach() + replace
+
+
+class TemperatureBinaryConv(nn.Module):
+    """Weights (w / T).clamp(-1, 1): binary once T is below every |w| (a trained model), else real;
+    sign(w) when T < 1e-7. The parameter is clamped in place in forward, as the codebase does."""
+
+    def __init__(self, cin, cout, k=3, stride=1, temperature=1e-6):
+        super().__init__()
+        self.stride, self.padding = stride, k // 2
+        w = torch.randn(cout, cin, k, k) * 0.05
+        self.weight = nn.Parameter(torch.where(w.abs() < 1e-3, 1e-3 * torch.sign(w) + 1e-3, w))
+        self.register_buffer("temperature", torch.full((1,), temperature))
+
+    def forward(self, x):
+        self.weight.data.clamp_(-1.5, 1.5)
+        if self.temperature < 1e-7:
+            bw = self.weight.sign()
+        else:
+            bw = (self.weight / self.temperature.clamp(min=1e-8)).clamp(-1, 1)
+        return F.conv2d(x, bw, stride=self.stride, padding=self.padding)
+
+
+class SqueezeAndExpand(nn.Module):
+    def __init__(self, c, planes, ratio=4):
+        super().__init__()
+        self.se = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c // ratio, 1), nn.ReLU(), nn.Conv2d(c // ratio, planes, 1)
+        )
+
+    def forward(self, x):
+        return torch.sigmoid(self.se(x))
+
+
+class ELMAttentionBlock(nn.Module):
+    def __init__(self, c, temperature=1e-6):
+        super().__init__()
+        self.move = LearnableBias(c)
+        self.binary_activation = HardSign()
+        self.binary_conv = TemperatureBinaryConv(c, c, temperature=temperature)
+        self.norm1, self.norm2 = nn.BatchNorm2d(c), nn.BatchNorm2d(c)
+        self.activation1, self.activation2 = nn.PReLU(c), nn.PReLU(c)
+        self.se = SqueezeAndExpand(c, c)
+        self.scale = nn.Parameter(torch.full((1, c, 1, 1), 0.5))
+
+    def forward(self, inp):
+        residual = self.activation1(inp)
+        x = self.activation2(self.norm1(self.binary_conv(self.binary_activation(self.move(inp)))))
+        mix = self.scale * inp + x * (1 - self.scale)
+        x = self.se(mix) * x
+        return self.norm2(x * residual) + residual
+
+
+class BNextTiny(nn.Module):
+    def __init__(self, temperature=1e-6):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8))
+        self.blocks = nn.Sequential(ELMAttentionBlock(8, temperature), ELMAttentionBlock(8, 0.0))
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))

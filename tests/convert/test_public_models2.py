@@ -158,3 +158,18 @@ def test_other_products_reported_not_packed(op, shape):
     to strict=True: they are reported and stay float."""
     model = nn.Sequential(P.OtherProductLayer(op)).eval()
     _stays_float(model, _x(*shape), "0", f"computes its layer with {op}", P.OtherProductLayer)
+
+
+def test_bnext_elm_attention():
+    """HardSign / temperature-binarized weights (trained: T below every |w|, or T < 1e-7: sign),
+    squeeze-and-expand gate and info-recoupling in the block: the binary convs pack, the BN after
+    each folds, the gate stays float. With T = 1 (untrained) the weights are real: reported."""
+    model = _random_bn(P.BNextTiny())
+    names = ["blocks.0.binary_conv", "blocks.1.binary_conv"]
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 3, 8, 8), (4, 3, 8, 8), names)
+    assert all(type(cm.get_submodule(n)) is BinaryConv2d for n in names)
+    assert rep.fused["blocks.0.norm1"] == "blocks.0.binary_conv"
+    assert all("se.se" in n or n in ("stem.0", "fc") for n in rep.skipped), str(rep)
+    untrained = _random_bn(P.BNextTiny(temperature=1.0))
+    _, rep = convert(untrained, (_x(4, 3, 8, 8),))
+    assert rep.converted == ["blocks.1.binary_conv"] and "weights are not" in rep.skipped["blocks.0.binary_conv"]
