@@ -132,18 +132,21 @@ def find_threshold(x, pos, module, ch_dim, extra):
     return None
 
 
-def find_in_mul(x, q_expected, step, nbits, module):
-    """The multiplier m with clamp(round(x * m), 0, 2**nbits - 1) == q_expected, or None."""
+def find_in_mul(x, q_expected, step, nbits, module, holds=None):
+    """The multiplier m with clamp(round(x * m), 0, 2**nbits - 1) == q_expected and holds(m) (the
+    module's own rounding at the grid's decision boundaries), or None. Candidates: 1 / step, its
+    nearest integer, and n / p for the module's scalar parameters p, computed in p's dtype (as the
+    module computes n / alpha) and in float64."""
     n = 2**nbits - 1
     cands = [1.0 / step]
     if abs(1.0 / step - round(1.0 / step)) <= 1e-3:
         cands.append(float(round(1.0 / step)))
     for _, p in list(module.named_parameters()) + list(module.named_buffers()):
         if p.dtype.is_floating_point and p.numel() == 1 and float(p.detach()) != 0:
-            cands.append(n / float(p.detach()))
-    for m in cands:
+            cands += [float(n / p.detach().reshape(())), n / float(p.detach())]
+    for m in dict.fromkeys(cands):
         q = quantize_round(x, torch.tensor([m], dtype=torch.float32, device=x.device), nbits)
-        if torch.equal(q, q_expected):
+        if torch.equal(q, q_expected) and (holds is None or holds(m)):
             return m
     return None
 

@@ -18,7 +18,7 @@ from ._classify import (
     weight_alpha,
 )
 from ._offset import offset_pair, plan_offset
-from ._probe import probe_threshold
+from ._probe import probe_threshold, rounding_holds
 from ._report import Skip
 from ._trace import _Invocation
 from ._verify import Check, int_exact, verify, verify_derived
@@ -97,9 +97,12 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
     if kind[0] == "round":
         _, step, nbits = kind
         q_exp = torch.round(call.z.double() / step).to(torch.int32)  # same device as x
-        m = find_in_mul(x, q_exp, step, nbits, module)
+        m = find_in_mul(x, q_exp, step, nbits, module, lambda m: rounding_holds(module, x, m, nbits, step))
         if m is None:
-            raise Skip(f"{nbits}-bit input grid (step {step:.4g}) found but its quantizer was not identified")
+            raise Skip(
+                f"{nbits}-bit input grid (step {step:.4g}) found but its quantizer was not identified (or it "
+                "rounds differently from round(x * m) at the grid's decision boundaries)"
+            )
         return _Input(step, dict(act="round", nbits=nbits, in_mul=m), f"{nbits}-bit input")
     if not torch.equal(x, call.z):
         raise Skip("real-valued input transformed inside the module before a binary-weight call")

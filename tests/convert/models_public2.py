@@ -449,3 +449,14 @@ class BNextTiny(nn.Module):
 
     def forward(self, x):
         return self.fc(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))
+
+
+class PACTDivideFirstConv(PACTConv):
+    """PACT written round(y / alpha * n) * alpha / n: rounds another expression than y * (n / alpha)."""
+
+    def forward(self, x):
+        n = 2**self.a_bits - 1
+        y = torch.where(torch.clamp(x, min=0.0) < self.alpha, torch.clamp(x, min=0.0), self.alpha)
+        qa = torch.round(y / self.alpha * n) * self.alpha / n
+        qw = torch.sign(self.weight) * self.weight.abs().mean((1, 2, 3), keepdim=True)
+        return F.conv2d(qa, qw, None, self.stride, self.padding)

@@ -5,6 +5,7 @@ Converted layers are checked on fresh inputs (integer part exact, float within r
 that must stay float are asserted to, with strict=True raising and naming them."""
 
 import importlib
+import math
 
 import pytest
 import torch
@@ -173,3 +174,35 @@ def test_bnext_elm_attention():
     untrained = _random_bn(P.BNextTiny(temperature=1.0))
     _, rep = convert(untrained, (_x(4, 3, 8, 8),))
     assert rep.converted == ["blocks.1.binary_conv"] and "weights are not" in rep.skipped["blocks.0.binary_conv"]
+
+
+def _around_rounding_boundaries(alpha, n, shape, ulps=40):
+    """Inputs at and within `ulps` ulps of every decision boundary (k + 1/2) * alpha / n."""
+    b = ((torch.arange(n + 2, dtype=torch.float64) - 0.5) * alpha / n).float()
+    vals, up, down = [b], b, b
+    for _ in range(ulps):
+        up, down = torch.nextafter(up, up + 1), torch.nextafter(down, down - 1)
+        vals += [up, down]
+    v = torch.cat(vals)
+    size = math.prod(shape[1:])
+    return torch.cat([v, v[:1].expand((-v.numel()) % size)]).reshape(-1, *shape[1:])
+
+
+@pytest.mark.parametrize("alpha", [0.37, 0.7, 1.3, 1.5, 2.9])
+def test_pact_rounding_at_decision_boundaries(alpha):
+    """round(y * (n / alpha)) packs exactly; round(y / alpha * n) rounds another expression, which
+    differs from it only within an ulp or two of the decision boundaries (never on the examples):
+    packed only where it agrees there, and then exact on every input near every boundary."""
+    n, x = 3, _x(3, 6, 5, 5)
+    for cls in (P.PACTConv, P.PACTDivideFirstConv):
+        model = nn.Sequential(cls(6, 5, 3, padding=1, bias=False, alpha=alpha)).eval()
+        cm, rep = convert(model, (x,))
+        if cls is P.PACTConv or alpha in (0.37, 0.7, 1.3):  # these are known to round differently
+            assert (rep.converted == ["0"]) == (cls is P.PACTConv), str(rep)
+        if not rep.converted:
+            assert "decision boundaries" in rep.skipped["0"]
+            continue
+        xb = _around_rounding_boundaries(alpha, n, x.shape)
+        with torch.no_grad():
+            err = (cm(xb) - model(xb)).abs().movedim(1, -1).reshape(-1, 5).amax(0)
+        assert bool((err <= 0.1 * cm[0].multiplier.abs()).all()), (cls.__name__, err)
