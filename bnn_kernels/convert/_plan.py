@@ -51,6 +51,11 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip("it is called with other than one tensor argument")
         if not isinstance(inv.out, torch.Tensor):
             raise Skip("its output is not a single tensor")
+        if inv.mutates_input is not None and len(inv.x_reads) > inv.x_reads_from:
+            raise Skip(
+                f"it changes its input tensor in place ({inv.mutates_input}, e.g. input.data = sign(input)) and "
+                "the caller reads that tensor afterwards (the packed module leaves its input as it is)"
+            )
         if inv.post_break is not None:
             raise Skip(
                 f"it applies {inv.post_break} to the {inv.calls[0].kind} call's output (only a per-channel "

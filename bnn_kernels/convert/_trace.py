@@ -261,6 +261,9 @@ class _Invocation:
     ydep: dict = field(default_factory=dict)
     post_mixed: str | None = None
     post_escape: str | None = None  # op that turned such data into a Python value after the call
+    mutates_input: str | None = None  # in-place op on the module's input tensor itself (input.data = ...)
+    x_reads: list = field(default_factory=list)  # uses of that tensor, recorded from the module's return on
+    x_reads_from: int = 0
 
 
 class _Recorder(TorchFunctionMode):
@@ -291,6 +294,8 @@ class _Recorder(TorchFunctionMode):
                 if inv.post_break is None and _taint(inv.post_taint, inv.post_refs, name, flat, out):
                     inv.post_break = name
         for inv in self.stack:
+            if inv.mutates_input is None and _in_place(name) and args and args[0] is inv.x_ref:
+                inv.mutates_input = name
             if not inv.calls:
                 _track_pre(inv, name, args, kwargs, out)
             if not inv.nested_calls:
@@ -409,6 +414,20 @@ def _track_mix(inv: _Invocation, name: str, args, kwargs, out) -> None:
             inv.ydep[id(o)] = o
 
 
+_IN_PLACE_DUNDERS = {
+    f"__i{n}__" for n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor")
+}
+
+
+def _in_place(name: str) -> bool:
+    """The op writes into its first argument."""
+    return (
+        (name.endswith("_") and not name.endswith("__"))
+        or name in ("__setitem__", "__set__")
+        or (name in _IN_PLACE_DUNDERS)
+    )
+
+
 def _elementwise(name: str, args, kwargs) -> bool:
     if name == "batch_norm":  # eval mode: a per-channel affine map; training mode: batch statistics
         training = kwargs.get("training", args[5] if len(args) > 5 else False)
@@ -516,6 +535,9 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
         rec.paused = True
         inv = rec.stack.pop()
         _close(inv, output)
+        if inv.mutates_input is not None:  # who reads the tensor it changed, from now on
+            inv.x_reads = rec.uses.setdefault(id(inv.x_ref), [])
+            inv.x_reads_from = len(inv.x_reads)
         rec.paused = False
         rec.invocations.append(inv)
         if isinstance(output, torch.Tensor):

@@ -206,3 +206,15 @@ def test_pact_rounding_at_decision_boundaries(alpha):
         with torch.no_grad():
             err = (cm(xb) - model(xb)).abs().movedim(1, -1).reshape(-1, 5).amax(0)
         assert bool((err <= 0.1 * cm[0].multiplier.abs()).all()), (cls.__name__, err)
+
+
+def test_in_place_input_binarization_read_by_the_caller():
+    """BinaryNet.pytorch's input.data = sign(input.data) changes the caller's tensor: where the
+    caller reads it afterwards (here a shortcut adds it) the layer stays float; else it packs."""
+    x = _x(3, 6, 5, 5)
+    model = P.InPlaceResidual(reuse=True).eval()
+    rep = _stays_float(model, x, "conv", "changes its input tensor in place", P.InPlaceBinarizeConv2d)
+    assert rep.model_max_abs == 0
+    alone = P.InPlaceResidual(reuse=False).eval()
+    cm, _ = _check_on_fresh_inputs(alone, x, (3, 6, 5, 5), ["conv"])
+    assert type(cm.conv) is BinaryConv2d
