@@ -349,7 +349,8 @@ def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | No
     """The conv / linear call ``func`` makes, or None. ``z @ m`` / ``torch.matmul(z, m)`` /
     ``torch.mm`` with z derived from the module's input X and a 2-D m that is not is the linear
     call F.linear(z, m.t()); ``m @ z`` with such an m is recorded as a call of kind _LEFT (not
-    packed: reported), and so are the products of _OTHER_LAYERS. A matmul of two X-derived tensors (attention) is not a layer."""
+    packed: reported), and so are the products of _OTHER_LAYERS. A matmul of two X-derived
+    tensors (attention) is not a layer."""
     if func in _CONV or func in _LINEAR:
         names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
         vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
@@ -405,7 +406,7 @@ def _track_mix(inv: _Invocation, name: str, args, kwargs, out) -> None:
     outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(o, torch.Tensor)]
     if inv.calls and (from_x or from_y) and not outs and out is not None and name not in _META_OPS:
         inv.post_escape = inv.post_escape or name
-    if (name.endswith("_") or name in ("__setitem__", "__set__")) and ts:
+    if _in_place(name) and ts:
         outs.append(ts[0])
     for o in outs:
         if from_x:
@@ -420,9 +421,9 @@ _IN_PLACE_DUNDERS = {
 
 
 def _in_place(name: str) -> bool:
-    """The op writes into its first argument."""
+    """The op writes into its first argument's values."""
     return (
-        (name.endswith("_") and not name.endswith("__"))
+        (name.endswith("_") and not name.endswith("__") and name not in ("requires_grad_", "share_memory_"))
         or name in ("__setitem__", "__set__")
         or (name in _IN_PLACE_DUNDERS)
     )

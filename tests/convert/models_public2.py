@@ -481,3 +481,11 @@ class InPlaceResidual(nn.Module):
         x = x * 1.0  # not the caller's own tensor
         y = self.conv(x)
         return y + x if self.reuse else y
+
+
+class WhereSign(nn.Module):
+    """torch.where(x >= 0, 1, -1) (0 maps to +1), mixed with sign's STE value as Bi-Real ports do."""
+
+    def forward(self, x):
+        hard = torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+        return hard.detach() - torch.tanh(x).detach() + torch.tanh(x)

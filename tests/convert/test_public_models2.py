@@ -145,10 +145,21 @@ def test_dorefa_and_pact_activations():
     _stays_float(two_bit_w, x, "0", "weights are not +-alpha", P.DoReFaConv)
 
 
-def test_hardtanh_sign_binarizer():
-    model = nn.Sequential(P.HardtanhSign(), P.BinWeightConv(6, 5)).eval()
+@pytest.mark.parametrize("act", [P.HardtanhSign, P.WhereSign, P.GtSign])
+def test_sign_hardtanh_where_binarizers_and_1x1_stride2(act):
+    """sign(hardtanh(x)), torch.where(x >= 0, 1, -1) with an STE, (x > 0) * 2 - 1, feeding a 3x3
+    and a 1x1 stride-2 (downsample) binary conv. The comparisons are exact at the tie x == 0
+    (torch.sign gives 0 there, documented: not tested)."""
+    model = nn.Sequential(act(), P.BinWeightConv(6, 5)).eval()
     cm, _ = _check_on_fresh_inputs(model, _x(3, 6, 5, 5), (3, 6, 5, 5), ["1"])
     assert type(cm[1]) is BinaryConv2d
+    down = nn.Sequential(act(), P.BinWeightConv(6, 8, k=1, stride=2, padding=0)).eval()
+    cd, _ = _check_on_fresh_inputs(down, _x(3, 6, 6, 6), (3, 6, 6, 6), ["1"])
+    if act is not P.HardtanhSign:
+        xf = _fresh((3, 6, 6, 6), 4)
+        xf[xf.abs() < 0.6] = 0.0
+        with torch.no_grad():
+            torch.testing.assert_close(cd(xf), down(xf), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
