@@ -452,7 +452,10 @@ class _InputWeighted(nn.Conv2d):
 def test_data_dependent_output_scale_and_weights_left_in_float():
     x = _x(3, 4, 6, 6)
     x = x / x.abs().mean((1, 2, 3), keepdim=True)  # every example has mean |x| = 1: the scale looks constant
-    for mod, why in [(_InputScaled(4, 4, 3), "derived inputs"), (_InputWeighted(4, 4, 3), "data-dependent weights")]:
+    for mod, why in [
+        (_InputScaled(4, 4, 3), "data-dependent scale"),
+        (_InputWeighted(4, 4, 3), "data-dependent weights"),
+    ]:
         model = nn.Sequential(mod).eval()
         cm, rep = convert(model, (x,))
         assert rep.converted == [] and why in rep.skipped["0"], str(rep)

@@ -3,7 +3,9 @@
 How it works (no class names are looked at):
 
 1. The model runs once on ``example_inputs`` (eval mode, no grad) under a TorchFunctionMode
-   that intercepts every ``F.conv2d`` / ``torch.conv2d`` / ``F.linear`` call and records the
+   that intercepts every ``F.conv2d`` / ``torch.conv2d`` / ``F.linear`` call (and ``z @ W``,
+   ``torch.matmul(z, W)``, ``torch.mm`` of data derived from the module's input with a 2-D W
+   that is not: the linear call with weight W.t()) and records the
    tensors the call really used: its input Z, its effective weight W (after whatever sign /
    centring / scaling the training code applied), its bias and its output. Forward hooks on
    every module keep a module stack, so each call is attributed to the innermost module whose
@@ -25,6 +27,9 @@ How it works (no class names are looked at):
    affine in Y: add/sub/mul/div by other tensors, views, eval BatchNorm). Whether values
    exactly at the threshold map high (``x >= t``) or low (``x > t``, ``sign(relu(x))``) is
    probed by running the module on them. What cannot be identified is skipped with a reason.
+   An output that combines data derived from the call's output with data derived from the
+   module's input otherwise (a gate or scale computed from the real input, as in Real-to-Binary;
+   a residual) is refused, whatever the examples show.
    Data-dependent binarization is refused: if anything but elementwise ops (a mean, std,
    norm, max over the sample, as in sign((a - mean(a)) / std(a))) lies between X and Z, or
    the module reads input values into Python before its call, the layer stays in float.

@@ -12,7 +12,8 @@ from ..nn._base import quantize_round
 from ._report import RealWeights, Skip
 from ._trace import _Call
 
-_DETECT_TOL = 1e-3  # relative distance to +-alpha / the grid still counted as on it (STE rounding)
+_DETECT_TOL = 1e-3  # relative distance to +-alpha / the grid still counted as on it, float16 / bfloat16
+_DETECT_ULPS = 32  # the same for float32 / float64, in units of eps: STE rounding, never a learned factor
 _MAX_GRID_BITS = 4
 
 # Accepted per-channel relative deviation of a packed module's output; the epilogue parameters
@@ -21,7 +22,13 @@ TOL = {torch.float32: 1e-4, torch.float64: 1e-5, torch.float16: 1e-2, torch.bflo
 
 
 def detect_tol(dtype: torch.dtype) -> float:
-    """_DETECT_TOL, widened for low-precision dtypes (bfloat16 rounds 1/3 by 2e-3)."""
+    """Relative distance of a value to +-alpha or to a grid point still counted as on it: the float
+    rounding of straight-through estimators written as ``out.detach() - s.detach() + s`` (a few
+    ulps), never a deviation a model computes on purpose (e.g. a per-channel activation scale of
+    1 + 1e-4, which packed as +-1 would be off by more than rounding). float16 / bfloat16 keep
+    _DETECT_TOL, widened to 2 eps (bfloat16 rounds 1/3 by 2e-3)."""
+    if dtype in (torch.float32, torch.float64):
+        return _DETECT_ULPS * torch.finfo(dtype).eps
     return max(_DETECT_TOL, 2 * torch.finfo(dtype).eps) if dtype.is_floating_point else _DETECT_TOL
 
 
@@ -125,18 +132,21 @@ def find_threshold(x, pos, module, ch_dim, extra):
     return None
 
 
-def find_in_mul(x, q_expected, step, nbits, module):
-    """The multiplier m with clamp(round(x * m), 0, 2**nbits - 1) == q_expected, or None."""
+def find_in_mul(x, q_expected, step, nbits, module, holds=None):
+    """The multiplier m with clamp(round(x * m), 0, 2**nbits - 1) == q_expected and holds(m) (the
+    module's own rounding at the grid's decision boundaries), or None. Candidates: 1 / step, its
+    nearest integer, and n / p for the module's scalar parameters p, computed in p's dtype (as the
+    module computes n / alpha) and in float64."""
     n = 2**nbits - 1
     cands = [1.0 / step]
     if abs(1.0 / step - round(1.0 / step)) <= 1e-3:
         cands.append(float(round(1.0 / step)))
     for _, p in list(module.named_parameters()) + list(module.named_buffers()):
         if p.dtype.is_floating_point and p.numel() == 1 and float(p.detach()) != 0:
-            cands.append(n / float(p.detach()))
-    for m in cands:
+            cands += [float(n / p.detach().reshape(())), n / float(p.detach())]
+    for m in dict.fromkeys(cands):
         q = quantize_round(x, torch.tensor([m], dtype=torch.float32, device=x.device), nbits)
-        if torch.equal(q, q_expected):
+        if torch.equal(q, q_expected) and (holds is None or holds(m)):
             return m
     return None
 

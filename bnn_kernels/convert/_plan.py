@@ -18,7 +18,7 @@ from ._classify import (
     weight_alpha,
 )
 from ._offset import offset_pair, plan_offset
-from ._probe import probe_threshold
+from ._probe import probe_threshold, rounding_holds
 from ._report import Skip
 from ._trace import _Invocation
 from ._verify import Check, int_exact, verify, verify_derived
@@ -45,14 +45,31 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip("its forward contains other conv/linear layers")
         if len(inv.calls) != 1:
             raise Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
+        if inv.calls[0].kind not in ("conv2d", "linear"):
+            raise Skip(f"it computes its layer with {inv.calls[0].kind}, which is not packed (conv2d and linear are)")
         if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
             raise Skip("it is called with other than one tensor argument")
         if not isinstance(inv.out, torch.Tensor):
             raise Skip("its output is not a single tensor")
+        if inv.mutates_input is not None and len(inv.x_reads) > inv.x_reads_from:
+            raise Skip(
+                f"it changes its input tensor in place ({inv.mutates_input}, e.g. input.data = sign(input)) and "
+                "the caller reads that tensor afterwards (the packed module leaves its input as it is)"
+            )
         if inv.post_break is not None:
             raise Skip(
                 f"it applies {inv.post_break} to the {inv.calls[0].kind} call's output (only a per-channel "
                 "scale/bias epilogue can be packed)"
+            )
+        if inv.post_escape is not None:
+            raise Skip(
+                f"data-dependent output: the module reads values computed from its input into Python "
+                f"({inv.post_escape}) after its {inv.calls[0].kind} call"
+            )
+        if inv.post_mixed is not None:
+            raise Skip(
+                f"its output combines the {inv.calls[0].kind} call's output with data computed from its input "
+                f"({inv.post_mixed}): a data-dependent scale or gate (as in Real-to-Binary) or a residual"
             )
         if not inv.out_from_call:
             raise Skip(f"its output is not computed from the {inv.calls[0].kind} call's output by arithmetic")
@@ -85,9 +102,12 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
     if kind[0] == "round":
         _, step, nbits = kind
         q_exp = torch.round(call.z.double() / step).to(torch.int32)  # same device as x
-        m = find_in_mul(x, q_exp, step, nbits, module)
+        m = find_in_mul(x, q_exp, step, nbits, module, lambda m: rounding_holds(module, x, m, nbits, step))
         if m is None:
-            raise Skip(f"{nbits}-bit input grid (step {step:.4g}) found but its quantizer was not identified")
+            raise Skip(
+                f"{nbits}-bit input grid (step {step:.4g}) found but its quantizer was not identified (or it "
+                "rounds differently from round(x * m) at the grid's decision boundaries)"
+            )
         return _Input(step, dict(act="round", nbits=nbits, in_mul=m), f"{nbits}-bit input")
     if not torch.equal(x, call.z):
         raise Skip("real-valued input transformed inside the module before a binary-weight call")

@@ -3,14 +3,17 @@ threshold, and its agreement with the packed module on inputs derived from the e
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from ._classify import channel_view, find_threshold, strict_threshold
+from ..nn._base import quantize_round
+from ._classify import channel_view, detect_tol, find_threshold, strict_threshold
 from ._report import Skip
 from ._trace import _Invocation, _trace
 
-__all__ = ["run_module", "tie_threshold", "derived_inputs", "probe_threshold"]
+__all__ = ["run_module", "tie_threshold", "derived_inputs", "probe_threshold", "rounding_holds"]
 
 _MAX_DISTINCT = 16  # inputs with at most this many distinct values are also resampled from them
 
@@ -92,3 +95,36 @@ def probe_threshold(x, pos, module, ch_in, extra, high):
             f"cannot be held by a float32 threshold for {x.dtype} input"
         )
     return found[0], t
+
+
+_BOUNDARY_ULPS = 8  # values probed on each side of every rounding decision boundary
+
+
+def rounding_holds(module, x, m: float, nbits: int, step: float) -> bool:
+    """The module's k-bit quantizer equals clamp(round(x * m), 0, 2**nbits - 1) (computed as the
+    packed module computes it) at and within a few ulps of every decision boundary (k + 1/2) / m:
+    where a module rounds another expression (y / alpha * n against y * (n / alpha)) the two differ
+    only there, on inputs the examples almost never hold. Probes the module passes on off the grid
+    are not judged (its input is quantized upstream, as in verify_derived)."""
+    n = 2**nbits - 1
+    b = ((torch.arange(n + 2, dtype=torch.float64) - 0.5) / m).to(x.dtype)
+    vals, up, down = [b], b, b
+    for _ in range(_BOUNDARY_ULPS):
+        up = torch.nextafter(up, torch.full_like(up, math.inf))
+        down = torch.nextafter(down, torch.full_like(down, -math.inf))
+        vals += [up, down]
+    v = torch.cat(vals)
+    size = x.numel()
+    v = torch.cat([v, v[:1].expand((-v.numel()) % size)])  # whole module inputs
+    mt = torch.tensor([m], dtype=torch.float32, device=x.device)
+    for chunk in v.to(x.device).split(size):
+        xp = chunk.reshape(x.shape)
+        try:
+            z = _call_input(module, xp)
+        except Skip:
+            return False
+        q = z.double() / step
+        on_grid = (q - q.round()).abs() <= detect_tol(z.dtype) * max(1.0, float(q.abs().max()))
+        if not torch.equal(q.round()[on_grid], quantize_round(xp, mt, nbits).double()[on_grid]):
+            return False
+    return True

@@ -254,6 +254,16 @@ class _Invocation:
     pre_refs: list = field(default_factory=list)
     pre_escape: str | None = None  # op that turned input-derived data into a Python value (item, bool...)
     binarizers: set = field(default_factory=set)  # binarizing ops run before the first call
+    # through the whole forward (until a nested module makes a call): data derived from the input X
+    # and data derived from the call's output Y; post_mixed: first op combining the two (a gate or
+    # scale computed from X, a residual), which makes the output depend on X besides through Y
+    xdep: dict = field(default_factory=dict)  # id -> tensor
+    ydep: dict = field(default_factory=dict)
+    post_mixed: str | None = None
+    post_escape: str | None = None  # op that turned such data into a Python value after the call
+    mutates_input: str | None = None  # in-place op on the module's input tensor itself (input.data = ...)
+    x_reads: list = field(default_factory=list)  # uses of that tensor, recorded from the module's return on
+    x_reads_from: int = 0
 
 
 class _Recorder(TorchFunctionMode):
@@ -284,37 +294,24 @@ class _Recorder(TorchFunctionMode):
                 if inv.post_break is None and _taint(inv.post_taint, inv.post_refs, name, flat, out):
                     inv.post_break = name
         for inv in self.stack:
+            if inv.mutates_input is None and _in_place(name) and args and args[0] is inv.x_ref:
+                inv.mutates_input = name
             if not inv.calls:
                 _track_pre(inv, name, args, kwargs, out)
+            if not inv.nested_calls:
+                _track_mix(inv, name, args, kwargs, out)
         if top is None:
             return out
-        if func in _CONV or func in _LINEAR:
-            names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-            vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
-            vals.update(zip(names, args))
-            vals.update(kwargs)
-            kind = "conv2d" if func in _CONV else "linear"
-            z = vals["input"]
-            top.calls.append(
-                _Call(
-                    kind,
-                    _clone(z),
-                    _clone(vals["weight"]),
-                    _clone(vals["bias"]),
-                    _clone(out),
-                    vals["stride"],
-                    vals["padding"],
-                    vals["dilation"],
-                    vals["groups"],
-                    top.pre.get(id(z)),
-                    id(z) in top.pre,
-                    id(vals["weight"]) in top.pre,
-                )
-            )
+        call = _call_of(func, name, args, kwargs, out, top)
+        if call is not None:
+            top.calls.append(call)
             for inv in self.stack[:-1]:
                 inv.nested_calls += 1
+                inv.xdep.clear()  # never packed: stop following its data
+                inv.ydep.clear()
             top.post_taint.add(id(out))
             top.post_refs.append(out)
+            top.ydep[id(out)] = out
             return out
         if func is F.batch_norm:
             names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
@@ -327,6 +324,109 @@ class _Recorder(TorchFunctionMode):
         elif name not in _META_OPS:
             top.ops.append((name, None))
         return out
+
+
+_MATMUL = {"matmul", "mm", "__matmul__"}
+# Other products of the module's input with a weight: recorded as calls of their own kind, which
+# are never packed but are reported (and raise under strict=True when the layer binarizes).
+_OTHER_LAYERS = {
+    "addmm",
+    "addmv",
+    "mv",
+    "bmm",
+    "baddbmm",
+    "einsum",
+    "tensordot",
+    "conv1d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+}
+
+
+def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | None:
+    """The conv / linear call ``func`` makes, or None. ``z @ m`` / ``torch.matmul(z, m)`` /
+    ``torch.mm`` with z derived from the module's input X and a 2-D m that is not is the linear
+    call F.linear(z, m.t()); ``m @ z`` with such an m is recorded as a call of kind _LEFT (not
+    packed: reported), and so are the products of _OTHER_LAYERS. A matmul of two X-derived
+    tensors (attention) is not a layer."""
+    if func in _CONV or func in _LINEAR:
+        names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+        vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
+        vals.update(zip(names, args))
+        vals.update(kwargs)
+        z, w = vals["input"], vals["weight"]
+        geo = (vals["stride"], vals["padding"], vals["dilation"], vals["groups"])
+        kind = "conv2d" if func in _CONV else "linear"
+        return _Call(kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *_pre_info(top, z, w))
+    if name in _OTHER_LAYERS:
+        return _other_call(name, args, kwargs, out, top)
+    if name not in _MATMUL or kwargs or len(args) != 2 or not all(isinstance(a, torch.Tensor) for a in args):
+        return None
+    a, b = args
+    a_x, b_x = id(a) in top.xdep, id(b) in top.xdep
+    if a_x and not b_x and b.dim() == 2 and a.dim() >= 2:
+        return _Call("linear", _clone(a), _clone(b).t().contiguous(), None, _clone(out), *_pre_info(top, a, b, 4))
+    if b_x and not a_x and a.dim() == 2 and b.dim() == 2:
+        return _Call(_LEFT, _clone(b), _clone(a), None, _clone(out), *_pre_info(top, b, a, 4))
+    return None
+
+
+_LEFT = "matmul with the weight on the left (W @ x)"
+
+
+def _other_call(name: str, args, kwargs, out, top: _Invocation) -> _Call | None:
+    """A call of kind ``name`` (see _OTHER_LAYERS) when it multiplies data derived from the module's
+    input with a tensor that is not, else None."""
+    ts = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
+    zs = [a for a in ts if id(a) in top.xdep]
+    ws = [a for a in ts if id(a) not in top.xdep and a.dim() >= 1]
+    if not zs or not ws or not isinstance(out, torch.Tensor):
+        return None
+    return _Call(name, _clone(zs[0]), _clone(ws[0]), None, _clone(out), *_pre_info(top, zs[0], ws[0], 4))
+
+
+def _pre_info(top: _Invocation, z, w, pad: int = 0) -> tuple:
+    """(geometry defaults if pad,) z_mixed, z_from_x, w_from_x of a call on z with weight w."""
+    return (1, 0, 1, 1)[:pad] + (top.pre.get(id(z)), id(z) in top.pre, id(w) in top.pre)
+
+
+def _track_mix(inv: _Invocation, name: str, args, kwargs, out) -> None:
+    """Follow data derived from the invocation's input X and from its call's output Y through
+    every op; record the first op that combines Y-derived data with X-derived data not derived
+    from Y (so the output depends on X besides through the call)."""
+    if name in _META_OPS and not (name == "__get__" and isinstance(out, torch.Tensor)):
+        return
+    ts = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
+    from_x = any(id(a) in inv.xdep for a in ts)
+    from_y = any(id(a) in inv.ydep for a in ts)
+    if from_y and inv.post_mixed is None and any(id(a) in inv.xdep and id(a) not in inv.ydep for a in ts):
+        inv.post_mixed = name
+    outs = [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(o, torch.Tensor)]
+    if inv.calls and (from_x or from_y) and not outs and out is not None and name not in _META_OPS:
+        inv.post_escape = inv.post_escape or name
+    if _in_place(name) and ts:
+        outs.append(ts[0])
+    for o in outs:
+        if from_x:
+            inv.xdep[id(o)] = o
+        if from_y:
+            inv.ydep[id(o)] = o
+
+
+_IN_PLACE_DUNDERS = {
+    f"__i{n}__" for n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor")
+}
+
+
+def _in_place(name: str) -> bool:
+    """The op writes into its first argument's values."""
+    return (
+        (name.endswith("_") and not name.endswith("__") and name not in ("requires_grad_", "share_memory_"))
+        or name in ("__setitem__", "__set__")
+        or (name in _IN_PLACE_DUNDERS)
+    )
 
 
 def _elementwise(name: str, args, kwargs) -> bool:
@@ -392,6 +492,22 @@ def _flat(args, kwargs):
             yield a
 
 
+def _close(inv: _Invocation, output) -> None:
+    """Record the invocation's output and what the tracking found; drop the tracking state."""
+    inv.out, inv.out_ref = _clone(output), output
+    inv.is_affine = inv.affine_break is None and isinstance(output, torch.Tensor) and id(output) in inv.taint
+    inv.out_from_call = inv.post_break is None and isinstance(output, torch.Tensor) and id(output) in inv.post_taint
+    inv.out_elementwise = (
+        not inv.calls
+        and inv.pre_escape is None
+        and isinstance(output, torch.Tensor)
+        and id(output) in inv.pre
+        and inv.pre[id(output)] is None
+    )
+    for state in (inv.taint, inv.taint_refs, inv.post_taint, inv.post_refs, inv.pre, inv.pre_refs, inv.xdep, inv.ydep):
+        state.clear()
+
+
 def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
     rec = _Recorder()
     names = {}
@@ -410,6 +526,7 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
             inv.taint_refs.append(inv.x_ref)
             inv.pre[id(inv.x_ref)] = None
             inv.pre_refs.append(inv.x_ref)
+            inv.xdep[id(inv.x_ref)] = inv.x_ref
         inv.seq = len(rec.stack_log)
         rec.stack_log.append(inv)
         rec.stack.append(inv)
@@ -418,22 +535,10 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
     def post(module, args, kwargs, output):
         rec.paused = True
         inv = rec.stack.pop()
-        inv.out, inv.out_ref = _clone(output), output
-        inv.is_affine = inv.affine_break is None and isinstance(output, torch.Tensor) and id(output) in inv.taint
-        inv.out_from_call = inv.post_break is None and isinstance(output, torch.Tensor) and id(output) in inv.post_taint
-        inv.taint.clear()
-        inv.taint_refs.clear()
-        inv.post_taint.clear()
-        inv.post_refs.clear()
-        inv.out_elementwise = (
-            not inv.calls
-            and inv.pre_escape is None
-            and isinstance(output, torch.Tensor)
-            and id(output) in inv.pre
-            and inv.pre[id(output)] is None
-        )
-        inv.pre.clear()
-        inv.pre_refs.clear()
+        _close(inv, output)
+        if inv.mutates_input is not None:  # who reads the tensor it changed, from now on
+            inv.x_reads = rec.uses.setdefault(id(inv.x_ref), [])
+            inv.x_reads_from = len(inv.x_reads)
         rec.paused = False
         rec.invocations.append(inv)
         if isinstance(output, torch.Tensor):
