@@ -1,6 +1,7 @@
 """Whitespace-insensitive snippet matching for the bug-planting scripts: a snippet matches
 where its non-whitespace characters occur, in order and contiguous, among the source's
 non-whitespace characters, so reformatting the kernels (clang-format) does not unanchor it."""
+
 from __future__ import annotations
 
 
