@@ -268,7 +268,7 @@ MUTANTS = [
       "out[r] = dot(b + r * words, b + r * words, words, last);",
       "out[r] = words > 1 ? dot(b + r * words + 1, b + r * words + 1, words - 1, last) : 0;", BITSERIAL),
     M("bitserial_weight_offset_kpad", BS,
-      "int64_t s = w_offset * k;", "int64_t s = w_offset * words * 32;", BITSERIAL),
+      "int64_t s = w_offset * k;", "int64_t s = w_offset * pr.words * 32;", BITSERIAL),
     M("bitserial_row_term_plane", BS, "w_offset * c * pa[p * M + m]", "w_offset * c * pa[m]", BITSERIAL),
     M("bitserial_first_plane_coef", BS,
       "pr.coef[p * Q + q] = static_cast<int32_t>((pr.reduce ? a_coefs[p] : 1) * w_coefs[q]);",
