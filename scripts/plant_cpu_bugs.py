@@ -10,8 +10,8 @@ is replaced by the stripped replacement. The tree is copied to a scratch folder
 (``--workdir``, kept between runs so the CPU-only build stays incremental); the working tree
 itself is never modified. For each mutant the script applies the edit, rebuilds
 (BNN_KERNELS_CUDA=0, MAX_JOBS=1), runs the mutant's test files with ``pytest -x`` (the tests'
-``cpu_isa`` fixture covers the AVX-512, AVX2 and scalar paths) and restores the file. A mutant is caught when the tests fail (an
-assertion, an exception or a crash).
+``cpu_isa`` fixture covers the AVX-512, AVX2 and scalar paths) and restores the file. A
+mutant is caught when the tests fail (an assertion, an exception or a crash).
 
     python scripts/plant_cpu_bugs.py              # every mutant, then the score table
     python scripts/plant_cpu_bugs.py --list
