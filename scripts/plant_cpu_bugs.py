@@ -2,14 +2,16 @@
 """Mutation check of the CPU kernels: plants one typical kernel bug at a time and reports
 whether the CPU tests catch it.
 
-Each mutant is (file, exact original snippet, replacement). The snippet must occur exactly
-once in the file, so a mutant whose code has moved fails loudly instead of silently testing
-nothing. The tree is copied to a scratch folder (``--workdir``, kept between runs so the
-CPU-only build stays incremental); the working tree itself is never modified. For each
-mutant the script applies the edit, rebuilds (BNN_KERNELS_CUDA=0, MAX_JOBS=1), runs the
-mutant's test files with ``pytest -x`` (the tests' ``cpu_isa`` fixture covers the AVX-512,
-AVX2 and scalar paths) and restores the file. A mutant is caught when the tests fail (an
-assertion, an exception or a crash).
+Each mutant is (file, original snippet, replacement). The snippet is matched ignoring
+whitespace (scripts/snippet_match.py: a reformat of the kernels keeps it anchored) and must
+occur exactly once in the file, so a mutant whose code has moved fails loudly instead of
+silently testing nothing; the matched span, from its first to its last non-blank character,
+is replaced by the stripped replacement. The tree is copied to a scratch folder
+(``--workdir``, kept between runs so the CPU-only build stays incremental); the working tree
+itself is never modified. For each mutant the script applies the edit, rebuilds
+(BNN_KERNELS_CUDA=0, MAX_JOBS=1), runs the mutant's test files with ``pytest -x`` (the tests'
+``cpu_isa`` fixture covers the AVX-512, AVX2 and scalar paths) and restores the file. A
+mutant is caught when the tests fail (an assertion, an exception or a crash).
 
     python scripts/plant_cpu_bugs.py              # every mutant, then the score table
     python scripts/plant_cpu_bugs.py --list
@@ -30,11 +32,13 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from snippet_match import replace_once  # noqa: E402
 
 PACK = ["tests/ops/test_pack_edges.py", "tests/ops/test_pack.py"]
 GEMM = ["tests/ops/test_gemm_edges.py", "tests/ops/test_gemm.py"]
 CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
-BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial.py"]
+BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial_tiles.py", "tests/ops/test_bitserial.py"]
 LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py"]
 # The GEMM engine also runs under the conv and bit-serial ops.
 ENGINE = GEMM + CONV + BITSERIAL
@@ -61,9 +65,7 @@ MK512, MK2, MKS = (
     "csrc/gemm/microkernel_avx2.cpp",
     "csrc/gemm/microkernel_scalar.cpp",
 )
-GD = "csrc/gemm/popcount_gemm_cpu.cpp"
-# binary_conv_cpu.cpp is being split into functions: its snippets are single statements,
-# so they survive a move into a helper; re-anchor them if a statement itself changes.
+GD, MKH = "csrc/gemm/popcount_gemm_cpu.cpp", "csrc/gemm/microkernel.h"
 CV = "csrc/conv/binary_conv_cpu.cpp"
 BS = "csrc/bitserial/bitserial_gemm_cpu.cpp"
 LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
@@ -141,8 +143,8 @@ MUTANTS = [
       "for (int step = 0; step < 31 && j + 8 < words; ++step, j += 8)",
       "for (int step = 0; step < 32 && j + 8 < words; ++step, j += 8)", ENGINE),
     M("gemm_avx2_scalar_columns", MK2,
-      "for (int j = 0; j < kNS; ++j) acc[i * kNR + 4 * kNV + j]",
-      "for (int j = 0; j + 1 < kNS; ++j) acc[i * kNR + 4 * kNV + j]", ENGINE),
+      "for (int j = 0; j < kNS; ++j) put(acc[i * kNR + 4 * kNV + j], ss[i][j]);",
+      "for (int j = 0; j + 1 < kNS; ++j) put(acc[i * kNR + 4 * kNV + j], ss[i][j]);", ENGINE),
     M("gemm_avx2_dot_unmasked_tail", MK2,
       "    if (j == words - 1) v &= last_mask;\n", "", ENGINE),
     M("gemm_avx2_dot_last_vector_unmasked", MK2,
@@ -177,18 +179,37 @@ MUTANTS = [
       "n_tiles = (N + nr - 1) / nr;\n  const int64_t kc = std::min(w64, kKc);\n  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));\n  static thread_local",
       "n_tiles = (N + nr - 2) / nr;\n  const int64_t kc = std::min(w64, kKc);\n  const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (kc * nr * 8));\n  static thread_local",
       ENGINE),
-    M("gemm_last_n_block_width", GD,
-      "const int64_t np = std::min(block_tiles, n_tiles - p0);",
-      "const int64_t np = std::min(block_tiles, n_tiles - p0 + 1);", ENGINE),
+    M("gemm_last_n_block_width", MKH,
+      "const int64_t np = block_tiles < n_tiles - p0 ? block_tiles : n_tiles - p0;",
+      "const int64_t np = block_tiles < n_tiles - p0 + 1 ? block_tiles : n_tiles - p0 + 1;", ENGINE),
     M("gemm_k_block_accumulate_last", GD,
       "c[j] = alpha * (c[j] + s[j]) + beta;", "c[j] = alpha * s[j] + beta;", ENGINE),
     M("gemm_k_block_accumulate_middle", GD,
       "for (int64_t j = 0; j < nv; ++j) c[j] += s[j];", "for (int64_t j = 0; j < nv; ++j) c[j] = s[j];",
       ENGINE),
-    M("gemm_k_block_last_flag", GD,
-      "const bool first = k0 == 0, last = k0 + kn == w64;\n      // One hand-out",
-      "const bool first = k0 == 0, last = k0 == 0 && kn == w64;\n      // One hand-out",
-      ENGINE),
+    M("gemm_k_block_last_flag", MKH,
+      "const bool first = k0 == 0, last = k0 + kn == w64;",
+      "const bool first = k0 == 0, last = k0 == 0 && kn == w64;", ENGINE),
+    M("gemm_tile_pair_last_k_block_width", MKH,
+      "const int64_t kn = kc < w64 - k0 ? kc : w64 - k0;", "const int64_t kn = kc;", ENGINE),
+    M("gemm_tile_pair_a_tile_index", MKH,
+      "f(r / np, p0 + r % np, k0, kn, first, last);", "f(r % np, p0 + r % np, k0, kn, first, last);", ENGINE),
+    # ---- micro-kernels' axpy variants (the bit-serial GEMM's plane combination) ----
+    M("axpy_avx512_coef_dropped", MK512,
+      "x = _mm256_add_epi32(_mm256_loadu_si256(out), _mm256_mullo_epi32(x, c));",
+      "x = _mm256_add_epi32(_mm256_loadu_si256(out), x);", BITSERIAL),
+    M("axpy_avx512_overwrites", MK512,
+      "x = _mm256_add_epi32(_mm256_loadu_si256(out), _mm256_mullo_epi32(x, c));",
+      "x = _mm256_mullo_epi32(x, c);", BITSERIAL),
+    M("axpy_avx2_overwrites", MK2,
+      "dst = AXPY ? dst + coef * static_cast<int32_t>(count) : static_cast<int32_t>(count);",
+      "dst = AXPY ? coef * static_cast<int32_t>(count) : static_cast<int32_t>(count);", BITSERIAL),
+    M("axpy_avx2_coef_dropped", MK2,
+      "dst = AXPY ? dst + coef * static_cast<int32_t>(count) : static_cast<int32_t>(count);",
+      "dst = AXPY ? dst + static_cast<int32_t>(count) : static_cast<int32_t>(count);", BITSERIAL),
+    M("axpy_scalar_coef_dropped", MKS,
+      "dst = AXPY ? dst + coef * static_cast<int32_t>(s[i][j]) : static_cast<int32_t>(s[i][j]);",
+      "dst = AXPY ? dst + static_cast<int32_t>(s[i][j]) : static_cast<int32_t>(s[i][j]);", BITSERIAL),
     M("gemm_skip_last_b_tile_pack", GD,
       "for (int64_t t = 0; t < n_tiles; ++t)\n      pack_tile(B",
       "for (int64_t t = 0; t < n_tiles - (n_tiles > 1); ++t)\n      pack_tile(B", ENGINE),
@@ -204,20 +225,19 @@ MUTANTS = [
       "const bool first = k0 == 0, last = kn == w64;\n    for (int64_t p0", CONV),
     # ---- conv ----
     M("conv_group_channel_offset", CV,
-      "const int64_t c0 = g * cg, r0 = blk * block_rows;",
-      "const int64_t c0 = g * wg * 32, r0 = blk * block_rows;", CONV),
+      "any_padded |= gather_pixel(x, p, g, r0 + r, grp * g.cg, row,",
+      "any_padded |= gather_pixel(x, p, g, r0 + r, grp * g.wg * 32, row,", CONV),
     M("conv_pad_fill_sign", CV,
-      "const uint32_t fill = p.pad_value == 1 ? 0xFFFFFFFFu : 0u;",
-      "const uint32_t fill = p.pad_value == -1 ? 0xFFFFFFFFu : 0u;", CONV),
+      "g.fill = p.pad_value == 1 ? 0xFFFFFFFFu : 0u;", "g.fill = p.pad_value == -1 ? 0xFFFFFFFFu : 0u;", CONV),
     M("conv_pad_correction_sign", CV,
-      "for (int64_t j = 0; j < og; ++j) orow[j] += ws[j];",
-      "for (int64_t j = 0; j < og; ++j) orow[j] -= ws[j];", CONV),
+      "for (int64_t j = 0; j < g.og; ++j) orow[j] += ws[j];",
+      "for (int64_t j = 0; j < g.og; ++j) orow[j] -= ws[j];", CONV),
     M("conv_pad_correction_kpad", CV,
       "wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(cg);",
       "wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(wg * 32);", CONV),
     M("conv_pad_correction_group", CV,
-      "const int32_t* ws = wsum.get() + t * p.out_channels + g * og;",
-      "const int32_t* ws = wsum.get() + t * p.out_channels;", CONV),
+      "correct_zero_padding(pad_buf.get(), wsum + grp * g.og, rn, p, g, o);",
+      "correct_zero_padding(pad_buf.get(), wsum, rn, p, g, o);", CONV),
     M("conv_dilation_w_uses_h", CV,
       "const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;",
       "const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_h;", CONV),
@@ -230,19 +250,17 @@ MUTANTS = [
     M("conv_weight_tail_unmasked", CV,
       "if (j == wg - 1) v &= last;", "", CONV),
     M("conv_skip_weight_cleaning", CV,
-      "const bool clean_w = last != 0xFFFFFFFFu;", "const bool clean_w = false;", CONV),
+      "const bool clean_w = g.last != 0xFFFFFFFFu;", "const bool clean_w = false;", CONV),
     M("conv_extract_last_word_mask", CV,
       "dst[words_g - 1] &= tail_mask(cg);", "dst[words_g - 1] &= tail_mask(cg + 1);", CONV),
     M("conv_beta_kpad", CV,
-      "beta = static_cast<int32_t>(taps * cg);", "beta = static_cast<int32_t>(taps * wg * 32);", CONV),
-    M("conv_odd_half_word_not_cleared", CV,
-      "row[2 * w64 - 1] = 0;", "(void)0;", CONV),
+      "beta = static_cast<int32_t>(g.taps * g.cg);", "beta = static_cast<int32_t>(g.taps * g.wg * 32);", CONV),
+    M("conv_odd_half_word_not_cleared", CV, "row[2 * g.w64 - 1] = 0;", "(void)0;", CONV),
     M("conv_last_block_skipped", CV,
-      "const int64_t blocks = (pixels + block_rows - 1) / block_rows;",
-      "const int64_t blocks = pixels / block_rows + (pixels < block_rows);", CONV),
+      "g.blocks = (g.pixels + g.block_rows - 1) / g.block_rows;",
+      "g.blocks = g.pixels / g.block_rows + (g.pixels < g.block_rows);", CONV),
     M("conv_group_weight_tiles", CV,
-      "bp + g * n_tiles * nr * w64, og, w64, alpha, beta, o,",
-      "bp + g * og * w64, og, w64, alpha, beta, o,", CONV),
+      "bp + grp * g.n_tiles * g.mk.nr * g.w64, g.og,", "bp + grp * g.og * g.w64, g.og,", CONV),
     M("conv_pixel_row_index", CV,
       "oh = (pix / p.out_w) % p.out_h;", "oh = (pix / p.out_w) % p.out_w;", CONV),
     M("conv_extract_shift_carry", CV,
@@ -250,30 +268,50 @@ MUTANTS = [
       "(w0 + j + 1 < src_words - 1) ? (src[w0 + j + 1] << (32 - s)) : 0u;", CONV),
     # ---- bit-serial ----
     M("bitserial_row_popcount_unmasked", BS,
-      "s += popcount32(b[words - 1] & last);", "s += popcount32(b[words - 1]);", BITSERIAL),
+      "out[r] = dot(b + r * words, b + r * words, words, last);",
+      "out[r] = dot(b + r * words, b + r * words, words, 0xFFFFFFFFu);", BITSERIAL),
     M("bitserial_row_popcount_skips_word", BS,
-      "for (int64_t j = 0; j + 1 < words; ++j) s += popcount32(b[j]);",
-      "for (int64_t j = 1; j + 1 < words; ++j) s += popcount32(b[j]);", BITSERIAL),
+      "out[r] = dot(b + r * words, b + r * words, words, last);",
+      "out[r] = words > 1 ? dot(b + r * words + 1, b + r * words + 1, words - 1, last) : 0;", BITSERIAL),
     M("bitserial_weight_offset_kpad", BS,
-      "int64_t s = w_offset * k;", "int64_t s = w_offset * words * 32;", BITSERIAL),
-    M("bitserial_row_term_plane", BS,
-      "w_offset * pa[p * M + m]", "w_offset * pa[m]", BITSERIAL),
+      "int64_t s = w_offset * k;", "int64_t s = w_offset * pr.words * 32;", BITSERIAL),
+    M("bitserial_row_term_plane", BS, "w_offset * c * pa[p * M + m]", "w_offset * c * pa[m]", BITSERIAL),
     M("bitserial_first_plane_coef", BS,
-      "v[n] = row_term + wc[0] * si[n];", "v[n] = row_term + si[n];", BITSERIAL),
+      "pr.coef[p * Q + q] = static_cast<int32_t>((pr.reduce ? a_coefs[p] : 1) * w_coefs[q]);",
+      "pr.coef[p * Q + q] = p + q == 0 ? 1 : static_cast<int32_t>((pr.reduce ? a_coefs[p] : 1) * w_coefs[q]);",
+      BITSERIAL),
     M("bitserial_last_weight_plane", BS,
-      "for (int64_t q = 1; q < Q; ++q) {", "for (int64_t q = 1; q + 1 < Q; ++q) {", BITSERIAL),
+      "for (int64_t q = 0; q < Q; ++q)\n            if (const int32_t c = pr.coef[p * Q + q]; c != 0)\n              mk.axpy",
+      "for (int64_t q = 0; q + 1 < Q; ++q)\n            if (const int32_t c = pr.coef[p * Q + q]; c != 0)\n              mk.axpy",
+      BITSERIAL),
+    M("bitserial_gemv_last_weight_plane", BS,
+      "for (int64_t q = 0; q < pr.Q; ++q)", "for (int64_t q = 0; q + 1 < pr.Q; ++q)", BITSERIAL),
+    M("bitserial_gemv_row_term_plane", BS,
+      "int32_t v = pr.row[g * M + m] + pr.col[n];", "int32_t v = pr.row[m] + pr.col[n];", BITSERIAL),
+    M("bitserial_gemv_plane_offset", BS,
+      "mk.dot(a + (p * M + m) * words, w + (q * N + n) * words,",
+      "mk.dot(a + (p * M + m) * words, w + (q + n) * words,", BITSERIAL),
     M("bitserial_activation_coef", BS,
-      "for (int64_t n = 0; n < N; ++n) o[n] += ac * v[n];",
-      "for (int64_t n = 0; n < N; ++n) o[n] += (ac < 0 ? -ac : ac) * v[n];", BITSERIAL),
+      "(pr.reduce ? a_coefs[p] : 1) * w_coefs[q]",
+      "(pr.reduce ? (a_coefs[p] < 0 ? -a_coefs[p] : a_coefs[p]) : 1) * w_coefs[q]", BITSERIAL),
     M("bitserial_activation_offset", BS,
-      "out[m * N + n] = static_cast<int32_t>(a_offset * wsum[n]);",
-      "out[m * N + n] = static_cast<int32_t>(a_offset * (wsum[n] - w_offset * k));", BITSERIAL),
+      "pr.col[n] = static_cast<int32_t>(a_offset * s);",
+      "pr.col[n] = static_cast<int32_t>(a_offset * (s - w_offset * k));", BITSERIAL),
     M("bitserial_chunk_row_offset", BS,
-      "popcount_gemm(BitOp::And, a + (p * M + m0) * words,",
-      "popcount_gemm(BitOp::And, a + (p * M) * words,", BITSERIAL),
+      "pack_tiles(pr.a + (p * M + m0) * words,", "pack_tiles(pr.a + (p * M) * words,", BITSERIAL),
+    M("bitserial_axpy_k_block_offset", BS,
+      "mk.axpy(ap + ((p * m_tiles + t) * w64 + k0) * mr,", "mk.axpy(ap + ((p * m_tiles + t) * w64) * mr,",
+      BITSERIAL),
+    M("bitserial_weight_tile_offset", BS,
+      "bp + ((q * n_tiles + j) * w64 + k0) * nr, kn, c, sum);", "bp + ((q + j) * w64 + k0) * nr, kn, c, sum);",
+      BITSERIAL),
+    M("bitserial_terms_dropped_multi_k_block", BS,
+      "for (int64_t j = 0; j < nv; ++j) c[j] += s[j] + r + col[j];",
+      "for (int64_t j = 0; j < nv; ++j) c[j] += s[j];", BITSERIAL),
     M("bitserial_unreduced_chunk_index", BS,
-      "int32_t* v = reduce ? tmp.data() : out + (p * M + m) * N;",
-      "int32_t* v = reduce ? tmp.data() : out + (p * M + i) * N;", BITSERIAL),
+      "store_tile(sum, nr, out + (g * M + m0) * N + n0,", "store_tile(sum, nr, out + (g + m0) * N + n0,", BITSERIAL),
+    M("bitserial_unreduced_row_term_plane", BS,
+      "pr.row.data() + g * M + m0, pr.col.data() + n0);", "pr.row.data() + m0, pr.col.data() + n0);", BITSERIAL),
     M("bitserial_overflow_check_ignores_offset", CK,
       "int64_t s = std::llabs(offset);", "int64_t s = 0;", BITSERIAL),
     M("bitserial_overflow_check_unreduced", CK,
@@ -369,24 +407,32 @@ def run_tests(work, tests, timeout):
     return r.returncode, failed
 
 
-def apply(path, m):
-    with open(path) as f:
+def mutated(root, m):
+    """(the original text of m's file under root, the text with m planted, or None, the
+    number of times m's snippet occurs)."""
+    with open(os.path.join(root, m.file)) as f:
         text = f.read()
-    count = text.count(m.old)
-    if count != 1:
+    new, count = replace_once(text, m.old, m.new)
+    return text, new, count
+
+
+def apply(work, m):
+    """Plants m in the tree at work; returns the file's original text."""
+    text, new, count = mutated(work, m)
+    if new is None:
         raise SystemExit(
             f"mutant {m.name}: its snippet occurs {count} times in {m.file} (needs exactly 1); "
             "re-anchor it to the current code"
         )
-    with open(path, "w") as f:
-        f.write(text.replace(m.old, m.new))
+    with open(os.path.join(work, m.file), "w") as f:
+        f.write(new)
     return text
 
 
 def run_mutant(work, m, timeout):
     """Applies m in the scratch tree, rebuilds, runs its tests, restores the file: (status, detail)."""
     path = os.path.join(work, m.file)
-    original = apply(path, m)
+    original = apply(work, m)
     try:
         ok, log = build(work)
         if not ok:
@@ -433,9 +479,9 @@ def main():
     if args.skip_tests:
         chosen = [dataclasses.replace(m, tests=tuple(t for t in m.tests if args.skip_tests not in t)) for m in chosen]
     for m in chosen:  # every snippet must match before anything runs
-        with open(os.path.join(ROOT, m.file)) as f:
-            if f.read().count(m.old) != 1:
-                raise SystemExit(f"mutant {m.name}: snippet not found exactly once in {m.file}")
+        count = mutated(ROOT, m)[2]
+        if count != 1:
+            raise SystemExit(f"mutant {m.name}: its snippet occurs {count} times in {m.file} (needs exactly 1)")
 
     work = args.workdir
     os.makedirs(work, exist_ok=True)

@@ -21,6 +21,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "cuda_emu"))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from snippet_match import spans  # noqa: E402
+
 import build  # noqa: E402
 
 MMA, POPC, GEMV = "gemm/and_gemm_mma_cuda.cu", "gemm/and_gemm_popc_cuda.cu", "gemm/and_gemm_gemv_cuda.cu"
@@ -130,32 +133,18 @@ BUGS = [
 # fmt: on
 
 
-def _spans(src: str, text: str) -> list[tuple[int, int]]:
-    """Where `text` occurs in src, ignoring whitespace (so reformatting the kernels does not
-    unanchor a pattern): the [start, end) spans of src from its first to its last
-    non-whitespace character, non-overlapping, in order."""
-    pos = [i for i, c in enumerate(src) if not c.isspace()]
-    flat = "".join(src[i] for i in pos)
-    needle = "".join(text.split())
-    spans, j = [], flat.find(needle) if needle else -1
-    while j >= 0:
-        spans.append((pos[j], pos[j + len(needle) - 1] + 1))
-        j = flat.find(needle, j + len(needle))
-    return spans
-
-
 def plant(src: str, text: str, new: str, occurrence: int) -> str | None:
     """src with the occurrence-th `text` (every one for 0) replaced by `new`, matching text
     whitespace-insensitively; None when it is missing."""
-    spans = _spans(src, text)
+    found = spans(src, text)
     if occurrence:
-        if len(spans) < occurrence:
+        if len(found) < occurrence:
             return None
-        spans = [spans[occurrence - 1]]
-    if not spans:
+        found = [found[occurrence - 1]]
+    if not found:
         return None
     new = new.strip()
-    for a, b in reversed(spans):
+    for a, b in reversed(found):
         src = src[:a] + new + src[b:]
     return src
 

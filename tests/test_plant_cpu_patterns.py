@@ -1,0 +1,50 @@
+"""Every planted CPU kernel bug of scripts/plant_cpu_bugs.py still anchors: its snippet occurs
+exactly once (ignoring whitespace) in the current csrc, so an edit of a kernel cannot silently
+turn a mutant into a no-op. No build, no kernels run."""
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_script():
+    name = "plant_cpu_bugs"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", "plant_cpu_bugs.py"))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses looks the module up while the class is created
+    spec.loader.exec_module(mod)
+    return mod
+
+
+PLANT = _load_script()
+
+
+@pytest.mark.parametrize("m", PLANT.MUTANTS, ids=lambda m: m.name)
+def test_mutant_anchors_exactly_once(m):
+    original, planted, count = PLANT.mutated(ROOT, m)
+    assert count == 1, f"{m.name}: snippet occurs {count} times in {m.file}; re-anchor it"
+    assert planted != original, f"{m.name}: the replacement does not change {m.file}"
+    for t in m.tests:
+        assert os.path.exists(os.path.join(ROOT, t)), f"{m.name}: test file {t} is missing"
+
+
+def test_mutant_names_unique():
+    names = [m.name for m in PLANT.MUTANTS]
+    assert len(names) == len(set(names))
+
+
+def test_matcher_ignores_whitespace_and_needs_one_occurrence():
+    from snippet_match import replace_once, spans
+
+    src = "int a = b  +\n    c;\nint d = b + c;\n"
+    assert spans(src, "b + c") == [(8, 18), (28, 33)]
+    assert replace_once(src, "b + c", "x")[1] == 2
+    new, count = replace_once(src, "a = b+c;", "  a = 0;\n")
+    assert count == 1 and new == "int a = 0;\nint d = b + c;\n"
+    assert replace_once(src, "e = f", "g") == (None, 0)
