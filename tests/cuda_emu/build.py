@@ -89,68 +89,35 @@ def cuda_sources(csrc: str) -> list[str]:
     return sorted(glob.glob(os.path.join(csrc, "**", "*_cuda.cu"), recursive=True))
 
 
-def build(out: str, csrc: str = os.path.join(ROOT, "csrc"), jobs: int | None = None) -> str:
-    os.makedirs(out, exist_ok=True)
-    inc = [f"-I{csrc}", f"-I{HERE}", f"-I{CUDA_HOME}/include"]
+def _units(out: str, csrc: str) -> list[tuple[list[str], str]]:
+    """(compile command, object) for every translation unit: the rewritten .cu files and test
+    kernels (instrumented), the emulator runtime and drivers, the CPU kernels (plain)."""
     instrument = [f for f in INSTRUMENT if not f.startswith("-ftrivial") or _accepted(f)]
-    base = ["g++", "-std=c++20", "-w", "-g0", *inc]
-    units = []  # (command, object)
+    base = ["g++", "-std=c++20", "-w", "-g0", f"-I{csrc}", f"-I{HERE}", f"-I{CUDA_HOME}/include"]
+    emu_h = ["-include", os.path.join(HERE, "emu.h")]
+    units = []
     for cu in cuda_sources(csrc) + [os.path.join(HERE, k) for k in TEST_KERNELS]:
         name = os.path.splitext(os.path.relpath(cu, ROOT if cu.startswith(ROOT) else os.path.dirname(csrc)))[0]
-        name = name.replace(os.sep, "_").replace(".", "_")
-        dst = os.path.join(out, name + "_emu.cpp")
+        dst = os.path.join(out, name.replace(os.sep, "_").replace(".", "_") + "_emu.cpp")
         with open(cu) as f:
             text = rewrite.rewrite(f.read(), os.path.abspath(cu))
         with open(dst, "w") as f:
             f.write(text)
         obj = dst[:-4] + ".o"
-        units.append(
-            (
-                [
-                    *base,
-                    "-O1",
-                    *FP,
-                    *EMU_DEFINES,
-                    "-include",
-                    os.path.join(HERE, "emu.h"),
-                    *instrument,
-                    "-c",
-                    dst,
-                    "-o",
-                    obj,
-                ],
-                obj,
-            )
-        )
+        units.append(([*base, "-O1", *FP, *EMU_DEFINES, *emu_h, *instrument, "-c", dst, "-o", obj], obj))
     for src in RUNTIME + DRIVERS:
         obj = os.path.join(out, os.path.splitext(src)[0] + ".o")
-        units.append(
-            (
-                [
-                    *base,
-                    "-O2",
-                    *EMU_DEFINES,
-                    "-include",
-                    os.path.join(HERE, "emu.h"),
-                    "-c",
-                    os.path.join(HERE, src),
-                    "-o",
-                    obj,
-                ],
-                obj,
-            )
-        )
-    cpu = [
-        p
-        for p in sorted(glob.glob(os.path.join(csrc, "*", "*.cpp")))
-        if os.path.basename(os.path.dirname(p)) not in ("torch", "tests", "bench")
-    ]
-    for src in cpu:
+        units.append(([*base, "-O2", *EMU_DEFINES, *emu_h, "-c", os.path.join(HERE, src), "-o", obj], obj))
+    for src in sorted(glob.glob(os.path.join(csrc, "*", "*.cpp"))):
+        if os.path.basename(os.path.dirname(src)) in ("torch", "tests", "bench"):
+            continue
         obj = os.path.join(out, "cpu_" + os.path.basename(src)[:-4] + ".o")
         units.append(([*base, "-O2", *FP, "-fopenmp", "-c", src, "-o", obj], obj))
-    jobs = jobs or int(os.environ.get("MAX_JOBS", "0")) or (os.cpu_count() or 2)
+    return units
 
-    # An object is reused when its command, source and every header it may include are unchanged.
+
+def _headers_digest(csrc: str) -> bytes:
+    """Hash of every header a unit may include (an object is reused only when they are unchanged)."""
     headers = hashlib.sha1()
     for h in sorted(
         glob.glob(os.path.join(csrc, "**", "*.h"), recursive=True)
@@ -159,24 +126,32 @@ def build(out: str, csrc: str = os.path.join(ROOT, "csrc"), jobs: int | None = N
     ):
         with open(h, "rb") as f:
             headers.update(h.encode() + f.read())
+    return headers.digest()
 
-    def compile_unit(unit):
-        cmd, obj = unit
-        key = hashlib.sha1(headers.digest() + " ".join(cmd).encode())
-        with open(cmd[cmd.index("-c") + 1], "rb") as f:
-            key.update(f.read())
-        stamp = obj + ".key"
-        if os.path.exists(obj) and os.path.exists(stamp) and open(stamp).read() == key.hexdigest():
-            return obj
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode:
-            raise RuntimeError(f"compile failed: {' '.join(cmd)}\n{r.stderr[-4000:]}")
-        with open(stamp, "w") as f:
-            f.write(key.hexdigest())
+
+def _compile(unit: tuple[list[str], str], headers: bytes) -> str:
+    """Compiles one unit unless its object is current (same command, source and headers)."""
+    cmd, obj = unit
+    key = hashlib.sha1(headers + " ".join(cmd).encode())
+    with open(cmd[cmd.index("-c") + 1], "rb") as f:
+        key.update(f.read())
+    stamp = obj + ".key"
+    if os.path.exists(obj) and os.path.exists(stamp) and open(stamp).read() == key.hexdigest():
         return obj
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"compile failed: {' '.join(cmd)}\n{r.stderr[-4000:]}")
+    with open(stamp, "w") as f:
+        f.write(key.hexdigest())
+    return obj
 
+
+def build(out: str, csrc: str = os.path.join(ROOT, "csrc"), jobs: int | None = None) -> str:
+    os.makedirs(out, exist_ok=True)
+    units, headers = _units(out, csrc), _headers_digest(csrc)
+    jobs = jobs or int(os.environ.get("MAX_JOBS", "0")) or (os.cpu_count() or 2)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
-        objs = list(ex.map(compile_unit, units))
+        objs = list(ex.map(lambda u: _compile(u, headers), units))
     exe = os.path.join(out, "emu_test")
     r = subprocess.run(["g++", "-fopenmp", "--coverage", *objs, "-o", exe], capture_output=True, text=True)
     if r.returncode:
