@@ -81,63 +81,36 @@ double median_ms_cuda(F&& f, int repeats) {
 }
 #endif
 
-}  // namespace
+struct Problem {
+  int64_t M, N, K, W;
+  std::vector<int32_t> a, b, c;  // packed A [M, W], packed B [N, W], the CPU result [M, N]
+  double ops() const { return 2.0 * M * N * K; }
+};
 
-int main(int argc, char** argv) {
-  const int64_t M = argc > 1 ? std::atoll(argv[1]) : 2048;
-  const int64_t N = argc > 2 ? std::atoll(argv[2]) : M;
-  const int64_t K = argc > 3 ? std::atoll(argv[3]) : M;
-  const int repeats = argc > 4 ? std::atoi(argv[4]) : 10;
-  if (M < 1 || N < 1 || K < 1 || repeats < 1) {
-    std::fprintf(stderr, "usage: %s [M N K] [repeats], all >= 1\n", argv[0]);
-    return 2;
-  }
-  const int64_t W = bnn::words_for_bits(K);
-  std::mt19937 rng(1);
-  std::vector<int32_t> a(M * W), b(N * W), c(M * N);
-  for (auto& v : a) v = static_cast<int32_t>(rng());
-  for (auto& v : b) v = static_cast<int32_t>(rng());
-  const double ops = 2.0 * M * N * K;
-  const int threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  bnn::cpu::xnor_gemm(a.data(), W, b.data(), W, M, N, K, c.data(), N, 1);
-  for (int64_t m = 0; m < std::min<int64_t>(M, 4); ++m) {  // checked before it is timed
-    for (int64_t n = 0; n < std::min<int64_t>(N, 64); ++n) {
+// A sample of the CPU result against a plain XOR-popcount: the kernel is checked before it is timed.
+bool cpu_result_ok(const Problem& p) {
+  for (int64_t m = 0; m < std::min<int64_t>(p.M, 4); ++m) {
+    for (int64_t n = 0; n < std::min<int64_t>(p.N, 64); ++n) {
       int64_t diff = 0;
-      for (int64_t w = 0; w < W; ++w) {
-        const uint32_t mask = w == W - 1 ? bnn::tail_mask(K) : 0xFFFFFFFFu;
-        diff += __builtin_popcount((static_cast<uint32_t>(a[m * W + w]) ^ static_cast<uint32_t>(b[n * W + w])) & mask);
+      for (int64_t w = 0; w < p.W; ++w) {
+        const uint32_t mask = w == p.W - 1 ? bnn::tail_mask(p.K) : 0xFFFFFFFFu;
+        const uint32_t x = static_cast<uint32_t>(p.a[m * p.W + w]) ^ static_cast<uint32_t>(p.b[n * p.W + w]);
+        diff += __builtin_popcount(x & mask);
       }
-      if (c[m * N + n] != K - 2 * diff) {
+      if (p.c[m * p.N + n] != p.K - 2 * diff) {
         std::fprintf(stderr, "xnor_gemm result differs at (%lld, %lld)\n", (long long)m, (long long)n);
-        return 1;
+        return false;
       }
     }
   }
-  const double cpu_ms =
-      median_ms_host([&] { bnn::cpu::xnor_gemm(a.data(), W, b.data(), W, M, N, K, c.data(), N, threads); }, repeats);
-  std::printf("M=%lld N=%lld K=%lld\n", (long long)M, (long long)N, (long long)K);
-  std::printf("cpu  xnor_gemm (%s, %d threads)  %9.3f ms  %8.1f binary GOPS\n", bnn::cpu::gemm_isa(), threads, cpu_ms,
-              ops / cpu_ms * 1e-6);
+  return true;
+}
+
 #ifdef BNN_WITH_CUDA
-  int32_t *da, *db, *dc;
-  void* ws = nullptr;
-  CUDA_OK(cudaMalloc(&da, a.size() * 4));
-  CUDA_OK(cudaMalloc(&db, b.size() * 4));
-  CUDA_OK(cudaMalloc(&dc, c.size() * 4));
-  const int64_t ws_bytes = bnn::cuda::xnor_gemm_workspace_bytes(M, N);
-  if (ws_bytes > 0) CUDA_OK(cudaMalloc(&ws, ws_bytes));
-  CUDA_OK(cudaMemcpy(da, a.data(), a.size() * 4, cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemcpy(db, b.data(), b.size() * 4, cudaMemcpyHostToDevice));
-  bnn::cuda::launch_xnor_gemm(da, db, M, N, K, dc, N, ws, bnn::cuda::GemmPath::Auto, 0);
-  std::vector<int32_t> g(c.size());
-  CUDA_OK(cudaMemcpy(g.data(), dc, g.size() * 4, cudaMemcpyDeviceToHost));
-  if (g != c) {
-    std::fprintf(stderr, "GPU xnor_gemm differs from the CPU kernel: not timing it\n");
-    return 1;
-  }
-  const double gpu_ms = median_ms_cuda(
-      [&] { bnn::cuda::launch_xnor_gemm(da, db, M, N, K, dc, N, ws, bnn::cuda::GemmPath::Auto, 0); }, repeats);
-  // cuBLAS baselines on the same M, N, K: int8 x int8 -> int32 and fp16 x fp16 -> fp16 (fp32 accumulate).
+// cuBLAS baselines on the same M, N, K: int8 x int8 -> int32 and fp16 x fp16 -> fp16 (fp32
+// accumulate). Column-major cuBLAS: C^T [N x M] = B [N x K] * A^T, i.e. row-major C = A B^T.
+void bench_cublas(const Problem& p, int repeats, double& i8_ms, double& f16_ms) {
+  const int64_t M = p.M, N = p.N, K = p.K;
   cublasHandle_t h;
   CUBLAS_OK(cublasCreate(&h));
   int8_t *ia, *ib;
@@ -155,25 +128,82 @@ int main(int argc, char** argv) {
   CUDA_OK(cudaMemset(hb, 0, N * K * 2));
   const int32_t i1 = 1, i0 = 0;
   const float f1 = 1.f, f0 = 0.f;
-  // Column-major cuBLAS: C^T [N x M] = B [N x K] * A^T, i.e. row-major C = A B^T.
-  const double i8_ms = median_ms_cuda(
+  i8_ms = median_ms_cuda(
       [&] {
         CUBLAS_OK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &i1, ib, CUDA_R_8I, K, ia, CUDA_R_8I, K, &i0, ic,
                                CUDA_R_32I, N, CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT));
       },
       repeats);
-  const double f16_ms = median_ms_cuda(
+  f16_ms = median_ms_cuda(
       [&] {
         CUBLAS_OK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &f1, hb, CUDA_R_16F, K, ha, CUDA_R_16F, K, &f0, hc,
                                CUDA_R_16F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       },
       repeats);
+  cublasDestroy(h);
+}
+
+// launch_xnor_gemm, checked against the CPU result, then timed beside the cuBLAS baselines.
+int bench_cuda(const Problem& p, int repeats) {
+  const int64_t M = p.M, N = p.N, K = p.K;
+  int32_t *da, *db, *dc;
+  void* ws = nullptr;
+  CUDA_OK(cudaMalloc(&da, p.a.size() * 4));
+  CUDA_OK(cudaMalloc(&db, p.b.size() * 4));
+  CUDA_OK(cudaMalloc(&dc, p.c.size() * 4));
+  const int64_t ws_bytes = bnn::cuda::xnor_gemm_workspace_bytes(M, N);
+  if (ws_bytes > 0) CUDA_OK(cudaMalloc(&ws, ws_bytes));
+  CUDA_OK(cudaMemcpy(da, p.a.data(), p.a.size() * 4, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(db, p.b.data(), p.b.size() * 4, cudaMemcpyHostToDevice));
+  auto run = [&] { bnn::cuda::launch_xnor_gemm(da, db, M, N, K, dc, N, ws, bnn::cuda::GemmPath::Auto, 0); };
+  run();
+  std::vector<int32_t> g(p.c.size());
+  CUDA_OK(cudaMemcpy(g.data(), dc, g.size() * 4, cudaMemcpyDeviceToHost));
+  if (g != p.c) {
+    std::fprintf(stderr, "GPU xnor_gemm differs from the CPU kernel: not timing it\n");
+    return 1;
+  }
+  const double gpu_ms = median_ms_cuda(run, repeats);
+  double i8_ms = 0, f16_ms = 0;
+  bench_cublas(p, repeats, i8_ms, f16_ms);
+  const double ops = p.ops();
   std::printf("cuda xnor_gemm                 %9.3f ms  %8.1f binary TOPS\n", gpu_ms, ops / gpu_ms * 1e-9);
   std::printf("cublasGemmEx int8 -> int32     %9.3f ms  %8.1f TOPS   xnor speed-up %.2fx\n", i8_ms, ops / i8_ms * 1e-9,
               i8_ms / gpu_ms);
   std::printf("cublasGemmEx fp16 (fp32 acc)   %9.3f ms  %8.1f TFLOP/s xnor speed-up %.2fx\n", f16_ms,
               ops / f16_ms * 1e-9, f16_ms / gpu_ms);
-  cublasDestroy(h);
+  return 0;
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Problem p;
+  p.M = argc > 1 ? std::atoll(argv[1]) : 2048;
+  p.N = argc > 2 ? std::atoll(argv[2]) : p.M;
+  p.K = argc > 3 ? std::atoll(argv[3]) : p.M;
+  const int repeats = argc > 4 ? std::atoi(argv[4]) : 10;
+  if (p.M < 1 || p.N < 1 || p.K < 1 || repeats < 1) {
+    std::fprintf(stderr, "usage: %s [M N K] [repeats], all >= 1\n", argv[0]);
+    return 2;
+  }
+  p.W = bnn::words_for_bits(p.K);
+  std::mt19937 rng(1);
+  p.a.resize(p.M * p.W), p.b.resize(p.N * p.W), p.c.resize(p.M * p.N);
+  for (auto& v : p.a) v = static_cast<int32_t>(rng());
+  for (auto& v : p.b) v = static_cast<int32_t>(rng());
+  const int threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  bnn::cpu::xnor_gemm(p.a.data(), p.W, p.b.data(), p.W, p.M, p.N, p.K, p.c.data(), p.N, 1);
+  if (!cpu_result_ok(p)) return 1;
+  std::vector<int32_t> c(p.c.size());
+  const double cpu_ms = median_ms_host(
+      [&] { bnn::cpu::xnor_gemm(p.a.data(), p.W, p.b.data(), p.W, p.M, p.N, p.K, c.data(), p.N, threads); }, repeats);
+  std::printf("M=%lld N=%lld K=%lld\n", (long long)p.M, (long long)p.N, (long long)p.K);
+  std::printf("cpu  xnor_gemm (%s, %d threads)  %9.3f ms  %8.1f binary GOPS\n", bnn::cpu::gemm_isa(), threads, cpu_ms,
+              p.ops() / cpu_ms * 1e-6);
+#ifdef BNN_WITH_CUDA
+  if (bench_cuda(p, repeats)) return 1;
 #endif
   return 0;
 }
