@@ -5,7 +5,8 @@ For each model (Bi-Real Net 18 and ReActNet-A, random weights, BN statistics ran
 - "float deployment": the same network as a user would deploy it in float
   (bnn_kernels.bench.deploy: weights binarized once, BatchNorm folded, channels_last; the
   torch.compile'd version where it is faster, else eager, said in the note);
-- "bnn_kernels.convert(model)": the converted model, fed the same NCHW input.
+- "bnn_kernels.convert(model)": the converted model, fed the same NCHW input, also
+  torch.compile'd where that is faster and agrees (the note says which ran).
 Before timing, the deployment and the converted model are checked against the float model on
 fresh random inputs (not the conversion examples): top-1 agreement and maximum deviation.
 Latency per batch (batch 1) and images/s (batch 32) come from the harness; peak memory from a
@@ -116,7 +117,7 @@ def bench_model(
             "float": "float32 NCHW as written (weights re-binarized every call)",
             "deploy": f"{{how}}; {models['deploy'].stats['frozen']} values frozen, "
             f"{models['deploy'].stats['bn_folded']} BN folded, channels_last; {_check_note(checks['deploy'])}",
-            "packed": f"{len(report.converted)} layers packed; {_check_note(checks['packed'])} (random weights)",
+            "packed": f"{{how}}; {len(report.converted)} layers packed; {_check_note(checks['packed'])} (random weights)",
         }
         for k, m in models.items():
             nbytes = sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
@@ -130,7 +131,9 @@ def bench_model(
             if nb == batches[0]:
                 rows[nb]["packed"].breakdown = breakdown(models["packed"], torch.randn(nb, 3, res, res, device=device))
         mem = {
-            impl: peak_memory(factory, kwargs, res, impl, batches, device, compiled if impl == "deploy" else {})
+            impl: peak_memory(
+                factory, kwargs, res, impl, batches, device, {nb: compiled[nb].get(impl) for nb in batches}
+            )
             for impl in IMPLS
         }
         for nb in batches:
@@ -149,16 +152,18 @@ def bench_model(
 
 
 def _time_batch(models, case, nb, res, device, notes, repeats, try_compile):
-    """Times the three configurations at batch nb: ({impl: Result}, whether compile was used)."""
+    """Times the three configurations at batch nb: ({impl: Result}, {impl: whether torch.compile was used}).
+    The float deployment and the converted model are each compiled where that is faster and agrees."""
     x = torch.randn(nb, 3, res, res, device=device)
     ms = {}
     with torch.no_grad():
         for impl, m in models.items():
             ms[impl] = time_fn(lambda i: m(x), device, repeats=repeats)
-        how = "eager (torch.compile not tried)"
+        how = {impl: "eager (torch.compile not tried)" for impl in ("deploy", "packed")}
         if try_compile:
-            t_c, how = _try_compile(models["deploy"], x, ms["deploy"], device, repeats)
-            ms["deploy"] = t_c or ms["deploy"]
+            for impl in how:
+                t_c, how[impl] = _try_compile(models[impl], x, ms[impl], device, repeats)
+                ms[impl] = t_c or ms[impl]
     names = {"float": "float model", "deploy": "float deployment", "packed": "bnn_kernels.convert(model)"}
     rows = {
         impl: Result(
@@ -170,11 +175,11 @@ def _time_batch(models, case, nb, res, device, notes, repeats, try_compile):
             float(nb),
             "img",
             impl != "float",
-            note=notes[impl].replace("{how}", how),
+            note=notes[impl].replace("{how}", how.get(impl, "")),
         )
         for impl in IMPLS
     }
-    return rows, how == "torch.compile"
+    return rows, {impl: h == "torch.compile" for impl, h in how.items()}
 
 
 def _vs(ours: Result, base: Result) -> Result:
