@@ -144,6 +144,19 @@ class _ConvGeometry(PackedModule):
             raise ValueError("kernel_size, stride and dilation must be >= 1 and padding >= 0")
         self.out_dtype = dtype_from_name(out_dtype)
 
+    def _conv_bits(self, x_bits: torch.Tensor, pad_value: int) -> torch.Tensor:
+        """binary_conv2d of packed NHWC input with this module's weights and geometry."""
+        return ops.binary_conv2d(
+            x_bits,
+            self.weight_bits,
+            self.in_channels,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            pad_value,
+        )
+
     def _weight_bits_shape(self):
         kh, kw = self.kernel_size
         return (self.out_channels * (2 if self.ternary else 1), kh, kw, words(self.in_channels // self.groups))
@@ -271,16 +284,7 @@ class BinaryConv2d(_ConvGeometry):
         """The exact integer conv of the +-1 tensors, int32 [N, O, Ho, Wo] (channels_last storage)."""
         self._check_input(x)
         x_bits = ops.pack_bits(x.permute(0, 2, 3, 1), self.threshold)
-        y = ops.binary_conv2d(
-            x_bits,
-            self.weight_bits,
-            self.in_channels,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.pad_value,
-        )
+        y = self._conv_bits(x_bits, self.pad_value)
         return combine_ternary(y, 1, self.groups) if self.ternary else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

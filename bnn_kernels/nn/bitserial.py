@@ -46,7 +46,7 @@ def _planes_conv(m: _ConvGeometry, planes: torch.Tensor, zero_one: bool) -> torc
     if zero_one:
         ones = torch.full((1, h, w, 1), 1.0, device=planes.device).expand(1, h, w, m.in_channels)
         flat = torch.cat([flat, ops.pack_bits(ones, 0.0)], 0)
-    y = ops.binary_conv2d(flat, m.weight_bits, m.in_channels, m.stride, m.padding, m.dilation, m.groups, 0)
+    y = m._conv_bits(flat, 0)
     if not zero_one:
         return y.reshape(p, n, *y.shape[1:])
     ones_conv = y[p * n :]

@@ -101,16 +101,7 @@ class OffsetBinaryConv2d(_ConvGeometry):
         n, _, h, w = x.shape
         bits = ops.pack_bits(x.permute(0, 2, 3, 1), self.threshold)
         ones = ops.pack_bits(torch.ones(1, h, w, self.in_channels, device=x.device), 0.0)
-        y = ops.binary_conv2d(
-            torch.cat([bits, ones]),
-            self.weight_bits,
-            self.in_channels,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            0,
-        )
+        y = self._conv_bits(torch.cat([bits, ones]), 0)
         y = y.unflatten(1, (self.groups, -1))  # [N + 1, groups, O/groups + 1, Ho, Wo]
         core, ones_row = y[:, :, :-1].flatten(1, 2), y[:, :, -1:].expand(-1, -1, y.shape[2] - 1, -1, -1).flatten(1, 2)
         return torch.stack([core[:n], ones_row[:n], core[n:].expand(n, -1, -1, -1), ones_row[n:].expand(n, -1, -1, -1)])
