@@ -6,7 +6,9 @@ F.conv2d fp16 channels_last (cuDNN); on the CPU, the same ops in float32.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 from collections.abc import Callable
 
 import torch
@@ -39,6 +41,9 @@ CONV_LAYERS = [
     ("reactnet 3x3 512", 512, 512, 14, 1),
 ]
 BATCHES = {"cpu": [1, 8], "cuda": [1, 64, 256]}
+# (label, M, N, K): bit-serial layers as GEMMs, 3136 pixels (56x56) by 3x3 convs of 64..512 channels.
+BITSERIAL_LAYERS = [(f"M=3136 N={c} K={9 * c}", 3136, c, 9 * c) for c in (64, 128, 256, 512)]
+BITSERIAL_CASES = [(1, 2), (1, 4), (2, 2)]  # (weight bits, activation bits), each against W1A1
 
 
 def _sign(x: torch.Tensor) -> torch.Tensor:
@@ -194,43 +199,97 @@ def bench_linear(device: torch.device, progress: Progress, size=None, rows=None,
     return out
 
 
+def _time_in_turns(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int) -> dict[str, float]:
+    """Min milliseconds of each fn over `repeats` rounds that run every fn once, in turn
+    (a, b, c, a, b, c, ...): load from other processes hits all of them alike, so their
+    ratios hold on a busy machine where absolute times do not."""
+    for f in fns.values():  # warm-up
+        f()
+    best = dict.fromkeys(fns, math.inf)
+    for _ in range(repeats):
+        for name, f in fns.items():
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                f()
+                end.record()
+                end.synchronize()
+                ms = start.elapsed_time(end)
+            else:
+                t = time.perf_counter()
+                f()
+                ms = (time.perf_counter() - t) * 1e3
+            best[name] = min(best[name], ms)
+    return best
+
+
+def _bitserial_case(device: torch.device, m: int, n: int, k: int, wbits: int, abits: int):
+    """Unsigned abits-bit activations against +-1 weights (wbits = 1) or signed wbits-bit ones,
+    checked against the reference; returns the bitserial_gemm call and the decoded values."""
+    qa = torch.randint(0, 2**abits, (m, k), device=device)
+    if wbits == 1:
+        qw, wc, wo = torch.randint(0, 2, (n, k), device=device), [2], -1  # w = 2 * bit - 1
+    else:
+        qw = torch.randint(-(2 ** (wbits - 1)), 2 ** (wbits - 1), (n, k), device=device)
+        wc, wo = [2**p for p in range(wbits - 1)] + [-(2 ** (wbits - 1))], 0
+    ap, wp = bk.to_bitplanes(qa, abits), bk.to_bitplanes(qw, wbits, signed=wbits > 1)
+    ac = [2**p for p in range(abits)]
+    y = bk.bitserial_gemm(ap, wp, k, ac, wc, 0, wo)
+    _check_rows(y, lambda r: R.bitserial_gemm(ap[:, r.to(device)].cpu(), wp.cpu(), k, ac, wc, 0, wo), m, 256)
+    return (lambda: bk.bitserial_gemm(ap, wp, k, ac, wc, 0, wo)), qa, qw
+
+
 def bench_bitserial(device: torch.device, progress: Progress, size=None, repeats=10) -> list[Result]:
-    out = []
+    """W1A1 (xnor_gemm) and bitserial_gemm W1A2, W1A4, W2A2 at the same M, N, K, timed in turns
+    (min of the rounds): each bit-serial row reports its time as a multiple of W1A1's in the
+    same run. On the square s^3 also the float (or int8) matmul of the decoded values."""
     s = size or (8192 if device.type == "cuda" else 2048)
-    m = n = k = s
-    work = 2.0 * m * n * k
-    a1, b1 = bk.pack_bits(torch.randn(m, k, device=device)), bk.pack_bits(torch.randn(n, k, device=device))
-    ok = _check_rows(bk.xnor_gemm(a1, b1, k), lambda r: R.xnor_gemm(a1[r.to(device)].cpu(), b1.cpu(), k), m, 256)
-    t_w1a1 = time_fn(lambda i: bk.xnor_gemm(a1, b1, k), device, repeats=repeats)
-    w1a1 = Result("bitserial", f"W1A1 {s}^3", "bnn_kernels.xnor_gemm", str(device), t_w1a1, work, "OPS", ok)
-    out.append(w1a1)
-    for wbits, abits in [(1, 2), (1, 4), (2, 2)]:
-        progress.step(f"bitserial W{wbits}A{abits} {s}^3")
-        case = f"W{wbits}A{abits} {s}^3"
-        qa = torch.randint(0, 2**abits, (m, k), device=device)
-        if wbits == 1:
-            qw = torch.randint(0, 2, (n, k), device=device)
-            wc, wo = [2], -1  # +-1 weights
-        else:
-            qw = torch.randint(-(2 ** (wbits - 1)), 2 ** (wbits - 1), (n, k), device=device)
-            wc, wo = [2**p for p in range(wbits - 1)] + [-(2 ** (wbits - 1))], 0
-        ap = bk.to_bitplanes(qa, abits)
-        wp = bk.to_bitplanes(qw, wbits, signed=wbits > 1)
-        ac = [2**p for p in range(abits)]
-        y = bk.bitserial_gemm(ap, wp, k, ac, wc, 0, wo)
-        _check_rows(y, lambda r: R.bitserial_gemm(ap[:, r.to(device)].cpu(), wp.cpu(), k, ac, wc, 0, wo), m, 256)
-        t = time_fn(lambda i: bk.bitserial_gemm(ap, wp, k, ac, wc, 0, wo), device, repeats=repeats)
-        ours = Result("bitserial", case, "bnn_kernels.bitserial_gemm", str(device), t, work, "OPS", True)
-        out.append(_vs(ours, w1a1))
-        if _int8_mm_ok(device):
-            ia, ib = qa.to(torch.int8), qw.to(torch.int8).T.contiguous().T
-            tb = time_fn(lambda i: torch._int_mm(ia, ib.T), device, repeats=repeats)
-            base = Result("bitserial", case, "torch._int_mm int8", str(device), tb, work, "OPS", False)
-        else:
-            fa, fw = qa.float(), qw.float()
-            tb = time_fn(lambda i: fa @ fw.T, device, repeats=repeats)
-            base = Result("bitserial", case, "torch.matmul float32", str(device), tb, work, "OPS", False)
-        out += [_vs(ours, base), base]
+    out = []
+    for label, m, n, k in [(f"{s}^3", s, s, s)] + BITSERIAL_LAYERS:
+        progress.step(f"bitserial {label}")
+        square, work = label == f"{s}^3", 2.0 * m * n * k
+        a1, b1 = bk.pack_bits(torch.randn(m, k, device=device)), bk.pack_bits(torch.randn(n, k, device=device))
+        _check_rows(bk.xnor_gemm(a1, b1, k), lambda r: R.xnor_gemm(a1[r.to(device)].cpu(), b1.cpu(), k), m, 256)
+        fns, base_fns = {"W1A1": lambda: bk.xnor_gemm(a1, b1, k)}, {}
+        for wbits, abits in BITSERIAL_CASES:
+            name = f"W{wbits}A{abits}"
+            fns[name], qa, qw = _bitserial_case(device, m, n, k, wbits, abits)
+            if square and _int8_mm_ok(device):
+                ia, ib = qa.to(torch.int8), qw.to(torch.int8).T.contiguous().T
+                base_fns[name] = ("torch._int_mm int8", lambda ia=ia, ib=ib: torch._int_mm(ia, ib.T))
+            elif square:
+                fa, fw = qa.float(), qw.float()
+                base_fns[name] = ("torch.matmul float32", lambda fa=fa, fw=fw: fa @ fw.T)
+        t = _time_in_turns({**fns, **{f"base {c}": f for c, (_, f) in base_fns.items()}}, device, repeats)
+        note = f"min of {repeats} runs in turns"
+        w1a1 = Result("bitserial", f"W1A1 {label}", "bnn_kernels.xnor_gemm", str(device), t["W1A1"], work, "OPS", True)
+        out.append(dataclasses.replace(w1a1, note=note))
+        for name in list(fns)[1:]:
+            ours = Result(
+                "bitserial",
+                f"{name} {label}",
+                "bnn_kernels.bitserial_gemm",
+                str(device),
+                t[name],
+                work,
+                "OPS",
+                True,
+                note=f"{t[name] / t['W1A1']:.2f}x the time of W1A1; {note}",
+            )
+            out.append(_vs(ours, w1a1))
+            if name in base_fns:
+                base = Result(
+                    "bitserial",
+                    ours.case,
+                    base_fns[name][0],
+                    str(device),
+                    t[f"base {name}"],
+                    work,
+                    "OPS",
+                    False,
+                    note=note,
+                )
+                out += [_vs(dataclasses.replace(ours, note=note), base), base]
     return out
 
 
@@ -310,7 +369,7 @@ def case_count(name: str, device: torch.device, **kw) -> int:
     if name == "linear":
         return len(kw.get("rows") or [1, 4, 16, 64, 256])
     if name == "bitserial":
-        return 3
+        return 1 + len(BITSERIAL_LAYERS)
     if name == "model":
         return model_case_count(kw.get("batches"))
     return 4 if device.type == "cpu" else 5

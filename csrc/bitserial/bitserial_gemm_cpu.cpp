@@ -1,11 +1,12 @@
 // Fused bit-serial GEMM. The P activation planes and Q weight planes are packed once into the
-// AND popcount micro-kernel's tiles (the kernels and cache blocking of popcount_gemm); for
-// each (A tile, B tile) pair and K block, the micro-kernel's axpy variant runs on every plane
-// pair and adds the pair's coefficient times its counts to one int32 tile on the stack, which
-// is stored (summed over K blocks) like popcount_gemm's C. So no per-plane-pair product is
-// ever written to memory. The offsets' terms, w_offset * sum_p a_coefs[p] * popcount(a_p[m])
-// per row and a_offset * sum_k w[n, k] per column, are exact integers added with the last K
-// block.
+// AND popcount micro-kernel's tiles (the kernels and cache blocking of popcount_gemm). For
+// each (A tile, B tile) pair and K block, every plane pair (p, q) is counted and added with
+// its coefficient to one int32 tile: in one call of the micro-kernel's plane-sum kernel
+// where it has one (AVX-512: counts and the weighted sum stay in registers, the tile is read
+// and written once for all pairs), else one axpy call per pair. The tile is stored (summed
+// over K blocks) like popcount_gemm's C, so no per-plane-pair product is ever written to
+// memory. The offsets' terms, w_offset * sum_p a_coefs[p] * popcount(a_p[m]) per row and
+// a_offset * sum_k w[n, k] per column, are exact integers added with the last K block.
 //
 // Every partial sum formed is bounded by k * max|a| * max|w| (max|.| = sum of the absolute
 // coefficients and offset), which the caller guarantees fits int32.
@@ -105,6 +106,44 @@ void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t m
   }
 }
 
+// The packed planes: tile t of activation plane p at (p * m_tiles + t) * mr * w64, tile j of
+// weight plane q at (q * n_tiles + j) * nr * w64 (k-major panels, see microkernel.h).
+struct Panels {
+  const uint64_t* ap;
+  const uint64_t* bp;
+  int64_t m_tiles, n_tiles, w64;
+  int mr, nr;
+  const uint64_t* a(int64_t p, int64_t t, int64_t k0) const { return ap + ((p * m_tiles + t) * w64 + k0) * mr; }
+  const uint64_t* b(int64_t q, int64_t j, int64_t k0) const { return bp + ((q * n_tiles + j) * w64 + k0) * nr; }
+};
+
+// sum (the mr x nr tile, zeroed by the caller) += the counts of every plane pair of output g
+// on A tile t and B tile j over K words [k0, k0 + kn), each times its coefficient: in calls
+// of up to kPairChunk pairs to the fused plane-sum kernel where mk has one, else one axpy
+// call per pair. Pairs with a zero coefficient are skipped.
+constexpr int kPairChunk = 16;
+
+void sum_plane_pairs(const Problem& pr, const Panels& pn, const MicroKernel& mk, PlaneSumFn fused, int64_t g, int64_t t,
+                     int64_t j, int64_t k0, int64_t kn, int32_t* sum) {
+  PlanePair chunk[kPairChunk];
+  int64_t used = 0;
+  for (int64_t p = pr.p_begin(g); p < pr.p_end(g); ++p)
+    for (int64_t q = 0; q < pr.Q; ++q) {
+      const int32_t c = pr.coef[p * pr.Q + q];
+      if (c == 0) continue;
+      if (fused == nullptr) {
+        mk.axpy(pn.a(p, t, k0), pn.b(q, j, k0), kn, c, sum);
+        continue;
+      }
+      chunk[used++] = PlanePair{pn.a(p, t, k0), pn.b(q, j, k0), c};
+      if (used == kPairChunk) {
+        fused(chunk, used, kn, sum);
+        used = 0;
+      }
+    }
+  if (used > 0) fused(chunk, used, kn, sum);
+}
+
 void tiled_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) {
   const int mr = mk.mr, nr = mk.nr, tile = mr * nr;
   const int64_t P = pr.P, Q = pr.Q, M = pr.M, N = pr.N, words = pr.words;
@@ -119,6 +158,8 @@ void tiled_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) 
   uint64_t* ap = apack.get();  // tile t of plane p at (p * m_tiles + t) * mr * w64
   uint64_t* bp = bpack.get();
   if (m_tiles * n_tiles * w64 * P * Q < 2 * kChunkWords) nt = 1;
+  const PlaneSumFn fused = plane_sum_kernel(mk);
+  const Panels pn{ap, bp, m_tiles, n_tiles, w64, mr, nr};
 
 #pragma omp parallel num_threads(nt)
   {
@@ -139,10 +180,7 @@ void tiled_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) 
       for (int64_t g = 0; g < pr.outputs; ++g) {
         alignas(64) int32_t sum[kMaxMR * kMaxNR];
         for (int e = 0; e < tile; ++e) sum[e] = 0;
-        for (int64_t p = pr.p_begin(g); p < pr.p_end(g); ++p)
-          for (int64_t q = 0; q < Q; ++q)
-            if (const int32_t c = pr.coef[p * Q + q]; c != 0)
-              mk.axpy(ap + ((p * m_tiles + t) * w64 + k0) * mr, bp + ((q * n_tiles + j) * w64 + k0) * nr, kn, c, sum);
+        sum_plane_pairs(pr, pn, mk, fused, g, t, j, k0, kn, sum);
         store_tile(sum, nr, out + (g * M + m0) * N + n0, N, std::min<int64_t>(mr, M - m0),
                    std::min<int64_t>(nr, N - n0), first, last, pr.row.data() + g * M + m0, pr.col.data() + n0);
       }

@@ -47,6 +47,20 @@ MicroKernel avx2_microkernel(BitOp op);    // fn == nullptr where not compiled i
 MicroKernel avx512_microkernel(BitOp op);  // fn == nullptr where not compiled in
 bool cpu_has_avx512_vpopcnt();
 
+// Bit-serial tiles (bitserial_gemm): acc[i * nr + j] += sum over pairs e < count of
+// pairs[e].coef * sum_kk popcount(a[e][kk * mr + i] & b[e][kk * nr + j]), kk < w64: every
+// (activation plane, weight plane) pair of an (A tile, B tile) pair in one call, the
+// coefficient-weighted sum kept in registers.
+struct PlanePair {
+  const uint64_t* a;  // A panel of the activation plane
+  const uint64_t* b;  // B panel of the weight plane
+  int32_t coef;
+};
+using PlaneSumFn = void (*)(const PlanePair* pairs, int64_t count, int64_t w64, int32_t* acc);
+// The plane-sum kernel of the AND micro-kernel mk (same tile and panel layout), or nullptr
+// where mk has none (the caller then runs mk.axpy per pair).
+PlaneSumFn plane_sum_kernel(const MicroKernel& mk);
+
 // Building blocks of the driver, for callers that produce their own A tiles (the conv
 // gathers its im2col rows straight into tile layout, a block of pixels at a time).
 //

@@ -1,7 +1,8 @@
 // AVX-512 VPOPCNTDQ micro-kernel: a 512-bit register holds one 64-bit word of 8 B rows; NV
 // registers cover NR = 8 * NV rows. Each A word is broadcast, combined with every B register
 // and counted per 64-bit lane by vpopcntq straight into 64-bit accumulators (no lookup table,
-// no byte counters): 3 vector instructions per 512 bit-products.
+// no byte counters): 3 vector instructions per 512 bit-products. The bit-serial plane sum
+// runs the same K loop once per plane pair and keeps the weighted sum in registers.
 #include "gemm/microkernel.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -26,11 +27,9 @@ BNN_AVX512_TARGET inline __m512i combine(__m512i a, __m512i b) {
   return OP == BitOp::Xor ? _mm512_xor_si512(a, b) : _mm512_and_si512(a, b);
 }
 
-// AXPY: acc += coef * counts (MicroKernelAxpyFn), else acc = counts (MicroKernelFn).
-template <BitOp OP, bool AXPY>
-BNN_AVX512_TARGET inline void avx512_tile(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t coef,
-                                          int32_t* acc) {
-  __m512i sum[kMR][kNV];
+// sum[i][v] = the 64-bit counts of op(row i of the A panel, B register v) over w64 K steps.
+template <BitOp OP>
+BNN_AVX512_TARGET inline void count_tile(const uint64_t* a, const uint64_t* b, int64_t w64, __m512i (&sum)[kMR][kNV]) {
   for (int i = 0; i < kMR; ++i)
     for (int v = 0; v < kNV; ++v) sum[i][v] = _mm512_setzero_si512();
   for (int64_t kk = 0; kk < w64; ++kk) {
@@ -45,24 +44,45 @@ BNN_AVX512_TARGET inline void avx512_tile(const uint64_t* a, const uint64_t* b, 
         sum[i][v] = _mm512_add_epi64(sum[i][v], _mm512_popcnt_epi64(combine<OP>(av, bv[v])));
     }
   }
-  const __m256i c = _mm256_set1_epi32(coef);
+}
+
+// acc = counts (MicroKernelFn).
+template <BitOp OP>
+BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* acc) {
+  __m512i sum[kMR][kNV];
+  count_tile<OP>(a, b, w64, sum);
   for (int i = 0; i < kMR; ++i)
     for (int v = 0; v < kNV; ++v) {
-      __m256i* out = reinterpret_cast<__m256i*>(acc + i * kNR + 8 * v);
-      __m256i x = _mm512_mask_cvtepi64_epi32(_mm256_setzero_si256(), 0xff, sum[i][v]);
-      if (AXPY) x = _mm256_add_epi32(_mm256_loadu_si256(out), _mm256_mullo_epi32(x, c));
-      _mm256_storeu_si256(out, x);
+      const __m256i x = _mm512_mask_cvtepi64_epi32(_mm256_setzero_si256(), 0xff, sum[i][v]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + i * kNR + 8 * v), x);
     }
 }
 
+// acc += sum_e pairs[e].coef * counts of pair e (PlaneSumFn). Each pair's counts stay in the
+// 16 count registers; a row of the int32 tile is one register (the low halves of a row's
+// two count registers, one vpermt2d), scaled by the pair's coefficient and added in
+// registers, so the tile is read and written once per call, not once per pair.
 template <BitOp OP>
-BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* acc) {
-  avx512_tile<OP, false>(a, b, w64, 0, acc);
+BNN_AVX512_TARGET void avx512_plane_sum(const PlanePair* pairs, int64_t count, int64_t w64, int32_t* acc) {
+  static_assert(kNV == 2 && kNR == 16, "a row of the int32 tile is one register");
+  const __m512i low = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  __m512i tile[kMR];
+  for (int i = 0; i < kMR; ++i) tile[i] = _mm512_loadu_si512(acc + i * kNR);
+  for (int64_t e = 0; e < count; ++e) {
+    __m512i sum[kMR][kNV];
+    count_tile<OP>(pairs[e].a, pairs[e].b, w64, sum);
+    const __m512i c = _mm512_set1_epi32(pairs[e].coef);
+    for (int i = 0; i < kMR; ++i)  // counts < 2^31: the low half of each 64-bit lane is the count
+      tile[i] = _mm512_add_epi32(tile[i], _mm512_mullo_epi32(_mm512_permutex2var_epi32(sum[i][0], low, sum[i][1]), c));
+  }
+  for (int i = 0; i < kMR; ++i) _mm512_storeu_si512(acc + i * kNR, tile[i]);
 }
 
+// acc += coef * counts (MicroKernelAxpyFn): the plane sum of one pair.
 template <BitOp OP>
 BNN_AVX512_TARGET void avx512_axpy(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t coef, int32_t* acc) {
-  avx512_tile<OP, true>(a, b, w64, coef, acc);
+  const PlanePair pair{a, b, coef};
+  avx512_plane_sum<OP>(&pair, 1, w64, acc);
 }
 
 // One row pair: 16 words per vpopcntq step; the last (partial) step is a masked load with
@@ -95,7 +115,11 @@ MicroKernel avx512_microkernel(BitOp op) {
                           : MicroKernel{avx512_kernel<BitOp::And>, "avx512-vpopcntdq",     kMR, kNR,
                                         avx512_dot<BitOp::And>,    avx512_axpy<BitOp::And>};
 }
+PlaneSumFn plane_sum_kernel(const MicroKernel& mk) {
+  return mk.axpy == &avx512_axpy<BitOp::And> ? &avx512_plane_sum<BitOp::And> : nullptr;
+}
 #else
+PlaneSumFn plane_sum_kernel(const MicroKernel&) { return nullptr; }
 bool cpu_has_avx512_vpopcnt() { return false; }
 MicroKernel avx512_microkernel(BitOp) { return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0, nullptr, nullptr}; }
 #endif

@@ -23,6 +23,7 @@ def test_bench_suites_write_results(args, tmp_path, capsys, monkeypatch):
 
     # Shrink the fixed layer sets so the suite runs in seconds.
     monkeypatch.setattr(suites, "CONV_LAYERS", [("tiny", 40, 8, 6, 1), ("tiny s2", 40, 8, 7, 2)])
+    monkeypatch.setattr(suites, "BITSERIAL_LAYERS", [("tiny", 37, 19, 100)])
     assert (
         main(["bench", *args, "--device", "cpu", "--repeats", "2", "--out", str(tmp_path), "--name", "r", "--quiet"])
         == 0

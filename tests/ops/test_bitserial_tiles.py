@@ -1,8 +1,9 @@
 """bitserial_gemm on the CPU across the fused driver's boundaries, exactly against the reference.
 
 The driver runs the popcount micro-kernel on every (activation plane, weight plane) pair of
-an (A tile, B tile) pair and sums the counts with their coefficients in a stack tile, summed
-over K blocks into the output. Its boundaries: the row-dot path (M <= 3) against the tiled
+an (A tile, B tile) pair and sums the counts with their coefficients in a stack tile (on
+AVX-512 in one plane-sum call for up to 16 pairs, in registers), summed over K blocks into
+the output. Its boundaries: the row-dot path (M <= 3) against the tiled
 one, the tile edges (MR x NR: 8 x 16 AVX-512, 4 x 10 AVX2, 4 x 4 scalar), K blocks of 256
 64-bit words (16384 bits), B blocks (256 KiB of B tiles, all weight planes), one thread
 against several, plane pairs skipped for a zero coefficient, and partial sums up to the
@@ -79,6 +80,20 @@ def test_zero_coefficients(m):
     check(3, 2, m, 21, 200, [0, 2, 0], [1, 0], 2, 1, m)
     check(2, 2, m, 21, 200, [1, 2], [0, 0], -3, 2, m + 1)
     check(1, 1, m, 21, 200, [0], [0], 0, 0, m + 2)
+
+
+@pytest.mark.parametrize("p,q", [(4, 4), (17, 1), (5, 4), (3, 11), (8, 8)])
+def test_many_plane_pairs(p, q, rng):
+    """The AVX-512 kernel sums up to 16 plane pairs per call: 16, 17, 20, 33 and 64 pairs take
+    one to four calls summing into the same tile, with zero coefficients (skipped pairs)
+    shifting the call boundaries; every plane's coefficient is distinct, so a pair counted
+    twice, dropped, or with another pair's coefficient changes the result."""
+    ac = [rng.choice([-1, 1]) * (2 * i + 1) for i in range(p)]
+    wc = [rng.choice([-1, 1]) * (i + 1) for i in range(q)]
+    m, n, k = rng.choice([9, 17, 33]), rng.choice([15, 17, 40]), rng.choice([70, 200, 450])
+    check(p, q, m, n, k, ac, wc, rng.randint(-3, 3), rng.randint(-3, 3), p * 100 + q)
+    zeroed = [0 if i % 3 == 1 else c for i, c in enumerate(ac)]
+    check(p, q, m, n, k, zeroed, wc, rng.randint(-3, 3), rng.randint(-3, 3), p * 100 + q + 1)
 
 
 @pytest.mark.parametrize("seed", range(8))
