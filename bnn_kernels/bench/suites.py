@@ -262,34 +262,20 @@ def bench_bitserial(device: torch.device, progress: Progress, size=None, repeats
                 base_fns[name] = ("torch.matmul float32", lambda fa=fa, fw=fw: fa @ fw.T)
         t = _time_in_turns({**fns, **{f"base {c}": f for c, (_, f) in base_fns.items()}}, device, repeats)
         note = f"min of {repeats} runs in turns"
-        w1a1 = Result("bitserial", f"W1A1 {label}", "bnn_kernels.xnor_gemm", str(device), t["W1A1"], work, "OPS", True)
-        out.append(dataclasses.replace(w1a1, note=note))
+
+        def row(case, impl, ms, checked, note=note):
+            return Result("bitserial", case, impl, str(device), ms, work, "OPS", checked, note=note)
+
+        w1a1 = row(f"W1A1 {label}", "bnn_kernels.xnor_gemm", t["W1A1"], True)
+        out.append(w1a1)
         for name in list(fns)[1:]:
-            ours = Result(
-                "bitserial",
-                f"{name} {label}",
-                "bnn_kernels.bitserial_gemm",
-                str(device),
-                t[name],
-                work,
-                "OPS",
-                True,
-                note=f"{t[name] / t['W1A1']:.2f}x the time of W1A1; {note}",
+            ours = row(f"{name} {label}", "bnn_kernels.bitserial_gemm", t[name], True)
+            out.append(
+                _vs(dataclasses.replace(ours, note=f"{t[name] / t['W1A1']:.2f}x the time of W1A1; {note}"), w1a1)
             )
-            out.append(_vs(ours, w1a1))
             if name in base_fns:
-                base = Result(
-                    "bitserial",
-                    ours.case,
-                    base_fns[name][0],
-                    str(device),
-                    t[f"base {name}"],
-                    work,
-                    "OPS",
-                    False,
-                    note=note,
-                )
-                out += [_vs(dataclasses.replace(ours, note=note), base), base]
+                base = row(ours.case, base_fns[name][0], t[f"base {name}"], False)
+                out += [_vs(ours, base), base]
     return out
 
 
