@@ -39,9 +39,19 @@ struct Problem {
   int64_t p_end(int64_t g) const { return reduce ? P : g + 1; }
 };
 
-void make_terms(Problem& pr, int64_t k, const int64_t* a_coefs, const int64_t* w_coefs, int64_t a_offset,
-                int64_t w_offset, int nt) {
-  const int64_t P = pr.P, Q = pr.Q, M = pr.M, N = pr.N;
+// The value encoding of one call.
+struct Terms {
+  int64_t k;
+  const int64_t* a_coefs;
+  const int64_t* w_coefs;
+  int64_t a_offset, w_offset;
+};
+
+// Fills pr.coef, pr.row and pr.col. pa: the bit counts of the P * M activation rows where the
+// caller has them (counted while packing), else nullptr: counted here when needed.
+void make_terms(Problem& pr, const Terms& tm, const int64_t* pa, int nt) {
+  const int64_t P = pr.P, Q = pr.Q, M = pr.M, N = pr.N, k = tm.k;
+  const int64_t *a_coefs = tm.a_coefs, *w_coefs = tm.w_coefs, a_offset = tm.a_offset, w_offset = tm.w_offset;
   pr.coef.resize(static_cast<size_t>(P * Q));
   for (int64_t p = 0; p < P; ++p)
     for (int64_t q = 0; q < Q; ++q)
@@ -49,8 +59,12 @@ void make_terms(Problem& pr, int64_t k, const int64_t* a_coefs, const int64_t* w
   pr.row.assign(static_cast<size_t>(pr.outputs * M), 0);
   pr.col.assign(static_cast<size_t>(N), 0);
   if (w_offset != 0) {  // w_offset * sum_k a[m, k], without a's own offset (in col)
-    std::vector<int64_t> pa(static_cast<size_t>(P * M));
-    row_popcounts(pr.a, P * M, k, pa.data(), nt);
+    std::vector<int64_t> counted;
+    if (pa == nullptr) {
+      counted.resize(static_cast<size_t>(P * M));
+      row_popcounts(pr.a, P * M, k, counted.data(), nt);
+      pa = counted.data();
+    }
     for (int64_t p = 0; p < P; ++p) {
       const int64_t c = pr.reduce ? a_coefs[p] : 1;
       int32_t* r = pr.row.data() + (pr.reduce ? 0 : p * M);
@@ -109,8 +123,8 @@ void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t m
 // The packed planes: tile t of activation plane p at (p * m_tiles + t) * mr * w64, tile j of
 // weight plane q at (q * n_tiles + j) * nr * w64 (k-major panels, see microkernel.h).
 struct Panels {
-  const uint64_t* ap;
-  const uint64_t* bp;
+  uint64_t* ap;
+  uint64_t* bp;
   int64_t m_tiles, n_tiles, w64;
   int mr, nr;
   const uint64_t* a(int64_t p, int64_t t, int64_t k0) const { return ap + ((p * m_tiles + t) * w64 + k0) * mr; }
@@ -144,7 +158,34 @@ void sum_plane_pairs(const Problem& pr, const Panels& pn, const MicroKernel& mk,
   if (used > 0) fused(chunk, used, kn, sum);
 }
 
-void tiled_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) {
+// Packs every activation and weight plane into pn's panels; with count, also the bit count
+// of each activation row into pa[p * M + m], from the panel just packed.
+void pack_planes(const Problem& pr, const Panels& pn, PanelCountFn count, int64_t* pa, int nt) {
+  const int mr = pn.mr, nr = pn.nr;
+  const int64_t M = pr.M, N = pr.N, words = pr.words, w64 = pn.w64, m_tiles = pn.m_tiles, n_tiles = pn.n_tiles;
+#pragma omp parallel num_threads(nt)
+  {
+#pragma omp for schedule(dynamic, 8) nowait
+    for (int64_t u = 0; u < pr.P * m_tiles; ++u) {
+      const int64_t p = u / m_tiles, m0 = (u % m_tiles) * mr, rows = std::min<int64_t>(mr, M - m0);
+      uint64_t* panel = pn.ap + u * mr * w64;
+      pack_tiles(pr.a + (p * M + m0) * words, words, rows, mr, words, pr.last_mask, w64, panel);
+      if (count != nullptr) {
+        alignas(64) int64_t c[kMaxMR];
+        count(panel, w64, c);
+        std::copy(c, c + rows, pa + p * M + m0);
+      }
+    }
+#pragma omp for schedule(dynamic, 8)
+    for (int64_t u = 0; u < pr.Q * n_tiles; ++u) {
+      const int64_t q = u / n_tiles, n0 = (u % n_tiles) * nr;
+      pack_tiles(pr.w + (q * N + n0) * words, words, std::min<int64_t>(nr, N - n0), nr, words, pr.last_mask, w64,
+                 pn.bp + u * nr * w64);
+    }
+  }
+}
+
+void tiled_path(Problem& pr, const Terms& tm, const MicroKernel& mk, int32_t* out, int nt) {
   const int mr = mk.mr, nr = mk.nr, tile = mr * nr;
   const int64_t P = pr.P, Q = pr.Q, M = pr.M, N = pr.N, words = pr.words;
   const int64_t w64 = (words + 1) / 2;
@@ -153,39 +194,32 @@ void tiled_path(const Problem& pr, const MicroKernel& mk, int32_t* out, int nt) 
   // The B block holds the tiles of all Q planes.
   const int64_t block_tiles = std::max<int64_t>(1, kBBlockBytes / (Q * kc * nr * 8));
   static thread_local std::vector<uint64_t> acache, bcache;
+  static thread_local std::vector<int64_t> ccache;
   const ScratchBuffer<uint64_t> apack(acache, static_cast<size_t>(P * m_tiles * mr * w64));
   const ScratchBuffer<uint64_t> bpack(bcache, static_cast<size_t>(Q * n_tiles * nr * w64));
-  uint64_t* ap = apack.get();  // tile t of plane p at (p * m_tiles + t) * mr * w64
-  uint64_t* bp = bpack.get();
+  const Panels pn{apack.get(), bpack.get(), m_tiles, n_tiles, w64, mr, nr};
+  // The activation rows' counts (the w_offset term) from the packed panels where mk can.
+  const PanelCountFn count = tm.w_offset != 0 ? panel_count_kernel(mk) : nullptr;
+  const ScratchBuffer<int64_t> pa(ccache, count != nullptr ? static_cast<size_t>(P * M) : 0);
+  const int nt_terms = nt;
   if (m_tiles * n_tiles * w64 * P * Q < 2 * kChunkWords) nt = 1;
-  const PlaneSumFn fused = plane_sum_kernel(mk);
-  const Panels pn{ap, bp, m_tiles, n_tiles, w64, mr, nr};
+  pack_planes(pr, pn, count, pa.get(), nt);
+  make_terms(pr, tm, count != nullptr ? pa.get() : nullptr, nt_terms);
 
+  const PlaneSumFn fused = plane_sum_kernel(mk);
+  const int64_t calls = std::max<int64_t>(1, P * Q / pr.outputs);  // micro-kernels per pair
 #pragma omp parallel num_threads(nt)
   {
-#pragma omp for schedule(dynamic, 8) nowait
-    for (int64_t u = 0; u < P * m_tiles; ++u) {
-      const int64_t p = u / m_tiles, m0 = (u % m_tiles) * mr;
-      pack_tiles(pr.a + (p * M + m0) * words, words, std::min<int64_t>(mr, M - m0), mr, words, pr.last_mask, w64,
-                 ap + u * mr * w64);
-    }
-#pragma omp for schedule(dynamic, 8)
-    for (int64_t u = 0; u < Q * n_tiles; ++u) {
-      const int64_t q = u / n_tiles, n0 = (u % n_tiles) * nr;
-      pack_tiles(pr.w + (q * N + n0) * words, words, std::min<int64_t>(nr, N - n0), nr, words, pr.last_mask, w64,
-                 bp + u * nr * w64);
-    }
-    const auto pair = [&](int64_t t, int64_t j, int64_t k0, int64_t kn, bool first, bool last) {
+    const auto pair = [&, tile](int64_t t, int64_t j, int64_t k0, int64_t kn, bool first, bool last) {
       const int64_t m0 = t * mr, n0 = j * nr;
       for (int64_t g = 0; g < pr.outputs; ++g) {
         alignas(64) int32_t sum[kMaxMR * kMaxNR];
-        for (int e = 0; e < tile; ++e) sum[e] = 0;
+        std::fill(sum, sum + tile, 0);  // (tile by value: a known bound, so a vector fill)
         sum_plane_pairs(pr, pn, mk, fused, g, t, j, k0, kn, sum);
         store_tile(sum, nr, out + (g * M + m0) * N + n0, N, std::min<int64_t>(mr, M - m0),
                    std::min<int64_t>(nr, N - n0), first, last, pr.row.data() + g * M + m0, pr.col.data() + n0);
       }
     };
-    const int64_t calls = std::max<int64_t>(1, P * Q / pr.outputs);  // micro-kernels per pair
     for_each_tile_pair(m_tiles, n_tiles, w64, kc, block_tiles, calls, pair);
   }
 }
@@ -218,12 +252,14 @@ void bitserial_gemm(const int32_t* a, int64_t P, const int32_t* w, int64_t Q, in
   }
   const int nt = sane_threads(num_threads);
   Problem pr{a, w, P, Q, M, N, words_for_bits(k), tail_mask(k), reduce, outputs, {}, {}, {}};
-  make_terms(pr, k, a_coefs, w_coefs, a_offset, w_offset, nt);
+  const Terms tm{k, a_coefs, w_coefs, a_offset, w_offset};
   const MicroKernel mk = select_microkernel(BitOp::And);
-  if (M <= kGemvRows)
+  if (M <= kGemvRows) {
+    make_terms(pr, tm, nullptr, nt);
     gemv_path(pr, mk, out, nt);
-  else
-    tiled_path(pr, mk, out, nt);
+  } else {
+    tiled_path(pr, tm, mk, out, nt);
+  }
 }
 
 }  // namespace bnn::cpu

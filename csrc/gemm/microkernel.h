@@ -60,6 +60,11 @@ using PlaneSumFn = void (*)(const PlanePair* pairs, int64_t count, int64_t w64, 
 // The plane-sum kernel of the AND micro-kernel mk (same tile and panel layout), or nullptr
 // where mk has none (the caller then runs mk.axpy per pair).
 PlaneSumFn plane_sum_kernel(const MicroKernel& mk);
+// counts[r] = sum_kk popcount(panel[kk * mr + r]) for r < mr, kk < w64: the bit count of
+// each row of a packed A panel (padding rows count 0), while the panel is in L1.
+using PanelCountFn = void (*)(const uint64_t* panel, int64_t w64, int64_t* counts);
+// The panel counter of mk's A panels, or nullptr where mk has none.
+PanelCountFn panel_count_kernel(const MicroKernel& mk);
 
 // Building blocks of the driver, for callers that produce their own A tiles (the conv
 // gathers its im2col rows straight into tile layout, a block of pixels at a time).

@@ -85,6 +85,16 @@ BNN_AVX512_TARGET void avx512_axpy(const uint64_t* a, const uint64_t* b, int64_t
   avx512_plane_sum<OP>(&pair, 1, w64, acc);
 }
 
+// PanelCountFn: a K step of an A panel is one register (kMR = 8 rows), so the lanes of the
+// running sum are the rows' counts.
+BNN_AVX512_TARGET void avx512_panel_count(const uint64_t* panel, int64_t w64, int64_t* counts) {
+  static_assert(kMR == 8, "one 64-bit lane per panel row");
+  __m512i s = _mm512_setzero_si512();
+  for (int64_t kk = 0; kk < w64; ++kk)
+    s = _mm512_add_epi64(s, _mm512_popcnt_epi64(_mm512_loadu_si512(panel + kk * kMR)));
+  _mm512_storeu_si512(counts, s);
+}
+
 // One row pair: 16 words per vpopcntq step; the last (partial) step is a masked load with
 // the last word's tail cleared.
 template <BitOp OP>
@@ -118,8 +128,13 @@ MicroKernel avx512_microkernel(BitOp op) {
 PlaneSumFn plane_sum_kernel(const MicroKernel& mk) {
   return mk.axpy == &avx512_axpy<BitOp::And> ? &avx512_plane_sum<BitOp::And> : nullptr;
 }
+PanelCountFn panel_count_kernel(const MicroKernel& mk) {
+  const bool ours = mk.fn == &avx512_kernel<BitOp::And> || mk.fn == &avx512_kernel<BitOp::Xor>;
+  return ours ? &avx512_panel_count : nullptr;
+}
 #else
 PlaneSumFn plane_sum_kernel(const MicroKernel&) { return nullptr; }
+PanelCountFn panel_count_kernel(const MicroKernel&) { return nullptr; }
 bool cpu_has_avx512_vpopcnt() { return false; }
 MicroKernel avx512_microkernel(BitOp) { return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0, nullptr, nullptr}; }
 #endif
