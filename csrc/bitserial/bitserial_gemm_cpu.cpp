@@ -214,7 +214,7 @@ void tiled_path(Problem& pr, const Terms& tm, const MicroKernel& mk, int32_t* ou
       const int64_t m0 = t * mr, n0 = j * nr;
       for (int64_t g = 0; g < pr.outputs; ++g) {
         alignas(64) int32_t sum[kMaxMR * kMaxNR];
-        std::fill(sum, sum + tile, 0);  // (tile by value: a known bound, so a vector fill)
+        std::fill(sum, sum + tile, 0);  // tile captured by value: a bound kept in a register
         sum_plane_pairs(pr, pn, mk, fused, g, t, j, k0, kn, sum);
         store_tile(sum, nr, out + (g * M + m0) * N + n0, N, std::min<int64_t>(mr, M - m0),
                    std::min<int64_t>(nr, N - n0), first, last, pr.row.data() + g * M + m0, pr.col.data() + n0);
