@@ -32,6 +32,8 @@
 #define __shared__ static
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#undef __grid_constant__
+#define __grid_constant__
 
 namespace emu {
 // ---- runtime (emu_sched.cpp) ----
@@ -77,7 +79,7 @@ Launch<void (*)(A...), A...> make_launch(void (*fn)(A...), const char* name, dim
   return {LaunchCfg{reinterpret_cast<const void*>(fn), name, g, b, smem, 0}, fn};
 }
 
-enum WarpOp { kShfl = 1, kBallot, kSyncwarp, kLdmatrix, kMma };
+enum WarpOp { kShfl = 1, kBallot, kSyncwarp, kLdmatrix, kMma, kWgmma, kWgmmaFence, kWgmmaCommit, kWgmmaWait, kSetmaxnreg };
 template <class T>
 uint64_t to_bits(T v) {
   static_assert(sizeof(T) <= 8);
@@ -182,3 +184,4 @@ cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, T* entry) {
 #define BNN_DYNAMIC_SMEM(name) unsigned char* const name = ::emu::dynamic_smem()
 
 #include "emu_ptx.h"
+#include "emu_ptx_sm90.h"
