@@ -49,8 +49,8 @@ EMU_DEFINES = [
 # none of the emulated __fmul_rn / __fadd_rn either (nvcc never fuses those).
 FP = ["-ffp-contract=off"]
 RUNTIME = ["emu_sched.cpp", "emu_memory.cpp", "emu_ptx.cpp", "emu_mbarrier.cpp", "emu_tma.cpp", "emu_wgmma.cpp"]
-DRIVERS = ["test_main.cpp", "test_ops.cpp", "test_layout.cpp", "test_detectors.cpp", "test_code_paths.cpp"]
-TEST_KERNELS = ["test_kernels.cu"]
+DRIVERS = ["test_main.cpp", "test_ops.cpp", "test_layout.cpp", "test_detectors.cpp", "test_code_paths.cpp", "test_sm90.cpp"]
+TEST_KERNELS = ["test_kernels.cu", "test_sm90_kernels.cu"]
 # The emulation suite: family -> (device, seed) runs; device 0 sm_80, 1 sm_90, 2 sm_75 (no mma).
 SUITE = {
     "layout": [(0, 1)],
@@ -60,6 +60,7 @@ SUITE = {
     "bitserial": [(0, 1), (1, 2), (2, 3)],
     "linear": [(0, 1), (1, 2)],
     "epilogue": [(0, 1), (1, 2)],
+    "sm90": [(1, 1), (1, 2), (1, 3)],  # the emulator's own TMA + mbarrier + wgmma GEMM and probes
 }
 # The GEMM path by the code the driver loaded (emu_test fallback:PATH --device D --code C):
 # (device, code "PTX,BIN" or "none" or None for the device's own, path Auto and Mma must take).

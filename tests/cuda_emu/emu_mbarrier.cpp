@@ -147,6 +147,13 @@ void sm90_block_end() {
   if (!g_active) return;
   tma_block_end();
   wgmma_block_end();
+  // Every arrival and transaction byte a kernel produces belongs to a phase that completes: a
+  // phase left partly arrived at exit means an arrival too many (or one too few) somewhere.
+  for (const Mbar& m : g_bars)
+    if (m.live && (m.pending != m.expected || m.tx != 0))
+      set_cur_thread(m.init_tid), fail("the block exits with the mbarrier at shared address %u in the middle of phase %ld (%u of %u arrivals "
+           "still pending, tx-count %ld): an arrival too many or too few", m.addr, long(m.phase), m.pending,
+           m.expected, long(m.tx));
 }
 
 }  // namespace emu

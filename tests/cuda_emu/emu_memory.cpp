@@ -37,10 +37,11 @@ std::map<uintptr_t, size_t> g_allocs;  // start -> bytes (live and freed, for me
 constexpr size_t kDynWindow = 256 * 1024;
 unsigned char* g_dyn = nullptr;
 size_t g_dyn_bytes = 0;
-// Shared address of the first byte of dynamic shared memory: 1 KiB reserved by the system plus
-// static shared memory of a size the kernel cannot know, so only 16-byte alignment is promised
-// (a kernel needing 1024-byte aligned tiles aligns them itself). Drawn per launch from the seed.
-uint32_t g_dyn_base = 1024;
+// Shared address of the first byte of dynamic shared memory: after 1 KiB reserved by the system
+// and static shared memory, aligned as BNN_DYNAMIC_SMEM declares it (128 bytes) and no more, so
+// a kernel needing 1024-byte aligned tiles (128B swizzle) must align them itself. Drawn per
+// launch from the seed, never a multiple of 1024.
+uint32_t g_dyn_base = 1024 + 128;
 
 struct SB {              // shadow of one shared-memory byte
   uint32_t w_ep = 0;     // barrier epoch of the last write (0: never)
@@ -313,7 +314,7 @@ void global_read_bytes(const void* p, size_t n) {
 void memory_launch_begin() {
   init();
   g_touched.clear();
-  g_dyn_base = uint32_t(1024 + 16 * (rng_next() % 64));
+  g_dyn_base = uint32_t(1024 + 128 * (1 + rng_next() % 7));
 }
 void memory_launch_end() {}
 size_t static_smem_footprint() {

@@ -10,7 +10,8 @@
 //    re-init with a phase in progress, over-arrival, more bytes completed than expected, a
 //    try_wait whose parity names a phase this thread already saw complete (parity not flipped).
 //    A failing try_wait parks the thread until the phase completes; when nothing can progress
-//    the deadlock is reported with every waiting thread's barrier.
+//    the deadlock is reported with every waiting thread's barrier. A block may not exit with a
+//    phase partly arrived (an extra or missing arrival).
 //  - TMA: tensor maps from the emulated cuTensorMapEncodeTiled; loads read global memory through
 //    the checker at issue, leave the destination poisoned and pending, and land (swizzle applied
 //    on absolute shared addresses, out-of-bounds elements zero) at a random later scheduling

@@ -194,7 +194,8 @@ bool wgmma_step(bool force) {
       if (!g.ops.empty() && formed(g.ops.front())) return run_until(int(wg), g.base + 1), true;
       continue;
     }
-    while (!g.ops.empty() && formed(g.ops.front()) && rng_next() % 3 == 0) run_until(int(wg), g.base + 1);
+    // late more often than early: a stage released too soon then meets its unfinished reader
+    while (!g.ops.empty() && formed(g.ops.front()) && rng_next() % 8 == 0) run_until(int(wg), g.base + 1);
   }
   return false;
 }

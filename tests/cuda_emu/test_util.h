@@ -53,4 +53,6 @@ void test_layout();
 void test_mma_fallback(const std::string& want);
 void test_epilogue();
 int run_detector(const std::string& name);
+void test_sm90();
+int run_sm90_detector(const std::string& name);  // 2: unknown name
 }  // namespace emutest
