@@ -49,8 +49,8 @@ EMU_DEFINES = [
 # none of the emulated __fmul_rn / __fadd_rn either (nvcc never fuses those).
 FP = ["-ffp-contract=off"]
 RUNTIME = ["emu_sched.cpp", "emu_memory.cpp", "emu_ptx.cpp", "emu_mbarrier.cpp", "emu_tma.cpp", "emu_wgmma.cpp"]
-DRIVERS = ["test_main.cpp", "test_ops.cpp", "test_layout.cpp", "test_detectors.cpp", "test_code_paths.cpp", "test_sm90.cpp"]
-TEST_KERNELS = ["test_kernels.cu", "test_sm90_kernels.cu"]
+DRIVERS = ["test_main.cpp", "test_ops.cpp", "test_layout.cpp", "test_detectors.cpp", "test_code_paths.cpp"]
+TEST_KERNELS = ["test_kernels.cu"]
 # The emulation suite: family -> (device, seed) runs; device 0 sm_80, 1 sm_90, 2 sm_75 (no mma).
 SUITE = {
     "layout": [(0, 1)],
@@ -60,7 +60,6 @@ SUITE = {
     "bitserial": [(0, 1), (1, 2), (2, 3)],
     "linear": [(0, 1), (1, 2)],
     "epilogue": [(0, 1), (1, 2)],
-    "sm90": [(1, 1), (1, 2), (1, 3)],  # the emulator's own TMA + mbarrier + wgmma GEMM and probes
 }
 # The GEMM path by the code the driver loaded (emu_test fallback:PATH --device D --code C):
 # (device, code "PTX,BIN" or "none" or None for the device's own, path Auto and Mma must take).
@@ -74,6 +73,10 @@ FALLBACK = [
     (2, None, "popc"),  # the sm_75 device's own code
     (1, None, "mma"),  # the sm_90 device's own code
 ]
+# The emulator's own sm_90a tests: a TMA + mbarrier + wgmma GEMM, probes and one kernel per rule.
+DRIVERS += ["test_sm90.cpp"]
+TEST_KERNELS += ["test_sm90_kernels.cu"]
+SUITE["sm90"] = [(1, 1), (1, 2), (1, 3)]
 
 
 def fallback_args(device: int, code: str | None, path: str) -> list[str]:

@@ -1,5 +1,5 @@
 // The emulation test driver: emu_test MODE [--seed S] [--device D]
-//   MODE: all | quick | pack | gemm | conv | bitserial | linear | epilogue | layout | sm90 | detect:NAME
+//   MODE: all | quick | pack | gemm | conv | bitserial | linear | epilogue | layout | detect:NAME
 //         | fallback:mma|popc (the GEMM path Auto and Mma must take with the loaded code)
 //   --seed: warp scheduling order; --device: 0 sm_80, 1 sm_90, 2 sm_75 (no mma: fallback paths);
 //   --code PTX,BIN | none: the code cudaFuncGetAttributes reports as loaded (default: native).
@@ -41,13 +41,13 @@ int main(int argc, char** argv) {
   if (which.rfind("fallback:", 0) == 0) test_mma_fallback(which.substr(9));
   const bool quick = which == "quick", all = which == "all";
   if (all || quick || which == "layout") test_layout();
+  if (all || which == "sm90") test_sm90();  // the emulator's own sm_90a kernels (test_sm90.cpp)
   if (all || quick || which == "pack") test_pack();
   if (all || quick || which == "gemm") test_gemm(quick);
   if (all || which == "conv") test_conv();
   if (all || quick || which == "bitserial") test_bitserial();
   if (all || quick || which == "linear") test_linear();
   if (all || quick || which == "epilogue") test_epilogue();
-  if (all || which == "sm90") test_sm90();
   printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }

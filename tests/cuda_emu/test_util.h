@@ -44,6 +44,9 @@ bool same(const emu::DevBuf<T>& out, const std::vector<T>& ref, size_t n = size_
   return std::equal(ref.begin(), ref.begin() + n, h.begin());
 }
 
+void test_sm90();                                // test_sm90.cpp
+int run_sm90_detector(const std::string& name);  // 2: unknown name
+
 void test_pack();
 void test_gemm(bool quick);
 void test_conv();
@@ -53,6 +56,4 @@ void test_layout();
 void test_mma_fallback(const std::string& want);
 void test_epilogue();
 int run_detector(const std::string& name);
-void test_sm90();
-int run_sm90_detector(const std::string& name);  // 2: unknown name
 }  // namespace emutest
