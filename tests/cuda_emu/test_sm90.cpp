@@ -9,6 +9,7 @@
 //    K permutation;
 //  - run_sm90_detector: the same GEMM with one defect planted, and one kernel per rule.
 #include <cstring>
+#include <utility>
 
 #include "test_sm90.h"
 #include "test_util.h"
@@ -129,6 +130,16 @@ void test_fragments() {
   }
 }
 
+// Accumulators written / read after the wait, then wgmma.fence before the next wgmma: valid.
+void test_refence() {
+  for (int mode : {8 | 32, 16 | 32}) {
+    const auto d = probe({swz128(1, 0), 1, 65536 + swz128(0, 0), 1}, desc_rel(0, 1024, 1), desc_rel(0, 1024, 1), mode);
+    // every thread's register 0 is 7 before the second wgmma in mode 8
+    CHECK(d[4 * 128 + 0] == ((mode & 8) ? 8 : 2) && d[0] == ((mode & 8) ? 7 : 0),
+          "accumulate after wgmma.fence (mode %d): D(1, 0) = %d, D(0, 0) = %d", mode, d[4 * 128], d[0]);
+  }
+}
+
 void test_empty_group() {
   const auto d = probe({swz128(1, 0), 1, 65536 + swz128(0, 0), 1}, desc_rel(0, 1024, 1), desc_rel(0, 1024, 1),
                        /*kProbeEmptyGroup*/ 2);
@@ -190,6 +201,7 @@ void test_sm90() {
   test_encode();
   test_fragments();
   test_empty_group();
+  test_refence();
   test_gemm_shapes();
 }
 
@@ -202,10 +214,17 @@ int run_sm90_detector(const std::string& name) {
     if (wrong) fprintf(stderr, "GEMM mismatch: %d wrong entries\n", wrong);
     return wrong ? 1 : 0;
   }
-  if (name == "wgmma_no_proxy_fence" || name == "wgmma_wait_one" || name == "wgmma_on_sm80") {
-    if (name == "wgmma_on_sm80") emu::set_device(0);
-    const int mode = name == "wgmma_no_proxy_fence" ? 1 : name == "wgmma_wait_one" ? 4 : 0;
-    probe({0, 1, 65536, 1}, desc_rel(0, 1024, 1), desc_rel(0, 1024, 1), mode);
+  const std::pair<const char*, int> probes[] = {{"wgmma_no_proxy_fence", 1}, {"wgmma_wait_one", 4},
+                                                {"wgmma_on_sm80", 0},        {"wgmma_write_acc_no_fence", 8},
+                                                {"wgmma_read_acc_no_fence", 16}, {"wgmma_unwritten_smem", 64}};
+  for (const auto& [probe_name, mode] : probes)
+    if (name == probe_name) {
+      if (name == "wgmma_on_sm80") emu::set_device(0);
+      probe({0, 1, 65536, 1}, desc_rel(0, 1024, 1), desc_rel(0, 1024, 1), mode);
+      return 0;
+    }
+  if (name == "wgmma_desc_oob") {  // B operand past the 97 KiB of dynamic shared memory
+    probe({0, 1, 65536, 1}, desc_rel(0, 1024, 1), desc_rel(96 * 1024, 1024, 1));
     return 0;
   }
   if (name == "wgmma_base_offset") {  // start at row 2 of a swizzle pattern with base offset 0

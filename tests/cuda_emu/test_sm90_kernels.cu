@@ -125,8 +125,14 @@ __global__ void __launch_bounds__(256) wgmma_gemm(const __grid_constant__ CUtens
 
 // Probe modes: kProbeNoProxyFence skips fence.proxy.async after the generic writes;
 // kProbeEmptyGroup commits an extra, empty group and waits with N = 1 (covers the real one only
-// when empty groups count); kProbeWaitOne waits with N = 1 without it (the result is not ready).
-enum { kProbeNoProxyFence = 1, kProbeEmptyGroup = 2, kProbeWaitOne = 4 };
+// when empty groups count); kProbeWaitOne waits with N = 1 without it (the result is not ready);
+// kProbeWriteAcc / kProbeReadAcc write one accumulator register (constant index) / read them all
+// (variable index) after the wait, then issue a second wgmma without wgmma.fence; kProbeFence
+// puts the fence in (valid); kProbeNoZeroB leaves the B tile unwritten.
+enum {
+  kProbeNoProxyFence = 1, kProbeEmptyGroup = 2, kProbeWaitOne = 4, kProbeWriteAcc = 8, kProbeReadAcc = 16,
+  kProbeFence = 32, kProbeNoZeroB = 64
+};
 
 __global__ void wgmma_probe(const uint32_t* writes, int nwrites, uint64_t a_desc, uint64_t b_desc, int32_t* out,
                             int mode) {
@@ -135,7 +141,8 @@ __global__ void wgmma_probe(const uint32_t* writes, int nwrites, uint64_t a_desc
   const uint32_t ta = static_cast<uint32_t>(__cvta_generic_to_shared(tile)), tb = ta + 65536;
   const int t = threadIdx.x;
   for (int i = t; i < 8192; i += 128) tile[i] = 0;
-  for (int i = t; i < 32768; i += 128) tile[65536 + i] = 0;
+  if (!(mode & kProbeNoZeroB))
+    for (int i = t; i < 32768; i += 128) tile[65536 + i] = 0;
   __syncthreads();
   if (t == 0)
     for (int i = 0; i < nwrites; ++i) tile[writes[2 * i]] = static_cast<unsigned char>(writes[2 * i + 1]);
@@ -150,6 +157,17 @@ __global__ void wgmma_probe(const uint32_t* writes, int nwrites, uint64_t a_desc
     ptx::wgmma_wait_group<1>();
   else
     ptx::wgmma_wait_group<0>();
+  if (mode & (kProbeWriteAcc | kProbeReadAcc)) {
+    int32_t sum = 0;
+    if (mode & kProbeWriteAcc) acc[0] = 7;
+    if (mode & kProbeReadAcc)
+      for (int i = 0; i < 128; ++i) sum += acc[i];
+    if (mode & kProbeFence) ptx::wgmma_fence();
+    ptx::wgmma_b1_and<256>(acc, a_desc + (ta >> 4), b_desc + (tb >> 4), 1);
+    ptx::wgmma_commit_group();
+    ptx::wgmma_wait_group<0>();
+    acc[1] += sum == -1;  // keeps the reads (the sum of non-negative counts is never -1)
+  }
   for (int i = 0; i < 128; ++i) out[t * 128 + i] = acc[i];
 }
 
