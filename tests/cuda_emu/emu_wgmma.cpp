@@ -179,6 +179,52 @@ int warpgroup_of_current(const char* op) {
   return wg;
 }
 
+// The accumulator array d of this thread at a wgmma issue: chained onto its in-flight
+// operations (same shape), or fenced since the thread last touched it, then poisoned.
+Acc& issue_acc(ThreadState& ts, int32_t* d, int n) {
+  if (ts.fences == 0) fail("wgmma.mma_async before any wgmma.fence of this thread");
+  Acc& acc = ts.accs[d];
+  if (acc.in_flight) {
+    if (acc.n != n) fail("wgmma.mma_async m64n%dk256 on accumulator registers an m64n%dk256 operation still writes", n,
+                         acc.n);
+    return acc;
+  }
+  if (acc.n && acc.n != n) acc = Acc{};
+  if (acc.n && !acc.touched && checksum(d, n / 2) != acc.sum) acc.touched = true;
+  if (acc.touched) fail("wgmma.mma_async on accumulator registers this thread accessed after its last wgmma.fence");
+  acc.n = n;
+  acc.value.assign(d, d + n / 2);  // D as of issue (used when scale-d is true)
+  for (int i = 0; i < n / 2; ++i) d[i] = kPoison ^ i;
+  acc.in_flight = true;
+  g_sm90_watch = true;
+  return acc;
+}
+
+// Operation j of the warpgroup: created by its first issuing thread (descriptors decoded, the
+// operand bytes guarded), then checked against it by the others.
+Op& join_op(Warpgroup& g, uint64_t j, uint64_t group, int n, uint64_t a_desc, uint64_t b_desc, bool scale_d) {
+  if (j < g.base) fail("wgmma.mma_async: operation %llu of the warpgroup already ran", (unsigned long long)j);
+  while (g.base + g.ops.size() <= j) g.ops.emplace_back();
+  Op& op = g.ops[size_t(j - g.base)];
+  if (op.arrived == 0) {
+    op.a_desc = a_desc, op.b_desc = b_desc, op.n = n, op.scale_d = scale_d, op.group = group;
+    op.acc.assign(128, nullptr);
+    op.rows_a = chunks(decode(a_desc, "A"), 64);
+    op.rows_b = chunks(decode(b_desc, "B"), n);
+    mark(op, +1);
+    op.min_obs.assign(barriers().size(), INT64_MAX);
+  } else if (op.a_desc != a_desc || op.b_desc != b_desc || op.n != n || op.scale_d != scale_d) {
+    fail("wgmma.mma_async operation %llu: N, descriptors or scale-d differ across the warpgroup "
+         "(this thread: n%d A 0x%llx B 0x%llx; first: n%d A 0x%llx B 0x%llx)", (unsigned long long)j, n,
+         (unsigned long long)a_desc, (unsigned long long)b_desc, op.n, (unsigned long long)op.a_desc,
+         (unsigned long long)op.b_desc);
+  } else if (op.group != group) {
+    fail("wgmma.mma_async operation %llu issued in commit group %llu here, %llu by another thread",
+         (unsigned long long)j, (unsigned long long)group, (unsigned long long)op.group);
+  }
+  return op;
+}
+
 }  // namespace
 
 bool wgmma_ready(int tid) {
@@ -322,45 +368,10 @@ void wgmma_b1_and_n(int32_t* d, int n, uint64_t a_desc, uint64_t b_desc, int sca
       emu::fail("wgmma.mma_async: lane %d and this lane disagree on N, descriptors or scale-d", l);
   const int wg = warpgroup_of_current("wgmma.mma_async"), tid = emu::cur_thread(), t = tid % 128;
   ThreadState& ts = me();
-  if (ts.fences == 0) emu::fail("wgmma.mma_async before any wgmma.fence of this thread");
-  Acc& acc = ts.accs[d];
-  if (acc.in_flight) {
-    if (acc.n != n)
-      emu::fail("wgmma.mma_async m64n%dk256 on accumulator registers an m64n%dk256 operation still writes", n, acc.n);
-  } else {
-    if (acc.n && acc.n != n) acc = Acc{};
-    if (acc.n && !acc.touched && checksum(d, n / 2) != acc.sum) acc.touched = true;
-    if (acc.touched)
-      emu::fail("wgmma.mma_async on accumulator registers this thread accessed after its last wgmma.fence");
-    acc.n = n;
-    acc.value.assign(d, d + n / 2);  // D as of issue (used when scale-d is true)
-    for (int i = 0; i < n / 2; ++i) d[i] = kPoison ^ i;
-    acc.in_flight = true;
-  }
-  emu::g_sm90_watch = true;
+  Acc& acc = issue_acc(ts, d, n);
   const uint64_t j = ts.issued++;
   acc.last_op = int64_t(j);
-  Warpgroup& g = g_wg[size_t(wg)];
-  if (j < g.base) emu::fail("wgmma.mma_async: operation %llu of the warpgroup already ran", (unsigned long long)j);
-  while (g.base + g.ops.size() <= j) g.ops.emplace_back();
-  Op& op = g.ops[size_t(j - g.base)];
-  const uint64_t group = ts.groups.size();
-  if (op.arrived == 0) {
-    op.a_desc = a_desc, op.b_desc = b_desc, op.n = n, op.scale_d = scale_d != 0, op.group = group;
-    op.acc.assign(128, nullptr);
-    op.rows_a = chunks(decode(a_desc, "A"), 64);
-    op.rows_b = chunks(decode(b_desc, "B"), n);
-    mark(op, +1);
-    op.min_obs.assign(barriers().size(), INT64_MAX);
-  } else if (op.a_desc != a_desc || op.b_desc != b_desc || op.n != n || op.scale_d != (scale_d != 0)) {
-    emu::fail("wgmma.mma_async operation %llu: N, descriptors or scale-d differ across the warpgroup "
-              "(this thread: n%d A 0x%llx B 0x%llx; first: n%d A 0x%llx B 0x%llx)", (unsigned long long)j, n,
-              (unsigned long long)a_desc, (unsigned long long)b_desc, op.n, (unsigned long long)op.a_desc,
-              (unsigned long long)op.b_desc);
-  } else if (op.group != group) {
-    emu::fail("wgmma.mma_async operation %llu issued in commit group %llu here, %llu by another thread",
-              (unsigned long long)j, (unsigned long long)group, (unsigned long long)op.group);
-  }
+  Op& op = join_op(g_wg[size_t(wg)], j, ts.groups.size(), n, a_desc, b_desc, scale_d != 0);
   op.acc[size_t(t)] = &acc;
   ++op.arrived;
   if (!((op.warps_seen >> (t / 32)) & 1u)) {
