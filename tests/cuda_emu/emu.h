@@ -12,6 +12,7 @@
 //    map: bounds, read-only inputs, never-written reads; shared memory, static and dynamic,
 //    poisoned per block, with a per-byte race detector over barrier epochs);
 //  - cp.async is queued per thread and lands at the covering cp.async.wait_group;
+//  - sm_90a: mbarrier, TMA loads, wgmma and setmaxnreg (emu_ptx_sm90.h; rules in emu_sm90.h);
 //  - launch limits per emulated architecture (sm_75, sm_80, sm_90).
 // Any violation prints "EMU ERROR" with the kernel's name and aborts.
 #pragma once

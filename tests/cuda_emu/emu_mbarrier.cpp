@@ -222,11 +222,13 @@ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t tx) {
 
 // mbarrier.try_wait.parity.shared::cta.b64: true when the phase of the given parity, the current
 // or the immediately preceding one, has completed. A thread waiting again for a phase it already
-// saw complete did not flip its parity: an error. Waiting parks the thread until the phase ends.
+// saw complete did not flip its parity: an error. An incomplete phase makes it return false at
+// random (its time limit expired: callers loop) or park the thread until the phase ends.
 bool mbarrier_try_wait_parity(uint32_t bar, uint32_t parity) {
   const int slot = barrier_use(bar, "mbarrier.try_wait.parity", false);
   if (parity > 1) emu::fail("mbarrier.try_wait.parity with parity %u (0 or 1)", parity);
   const int tid = emu::cur_thread();
+  if ((at(slot).phase & 1) == int64_t(parity) && emu::rng_next() % 2) return false;
   while ((at(slot).phase & 1) == int64_t(parity)) {
     g_blocked[size_t(tid)] = Blocked{kMbarWait, slot, parity};
     emu::block_thread();
