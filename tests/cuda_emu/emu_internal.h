@@ -85,6 +85,10 @@ bool global_is_device(const void* p, size_t n);
 
 // Hopper state (emu_mbarrier.cpp, emu_wgmma.cpp), hooked into the scheduler and the checker.
 bool sm90_observed(int tid, int bar_slot, uint32_t phase);  // tid waited for that mbarrier phase
+// Happens-before through mbarriers: `reader` waited for a phase that `writer` arrived on after
+// its first w_rel arrivals (so after a write made then).
+bool sm90_ordered(int reader, int writer, uint32_t w_rel);
+uint32_t sm90_release_count(int tid);  // mbarrier arrivals of tid so far
 bool sm90_step(bool force);  // lands TMA loads / runs wgmma at random points, wakes blocked threads
 void sm90_block_begin();
 void sm90_block_end();

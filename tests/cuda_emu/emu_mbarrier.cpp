@@ -1,6 +1,7 @@
 // Emulated mbarrier (PTX ISA #parallel-synchronization-and-communication-instructions-mbarrier)
 // and the Hopper side of the scheduler: parked threads, random completion points of the async
 // proxy, deadlock reports, per-block checks. The rules are listed in emu_sm90.h.
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
@@ -18,6 +19,9 @@ std::map<uint32_t, int> g_by_addr;
 std::vector<std::vector<int64_t>> g_observed;  // [tid][slot]
 std::vector<Blocked> g_blocked;
 bool g_active = false;  // this block used an sm_90 instruction
+// Happens-before through mbarriers (vector clocks over the block's threads): g_rel[t] counts
+// t's arrivals, g_known[t * n + u] the arrivals of u that t has acquired by its waits.
+std::vector<uint32_t> g_rel, g_known;
 
 Mbar& at(int slot) { return g_bars[size_t(slot)]; }
 
@@ -33,7 +37,29 @@ void settle(Mbar& m) {
   if (m.pending == 0 && m.tx < 0)
     fail("mbarrier at shared address %u: %ld more transaction bytes completed than expected in phase %ld "
          "(expect_tx too small)", m.addr, long(-m.tx), long(m.phase));
-  if (m.pending == 0 && m.tx == 0) ++m.phase, m.pending = m.expected;
+  if (m.pending == 0 && m.tx == 0) {
+    ++m.phase, m.pending = m.expected;
+    m.done.swap(m.cur);
+    m.cur.assign(m.done.size(), 0);
+  }
+}
+
+// An arrival of the current thread: its own and everything it has acquired join the phase.
+void release(Mbar& m) {
+  const size_t n = g_rel.size(), t = size_t(cur_thread());
+  if (m.cur.size() != n) m.cur.assign(n, 0), m.done.assign(n, 0);
+  ++g_rel[t];
+  const uint32_t* k = &g_known[t * n];
+  for (size_t u = 0; u < n; ++u) m.cur[u] = std::max(m.cur[u], k[u]);
+  m.cur[t] = g_rel[t];
+}
+
+// A successful wait: the thread acquires the arrivals of the completed phase.
+void acquire(const Mbar& m) {
+  const size_t n = g_rel.size(), t = size_t(cur_thread());
+  if (m.done.size() != n) return;
+  uint32_t* k = &g_known[t * n];
+  for (size_t u = 0; u < n; ++u) k[u] = std::max(k[u], m.done[u]);
 }
 
 void add_tx(Mbar& m, int64_t delta, const char* op) {
@@ -91,6 +117,13 @@ int64_t barrier_complete_tx(int slot, uint32_t bytes) {
 
 }  // namespace sm90
 
+bool sm90_ordered(int reader, int writer, uint32_t w_rel) {
+  using namespace sm90;
+  const size_t n = g_rel.size();
+  return n && size_t(reader) < n && size_t(writer) < n && g_known[size_t(reader) * n + size_t(writer)] > w_rel;
+}
+uint32_t sm90_release_count(int tid) { return size_t(tid) < sm90::g_rel.size() ? sm90::g_rel[size_t(tid)] : 0; }
+
 bool sm90_observed(int tid, int slot, uint32_t phase) {
   return slot >= 0 && tid >= 0 && sm90::observed_phase(tid, slot) >= int64_t(phase);
 }
@@ -136,6 +169,7 @@ void sm90_report_deadlock() {
 void sm90_block_begin() {
   using namespace sm90;
   g_bars.clear(), g_by_addr.clear(), g_active = false;
+  g_rel.clear(), g_known.clear();
   g_observed.assign(size_t(block().nthreads), {});
   g_blocked.assign(size_t(block().nthreads), Blocked{});
   tma_block_begin();
@@ -166,6 +200,10 @@ using namespace emu::sm90;
 void mbarrier_init(uint32_t bar, uint32_t count) {
   if (!emu::in_kernel()) emu::fail("mbarrier.init outside a kernel");
   g_active = true;
+  if (g_rel.empty()) {
+    const size_t n = size_t(emu::block().nthreads);
+    g_rel.assign(n, 0), g_known.assign(n * n, 0);
+  }
   if (bar % 8) emu::fail("mbarrier.init: object at shared address %u is not 8-byte aligned", bar);
   if (count < 1 || count > uint32_t(kTxMax)) emu::fail("mbarrier.init: count %u outside [1, 2^20-1]", count);
   auto it = g_by_addr.find(bar);
@@ -204,6 +242,7 @@ void mbarrier_arrive(uint32_t bar) {
   if (m.pending == 0)
     emu::fail("mbarrier.arrive on the mbarrier at shared address %u: phase %ld has no pending arrival left "
               "(count %u): over-arrival", bar, long(m.phase), m.expected);
+  release(m);
   --m.pending;
   settle(m);
 }
@@ -216,6 +255,7 @@ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t tx) {
   if (m.pending == 0)
     emu::fail("mbarrier.arrive.expect_tx on the mbarrier at shared address %u: phase %ld has no pending arrival "
               "left (count %u): over-arrival", bar, long(m.phase), m.expected);
+  release(m);
   --m.pending;
   settle(m);
 }
@@ -238,6 +278,7 @@ bool mbarrier_try_wait_parity(uint32_t bar, uint32_t parity) {
     emu::fail("mbarrier.try_wait.parity %u on the mbarrier at shared address %u names phase %ld, which this thread "
               "already saw complete (phase parity not flipped)", parity, bar, long(phase));
   note_observed(tid, slot, phase);
+  acquire(at(slot));
   return true;
 }
 

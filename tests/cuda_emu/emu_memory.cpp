@@ -49,6 +49,7 @@ struct SB {              // shadow of one shared-memory byte
   uint32_t r_ep = 0;     // epoch of the readers recorded in r_warps
   uint32_t r_warps = 0;  // warps that read it in epoch r_ep
   uint32_t w_pf = 0;     // generic writes: the writer's fence.proxy.async count at the write
+  uint32_t w_rel = 0;    // generic writes: the writer's mbarrier arrivals before the write
   uint32_t bar_phase = 0;  // TMA writes: the mbarrier phase their complete_tx counted toward
   int16_t w_tid = -1;      // kAsyncWriter: written by the async proxy (TMA)
   uint16_t bar = 0;        // TMA writes: that mbarrier's slot + 1
@@ -153,7 +154,7 @@ void shared_bytes(SB* sb, size_t n, bool write, int tid, const char* space, uint
       if (!write && s.w_ep >= ep0 && !sm90_observed(tid, s.bar - 1, s.bar_phase))
         fail("shared load of %s offset %lu, written by a TMA load whose mbarrier phase %u this thread never waited for",
              space, (unsigned long)off, s.bar_phase);
-    } else if (s.w_ep == ep && s.w_tid != tid) {
+    } else if (s.w_ep == ep && s.w_tid != tid && !sm90_ordered(tid, s.w_tid, s.w_rel)) {
       const int ow = s.w_tid / 32;
       if (ow != w) race(write ? "write-after-write" : "read-after-write", space, off, s.w_tid);
       if (s.w_ws == ws)
@@ -169,6 +170,7 @@ void shared_bytes(SB* sb, size_t n, bool write, int tid, const char* space, uint
         race("write-after-read", space, off, other);
       }
       s.w_ep = ep, s.w_tid = int16_t(tid), s.w_ws = ws, s.w_pf = b.t[tid].proxy_fences;
+      s.w_rel = sm90_release_count(tid);
     }
   }
 }

@@ -35,6 +35,9 @@ struct Mbar {
   uint32_t init_epoch = 0;
   bool fenced = false;  // the initializing thread ran fence.mbarrier_init after the init
   bool live = false;
+  // happens-before: per thread, the arrivals known to the arrivals of the current phase, and of
+  // the last completed one (what a successful wait acquires)
+  std::vector<uint32_t> cur, done;
 };
 std::vector<Mbar>& barriers();  // by slot
 // Slot of the initialized barrier at addr, checked for a use by the current thread (async: by

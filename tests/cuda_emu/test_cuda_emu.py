@@ -105,10 +105,13 @@ SM90_DETECTORS = {
     "mbar_deadlock": "1 of 2 arrivals pending",
     "mbar_reinit_busy": "while its phase 0 is in progress",
     "mbar_tx_overflow": "leaves +-(2^20-1)",
+    "mbar_handoff_no_wait": ("read-after-write", "never written in this block"),
     "wgmma_bad_n": "m64n40k256 .b1: no such shape",
     "wgmma_partial_warpgroup": "is incomplete in a block of 96 threads",
     "maxnreg_bad": "not a multiple of 8",
 }
+# valid kernels that must pass: generic shared memory handed from warp to warp by an mbarrier
+SM90_CONTROLS = ["mbar_handoff"]
 # defects that only corrupt data: the GEMM's exact comparison must see them
 SM90_WRONG_RESULTS = ["wrong_swizzle", "wrong_sbo", "wrong_kstep"]
 
@@ -150,6 +153,16 @@ def test_emulator_catches_sm90(emu_binary, name, seed):
     want = SM90_DETECTORS[name]
     want = want if isinstance(want, tuple) else (want,)
     assert r.returncode != 0 and "EMU ERROR" in r.stderr and any(w in r.stderr for w in want), r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", SM90_CONTROLS)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_emulator_accepts_sm90(emu_binary, name, seed):
+    """An mbarrier orders generic shared-memory accesses between warps like __syncthreads does."""
+    r = subprocess.run(
+        [emu_binary, f"detect:{name}"], capture_output=True, text=True, timeout=60, env={**os.environ, "EMU_SEED": str(seed)}
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
 
 
 @pytest.mark.parametrize("name", SM90_WRONG_RESULTS)

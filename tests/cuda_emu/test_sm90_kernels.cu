@@ -225,6 +225,25 @@ __global__ void mbar_tx_overflow(int32_t* buf, int64_t) {
   }
   buf[0] = 1;
 }
+// Warp 0 writes shared memory and arrives; warp 1 waits for the phase and reads (valid), or
+// reads without waiting (a race, `wait` false).
+__global__ void mbar_handoff(int32_t* buf, int64_t, bool wait) {
+  BNN_DYNAMIC_SMEM(raw);
+  const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(raw));
+  int32_t* data = reinterpret_cast<int32_t*>(raw + 64);
+  if (threadIdx.x == 0) {
+    ptx::mbarrier_init(bar, 32);
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    data[threadIdx.x] = static_cast<int32_t>(threadIdx.x) * 3;
+    ptx::mbarrier_arrive(bar);
+  } else {
+    if (wait) wait_phase(bar, 0);
+    buf[threadIdx.x - 32] = data[63 - threadIdx.x];
+  }
+}
 __global__ void wgmma_bad_n(int32_t* buf, int64_t) {
   int32_t acc[20];
   ptx::wgmma_fence();
@@ -285,6 +304,10 @@ bool run_sm90_bug_kernel(const std::string& name, int32_t* buf, int64_t n) {
     mbar_reinit_busy<<<1, 32, 64>>>(buf, n);
   else if (name == "mbar_tx_overflow")
     mbar_tx_overflow<<<1, 32, 64>>>(buf, n);
+  else if (name == "mbar_handoff")
+    mbar_handoff<<<1, 64, 256>>>(buf, n, true);
+  else if (name == "mbar_handoff_no_wait")
+    mbar_handoff<<<1, 64, 256>>>(buf, n, false);
   else if (name == "wgmma_bad_n")
     wgmma_bad_n<<<1, 128>>>(buf, n);
   else if (name == "wgmma_partial_warpgroup")
