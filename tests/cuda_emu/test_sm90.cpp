@@ -140,6 +140,46 @@ void test_refence() {
   }
 }
 
+// TMA boxes: 8 rows of `span` bytes (128 without swizzle) of a 20 x 200 byte matrix, from
+// coordinates partly out of bounds (zero fill, the full box still counted by the mbarrier),
+// stored with Swizzle<B,4,3> on absolute addresses; plus literal bytes worked out by hand.
+void test_tma_box() {
+  const int rows = 20, row_bytes = 200, ld = 208;
+  std::vector<uint8_t> g(size_t(rows) * ld, 0);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < row_bytes; ++c) g[size_t(r) * ld + c] = uint8_t(1 + (r * 7 + c * 13) % 255);
+  emu::DevBuf<uint8_t> dg(g);
+  struct Case {
+    CUtensorMapSwizzle swz;
+    int span, c0, c1;
+    int r, b, off;  // literal: logical (row r, byte b) of the box lands at tile offset `off`
+  } cases[] = {{CU_TENSOR_MAP_SWIZZLE_128B, 128, 144, 16, 2, 37, 261},
+               {CU_TENSOR_MAP_SWIZZLE_128B, 128, -32, 3, 3, 40, 408},
+               {CU_TENSOR_MAP_SWIZZLE_64B, 64, 8, -2, 6, 17, 417},
+               {CU_TENSOR_MAP_SWIZZLE_32B, 32, 176, 14, 5, 20, 164},
+               {CU_TENSOR_MAP_SWIZZLE_NONE, 128, 96, 0, 3, 100, 484}};
+  for (const Case& k : cases) {
+    alignas(128) CUtensorMap map;
+    CHECK(encode(&map, dg.get(), row_bytes, rows, ld, uint32_t(k.span), 8, k.swz) == CUDA_SUCCESS, "map refused");
+    const uint32_t bytes = 8 * uint32_t(k.span);
+    emu::DevBuf<uint8_t> out(bytes);
+    sm90_tma_probe(map, k.c0, k.c1, bytes, out.get());
+    const auto o = out.host();
+    int wrong = 0;
+    for (int r = 0; r < 8; ++r)
+      for (int b = 0; b < k.span; ++b) {
+        const int gr = k.c1 + r, gc = k.c0 + b, lin = r * k.span + b;
+        const uint8_t want = gr >= 0 && gr < rows && gc >= 0 && gc < row_bytes ? g[size_t(gr) * ld + gc] : 0;
+        const int phys = k.swz == CU_TENSOR_MAP_SWIZZLE_NONE ? lin : lin ^ (((lin >> 7) & (k.span / 16 - 1)) << 4);
+        wrong += o[size_t(phys)] != want;
+      }
+    const int gr = k.c1 + k.r, gc = k.c0 + k.b;
+    const uint8_t lit = g[size_t(gr) * ld + gc];  // the literal bytes are in bounds (never 0)
+    CHECK(wrong == 0 && o[size_t(k.off)] == lit, "TMA box swizzle %d at (%d, %d): %d bytes misplaced, literal %d",
+          k.span, k.c0, k.c1, wrong, o[size_t(k.off)] == lit);
+  }
+}
+
 void test_empty_group() {
   const auto d = probe({swz128(1, 0), 1, 65536 + swz128(0, 0), 1}, desc_rel(0, 1024, 1), desc_rel(0, 1024, 1),
                        /*kProbeEmptyGroup*/ 2);
@@ -202,6 +242,7 @@ void test_sm90() {
   test_fragments();
   test_empty_group();
   test_refence();
+  test_tma_box();
   test_gemm_shapes();
 }
 

@@ -18,6 +18,8 @@ int sm90_gemm_bug(const std::string& name);  // bug number, 0 when unknown
 // + 65536); descriptors with start addresses relative to their tile. out[t * 128 + i]: register
 // i of thread t. mode: see probe modes in test_sm90_kernels.cu.
 void sm90_probe(const uint32_t* writes, int nwrites, uint64_t a_desc, uint64_t b_desc, int32_t* out, int mode);
+// One TMA load of map's box at (c0, c1), `bytes` long, waited for; out receives the shared tile.
+void sm90_tma_probe(const CUtensorMap& map, int c0, int c1, uint32_t bytes, uint8_t* out);
 // Launches the sm_90 bug kernel `name`; false when unknown.
 bool run_sm90_bug_kernel(const std::string& name, int32_t* buf, int64_t n);
 }  // namespace emutest

@@ -171,6 +171,26 @@ __global__ void wgmma_probe(const uint32_t* writes, int nwrites, uint64_t a_desc
   for (int i = 0; i < 128; ++i) out[t * 128 + i] = acc[i];
 }
 
+// One TMA load of the map's box at (c0, c1) into a 1024-byte aligned tile; after the wait on its
+// mbarrier (expecting the full box) the threads copy the tile's bytes out with plain loads.
+__global__ void tma_probe(const __grid_constant__ CUtensorMap map, int c0, int c1, uint32_t bytes, uint8_t* out) {
+  BNN_DYNAMIC_SMEM(raw);
+  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(raw));
+  const uint32_t base = (raw_addr + 1023u) & ~1023u, bar = base + 8192;
+  const unsigned char* tile = raw + (base - raw_addr);
+  if (threadIdx.x == 0) {
+    ptx::mbarrier_init(bar, 1);
+    ptx::fence_mbarrier_init();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ptx::mbarrier_arrive_expect_tx(bar, bytes);
+    ptx::tma_load_2d(base, &map, bar, c0, c1);
+  }
+  wait_phase(bar, 0);
+  for (uint32_t i = threadIdx.x; i < bytes; i += blockDim.x) out[i] = tile[i];
+}
+
 // ---- one kernel per rule of mbarrier / TMA / wgmma shape and warpgroup / setmaxnreg ----
 __global__ void mbar_misaligned(int32_t* buf, int64_t) {
   BNN_DYNAMIC_SMEM(raw);
@@ -289,6 +309,10 @@ void sm90_gemm(int bn, const CUtensorMap& a, const CUtensorMap& b, int32_t* c, i
 void sm90_probe(const uint32_t* writes, int nwrites, uint64_t a_desc, uint64_t b_desc, int32_t* out, int mode) {
   cudaFuncSetAttribute(wgmma_probe, cudaFuncAttributeMaxDynamicSharedMemorySize, 65536 + 32768 + 1024);
   wgmma_probe<<<1, 128, 65536 + 32768 + 1024>>>(writes, nwrites, a_desc, b_desc, out, mode);
+}
+
+void sm90_tma_probe(const CUtensorMap& map, int c0, int c1, uint32_t bytes, uint8_t* out) {
+  tma_probe<<<1, 64, 8192 + 2048>>>(map, c0, c1, bytes, out);
 }
 
 bool run_sm90_bug_kernel(const std::string& name, int32_t* buf, int64_t n) {
