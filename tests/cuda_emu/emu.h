@@ -80,7 +80,18 @@ Launch<void (*)(A...), A...> make_launch(void (*fn)(A...), const char* name, dim
   return {LaunchCfg{reinterpret_cast<const void*>(fn), name, g, b, smem, 0}, fn};
 }
 
-enum WarpOp { kShfl = 1, kBallot, kSyncwarp, kLdmatrix, kMma, kWgmma, kWgmmaFence, kWgmmaCommit, kWgmmaWait, kSetmaxnreg };
+enum WarpOp {
+  kShfl = 1,
+  kBallot,
+  kSyncwarp,
+  kLdmatrix,
+  kMma,
+  kWgmma,
+  kWgmmaFence,
+  kWgmmaCommit,
+  kWgmmaWait,
+  kSetmaxnreg
+};
 template <class T>
 uint64_t to_bits(T v) {
   static_assert(sizeof(T) <= 8);

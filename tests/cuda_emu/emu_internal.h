@@ -32,7 +32,7 @@ struct Thread {
   bool started = false, done = false;
   uint64_t committed = 0;  // cp.async groups committed so far
   std::vector<PendingCopy> copies;
-  int op_parity = 0;  // exchange buffer of this lane's current warp op
+  int op_parity = 0;          // exchange buffer of this lane's current warp op
   uint32_t proxy_fences = 0;  // fence.proxy.async executed so far
 };
 
@@ -89,12 +89,12 @@ bool sm90_observed(int tid, int bar_slot, uint32_t phase);  // tid waited for th
 // its first w_rel arrivals (so after a write made then).
 bool sm90_ordered(int reader, int writer, uint32_t w_rel);
 uint32_t sm90_release_count(int tid);  // mbarrier arrivals of tid so far
-bool sm90_step(bool force);  // lands TMA loads / runs wgmma at random points, wakes blocked threads
+bool sm90_step(bool force);            // lands TMA loads / runs wgmma at random points, wakes blocked threads
 void sm90_block_begin();
 void sm90_block_end();
 [[noreturn]] void sm90_report_deadlock();
 bool sm90_blocked_any();
 void sm90_register_access(uintptr_t addr, size_t n, bool write);  // accumulator registers
-extern bool g_sm90_watch;  // some accumulator registers are watched
+extern bool g_sm90_watch;                                         // some accumulator registers are watched
 
 }  // namespace emu

@@ -35,8 +35,10 @@ void note_observed(int tid, int slot, int64_t phase) {
 // then reloads. With every arrival in, a negative tx-count can never return to zero.
 void settle(Mbar& m) {
   if (m.pending == 0 && m.tx < 0)
-    fail("mbarrier at shared address %u: %ld more transaction bytes completed than expected in phase %ld "
-         "(expect_tx too small)", m.addr, long(-m.tx), long(m.phase));
+    fail(
+        "mbarrier at shared address %u: %ld more transaction bytes completed than expected in phase %ld "
+        "(expect_tx too small)",
+        m.addr, long(-m.tx), long(m.phase));
   if (m.pending == 0 && m.tx == 0) {
     ++m.phase, m.pending = m.expected;
     m.done.swap(m.cur);
@@ -158,9 +160,10 @@ void sm90_report_deadlock() {
   const Blocked& k = g_blocked[size_t(first)];
   if (k.kind == kMbarWait) {
     const Mbar& m = at(k.slot);
-    fail("deadlock: %d threads wait forever; this one at mbarrier.try_wait.parity %u on the mbarrier at shared "
-         "address %u (current phase %ld, %u of %u arrivals pending, tx-count %ld)",
-         n, k.parity, m.addr, long(m.phase), m.pending, m.expected, long(m.tx));
+    fail(
+        "deadlock: %d threads wait forever; this one at mbarrier.try_wait.parity %u on the mbarrier at shared "
+        "address %u (current phase %ld, %u of %u arrivals pending, tx-count %ld)",
+        n, k.parity, m.addr, long(m.phase), m.pending, m.expected, long(m.tx));
   }
   char buf[256];
   fail("deadlock: %d threads wait forever; this one at %s", n, wgmma_blocked_reason(first, buf, sizeof buf));
@@ -185,9 +188,11 @@ void sm90_block_end() {
   // phase left partly arrived at exit means an arrival too many (or one too few) somewhere.
   for (const Mbar& m : g_bars)
     if (m.live && (m.pending != m.expected || m.tx != 0))
-      set_cur_thread(m.init_tid), fail("the block exits with the mbarrier at shared address %u in the middle of phase %ld (%u of %u arrivals "
-           "still pending, tx-count %ld): an arrival too many or too few", m.addr, long(m.phase), m.pending,
-           m.expected, long(m.tx));
+      set_cur_thread(m.init_tid),
+          fail(
+              "the block exits with the mbarrier at shared address %u in the middle of phase %ld (%u of %u arrivals "
+              "still pending, tx-count %ld): an arrival too many or too few",
+              m.addr, long(m.phase), m.pending, m.expected, long(m.tx));
 }
 
 }  // namespace emu
@@ -240,8 +245,10 @@ void fence_mbarrier_init() {
 void mbarrier_arrive(uint32_t bar) {
   Mbar& m = at(barrier_use(bar, "mbarrier.arrive", false));
   if (m.pending == 0)
-    emu::fail("mbarrier.arrive on the mbarrier at shared address %u: phase %ld has no pending arrival left "
-              "(count %u): over-arrival", bar, long(m.phase), m.expected);
+    emu::fail(
+        "mbarrier.arrive on the mbarrier at shared address %u: phase %ld has no pending arrival left "
+        "(count %u): over-arrival",
+        bar, long(m.phase), m.expected);
   release(m);
   --m.pending;
   settle(m);
@@ -253,8 +260,10 @@ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t tx) {
   if (tx > uint32_t(kTxMax)) emu::fail("mbarrier.arrive.expect_tx: tx-count %u outside [0, 2^20-1]", tx);
   add_tx(m, tx, "mbarrier.arrive.expect_tx");
   if (m.pending == 0)
-    emu::fail("mbarrier.arrive.expect_tx on the mbarrier at shared address %u: phase %ld has no pending arrival "
-              "left (count %u): over-arrival", bar, long(m.phase), m.expected);
+    emu::fail(
+        "mbarrier.arrive.expect_tx on the mbarrier at shared address %u: phase %ld has no pending arrival "
+        "left (count %u): over-arrival",
+        bar, long(m.phase), m.expected);
   release(m);
   --m.pending;
   settle(m);
@@ -275,8 +284,10 @@ bool mbarrier_try_wait_parity(uint32_t bar, uint32_t parity) {
   }
   const int64_t phase = at(slot).phase - 1;
   if (observed_phase(tid, slot) >= phase)
-    emu::fail("mbarrier.try_wait.parity %u on the mbarrier at shared address %u names phase %ld, which this thread "
-              "already saw complete (phase parity not flipped)", parity, bar, long(phase));
+    emu::fail(
+        "mbarrier.try_wait.parity %u on the mbarrier at shared address %u names phase %ld, which this thread "
+        "already saw complete (phase parity not flipped)",
+        parity, bar, long(phase));
   note_observed(tid, slot, phase);
   acquire(at(slot));
   return true;

@@ -43,13 +43,13 @@ size_t g_dyn_bytes = 0;
 // launch from the seed, never a multiple of 1024.
 uint32_t g_dyn_base = 1024 + 128;
 
-struct SB {              // shadow of one shared-memory byte
-  uint32_t w_ep = 0;     // barrier epoch of the last write (0: never)
-  uint32_t w_ws = 0;     // the writer warp's warp-synchronous op count at that write
-  uint32_t r_ep = 0;     // epoch of the readers recorded in r_warps
-  uint32_t r_warps = 0;  // warps that read it in epoch r_ep
-  uint32_t w_pf = 0;     // generic writes: the writer's fence.proxy.async count at the write
-  uint32_t w_rel = 0;    // generic writes: the writer's mbarrier arrivals before the write
+struct SB {                // shadow of one shared-memory byte
+  uint32_t w_ep = 0;       // barrier epoch of the last write (0: never)
+  uint32_t w_ws = 0;       // the writer warp's warp-synchronous op count at that write
+  uint32_t r_ep = 0;       // epoch of the readers recorded in r_warps
+  uint32_t r_warps = 0;    // warps that read it in epoch r_ep
+  uint32_t w_pf = 0;       // generic writes: the writer's fence.proxy.async count at the write
+  uint32_t w_rel = 0;      // generic writes: the writer's mbarrier arrivals before the write
   uint32_t bar_phase = 0;  // TMA writes: the mbarrier phase their complete_tx counted toward
   int16_t w_tid = -1;      // kAsyncWriter: written by the async proxy (TMA)
   uint16_t bar = 0;        // TMA writes: that mbarrier's slot + 1
@@ -143,13 +143,16 @@ void shared_bytes(SB* sb, size_t n, bool write, int tid, const char* space, uint
       fail("shared %s of %s offset %lu while a cp.async still targets it (no covering cp.async.wait_group)",
            write ? "store" : "load", space, (unsigned long)off);
     if (s.pending == kPendingTma)
-      fail("shared %s of %s offset %lu while a TMA load (cp.async.bulk.tensor) still targets it (no wait on its "
-           "mbarrier)", write ? "store" : "load", space, (unsigned long)off);
-    if (s.object) fail("generic %s of %s offset %lu, part of an mbarrier object", write ? "store" : "load", space,
-                       (unsigned long)off);
+      fail(
+          "shared %s of %s offset %lu while a TMA load (cp.async.bulk.tensor) still targets it (no wait on its "
+          "mbarrier)",
+          write ? "store" : "load", space, (unsigned long)off);
+    if (s.object)
+      fail("generic %s of %s offset %lu, part of an mbarrier object", write ? "store" : "load", space,
+           (unsigned long)off);
     if (write && s.readers)
-      fail("shared store to %s offset %lu, which an unfinished wgmma still reads (no covering wgmma.wait_group)",
-           space, (unsigned long)off);
+      fail("shared store to %s offset %lu, which an unfinished wgmma still reads (no covering wgmma.wait_group)", space,
+           (unsigned long)off);
     if (s.w_tid == kAsyncWriter) {
       if (!write && s.w_ep >= ep0 && !sm90_observed(tid, s.bar - 1, s.bar_phase))
         fail("shared load of %s offset %lu, written by a TMA load whose mbarrier phase %u this thread never waited for",
@@ -177,8 +180,8 @@ void shared_bytes(SB* sb, size_t n, bool write, int tid, const char* space, uint
 
 SB* dyn_sb(uint32_t saddr, size_t n) {
   if (saddr < g_dyn_base || size_t(saddr - g_dyn_base) + n > g_dyn_bytes)
-    fail("shared-memory access [%u, %zu) outside the %zu bytes of dynamic shared memory at [%u, %zu)", saddr,
-         saddr + n, g_dyn_bytes, g_dyn_base, g_dyn_base + g_dyn_bytes);
+    fail("shared-memory access [%u, %zu) outside the %zu bytes of dynamic shared memory at [%u, %zu)", saddr, saddr + n,
+         g_dyn_bytes, g_dyn_base, g_dyn_base + g_dyn_bytes);
   return g_dyn_sb + (saddr - g_dyn_base);
 }
 
@@ -229,8 +232,7 @@ void shared_async_issue(uint32_t saddr, size_t n) {
       fail("cp.async to dynamic shared offset %zu, which a pending cp.async already targets", saddr + i);
     if (sb[i].r_ep == b.epoch && (sb[i].r_warps & ~(1u << w)))
       race("write-after-read, cp.async", "dynamic shared", saddr + i, __builtin_ctz(sb[i].r_warps & ~(1u << w)) * 32);
-    if (sb[i].readers)
-      fail("cp.async to dynamic shared offset %zu, which an unfinished wgmma still reads", saddr + i);
+    if (sb[i].readers) fail("cp.async to dynamic shared offset %zu, which an unfinished wgmma still reads", saddr + i);
     if (sb[i].object) fail("cp.async to dynamic shared offset %zu, part of an mbarrier object", saddr + i);
     sb[i].pending = kPendingCopy;
     g_dyn[saddr - g_dyn_base + i] = 0xDB;  // poison until the copy lands
@@ -253,8 +255,10 @@ void shared_tma_issue(uint32_t saddr, size_t n) {
       fail("TMA load to shared address %lu, which a pending %s already targets", a,
            sb[i].pending == kPendingTma ? "TMA load" : "cp.async");
     if (sb[i].readers)
-      fail("TMA load overwrites shared address %lu, which an unfinished wgmma still reads (the stage is refilled "
-           "before the wgmma.wait_group that covers its reader)", a);
+      fail(
+          "TMA load overwrites shared address %lu, which an unfinished wgmma still reads (the stage is refilled "
+          "before the wgmma.wait_group that covers its reader)",
+          a);
     if (sb[i].object) fail("TMA load to shared address %lu, part of an mbarrier object", a);
     sb[i].pending = kPendingTma;
     g_dyn[saddr - g_dyn_base + i] = 0xDB;  // poison until the load lands
@@ -293,11 +297,15 @@ const unsigned char* shared_async_read(uint32_t saddr, size_t n, const char* who
     if (s.w_ep < b.epoch0) fail("%s reads shared address %lu, never written in this block", who, a);
     if (s.w_tid == kAsyncWriter) {
       if (!observed(s.bar - 1, s.bar_phase))
-        fail("%s reads shared address %lu, written by a TMA load whose mbarrier phase %u the issuing threads never "
-             "waited for", who, a, s.bar_phase);
+        fail(
+            "%s reads shared address %lu, written by a TMA load whose mbarrier phase %u the issuing threads never "
+            "waited for",
+            who, a, s.bar_phase);
     } else if (s.w_tid >= 0 && b.t[s.w_tid].proxy_fences == s.w_pf) {
-      fail("%s (async proxy) reads shared address %lu, written by thread %d through the generic proxy with no "
-           "fence.proxy.async by that thread since", who, a, s.w_tid);
+      fail(
+          "%s (async proxy) reads shared address %lu, written by thread %d through the generic proxy with no "
+          "fence.proxy.async by that thread since",
+          who, a, s.w_tid);
     }
   }
   return g_dyn + (saddr - g_dyn_base);

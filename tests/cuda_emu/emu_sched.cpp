@@ -277,9 +277,10 @@ void syncthreads() {
 const uint64_t* warp_collective(int kind, unsigned mask, const uint64_t* mine, int n) {
   BlockState& b = g_block;
   const int t = g_cur, w = t / 32, l = t & 31;
-  static const char* const names[] = {"?",           "shfl.sync",         "vote.sync.ballot",   "bar.warp.sync",
-                                      "ldmatrix",    "mma.sync",          "wgmma.mma_async",    "wgmma.fence",
-                                      "wgmma.commit_group", "wgmma.wait_group", "setmaxnreg"};
+  static const char* const names[] = {
+      "?",         "shfl.sync",       "vote.sync.ballot", "bar.warp.sync",      "ldmatrix",
+      "mma.sync",  "wgmma.mma_async", "wgmma.fence",      "wgmma.commit_group", "wgmma.wait_group",
+      "setmaxnreg"};
   if (!((mask >> l) & 1u)) fail("lane %d calls %s with mask 0x%08x that excludes it", l, names[kind], mask);
   const int last = std::min(32, b.nthreads - w * 32);
   if (last < 32 && (mask >> last))

@@ -67,9 +67,9 @@ const char* wgmma_blocked_reason(int tid, char* buf, size_t len);
 enum BlockKind { kNotBlocked = 0, kMbarWait, kWgmmaWait };
 struct Blocked {
   int kind = kNotBlocked;
-  int slot = -1;        // kMbarWait: the barrier and parity
+  int slot = -1;  // kMbarWait: the barrier and parity
   uint32_t parity = 0;
-  uint64_t need = 0;    // kWgmmaWait: operations [0, need) of the warpgroup must be done
+  uint64_t need = 0;  // kWgmmaWait: operations [0, need) of the warpgroup must be done
 };
 std::vector<Blocked>& blocked();  // by thread
 

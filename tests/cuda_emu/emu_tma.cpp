@@ -20,7 +20,7 @@ struct MapRec {  // what the emulated encoder stores in the opaque 128-byte CUte
   const unsigned char* base;
   uint64_t dims[5], strides[4];  // strides in bytes of dimensions 1..rank-1
   uint16_t box[5];
-  uint8_t rank, elem, swizzle;   // swizzle: span in bytes (0 none, 32, 64, 128)
+  uint8_t rank, elem, swizzle;  // swizzle: span in bytes (0 none, 32, 64, 128)
 };
 static_assert(sizeof(MapRec) <= sizeof(CUtensorMap));
 
@@ -154,19 +154,20 @@ extern "C" CUresult bnn_emu_encode_tiled(CUtensorMap* map, CUtensorMapDataType d
   r.swizzle = uint8_t(span);
   uint64_t prev = 0;
   for (cuuint32_t i = 0; i < rank; ++i) {
-    if (dims[i] == 0 || dims[i] > (uint64_t(1) << 32)) return refuse("globalDim[%u] = %llu outside [1, 2^32]", i,
-                                                                     (unsigned long long)dims[i]);
+    if (dims[i] == 0 || dims[i] > (uint64_t(1) << 32))
+      return refuse("globalDim[%u] = %llu outside [1, 2^32]", i, (unsigned long long)dims[i]);
     if (box[i] == 0 || box[i] > 256) return refuse("boxDim[%u] = %u outside [1, 256]", i, box[i]);
-    if (elem_strides[i] < 1 || elem_strides[i] > 8) return refuse("elementStrides[%u] = %u outside [1, 8]", i,
-                                                                  elem_strides[i]);
+    if (elem_strides[i] < 1 || elem_strides[i] > 8)
+      return refuse("elementStrides[%u] = %u outside [1, 8]", i, elem_strides[i]);
     if (i > 0 && elem_strides[i] != 1) return refuse("elementStrides[%u] = %u: only 1 emulated", i, elem_strides[i]);
     r.dims[i] = dims[i], r.box[i] = uint16_t(box[i]);
     if (i + 1 < rank) {
       const uint64_t s = strides[i], need = i == 0 ? dims[0] * elem : prev * dims[i];
       if (s % 16 || s >= (uint64_t(1) << 40))
         return refuse("globalStrides[%u] = %llu not a multiple of 16 below 2^40", i, (unsigned long long)s);
-      if (s < need) return refuse("globalStrides[%u] = %llu below the %llu bytes it must span", i,
-                                  (unsigned long long)s, (unsigned long long)need);
+      if (s < need)
+        return refuse("globalStrides[%u] = %llu below the %llu bytes it must span", i, (unsigned long long)s,
+                      (unsigned long long)need);
       r.strides[i] = prev = s;
     }
   }

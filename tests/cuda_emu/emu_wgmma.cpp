@@ -60,12 +60,12 @@ struct Op {
   int n = 0, scale_d = 0, arrived = 0;
   unsigned warps_seen = 0;  // warps of the warpgroup whose observed phases are in min_obs
   uint64_t group = 0;
-  std::vector<Acc*> acc;  // per thread of the warpgroup
+  std::vector<Acc*> acc;                 // per thread of the warpgroup
   std::vector<uint32_t> rows_a, rows_b;  // physical addresses of the 16-byte chunks read
   std::vector<int64_t> min_obs;          // per mbarrier slot: the phase every issuing warp saw
 };
 struct Warpgroup {
-  std::deque<Op> ops;     // operations [base, base + ops.size())
+  std::deque<Op> ops;  // operations [base, base + ops.size())
   uint64_t base = 0;
 };
 std::vector<ThreadState> g_ts;
@@ -89,8 +89,10 @@ Desc decode(uint64_t d, const char* which) {
     const uint32_t pattern = 8 * uint32_t(r.span);
     const int want = r.start % pattern < 128 ? 0 : int((r.start >> 7) & 7);
     if (r.base != want)
-      fail("wgmma.mma_async: %s descriptor base offset %d, but the %d-byte swizzle pattern of start address %u "
-           "needs %d", which, r.base, r.span, r.start, want);
+      fail(
+          "wgmma.mma_async: %s descriptor base offset %d, but the %d-byte swizzle pattern of start address %u "
+          "needs %d",
+          which, r.base, r.span, r.start, want);
   } else if (r.base) {
     fail("wgmma.mma_async: %s descriptor without swizzle has base offset %d", which, r.base);
   }
@@ -174,8 +176,8 @@ void require_sm90(const char* op) {
 int warpgroup_of_current(const char* op) {
   const int wg = cur_thread() / 128;
   if (block().nthreads < 128 * (wg + 1))
-    fail("%s: warpgroup %d (threads %d..%d) is incomplete in a block of %d threads", op, wg, 128 * wg,
-         128 * wg + 127, block().nthreads);
+    fail("%s: warpgroup %d (threads %d..%d) is incomplete in a block of %d threads", op, wg, 128 * wg, 128 * wg + 127,
+         block().nthreads);
   return wg;
 }
 
@@ -185,8 +187,8 @@ Acc& issue_acc(ThreadState& ts, int32_t* d, int n) {
   if (ts.fences == 0) fail("wgmma.mma_async before any wgmma.fence of this thread");
   Acc& acc = ts.accs[d];
   if (acc.in_flight) {
-    if (acc.n != n) fail("wgmma.mma_async m64n%dk256 on accumulator registers an m64n%dk256 operation still writes", n,
-                         acc.n);
+    if (acc.n != n)
+      fail("wgmma.mma_async m64n%dk256 on accumulator registers an m64n%dk256 operation still writes", n, acc.n);
     return acc;
   }
   if (acc.n && acc.n != n) acc = Acc{};
@@ -214,10 +216,11 @@ Op& join_op(Warpgroup& g, uint64_t j, uint64_t group, int n, uint64_t a_desc, ui
     mark(op, +1);
     op.min_obs.assign(barriers().size(), INT64_MAX);
   } else if (op.a_desc != a_desc || op.b_desc != b_desc || op.n != n || op.scale_d != scale_d) {
-    fail("wgmma.mma_async operation %llu: N, descriptors or scale-d differ across the warpgroup "
-         "(this thread: n%d A 0x%llx B 0x%llx; first: n%d A 0x%llx B 0x%llx)", (unsigned long long)j, n,
-         (unsigned long long)a_desc, (unsigned long long)b_desc, op.n, (unsigned long long)op.a_desc,
-         (unsigned long long)op.b_desc);
+    fail(
+        "wgmma.mma_async operation %llu: N, descriptors or scale-d differ across the warpgroup "
+        "(this thread: n%d A 0x%llx B 0x%llx; first: n%d A 0x%llx B 0x%llx)",
+        (unsigned long long)j, n, (unsigned long long)a_desc, (unsigned long long)b_desc, op.n,
+        (unsigned long long)op.a_desc, (unsigned long long)op.b_desc);
   } else if (op.group != group) {
     fail("wgmma.mma_async operation %llu issued in commit group %llu here, %llu by another thread",
          (unsigned long long)j, (unsigned long long)group, (unsigned long long)op.group);

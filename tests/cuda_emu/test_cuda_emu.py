@@ -148,7 +148,11 @@ def test_emulator_catches(emu_binary, name):
 def test_emulator_catches_sm90(emu_binary, name, seed):
     """Each sm_90a rule fires on a kernel breaking it, under two schedules."""
     r = subprocess.run(
-        [emu_binary, f"detect:{name}"], capture_output=True, text=True, timeout=60, env={**os.environ, "EMU_SEED": str(seed)}
+        [emu_binary, f"detect:{name}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "EMU_SEED": str(seed)},
     )
     want = SM90_DETECTORS[name]
     want = want if isinstance(want, tuple) else (want,)
@@ -160,7 +164,11 @@ def test_emulator_catches_sm90(emu_binary, name, seed):
 def test_emulator_accepts_sm90(emu_binary, name, seed):
     """An mbarrier orders generic shared-memory accesses between warps like __syncthreads does."""
     r = subprocess.run(
-        [emu_binary, f"detect:{name}"], capture_output=True, text=True, timeout=60, env={**os.environ, "EMU_SEED": str(seed)}
+        [emu_binary, f"detect:{name}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "EMU_SEED": str(seed)},
     )
     assert r.returncode == 0, r.stderr[-3000:]
 

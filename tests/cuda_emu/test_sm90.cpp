@@ -33,7 +33,8 @@ CUresult encode(CUtensorMap* map, const void* base, uint64_t row_bytes, uint64_t
   const cuuint64_t dims[2] = {row_bytes, rows}, strides[1] = {ld};
   const cuuint32_t box[2] = {box_bytes, box_rows}, es[2] = {1, 1};
   return encoder()(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(base), dims, strides, box, es,
-                   CU_TENSOR_MAP_INTERLEAVE_NONE, swz, CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                   CU_TENSOR_MAP_INTERLEAVE_NONE, swz, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
 }
 
 void test_encode() {
@@ -49,13 +50,14 @@ void test_encode() {
       {"stride not a multiple of 16", encode(&map, buf.get(), 200, 10, 200 + 4, 128, 64)},
       {"stride below the row", encode(&map, buf.get(), 200, 10, 192, 128, 64)},
       {"inner box over the 128B swizzle span", encode(&map, buf.get(), 200, 10, 208, 144, 64)},
-      {"inner box over the 64B swizzle span", encode(&map, buf.get(), 200, 10, 208, 128, 64, CU_TENSOR_MAP_SWIZZLE_64B)},
+      {"inner box over the 64B swizzle span",
+       encode(&map, buf.get(), 200, 10, 208, 128, 64, CU_TENSOR_MAP_SWIZZLE_64B)},
       {"inner box not a multiple of 16", encode(&map, buf.get(), 200, 10, 208, 120, 64)},
       {"box rows over 256", encode(&map, buf.get(), 200, 10, 208, 128, 257)},
       {"zero dimension", encode(&map, buf.get(), 200, 0, 208, 128, 64)},
       {"zero box rows", encode(&map, buf.get(), 200, 10, 208, 128, 0)},
-      {"map not 64-byte aligned", encode(reinterpret_cast<CUtensorMap*>(misaligned + 32), buf.get(), 200, 10, 208,
-                                         128, 64)},
+      {"map not 64-byte aligned",
+       encode(reinterpret_cast<CUtensorMap*>(misaligned + 32), buf.get(), 200, 10, 208, 128, 64)},
   };
   for (const Bad& b : bad) CHECK(b.r == CUDA_ERROR_INVALID_VALUE, "encoder accepts a map with %s", b.what);
   void* fn = &map;
@@ -68,9 +70,9 @@ void test_encode() {
 struct DEntry {
   int t, reg, row, col;
 };
-const DEntry kD[] = {{0, 0, 0, 0},    {0, 1, 0, 1},     {0, 2, 8, 0},     {0, 3, 8, 1},    {0, 4, 0, 8},
-                     {5, 0, 1, 2},    {37, 6, 25, 10},  {70, 13, 33, 29}, {127, 127, 63, 255},
-                     {96, 64, 48, 128}, {31, 2, 15, 6}, {66, 121, 32, 245}};
+const DEntry kD[] = {{0, 0, 0, 0},        {0, 1, 0, 1},      {0, 2, 8, 0},    {0, 3, 8, 1},
+                     {0, 4, 0, 8},        {5, 0, 1, 2},      {37, 6, 25, 10}, {70, 13, 33, 29},
+                     {127, 127, 63, 255}, {96, 64, 48, 128}, {31, 2, 15, 6},  {66, 121, 32, 245}};
 
 uint64_t desc_rel(uint32_t start, uint32_t sbo, int swz, int base = 0) {
   return uint64_t(start >> 4) | uint64_t(1) << 16 | uint64_t(sbo >> 4) << 32 | uint64_t(base) << 49 |
@@ -221,8 +223,7 @@ void test_gemm_shapes() {
   for (const Shape& s : shapes) {
     const auto a = rand_bits(s.m, s.k, false), b = rand_bits(s.n, s.k, false);
     const int wrong = run_gemm(s.bn, s.m, s.n, s.k, s.grid, a, b, 0);
-    CHECK(wrong == 0, "wgmma GEMM n%d %dx%dx%d: %d wrong entries (-1: output not written)", s.bn, s.m, s.n, s.k,
-          wrong);
+    CHECK(wrong == 0, "wgmma GEMM n%d %dx%dx%d: %d wrong entries (-1: output not written)", s.bn, s.m, s.n, s.k, wrong);
   }
   // one-hot B rows: C(i, j) is bit k_j of A row i, whatever permutation of K a bug applies
   const int m = 64, n = 256, k = 2048, kw = k / 32;
@@ -255,9 +256,9 @@ int run_sm90_detector(const std::string& name) {
     if (wrong) fprintf(stderr, "GEMM mismatch: %d wrong entries\n", wrong);
     return wrong ? 1 : 0;
   }
-  const std::pair<const char*, int> probes[] = {{"wgmma_no_proxy_fence", 1}, {"wgmma_wait_one", 4},
-                                                {"wgmma_on_sm80", 0},        {"wgmma_write_acc_no_fence", 8},
-                                                {"wgmma_read_acc_no_fence", 16}, {"wgmma_unwritten_smem", 64}};
+  const std::pair<const char*, int> probes[] = {
+      {"wgmma_no_proxy_fence", 1},     {"wgmma_wait_one", 4},           {"wgmma_on_sm80", 0},
+      {"wgmma_write_acc_no_fence", 8}, {"wgmma_read_acc_no_fence", 16}, {"wgmma_unwritten_smem", 64}};
   for (const auto& [probe_name, mode] : probes)
     if (name == probe_name) {
       if (name == "wgmma_on_sm80") emu::set_device(0);

@@ -14,13 +14,43 @@ using namespace bnn::cuda;
 constexpr int kStages = 3, kKBytes = 128;  // a stage holds 1024 bits of K: one 128-byte swizzle row
 
 // Defects the GEMM can carry (index = bug number).
-const char* const kGemmBugs[] = {"",           "no_fence",      "wait_short",   "early_release", "skip_full_wait",
-                                 "tx_short",   "tx_long",       "no_flip",      "no_final_wait", "tma_misaligned",
-                                 "wrong_swizzle", "wrong_sbo",  "wrong_kstep",  "no_mbar_fence", "no_init_sync",
-                                 "over_arrive", "desc_diverge", "maxnreg_diverge"};
+const char* const kGemmBugs[] = {"",
+                                 "no_fence",
+                                 "wait_short",
+                                 "early_release",
+                                 "skip_full_wait",
+                                 "tx_short",
+                                 "tx_long",
+                                 "no_flip",
+                                 "no_final_wait",
+                                 "tma_misaligned",
+                                 "wrong_swizzle",
+                                 "wrong_sbo",
+                                 "wrong_kstep",
+                                 "no_mbar_fence",
+                                 "no_init_sync",
+                                 "over_arrive",
+                                 "desc_diverge",
+                                 "maxnreg_diverge"};
 enum GemmBug {
-  kOk, kNoFence, kWaitShort, kEarlyRelease, kSkipFullWait, kTxShort, kTxLong, kNoFlip, kNoFinalWait, kTmaMisaligned,
-  kWrongSwizzle, kWrongSbo, kWrongKstep, kNoMbarFence, kNoInitSync, kOverArrive, kDescDiverge, kMaxnregDiverge
+  kOk,
+  kNoFence,
+  kWaitShort,
+  kEarlyRelease,
+  kSkipFullWait,
+  kTxShort,
+  kTxLong,
+  kNoFlip,
+  kNoFinalWait,
+  kTmaMisaligned,
+  kWrongSwizzle,
+  kWrongSbo,
+  kWrongKstep,
+  kNoMbarFence,
+  kNoInitSync,
+  kOverArrive,
+  kDescDiverge,
+  kMaxnregDiverge
 };
 
 // K-major operand with 128B swizzle: LBO unused (16), SBO = 1024 (8 rows of 128 bytes), base 0.
@@ -90,16 +120,17 @@ void consume(const Ring<BN>& r, int32_t* c, int m, int n, int tiles, int tiles_m
     const int tm = tile % tiles_m, tn = tile / tiles_m;
     for (int i = 0; i < BN / 2; ++i) {
       const int w = t / 32, l = t % 32;
-      const int row = tm * 64 + 16 * w + l / 4 + 8 * ((i >> 1) & 1), col = tn * BN + 8 * (i >> 2) + 2 * (l % 4) + (i & 1);
+      const int row = tm * 64 + 16 * w + l / 4 + 8 * ((i >> 1) & 1),
+                col = tn * BN + 8 * (i >> 2) + 2 * (l % 4) + (i & 1);
       if (row < m && col < n) c[int64_t(row) * n + col] = acc[i];
     }
   }
 }
 
 template <int BN>
-__global__ void __launch_bounds__(256) wgmma_gemm(const __grid_constant__ CUtensorMap ma,
-                                                  const __grid_constant__ CUtensorMap mb, int32_t* c, int m, int n,
-                                                  int k_tiles, int bug) {
+__global__ void __launch_bounds__(256)
+    wgmma_gemm(const __grid_constant__ CUtensorMap ma, const __grid_constant__ CUtensorMap mb, int32_t* c, int m, int n,
+               int k_tiles, int bug) {
   BNN_DYNAMIC_SMEM(raw);
   const Ring<BN> r{(static_cast<uint32_t>(__cvta_generic_to_shared(raw)) + 1023u) & ~1023u};
   const int tiles_m = int(ceil_div(m, 64)), tiles = tiles_m * int(ceil_div(n, BN));
@@ -130,8 +161,13 @@ __global__ void __launch_bounds__(256) wgmma_gemm(const __grid_constant__ CUtens
 // (variable index) after the wait, then issue a second wgmma without wgmma.fence; kProbeFence
 // puts the fence in (valid); kProbeNoZeroB leaves the B tile unwritten.
 enum {
-  kProbeNoProxyFence = 1, kProbeEmptyGroup = 2, kProbeWaitOne = 4, kProbeWriteAcc = 8, kProbeReadAcc = 16,
-  kProbeFence = 32, kProbeNoZeroB = 64
+  kProbeNoProxyFence = 1,
+  kProbeEmptyGroup = 2,
+  kProbeWaitOne = 4,
+  kProbeWriteAcc = 8,
+  kProbeReadAcc = 16,
+  kProbeFence = 32,
+  kProbeNoZeroB = 64
 };
 
 __global__ void wgmma_probe(const uint32_t* writes, int nwrites, uint64_t a_desc, uint64_t b_desc, int32_t* out,
