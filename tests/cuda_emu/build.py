@@ -48,7 +48,7 @@ EMU_DEFINES = [
 # The project's float flags (setup.py, CMakeLists.txt): no FMA contraction on the CPU side, and
 # none of the emulated __fmul_rn / __fadd_rn either (nvcc never fuses those).
 FP = ["-ffp-contract=off"]
-RUNTIME = ["emu_sched.cpp", "emu_memory.cpp", "emu_ptx.cpp"]
+RUNTIME = ["emu_sched.cpp", "emu_memory.cpp", "emu_ptx.cpp", "emu_mbarrier.cpp", "emu_tma.cpp", "emu_wgmma.cpp"]
 DRIVERS = ["test_main.cpp", "test_ops.cpp", "test_layout.cpp", "test_detectors.cpp", "test_code_paths.cpp"]
 TEST_KERNELS = ["test_kernels.cu"]
 # The emulation suite: family -> (device, seed) runs; device 0 sm_80, 1 sm_90, 2 sm_75 (no mma).
@@ -73,6 +73,10 @@ FALLBACK = [
     (2, None, "popc"),  # the sm_75 device's own code
     (1, None, "mma"),  # the sm_90 device's own code
 ]
+# The emulator's own sm_90a tests: a TMA + mbarrier + wgmma GEMM, probes and one kernel per rule.
+DRIVERS += ["test_sm90.cpp"]
+TEST_KERNELS += ["test_sm90_kernels.cu"]
+SUITE["sm90"] = [(1, 1), (1, 2), (1, 3)]
 
 
 def fallback_args(device: int, code: str | None, path: str) -> list[str]:

@@ -12,6 +12,7 @@
 //    map: bounds, read-only inputs, never-written reads; shared memory, static and dynamic,
 //    poisoned per block, with a per-byte race detector over barrier epochs);
 //  - cp.async is queued per thread and lands at the covering cp.async.wait_group;
+//  - sm_90a: mbarrier, TMA loads, wgmma and setmaxnreg (emu_ptx_sm90.h; rules in emu_sm90.h);
 //  - launch limits per emulated architecture (sm_75, sm_80, sm_90).
 // Any violation prints "EMU ERROR" with the kernel's name and aborts.
 #pragma once
@@ -32,6 +33,8 @@
 #define __shared__ static
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#undef __grid_constant__
+#define __grid_constant__
 
 namespace emu {
 // ---- runtime (emu_sched.cpp) ----
@@ -77,7 +80,18 @@ Launch<void (*)(A...), A...> make_launch(void (*fn)(A...), const char* name, dim
   return {LaunchCfg{reinterpret_cast<const void*>(fn), name, g, b, smem, 0}, fn};
 }
 
-enum WarpOp { kShfl = 1, kBallot, kSyncwarp, kLdmatrix, kMma };
+enum WarpOp {
+  kShfl = 1,
+  kBallot,
+  kSyncwarp,
+  kLdmatrix,
+  kMma,
+  kWgmma,
+  kWgmmaFence,
+  kWgmmaCommit,
+  kWgmmaWait,
+  kSetmaxnreg
+};
 template <class T>
 uint64_t to_bits(T v) {
   static_assert(sizeof(T) <= 8);
@@ -182,3 +196,4 @@ cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, T* entry) {
 #define BNN_DYNAMIC_SMEM(name) unsigned char* const name = ::emu::dynamic_smem()
 
 #include "emu_ptx.h"
+#include "emu_ptx_sm90.h"

@@ -37,14 +37,25 @@ std::map<uintptr_t, size_t> g_allocs;  // start -> bytes (live and freed, for me
 constexpr size_t kDynWindow = 256 * 1024;
 unsigned char* g_dyn = nullptr;
 size_t g_dyn_bytes = 0;
+// Shared address of the first byte of dynamic shared memory: after 1 KiB reserved by the system
+// and static shared memory, aligned as BNN_DYNAMIC_SMEM declares it (128 bytes) and no more, so
+// a kernel needing 1024-byte aligned tiles (128B swizzle) must align them itself. Drawn per
+// launch from the seed, never a multiple of 1024.
+uint32_t g_dyn_base = 1024 + 128;
 
-struct SB {              // shadow of one shared-memory byte
-  uint32_t w_ep = 0;     // barrier epoch of the last write (0: never)
-  uint32_t w_ws = 0;     // the writer warp's warp-synchronous op count at that write
-  uint32_t r_ep = 0;     // epoch of the readers recorded in r_warps
-  uint32_t r_warps = 0;  // warps that read it in epoch r_ep
-  int16_t w_tid = -1;
-  uint8_t pending = 0;  // a cp.async targets it
+struct SB {                // shadow of one shared-memory byte
+  uint32_t w_ep = 0;       // barrier epoch of the last write (0: never)
+  uint32_t w_ws = 0;       // the writer warp's warp-synchronous op count at that write
+  uint32_t r_ep = 0;       // epoch of the readers recorded in r_warps
+  uint32_t r_warps = 0;    // warps that read it in epoch r_ep
+  uint32_t w_pf = 0;       // generic writes: the writer's fence.proxy.async count at the write
+  uint32_t w_rel = 0;      // generic writes: the writer's mbarrier arrivals before the write
+  uint32_t bar_phase = 0;  // TMA writes: the mbarrier phase their complete_tx counted toward
+  int16_t w_tid = -1;      // kAsyncWriter: written by the async proxy (TMA)
+  uint16_t bar = 0;        // TMA writes: that mbarrier's slot + 1
+  uint8_t pending = 0;     // kPendingCopy: a cp.async targets it; kPendingTma: a TMA load does
+  uint8_t readers = 0;     // wgmma operations issued and not yet executed that read it
+  uint8_t object = 0;      // part of an mbarrier object
 };
 // Globals of the instrumented files (asan-globals): static __shared__ variables with their name,
 // size and redzone (so an index past the array is an error, and the footprint is exact).
@@ -128,10 +139,25 @@ void shared_bytes(SB* sb, size_t n, bool write, int tid, const char* space, uint
   for (size_t i = 0; i < n; ++i) {
     SB& s = sb[i];
     const uintptr_t off = off0 + i;
-    if (s.pending)
+    if (s.pending == kPendingCopy)
       fail("shared %s of %s offset %lu while a cp.async still targets it (no covering cp.async.wait_group)",
            write ? "store" : "load", space, (unsigned long)off);
-    if (s.w_ep == ep && s.w_tid != tid) {
+    if (s.pending == kPendingTma)
+      fail(
+          "shared %s of %s offset %lu while a TMA load (cp.async.bulk.tensor) still targets it (no wait on its "
+          "mbarrier)",
+          write ? "store" : "load", space, (unsigned long)off);
+    if (s.object)
+      fail("generic %s of %s offset %lu, part of an mbarrier object", write ? "store" : "load", space,
+           (unsigned long)off);
+    if (write && s.readers)
+      fail("shared store to %s offset %lu, which an unfinished wgmma still reads (no covering wgmma.wait_group)", space,
+           (unsigned long)off);
+    if (s.w_tid == kAsyncWriter) {
+      if (!write && s.w_ep >= ep0 && !sm90_observed(tid, s.bar - 1, s.bar_phase))
+        fail("shared load of %s offset %lu, written by a TMA load whose mbarrier phase %u this thread never waited for",
+             space, (unsigned long)off, s.bar_phase);
+    } else if (s.w_ep == ep && s.w_tid != tid && !sm90_ordered(tid, s.w_tid, s.w_rel)) {
       const int ow = s.w_tid / 32;
       if (ow != w) race(write ? "write-after-write" : "read-after-write", space, off, s.w_tid);
       if (s.w_ws == ws)
@@ -146,15 +172,17 @@ void shared_bytes(SB* sb, size_t n, bool write, int tid, const char* space, uint
         const int other = __builtin_ctz(s.r_warps & ~(1u << w)) * 32;
         race("write-after-read", space, off, other);
       }
-      s.w_ep = ep, s.w_tid = int16_t(tid), s.w_ws = ws;
+      s.w_ep = ep, s.w_tid = int16_t(tid), s.w_ws = ws, s.w_pf = b.t[tid].proxy_fences;
+      s.w_rel = sm90_release_count(tid);
     }
   }
 }
 
 SB* dyn_sb(uint32_t saddr, size_t n) {
-  if (size_t(saddr) + n > g_dyn_bytes)
-    fail("shared-memory access [%u, %zu) past the %zu bytes of dynamic shared memory", saddr, saddr + n, g_dyn_bytes);
-  return g_dyn_sb + saddr;
+  if (saddr < g_dyn_base || size_t(saddr - g_dyn_base) + n > g_dyn_bytes)
+    fail("shared-memory access [%u, %zu) outside the %zu bytes of dynamic shared memory at [%u, %zu)", saddr, saddr + n,
+         g_dyn_bytes, g_dyn_base, g_dyn_base + g_dyn_bytes);
+  return g_dyn_sb + (saddr - g_dyn_base);
 }
 
 }  // namespace
@@ -164,7 +192,7 @@ void check_access(uintptr_t a, size_t n, bool write) {
   if (!in_kernel() || !g_dyn) return;
   const uintptr_t d = a - reinterpret_cast<uintptr_t>(g_dyn);
   if (d < kDynWindow) {
-    shared_bytes(dyn_sb(uint32_t(d), n), n, write, cur_thread(), "dynamic shared", d);
+    shared_bytes(dyn_sb(uint32_t(d) + g_dyn_base, n), n, write, cur_thread(), "dynamic shared", d + g_dyn_base);
   } else if (a >= g_st_lo && a + n <= g_st_hi) {
     auto it = vars().upper_bound(a);
     if (it == vars().begin() || a >= std::prev(it)->second.beg + std::prev(it)->second.total) {
@@ -177,6 +205,8 @@ void check_access(uintptr_t a, size_t n, bool write) {
            n, (unsigned long)(a - v.beg), v.name, v.size);
     g_touched[v.beg] = v.size;
     shared_bytes(g_st_sb + (a - g_st_lo), n, write, cur_thread(), v.label.c_str(), a - v.beg);
+  } else if (g_sm90_watch) {
+    sm90_register_access(a, n, write);  // a thread's local array, maybe wgmma accumulators
   }
 }
 
@@ -202,8 +232,10 @@ void shared_async_issue(uint32_t saddr, size_t n) {
       fail("cp.async to dynamic shared offset %zu, which a pending cp.async already targets", saddr + i);
     if (sb[i].r_ep == b.epoch && (sb[i].r_warps & ~(1u << w)))
       race("write-after-read, cp.async", "dynamic shared", saddr + i, __builtin_ctz(sb[i].r_warps & ~(1u << w)) * 32);
-    sb[i].pending = 1;
-    g_dyn[saddr + i] = 0xDB;  // poison until the copy lands
+    if (sb[i].readers) fail("cp.async to dynamic shared offset %zu, which an unfinished wgmma still reads", saddr + i);
+    if (sb[i].object) fail("cp.async to dynamic shared offset %zu, part of an mbarrier object", saddr + i);
+    sb[i].pending = kPendingCopy;
+    g_dyn[saddr - g_dyn_base + i] = 0xDB;  // poison until the copy lands
   }
 }
 void shared_async_cancel(uint32_t saddr, size_t n) {
@@ -212,7 +244,76 @@ void shared_async_cancel(uint32_t saddr, size_t n) {
 }
 unsigned char* shared_ptr(uint32_t saddr, size_t n) {
   dyn_sb(saddr, n);
-  return g_dyn + saddr;
+  return g_dyn + (saddr - g_dyn_base);
+}
+// ---- the async proxy: TMA writes, wgmma reads (emu_tma.cpp, emu_wgmma.cpp) ----
+void shared_tma_issue(uint32_t saddr, size_t n) {
+  SB* sb = dyn_sb(saddr, n);
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned long a = saddr + i;
+    if (sb[i].pending)
+      fail("TMA load to shared address %lu, which a pending %s already targets", a,
+           sb[i].pending == kPendingTma ? "TMA load" : "cp.async");
+    if (sb[i].readers)
+      fail(
+          "TMA load overwrites shared address %lu, which an unfinished wgmma still reads (the stage is refilled "
+          "before the wgmma.wait_group that covers its reader)",
+          a);
+    if (sb[i].object) fail("TMA load to shared address %lu, part of an mbarrier object", a);
+    sb[i].pending = kPendingTma;
+    g_dyn[saddr - g_dyn_base + i] = 0xDB;  // poison until the load lands
+  }
+}
+void shared_tma_land(uint32_t saddr, const unsigned char* data, size_t n, int bar_slot, uint32_t phase) {
+  SB* sb = dyn_sb(saddr, n);
+  const uint32_t ep = block().epoch;
+  for (size_t i = 0; i < n; ++i) {
+    SB& s = sb[i];
+    s.pending = 0, s.w_ep = ep, s.w_tid = kAsyncWriter, s.bar = uint16_t(bar_slot + 1), s.bar_phase = phase;
+  }
+  memcpy(g_dyn + (saddr - g_dyn_base), data, n);
+}
+void shared_mark_readers(uint32_t saddr, size_t n, int delta) {
+  SB* sb = dyn_sb(saddr, n);
+  for (size_t i = 0; i < n; ++i) {
+    if (delta > 0 && sb[i].readers == 255) fail("more than 255 unfinished wgmma read shared address %zu", saddr + i);
+    sb[i].readers = uint8_t(sb[i].readers + delta);
+  }
+}
+void shared_mark_object(uint32_t saddr, size_t n, bool on) {
+  SB* sb = dyn_sb(saddr, n);
+  for (size_t i = 0; i < n; ++i) sb[i].object = on;
+}
+const unsigned char* shared_async_read(uint32_t saddr, size_t n, const char* who, const AsyncObserved& observed) {
+  SB* sb = dyn_sb(saddr, n);
+  const BlockState& b = block();
+  for (size_t i = 0; i < n; ++i) {
+    const SB& s = sb[i];
+    const unsigned long a = saddr + i;
+    if (s.pending)
+      fail("%s reads shared address %lu while a %s still targets it", who, a,
+           s.pending == kPendingTma ? "TMA load" : "cp.async");
+    if (s.object) fail("%s reads shared address %lu, part of an mbarrier object", who, a);
+    if (s.w_ep < b.epoch0) fail("%s reads shared address %lu, never written in this block", who, a);
+    if (s.w_tid == kAsyncWriter) {
+      if (!observed(s.bar - 1, s.bar_phase))
+        fail(
+            "%s reads shared address %lu, written by a TMA load whose mbarrier phase %u the issuing threads never "
+            "waited for",
+            who, a, s.bar_phase);
+    } else if (s.w_tid >= 0 && b.t[s.w_tid].proxy_fences == s.w_pf) {
+      fail(
+          "%s (async proxy) reads shared address %lu, written by thread %d through the generic proxy with no "
+          "fence.proxy.async by that thread since",
+          who, a, s.w_tid);
+    }
+  }
+  return g_dyn + (saddr - g_dyn_base);
+}
+
+bool global_is_device(const void* p, size_t n) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(g_arena);
+  return g_arena && a < kArenaBytes && a + n <= kArenaBytes;
 }
 void global_read_bytes(const void* p, size_t n) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
@@ -223,6 +324,7 @@ void global_read_bytes(const void* p, size_t n) {
 void memory_launch_begin() {
   init();
   g_touched.clear();
+  g_dyn_base = uint32_t(1024 + 128 * (1 + rng_next() % 7));
 }
 void memory_launch_end() {}
 size_t static_smem_footprint() {
@@ -236,13 +338,14 @@ void memory_block_begin(size_t dyn_bytes) {
   for (size_t i = 0; i < dyn_bytes; ++i) g_dyn[i] = static_cast<unsigned char>(rng_next());  // garbage
 }
 void memory_block_end() {
-  for (size_t i = 0; i < g_dyn_bytes; ++i) g_dyn_sb[i].pending = 0;  // copies never waited for
+  for (size_t i = 0; i < g_dyn_bytes; ++i)  // copies never waited for, barriers of this block
+    g_dyn_sb[i].pending = g_dyn_sb[i].readers = g_dyn_sb[i].object = 0;
 }
 unsigned char* dynamic_smem() { return g_dyn; }
 uint32_t shared_address(const void* p) {
   const uintptr_t d = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(g_dyn);
   if (d > kDynWindow) fail("__cvta_generic_to_shared of a pointer outside dynamic shared memory");
-  return uint32_t(d);
+  return uint32_t(d) + g_dyn_base;
 }
 
 // ---- device buffers (emu_device.h) ----

@@ -145,6 +145,7 @@ void run_block() {
   BlockState& b = g_block;
   std::vector<int> order(b.nwarps), lanes(32);
   while (true) {
+    sm90_step(false);
     for (int w = 0; w < b.nwarps; ++w) order[w] = w;
     std::shuffle(order.begin(), order.end(), g_rng);
     bool ran = false;
@@ -162,7 +163,10 @@ void run_block() {
     for (auto& th : b.t) live |= !th.done;
     if (!live) break;
     const bool released = try_release_barrier();
-    if (!ran && !released) report_deadlock();
+    if (!ran && !released && !sm90_step(true)) {
+      if (sm90_blocked_any()) sm90_report_deadlock();
+      report_deadlock();
+    }
   }
 }
 
@@ -194,6 +198,8 @@ int cur_thread() { return g_cur; }
 const LaunchCfg& cur_launch() { return g_cfg; }
 bool in_kernel() { return g_in_kernel; }
 uint64_t rng_next() { return g_rng(); }
+void set_cur_thread(int tid) { g_cur = tid; }
+void block_thread() { yield(3); }
 void set_device(int d) { g_device = d; }
 void set_loaded_code(int ptx, int bin) { g_no_image = ptx < 0, g_code_ptx = ptx, g_code_bin = bin; }
 int loaded_ptx_version() { return g_no_image ? 0 : g_code_ptx ? g_code_ptx : current_arch().cc; }
@@ -250,7 +256,9 @@ void launch(const LaunchCfg& cfg, void (*thunk)(void*), void* ctx) {
         g_wp.assign(g_block.nwarps, WarpPending{});
         g_block.epoch0 = g_block.epoch = ++g_epoch_counter;
         memory_block_begin(cfg.smem);
+        sm90_block_begin();
         run_block();
+        sm90_block_end();
         memory_block_end();
       }
   memory_launch_end();
@@ -269,7 +277,10 @@ void syncthreads() {
 const uint64_t* warp_collective(int kind, unsigned mask, const uint64_t* mine, int n) {
   BlockState& b = g_block;
   const int t = g_cur, w = t / 32, l = t & 31;
-  static const char* const names[] = {"?", "shfl.sync", "vote.sync.ballot", "bar.warp.sync", "ldmatrix", "mma.sync"};
+  static const char* const names[] = {
+      "?",         "shfl.sync",       "vote.sync.ballot", "bar.warp.sync",      "ldmatrix",
+      "mma.sync",  "wgmma.mma_async", "wgmma.fence",      "wgmma.commit_group", "wgmma.wait_group",
+      "setmaxnreg"};
   if (!((mask >> l) & 1u)) fail("lane %d calls %s with mask 0x%08x that excludes it", l, names[kind], mask);
   const int last = std::min(32, b.nthreads - w * 32);
   if (last < 32 && (mask >> last))

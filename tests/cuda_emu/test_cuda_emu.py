@@ -14,7 +14,12 @@ kernels, while a sanitizer-grade checker watches every memory access:
   the tensor-core path by loaded code, not by device, is tested (test_mma_path_needs_sm80_code);
 - binary_weight_linear's float epilogue on inputs where an FMA would round differently
   (family "epilogue");
-- ldmatrix and mma.m16n8k256 .b1 checked against a table read off the PTX ISA's figures.
+- ldmatrix and mma.m16n8k256 .b1 checked against a table read off the PTX ISA's figures;
+- the sm_90a instructions (family "sm90", SM90_DETECTORS): mbarrier phases and tx-counts, TMA
+  loads landing late with the 128B swizzle, wgmma executed at a random point before its
+  covering wait_group with poisoned accumulators, the async proxy, setmaxnreg; the wgmma
+  fragment and descriptor layouts against literal tables, and a TMA + wgmma GEMM of the
+  emulator's own with each typical defect planted.
 
 It cannot check timing or that the hardware agrees with the ISA (tests/ops/test_cuda.py on a
 GPU does). test_line_coverage reports the line coverage of the .cu files reached here (gcov).
@@ -68,6 +73,47 @@ DETECTORS = {
     "host_deref": "host code dereferences device memory",
     "smem_with_attribute": None,
 }
+# sm_90a rules (test_sm90_kernels.cu): a defect planted in the emulator's own TMA + mbarrier +
+# wgmma GEMM, or a small kernel breaking one rule -> what the emulator must say (any of a tuple:
+# which check fires first depends on the schedule)
+SM90_DETECTORS = {
+    "no_fence": "before any wgmma.fence",
+    "wait_short": "unfinished wgmma still reads",
+    "early_release": "unfinished wgmma still reads",
+    "skip_full_wait": "TMA load",
+    "tx_short": "more transaction bytes completed than expected",
+    "tx_long": "deadlock: 129 threads wait forever; this one at mbarrier.try_wait.parity",
+    "no_flip": ("deadlock", "phase parity not flipped"),
+    "no_final_wait": "before the wgmma.wait_group",
+    "tma_misaligned": "not 1024-byte aligned",
+    "no_mbar_fence": "fence.mbarrier_init",
+    "no_init_sync": ("holds no initialized mbarrier", "same __syncthreads interval as its mbarrier.init"),
+    "over_arrive": ("an arrival too many", "unfinished wgmma still reads"),
+    "desc_diverge": "differ across the warpgroup",
+    "maxnreg_diverge": "setmaxnreg differs across warpgroup",
+    "wgmma_no_proxy_fence": "no fence.proxy.async",
+    "wgmma_wait_one": "before the wgmma.wait_group",
+    "wgmma_on_sm80": "needs sm_90a",
+    "wgmma_base_offset": "base offset 0, but",
+    "wgmma_write_acc_no_fence": "accessed after its last wgmma.fence",
+    "wgmma_read_acc_no_fence": "accessed after its last wgmma.fence",
+    "wgmma_unwritten_smem": "never written in this block",
+    "wgmma_desc_oob": "outside the 99328 bytes of dynamic shared memory",
+    "mbar_misaligned": "not 8-byte aligned",
+    "mbar_uninit": "holds no initialized mbarrier",
+    "mbar_generic_store": "part of an mbarrier object",
+    "mbar_deadlock": "1 of 2 arrivals pending",
+    "mbar_reinit_busy": "while its phase 0 is in progress",
+    "mbar_tx_overflow": "leaves +-(2^20-1)",
+    "mbar_handoff_no_wait": ("read-after-write", "never written in this block"),
+    "wgmma_bad_n": "m64n40k256 .b1: no such shape",
+    "wgmma_partial_warpgroup": "is incomplete in a block of 96 threads",
+    "maxnreg_bad": "not a multiple of 8",
+}
+# valid kernels that must pass: generic shared memory handed from warp to warp by an mbarrier
+SM90_CONTROLS = ["mbar_handoff"]
+# defects that only corrupt data: the GEMM's exact comparison must see them
+SM90_WRONG_RESULTS = ["wrong_swizzle", "wrong_sbo", "wrong_kstep"]
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +141,43 @@ def test_emulator_catches(emu_binary, name):
         assert r.returncode == 0, r.stderr[-3000:]
     else:
         assert r.returncode != 0 and "EMU ERROR" in r.stderr and want in r.stderr, r.stdout + r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", sorted(SM90_DETECTORS))
+@pytest.mark.parametrize("seed", [1, 2])
+def test_emulator_catches_sm90(emu_binary, name, seed):
+    """Each sm_90a rule fires on a kernel breaking it, under two schedules."""
+    r = subprocess.run(
+        [emu_binary, f"detect:{name}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "EMU_SEED": str(seed)},
+    )
+    want = SM90_DETECTORS[name]
+    want = want if isinstance(want, tuple) else (want,)
+    assert r.returncode != 0 and "EMU ERROR" in r.stderr and any(w in r.stderr for w in want), r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", SM90_CONTROLS)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_emulator_accepts_sm90(emu_binary, name, seed):
+    """An mbarrier orders generic shared-memory accesses between warps like __syncthreads does."""
+    r = subprocess.run(
+        [emu_binary, f"detect:{name}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "EMU_SEED": str(seed)},
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", SM90_WRONG_RESULTS)
+def test_emulator_sees_wrong_wgmma_layout(emu_binary, name):
+    """A descriptor with the wrong swizzle, stride or k-step reads other bytes: wrong results."""
+    r = run_emu(emu_binary, f"detect:{name}", timeout=60)
+    assert r.returncode == 1 and "GEMM mismatch" in r.stderr, r.stdout + r.stderr[-3000:]
 
 
 @pytest.mark.parametrize("device,code,path", build.FALLBACK)

@@ -14,8 +14,9 @@ int run_detector(const std::string& name) {
   emu::DevBuf<int32_t> fresh(n), ready(init, false);
   int32_t* buf = name == "uninit_global" ? fresh.get() : ready.get();
   if (!run_bug_kernel(name, buf, n)) {
-    fprintf(stderr, "unknown detector case %s\n", name.c_str());
-    return 2;
+    const int r = run_sm90_detector(name);  // the sm_90a rules
+    if (r == 2) fprintf(stderr, "unknown detector case %s\n", name.c_str());
+    if (r) return r;
   }
   printf("no error detected\n");
   return 0;

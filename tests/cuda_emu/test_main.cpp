@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   if (which.rfind("fallback:", 0) == 0) test_mma_fallback(which.substr(9));
   const bool quick = which == "quick", all = which == "all";
   if (all || quick || which == "layout") test_layout();
+  if (all || which == "sm90") test_sm90();  // the emulator's own sm_90a kernels (test_sm90.cpp)
   if (all || quick || which == "pack") test_pack();
   if (all || quick || which == "gemm") test_gemm(quick);
   if (all || which == "conv") test_conv();

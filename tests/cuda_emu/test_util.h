@@ -44,6 +44,9 @@ bool same(const emu::DevBuf<T>& out, const std::vector<T>& ref, size_t n = size_
   return std::equal(ref.begin(), ref.begin() + n, h.begin());
 }
 
+void test_sm90();                                // test_sm90.cpp
+int run_sm90_detector(const std::string& name);  // 2: unknown name
+
 void test_pack();
 void test_gemm(bool quick);
 void test_conv();
