@@ -23,6 +23,7 @@ __all__ = [
     "binary_conv2d",
     "bitserial_gemm",
     "binary_weight_linear",
+    "epilogue",
 ]
 
 _SHIFTS = torch.arange(32, dtype=torch.int64)
@@ -78,11 +79,55 @@ def decode_bitplanes(planes: torch.Tensor, k: int, coefs: Sequence[int], offset:
     return vals + offset
 
 
-def xnor_gemm(a_bits: torch.Tensor, b_bits: torch.Tensor, k: int) -> torch.Tensor:
-    return (unpack_bits(a_bits, k, torch.float64) @ unpack_bits(b_bits, k, torch.float64).T).to(torch.int32)
+def epilogue(
+    acc: torch.Tensor,
+    multiplier=None,
+    bias=None,
+    residual=None,
+    act_slope=None,
+    act_shift_in=None,
+    act_shift_out=None,
+    out_dtype=None,
+    out_threshold=None,
+    channel_dim: int = -1,
+) -> torch.Tensor:
+    """The fused epilogue of xnor_gemm / binary_conv2d as the unfused torch sequence (the
+    order and rounding of csrc/common/epilogue.h): int32 acc with its channels in dim
+    channel_dim (1 for conv's [N, O, Ho, Wo]); per-channel vectors [C]; residual of acc's shape.
+    Returns acc itself without float steps, out_dtype or out_threshold; the packed bits of
+    y >= out_threshold with channels moved last ([..., ceil(C/32)]) with out_threshold; else y
+    as out_dtype (float32 by default)."""
+    float_steps = any(t is not None for t in (multiplier, bias, residual, act_slope))
+    if out_threshold is None and out_dtype in (None, torch.int32) and not float_steps:
+        return acc
+    shape = [1] * acc.dim()
+    shape[channel_dim] = -1
+
+    def ch(v):
+        return v.reshape(shape)
+
+    y = acc.float()
+    if multiplier is not None:
+        y = y * ch(multiplier)
+    if bias is not None:
+        y = y + ch(bias)
+    if residual is not None:
+        y = y + residual
+    if act_slope is not None:
+        t = y + ch(act_shift_in) if act_shift_in is not None else y
+        t = torch.where(t > 0, t, ch(act_slope) * t)
+        y = t + ch(act_shift_out) if act_shift_out is not None else t
+    if out_threshold is not None:
+        return _pack01((y >= ch(out_threshold)).movedim(channel_dim, -1))
+    return y.to(out_dtype or torch.float32)
 
 
-def binary_conv2d(x_bits, w_bits, in_channels, stride=1, padding=0, dilation=1, groups=1, pad_value=0):
+def xnor_gemm(a_bits: torch.Tensor, b_bits: torch.Tensor, k: int, **epilogue_args) -> torch.Tensor:
+    acc = (unpack_bits(a_bits, k, torch.float64) @ unpack_bits(b_bits, k, torch.float64).T).to(torch.int32)
+    return epilogue(acc, **epilogue_args)
+
+
+def binary_conv2d(x_bits, w_bits, in_channels, stride=1, padding=0, dilation=1, groups=1, pad_value=0, **epilogue_args):
     x = unpack_bits(x_bits, in_channels, torch.float64).permute(0, 3, 1, 2)
     w = unpack_bits(w_bits, in_channels // groups, torch.float64).permute(0, 3, 1, 2)
     ph, pw = pair(padding, "padding")
@@ -90,7 +135,7 @@ def binary_conv2d(x_bits, w_bits, in_channels, stride=1, padding=0, dilation=1, 
         x = F.pad(x, (pw, pw, ph, ph), value=float(pad_value))
         ph = pw = 0
     y = F.conv2d(x, w, None, pair(stride, "stride"), (ph, pw), pair(dilation, "dilation"), groups)
-    return y.to(torch.int32)
+    return epilogue(y.to(torch.int32), channel_dim=1, **epilogue_args)
 
 
 def bitserial_gemm(a_planes, w_planes, k, a_coefs, w_coefs, a_offset=0, w_offset=0, reduce=True):

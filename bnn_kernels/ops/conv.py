@@ -6,7 +6,8 @@ import torch
 
 from .. import _native
 from .._args import pair, words
-from ._checks import check_bits, check_k, register_fake
+from ._checks import check_bits, check_epilogue, check_k, register_fake
+from .gemm import EPILOGUE_DOC
 
 __all__ = ["binary_conv2d"]
 
@@ -20,8 +21,18 @@ def binary_conv2d(
     dilation=1,
     groups: int = 1,
     pad_value: int = 0,
+    *,
+    multiplier: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    act_slope: torch.Tensor | None = None,
+    act_shift_in: torch.Tensor | None = None,
+    act_shift_out: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+    out_threshold: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``F.conv2d(sign(x), sign(w), None, stride, padding, dilation, groups)`` exactly.
+    """``F.conv2d(sign(x), sign(w), None, stride, padding, dilation, groups)`` exactly, then
+    the optional fused epilogue (channel n = output channel, row m = output pixel).
 
     Args:
         x_bits: int32 [N, H, W, ceil(C/32)], packed NHWC activations (pack_bits of x in NHWC).
@@ -34,7 +45,11 @@ def binary_conv2d(
             training code almost always does), or +1 / -1 (padding with that value).
 
     Returns:
-        int32 [N, O, Ho, Wo] in channels_last memory format (NHWC storage).
+        Without epilogue arguments: int32 [N, O, Ho, Wo] in channels_last memory format
+        (NHWC storage). With float steps or out_dtype: [N, O, Ho, Wo] of out_dtype, also
+        channels_last. With out_threshold: packed NHWC bits int32 [N, Ho, Wo, ceil(O/32)], the
+        x_bits of a following binary_conv2d. residual is float32 [N, O, Ho, Wo] (the float
+        output's shape) in any memory format; channels_last saves a copy.
     """
     if isinstance(pad_value, bool) or not isinstance(pad_value, int):
         raise TypeError(f"pad_value must be the int 0, 1 or -1, got {pad_value!r}")
@@ -47,7 +62,18 @@ def binary_conv2d(
         list(pair(dilation, "dilation")),
         groups,
         pad_value,
+        multiplier=multiplier,
+        bias=bias,
+        residual=residual,
+        act_slope=act_slope,
+        act_shift_in=act_shift_in,
+        act_shift_out=act_shift_out,
+        out_dtype=out_dtype,
+        out_threshold=out_threshold,
     )
+
+
+binary_conv2d.__doc__ += EPILOGUE_DOC
 
 
 def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -56,7 +82,7 @@ def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: i
 
 @register_fake("binary_conv2d")
 def _binary_conv2d_fake(
-    x_bits, w_bits, in_channels, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, pad_value=0
+    x_bits, w_bits, in_channels, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, pad_value=0, **epilogue
 ):
     check_bits(x_bits, "x_bits", 4)
     check_bits(w_bits, "w_bits", 4)
@@ -70,6 +96,8 @@ def _binary_conv2d_fake(
     ho = conv_out_size(x_bits.shape[1], w_bits.shape[1], s[0], p[0], d[0])
     wo = conv_out_size(x_bits.shape[2], w_bits.shape[2], s[1], p[1], d[1])
     torch._check(ho >= 1 and wo >= 1, lambda: "kernel is larger than the padded input")
-    return x_bits.new_empty((x_bits.shape[0], w_bits.shape[0], ho, wo), dtype=torch.int32).contiguous(
-        memory_format=torch.channels_last
-    )
+    b, o = x_bits.shape[0], w_bits.shape[0]
+    kind, dtype = check_epilogue(x_bits, o, (b, o, ho, wo), **epilogue)
+    if kind == "bits":
+        return x_bits.new_empty((b, ho, wo, words(o)), dtype=torch.int32)
+    return x_bits.new_empty((b, o, ho, wo), dtype=dtype).contiguous(memory_format=torch.channels_last)

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "common/epilogue.h"
+
 namespace bnn {
 
 struct ConvParams {
@@ -28,6 +30,9 @@ namespace cpu {
 
 // out [batch, out_h, out_w, out_channels] (NHWC) = conv2d(sign(x), sign(w)) exactly.
 void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, int num_threads);
+// The same with the fused epilogue e (common/epilogue.h) applied to each output element: row
+// m of e is the NHWC output pixel m (of batch * out_h * out_w), channel n the output channel.
+void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, const Epilogue& e, int num_threads);
 
 }  // namespace cpu
 }  // namespace bnn

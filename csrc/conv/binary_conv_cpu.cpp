@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/bits.h"
+#include "gemm/epilogue_cpu.h"
 #include "gemm/microkernel.h"
 #include "gemm/popcount_gemm.h"
 
@@ -250,6 +251,16 @@ void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int3
   const ScratchBuffer<uint64_t> bpack(bcache, p.groups * g.n_tiles * g.mk.nr * g.w64);
   pack_weight_tiles(clean_w ? wclean.get() : w, p, g, bpack.get(), nt);
   run_blocks(reinterpret_cast<const uint32_t*>(x), p, g, bpack.get(), wsum.get(), out, nt);
+}
+
+void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, const Epilogue& e, int num_threads) {
+  if (e.raw_int32()) return binary_conv2d(x, w, p, static_cast<int32_t*>(e.out), num_threads);
+  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  if (pixels == 0 || p.out_channels == 0) return;
+  static thread_local std::vector<int32_t> ccache;
+  const ScratchBuffer<int32_t> acc(ccache, static_cast<size_t>(pixels * p.out_channels));
+  binary_conv2d(x, w, p, acc.get(), num_threads);
+  apply_epilogue(e, acc.get(), p.out_channels, pixels, p.out_channels, num_threads);
 }
 
 }  // namespace bnn::cpu

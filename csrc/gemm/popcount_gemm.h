@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "common/epilogue.h"
+
 namespace bnn::cpu {
 
 enum class BitOp { Xor, And };
@@ -24,6 +26,11 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
 // rows of k bits (ceil(k/32) words each).
 void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N, int64_t k,
                int32_t* C, int64_t ldc, int num_threads);
+
+// xnor_gemm with the fused epilogue e (common/epilogue.h) applied to each C[m, n]: writes
+// e's outputs (the int32 C itself at e.out when e.raw_int32()).
+void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N, int64_t k,
+               const Epilogue& e, int num_threads);
 
 // Name of the micro-kernel the run-time dispatch picks now ("avx512-vpopcntdq", "avx2",
 // "scalar-popcnt" or "scalar"): the best the CPU has, capped by BNN_KERNELS_CPU_ISA (read at

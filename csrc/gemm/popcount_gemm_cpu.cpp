@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/bits.h"
+#include "gemm/epilogue_cpu.h"
 #include "gemm/microkernel.h"
 
 namespace bnn::cpu {
@@ -158,6 +159,17 @@ void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int
                int32_t* C, int64_t ldc, int num_threads) {
   popcount_gemm(BitOp::Xor, A, lda, B, ldb, M, N, words_for_bits(k), tail_mask(k), -2, static_cast<int32_t>(k), C, ldc,
                 num_threads);
+}
+
+void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N, int64_t k,
+               const Epilogue& e, int num_threads) {
+  if (e.raw_int32()) return xnor_gemm(A, lda, B, ldb, M, N, k, static_cast<int32_t*>(e.out), e.out_ld, num_threads);
+  if (M <= 0 || N <= 0) return;
+  // The exact counts into a scratch matrix, then the epilogue over it.
+  static thread_local std::vector<int32_t> ccache;
+  const ScratchBuffer<int32_t> acc(ccache, static_cast<size_t>(M * N));
+  xnor_gemm(A, lda, B, ldb, M, N, k, acc.get(), N, num_threads);
+  apply_epilogue(e, acc.get(), N, M, N, num_threads);
 }
 
 }  // namespace bnn::cpu

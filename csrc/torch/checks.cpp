@@ -203,4 +203,50 @@ void check_binary_weight_linear(const at::Tensor& x, const at::Tensor& w, int64_
   }
 }
 
+static void check_channel_vector(const c10::optional<at::Tensor>& opt, const char* name, const at::Tensor& like,
+                                 int64_t n) {
+  if (!opt.has_value()) return;
+  const at::Tensor& t = *opt;
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat, name, " must be a float32 tensor, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, name, " must have shape [", n, "] (one per output channel), got ",
+                    t.sizes());
+  check_same_device(like, "the packed inputs", t, name);
+}
+
+EpilogueSpec check_epilogue(const EpilogueArgs& a, const at::Tensor& like, int64_t n, at::IntArrayRef float_shape) {
+  check_channel_vector(a.multiplier, "multiplier", like, n);
+  check_channel_vector(a.bias, "bias", like, n);
+  check_channel_vector(a.act_slope, "act_slope", like, n);
+  check_channel_vector(a.act_shift_in, "act_shift_in", like, n);
+  check_channel_vector(a.act_shift_out, "act_shift_out", like, n);
+  check_channel_vector(a.out_threshold, "out_threshold", like, n);
+  TORCH_CHECK_VALUE(a.act_slope.has_value() || !(a.act_shift_in.has_value() || a.act_shift_out.has_value()),
+                    "act_shift_in and act_shift_out need act_slope (they are the shifts of PReLU / RPReLU)");
+  if (a.residual.has_value()) {
+    const at::Tensor& r = *a.residual;
+    TORCH_CHECK_TYPE(r.scalar_type() == at::kFloat, "residual must be a float32 tensor, got ", r.scalar_type());
+    TORCH_CHECK_VALUE(r.sizes() == float_shape, "residual must have the float output's shape ", float_shape, ", got ",
+                      r.sizes());
+    check_same_device(like, "the packed inputs", r, "residual");
+  }
+  const bool float_steps = a.multiplier || a.bias || a.residual || a.act_slope;
+  EpilogueSpec s;
+  if (a.out_threshold.has_value()) {
+    TORCH_CHECK_VALUE(!a.out_dtype.has_value(),
+                      "out_dtype and out_threshold exclude each other: with out_threshold the op returns packed bits");
+    s.output = EpilogueOutput::Bits;
+    return s;
+  }
+  if (a.out_dtype.has_value()) {
+    const at::ScalarType st = *a.out_dtype;
+    const bool ok = st == at::kFloat || st == at::kHalf || st == at::kBFloat16 || (st == at::kInt && !float_steps);
+    TORCH_CHECK_TYPE(ok, "out_dtype must be torch.float32, torch.float16 or torch.bfloat16",
+                     float_steps ? "" : " (or torch.int32 for the raw result)", ", got ", st);
+    if (st != at::kInt) s = {EpilogueOutput::Float, st};
+  } else if (float_steps) {
+    s = {EpilogueOutput::Float, at::kFloat};
+  }
+  return s;
+}
+
 }  // namespace bnn::binding

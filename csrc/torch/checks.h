@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "common/epilogue.h"
 #include "conv/binary_conv.h"
 
 namespace bnn::binding {
@@ -41,5 +42,24 @@ at::Tensor pack_thresholds(const at::Tensor& x, double threshold, const c10::opt
 at::ScalarType check_unpack_bits(const at::Tensor& bits, int64_t k, c10::optional<at::ScalarType> dtype);
 void check_binary_weight_linear(const at::Tensor& x, const at::Tensor& w, int64_t k,
                                 const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias);
+
+// The fused epilogue arguments of xnor_gemm and binary_conv2d (keyword-only in the schema;
+// see common/epilogue.h for what each does).
+struct EpilogueArgs {
+  c10::optional<at::Tensor> multiplier, bias, residual, act_slope, act_shift_in, act_shift_out;
+  c10::optional<at::ScalarType> out_dtype;
+  c10::optional<at::Tensor> out_threshold;
+};
+
+// What the op returns: the raw int32 accumulators, a float tensor of `dtype`, or packed bits.
+enum class EpilogueOutput { Int32, Float, Bits };
+struct EpilogueSpec {
+  EpilogueOutput output = EpilogueOutput::Int32;
+  at::ScalarType dtype = at::kInt;  // of the returned tensor (Bits: int32 words)
+};
+
+// Checks the epilogue arguments of an op whose output has `n` channels and whose float
+// output has shape `float_shape` (the shape residual must have), on like's device.
+EpilogueSpec check_epilogue(const EpilogueArgs& a, const at::Tensor& like, int64_t n, at::IntArrayRef float_shape);
 
 }  // namespace bnn::binding

@@ -81,23 +81,42 @@ at::Tensor to_bitplanes_cpu(const at::Tensor& q_in, int64_t nbits, bool is_signe
   return out;
 }
 
-at::Tensor xnor_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k) {
+at::Tensor xnor_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k,
+                         const c10::optional<at::Tensor>& multiplier, const c10::optional<at::Tensor>& bias,
+                         const c10::optional<at::Tensor>& residual, const c10::optional<at::Tensor>& act_slope,
+                         const c10::optional<at::Tensor>& act_shift_in, const c10::optional<at::Tensor>& act_shift_out,
+                         c10::optional<at::ScalarType> out_dtype, const c10::optional<at::Tensor>& out_threshold) {
   const GemmShape s = check_xnor_gemm(a_in, b_in, k);
-  at::Tensor out = at::empty({s.m, s.n}, a_in.options().dtype(at::kInt));
+  const EpilogueArgs args{multiplier, bias, residual, act_slope, act_shift_in, act_shift_out, out_dtype, out_threshold};
+  const EpilogueSpec spec = check_epilogue(args, a_in, s.n, {s.m, s.n});
+  at::Tensor out = empty_gemm_output(spec, s.m, s.n, a_in.options());
+  if (out.numel() == 0) return out;
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
-  cpu::xnor_gemm(a.data_ptr<int32_t>(), a.size(1), b.data_ptr<int32_t>(), b.size(1), s.m, s.n, k,
-                 out.data_ptr<int32_t>(), s.n, threads());
+  const BoundEpilogue ep = bind_epilogue(args, spec, out, residual ? residual->contiguous() : at::Tensor(), s.n);
+  cpu::xnor_gemm(a.data_ptr<int32_t>(), a.size(1), b.data_ptr<int32_t>(), b.size(1), s.m, s.n, k, ep.e, threads());
   return out;
+}
+
+// residual [N, O, Ho, Wo] (any memory format) as contiguous NHWC rows of O floats.
+at::Tensor conv_residual_rows(const c10::optional<at::Tensor>& residual) {
+  return residual ? residual->permute({0, 2, 3, 1}).contiguous() : at::Tensor();
 }
 
 at::Tensor binary_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
                              at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                             int64_t pad_value) {
+                             int64_t pad_value, const c10::optional<at::Tensor>& multiplier,
+                             const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
+                             const c10::optional<at::Tensor>& act_slope, const c10::optional<at::Tensor>& act_shift_in,
+                             const c10::optional<at::Tensor>& act_shift_out, c10::optional<at::ScalarType> out_dtype,
+                             const c10::optional<at::Tensor>& out_threshold) {
   const ConvParams p = check_binary_conv2d(x_in, w_in, in_channels, stride, padding, dilation, groups, pad_value);
-  at::Tensor out = empty_conv_output(p, x_in.options());
+  const EpilogueArgs args{multiplier, bias, residual, act_slope, act_shift_in, act_shift_out, out_dtype, out_threshold};
+  const EpilogueSpec spec = check_epilogue(args, x_in, p.out_channels, {p.batch, p.out_channels, p.out_h, p.out_w});
+  at::Tensor out = empty_conv_output(p, x_in.options(), spec);
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
-  cpu::binary_conv2d(x.data_ptr<int32_t>(), w.data_ptr<int32_t>(), p, out.data_ptr<int32_t>(), threads());
+  const BoundEpilogue ep = bind_epilogue(args, spec, out, conv_residual_rows(residual), p.out_channels);
+  cpu::binary_conv2d(x.data_ptr<int32_t>(), w.data_ptr<int32_t>(), p, ep.e, threads());
   return out;
 }
 

@@ -8,7 +8,10 @@
 #include <cstring>
 #include <vector>
 
+#include "common/bits.h"
+#include "common/epilogue.h"
 #include "conv/binary_conv.h"
+#include "torch/checks.h"
 
 namespace bnn::binding {
 
@@ -65,6 +68,65 @@ inline LinearAffine linear_affine(at::ScalarType x_type, const c10::optional<at:
   if (scale.has_value()) a.scale = scale->to(a.acc).contiguous();
   if (bias.has_value()) a.bias = bias->to(a.acc).contiguous();
   return a;
+}
+
+// xnor_gemm's output with an epilogue: int32 or float [M, N], or bits [M, ceil(N/32)].
+inline at::Tensor empty_gemm_output(const EpilogueSpec& s, int64_t m, int64_t n, const at::TensorOptions& options) {
+  if (s.output == EpilogueOutput::Bits) return at::empty({m, words_for_bits(n)}, options.dtype(at::kInt));
+  return at::empty({m, n}, options.dtype(s.dtype));
+}
+
+// binary_conv2d's output with an epilogue: int32 or float [N, O, Ho, Wo] in channels_last
+// memory format (NHWC storage), or packed NHWC bits [N, Ho, Wo, ceil(O/32)], the layout the
+// next binary_conv2d reads.
+inline at::Tensor empty_conv_output(const ConvParams& p, const at::TensorOptions& options, const EpilogueSpec& s) {
+  if (s.output == EpilogueOutput::Bits)
+    return at::empty({p.batch, p.out_h, p.out_w, words_for_bits(p.out_channels)}, options.dtype(at::kInt));
+  return at::empty({p.batch, p.out_channels, p.out_h, p.out_w},
+                   options.dtype(s.dtype).memory_format(at::MemoryFormat::ChannelsLast));
+}
+
+// A bnn::Epilogue over the op's output `out` (rows of n channels, as allocated above) and
+// its arguments; `keep` holds the contiguous tensors the pointers refer to.
+struct BoundEpilogue {
+  Epilogue e;
+  std::vector<at::Tensor> keep;
+};
+
+// residual_rows: the residual as contiguous rows of n floats in the output's row order
+// (undefined when absent).
+inline BoundEpilogue bind_epilogue(const EpilogueArgs& a, const EpilogueSpec& s, const at::Tensor& out,
+                                   const at::Tensor& residual_rows, int64_t n) {
+  BoundEpilogue b;
+  const auto vec = [&](const c10::optional<at::Tensor>& t) -> const float* {
+    if (!t.has_value()) return nullptr;
+    b.keep.push_back(t->contiguous());
+    return b.keep.back().data_ptr<float>();
+  };
+  Epilogue& e = b.e;
+  e.multiplier = vec(a.multiplier);
+  e.bias = vec(a.bias);
+  e.act_slope = vec(a.act_slope);
+  e.act_shift_in = e.act_slope ? vec(a.act_shift_in) : nullptr;
+  e.act_shift_out = e.act_slope ? vec(a.act_shift_out) : nullptr;
+  if (residual_rows.defined()) {
+    b.keep.push_back(residual_rows);
+    e.residual = residual_rows.data_ptr<float>();
+    e.residual_ld = n;
+  }
+  if (s.output == EpilogueOutput::Bits) {
+    e.out_threshold = vec(a.out_threshold);
+    e.bits_out = out.data_ptr<int32_t>();
+    e.bits_ld = words_for_bits(n);
+    return b;
+  }
+  e.out = out.data_ptr();
+  e.out_ld = n;
+  e.out_dtype = s.dtype == at::kFloat      ? OutDtype::Float32
+                : s.dtype == at::kHalf     ? OutDtype::Float16
+                : s.dtype == at::kBFloat16 ? OutDtype::BFloat16
+                                           : OutDtype::Int32;
+  return b;
 }
 
 }  // namespace bnn::binding

@@ -121,8 +121,15 @@ at::Tensor to_bitplanes_cuda(const at::Tensor& q_in, int64_t nbits, bool is_sign
   return out;
 }
 
-at::Tensor xnor_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k) {
+at::Tensor xnor_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k,
+                          const c10::optional<at::Tensor>& multiplier, const c10::optional<at::Tensor>& bias,
+                          const c10::optional<at::Tensor>& residual, const c10::optional<at::Tensor>& act_slope,
+                          const c10::optional<at::Tensor>& act_shift_in, const c10::optional<at::Tensor>& act_shift_out,
+                          c10::optional<at::ScalarType> out_dtype, const c10::optional<at::Tensor>& out_threshold) {
   const GemmShape s = check_xnor_gemm(a_in, b_in, k);
+  const EpilogueArgs args{multiplier, bias, residual, act_slope, act_shift_in, act_shift_out, out_dtype, out_threshold};
+  const EpilogueSpec spec = check_epilogue(args, a_in, s.n, {s.m, s.n});
+  TORCH_CHECK_NOT_IMPLEMENTED(spec.output == EpilogueOutput::Int32, "xnor_gemm's fused epilogue is CPU-only so far");
   const c10::cuda::CUDAGuard guard(a_in.device());
   at::Tensor out = at::empty({s.m, s.n}, a_in.options().dtype(at::kInt));
   if (out.numel() == 0) return out;
@@ -137,8 +144,16 @@ at::Tensor xnor_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, int64_
 
 at::Tensor binary_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                              int64_t pad_value) {
+                              int64_t pad_value, const c10::optional<at::Tensor>& multiplier,
+                              const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
+                              const c10::optional<at::Tensor>& act_slope, const c10::optional<at::Tensor>& act_shift_in,
+                              const c10::optional<at::Tensor>& act_shift_out, c10::optional<at::ScalarType> out_dtype,
+                              const c10::optional<at::Tensor>& out_threshold) {
   const ConvParams p = check_binary_conv2d(x_in, w_in, in_channels, stride, padding, dilation, groups, pad_value);
+  const EpilogueArgs args{multiplier, bias, residual, act_slope, act_shift_in, act_shift_out, out_dtype, out_threshold};
+  const EpilogueSpec spec = check_epilogue(args, x_in, p.out_channels, {p.batch, p.out_channels, p.out_h, p.out_w});
+  TORCH_CHECK_NOT_IMPLEMENTED(spec.output == EpilogueOutput::Int32,
+                              "binary_conv2d's fused epilogue is CPU-only so far");
   const c10::cuda::CUDAGuard guard(x_in.device());
   at::Tensor out = empty_conv_output(p, x_in.options());
   if (out.numel() == 0) return out;

@@ -1,0 +1,123 @@
+// The fused epilogue on the CPU (see epilogue_cpu.h): a row is processed in chunks of
+// kChunk columns (a multiple of 32, so each chunk packs whole bit words): y of the chunk is
+// computed into a float buffer in L1 by the ISA's value kernel, then stored in the output
+// dtype and/or thresholded and packed 32 channels per word.
+#include "gemm/epilogue_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/bits.h"
+#include "common/cpu_features.h"
+#include "gemm/epilogue_simd.h"
+
+namespace bnn::cpu {
+namespace {
+
+constexpr int64_t kChunk = 256;
+static_assert(kChunk % 32 == 0, "a chunk packs whole bit words");
+
+// y[j] = epilogue_value(e, m, n0 + j, acc[j]) for j < len: the definition itself.
+void values_scalar(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const int32_t* acc, float* y) {
+  for (int64_t j = 0; j < len; ++j) y[j] = epilogue_value(e, m, n0 + j, acc[j]);
+}
+
+ValuesFn select_values() {
+  if (use_avx512() && epilogue_values_avx512) return epilogue_values_avx512;
+  if (use_avx2() && epilogue_values_avx2) return epilogue_values_avx2;
+  return values_scalar;
+}
+
+// Stores y[0, len) as columns [n0, n0 + len) of row m of the float output.
+void store_float(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const float* y) {
+  switch (e.out_dtype) {
+    case OutDtype::Float32:
+      std::memcpy(static_cast<float*>(e.out) + m * e.out_ld + n0, y, len * sizeof(float));
+      break;
+    case OutDtype::Float16: {
+      uint16_t* o = static_cast<uint16_t*>(e.out) + m * e.out_ld + n0;
+      for (int64_t j = 0; j < len; ++j) o[j] = float_to_half_bits(y[j]);
+      break;
+    }
+    case OutDtype::BFloat16: {
+      uint16_t* o = static_cast<uint16_t*>(e.out) + m * e.out_ld + n0;
+      for (int64_t j = 0; j < len; ++j) o[j] = float_to_bfloat16_bits(y[j]);
+      break;
+    }
+    case OutDtype::Int32:
+      break;  // no float output (bits only)
+  }
+}
+
+// Bit words n0/32 ... of row m: bit j of a word = (y >= out_threshold) of its channel, tail 0.
+void store_bits(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const float* y) {
+  int32_t* o = e.bits_out + m * e.bits_ld + n0 / 32;
+  const float* thr = e.out_threshold + n0;
+  for (int64_t w = 0; w * 32 < len; ++w) {
+    const int64_t nb = std::min<int64_t>(32, len - w * 32);
+    uint32_t word = 0;
+    for (int64_t b = 0; b < nb; ++b) word |= static_cast<uint32_t>(y[w * 32 + b] >= thr[w * 32 + b]) << b;
+    o[w] = static_cast<int32_t>(word);
+  }
+}
+
+}  // namespace
+
+void epilogue_rows(const Epilogue& e, const int32_t* acc, int64_t acc_ld, int64_t m0, int64_t rows, int64_t n) {
+  const ValuesFn values = select_values();
+  alignas(64) float y[kChunk];
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t m = m0 + r;
+    for (int64_t n0 = 0; n0 < n; n0 += kChunk) {
+      const int64_t len = std::min(kChunk, n - n0);
+      values(e, m, n0, len, acc + r * acc_ld + n0, y);
+      if (e.out && e.out_dtype != OutDtype::Int32) store_float(e, m, n0, len, y);
+      if (e.bits_out) store_bits(e, m, n0, len, y);
+    }
+  }
+}
+
+void apply_epilogue(const Epilogue& e, const int32_t* acc, int64_t acc_ld, int64_t M, int64_t n, int num_threads) {
+  if (M <= 0 || n <= 0) return;
+  const int nt = M * n < (int64_t(1) << 15) ? 1 : sane_threads(num_threads);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t m = 0; m < M; ++m) epilogue_rows(e, acc + m * acc_ld, acc_ld, m, 1, n);
+}
+
+const char* epilogue_isa() {
+  const ValuesFn v = select_values();
+  return v == values_scalar ? "scalar" : v == epilogue_values_avx2 ? "avx2" : "avx512";
+}
+
+uint16_t float_to_half_bits(float f) {
+  // Rounding to nearest even through float arithmetic (the FP16 library's method, which
+  // c10::Half uses): scaling to the half range makes the float adder do the rounding.
+  uint32_t w;
+  std::memcpy(&w, &f, 4);
+  const uint32_t shl1_w = w + w;
+  const uint32_t sign = w & 0x80000000u;
+  if (shl1_w > 0xFF000000u) return static_cast<uint16_t>((sign >> 16) | 0x7E00u);  // NaN
+  const float scale_to_inf = 0x1.0p+112f, scale_to_zero = 0x1.0p-110f;
+  float base = (std::fabs(f) * scale_to_inf) * scale_to_zero;
+  uint32_t bias = shl1_w & 0xFF000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u;
+  const uint32_t bias_bits = (bias >> 1) + 0x07800000u;
+  float bias_f;
+  std::memcpy(&bias_f, &bias_bits, 4);
+  base = bias_f + base;
+  uint32_t bits;
+  std::memcpy(&bits, &base, 4);
+  const uint32_t exp_bits = (bits >> 13) & 0x00007C00u;
+  const uint32_t mantissa_bits = bits & 0x00000FFFu;
+  return static_cast<uint16_t>((sign >> 16) | (exp_bits + mantissa_bits));
+}
+
+uint16_t float_to_bfloat16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);  // quiet NaN
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+}  // namespace bnn::cpu

@@ -1,0 +1,91 @@
+// AVX2 and AVX-512 value kernels of the CPU epilogue: one template over the vector width,
+// each step one vector instruction that rounds like the scalar step of epilogue_value()
+// (the file is compiled with -ffp-contract=off, so mul and add are never fused). Columns
+// past the last whole vector run through epilogue_value() itself.
+#include "gemm/epilogue_simd.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+// The template's vector returns are inlined into the target functions (no ABI crossing), and
+// GCC 12's _mm512_cvtepi32_ps starts from an "undefined" register it then warns about.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#define BNN_HAVE_EPILOGUE_SIMD 1
+#endif
+
+namespace bnn::cpu {
+
+#ifdef BNN_HAVE_EPILOGUE_SIMD
+namespace {
+
+#define BNN_AVX2 __attribute__((target("avx2")))
+#define BNN_AVX512 __attribute__((target("avx512f")))
+
+struct Avx2 {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  BNN_AVX2 static V cvt(const int32_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  BNN_AVX2 static V load(const float* p) { return _mm256_loadu_ps(p); }
+  BNN_AVX2 static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  BNN_AVX2 static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  BNN_AVX2 static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  // t > 0 ? t : neg (ordered compare: NaN takes neg, as in the scalar form)
+  BNN_AVX2 static V select_positive(V t, V neg) {
+    return _mm256_blendv_ps(neg, t, _mm256_cmp_ps(t, _mm256_setzero_ps(), _CMP_GT_OQ));
+  }
+};
+
+struct Avx512 {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  BNN_AVX512 static V cvt(const int32_t* p) { return _mm512_cvtepi32_ps(_mm512_loadu_si512(p)); }
+  BNN_AVX512 static V load(const float* p) { return _mm512_loadu_ps(p); }
+  BNN_AVX512 static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  BNN_AVX512 static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  BNN_AVX512 static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  BNN_AVX512 static V select_positive(V t, V neg) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_GT_OQ), neg, t);
+  }
+};
+
+template <class S>
+__attribute__((always_inline)) inline void values(const Epilogue& e, int64_t m, int64_t n0, int64_t len,
+                                                  const int32_t* acc, float* y) {
+  const float* res = e.residual ? e.residual + m * e.residual_ld + n0 : nullptr;
+  int64_t j = 0;
+  for (; j + S::kLanes <= len; j += S::kLanes) {
+    const int64_t n = n0 + j;
+    typename S::V v = S::cvt(acc + j);
+    if (e.multiplier) v = S::mul(v, S::load(e.multiplier + n));
+    if (e.bias) v = S::add(v, S::load(e.bias + n));
+    if (res) v = S::add(v, S::load(res + j));
+    if (e.act_slope) {
+      typename S::V t = e.act_shift_in ? S::add(v, S::load(e.act_shift_in + n)) : v;
+      t = S::select_positive(t, S::mul(S::load(e.act_slope + n), t));
+      v = e.act_shift_out ? S::add(t, S::load(e.act_shift_out + n)) : t;
+    }
+    S::store(y + j, v);
+  }
+  for (; j < len; ++j) y[j] = epilogue_value(e, m, n0 + j, acc[j]);
+}
+
+BNN_AVX2 void values_avx2(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const int32_t* acc, float* y) {
+  values<Avx2>(e, m, n0, len, acc, y);
+}
+
+BNN_AVX512 void values_avx512(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const int32_t* acc, float* y) {
+  values<Avx512>(e, m, n0, len, acc, y);
+}
+
+}  // namespace
+
+const ValuesFn epilogue_values_avx2 = values_avx2;
+const ValuesFn epilogue_values_avx512 = values_avx512;
+#else
+const ValuesFn epilogue_values_avx2 = nullptr;
+const ValuesFn epilogue_values_avx512 = nullptr;
+#endif
+
+}  // namespace bnn::cpu
