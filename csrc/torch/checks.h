@@ -42,4 +42,11 @@ at::ScalarType check_unpack_bits(const at::Tensor& bits, int64_t k, c10::optiona
 void check_binary_weight_linear(const at::Tensor& x, const at::Tensor& w, int64_t k,
                                 const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias);
 
+// binary_weight_conv2d: x [N, C, H, W] float (any memory format), w_bits like binary_conv2d's,
+// multiplier and bias float [O] or absent. Returns the geometry (pad_value 0).
+ConvParams check_binary_weight_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t in_channels,
+                                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                      int64_t groups, const c10::optional<at::Tensor>& multiplier,
+                                      const c10::optional<at::Tensor>& bias);
+
 }  // namespace bnn::binding
