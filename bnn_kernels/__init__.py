@@ -2,7 +2,7 @@
 
 Ops (torch.ops.bnn_kernels.*, wrapped here with typed signatures):
 pack_bits, unpack_bits, to_bitplanes, xnor_gemm, binary_conv2d, bitserial_gemm,
-binary_weight_linear. ``bnn_kernels.reference`` holds the plain-PyTorch oracle of each.
+binary_weight_linear, binary_weight_conv2d. ``bnn_kernels.reference`` holds the plain-PyTorch oracle of each.
 
 Models: ``bnn_kernels.nn`` holds packed modules (BinaryConv2d, BitSerialLinear, ...),
 ``bnn_kernels.convert(model, example_inputs)`` swaps the binary layers of a trained float
@@ -18,6 +18,7 @@ from .convert import ConversionError, ConversionReport, convert
 from .export_pt2 import ExportError, export, load_exported
 from .ops import (
     binary_conv2d,
+    binary_weight_conv2d,
     binary_weight_linear,
     bitserial_gemm,
     pack_bits,
@@ -35,6 +36,7 @@ __all__ = [
     "binary_conv2d",
     "bitserial_gemm",
     "binary_weight_linear",
+    "binary_weight_conv2d",
     "reference",
     "nn",
     "convert",

@@ -24,6 +24,7 @@ __all__ = [
     "bitserial_gemm",
     "binary_weight_linear",
     "epilogue",
+    "binary_weight_conv2d",
 ]
 
 _SHIFTS = torch.arange(32, dtype=torch.int64)
@@ -154,3 +155,13 @@ def binary_weight_linear(x, w_bits, k, scale=None, bias=None):
     if bias is not None:
         y = y + bias.double()
     return y.to(x.dtype)
+
+
+def binary_weight_conv2d(x, w_bits, in_channels, stride=1, padding=0, dilation=1, groups=1, multiplier=None, bias=None):
+    """F.conv2d(x, multiplier * sign(W), bias) computed in float64 and cast to x's dtype."""
+    w = unpack_bits(w_bits, in_channels // groups, torch.float64).permute(0, 3, 1, 2)
+    if multiplier is not None:
+        w = w * multiplier.double().view(-1, 1, 1, 1)
+    b = None if bias is None else bias.double()
+    s, p, d = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
+    return F.conv2d(x.double(), w, b, s, p, d, groups).to(x.dtype)

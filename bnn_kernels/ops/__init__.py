@@ -1,5 +1,6 @@
 """Typed wrappers over torch.ops.bnn_kernels.*, each with its register_fake."""
 
+from .binary_weight_conv import binary_weight_conv2d
 from .bitserial import bitserial_gemm
 from .conv import binary_conv2d
 from .gemm import xnor_gemm
@@ -14,4 +15,5 @@ __all__ = [
     "binary_conv2d",
     "bitserial_gemm",
     "binary_weight_linear",
+    "binary_weight_conv2d",
 ]

@@ -73,25 +73,34 @@ void row_block(const float* x, int64_t K, const int32_t* w, int64_t words, int64
   for (int64_t j = 0; j < nb; ++j) block<MB, 1>(x, K, w16 + j, scale, bias, n0 + j, out, ldo);
 }
 
+// The kMB x kNB output tile at (m0, n0) of out (row stride ldo).
+void tile(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale, const float* bias,
+          float* out, int64_t ldo, int64_t m0, int64_t n0) {
+  const int64_t words = words_for_bits(K);
+  const int64_t mb = std::min<int64_t>(kMB, M - m0), nb = std::min<int64_t>(kNB, N - n0);
+  const float* xm = x + m0 * K;
+  float* om = out + m0 * ldo;
+  if (mb == kMB) {
+    row_block<kMB>(xm, K, w, words, n0, nb, scale, bias, om, ldo);
+  } else {
+    for (int64_t i = 0; i < mb; ++i) row_block<1>(xm + i * K, K, w, words, n0, nb, scale, bias, om + i * ldo, ldo);
+  }
+}
+
 }  // namespace
 
 void binary_weight_linear_avx512(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale,
                                  const float* bias, float* out, int num_threads) {
-  const int64_t words = words_for_bits(K);
   const int64_t m_tiles = (M + kMB - 1) / kMB, n_tiles = (N + kNB - 1) / kNB;
 #pragma omp parallel for collapse(2) num_threads(sane_threads(num_threads)) schedule(static)
   for (int64_t t = 0; t < m_tiles; ++t)
-    for (int64_t u = 0; u < n_tiles; ++u) {
-      const int64_t m0 = t * kMB, n0 = u * kNB;
-      const int64_t mb = std::min<int64_t>(kMB, M - m0), nb = std::min<int64_t>(kNB, N - n0);
-      const float* xm = x + m0 * K;
-      float* om = out + m0 * N;
-      if (mb == kMB) {
-        row_block<kMB>(xm, K, w, words, n0, nb, scale, bias, om, N);
-      } else {
-        for (int64_t i = 0; i < mb; ++i) row_block<1>(xm + i * K, K, w, words, n0, nb, scale, bias, om + i * N, N);
-      }
-    }
+    for (int64_t u = 0; u < n_tiles; ++u) tile(x, M, K, w, N, scale, bias, out, N, t * kMB, u * kNB);
+}
+
+void linear_rows_avx512(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale,
+                        const float* bias, float* out, int64_t ldo) {
+  for (int64_t m0 = 0; m0 < M; m0 += kMB)
+    for (int64_t n0 = 0; n0 < N; n0 += kNB) tile(x, M, K, w, N, scale, bias, out, ldo, m0, n0);
 }
 
 }  // namespace bnn::cpu
@@ -99,5 +108,7 @@ void binary_weight_linear_avx512(const float* x, int64_t M, int64_t K, const int
 namespace bnn::cpu {
 void binary_weight_linear_avx512(const float*, int64_t, int64_t, const int32_t*, int64_t, const float*, const float*,
                                  float*, int) {}
+void linear_rows_avx512(const float*, int64_t, int64_t, const int32_t*, int64_t, const float*, const float*, float*,
+                        int64_t) {}
 }  // namespace bnn::cpu
 #endif

@@ -31,16 +31,21 @@ inline T finish(T dot, const T* scale, const T* bias, int64_t n) {
   return dot;
 }
 
+// Output (m, n) of out (row stride ldo): one sequential sum over k = 0 .. K-1 from +0.
+template <typename T>
+inline void scalar_one(const T* x, int64_t K, const int32_t* w, int64_t words, const T* scale, const T* bias, T* out,
+                       int64_t ldo, int64_t m, int64_t n) {
+  const uint32_t* wn = reinterpret_cast<const uint32_t*>(w) + n * words;
+  out[m * ldo + n] = finish(dot_scalar(x + m * K, wn, K, 0), scale, bias, n);
+}
+
 template <typename T>
 void linear_scalar(const T* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const T* scale, const T* bias, T* out,
                    int nt) {
   const int64_t words = words_for_bits(K);
 #pragma omp parallel for collapse(2) num_threads(nt) schedule(static)
   for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) {
-      const uint32_t* wn = reinterpret_cast<const uint32_t*>(w) + n * words;
-      out[m * N + n] = finish(dot_scalar(x + m * K, wn, K, 0), scale, bias, n);
-    }
+    for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, N, m, n);
 }
 
 #if defined(__x86_64__)
@@ -59,31 +64,38 @@ __attribute__((target("avx2"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2"))) void linear_avx2(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N,
-                                                 const float* scale, const float* bias, float* out, int nt) {
+constexpr int kAvx2MB = 4;
+
+// Rows m0 .. m0 + 3 (those below M) against weight row n, into out (row stride ldo).
+__attribute__((target("avx2"))) void avx2_tile(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t n,
+                                               const float* scale, const float* bias, float* out, int64_t ldo,
+                                               int64_t m0) {
   static const SignTable table;
-  constexpr int MB = 4;
+  constexpr int MB = kAvx2MB;
   const int64_t words = words_for_bits(K);
   const int64_t kfull = K & ~int64_t(7);  // columns covered by whole weight bytes
-  const int64_t m_tiles = (M + MB - 1) / MB;
+  const int64_t mb = std::min<int64_t>(MB, M - m0);
+  const uint8_t* wb = reinterpret_cast<const uint8_t*>(w + n * words);
+  const uint32_t* wn = reinterpret_cast<const uint32_t*>(w) + n * words;
+  __m256 acc[MB];
+  for (int i = 0; i < MB; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t c = 0; c < kfull; c += 8) {
+    const __m256 sgn = _mm256_load_ps(reinterpret_cast<const float*>(table.mask[wb[c >> 3]]));
+    for (int i = 0; i < MB; ++i)
+      if (i < mb) acc[i] = _mm256_add_ps(acc[i], _mm256_xor_ps(_mm256_loadu_ps(x + (m0 + i) * K + c), sgn));
+  }
+  for (int i = 0; i < mb; ++i) {
+    const float* xm = x + (m0 + i) * K;
+    out[(m0 + i) * ldo + n] = finish(hsum(acc[i]) + dot_scalar(xm, wn, K, kfull), scale, bias, n);
+  }
+}
+
+void linear_avx2(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale,
+                 const float* bias, float* out, int nt) {
+  const int64_t m_tiles = (M + kAvx2MB - 1) / kAvx2MB;
 #pragma omp parallel for collapse(2) num_threads(nt) schedule(static)
   for (int64_t t = 0; t < m_tiles; ++t)
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t m0 = t * MB, mb = std::min<int64_t>(MB, M - m0);
-      const uint8_t* wb = reinterpret_cast<const uint8_t*>(w + n * words);
-      const uint32_t* wn = reinterpret_cast<const uint32_t*>(w) + n * words;
-      __m256 acc[MB];
-      for (int i = 0; i < MB; ++i) acc[i] = _mm256_setzero_ps();
-      for (int64_t c = 0; c < kfull; c += 8) {
-        const __m256 sgn = _mm256_load_ps(reinterpret_cast<const float*>(table.mask[wb[c >> 3]]));
-        for (int i = 0; i < MB; ++i)
-          if (i < mb) acc[i] = _mm256_add_ps(acc[i], _mm256_xor_ps(_mm256_loadu_ps(x + (m0 + i) * K + c), sgn));
-      }
-      for (int i = 0; i < mb; ++i) {
-        const float* xm = x + (m0 + i) * K;
-        out[(m0 + i) * N + n] = finish(hsum(acc[i]) + dot_scalar(xm, wn, K, kfull), scale, bias, n);
-      }
-    }
+    for (int64_t n = 0; n < N; ++n) avx2_tile(x, M, K, w, n, scale, bias, out, N, t * kAvx2MB);
 }
 #endif
 
@@ -103,6 +115,30 @@ template <>
 void binary_weight_linear<double>(const double* x, int64_t M, int64_t K, const int32_t* w, int64_t N,
                                   const double* scale, const double* bias, double* out, int num_threads) {
   linear_scalar(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
+}
+
+template <>
+void linear_rows<float>(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale,
+                        const float* bias, float* out, int64_t ldo) {
+#if defined(__x86_64__)
+  if (use_avx512()) return linear_rows_avx512(x, M, K, w, N, scale, bias, out, ldo);
+  if (use_avx2()) {
+    for (int64_t m0 = 0; m0 < M; m0 += kAvx2MB)
+      for (int64_t n = 0; n < N; ++n) avx2_tile(x, M, K, w, n, scale, bias, out, ldo, m0);
+    return;
+  }
+#endif
+  const int64_t words = words_for_bits(K);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, ldo, m, n);
+}
+
+template <>
+void linear_rows<double>(const double* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const double* scale,
+                         const double* bias, double* out, int64_t ldo) {
+  const int64_t words = words_for_bits(K);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, ldo, m, n);
 }
 
 }  // namespace bnn::cpu

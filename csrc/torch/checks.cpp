@@ -249,4 +249,33 @@ EpilogueSpec check_epilogue(const EpilogueArgs& a, const at::Tensor& like, int64
   return s;
 }
 
+ConvParams check_binary_weight_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t in_channels,
+                                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                      int64_t groups, const c10::optional<at::Tensor>& multiplier,
+                                      const c10::optional<at::Tensor>& bias) {
+  const auto st = x.scalar_type();
+  TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16,
+                   "x must be float32, float64, float16 or bfloat16, got ", st);
+  TORCH_CHECK_VALUE(x.dim() == 4, "x must have 4 dims [N, C, H, W], got shape ", x.sizes());
+  TORCH_CHECK_VALUE(x.size(1) == in_channels, "x must have in_channels=", in_channels, " channels in dim 1, got shape ",
+                    x.sizes());
+  check_bits(w, "w_bits", 4);
+  check_same_device(x, "x", w, "w_bits");
+  // The packed geometry checks of binary_conv2d, on a stand-in x_bits of x's sizes (never read).
+  const at::Tensor shape_only =
+      at::empty({x.size(0), x.size(2), x.size(3), words_for_bits(std::max<int64_t>(in_channels, 1))},
+                x.options().dtype(at::kInt).device(at::kMeta));
+  ConvParams p = check_binary_conv2d(shape_only, w.to(at::kMeta), in_channels, stride, padding, dilation, groups, 0);
+  for (const auto& [opt, name] : {std::pair{&multiplier, "multiplier"}, std::pair{&bias, "bias"}}) {
+    if (!opt->has_value()) continue;
+    const at::Tensor& t = **opt;
+    TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name, " must be a floating point tensor, got ",
+                     t.scalar_type());
+    TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == p.out_channels, name, " must have shape [", p.out_channels,
+                      "] (one per output channel), got ", t.sizes());
+    check_same_device(x, "x", t, name);
+  }
+  return p;
+}
+
 }  // namespace bnn::binding

@@ -62,4 +62,11 @@ struct EpilogueSpec {
 // output has shape `float_shape` (the shape residual must have), on like's device.
 EpilogueSpec check_epilogue(const EpilogueArgs& a, const at::Tensor& like, int64_t n, at::IntArrayRef float_shape);
 
+// binary_weight_conv2d: x [N, C, H, W] float (any memory format), w_bits like binary_conv2d's,
+// multiplier and bias float [O] or absent. Returns the geometry (pad_value 0).
+ConvParams check_binary_weight_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t in_channels,
+                                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                      int64_t groups, const c10::optional<at::Tensor>& multiplier,
+                                      const c10::optional<at::Tensor>& bias);
+
 }  // namespace bnn::binding

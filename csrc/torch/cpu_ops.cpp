@@ -11,6 +11,7 @@
 #include "pack/pack.h"
 #include "torch/checks.h"
 #include "torch/op_outputs.h"
+#include "wconv/binary_weight_conv.h"
 
 namespace bnn::binding {
 namespace {
@@ -156,6 +157,28 @@ at::Tensor binary_weight_linear_cpu(const at::Tensor& x_in, const at::Tensor& w_
   return out.to(out_type);
 }
 
+at::Tensor binary_weight_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
+                                    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                    int64_t groups, const c10::optional<at::Tensor>& multiplier_in,
+                                    const c10::optional<at::Tensor>& bias_in) {
+  const ConvParams p =
+      check_binary_weight_conv2d(x_in, w_in, in_channels, stride, padding, dilation, groups, multiplier_in, bias_in);
+  const LinearAffine affine = linear_affine(x_in.scalar_type(), multiplier_in, bias_in);
+  at::Tensor out = empty_wconv_output(p, x_in.options().dtype(affine.acc));
+  if (out.numel() == 0) return wconv_result(out, x_in);
+  const at::Tensor x = x_in.to(affine.acc).contiguous(at::MemoryFormat::ChannelsLast), w = w_in.contiguous();
+  if (affine.acc == at::kFloat) {
+    cpu::binary_weight_conv2d<float>(x.data_ptr<float>(), w.data_ptr<int32_t>(), p,
+                                     static_cast<const float*>(affine.scale_data()),
+                                     static_cast<const float*>(affine.bias_data()), out.data_ptr<float>(), threads());
+  } else {
+    cpu::binary_weight_conv2d<double>(
+        x.data_ptr<double>(), w.data_ptr<int32_t>(), p, static_cast<const double*>(affine.scale_data()),
+        static_cast<const double*>(affine.bias_data()), out.data_ptr<double>(), threads());
+  }
+  return wconv_result(out, x_in);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bnn_kernels, CPU, m) {
@@ -166,6 +189,7 @@ TORCH_LIBRARY_IMPL(bnn_kernels, CPU, m) {
   m.impl("binary_conv2d", &binary_conv2d_cpu);
   m.impl("bitserial_gemm", &bitserial_gemm_cpu);
   m.impl("binary_weight_linear", &binary_weight_linear_cpu);
+  m.impl("binary_weight_conv2d", &binary_weight_conv2d_cpu);
 }
 
 }  // namespace bnn::binding

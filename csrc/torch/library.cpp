@@ -24,4 +24,7 @@ TORCH_LIBRARY(bnn_kernels, m) {
   m.def(
       "binary_weight_linear(Tensor x, Tensor w_bits, int k, Tensor? scale=None, "
       "Tensor? bias=None) -> Tensor");
+  m.def(
+      "binary_weight_conv2d(Tensor x, Tensor w_bits, int in_channels, int[2] stride=1, int[2] padding=0, "
+      "int[2] dilation=1, int groups=1, Tensor? multiplier=None, Tensor? bias=None) -> Tensor");
 }

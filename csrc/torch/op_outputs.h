@@ -129,4 +129,15 @@ inline BoundEpilogue bind_epilogue(const EpilogueArgs& a, const EpilogueSpec& s,
   return b;
 }
 
+// binary_weight_conv2d: the kernels write NHWC, an [N, O, Ho, Wo] tensor in channels_last
+// memory format of the accumulation dtype; wconv_result gives it x's dtype and x's memory
+// format (PyTorch's rule for convolutions: x.suggest_memory_format()).
+inline at::Tensor empty_wconv_output(const ConvParams& p, const at::TensorOptions& options) {
+  return at::empty({p.batch, p.out_channels, p.out_h, p.out_w}, options.memory_format(at::MemoryFormat::ChannelsLast));
+}
+
+inline at::Tensor wconv_result(const at::Tensor& out, const at::Tensor& x) {
+  return out.to(x.scalar_type()).contiguous(x.suggest_memory_format());
+}
+
 }  // namespace bnn::binding
