@@ -284,3 +284,29 @@ def test_epilogue_bad_input(fn, exc, match):
 def test_epilogue_mixed_devices_rejected():
     with pytest.raises(ValueError, match="same device"):
         bk.xnor_gemm(_a, _b, 40, bias=_v.cuda())
+
+
+# ---------------------------------------------------------------- on every device (CPU, CUDA)
+# gemm_device: the CPU, then CUDA under every forced GEMM path; CUDA must equal the CPU.
+
+
+@pytest.mark.parametrize("output", OUTPUTS, ids=str)
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (3, 70, 33), (9, 257, 300), (130, 65, 1025)])
+def test_xnor_gemm_epilogue_on_device(gemm_device, m, n, k, output):
+    a, b = random_bits(m, k=k, seed=m + n), random_bits(n, k=k, seed=k)
+    for steps in [(), ("multiplier", "bias", "residual", "act_slope", "act_shift_in", "act_shift_out")]:
+        kw = epilogue_args(steps, output, n, (m, n), m * n + k, k)
+        dev_kw = {name: v.to(gemm_device) if isinstance(v, torch.Tensor) else v for name, v in kw.items()}
+        out = bk.xnor_gemm(a.to(gemm_device), b.to(gemm_device), k, **dev_kw)
+        same(out, bk.xnor_gemm(a, b, k, **kw), gemm_device)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_binary_conv2d_epilogue_on_device(gemm_device, seed):
+    rng = random.Random(seed)
+    x, wt, cin, geo, s = random_conv(rng)
+    acc = R.binary_conv2d(x, wt, cin, **geo)
+    kw = epilogue_args(rng.choice(COMBOS), OUTPUTS[seed % len(OUTPUTS)], wt.shape[0], tuple(acc.shape), s, cin)
+    dev_kw = {name: v.to(gemm_device) if isinstance(v, torch.Tensor) else v for name, v in kw.items()}
+    out = bk.binary_conv2d(x.to(gemm_device), wt.to(gemm_device), cin, **geo, **dev_kw)
+    same(out, bk.binary_conv2d(x, wt, cin, **geo, **kw), gemm_device)
