@@ -216,6 +216,23 @@ def test_binary_conv2d_epilogue_residual_layouts_and_bits_chain():
     same(bk.binary_conv2d(bits, w2, 70), R.binary_conv2d(bits, w2, 70).contiguous(memory_format=torch.channels_last))
 
 
+@pytest.mark.parametrize("groups,cout", [(1, 70), (2, 64), (2, 70), (4, 128)])
+@pytest.mark.parametrize("output", [torch.float32, torch.bfloat16, "bits"], ids=str)
+def test_binary_conv2d_epilogue_in_block_and_pass(groups, cout, output, cpu_isa):
+    """The epilogue per pixel block (floats; bits when a group's channels are whole words) and
+    after the conv (bits of groups that split words), several blocks and threads."""
+    torch.set_num_threads(2)
+    x = random_bits(2, 13, 11, k=groups * 20, seed=groups + cout)
+    wt = random_bits(cout, 3, 3, k=20, seed=cout)
+    geo = dict(padding=1, groups=groups)
+    acc = R.binary_conv2d(x, wt, groups * 20, **geo)
+    steps = ["multiplier", "bias", "residual", "act_slope", "act_shift_out"]
+    kw = epilogue_args(steps, output, cout, tuple(acc.shape), groups * cout, 180)
+    got = bk.binary_conv2d(x, wt, groups * 20, **geo, **kw)
+    want = R.binary_conv2d(x, wt, groups * 20, **geo, **kw)
+    same(got, want if output == "bits" else torch.empty_like(got).copy_(want))
+
+
 # ---------------------------------------------------------------- opcheck and bad input
 
 
