@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import bnn_kernels as bk
 from bnn_kernels.nn import BinaryConv2d, BinaryLinear
-from tests.helpers import gen, same
+from tests.helpers import gen
+from tests.helpers import same_bits as same
 
 # ---------------------------------------------------------------- builders
 

@@ -10,7 +10,8 @@ import torch
 
 import bnn_kernels as bk
 from bnn_kernels import reference as R
-from tests.helpers import gen, random_bits, same
+from tests.helpers import gen, random_bits
+from tests.helpers import same_bits as same
 
 STEPS = ["multiplier", "bias", "residual"]
 ACTS = [
