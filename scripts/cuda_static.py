@@ -15,7 +15,8 @@ launch bounds from the PTX nvcc kept, and its instructions with `nvdisasm`, then
              BMMA ... AND.POPC (ptxas emulates .xor.popc on sm_90 with several); tensor-core
              kernels (names with "mma") have BMMA, no POPC (an emulated mma) and no trap
   no-fma     binary_weight_linear kernels keep the epilogue's FMUL/DMUL (dot * scale rounds before
-             + bias, as on the CPU), and the GEMV ones, whose only multiply that is, no FFMA/DFMA
+             + bias, as on the CPU), and the GEMV ones, whose only multiply that is, no FFMA/DFMA;
+             the fused epilogue kernel (epilogue_cuda.cu) has FMULs and no FFMA at all
 
 Writes the table to benchmarks/cuda_static.md (--out) and exits 1 when a gate breaks.
 Tools: nvcc from CUDA_HOME (or /usr/local/cuda); cuobjdump and nvdisasm from PATH, the toolkit,
@@ -268,6 +269,11 @@ def check(k: Kernel) -> None:
         f.append(f"no-fma: {k.count(r'^(FFMA|DFMA)')} fused multiply-adds (the epilogue must round twice)")
     if "linear_" in (k.name or k.mangled) and not k.count(r"^(FMUL|DMUL)\b"):
         f.append("no-fma: no FMUL/DMUL left for the epilogue's dot * scale (fused into an FMA?)")
+    if re.search(r"(?<!\w)epilogue_kernel", k.name or k.mangled):  # epilogue_cuda.cu's kernel
+        if k.count(r"^FFMA\b"):
+            f.append(f"no-fma: {k.count(r'^FFMA')} FFMA in the fused epilogue (each step must round on its own)")
+        if not k.count(r"^FMUL\b"):
+            f.append("no-fma: no FMUL left in the fused epilogue (multiplier and PReLU slope fused away?)")
 
 
 def run(archs=ARCHS, jobs: int | None = None, sources: list[str] | None = None) -> list[Kernel]:

@@ -40,6 +40,7 @@ GEMM = ["tests/ops/test_gemm_edges.py", "tests/ops/test_gemm.py"]
 CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
 BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial_tiles.py", "tests/ops/test_bitserial.py"]
 LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py"]
+EPILOGUE = ["tests/ops/test_epilogue.py"]
 # The GEMM engine also runs under the conv and bit-serial ops.
 ENGINE = GEMM + CONV + BITSERIAL
 
@@ -70,6 +71,7 @@ CV = "csrc/conv/binary_conv_cpu.cpp"
 BS = "csrc/bitserial/bitserial_gemm_cpu.cpp"
 LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
 CK, OPS = "csrc/torch/checks.cpp", "csrc/torch/cpu_ops.cpp"
+EH, EC, ES = "csrc/common/epilogue.h", "csrc/gemm/epilogue_cpu.cpp", "csrc/gemm/epilogue_simd.cpp"
 
 # One mutant per entry, as a table (left out of the formatter).
 # fmt: off
@@ -371,6 +373,49 @@ MUTANTS = [
     M("binding_bitserial_noncontiguous", OPS,
       "const at::Tensor a = a_in.contiguous(), w = w_in.contiguous();\n  cpu::bitserial_gemm",
       "const at::Tensor a = a_in, w = w_in.contiguous();\n  cpu::bitserial_gemm", BITSERIAL),
+    # ---- fused epilogue (order, channel index, bits, rounding, vector paths, tiles, binding) ----
+    M("epilogue_order_bias_first", EH,
+      "if (e.multiplier) y = y * e.multiplier[n];\n  if (e.bias) y = y + e.bias[n];",
+      "if (e.bias) y = y + e.bias[n];\n  if (e.multiplier) y = y * e.multiplier[n];", EPILOGUE),
+    M("epilogue_simd_order_residual_first", ES,
+      "if (e.bias) v = S::add(v, S::load(e.bias + n));\n    if (res) v = S::add(v, S::load(res + j));",
+      "if (res) v = S::add(v, S::load(res + j));\n    if (e.bias) v = S::add(v, S::load(e.bias + n));", EPILOGUE),
+    M("epilogue_simd_channel_index", ES,
+      "v = S::mul(v, S::load(e.multiplier + n));", "v = S::mul(v, S::load(e.multiplier + j));", EPILOGUE),
+    M("epilogue_simd_residual_index", ES,
+      "if (res) v = S::add(v, S::load(res + j));", "if (res) v = S::add(v, S::load(res + n));", EPILOGUE),
+    M("epilogue_simd_shifts_swapped", ES,
+      "S::add(v, S::load(e.act_shift_in + n))", "S::add(v, S::load(e.act_shift_out + n))", EPILOGUE),
+    M("epilogue_avx2_prelu_slope_lanes", ES,
+      "return _mm256_blendv_ps(neg, t, _mm256_cmp_ps(t, _mm256_setzero_ps(), _CMP_GT_OQ));",
+      "return _mm256_blendv_ps(t, neg, _mm256_cmp_ps(t, _mm256_setzero_ps(), _CMP_GT_OQ));", EPILOGUE),
+    M("epilogue_avx512_prelu_slope_lanes", ES,
+      "_CMP_GT_OQ), neg, t);", "_CMP_GT_OQ), t, neg);", EPILOGUE),
+    M("epilogue_bits_tail", EC,
+      "const int64_t nb = std::min<int64_t>(32, len - w * 32);",
+      "const int64_t nb = std::min<int64_t>(32, len - w * 32 + 1);", EPILOGUE),
+    M("epilogue_bits_greater", EC,
+      "word |= static_cast<uint32_t>(y[w * 32 + b] >= thr[w * 32 + b]) << b;",
+      "word |= static_cast<uint32_t>(y[w * 32 + b] > thr[w * 32 + b]) << b;", EPILOGUE),
+    M("epilogue_bits_chunk_word", EC,
+      "int32_t* o = e.bits_out + m * e.bits_ld + n0 / 32;", "int32_t* o = e.bits_out + m * e.bits_ld;", EPILOGUE),
+    M("epilogue_half_subnormal", EC, "if (bias < 0x71000000u) bias = 0x71000000u;", "(void)0;", EPILOGUE),
+    M("epilogue_bfloat16_truncates", EC,
+      "return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);",
+      "return static_cast<uint16_t>(u >> 16);", EPILOGUE),
+    M("epilogue_gemm_tile_affine", GD,
+      "s[i * ns + j] = alpha * s[i * ns + j] + beta;", "s[i * ns + j] = alpha * s[i * ns + j];", EPILOGUE),
+    M("epilogue_gemm_tile_several_k_blocks", GD,
+      "M > kGemvRows && (words + 1) / 2 <= kKc)", "M > kGemvRows)", EPILOGUE),
+    M("epilogue_conv_block_channel_offset", CV,
+      "epilogue_block(*e, values, o, g.og, r0, rn, grp * g.og, g.og);",
+      "epilogue_block(*e, values, o, g.og, r0, rn, 0, g.og);", EPILOGUE),
+    M("epilogue_conv_bits_split_words", CV,
+      "if (!e.bits_out || p.groups == 1 || p.group_out() % 32 == 0)", "if (true)", EPILOGUE),
+    M("epilogue_binding_conv_residual_nchw", OPS,
+      "residual->permute({0, 2, 3, 1}).contiguous()", "residual->contiguous()", EPILOGUE),
+    M("epilogue_check_threshold_shape", CK,
+      "check_channel_vector(a.out_threshold, \"out_threshold\", like, n);", "", EPILOGUE),
 ]
 # fmt: on
 

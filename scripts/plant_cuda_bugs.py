@@ -30,6 +30,9 @@ MMA, POPC, GEMV = "gemm/and_gemm_mma_cuda.cu", "gemm/and_gemm_popc_cuda.cu", "ge
 DISPATCH, XNOR = "gemm/and_gemm_dispatch_cuda.cu", "gemm/xnor_gemm_cuda.cu"
 CONV, PACK = "conv/binary_conv_cuda.cu", "pack/pack_cuda.cu"
 LIN, BITS = "linear/binary_weight_linear_cuda.cu", "bitserial/bitserial_gemm_cuda.cu"
+EPI = "gemm/epilogue_cuda.cu"
+# The emulation family that exercises a file first, where it is not named like its csrc folder.
+FIRST_FAMILY = {EPI: "fused"}
 
 # (id, what, file, text, replacement, occurrence: 1-based, or 0 for every occurrence)
 # One bug per entry, as a table (left out of the formatter).
@@ -129,6 +132,17 @@ BUGS = [
     ("linear-fma", "linear epilogue fused into one FMA (rounds unlike the CPU)", LIN,
      "  if (scale) dot = mul_rn(dot, scale[n]);\n",
      "  if (scale && bias) return fma(dot, scale[n], bias[n]);\n  if (scale) dot = mul_rn(dot, scale[n]);\n", 1),
+    ("epi-ballot-mask", "fused epilogue: ballot mask misses a lane", EPI, "__ballot_sync(0xFFFFFFFFu, bit)",
+     "__ballot_sync(0x7FFFFFFFu, bit)", 1),
+    ("epi-tail", "fused epilogue: the slot at channel N computes and stores", EPI, "if (n < N) {", "if (n <= N) {", 1),
+    ("epi-acc-ld", "fused epilogue reads the accumulators with the row length as leading dim", EPI,
+     "acc[m * acc_ld + n]", "acc[m * N + n]", 1),
+    ("epi-word", "fused epilogue: bit words of a row all stored to its first word", EPI,
+     "e.bits_out[m * e.bits_ld + n / 32]", "e.bits_out[m * e.bits_ld]", 1),
+    ("epi-threshold", "fused epilogue thresholds with > instead of >=", EPI, "bit = y >= e.out_threshold[n];",
+     "bit = y > e.out_threshold[n];", 1),
+    ("epi-half", "fused epilogue rounds float16 toward zero", EPI, "__float2half_rn(y)", "__float2half_rz(y)", 1),
+    ("epi-stride", "fused epilogue grid-stride loop skips a warp of slots", EPI, "s += stride)", "s += stride + 32)", 1),
 ]
 # fmt: on
 
@@ -211,7 +225,8 @@ def main() -> int:
             f.write(planted)
         try:
             exe = build.build(out, scratch)
-            verdict = run_suite(exe, path.split("/")[0])  # csrc folders are named like the families
+            # csrc folders are named like the families, with the exceptions of FIRST_FAMILY
+            verdict = run_suite(exe, FIRST_FAMILY.get(path, path.split("/")[0]))
         except RuntimeError as e:  # a bug that does not compile is not a test of the suite
             print(f"NOT PLANTED {bid}: does not compile ({str(e).splitlines()[0][:120]})", flush=True)
             missing.append(bid)

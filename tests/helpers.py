@@ -99,6 +99,19 @@ def same(out: torch.Tensor, expect: torch.Tensor, device: str | None = None) -> 
     torch.testing.assert_close(out.cpu(), expect.cpu(), rtol=0, atol=0, equal_nan=True)
 
 
+_INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
+
+
+def same_bits(out: torch.Tensor, expect: torch.Tensor, device: str | None = None) -> None:
+    """same(), and float32 / float16 / bfloat16 bit for bit: -0.0 differs from +0.0 (only a
+    NaN's payload may differ)."""
+    same(out, expect, device)
+    if out.dtype in _INT_VIEW:
+        o, e = out.cpu(), expect.cpu()
+        keep = ~o.isnan()
+        assert torch.equal(o[keep].view(_INT_VIEW[o.dtype]), e[keep].view(_INT_VIEW[o.dtype]))
+
+
 # ---------------------------------------------------------------- float64 references of the packed modules
 
 

@@ -5,6 +5,13 @@
 where sign maps 0 to +1 (bit 1 means +1), the integer part is computed exactly by
 ``xnor_gemm`` / ``binary_conv2d`` and the epilogue runs in float32 (float64 when
 out_dtype is float64) before the cast to out_dtype.
+
+For float32 / float16 / bfloat16 outputs of binary (not ternary) weights the epilogue runs
+inside the kernel (the ops' fused epilogue, csrc/common/epilogue.h), and so can more steps:
+``forward(x, residual)`` adds a residual, ``set_activation(slope, shift_in, shift_out)``
+attaches PReLU / RPReLU, ``set_out_threshold(t)`` makes the layer return packed bits
+(y >= t per channel) that a following binary layer takes as its input directly, so no
+float tensor passes between them. Each step rounds as the unfused torch sequence does.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..ops.conv import conv_out_size
 from ._base import (
     PackedModule,
     check_bool,
@@ -51,22 +59,134 @@ class _EpilogueBuffers:
         module.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32))
 
 
+# The optional fused steps after multiplier and bias, as buffers of the same names (float32
+# [out]); config key ``fused`` lists those a module holds, so from_config rebuilds them.
+FUSED_BUFFERS = ("act_slope", "act_shift_in", "act_shift_out", "out_threshold")
+
+
+class _FusedSteps:
+    """PReLU / RPReLU, residual and bit-packed output of BinaryLinear / BinaryConv2d, run in
+    the kernel's fused epilogue (order and rounding of csrc/common/epilogue.h):
+
+        y = float(acc) * multiplier + bias (+ residual)
+        t = y + act_shift_in;  t = t if t > 0 else act_slope * t;  y = t + act_shift_out
+        output y as out_dtype, or the packed bits of y >= out_threshold
+
+    Available where the kernel runs the epilogue: binary (not ternary) weights and out_dtype
+    float32, float16 or bfloat16."""
+
+    def _init_fused(self, fused, channels: int) -> None:
+        fused = tuple(fused)
+        bad = [f for f in fused if f not in FUSED_BUFFERS]
+        if bad or len(set(fused)) != len(fused):
+            raise ValueError(f"fused must list distinct names of {FUSED_BUFFERS}, got {list(fused)}")
+        if ("act_shift_in" in fused or "act_shift_out" in fused) and "act_slope" not in fused:
+            raise ValueError("fused: act_shift_in / act_shift_out need act_slope")
+        self.fused = tuple(f for f in FUSED_BUFFERS if f in fused)
+        for f in self.fused:
+            self.register_buffer(f, torch.zeros(channels, dtype=torch.float32))
+        if self.fused:
+            self._check_fusable("fused steps")
+
+    def _fusable(self) -> bool:
+        return not self.ternary and self.out_dtype in (torch.float32, torch.float16, torch.bfloat16)
+
+    def _check_fusable(self, what: str) -> None:
+        if not self._fusable():
+            raise ValueError(
+                f"{type(self).__name__}: {what} need(s) the kernel's fused epilogue, which runs for binary "
+                f"(not ternary) weights and out_dtype float32, float16 or bfloat16 (this one: ternary="
+                f"{self.ternary}, out_dtype={self.out_dtype})"
+            )
+
+    def _set_fused(self, name: str, value) -> None:
+        n = self.multiplier.shape[0]
+        if value is None:
+            if name in self.fused:
+                delattr(self, name)
+            self.fused = tuple(f for f in self.fused if f != name)
+            return
+        t = per_channel(value, n, name, 0.0).to(self.multiplier.device)
+        if name in self.fused:
+            getattr(self, name).copy_(t)
+        else:
+            self.register_buffer(name, t)
+            self.fused = tuple(f for f in FUSED_BUFFERS if f in self.fused or f == name)
+
+    def set_activation(self, slope, shift_in=None, shift_out=None):
+        """Attach PReLU (slope per output channel, a number or a tensor [out]) or RPReLU of
+        ReActNet, ``prelu(y - gamma, slope) + zeta``: shift_in = -gamma, shift_out = zeta
+        (either may be None: skipped, not added as 0). slope=None removes the activation.
+        Returns self."""
+        if slope is None:
+            if shift_in is not None or shift_out is not None:
+                raise ValueError("set_activation: shift_in / shift_out need a slope")
+            for f in ("act_slope", "act_shift_in", "act_shift_out"):
+                self._set_fused(f, None)
+            return self
+        self._check_fusable("an activation")
+        self._set_fused("act_slope", slope)
+        self._set_fused("act_shift_in", shift_in)
+        self._set_fused("act_shift_out", shift_out)
+        return self
+
+    def set_out_threshold(self, threshold):
+        """Return packed bits of y >= threshold (per output channel) instead of y: int32
+        [..., ceil(out/32)] (BinaryLinear) or NHWC [N, Ho, Wo, ceil(O/32)] (BinaryConv2d), the
+        input a following BinaryLinear / BinaryConv2d takes as it is (its own threshold is then
+        not used: this one binarizes). None returns floats again. Returns self."""
+        if threshold is not None:
+            self._check_fusable("packed output")
+        self._set_fused("out_threshold", threshold)
+        return self
+
+    def _fused_kwargs(self, residual) -> dict:
+        kw = dict(multiplier=self.multiplier, bias=self.bias, residual=residual)
+        for f in self.fused:
+            kw[f] = getattr(self, f)
+        if "out_threshold" not in self.fused:
+            kw["out_dtype"] = self.out_dtype
+        return kw
+
+    def _residual(self, residual, shape) -> torch.Tensor | None:
+        if residual is None:
+            return None
+        if not self._fusable():
+            self._check_fusable("a residual")
+        if not isinstance(residual, torch.Tensor) or tuple(residual.shape) != tuple(shape):
+            raise ValueError(
+                f"{type(self).__name__}: residual must have the output's shape {tuple(shape)}, "
+                f"got {tuple(getattr(residual, 'shape', ()))}"
+            )
+        return residual.to(torch.float32)  # added in float32, before the one rounding to out_dtype
+
+
 @register_packed
-class BinaryLinear(PackedModule):
+class BinaryLinear(_FusedSteps, PackedModule):
     """Binary weights x binarized input, as an XNOR-popcount GEMM.
 
     Computes ``multiplier * (sign(x - threshold) @ sign(W).T) + bias`` with W packed.
 
     ternary=True: W in {-1, 0, +1} (weight_rows), computed exactly by two binary products.
 
+    Input: float [..., in], binarized here by ``x >= threshold``, or the packed bits int32
+    [..., ceil(in/32)] of a previous layer's set_out_threshold.
+
     Buffers: weight_bits int32 [out (2 * out if ternary), ceil(in/32)], threshold float32 [in],
-    multiplier float32 [out], bias float32 [out].
+    multiplier float32 [out], bias float32 [out], and those of ``fused`` (act_slope,
+    act_shift_in, act_shift_out, out_threshold: float32 [out]; see set_activation and
+    set_out_threshold).
     """
 
-    _config_keys = ("in_features", "out_features", "out_dtype", "ternary")
+    _config_keys = ("in_features", "out_features", "out_dtype", "ternary", "fused")
 
     def __init__(
-        self, in_features: int, out_features: int, out_dtype: str | torch.dtype = "float32", ternary: bool = False
+        self,
+        in_features: int,
+        out_features: int,
+        out_dtype: str | torch.dtype = "float32",
+        ternary: bool = False,
+        fused=(),
     ):
         super().__init__()
         self.in_features = positive_int(in_features, "in_features")
@@ -77,6 +197,7 @@ class BinaryLinear(PackedModule):
         self.register_buffer("weight_bits", torch.zeros(rows, words(in_features), dtype=torch.int32))
         self.register_buffer("threshold", torch.zeros(in_features, dtype=torch.float32))
         _EpilogueBuffers.init(self, out_features)
+        self._init_fused(fused, out_features)
 
     @classmethod
     def from_weight(cls, weight, bias=None, *, multiplier=None, threshold=0.0, out_dtype="float32", ternary=False):
@@ -109,17 +230,38 @@ class BinaryLinear(PackedModule):
             out_dtype=out_dtype or (w.dtype if w.dtype.is_floating_point else torch.float32),
         )
 
+    def _input_bits(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed input bits [..., ceil(in/32)]: x itself when int32 (packed), else x binarized."""
+        if isinstance(x, torch.Tensor) and x.dtype == torch.int32:
+            if x.dim() == 0 or x.shape[-1] != words(self.in_features):
+                raise ValueError(
+                    f"{type(self).__name__}: packed input must have {words(self.in_features)} int32 words in "
+                    f"its last dim, got shape {tuple(x.shape)}"
+                )
+            return x
+        check_float_input(x, type(self).__name__, None, self.in_features, -1)
+        return ops.pack_bits(x, self.threshold)
+
     def int_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The exact integer part sign(x - threshold) @ sign(W).T, int32 [..., out]."""
-        check_float_input(x, type(self).__name__, None, self.in_features, -1)
-        bits = ops.pack_bits(x, self.threshold)
+        bits = self._input_bits(x)
         y = ops.xnor_gemm(bits.reshape(-1, bits.shape[-1]), self.weight_bits, self.in_features)
         if self.ternary:
             y = combine_ternary(y, -1)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y.reshape(*bits.shape[:-1], self.out_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._epilogue(self.int_forward(x), -1)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """y [..., out] of out_dtype (+ residual [..., out], then the activation), or its packed
+        bits [..., ceil(out/32)] after set_out_threshold."""
+        if not self._fusable():
+            self._residual(residual, ())  # raises for a residual
+            return self._epilogue(self.int_forward(x), -1)
+        bits = self._input_bits(x)
+        lead = bits.shape[:-1]
+        r = self._residual(residual, (*lead, self.out_features))
+        kw = self._fused_kwargs(None if r is None else r.reshape(-1, self.out_features))
+        y = ops.xnor_gemm(bits.reshape(-1, bits.shape[-1]), self.weight_bits, self.in_features, **kw)
+        return y.reshape(*lead, y.shape[-1])
 
 
 class _ConvGeometry(PackedModule):
@@ -187,7 +329,7 @@ class _ConvGeometry(PackedModule):
 
 
 @register_packed
-class BinaryConv2d(_ConvGeometry):
+class BinaryConv2d(_FusedSteps, _ConvGeometry):
     """Binary 2-D convolution: ``multiplier * conv(sign(x - threshold), sign(W)) + bias``.
 
     Input NCHW float (any values: binarized here by ``x >= threshold[c]``), output NCHW of
@@ -196,11 +338,15 @@ class BinaryConv2d(_ConvGeometry):
 
     ternary=True: W in {-1, 0, +1}, computed exactly by two binary convolutions.
 
+    Input may also be packed NHWC bits int32 [N, H, W, ceil(C/32)] (a previous layer's
+    set_out_threshold output); the output is then channels_last.
+
     Buffers: weight_bits int32 [O (2 * O if ternary), KH, KW, ceil((C/groups)/32)], threshold
-    float32 [C], multiplier float32 [O], bias float32 [O].
+    float32 [C], multiplier float32 [O], bias float32 [O], and those of ``fused`` (act_slope,
+    act_shift_in, act_shift_out, out_threshold: float32 [O]).
     """
 
-    _config_keys = _ConvGeometry.geometry_keys + ("pad_value", "out_dtype", "ternary")
+    _config_keys = _ConvGeometry.geometry_keys + ("pad_value", "out_dtype", "ternary", "fused")
 
     def __init__(
         self,
@@ -214,6 +360,7 @@ class BinaryConv2d(_ConvGeometry):
         pad_value=0,
         out_dtype="float32",
         ternary=False,
+        fused=(),
     ):
         super().__init__()
         self._init_geometry(
@@ -225,6 +372,7 @@ class BinaryConv2d(_ConvGeometry):
         self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
         self.register_buffer("threshold", torch.zeros(in_channels, dtype=torch.float32))
         _EpilogueBuffers.init(self, out_channels)
+        self._init_fused(fused, out_channels)
 
     @classmethod
     def from_weight(
@@ -280,12 +428,47 @@ class BinaryConv2d(_ConvGeometry):
             out_dtype=out_dtype or w.dtype,
         )
 
+    def _input_bits(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed NHWC input bits: x itself when int32 (packed), else x binarized."""
+        if isinstance(x, torch.Tensor) and x.dtype == torch.int32:
+            if x.dim() != 4 or x.shape[-1] != words(self.in_channels):
+                raise ValueError(
+                    f"{type(self).__name__}: packed input must be NHWC int32 [N, H, W, {words(self.in_channels)}], "
+                    f"got shape {tuple(x.shape)}"
+                )
+            return x
+        self._check_input(x)
+        return ops.pack_bits(x.permute(0, 2, 3, 1), self.threshold)
+
     def int_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The exact integer conv of the +-1 tensors, int32 [N, O, Ho, Wo] (channels_last storage)."""
-        self._check_input(x)
-        x_bits = ops.pack_bits(x.permute(0, 2, 3, 1), self.threshold)
-        y = self._conv_bits(x_bits, self.pad_value)
+        y = self._conv_bits(self._input_bits(x), self.pad_value)
         return combine_ternary(y, 1, self.groups) if self.ternary else y
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_output_format(x, self._epilogue(self.int_forward(x), 1))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """y [N, O, Ho, Wo] of out_dtype (+ residual of that shape, then the activation), or
+        its packed NHWC bits [N, Ho, Wo, ceil(O/32)] after set_out_threshold."""
+        if not self._fusable():
+            self._residual(residual, ())  # raises for a residual
+            return conv_output_format(x, self._epilogue(self.int_forward(x), 1))
+        x_bits = self._input_bits(x)
+        n, h, w = x_bits.shape[:3]
+        ho, wo = (
+            conv_out_size(s, k, st, p, d)
+            for s, k, st, p, d in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation)
+        )
+        r = self._residual(residual, (n, self.out_channels, ho, wo))
+        y = ops.binary_conv2d(
+            x_bits,
+            self.weight_bits,
+            self.in_channels,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.pad_value,
+            **self._fused_kwargs(r),
+        )
+        if "out_threshold" in self.fused or x.dtype == torch.int32:
+            return y
+        return conv_output_format(x, y)

@@ -14,7 +14,9 @@
 //    input times anything). So each output pixel adds back wsum[t] = sum_c w[t][c]
 //    = 2 * popcount(w[t]) - Cg for each of its padded taps t; wsum is computed once per call.
 //
-// All three run on a block while it is in cache, in one parallel region.
+// All three run on a block while it is in cache, in one parallel region, and so does the
+// fused epilogue (gemm/epilogue_cpu.h) when the op has one: the block's int32 results go
+// through it into the float or bit outputs before the next block.
 #include "conv/binary_conv.h"
 
 #include <algorithm>
@@ -97,6 +99,7 @@ struct ConvGemm {
   int64_t block_rows, blocks;
   uint32_t fill, last;  // a padded tap's words; the valid bits of a tap's last word
   MicroKernel mk;
+  int64_t out_ld;  // row stride of the int32 results a block's passes 2-3 write
 };
 
 ConvGemm plan_gemm(const ConvParams& p, int nt) {
@@ -118,6 +121,7 @@ ConvGemm plan_gemm(const ConvParams& p, int nt) {
   g.blocks = (g.pixels + g.block_rows - 1) / g.block_rows;
   g.fill = p.pad_value == 1 ? 0xFFFFFFFFu : 0u;
   g.last = tail_mask(g.cg);
+  g.out_ld = p.out_channels;
   return g;
 }
 
@@ -187,12 +191,12 @@ bool gather_block(const uint32_t* x, const ConvParams& p, const ConvGemm& g, int
 }
 
 // Pass 3 (pad_value=0): adds wsum[t] (this group's columns, [tap][out channel] with row
-// stride O) to each of the block's rn output rows (stride O) for each of its padded taps.
+// stride O) to each of the block's rn output rows (stride g.out_ld) for each of its padded taps.
 void correct_zero_padding(const uint8_t* padded, const int32_t* wsum_g, int64_t rn, const ConvParams& p,
                           const ConvGemm& g, int32_t* out) {
   for (int64_t r = 0; r < rn; ++r) {
     const uint8_t* pad = padded + r * g.taps;
-    int32_t* orow = out + r * p.out_channels;
+    int32_t* orow = out + r * g.out_ld;
     for (int64_t t = 0; t < g.taps; ++t) {
       if (!pad[t]) continue;
       const int32_t* ws = wsum_g + t * p.out_channels;
@@ -202,18 +206,23 @@ void correct_zero_padding(const uint8_t* padded, const int32_t* wsum_g, int64_t 
 }
 
 // Passes 1-3 over every (group, pixel block), each block gathered into A tiles, multiplied
-// against the group's B tiles while it is in L1, and corrected while its rows are in cache.
+// against the group's B tiles while it is in L1, and corrected while its rows are in cache;
+// with an epilogue e, the block's int32 results (in a per-thread buffer, g.out_ld = og) then
+// go through e into its outputs while still in cache.
 void run_blocks(const uint32_t* x, const ConvParams& p, const ConvGemm& g, const uint64_t* bp, const int32_t* wsum,
-                int32_t* out, int nt) {
+                int32_t* out, const Epilogue* e, int nt) {
   const int32_t alpha = -2, beta = static_cast<int32_t>(g.taps * g.cg);
+  const ValuesFn values = e ? select_epilogue_values() : nullptr;
 #pragma omp parallel num_threads(nt)
   {
     static thread_local std::vector<uint64_t> acache;
     static thread_local std::vector<uint32_t> rcache;
     static thread_local std::vector<uint8_t> pcache;
+    static thread_local std::vector<int32_t> ocache;
     const ScratchBuffer<uint64_t> apack(acache, g.block_rows * g.w64);
     const ScratchBuffer<uint32_t> row_buf(rcache, 2 * g.w64);
     const ScratchBuffer<uint8_t> pad_buf(pcache, g.block_rows * g.taps);
+    const ScratchBuffer<int32_t> block_out(ocache, e ? g.block_rows * g.og : 0);
     uint32_t* const row = row_buf.get();
     row[2 * g.w64 - 1] = 0;  // the odd half-word, when row_words is odd
 
@@ -222,21 +231,23 @@ void run_blocks(const uint32_t* x, const ConvParams& p, const ConvGemm& g, const
       for (int64_t blk = 0; blk < g.blocks; ++blk) {
         const int64_t r0 = blk * g.block_rows, rn = std::min(g.block_rows, g.pixels - r0);
         const bool any_padded = gather_block(x, p, g, grp, r0, rn, row, pad_buf.get(), apack.get());
-        int32_t* o = out + r0 * p.out_channels + grp * g.og;
+        int32_t* o = e ? block_out.get() : out + r0 * p.out_channels + grp * g.og;
         multiply_tiles(g.mk, apack.get(), rn, bp + grp * g.n_tiles * g.mk.nr * g.w64, g.og, g.w64, alpha, beta, o,
-                       p.out_channels);
+                       g.out_ld);
         if (p.pad_value == 0 && any_padded) correct_zero_padding(pad_buf.get(), wsum + grp * g.og, rn, p, g, o);
+        if (e) epilogue_block(*e, values, o, g.og, r0, rn, grp * g.og, g.og);
       }
     }
   }
 }
 
-}  // namespace
-
-void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, int num_threads) {
+// The conv into out (int32, NHWC), or with an epilogue e through e block by block (out unused).
+void conv_impl(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, const Epilogue* e,
+               int num_threads) {
   if (p.batch * p.out_h * p.out_w == 0 || p.out_channels == 0) return;
   const int nt = sane_threads(num_threads);
-  const ConvGemm g = plan_gemm(p, nt);
+  ConvGemm g = plan_gemm(p, nt);
+  if (e) g.out_ld = g.og;
 
   // Weights with each tap's tail masked (only needed when Cg is not a multiple of 32) and,
   // for zero padding, each tap's column sums wsum [tap][o] for pass 3.
@@ -250,13 +261,22 @@ void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int3
   static thread_local std::vector<uint64_t> bcache;
   const ScratchBuffer<uint64_t> bpack(bcache, p.groups * g.n_tiles * g.mk.nr * g.w64);
   pack_weight_tiles(clean_w ? wclean.get() : w, p, g, bpack.get(), nt);
-  run_blocks(reinterpret_cast<const uint32_t*>(x), p, g, bpack.get(), wsum.get(), out, nt);
+  run_blocks(reinterpret_cast<const uint32_t*>(x), p, g, bpack.get(), wsum.get(), out, e, nt);
+}
+
+}  // namespace
+
+void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, int num_threads) {
+  conv_impl(x, w, p, out, nullptr, num_threads);
 }
 
 void binary_conv2d(const int32_t* x, const int32_t* w, const ConvParams& p, const Epilogue& e, int num_threads) {
   if (e.raw_int32()) return binary_conv2d(x, w, p, static_cast<int32_t*>(e.out), num_threads);
   const int64_t pixels = p.batch * p.out_h * p.out_w;
   if (pixels == 0 || p.out_channels == 0) return;
+  // Bits need whole words of a row: a block of one group covers them when groups == 1 or a
+  // group's channels are a multiple of 32. Then the epilogue runs per block, in cache.
+  if (!e.bits_out || p.groups == 1 || p.group_out() % 32 == 0) return conv_impl(x, w, p, nullptr, &e, num_threads);
   static thread_local std::vector<int32_t> ccache;
   const ScratchBuffer<int32_t> acc(ccache, static_cast<size_t>(pixels * p.out_channels));
   binary_conv2d(x, w, p, acc.get(), num_threads);

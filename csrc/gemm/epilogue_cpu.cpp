@@ -10,7 +10,6 @@
 
 #include "common/bits.h"
 #include "common/cpu_features.h"
-#include "gemm/epilogue_simd.h"
 
 namespace bnn::cpu {
 namespace {
@@ -21,12 +20,6 @@ static_assert(kChunk % 32 == 0, "a chunk packs whole bit words");
 // y[j] = epilogue_value(e, m, n0 + j, acc[j]) for j < len: the definition itself.
 void values_scalar(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const int32_t* acc, float* y) {
   for (int64_t j = 0; j < len; ++j) y[j] = epilogue_value(e, m, n0 + j, acc[j]);
-}
-
-ValuesFn select_values() {
-  if (use_avx512() && epilogue_values_avx512) return epilogue_values_avx512;
-  if (use_avx2() && epilogue_values_avx2) return epilogue_values_avx2;
-  return values_scalar;
 }
 
 // Stores y[0, len) as columns [n0, n0 + len) of row m of the float output.
@@ -64,29 +57,40 @@ void store_bits(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const flo
 
 }  // namespace
 
-void epilogue_rows(const Epilogue& e, const int32_t* acc, int64_t acc_ld, int64_t m0, int64_t rows, int64_t n) {
-  const ValuesFn values = select_values();
+ValuesFn select_epilogue_values() {
+  if (use_avx512() && epilogue_values_avx512) return epilogue_values_avx512;
+  if (use_avx2() && epilogue_values_avx2) return epilogue_values_avx2;
+  return values_scalar;
+}
+
+void epilogue_block(const Epilogue& e, ValuesFn values, const int32_t* acc, int64_t acc_ld, int64_t m0, int64_t rows,
+                    int64_t n0, int64_t cols) {
   alignas(64) float y[kChunk];
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
-    for (int64_t n0 = 0; n0 < n; n0 += kChunk) {
-      const int64_t len = std::min(kChunk, n - n0);
-      values(e, m, n0, len, acc + r * acc_ld + n0, y);
-      if (e.out && e.out_dtype != OutDtype::Int32) store_float(e, m, n0, len, y);
-      if (e.bits_out) store_bits(e, m, n0, len, y);
+    for (int64_t c = 0; c < cols; c += kChunk) {
+      const int64_t len = std::min(kChunk, cols - c);
+      values(e, m, n0 + c, len, acc + r * acc_ld + c, y);
+      if (e.out && e.out_dtype != OutDtype::Int32) store_float(e, m, n0 + c, len, y);
+      if (e.bits_out) store_bits(e, m, n0 + c, len, y);
     }
   }
+}
+
+void epilogue_rows(const Epilogue& e, const int32_t* acc, int64_t acc_ld, int64_t m0, int64_t rows, int64_t n) {
+  epilogue_block(e, select_epilogue_values(), acc, acc_ld, m0, rows, 0, n);
 }
 
 void apply_epilogue(const Epilogue& e, const int32_t* acc, int64_t acc_ld, int64_t M, int64_t n, int num_threads) {
   if (M <= 0 || n <= 0) return;
   const int nt = M * n < (int64_t(1) << 15) ? 1 : sane_threads(num_threads);
+  const ValuesFn values = select_epilogue_values();
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t m = 0; m < M; ++m) epilogue_rows(e, acc + m * acc_ld, acc_ld, m, 1, n);
+  for (int64_t m = 0; m < M; ++m) epilogue_block(e, values, acc + m * acc_ld, acc_ld, m, 1, 0, n);
 }
 
 const char* epilogue_isa() {
-  const ValuesFn v = select_values();
+  const ValuesFn v = select_epilogue_values();
   return v == values_scalar ? "scalar" : v == epilogue_values_avx2 ? "avx2" : "avx512";
 }
 

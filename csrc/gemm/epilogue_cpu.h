@@ -12,8 +12,20 @@
 #include <cstdint>
 
 #include "common/epilogue.h"
+#include "gemm/epilogue_simd.h"
 
 namespace bnn::cpu {
+
+// The value kernel of the best ISA the CPU has under BNN_KERNELS_CPU_ISA (read now): callers
+// that apply the epilogue tile by tile pick it once per call.
+ValuesFn select_epilogue_values();
+
+// Applies e to a block of accumulators while it is in cache: output rows [m0, m0 + rows) and
+// channels [n0, n0 + cols), channel n0 + j of row r at acc[r * acc_ld + j]. Float outputs take
+// any block; bits need n0 % 32 == 0 and a block that ends at a multiple of 32 or at the last
+// channel (the words it covers are written whole).
+void epilogue_block(const Epilogue& e, ValuesFn values, const int32_t* acc, int64_t acc_ld, int64_t m0, int64_t rows,
+                    int64_t n0, int64_t cols);
 
 // Applies e to rows [m0, m0 + rows) of the accumulators acc (row r of the block at
 // acc + r * acc_ld, columns [0, n)): row m of e's outputs is written in full (n values,

@@ -66,6 +66,15 @@ void store_tile(const int32_t* s, int64_t ns, int32_t* c, int64_t ldc, int64_t m
   }
 }
 
+// A finished tile (mv x nv counts s, row stride ns, one K block) as alpha * s + beta through
+// the epilogue e: output rows [m0, m0 + mv), channels [n0, n0 + nv).
+void epilogue_tile(const Epilogue& e, ValuesFn values, int32_t* s, int64_t ns, int64_t m0, int64_t mv, int64_t n0,
+                   int64_t nv, int32_t alpha, int32_t beta) {
+  for (int64_t i = 0; i < mv; ++i)
+    for (int64_t j = 0; j < nv; ++j) s[i * ns + j] = alpha * s[i * ns + j] + beta;
+  epilogue_block(e, values, s, ns, m0, mv, n0, nv);
+}
+
 }  // namespace
 
 void pack_tiles(const int32_t* src, int64_t ld, int64_t rows, int R, int64_t words, uint32_t last_mask, int64_t w64,
@@ -100,9 +109,13 @@ void multiply_tiles(const MicroKernel& mk, const uint64_t* ap, int64_t M, const 
 
 const char* gemm_isa() { return select_microkernel(BitOp::Xor).name; }
 
-void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N,
-                   int64_t words, uint32_t last_mask, int32_t alpha, int32_t beta, int32_t* C, int64_t ldc,
-                   int num_threads) {
+namespace {
+
+// popcount_gemm; with an epilogue e (tiled path, one K block only) each finished tile goes
+// through e while in L1 instead of into C.
+void popcount_gemm_impl(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N,
+                        int64_t words, uint32_t last_mask, int32_t alpha, int32_t beta, int32_t* C, int64_t ldc,
+                        int num_threads, const Epilogue* e) {
   if (M <= 0 || N <= 0) return;
   if (words <= 0) {
     for (int64_t m = 0; m < M; ++m)
@@ -134,6 +147,7 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
   uint64_t* bp = bpack.get();
   // Fewer than two hand-outs of work: one thread, no fork and join.
   const int nt = m_tiles * n_tiles * w64 < 2 * kChunkWords ? 1 : sane_threads(num_threads);
+  const ValuesFn values = e ? select_epilogue_values() : nullptr;
 
 #pragma omp parallel num_threads(nt)
   {
@@ -148,11 +162,22 @@ void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, in
       alignas(64) int32_t acc[kMaxMR * kMaxNR];
       mk.fn(ap + (t * w64 + k0) * mr, bp + (p * w64 + k0) * nr, kn, acc);
       const int64_t m0 = t * mr, n0 = p * nr;
+      if (e)
+        return epilogue_tile(*e, values, acc, nr, m0, std::min<int64_t>(mr, M - m0), n0, std::min<int64_t>(nr, N - n0),
+                             alpha, beta);
       store_tile(acc, nr, C + m0 * ldc + n0, ldc, std::min<int64_t>(mr, M - m0), std::min<int64_t>(nr, N - n0), first,
                  last, alpha, beta);
     };
     for_each_tile_pair(m_tiles, n_tiles, w64, kc, block_tiles, 1, tile);
   }
+}
+
+}  // namespace
+
+void popcount_gemm(BitOp op, const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N,
+                   int64_t words, uint32_t last_mask, int32_t alpha, int32_t beta, int32_t* C, int64_t ldc,
+                   int num_threads) {
+  popcount_gemm_impl(op, A, lda, B, ldb, M, N, words, last_mask, alpha, beta, C, ldc, num_threads, nullptr);
 }
 
 void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int64_t M, int64_t N, int64_t k,
@@ -165,7 +190,14 @@ void xnor_gemm(const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb, int
                const Epilogue& e, int num_threads) {
   if (e.raw_int32()) return xnor_gemm(A, lda, B, ldb, M, N, k, static_cast<int32_t*>(e.out), e.out_ld, num_threads);
   if (M <= 0 || N <= 0) return;
-  // The exact counts into a scratch matrix, then the epilogue over it.
+  const int64_t words = words_for_bits(k);
+  if (!e.bits_out && M > kGemvRows && (words + 1) / 2 <= kKc) {
+    // Float output of the tiled path with one K block: each tile through the epilogue in L1.
+    return popcount_gemm_impl(BitOp::Xor, A, lda, B, ldb, M, N, words, tail_mask(k), -2, static_cast<int32_t>(k),
+                              nullptr, 0, num_threads, &e);
+  }
+  // Otherwise (bits, which need whole words of a row; few rows; K blocks summed in C) the
+  // exact counts into a scratch matrix, then the epilogue over it.
   static thread_local std::vector<int32_t> ccache;
   const ScratchBuffer<int32_t> acc(ccache, static_cast<size_t>(M * N));
   xnor_gemm(A, lda, B, ldb, M, N, k, acc.get(), N, num_threads);

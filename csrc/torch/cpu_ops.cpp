@@ -92,8 +92,8 @@ at::Tensor xnor_gemm_cpu(const at::Tensor& a_in, const at::Tensor& b_in, int64_t
   const EpilogueSpec spec = check_epilogue(args, a_in, s.n, {s.m, s.n});
   at::Tensor out = empty_gemm_output(spec, s.m, s.n, a_in.options());
   if (out.numel() == 0) return out;
-  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
   const BoundEpilogue ep = bind_epilogue(args, spec, out, residual ? residual->contiguous() : at::Tensor(), s.n);
+  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
   cpu::xnor_gemm(a.data_ptr<int32_t>(), a.size(1), b.data_ptr<int32_t>(), b.size(1), s.m, s.n, k, ep.e, threads());
   return out;
 }
@@ -115,8 +115,8 @@ at::Tensor binary_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in, int
   const EpilogueSpec spec = check_epilogue(args, x_in, p.out_channels, {p.batch, p.out_channels, p.out_h, p.out_w});
   at::Tensor out = empty_conv_output(p, x_in.options(), spec);
   if (out.numel() == 0) return out;
-  const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
   const BoundEpilogue ep = bind_epilogue(args, spec, out, conv_residual_rows(residual), p.out_channels);
+  const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
   cpu::binary_conv2d(x.data_ptr<int32_t>(), w.data_ptr<int32_t>(), p, ep.e, threads());
   return out;
 }

@@ -75,6 +75,9 @@ FALLBACK = [
 ]
 # The emulator's own sm_90a tests: a TMA + mbarrier + wgmma GEMM, probes and one kernel per rule.
 DRIVERS += ["test_sm90.cpp"]
+# The fused epilogue kernel against the CPU epilogue (test_fused.cpp).
+DRIVERS += ["test_fused.cpp"]
+SUITE["fused"] = [(0, 1), (1, 2)]
 TEST_KERNELS += ["test_sm90_kernels.cu"]
 SUITE["sm90"] = [(1, 1), (1, 2), (1, 3)]
 

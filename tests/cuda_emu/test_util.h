@@ -55,5 +55,6 @@ void test_linear();
 void test_layout();
 void test_mma_fallback(const std::string& want);
 void test_epilogue();
+void test_fused_epilogue();  // test_fused.cpp
 int run_detector(const std::string& name);
 }  // namespace emutest

@@ -10,7 +10,8 @@ import torch
 
 import bnn_kernels as bk
 from bnn_kernels import reference as R
-from tests.helpers import gen, random_bits, same
+from tests.helpers import gen, random_bits
+from tests.helpers import same_bits as same
 
 STEPS = ["multiplier", "bias", "residual"]
 ACTS = [
@@ -216,6 +217,23 @@ def test_binary_conv2d_epilogue_residual_layouts_and_bits_chain():
     same(bk.binary_conv2d(bits, w2, 70), R.binary_conv2d(bits, w2, 70).contiguous(memory_format=torch.channels_last))
 
 
+@pytest.mark.parametrize("groups,cout", [(1, 70), (2, 64), (2, 70), (4, 128)])
+@pytest.mark.parametrize("output", [torch.float32, torch.bfloat16, "bits"], ids=str)
+def test_binary_conv2d_epilogue_in_block_and_pass(groups, cout, output, cpu_isa):
+    """The epilogue per pixel block (floats; bits when a group's channels are whole words) and
+    after the conv (bits of groups that split words), several blocks and threads."""
+    torch.set_num_threads(2)
+    x = random_bits(2, 13, 11, k=groups * 20, seed=groups + cout)
+    wt = random_bits(cout, 3, 3, k=20, seed=cout)
+    geo = dict(padding=1, groups=groups)
+    acc = R.binary_conv2d(x, wt, groups * 20, **geo)
+    steps = ["multiplier", "bias", "residual", "act_slope", "act_shift_out"]
+    kw = epilogue_args(steps, output, cout, tuple(acc.shape), groups * cout, 180)
+    got = bk.binary_conv2d(x, wt, groups * 20, **geo, **kw)
+    want = R.binary_conv2d(x, wt, groups * 20, **geo, **kw)
+    same(got, want if output == "bits" else torch.empty_like(got).copy_(want))
+
+
 # ---------------------------------------------------------------- opcheck and bad input
 
 
@@ -284,3 +302,29 @@ def test_epilogue_bad_input(fn, exc, match):
 def test_epilogue_mixed_devices_rejected():
     with pytest.raises(ValueError, match="same device"):
         bk.xnor_gemm(_a, _b, 40, bias=_v.cuda())
+
+
+# ---------------------------------------------------------------- on every device (CPU, CUDA)
+# gemm_device: the CPU, then CUDA under every forced GEMM path; CUDA must equal the CPU.
+
+
+@pytest.mark.parametrize("output", OUTPUTS, ids=str)
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (3, 70, 33), (9, 257, 300), (130, 65, 1025)])
+def test_xnor_gemm_epilogue_on_device(gemm_device, m, n, k, output):
+    a, b = random_bits(m, k=k, seed=m + n), random_bits(n, k=k, seed=k)
+    for steps in [(), ("multiplier", "bias", "residual", "act_slope", "act_shift_in", "act_shift_out")]:
+        kw = epilogue_args(steps, output, n, (m, n), m * n + k, k)
+        dev_kw = {name: v.to(gemm_device) if isinstance(v, torch.Tensor) else v for name, v in kw.items()}
+        out = bk.xnor_gemm(a.to(gemm_device), b.to(gemm_device), k, **dev_kw)
+        same(out, bk.xnor_gemm(a, b, k, **kw), gemm_device)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_binary_conv2d_epilogue_on_device(gemm_device, seed):
+    rng = random.Random(seed)
+    x, wt, cin, geo, s = random_conv(rng)
+    acc = R.binary_conv2d(x, wt, cin, **geo)
+    kw = epilogue_args(rng.choice(COMBOS), OUTPUTS[seed % len(OUTPUTS)], wt.shape[0], tuple(acc.shape), s, cin)
+    dev_kw = {name: v.to(gemm_device) if isinstance(v, torch.Tensor) else v for name, v in kw.items()}
+    out = bk.binary_conv2d(x.to(gemm_device), wt.to(gemm_device), cin, **geo, **dev_kw)
+    same(out, bk.binary_conv2d(x, wt, cin, **geo, **kw), gemm_device)

@@ -19,6 +19,7 @@
 #include "common/bits.h"
 #include "conv/binary_conv_cuda.h"
 #include "gemm/and_gemm_cuda.h"
+#include "gemm/epilogue_cuda.h"
 #include "linear/binary_weight_linear_cuda.h"
 #include "pack/pack_cuda.h"
 #include "torch/checks.h"
@@ -121,6 +122,18 @@ at::Tensor to_bitplanes_cuda(const at::Tensor& q_in, int64_t nbits, bool is_sign
   return out;
 }
 
+// The int32 accumulators a kernel writes: the output itself without an epilogue, else a
+// scratch [rows, n] matrix the epilogue kernel then reads.
+at::Tensor accumulators(const at::Tensor& out, const EpilogueSpec& spec, int64_t rows, int64_t n) {
+  return spec.output == EpilogueOutput::Int32 ? out : at::empty({rows, n}, out.options().dtype(at::kInt));
+}
+
+void run_epilogue(const BoundEpilogue& ep, const at::Tensor& acc, int64_t rows, int64_t n) {
+  if (ep.e.raw_int32()) return;
+  cuda::launch_epilogue(ep.e, acc.data_ptr<int32_t>(), n, rows, n, stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
 at::Tensor xnor_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, int64_t k,
                           const c10::optional<at::Tensor>& multiplier, const c10::optional<at::Tensor>& bias,
                           const c10::optional<at::Tensor>& residual, const c10::optional<at::Tensor>& act_slope,
@@ -129,16 +142,18 @@ at::Tensor xnor_gemm_cuda(const at::Tensor& a_in, const at::Tensor& b_in, int64_
   const GemmShape s = check_xnor_gemm(a_in, b_in, k);
   const EpilogueArgs args{multiplier, bias, residual, act_slope, act_shift_in, act_shift_out, out_dtype, out_threshold};
   const EpilogueSpec spec = check_epilogue(args, a_in, s.n, {s.m, s.n});
-  TORCH_CHECK_NOT_IMPLEMENTED(spec.output == EpilogueOutput::Int32, "xnor_gemm's fused epilogue is CPU-only so far");
   const c10::cuda::CUDAGuard guard(a_in.device());
-  at::Tensor out = at::empty({s.m, s.n}, a_in.options().dtype(at::kInt));
+  at::Tensor out = empty_gemm_output(spec, s.m, s.n, a_in.options());
   if (out.numel() == 0) return out;
   const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  const BoundEpilogue ep = bind_epilogue(args, spec, out, residual ? residual->contiguous() : at::Tensor(), s.n);
+  const at::Tensor acc = accumulators(out, spec, s.m, s.n);
   const cuda::GemmPath path = gemm_path();
   at::Tensor ws = workspace(cuda::xnor_gemm_workspace_bytes(s.m, s.n), a);
-  cuda::launch_xnor_gemm(a.data_ptr<int32_t>(), b.data_ptr<int32_t>(), s.m, s.n, k, out.data_ptr<int32_t>(), s.n,
+  cuda::launch_xnor_gemm(a.data_ptr<int32_t>(), b.data_ptr<int32_t>(), s.m, s.n, k, acc.data_ptr<int32_t>(), s.n,
                          ws.data_ptr(), path, stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+  run_epilogue(ep, acc, s.m, s.n);
   return out;
 }
 
@@ -152,17 +167,20 @@ at::Tensor binary_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& w_in, in
   const ConvParams p = check_binary_conv2d(x_in, w_in, in_channels, stride, padding, dilation, groups, pad_value);
   const EpilogueArgs args{multiplier, bias, residual, act_slope, act_shift_in, act_shift_out, out_dtype, out_threshold};
   const EpilogueSpec spec = check_epilogue(args, x_in, p.out_channels, {p.batch, p.out_channels, p.out_h, p.out_w});
-  TORCH_CHECK_NOT_IMPLEMENTED(spec.output == EpilogueOutput::Int32,
-                              "binary_conv2d's fused epilogue is CPU-only so far");
   const c10::cuda::CUDAGuard guard(x_in.device());
-  at::Tensor out = empty_conv_output(p, x_in.options());
+  at::Tensor out = empty_conv_output(p, x_in.options(), spec);
   if (out.numel() == 0) return out;
   const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  const at::Tensor res_rows = residual ? residual->permute({0, 2, 3, 1}).contiguous() : at::Tensor();
+  const BoundEpilogue ep = bind_epilogue(args, spec, out, res_rows, p.out_channels);
+  const int64_t pixels = p.batch * p.out_h * p.out_w;
+  const at::Tensor acc = accumulators(out, spec, pixels, p.out_channels);
   const cuda::GemmPath path = gemm_path();
   at::Tensor ws = workspace(cuda::binary_conv2d_workspace_bytes(p), x);
-  cuda::launch_binary_conv2d(x.data_ptr<int32_t>(), w.data_ptr<int32_t>(), p, out.data_ptr<int32_t>(), ws.data_ptr(),
+  cuda::launch_binary_conv2d(x.data_ptr<int32_t>(), w.data_ptr<int32_t>(), p, acc.data_ptr<int32_t>(), ws.data_ptr(),
                              path, stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+  run_epilogue(ep, acc, pixels, p.out_channels);
   return out;
 }
 
