@@ -30,6 +30,7 @@ MMA, POPC, GEMV = "gemm/and_gemm_mma_cuda.cu", "gemm/and_gemm_popc_cuda.cu", "ge
 DISPATCH, XNOR = "gemm/and_gemm_dispatch_cuda.cu", "gemm/xnor_gemm_cuda.cu"
 CONV, PACK = "conv/binary_conv_cuda.cu", "pack/pack_cuda.cu"
 LIN, BITS = "linear/binary_weight_linear_cuda.cu", "bitserial/bitserial_gemm_cuda.cu"
+WCONV = "wconv/binary_weight_conv_cuda.cu"
 
 # (id, what, file, text, replacement, occurrence: 1-based, or 0 for every occurrence)
 # One bug per entry, as a table (left out of the formatter).
@@ -129,6 +130,21 @@ BUGS = [
     ("linear-fma", "linear epilogue fused into one FMA (rounds unlike the CPU)", "common/float_rn.cuh",
      "  if (scale) dot = mul_rn(dot, scale[n]);\n",
      "  if (scale && bias) return fma(dot, scale[n], bias[n]);\n  if (scale) dot = mul_rn(dot, scale[n]);\n", 1),
+    ("wconv-sync", "binary_weight_conv2d: no barrier between staging and use", WCONV,
+     "    decode_w(wo, d, k0, b0, nl, Ws);\n    __syncthreads();\n", "    decode_w(wo, d, k0, b0, nl, Ws);\n", 1),
+    ("wconv-order", "binary_weight_conv2d sums a step's columns backwards (not the CPU's order)", WCONV,
+     "for (int c = 0; c < kn; ++c) {", "for (int c = kn - 1; c >= 0; --c) {", 1),
+    ("wconv-border", "binary_weight_conv2d gathers one column past the right border", WCONV,
+     "iw >= 0 && iw < p.in_w", "iw >= 0 && iw <= p.in_w", 1),
+    ("wconv-last-pixel", "binary_weight_conv2d reads rows past the last pixel", WCONV,
+     "o.base[i] = pix < d.pixels ? n * p.in_h * p.in_w * p.in_channels : -1;",
+     "o.base[i] = n * p.in_h * p.in_w * p.in_channels;", 1),
+    ("wconv-group-weights", "binary_weight_conv2d reads group 0's weights for every group", WCONV,
+     "w + (grp * d.og + n0 + nl) * d.taps * d.wg", "w + (n0 + nl) * d.taps * d.wg", 1),
+    ("wconv-store-bound", "binary_weight_conv2d store bound off by one", WCONV,
+     "if (m < d.pixels && n < d.og)", "if (m <= d.pixels && n < d.og)", 1),
+    ("wconv-group-channels", "binary_weight_conv2d gathers group 0's channels", WCONV,
+     "* p.in_channels + grp * d.cg + ch];", "* p.in_channels + ch];", 1),
 ]
 # fmt: on
 
