@@ -14,9 +14,10 @@ launch bounds from the PTX nvcc kept, and its instructions with `nvdisasm`, then
   bmma       every b1 mma.sync of the PTX is .and.popc and became exactly one native
              BMMA ... AND.POPC (ptxas emulates .xor.popc on sm_90 with several); tensor-core
              kernels (names with "mma") have BMMA, no POPC (an emulated mma) and no trap
-  no-fma     binary_weight_linear kernels keep the epilogue's FMUL/DMUL (dot * scale rounds before
-             + bias, as on the CPU), and the GEMV ones, whose only multiply that is, no FFMA/DFMA;
-             the fused epilogue kernel (epilogue_cuda.cu) has FMULs and no FFMA at all
+  no-fma     binary_weight_linear and binary_weight_conv2d (wconv_) kernels keep the epilogue's
+             FMUL/DMUL (dot * scale rounds before + bias, as on the CPU), and the linear GEMV
+             ones, whose only multiply that is, no FFMA/DFMA; the fused epilogue kernel
+             (epilogue_cuda.cu) has FMULs and no FFMA at all
 
 Writes the table to benchmarks/cuda_static.md (--out) and exits 1 when a gate breaks.
 Tools: nvcc from CUDA_HOME (or /usr/local/cuda); cuobjdump and nvdisasm from PATH, the toolkit,
@@ -267,7 +268,7 @@ def check(k: Kernel) -> None:
             f.append("bmma: contains a trap (compiled without the tensor-core path)")
     if "linear_gemv" in (k.name or k.mangled) and k.count(r"^(FFMA|DFMA)\b"):
         f.append(f"no-fma: {k.count(r'^(FFMA|DFMA)')} fused multiply-adds (the epilogue must round twice)")
-    if "linear_" in (k.name or k.mangled) and not k.count(r"^(FMUL|DMUL)\b"):
+    if any(s in (k.name or k.mangled) for s in ("linear_", "wconv_")) and not k.count(r"^(FMUL|DMUL)\b"):
         f.append("no-fma: no FMUL/DMUL left for the epilogue's dot * scale (fused into an FMA?)")
     if re.search(r"(?<!\w)epilogue_kernel", k.name or k.mangled):  # epilogue_cuda.cu's kernel
         if k.count(r"^FFMA\b"):

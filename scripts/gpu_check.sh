@@ -65,7 +65,8 @@ if [ -n "$SAN" ]; then
   # the CUDA cases of the device-parametrized tests in tests/ops (marked cuda)
   SEL="test_pack_bits_non_contiguous or test_unpack_bits or test_to_bitplanes or test_xnor_gemm_non_contiguous \
 or (test_xnor_gemm_on_device and 130-129-1025) or (test_xnor_gemm_on_device and 5-7-33) or test_binary_conv2d_shapes \
-or test_bitserial_gemm or test_binary_weight_linear_non_contiguous or (test_binary_weight_linear_exact and 100-130-257)"
+or test_bitserial_gemm or test_binary_weight_linear_non_contiguous or (test_binary_weight_linear_exact and 100-130-257) \
+or test_device_matches_cpu_scalar_bit_for_bit"
   PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 50 \
     "$PY" -m pytest -q -x -m cuda tests/ops -k "$SEL" > "$OUTDIR/memcheck.log" 2>&1
   rc=$?

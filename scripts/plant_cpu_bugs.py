@@ -41,6 +41,7 @@ CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
 BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial_tiles.py", "tests/ops/test_bitserial.py"]
 LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py"]
 EPILOGUE = ["tests/ops/test_epilogue.py"]
+WCONV = ["tests/ops/test_binary_weight_conv.py"]
 # The GEMM engine also runs under the conv and bit-serial ops.
 ENGINE = GEMM + CONV + BITSERIAL
 
@@ -72,6 +73,7 @@ BS = "csrc/bitserial/bitserial_gemm_cpu.cpp"
 LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
 CK, OPS = "csrc/torch/checks.cpp", "csrc/torch/cpu_ops.cpp"
 EH, EC, ES = "csrc/common/epilogue.h", "csrc/gemm/epilogue_cpu.cpp", "csrc/gemm/epilogue_simd.cpp"
+WC = "csrc/wconv/binary_weight_conv_cpu.cpp"
 
 # One mutant per entry, as a table (left out of the formatter).
 # fmt: off
@@ -416,6 +418,44 @@ MUTANTS = [
       "residual->permute({0, 2, 3, 1}).contiguous()", "residual->contiguous()", EPILOGUE),
     M("epilogue_check_threshold_shape", CK,
       "check_channel_vector(a.out_threshold, \"out_threshold\", like, n);", "", EPILOGUE),
+    # ---- binary_weight_conv2d: weight rows, patch rows, blocks, direct 1x1 path, epilogue offsets ----
+    M("wconv_weight_bits_spill", WC,
+      "if (s != 0 && s + nb > 32)", "if (s != 0 && s + nb > 33)", WCONV),
+    M("wconv_weight_tail_unmasked", WC,
+      "const uint32_t v = src[j] & (nb == 32 ? 0xFFFFFFFFu : ((1u << nb) - 1u));", "const uint32_t v = src[j];",
+      WCONV),
+    M("wconv_tap_offset", WC,
+      "T* d = row + (kh * p.kernel_w + kw) * g.cg;", "T* d = row + (kh * p.kernel_h + kw) * g.cg;", WCONV),
+    M("wconv_right_border", WC,
+      "ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w", "ih >= 0 && ih < p.in_h && iw >= 0 && iw <= p.in_w", WCONV),
+    M("wconv_dilation_h", WC,
+      "const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;",
+      "const int64_t ih = oh * p.stride_h - p.pad_h + kh;", WCONV),
+    M("wconv_group_channels", WC,
+      "p.in_channels + grp * g.cg, g.cg * sizeof(T)", "p.in_channels, g.cg * sizeof(T)", WCONV),
+    M("wconv_direct_groups", WC,
+      "g.direct = g.taps == 1 && p.groups == 1 &&", "g.direct = g.taps == 1 &&", WCONV),
+    M("wconv_direct_stride", WC,
+      "p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0", "p.stride_h == 1 && p.pad_h == 0", WCONV),
+    M("wconv_block_last_row", WC,
+      "rn = std::min(g.block_rows, g.pixels - r0);", "rn = std::min(g.block_rows, g.pixels - r0 - (blk > 0));", WCONV),
+    M("wconv_multiplier_offset", WC, "mult ? mult + o0 : nullptr", "mult", WCONV),
+    M("wconv_bias_offset", WC, "bias ? bias + o0 : nullptr", "bias", WCONV),
+    M("wconv_out_row_stride", WC,
+      "out + r0 * p.out_channels + o0, p.out_channels);", "out + r0 * p.out_channels + o0, g.og);", WCONV),
+    M("wconv_linear_rows_avx2_ldo", LC,
+      "avx2_tile(x, M, K, w, n, scale, bias, out, ldo, m0);", "avx2_tile(x, M, K, w, n, scale, bias, out, N, m0);",
+      WCONV),
+    M("wconv_linear_rows_scalar_ldo", LC,
+      "for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, ldo, m, n);\n}\n\ntemplate <>\nvoid linear_rows<double>",
+      "for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, N, m, n);\n}\n\ntemplate <>\nvoid linear_rows<double>",
+      WCONV),
+    M("wconv_linear_rows_avx512_ldo", L512,
+      "n0 += kNB) tile(x, M, K, w, N, scale, bias, out, ldo, m0, n0);",
+      "n0 += kNB) tile(x, M, K, w, N, scale, bias, out, N, m0, n0);", WCONV),
+    M("binding_wconv_layout", OPS,
+      "const at::Tensor x = x_in.to(affine.acc).contiguous(at::MemoryFormat::ChannelsLast), w = w_in.contiguous();\n  if",
+      "const at::Tensor x = x_in.to(affine.acc).contiguous(), w = w_in.contiguous();\n  if", WCONV),
 ]
 # fmt: on
 

@@ -33,6 +33,7 @@ LIN, BITS = "linear/binary_weight_linear_cuda.cu", "bitserial/bitserial_gemm_cud
 EPI = "gemm/epilogue_cuda.cu"
 # The emulation family that exercises a file first, where it is not named like its csrc folder.
 FIRST_FAMILY = {EPI: "fused"}
+WCONV = "wconv/binary_weight_conv_cuda.cu"
 
 # (id, what, file, text, replacement, occurrence: 1-based, or 0 for every occurrence)
 # One bug per entry, as a table (left out of the formatter).
@@ -129,7 +130,7 @@ BUGS = [
      "if (reduce && a_offset > 0)", 1),
     ("mma-any-code", "tensor-core path chosen without checking the loaded code is sm_80+", DISPATCH,
      "if (path == GemmPath::Mma && !mma_native)", "if (path == GemmPath::Mma && false)", 1),
-    ("linear-fma", "linear epilogue fused into one FMA (rounds unlike the CPU)", LIN,
+    ("linear-fma", "linear epilogue fused into one FMA (rounds unlike the CPU)", "common/float_rn.cuh",
      "  if (scale) dot = mul_rn(dot, scale[n]);\n",
      "  if (scale && bias) return fma(dot, scale[n], bias[n]);\n  if (scale) dot = mul_rn(dot, scale[n]);\n", 1),
     ("epi-ballot-mask", "fused epilogue: ballot mask misses a lane", EPI, "__ballot_sync(0xFFFFFFFFu, bit)",
@@ -143,6 +144,21 @@ BUGS = [
      "bit = y > e.out_threshold[n];", 1),
     ("epi-half", "fused epilogue rounds float16 toward zero", EPI, "__float2half_rn(y)", "__float2half_rz(y)", 1),
     ("epi-stride", "fused epilogue grid-stride loop skips a warp of slots", EPI, "s += stride)", "s += stride + 32)", 1),
+    ("wconv-sync", "binary_weight_conv2d: no barrier between staging and use", WCONV,
+     "    decode_w(wo, d, k0, b0, nl, Ws);\n    __syncthreads();\n", "    decode_w(wo, d, k0, b0, nl, Ws);\n", 1),
+    ("wconv-order", "binary_weight_conv2d sums a step's columns backwards (not the CPU's order)", WCONV,
+     "for (int c = 0; c < kn; ++c) {", "for (int c = kn - 1; c >= 0; --c) {", 1),
+    ("wconv-border", "binary_weight_conv2d gathers one column past the right border", WCONV,
+     "iw >= 0 && iw < p.in_w", "iw >= 0 && iw <= p.in_w", 1),
+    ("wconv-last-pixel", "binary_weight_conv2d reads rows past the last pixel", WCONV,
+     "o.base[i] = pix < d.pixels ? n * p.in_h * p.in_w * p.in_channels : -1;",
+     "o.base[i] = n * p.in_h * p.in_w * p.in_channels;", 1),
+    ("wconv-group-weights", "binary_weight_conv2d reads group 0's weights for every group", WCONV,
+     "w + (grp * d.og + n0 + nl) * d.taps * d.wg", "w + (n0 + nl) * d.taps * d.wg", 1),
+    ("wconv-store-bound", "binary_weight_conv2d store bound off by one", WCONV,
+     "if (m < d.pixels && n < d.og)", "if (m <= d.pixels && n < d.og)", 1),
+    ("wconv-group-channels", "binary_weight_conv2d gathers group 0's channels", WCONV,
+     "* p.in_channels + grp * d.cg + ch];", "* p.in_channels + ch];", 1),
 ]
 # fmt: on
 
@@ -173,7 +189,7 @@ def run_suite(exe: str, first: str) -> str | None:
     The family `first` (the planted file's) runs first, the whole suite when it passes, then
     the GEMM path-choice runs (build.FALLBACK)."""
     env = dict(os.environ, GCOV_PREFIX=os.path.join(os.path.dirname(exe), "gcov-discard"))
-    order = [first] + [f for f in build.SUITE if f != first]
+    order = ([first] if first in build.SUITE else []) + [f for f in build.SUITE if f != first]
     for fam in order:
         for dev, seed in build.SUITE[fam]:
             try:

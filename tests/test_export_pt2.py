@@ -24,6 +24,12 @@ MODELS = {
     "reactnet": (lambda: M.ReActNetSmall(width=16, blocks=2), (3, 8, 8)),
     "dorefa": (lambda: M.DoReFaNet(bits=2, width=16), (3, 8, 8)),
     "bwn_mlp": (lambda: M.BWNMLP(d_in=40, hidden=48), (40,)),
+    "bwn_conv": (  # binary_weight_conv2d in the exported program
+        lambda: nn.Sequential(
+            M.BWNConv2d(3, 8, 3, padding=1), nn.ReLU(), M.BWNConv2d(8, 6, 3, stride=2, padding=1, groups=2)
+        ),
+        (3, 8, 8),
+    ),
 }
 
 

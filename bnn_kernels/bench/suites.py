@@ -154,7 +154,29 @@ def bench_conv(device: torch.device, progress: Progress, batches=None, repeats=1
                     _vs(ours, Result("conv", case, f"F.conv2d {str(dt)[6:]} NHWC", str(device), t, work, "OPS", False))
                 )
                 out.append(Result("conv", case, f"F.conv2d {str(dt)[6:]} NHWC", str(device), t, work, "OPS", False))
+            out += _binary_weight_conv_rows(case, x, w, wb, stride, work, device, repeats)
     return out
+
+
+def _binary_weight_conv_rows(case, x, w, wb, stride, work, device, repeats) -> list[Result]:
+    """binary_weight_conv2d (binary weights, real float32 x, NHWC) against F.conv2d float32 with the
+    unpacked weights, both 3x3 padding 1, checked against the float64 reference on one image."""
+    cin = x.shape[1]
+    xr = x.contiguous(memory_format=torch.channels_last)
+    scale = torch.rand(w.shape[0], device=device) + 0.5
+    wf = (_sign(w) * scale.view(-1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
+    y = bk.binary_weight_conv2d(xr, wb, cin, stride, 1, multiplier=scale)
+    want = R.binary_weight_conv2d(xr[:1].cpu().double(), wb.cpu(), cin, stride, 1, multiplier=scale.cpu())
+    err = ((y[:1].cpu().double() - want).abs().max() / (want.abs().max() + 1e-6)).item()
+    if err > 1e-4:
+        raise AssertionError(f"binary_weight_conv2d relative error {err:.2e} > 1e-4 on {case}")
+    t_ours = time_fn(
+        lambda i: bk.binary_weight_conv2d(xr, wb, cin, stride, 1, multiplier=scale), device, repeats=repeats
+    )
+    t_base = time_fn(lambda i: F.conv2d(xr, wf, stride=stride, padding=1), device, repeats=repeats)
+    base = Result("conv", case, "F.conv2d float32 NHWC (real x)", str(device), t_base, work, "OPS", False)
+    ours = Result("conv", case, "bnn_kernels.binary_weight_conv2d", str(device), t_ours, work, "OPS", True)
+    return [_vs(ours, base), base]
 
 
 def bench_linear(device: torch.device, progress: Progress, size=None, rows=None, repeats=20) -> list[Result]:

@@ -117,8 +117,8 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
 def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tensor, ternary: bool) -> PackedModule:
     """The packed module for the call, with the given per-output multiplier and bias (float64)."""
     call, act = first.calls[0], inp.act
-    geo = geometry(call) if call.kind == "conv2d" else {}
     conv = call.kind == "conv2d"
+    geo = dict(geometry(call), padding_mode=call.padding_mode) if conv else {}
     common = dict(multiplier=mult.float(), ternary=ternary, **geo)
     w = call.w.detach()
     if act is None:

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._padmode import record_pad, unpad
+
 _CONV = (torch.conv2d, F.conv2d)
 _LINEAR = (F.linear,)
 # Ops through which "affine in the module's input" is preserved (taint tracking for fusion):
@@ -224,6 +226,7 @@ class _Call:
     z_mixed: str | None = None  # the input derives from the module's input through this non-elementwise op
     z_from_x: bool = False  # the input derives from the module's input
     w_from_x: bool = False  # the weight derives from the module's input
+    padding_mode: str = "zeros"  # or the mode of an F.pad of z before the call (_padmode.py)
 
 
 @dataclass(eq=False)
@@ -254,6 +257,7 @@ class _Invocation:
     pre_refs: list = field(default_factory=list)
     pre_escape: str | None = None  # op that turned input-derived data into a Python value (item, bool...)
     binarizers: set = field(default_factory=set)  # binarizing ops run before the first call
+    pads: dict = field(default_factory=dict)  # F.pad outputs before the first call (_padmode.py)
     # through the whole forward (until a nested module makes a call): data derived from the input X
     # and data derived from the call's output Y; post_mixed: first op combining the two (a gate or
     # scale computed from X, a residual), which makes the output depend on X besides through Y
@@ -356,10 +360,13 @@ def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | No
         vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
         vals.update(zip(names, args))
         vals.update(kwargs)
-        z, w = vals["input"], vals["weight"]
+        z, w, mode = vals["input"], vals["weight"], "zeros"
+        if func in _CONV:
+            z, vals["padding"], mode = unpad(top.pads, top.pre, z, vals["padding"])
         geo = (vals["stride"], vals["padding"], vals["dilation"], vals["groups"])
         kind = "conv2d" if func in _CONV else "linear"
-        return _Call(kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *_pre_info(top, z, w))
+        pre = _pre_info(top, z, w)
+        return _Call(kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *pre, padding_mode=mode)
     if name in _OTHER_LAYERS:
         return _other_call(name, args, kwargs, out, top)
     if name not in _MATMUL or kwargs or len(args) != 2 or not all(isinstance(a, torch.Tensor) for a in args):
@@ -460,6 +467,7 @@ def _track_pre(inv: _Invocation, name: str, args, kwargs, out) -> None:
         if inv.pre.get(id(o)) is None:
             inv.pre[id(o)] = mixed
         inv.pre_refs.append(o)
+    record_pad(inv.pads, inv.pre, name, args, kwargs, out)
 
 
 def _taint(taint: set, refs: list, name: str, flat: list, out) -> bool:

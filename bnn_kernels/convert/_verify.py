@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from ..nn._base import PackedModule
 from ._classify import deviation, geometry
+from ._padmode import conv_ref
 from ._probe import derived_inputs, run_module
 from ._report import Skip
 from ._trace import _Invocation
@@ -43,7 +44,7 @@ def call_integer(inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> torc
     w = torch.where(a > 0, torch.round(ci.w.double() / a.clamp(min=1e-300)), 0.0)
     if ci.kind == "linear":
         return F.linear(z, w)
-    return F.conv2d(z, w, None, **geometry(ci))
+    return conv_ref(z, w, geometry(ci), ci.padding_mode)
 
 
 def int_exact(new: PackedModule, inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> bool:

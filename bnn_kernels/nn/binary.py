@@ -35,6 +35,7 @@ from ._base import (
     weight_rows,
     words,
 )
+from ._padding import check_padding_mode, op_padding, pad_input
 
 __all__ = ["BinaryLinear", "BinaryConv2d", "pack_conv_weight", "conv_output_format"]
 
@@ -293,11 +294,21 @@ class _ConvGeometry(PackedModule):
             self.weight_bits,
             self.in_channels,
             self.stride,
-            self.padding,
+            op_padding(self.padding, self.padding_mode),
             self.dilation,
             self.groups,
             pad_value,
         )
+
+    # 'zeros' unless a module supports other modes (_init_padding_mode): see _padding.py
+    padding_mode = "zeros"
+
+    def _init_padding_mode(self, padding_mode: str) -> None:
+        self.padding_mode = check_padding_mode(padding_mode)
+
+    def _pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x padded in padding_mode when that is not 'zeros' (then the kernel pads nothing)."""
+        return pad_input(x, self.padding, self.padding_mode)
 
     def _weight_bits_shape(self):
         kh, kw = self.kernel_size
@@ -309,12 +320,16 @@ class _ConvGeometry(PackedModule):
             raise ValueError(f"weight must have shape {want}, got {getattr(weight, 'shape', weight)}")
 
     @staticmethod
-    def _geometry_of(conv) -> dict:
+    def _geometry_of(conv, padding_modes: bool = False) -> dict:
+        """conv's geometry; with padding_modes, its padding_mode too (else only 'zeros' passes)."""
         if not isinstance(conv.padding, tuple) or isinstance(conv.padding, str):
             raise ValueError(f"string padding {conv.padding!r} is not supported; give explicit padding")
-        if getattr(conv, "padding_mode", "zeros") != "zeros":
+        mode = getattr(conv, "padding_mode", "zeros")
+        if mode != "zeros" and not padding_modes:
             raise ValueError(f"padding_mode={conv.padding_mode!r} is not supported (zero padding only)")
+        extra = dict(padding_mode=mode) if padding_modes else {}
         return dict(
+            **extra,
             in_channels=conv.in_channels,
             out_channels=conv.out_channels,
             kernel_size=tuple(conv.kernel_size),
@@ -335,6 +350,8 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
     Input NCHW float (any values: binarized here by ``x >= threshold[c]``), output NCHW of
     out_dtype (channels_last when the input is). pad_value 0 is zero padding of the +-1
     tensor (what ``F.conv2d(sign(x), ...)`` does); +1 / -1 pad with that value.
+    padding_mode 'reflect' / 'replicate' / 'circular' pads x that way first, as nn.Conv2d does
+    (pad_value must then be 0: it is not used).
 
     ternary=True: W in {-1, 0, +1}, computed exactly by two binary convolutions.
 
@@ -346,7 +363,7 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
     act_shift_in, act_shift_out, out_threshold: float32 [O]).
     """
 
-    _config_keys = _ConvGeometry.geometry_keys + ("pad_value", "out_dtype", "ternary", "fused")
+    _config_keys = _ConvGeometry.geometry_keys + ("pad_value", "out_dtype", "ternary", "fused", "padding_mode")
 
     def __init__(
         self,
@@ -361,13 +378,17 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
         out_dtype="float32",
         ternary=False,
         fused=(),
+        padding_mode="zeros",
     ):
         super().__init__()
         self._init_geometry(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype, ternary
         )
+        self._init_padding_mode(padding_mode)
         if pad_value not in (0, 1, -1) or isinstance(pad_value, bool):
             raise ValueError(f"pad_value must be 0, 1 or -1, got {pad_value!r}")
+        if pad_value != 0 and padding_mode != "zeros":
+            raise ValueError(f"pad_value={pad_value} needs padding_mode='zeros', got {padding_mode!r}")
         self.pad_value = int(pad_value)
         self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
         self.register_buffer("threshold", torch.zeros(in_channels, dtype=torch.float32))
@@ -389,6 +410,7 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
         pad_value=0,
         out_dtype="float32",
         ternary=False,
+        padding_mode="zeros",
     ):
         """Pack ``weight`` [O, C/groups, KH, KW] by sign (w >= 0 is +1; ternary: sign with 0 kept)."""
         if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
@@ -396,9 +418,9 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
                 f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}"
             )
         o, cg, kh, kw = weight.shape
-        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, pad_value, out_dtype, ternary).to(
-            weight.device
-        )
+        m = cls(
+            cg * groups, o, (kh, kw), stride, padding, dilation, groups, pad_value, out_dtype, ternary, padding_mode
+        ).to(weight.device)
         m.weight_bits.copy_(pack_conv_weight(weight, ternary, groups))
         m.threshold.copy_(per_channel(threshold, cg * groups, "threshold", 0.0))
         m.multiplier.copy_(per_channel(multiplier, o, "multiplier", 1.0))
@@ -411,9 +433,10 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
     ):
         """Pack an nn.Conv2d whose float equivalent is
         ``F.conv2d(input_scale * sign(x - input_threshold), scale * sign(conv.weight), conv.bias, ...)``
-        (zero padding for pad_value=0). scale: None, 'mean_abs', a number or a tensor [O].
+        (zero padding for pad_value=0; conv.padding_mode is kept). scale: None, 'mean_abs', a number
+        or a tensor [O].
         """
-        g = cls._geometry_of(conv)
+        g = cls._geometry_of(conv, padding_modes=True)
         w = conv.weight
         return cls.from_weight(
             w,
@@ -426,6 +449,7 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
             threshold=input_threshold,
             pad_value=pad_value,
             out_dtype=out_dtype or w.dtype,
+            padding_mode=g["padding_mode"],
         )
 
     def _input_bits(self, x: torch.Tensor) -> torch.Tensor:
@@ -436,9 +460,14 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
                     f"{type(self).__name__}: packed input must be NHWC int32 [N, H, W, {words(self.in_channels)}], "
                     f"got shape {tuple(x.shape)}"
                 )
+            if self.padding_mode != "zeros":
+                raise ValueError(
+                    f"{type(self).__name__}: packed input needs padding_mode='zeros' (the border copies of "
+                    f"padding_mode={self.padding_mode!r} are made from float input), got packed int32 input"
+                )
             return x
         self._check_input(x)
-        return ops.pack_bits(x.permute(0, 2, 3, 1), self.threshold)
+        return ops.pack_bits(self._pad_input(x).permute(0, 2, 3, 1), self.threshold)
 
     def int_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The exact integer conv of the +-1 tensors, int32 [N, O, Ho, Wo] (channels_last storage)."""
@@ -451,11 +480,12 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
         if not self._fusable():
             self._residual(residual, ())  # raises for a residual
             return conv_output_format(x, self._epilogue(self.int_forward(x), 1))
-        x_bits = self._input_bits(x)
+        x_bits = self._input_bits(x)  # padded already unless padding_mode is 'zeros'
+        padding = op_padding(self.padding, self.padding_mode)
         n, h, w = x_bits.shape[:3]
         ho, wo = (
             conv_out_size(s, k, st, p, d)
-            for s, k, st, p, d in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation)
+            for s, k, st, p, d in zip((h, w), self.kernel_size, self.stride, padding, self.dilation)
         )
         r = self._residual(residual, (n, self.out_channels, ho, wo))
         y = ops.binary_conv2d(
@@ -463,7 +493,7 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
             self.weight_bits,
             self.in_channels,
             self.stride,
-            self.padding,
+            padding,
             self.dilation,
             self.groups,
             self.pad_value,

@@ -5,16 +5,15 @@
 The per-output multiplier and bias are the same epilogue buffers every packed module has
 (files written when they were named ``scale`` still load).
 
-BinaryWeightLinear runs the ``binary_weight_linear`` kernel (weights stay packed).
-BinaryWeightConv2d stores packed weights but, at each call, unpacks them to a float tensor
-(``multiplier * sign(W)``, x's dtype) and calls ``F.conv2d``: it saves storage (32x on the weights),
-not compute. Results equal the float layer up to float rounding of the accumulation.
+BinaryWeightLinear runs the ``binary_weight_linear`` kernel and BinaryWeightConv2d the
+``binary_weight_conv2d`` kernel: the weights stay packed (32x less storage) and the products
+are additions and subtractions of x. Results equal the float layer up to float rounding of the
+accumulation (see the ops for the rounding contract).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
@@ -29,6 +28,7 @@ from ._base import (
     weight_rows,
     words,
 )
+from ._padding import op_padding
 from .binary import _ConvGeometry, _EpilogueBuffers, conv_output_format, pack_conv_weight
 
 __all__ = ["BinaryWeightLinear", "BinaryWeightConv2d"]
@@ -98,40 +98,70 @@ class BinaryWeightLinear(_LegacyScaleName, PackedModule):
 class BinaryWeightConv2d(_LegacyScaleName, _ConvGeometry):
     """``F.conv2d(x, multiplier * sign(W), bias, ...)`` with W stored packed, x real.
 
-    Unpacks the weights to x's dtype at every call and runs F.conv2d (no binary kernel: the
-    gain is storage). padding_mode is zeros.
+    Runs the ``binary_weight_conv2d`` kernel (float32 accumulation, float64 for float64 x;
+    float16 / bfloat16 x are computed in float32 and rounded once). The output has x's dtype
+    and x's memory format (channels_last for a channels_last x). padding_mode 'zeros',
+    'reflect', 'replicate' or 'circular', as nn.Conv2d.
 
-    ternary=True: W in {-1, 0, +1} (weight_rows).
+    ternary=True: W in {-1, 0, +1} (weight_rows): one kernel call over the [P; N] rows, then
+    ``(y_P - y_N) * multiplier / 2 + bias``.
 
     Buffers: weight_bits int32 [O (2 * O if ternary), KH, KW, ceil((C/groups)/32)], multiplier
     float32 [O], bias float32 [O].
     """
 
-    _config_keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "ternary")
+    _config_keys = (
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "ternary",
+        "padding_mode",
+    )
 
     def __init__(
-        self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, ternary=False
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        ternary=False,
+        padding_mode="zeros",
     ):
         super().__init__()
         self._init_geometry(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, "float32", ternary
         )
+        self._init_padding_mode(padding_mode)
         self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
         _EpilogueBuffers.init(self, out_channels)
 
-    def extra_repr(self) -> str:
-        return super().extra_repr() + ", compute=unpack+F.conv2d"
-
     @classmethod
     def from_weight(
-        cls, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, multiplier=None, ternary=False
+        cls,
+        weight,
+        bias=None,
+        *,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        multiplier=None,
+        ternary=False,
+        padding_mode="zeros",
     ):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
             raise ValueError(
                 f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}"
             )
         o, cg, kh, kw = weight.shape
-        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, ternary).to(weight.device)
+        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, ternary, padding_mode).to(weight.device)
         m.weight_bits.copy_(pack_conv_weight(weight, ternary, groups))
         m.multiplier.copy_(per_channel(multiplier, o, "multiplier", 1.0))
         m.bias.copy_(per_channel(bias, o, "bias", 0.0))
@@ -139,8 +169,9 @@ class BinaryWeightConv2d(_LegacyScaleName, _ConvGeometry):
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d, *, scale="mean_abs"):
-        """Float equivalent: ``F.conv2d(x, scale * sign(conv.weight), conv.bias, ...)``."""
-        g = cls._geometry_of(conv)
+        """Float equivalent: ``F.conv2d(x, scale * sign(conv.weight), conv.bias, ...)`` (with
+        conv.padding_mode)."""
+        g = cls._geometry_of(conv, padding_modes=True)
         return cls.from_weight(
             conv.weight,
             conv.bias,
@@ -149,6 +180,7 @@ class BinaryWeightConv2d(_LegacyScaleName, _ConvGeometry):
             dilation=g["dilation"],
             groups=g["groups"],
             multiplier=resolve_scale(scale, conv.weight),
+            padding_mode=g["padding_mode"],
         )
 
     def unpacked_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -163,6 +195,13 @@ class BinaryWeightConv2d(_LegacyScaleName, _ConvGeometry):
         check_float_input(x, type(self).__name__, 4, self.in_channels, 1)
         if not x.dtype.is_floating_point:
             raise TypeError(f"BinaryWeightConv2d: input must be a floating point tensor, got {x.dtype}")
-        w = self.unpacked_weight(x.dtype)
-        y = F.conv2d(x, w, self.bias.to(x.dtype), self.stride, self.padding, self.dilation, self.groups)
-        return conv_output_format(x, y)
+        xp = self._pad_input(x)
+        geo = (self.in_channels, self.stride, op_padding(self.padding, self.padding_mode), self.dilation, self.groups)
+        if not self.ternary:
+            y = ops.binary_weight_conv2d(xp, self.weight_bits, *geo, self.multiplier, self.bias)
+            return conv_output_format(x, y)
+        y = ops.binary_weight_conv2d(xp, self.weight_bits, *geo)  # [N, 2 * O, Ho, Wo]: P and N rows per group
+        g = y.unflatten(1, (self.groups, 2, -1))
+        d = (g[:, :, 0] - g[:, :, 1]).flatten(1, 2)
+        half = (self.multiplier * 0.5).to(y.dtype).view(-1, 1, 1)
+        return conv_output_format(x, torch.addcmul(self.bias.to(y.dtype).view(-1, 1, 1), d, half))

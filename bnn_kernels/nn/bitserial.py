@@ -156,7 +156,8 @@ class BitSerialLinear(PackedModule):
 
 @register_packed
 class BitSerialConv2d(_ConvGeometry):
-    """k-bit unsigned activations x binary weights, 2-D conv with zero padding.
+    """k-bit unsigned activations x binary weights, 2-D conv; padding_mode 'zeros' (padded
+    q is 0) or 'reflect' / 'replicate' / 'circular' (x padded that way first, as nn.Conv2d does).
 
     ``multiplier * conv(q, sign(W)) + bias`` with q from the input by ``act`` (see
     BitSerialLinear). Runs one binary conv per bit plane plus one all-ones image.
@@ -167,7 +168,7 @@ class BitSerialConv2d(_ConvGeometry):
     float32 [C], in_mul float32 [1], multiplier float32 [O], bias float32 [O].
     """
 
-    _config_keys = _ConvGeometry.geometry_keys + ("nbits", "act", "out_dtype", "ternary")
+    _config_keys = _ConvGeometry.geometry_keys + ("nbits", "act", "out_dtype", "ternary", "padding_mode")
 
     def __init__(
         self,
@@ -182,12 +183,14 @@ class BitSerialConv2d(_ConvGeometry):
         act="round",
         out_dtype="float32",
         ternary=False,
+        padding_mode="zeros",
     ):
         super().__init__()
         check_act(act, nbits, ("round", "step"))
         self._init_geometry(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, out_dtype, ternary
         )
+        self._init_padding_mode(padding_mode)
         self.nbits, self.act = nbits, act
         self.register_buffer("weight_bits", torch.zeros(self._weight_bits_shape(), dtype=torch.int32))
         _ActBuffers.init(self, in_channels)
@@ -210,15 +213,16 @@ class BitSerialConv2d(_ConvGeometry):
         in_mul=1.0,
         out_dtype="float32",
         ternary=False,
+        padding_mode="zeros",
     ):
         if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
             raise ValueError(
                 f"weight must be a 4-D tensor [O, C/groups, KH, KW], got {getattr(weight, 'shape', weight)}"
             )
         o, cg, kh, kw = weight.shape
-        m = cls(cg * groups, o, (kh, kw), stride, padding, dilation, groups, nbits, act, out_dtype, ternary).to(
-            weight.device
-        )
+        m = cls(
+            cg * groups, o, (kh, kw), stride, padding, dilation, groups, nbits, act, out_dtype, ternary, padding_mode
+        ).to(weight.device)
         m.weight_bits.copy_(pack_conv_weight(weight, ternary, groups))
         _ActBuffers.set(m, cg * groups, threshold, in_mul)
         m.multiplier.copy_(per_channel(multiplier, o, "multiplier", 1.0))
@@ -228,8 +232,9 @@ class BitSerialConv2d(_ConvGeometry):
     @classmethod
     def from_float(cls, conv: nn.Conv2d, *, nbits=2, scale=None, out_dtype=None):
         """Pack an nn.Conv2d whose float equivalent is ``F.conv2d(Q(x), scale * sign(W), b, ...)`` with
-        the DoReFa quantizer Q(x) = round(clamp(x, 0, 1) * n) / n, n = 2**nbits - 1."""
-        g = cls._geometry_of(conv)
+        the DoReFa quantizer Q(x) = round(clamp(x, 0, 1) * n) / n, n = 2**nbits - 1 (conv.padding_mode
+        is kept)."""
+        g = cls._geometry_of(conv, padding_modes=True)
         n = 2**nbits - 1
         w = conv.weight
         return cls.from_weight(
@@ -244,12 +249,13 @@ class BitSerialConv2d(_ConvGeometry):
             multiplier=resolve_scale(scale, w) / n,
             in_mul=float(n),
             out_dtype=out_dtype or w.dtype,
+            padding_mode=g["padding_mode"],
         )
 
     def int_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Exact conv(q, sign(W)), int32 [N, O, Ho, Wo]."""
         self._check_input(x)
-        planes = planes_of(x.permute(0, 2, 3, 1), self.act, self.threshold, self.in_mul, self.nbits)
+        planes = planes_of(self._pad_input(x).permute(0, 2, 3, 1), self.act, self.threshold, self.in_mul, self.nbits)
         y = _planes_conv(self, planes, zero_one=True)
         if y.shape[0] == 1:
             y = y[0]

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "common/cuda_common.cuh"
+#include "common/float_rn.cuh"
 #include "linear/binary_weight_linear_cuda.h"
 
 namespace bnn::cuda {
@@ -34,31 +35,9 @@ __device__ __forceinline__ double signed_by(double v, uint32_t bit) {
   return __longlong_as_double(__double_as_longlong(v) ^ static_cast<long long>(static_cast<uint64_t>(bit ^ 1u) << 63));
 }
 
-// Correctly rounded multiply and add that nvcc never contracts into an FMA: the CPU kernels
-// round dot * scale and then + bias separately (built with -ffp-contract=off), and so must
-// this epilogue for CUDA and CPU to agree bit for bit. Host compilations of this file (the
-// CPU emulation of the kernels) use plain operators, with contraction off as well.
-#if defined(__CUDA_ARCH__)
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
-#else
-template <typename Acc>
-__device__ __forceinline__ Acc mul_rn(Acc a, Acc b) {
-  return a * b;
-}
-template <typename Acc>
-__device__ __forceinline__ Acc add_rn(Acc a, Acc b) {
-  return a + b;
-}
-#endif
-
 template <typename Acc>
 __device__ __forceinline__ Acc finish(Acc dot, const Acc* scale, const Acc* bias, int64_t n) {
-  if (scale) dot = mul_rn(dot, scale[n]);
-  if (bias) dot = add_rn(dot, bias[n]);
-  return dot;
+  return finish_rn(dot, scale, bias, n);  // common/float_rn.cuh: never an FMA
 }
 
 constexpr int kMR = 8, kNW = 4, kGWarps = 8;

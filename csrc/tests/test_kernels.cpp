@@ -12,6 +12,7 @@
 #include "gemm/popcount_gemm.h"
 #include "linear/binary_weight_linear.h"
 #include "pack/pack.h"
+#include "wconv/binary_weight_conv.h"
 
 namespace {
 
@@ -179,6 +180,58 @@ void test_linear() {
   }
 }
 
+// binary_weight_conv2d: float32 with small-integer x (every sum exact, on every ISA path) and
+// float64 with random x (one sequential sum over k = tap * Cg + c from +0: bit for bit).
+template <typename T>
+void wconv_case(int t) {
+  bnn::ConvParams p{};
+  p.groups = rand_int(1, 3);
+  const int64_t cg = rand_int(1, 70), og = rand_int(1, 5);
+  p.batch = rand_int(1, 2), p.in_channels = cg * p.groups, p.out_channels = og * p.groups;
+  p.kernel_h = rand_int(1, 3), p.kernel_w = rand_int(1, 3);
+  p.stride_h = rand_int(1, 2), p.stride_w = rand_int(1, 3), p.pad_h = rand_int(0, 2), p.pad_w = rand_int(0, 2);
+  p.dil_h = rand_int(1, 2), p.dil_w = rand_int(1, 2);
+  p.in_h = rand_int(p.dil_h * (p.kernel_h - 1) + 1, 9), p.in_w = rand_int(p.dil_w * (p.kernel_w - 1) + 1, 9);
+  p.out_h = bnn::conv_out_size(p.in_h, p.kernel_h, p.stride_h, p.pad_h, p.dil_h);
+  p.out_w = bnn::conv_out_size(p.in_w, p.kernel_w, p.stride_w, p.pad_w, p.dil_w);
+  const bool exact_ints = sizeof(T) == 4;
+  std::vector<T> x(p.batch * p.in_h * p.in_w * p.in_channels), mult(p.out_channels), bias(p.out_channels);
+  std::normal_distribution<double> nd;
+  for (auto& v : x) v = exact_ints ? static_cast<T>(rand_int(-8, 8)) : static_cast<T>(nd(rng));
+  for (auto& v : mult) v = static_cast<T>(rand_int(1, 4));
+  for (auto& v : bias) v = static_cast<T>(rand_int(-4, 4));
+  auto w = random_bits(p.out_channels * p.kernel_h * p.kernel_w, cg);
+  std::vector<T> out(p.batch * p.out_h * p.out_w * p.out_channels);
+  bnn::cpu::binary_weight_conv2d<T>(x.data(), w.data(), p, mult.data(), bias.data(), out.data(), 2);
+  const int64_t wg = bnn::words_for_bits(cg);
+  bool ok = true;
+  for (int64_t n = 0; n < p.batch; ++n)
+    for (int64_t oh = 0; oh < p.out_h; ++oh)
+      for (int64_t ow = 0; ow < p.out_w; ++ow)
+        for (int64_t o = 0; o < p.out_channels; ++o) {
+          T s = 0;
+          for (int64_t kh = 0; kh < p.kernel_h; ++kh)
+            for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+              const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
+              const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;
+              const bool inside = ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w;
+              const int32_t* wr = &w[((o * p.kernel_h + kh) * p.kernel_w + kw) * wg];
+              for (int64_t c = 0; c < cg; ++c) {
+                const T xv = inside ? x[((n * p.in_h + ih) * p.in_w + iw) * p.in_channels + (o / og) * cg + c] : T(0);
+                s += bit(wr, c) ? xv : -xv;
+              }
+            }
+          const T want = s * mult[o] + bias[o];
+          ok &= out[((n * p.out_h + oh) * p.out_w + ow) * p.out_channels + o] == want;
+        }
+  expect(ok, "binary_weight_conv2d<" + std::string(exact_ints ? "float" : "double") + "> case " + std::to_string(t));
+}
+
+void test_binary_weight_conv() {
+  for (int t = 0; t < 15; ++t) wconv_case<float>(t);
+  for (int t = 0; t < 15; ++t) wconv_case<double>(t);
+}
+
 }  // namespace
 
 int main() {
@@ -187,6 +240,7 @@ int main() {
   test_conv();
   test_bitserial();
   test_linear();
+  test_binary_weight_conv();
   std::printf("%d passed, %d failed\n", checks - failures, failures);
   return failures == 0 ? 0 : 1;
 }

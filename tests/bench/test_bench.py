@@ -40,6 +40,9 @@ def test_bench_suites_write_results(args, tmp_path, capsys, monkeypatch):
         compared = [r for r in ours if r["baseline"]]
         impls = {r["impl"] for r in rows}
         assert compared and all(r["speedup"] > 0 and r["baseline"] in impls for r in compared)
+    if args[0] == "conv":  # binary weights x real x, against F.conv2d float32 in the same run
+        bw = [r for r in compared if r["impl"] == "bnn_kernels.binary_weight_conv2d"]
+        assert len(bw) == 2 and all(r["baseline"] == "F.conv2d float32 NHWC (real x)" for r in bw)
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0].startswith("# {")
     assert len(list(csv.DictReader(lines[1:]))) == len(rows)

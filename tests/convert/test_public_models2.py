@@ -1,6 +1,7 @@
 """convert() on more public BNN idioms (tests/convert/models_public2.py): the official ReActNet /
-Bi-Real modules, Real-to-Binary's data-dependent gate, padding modes, F.conv2d with groups /
-dilation, linear layers written with matmul / @, per-channel activation scales, DoReFa and PACT.
+Bi-Real modules, Real-to-Binary's data-dependent gate, zero padding (the other padding modes:
+test_padding_modes.py), F.conv2d with groups / dilation, linear layers written with matmul / @,
+per-channel activation scales, DoReFa and PACT.
 Converted layers are checked on fresh inputs (integer part exact, float within rounding); layers
 that must stay float are asserted to, with strict=True raising and naming them."""
 
@@ -74,13 +75,6 @@ def test_zero_padding_and_bias_convert():
         model = P.PadModeNet("zeros", bias=bias).eval()
         cm, rep = _check_on_fresh_inputs(model, _x(3, 6, 5, 5), (3, 6, 5, 5), ["conv"])
         assert type(cm.conv) is BinaryConv2d and rep.fused == {"act": "conv"}  # (x > 0) folded as the threshold
-
-
-@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
-def test_non_zero_padding_modes_stay_float(mode):
-    """nn.Conv2d pads with F.pad for these modes: never packed as zero padding."""
-    model = P.PadModeNet(mode).eval()
-    _stays_float(model, _x(3, 6, 5, 5), "conv", "passes through pad", P.SignConv2d)
 
 
 def test_strict_greater_ties_at_zero():

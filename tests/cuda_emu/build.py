@@ -50,6 +50,7 @@ EMU_DEFINES = [
 FP = ["-ffp-contract=off"]
 RUNTIME = ["emu_sched.cpp", "emu_memory.cpp", "emu_ptx.cpp", "emu_mbarrier.cpp", "emu_tma.cpp", "emu_wgmma.cpp"]
 DRIVERS = ["test_main.cpp", "test_ops.cpp", "test_layout.cpp", "test_detectors.cpp", "test_code_paths.cpp"]
+DRIVERS += ["test_wconv.cpp"]  # binary_weight_conv2d (family "wconv")
 TEST_KERNELS = ["test_kernels.cu"]
 # The emulation suite: family -> (device, seed) runs; device 0 sm_80, 1 sm_90, 2 sm_75 (no mma).
 SUITE = {
@@ -59,6 +60,7 @@ SUITE = {
     "conv": [(0, 1), (2, 2)],
     "bitserial": [(0, 1), (1, 2), (2, 3)],
     "linear": [(0, 1), (1, 2)],
+    "wconv": [(0, 1), (1, 2)],
     "epilogue": [(0, 1), (1, 2)],
 }
 # The GEMM path by the code the driver loaded (emu_test fallback:PATH --device D --code C):

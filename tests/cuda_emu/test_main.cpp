@@ -1,5 +1,6 @@
 // The emulation test driver: emu_test MODE [--seed S] [--device D]
-//   MODE: all | quick | pack | gemm | conv | bitserial | linear | epilogue | fused | layout | detect:NAME
+//   MODE: all | quick | pack | gemm | conv | bitserial | linear | wconv | epilogue | fused | layout
+//         | detect:NAME
 //         | fallback:mma|popc (the GEMM path Auto and Mma must take with the loaded code)
 //   --seed: warp scheduling order; --device: 0 sm_80, 1 sm_90, 2 sm_75 (no mma: fallback paths);
 //   --code PTX,BIN | none: the code cudaFuncGetAttributes reports as loaded (default: native).
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   if (all || which == "conv") test_conv();
   if (all || quick || which == "bitserial") test_bitserial();
   if (all || quick || which == "linear") test_linear();
+  if (all || quick || which == "wconv") test_wconv();
   if (all || quick || which == "epilogue") test_epilogue();
   if (all || quick || which == "fused") test_fused_epilogue();
   printf("%d checks, %d failures\n", checks, failures);

@@ -52,6 +52,7 @@ void test_gemm(bool quick);
 void test_conv();
 void test_bitserial();
 void test_linear();
+void test_wconv();  // test_wconv.cpp
 void test_layout();
 void test_mma_fallback(const std::string& want);
 void test_epilogue();

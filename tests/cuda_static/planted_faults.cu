@@ -36,8 +36,15 @@ __global__ void planted_register_kernel(const float* x, float* out, int n) {
 }
 
 // An epilogue written as one expression: nvcc contracts it into an FFMA.
-__global__ void __launch_bounds__(256) planted_linear_gemv_kernel(const float* dot, const float* s, const float* b,
-                                                                  float* out) {
+__global__ void __launch_bounds__(256)
+    planted_linear_gemv_kernel(const float* dot, const float* s, const float* b, float* out) {
+  const int i = threadIdx.x;
+  out[i] = dot[i] * s[i] + b[i];
+}
+
+// The same contracted epilogue in a binary_weight_conv2d kernel: no FMUL left.
+__global__ void __launch_bounds__(256)
+    planted_wconv_kernel(const float* dot, const float* s, const float* b, float* out) {
   const int i = threadIdx.x;
   out[i] = dot[i] * s[i] + b[i];
 }

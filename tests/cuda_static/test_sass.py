@@ -85,6 +85,7 @@ def test_gates_fire_on_planted_faults():
         "planted_local_kernel": "spills",
         "planted_register_kernel": "registers",
         "planted_linear_gemv_kernel": "no-fma",
+        "planted_wconv_kernel": "no-fma",
     }
     for arch in cs.ARCHS:
         for name, gate in want.items():

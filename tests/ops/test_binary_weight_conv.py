@@ -23,6 +23,10 @@ from tests.helpers import conv_id, noncontiguous, random_bits, random_conv_confi
 CONFIGS = random_conv_configs(14, seed=11) + [
     dict(cin=64, cout=16, k=(1, 1), stride=1, padding=0, dilation=1, groups=1, n=2, h=5, w=7),  # direct 1x1 path
     dict(cin=5, cout=9, k=(1, 1), stride=1, padding=0, dilation=1, groups=1, n=3, h=4, w=3),
+    # 1x1 kernels that must not take the direct path: groups, a stride, padding
+    dict(cin=12, cout=6, k=(1, 1), stride=1, padding=0, dilation=1, groups=3, n=2, h=5, w=4),
+    dict(cin=10, cout=4, k=(1, 1), stride=(1, 2), padding=0, dilation=1, groups=1, n=2, h=5, w=7),
+    dict(cin=7, cout=3, k=(1, 1), stride=1, padding=(0, 1), dilation=1, groups=1, n=1, h=4, w=5),
     dict(cin=40, cout=8, k=(3, 3), stride=1, padding=1, dilation=1, groups=4, n=2, h=9, w=8),
     dict(cin=33, cout=6, k=(2, 3), stride=(2, 1), padding=(0, 2), dilation=(2, 1), groups=3, n=1, h=7, w=6),
 ]
@@ -126,7 +130,7 @@ def sequential(x, w, cfg, m, b):
     return torch.from_numpy(out)
 
 
-@pytest.mark.parametrize("cfg", [CONFIGS[i] for i in (0, 3, 16, 17)], ids=conv_id)
+@pytest.mark.parametrize("cfg", [CONFIGS[i] for i in (0, 3, 15, 16, 19, 20)], ids=conv_id)
 def test_scalar_path_sums_in_order(cfg, monkeypatch):
     monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
     small = dict(cfg, n=1, h=min(cfg["h"], 7), w=min(cfg["w"], 7))

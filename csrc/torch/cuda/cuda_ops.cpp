@@ -1,7 +1,7 @@
 // CUDA kernels of every op: validate (checks.h, shared with the CPU binding), guard the
 // input's device, allocate on it, and launch the torch-free kernels of csrc/<family>/ on the
 // current stream. Results equal the CPU kernels' exactly (binary_weight_linear: up to float
-// summation order).
+// summation order; binary_weight_conv2d: the CPU scalar path's, bit for bit).
 //
 // Test hooks (read at every call):
 //   BNN_KERNELS_CUDA_GEMM_PATH=auto|mma|popc|gemv    xnor_gemm, binary_conv2d, bitserial_gemm
@@ -24,6 +24,7 @@
 #include "pack/pack_cuda.h"
 #include "torch/checks.h"
 #include "torch/op_outputs.h"
+#include "wconv/binary_weight_conv_cuda.h"
 
 namespace bnn::binding {
 namespace {
@@ -227,6 +228,24 @@ at::Tensor binary_weight_linear_cuda(const at::Tensor& x_in, const at::Tensor& w
   return out.to(out_type);
 }
 
+at::Tensor binary_weight_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels,
+                                     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                     int64_t groups, const c10::optional<at::Tensor>& multiplier_in,
+                                     const c10::optional<at::Tensor>& bias_in) {
+  const ConvParams p =
+      check_binary_weight_conv2d(x_in, w_in, in_channels, stride, padding, dilation, groups, multiplier_in, bias_in);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const LinearAffine affine = linear_affine(x_in.scalar_type(), multiplier_in, bias_in);
+  at::Tensor out = empty_wconv_output(p, x_in.options().dtype(affine.acc));
+  if (out.numel() == 0) return wconv_result(out, x_in);
+  const at::Tensor x = x_in.to(affine.acc).contiguous(at::MemoryFormat::ChannelsLast), w = w_in.contiguous();
+  const auto type = affine.acc == at::kDouble ? cuda::WconvType::F64 : cuda::WconvType::F32;
+  cuda::launch_binary_weight_conv2d(type, x.data_ptr(), w.data_ptr<int32_t>(), p, affine.scale_data(),
+                                    affine.bias_data(), out.data_ptr(), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return wconv_result(out, x_in);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(bnn_kernels, CUDA, m) {
@@ -237,6 +256,7 @@ TORCH_LIBRARY_IMPL(bnn_kernels, CUDA, m) {
   m.impl("binary_conv2d", &binary_conv2d_cuda);
   m.impl("bitserial_gemm", &bitserial_gemm_cuda);
   m.impl("binary_weight_linear", &binary_weight_linear_cuda);
+  m.impl("binary_weight_conv2d", &binary_weight_conv2d_cuda);
 }
 
 }  // namespace bnn::binding
