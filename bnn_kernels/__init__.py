@@ -15,6 +15,7 @@ from . import _native, nn, reference  # noqa: F401  (_native: the build state `b
 from ._native import cpu_gemm_isa, cuda_built, op_library_path
 from ._version import __version__  # noqa: F401
 from .convert import ConversionError, ConversionReport, convert
+from .cuda_paths import cuda_gemm_path, get_cuda_gemm_path, set_cuda_gemm_path
 from .export_pt2 import ExportError, export, load_exported
 from .ops import (
     binary_conv2d,
@@ -50,4 +51,7 @@ __all__ = [
     "op_library_path",
     "cuda_built",
     "cpu_gemm_isa",
+    "set_cuda_gemm_path",
+    "get_cuda_gemm_path",
+    "cuda_gemm_path",
 ]

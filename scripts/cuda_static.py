@@ -14,6 +14,11 @@ launch bounds from the PTX nvcc kept, and its instructions with `nvdisasm`, then
   bmma       every b1 mma.sync of the PTX is .and.popc and became exactly one native
              BMMA ... AND.POPC (ptxas emulates .xor.popc on sm_90 with several); tensor-core
              kernels (names with "mma") have BMMA, no POPC (an emulated mma) and no trap
+  wgmma      sm_90a kernels with "wgmma" in the name: each b1 wgmma.mma_async of the PTX is one
+             native BGMMA ... AND.POPC, no trap, and the setmaxnreg of each warp role is in the
+             SASS (USETMAXREG) and fits: the compiled register count lies between the producers'
+             dec and the consumers' inc, and one producer warpgroup at dec plus the others at inc
+             fit the SM's 65536 registers; on other targets such a kernel is a stub that traps
   no-fma     binary_weight_linear and binary_weight_conv2d (wconv_) kernels keep the epilogue's
              FMUL/DMUL (dot * scale rounds before + bias, as on the CPU), and the linear GEMV
              ones, whose only multiply that is, no FFMA/DFMA; the fused epilogue kernel
@@ -86,6 +91,8 @@ class Kernel:
     min_blocks: int = 0  # __launch_bounds__ min blocks per SM (0: none)
     ptx_mma_and: int = 0  # mma.sync ... .b1 ... .and.popc in the PTX
     ptx_mma_xor: int = 0  # mma.sync ... .b1 ... .xor.popc in the PTX
+    ptx_wgmma: int = 0  # wgmma.mma_async ... .b1.b1.and.popc in the PTX
+    setmaxnreg: tuple = ()  # (("dec" | "inc", R), ...) of the PTX
     ops: dict = field(default_factory=dict)  # SASS opcode (with modifiers) -> count
     failures: list = field(default_factory=list)
 
@@ -141,9 +148,9 @@ def parse_res_usage(text: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def parse_ptx(ptx: str) -> dict[str, tuple[int, int, int, int]]:
+def parse_ptx(ptx: str) -> dict[str, tuple]:
     """.entry name -> (maxntid product, minnctapersm (0 where absent), b1 mma.sync with
-    .and.popc, with .xor.popc)."""
+    .and.popc, with .xor.popc, b1 wgmma.mma_async .and.popc, setmaxnreg (kind, R) pairs)."""
     out = {}
     entries = list(re.finditer(r"\.entry\s+(\S+)\s*\(", ptx))
     for i, m in enumerate(entries):
@@ -158,11 +165,16 @@ def parse_ptx(ptx: str) -> dict[str, tuple[int, int, int, int]]:
             for g in nt.groups():
                 threads *= int(g or 1)
         mb = re.search(r"\.minnctapersm\s+(\d+)", head)
-        out[m.group(1)] = (threads, int(mb.group(1)) if mb else 0, mma_and, mma_xor)
+        wgmma = len(re.findall(r"wgmma\.mma_async\.\S*\.b1\.b1\.and\.popc", body))
+        regs = tuple(
+            sorted({(k, int(r)) for k, r in re.findall(r"setmaxnreg\.(inc|dec)\.sync\.aligned\.u32\s+(\d+)", body)})
+        )
+        out[m.group(1)] = (threads, int(mb.group(1)) if mb else 0, mma_and, mma_xor, wgmma, regs)
     return out
 
 
-_INSN = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)")
+# (modifiers may hold a lowercase x: BGMMA.64x256x256.AND.POPC)
+_INSN = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_][A-Z0-9_x]*)*)")
 
 
 def parse_sass(text: str) -> dict[str, dict[str, int]]:
@@ -177,6 +189,10 @@ def parse_sass(text: str) -> dict[str, dict[str, int]]:
         m = _INSN.search(line) if cur is not None else None
         if m:
             cur[m.group(1)] = cur.get(m.group(1), 0) + 1
+            if m.group(1).startswith("USETMAXREG"):  # its register count, as a pseudo-opcode
+                imm = re.search(r"(0x[0-9a-f]+)\s*;", line)
+                key = f"setmaxnreg#{int(imm.group(1), 16) if imm else '?'}"
+                cur[key] = cur.get(key, 0) + 1
     return out
 
 
@@ -211,7 +227,7 @@ def analyse(nvcc: str, cuobjdump: str, nvdisasm: str, source: str, arch: str, wo
     for name, r in res.items():
         if name not in entries:  # a device function, not a kernel entry
             continue
-        threads, min_blocks, mma_and, mma_xor = entries[name]
+        threads, min_blocks, mma_and, mma_xor, wgmma, maxnreg = entries[name]
         k = Kernel(
             os.path.relpath(source, ROOT),
             arch,
@@ -224,6 +240,8 @@ def analyse(nvcc: str, cuobjdump: str, nvdisasm: str, source: str, arch: str, wo
             min_blocks=min_blocks,
             ptx_mma_and=mma_and,
             ptx_mma_xor=mma_xor,
+            ptx_wgmma=wgmma,
+            setmaxnreg=maxnreg,
             ops=sass.get(name, {}),
         )
         check(k)
@@ -259,7 +277,9 @@ def check(k: Kernel) -> None:
         f.append(f"bmma: mma XOR.popc ({k.ptx_mma_xor} in PTX; emulated on sm_90)")
     if k.bmma_and != k.ptx_mma_and:
         f.append(f"bmma: {k.bmma_and} BMMA AND.POPC for {k.ptx_mma_and} b1 mma in PTX (emulated)")
-    if "mma" in (k.name or k.mangled):
+    if "wgmma" in (k.name or k.mangled):
+        check_wgmma(k)
+    elif "mma" in (k.name or k.mangled):
         if k.bmma_and == 0:
             f.append("bmma: no native BMMA ... AND.POPC")
         if k.count(r"^POPC\b"):
@@ -275,6 +295,33 @@ def check(k: Kernel) -> None:
             f.append(f"no-fma: {k.count(r'^FFMA')} FFMA in the fused epilogue (each step must round on its own)")
         if not k.count(r"^FMUL\b"):
             f.append("no-fma: no FMUL left in the fused epilogue (multiplier and PReLU slope fused away?)")
+
+
+def check_wgmma(k: Kernel) -> None:
+    """The wgmma gate (see the module docstring)."""
+    f = k.failures
+    if k.arch != "90a":
+        if k.ptx_wgmma or not k.count(r"^BPT\.TRAP") or k.shared < 8192:
+            f.append("wgmma: outside sm_90a the kernel must be the trapping stub (8 KiB static shared memory)")
+        return
+    bgmma = k.count(r"^BGMMA\..*AND\.POPC")
+    if k.ptx_wgmma == 0 or bgmma != k.ptx_wgmma:
+        f.append(f"wgmma: {bgmma} BGMMA AND.POPC for {k.ptx_wgmma} b1 wgmma in PTX")
+    if k.count(r"^BPT\.TRAP"):
+        f.append("wgmma: contains a trap")
+    dec = [r for kind, r in k.setmaxnreg if kind == "dec"]
+    inc = [r for kind, r in k.setmaxnreg if kind == "inc"]
+    if len(dec) != 1 or len(inc) != 1:
+        f.append(f"wgmma: want one setmaxnreg dec (producers) and one inc (consumers), PTX has {k.setmaxnreg}")
+        return
+    sass = {op.split("#")[1] for op in k.ops if op.startswith("setmaxnreg#")}
+    if str(dec[0]) not in sass or str(inc[0]) not in sass:
+        f.append(f"wgmma: USETMAXREG of the SASS request {sorted(sass)}, the PTX {dec[0]} and {inc[0]}")
+    groups = max(1, (k.threads or 128) // 128)
+    if not dec[0] <= k.regs <= inc[0]:
+        f.append(f"wgmma: {k.regs} registers outside setmaxnreg dec {dec[0]} .. inc {inc[0]}")
+    if 128 * dec[0] + 128 * (groups - 1) * inc[0] > REGS_PER_SM:
+        f.append(f"wgmma: 1 warpgroup at {dec[0]} + {groups - 1} at {inc[0]} registers exceed {REGS_PER_SM}")
 
 
 def run(archs=ARCHS, jobs: int | None = None, sources: list[str] | None = None) -> list[Kernel]:
@@ -296,9 +343,18 @@ def run(archs=ARCHS, jobs: int | None = None, sources: list[str] | None = None) 
     return kernels
 
 
+def _mma_cell(k: Kernel) -> str:
+    """BMMA count, or for wgmma kernels the BGMMA count and the setmaxnreg requests."""
+    bgmma = k.count(r"^BGMMA\..*AND\.POPC")
+    if not bgmma:
+        return str(k.bmma_and)
+    regs = "/".join(str(r) for _, r in k.setmaxnreg)
+    return f"BGMMA {bgmma} (setmaxnreg {regs})"
+
+
 def table(kernels: list[Kernel]) -> str:
     rows = [
-        "| source | kernel | arch | regs | spill/local B | static smem B | launch bounds | blocks/SM (regs, static smem) | BMMA AND.POPC | gates |",
+        "| source | kernel | arch | regs | spill/local B | static smem B | launch bounds | blocks/SM (regs, static smem) | BMMA / BGMMA AND.POPC | gates |",
         "|---|---|---|---:|---:|---:|---|---:|---:|---|",
     ]
     for k in sorted(kernels, key=lambda k: (k.source, k.name, k.arch)):
@@ -306,7 +362,7 @@ def table(kernels: list[Kernel]) -> str:
         gates = "ok" if not k.failures else "FAIL: " + "; ".join(k.failures)
         rows.append(
             f"| {k.source} | `{k.name}` | sm_{k.arch} | {k.regs} | {k.local + k.stack} | {k.shared} | "
-            f"{bounds} | {k.occupancy()} | {k.bmma_and} | {gates} |"
+            f"{bounds} | {k.occupancy()} | {_mma_cell(k)} | {gates} |"
         )
     return "\n".join(rows)
 
@@ -329,7 +385,9 @@ def main(argv=None) -> int:
         "(256 where there is none). Dynamic shared memory is not counted: the MMA kernel's 96 KiB allow\n"
         "1 block on sm_80 and 2 on sm_90a (see `benchmarks/cuda_notes.md`, occupancy). sm_80 code also\n"
         "runs on sm_86/sm_89, so its shared memory per SM counts as 100 KiB; sm_90a cubins already\n"
-        "include the reserved 1 KiB in their static shared memory (counted twice here: conservative).\n\n"
+        "include the reserved 1 KiB in their static shared memory (counted twice here: conservative).\n"
+        "The sm_90a wgmma GEMM runs 1 block of 384 threads per SM (its ~193 KiB ring); its sm_80\n"
+        "build is a trapping stub marked by 8 KiB of static shared memory (never launched).\n\n"
         f"{len(kernels)} kernels x targets, {len(failed)} breaking a gate.\n\n" + table(kernels) + "\n"
     )
     if args.out:

@@ -8,11 +8,12 @@
 #   scripts/gpu_check.sh [OUTDIR]
 #   PYTHON=python3 scripts/gpu_check.sh ...         (the interpreter with torch; default python)
 #   SKIP_BENCH=1 ... (tests only); BENCH_SUITES="gemm linear" ... (a subset of the benchmarks)
+#   WGMMA_SHAPES="8192 32768" ... (squares of the sm_90a wgmma vs mma.sync comparison)
 #
 # Exit status: 0 when the build, the tests and memcheck all pass.
 set -uo pipefail
 if [ $# -gt 1 ] || [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-  sed -n '2,12p' "$0" >&2
+  sed -n '2,13p' "$0" >&2
   exit 2
 fi
 OUTDIR="${1:-gpu_out}"
@@ -85,6 +86,43 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
     log "bench: FAILED (see bench.log)"
     status=1
   fi
+fi
+# 5. the sm_90a GEMM (opt-in GemmPath::Wgmma): did its kernel run (a profiler trace names it)?
+#    Then xnor_gemm forced to mma.sync and to wgmma, each beside cuBLAS bf16 (torch.matmul) and
+#    int8 (torch._int_mm) in the same run, at 8192^3 and 32768^3.
+"$PY" - > "$OUTDIR/wgmma_check.log" 2>&1 <<'PYEOF'
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import bnn_kernels as bk
+
+cc = torch.cuda.get_device_capability()
+a = bk.pack_bits(torch.randn(1000, 5120, device="cuda"))
+b = bk.pack_bits(torch.randn(700, 5120, device="cuda"))
+want = bk.reference.xnor_gemm(a.cpu(), b.cpu(), 5120)
+with bk.cuda_gemm_path("wgmma"), profile(activities=[ProfilerActivity.CUDA]) as prof:
+    got = bk.xnor_gemm(a, b, 5120)
+    torch.cuda.synchronize()
+ran = [e.key for e in prof.key_averages() if "and_gemm" in e.key]
+ok = torch.equal(got.cpu(), want)
+hit = any("wgmma" in k for k in ran)
+print(f"compute capability {cc}: result {'exact' if ok else 'WRONG'}; kernels {ran}")
+print("wgmma kernel ran" if hit else "wgmma kernel did not run (mma.sync fallback)")
+raise SystemExit(0 if ok and (hit or cc != (9, 0)) else 1)
+PYEOF
+rc=$?
+log "wgmma path: rc=$rc, $(tail -n 1 "$OUTDIR/wgmma_check.log")"
+[ $rc -eq 0 ] || status=1
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  for path in mma wgmma; do
+    if BNN_KERNELS_CUDA_GEMM_PATH=$path "$PY" -m bnn_kernels bench gemm --device cuda --shapes ${WGMMA_SHAPES:-8192 32768} \
+        --out "$OUTDIR" --name "bench_gemm_$path" > "$OUTDIR/bench_gemm_$path.log" 2>&1; then
+      log "bench gemm path=$path: ok (bench_gemm_$path.log: binary TOPS beside torch.matmul bf16 and torch._int_mm)"
+    else
+      log "bench gemm path=$path: FAILED (see bench_gemm_$path.log)"
+      status=1
+    fi
+  done
 fi
 log "done: status=$status, outputs in $OUTDIR"
 exit $status

@@ -31,9 +31,10 @@ DISPATCH, XNOR = "gemm/and_gemm_dispatch_cuda.cu", "gemm/xnor_gemm_cuda.cu"
 CONV, PACK = "conv/binary_conv_cuda.cu", "pack/pack_cuda.cu"
 LIN, BITS = "linear/binary_weight_linear_cuda.cu", "bitserial/bitserial_gemm_cuda.cu"
 EPI = "gemm/epilogue_cuda.cu"
-# The emulation family that exercises a file first, where it is not named like its csrc folder.
-FIRST_FAMILY = {EPI: "fused"}
 WCONV = "wconv/binary_weight_conv_cuda.cu"
+WGMMA = "gemm/and_gemm_wgmma_cuda.cu"
+# The family that runs first for a file (default: its csrc folder's name).
+FAMILY = {EPI: "fused", WGMMA: "wgmma"}
 
 # (id, what, file, text, replacement, occurrence: 1-based, or 0 for every occurrence)
 # One bug per entry, as a table (left out of the formatter).
@@ -159,6 +160,51 @@ BUGS = [
      "if (m < d.pixels && n < d.og)", "if (m <= d.pixels && n < d.og)", 1),
     ("wconv-group-channels", "binary_weight_conv2d gathers group 0's channels", WCONV,
      "* p.in_channels + grp * d.cg + ch];", "* p.in_channels + ch];", 1),
+    # the sm_90a GEMM (GemmPath::Wgmma): TMA + mbarrier ring, wgmma descriptors, epilogue
+    ("wgmma-swizzle", "descriptor names the 64-byte swizzle for 128-byte swizzled tiles", WGMMA,
+     "uint64_t(1024 >> 4) << 32 | uint64_t(1) << 62;", "uint64_t(1024 >> 4) << 32 | uint64_t(2) << 62;", 1),
+    ("wgmma-sbo", "descriptor stride between 8-row groups 512 bytes instead of 1024", WGMMA,
+     "uint64_t(1024 >> 4) << 32", "uint64_t(512 >> 4) << 32", 1),
+    ("wgmma-kstep", "k256 steps advance the descriptor 16 bytes instead of 32", WGMMA,
+     "ptx::wgmma_b1_and<BN>(acc, da + 2 * k, db + 2 * k,", "ptx::wgmma_b1_and<BN>(acc, da + k, db + k,", 1),
+    ("wgmma-fence", "no wgmma.fence before a tile's wgmma (accumulators just read by the epilogue)", WGMMA,
+     "ptx::wgmma_fence();", "", 1),
+    ("wgmma-wait-1", "wgmma.wait_group 2 instead of 1 before releasing the previous stage", WGMMA,
+     "ptx::wgmma_wait_group<1>();", "ptx::wgmma_wait_group<2>();", 1),
+    ("wgmma-final-wait", "no wgmma.wait_group 0 before the epilogue reads the accumulators", WGMMA,
+     "ptx::wgmma_wait_group<0>();", "", 1),
+    ("wgmma-early-release", "previous stage released before the wait_group that covers its reader", WGMMA,
+     "ptx::wgmma_wait_group<1>(); // the previous stage's group is done: release its stage\n"
+     "      if (kt > 0) ptx::mbarrier_arrive(r.empty((it - 1) % Ring<BN>::stages));",
+     "if (kt > 0) ptx::mbarrier_arrive(r.empty((it - 1) % Ring<BN>::stages));\n      ptx::wgmma_wait_group<1>();", 1),
+    ("wgmma-release-current", "consumers release the stage they just issued on, not the previous one", WGMMA,
+     "if (kt > 0) ptx::mbarrier_arrive(r.empty((it - 1) % Ring<BN>::stages));",
+     "if (kt > 0) ptx::mbarrier_arrive(r.empty(s));", 1),
+    ("wgmma-full-wait", "consumers skip the wait for the stage's TMA data", WGMMA,
+     "wait_phase(r.full(s), (it / Ring<BN>::stages) & 1);", "", 1),
+    ("wgmma-parity", "producer waits on the empty barrier without inverting the parity", WGMMA,
+     "wait_phase(r.empty(s), ((it / Ring<BN>::stages) & 1) ^ 1);", "wait_phase(r.empty(s), (it / Ring<BN>::stages) & 1);", 1),
+    ("wgmma-tx-short", "expect_tx announces 16 bytes fewer than the two boxes bring", WGMMA,
+     "ptx::mbarrier_arrive_expect_tx(r.full(s), Ring<BN>::stage);",
+     "ptx::mbarrier_arrive_expect_tx(r.full(s), Ring<BN>::stage - 16);", 1),
+    ("wgmma-tx-long", "expect_tx announces 16 bytes more than the two boxes bring", WGMMA,
+     "ptx::mbarrier_arrive_expect_tx(r.full(s), Ring<BN>::stage);",
+     "ptx::mbarrier_arrive_expect_tx(r.full(s), Ring<BN>::stage + 16);", 1),
+    ("wgmma-tma-misaligned", "TMA destination of A not on a 1024-byte swizzle pattern", WGMMA,
+     "ptx::tma_load_2d(r.a(s), ma,", "ptx::tma_load_2d(r.a(s) + 128, ma,", 1),
+    ("wgmma-mbar-fence", "no fence.mbarrier_init after the barrier inits", WGMMA, "ptx::fence_mbarrier_init();", "", 1),
+    ("wgmma-tail-fix", "dirty bits past last_mask not subtracted in the epilogue", WGMMA, "if (dirty) cnt -=",
+     "if (false) cnt -=", 1),
+    ("wgmma-store-bound", "wgmma epilogue store bound off by one", WGMMA, "if (m < p.M && n < p.N) {",
+     "if (m <= p.M && n < p.N) {", 1),
+    ("wgmma-batch-rows", "tiles of later batch entries read the first entry's A rows", WGMMA,
+     "tl.b * g.a_rows_per_batch + tl.m0", "tl.m0", 1),
+    ("wgmma-consumer-rows", "both consumer warpgroups read the first 64 rows of A", WGMMA,
+     "desc_128b(r.a(s) + wg * 64 * kKBytes)", "desc_128b(r.a(s))", 1),
+    ("wgmma-any-code", "wgmma path taken without checking the loaded code is sm_90a", DISPATCH,
+     "if (and_gemm_wgmma_native() && launch_and_gemm_wgmma(args, stream))", "if (launch_and_gemm_wgmma(args, stream))", 1),
+    ("wgmma-fits", "wgmma path taken for rows TMA cannot read (no 16-byte multiple)", WGMMA,
+     "p.lda % 4 == 0 && p.ldb % 4 == 0 &&", "", 1),
 ]
 # fmt: on
 
@@ -187,27 +233,38 @@ def _first_error(r: subprocess.CompletedProcess) -> str:
 def run_suite(exe: str, first: str) -> str | None:
     """The first failing run of the emulation suite ('family device seed: message'), or None.
     The family `first` (the planted file's) runs first, the whole suite when it passes, then
-    the GEMM path-choice runs (build.FALLBACK)."""
+    the GEMM path-choice runs (build.FALLBACK, build.WGMMA_FALLBACK); the wgmma family's runs
+    with every wgmma at its latest point (build.WGMMA_LATE) follow it."""
     env = dict(os.environ, GCOV_PREFIX=os.path.join(os.path.dirname(exe), "gcov-discard"))
     order = ([first] if first in build.SUITE else []) + [f for f in build.SUITE if f != first]
-    for fam in order:
-        for dev, seed in build.SUITE[fam]:
-            try:
-                r = subprocess.run(
-                    [exe, fam, "--device", str(dev), "--seed", str(seed)],
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                    env=env,
-                )
-            except subprocess.TimeoutExpired:
-                return f"{fam} device {dev} seed {seed}: timeout"
-            if r.returncode != 0:
-                return f"{fam} device {dev} seed {seed}: {_first_error(r)}"
+    late = [("wgmma", dev, seed, ["--wgmma-late", "1"]) for dev, seed in build.WGMMA_LATE]
+    runs = [(fam, dev, seed, []) for fam in order for dev, seed in build.SUITE[fam]]
+    head = (
+        len(build.SUITE[first]) if first in build.SUITE else 0
+    )  # the planted file's family first, then (for wgmma) its late runs
+    runs = runs[:head] + late + runs[head:] if first == "wgmma" else runs + late
+    for fam, dev, seed, extra in runs:
+        try:
+            r = subprocess.run(
+                [exe, fam, "--device", str(dev), "--seed", str(seed), *extra],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=env,
+            )
+        except subprocess.TimeoutExpired:
+            return f"{fam} device {dev} seed {seed}: timeout"
+        if r.returncode != 0:
+            return f"{fam} device {dev} seed {seed}{' (wgmma late)' if extra else ''}: {_first_error(r)}"
     for case in build.FALLBACK:
         r = subprocess.run([exe, *build.fallback_args(*case)], capture_output=True, text=True, timeout=300, env=env)
         if r.returncode != 0:
             return f"fallback {case}: {_first_error(r)}"
+    for dev, code, want in build.WGMMA_FALLBACK:
+        args = [f"wgmma-fallback:{want}", "--device", str(dev)] + (["--code", code] if code else [])
+        r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=300, env=env)
+        if r.returncode != 0:
+            return f"wgmma fallback {(dev, code, want)}: {_first_error(r)}"
     return None
 
 
@@ -241,8 +298,7 @@ def main() -> int:
             f.write(planted)
         try:
             exe = build.build(out, scratch)
-            # csrc folders are named like the families, with the exceptions of FIRST_FAMILY
-            verdict = run_suite(exe, FIRST_FAMILY.get(path, path.split("/")[0]))
+            verdict = run_suite(exe, FAMILY.get(path, path.split("/")[0]))  # folders are named like the families
         except RuntimeError as e:  # a bug that does not compile is not a test of the suite
             print(f"NOT PLANTED {bid}: does not compile ({str(e).splitlines()[0][:120]})", flush=True)
             missing.append(bid)

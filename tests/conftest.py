@@ -40,7 +40,7 @@ def cpu_isa(request, monkeypatch):
 # op family runs on the CPU and, with a GPU and a CUDA build, on CUDA (skipped otherwise).
 # GEMM-backed ops run on CUDA under every forced GEMM path, binary_weight_linear under every
 # linear path (test hooks of csrc/torch/cuda/cuda_ops.cpp).
-GEMM_PATHS = ["auto", "mma", "popc", "gemv"]
+GEMM_PATHS = ["auto", "mma", "popc", "gemv", "wgmma"]
 LINEAR_PATHS = ["auto", "gemv", "tiled"]
 DEVICE_FIXTURES = ("device", "gemm_device", "linear_device")
 

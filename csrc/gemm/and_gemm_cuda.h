@@ -5,6 +5,7 @@
 //   and_gemm_mma_cuda.cu       GemmPath::Mma (b1 tensor cores) and and_gemm_mma_native()
 //   and_gemm_popc_cuda.cu      GemmPath::Popc (tiled, CUDA cores)
 //   and_gemm_gemv_cuda.cu      GemmPath::Gemv (few rows)
+//   and_gemm_wgmma_cuda.cu     GemmPath::Wgmma (sm_90a warpgroup tensor cores, TMA; opt-in)
 //   xnor_gemm_cuda.cu          row popcounts and xnor_gemm on top of the engine
 //
 // Every path computes the AND-popcount of packed rows (the operation binary tensor cores do
@@ -25,9 +26,13 @@ enum class GemmPath {
   Mma,   // binary tensor cores: mma.sync m16n8k256 b1 AND.popc, cp.async pipeline (sm_80+)
   Popc,  // CUDA cores: shared-memory tiles, __popc
   Gemv,  // CUDA cores: one warp per output column, lanes along k (for few rows)
+  // sm_90a only: wgmma m64nNk256 b1 AND.popc, TMA + mbarrier ring, persistent (opt-in: Auto never
+  // picks it). Falls back to Mma (and reports it) unless and_gemm_wgmma_native() and the operands
+  // suit TMA (and_gemm_wgmma_fits).
+  Wgmma,
 };
 
-// "auto", "mma", "popc" or "gemv" (nullptr or "" = auto); anything else returns false.
+// "auto", "mma", "popc", "gemv" or "wgmma" (nullptr or "" = auto); anything else returns false.
 bool parse_gemm_path(const char* s, GemmPath* out);
 const char* gemm_path_name(GemmPath p);
 
@@ -49,7 +54,7 @@ struct AndGemmArgs {
 };
 
 // Runs the AND-popcount GEMM on `stream` by `path` (Auto picks one; Mma falls back to Popc
-// unless and_gemm_mma_native()). Returns the path that ran.
+// unless and_gemm_mma_native(); Wgmma falls back to Mma, see GemmPath). Returns the path that ran.
 GemmPath launch_and_gemm(const AndGemmArgs& args, GemmPath path, cudaStream_t stream);
 
 // out[r] = mul * popcount(bits[r] & masks) + add for `rows` rows of `words` words (leading dim
@@ -76,5 +81,15 @@ void launch_and_gemm_gemv(const AndGemmArgs& args, cudaStream_t stream);
 // Decided by the loaded code, not the device: PTX below compute_80 JIT-compiled on a Hopper GPU
 // would still give a kernel that only traps (setup.py and CMake refuse such arch lists).
 bool and_gemm_mma_native();
+
+// GemmPath::Wgmma (and_gemm_wgmma_cuda.cu). Runs only where and_gemm_wgmma_native(): the loaded
+// image of the kernel is sm_90a SASS and the device has compute capability 9.0 exactly.
+// and_gemm_wgmma_fits: the operands suit TMA (16-byte aligned bases, lda and ldb multiples of 4
+// words, batch strides whole rows, words > 0). launch_and_gemm_wgmma returns false, launching
+// nothing, when they do not or the driver refuses the tensor maps; it needs no slicing (a 1-D
+// persistent grid).
+bool and_gemm_wgmma_native();
+bool and_gemm_wgmma_fits(const AndGemmArgs& args);
+bool launch_and_gemm_wgmma(const AndGemmArgs& args, cudaStream_t stream);
 
 }  // namespace bnn::cuda

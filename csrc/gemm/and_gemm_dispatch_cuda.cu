@@ -15,6 +15,7 @@ bool parse_gemm_path(const char* s, GemmPath* out) {
   if (std::strcmp(s, "mma") == 0) return *out = GemmPath::Mma, true;
   if (std::strcmp(s, "popc") == 0) return *out = GemmPath::Popc, true;
   if (std::strcmp(s, "gemv") == 0) return *out = GemmPath::Gemv, true;
+  if (std::strcmp(s, "wgmma") == 0) return *out = GemmPath::Wgmma, true;
   return false;
 }
 
@@ -26,6 +27,8 @@ const char* gemm_path_name(GemmPath p) {
       return "popc";
     case GemmPath::Gemv:
       return "gemv";
+    case GemmPath::Wgmma:
+      return "wgmma";
     default:
       return "auto";
   }
@@ -53,6 +56,11 @@ GemmPath choose_path(const AndGemmArgs& p, GemmPath requested, bool mma_native) 
 }  // namespace
 
 GemmPath launch_and_gemm(const AndGemmArgs& args, GemmPath requested, cudaStream_t stream) {
+  // The wgmma kernel (opt-in) where the loaded code and the operands allow it; Mma otherwise.
+  if (requested == GemmPath::Wgmma) {
+    if (and_gemm_wgmma_native() && launch_and_gemm_wgmma(args, stream)) return GemmPath::Wgmma;
+    requested = GemmPath::Mma;
+  }
   const GemmPath path = choose_path(args, requested, and_gemm_mma_native());
   // Slices keep every grid dimension inside CUDA's limits (kMaxGridYZ = 65535 for y and z): at
   // most 65535 * 8 rows (GEMV: 8 rows per block row), 2^21 columns (popc: 64 per block column,

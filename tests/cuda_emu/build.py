@@ -82,6 +82,20 @@ DRIVERS += ["test_fused.cpp"]
 SUITE["fused"] = [(0, 1), (1, 2)]
 TEST_KERNELS += ["test_sm90_kernels.cu"]
 SUITE["sm90"] = [(1, 1), (1, 2), (1, 3)]
+# csrc's sm_90a GEMM (GemmPath::Wgmma) on the sm_90 device; WGMMA_LATE: extra runs in which every
+# wgmma runs at its covering wait_group (emu_test --wgmma-late 1).
+DRIVERS += ["test_wgmma.cpp"]
+SUITE["wgmma"] = [(1, 1), (1, 2), (1, 3)]
+WGMMA_LATE = [(1, 4)]
+# The path a forced Wgmma takes by the loaded code (emu_test wgmma-fallback:PATH): sm_90a SASS on
+# the sm_90 device only; mma.sync elsewhere, popc without b1 mma code.
+WGMMA_FALLBACK = [
+    (1, None, "wgmma"),  # the sm_90 device's own (sm_90a) code
+    (1, "80,90", "mma"),  # compute_80 PTX JIT-compiled on Hopper: no wgmma in it
+    (0, None, "mma"),  # sm_80: no wgmma
+    (2, None, "popc"),  # sm_75: neither
+    (1, "none", "popc"),  # no image for the device
+]
 
 
 def fallback_args(device: int, code: str | None, path: str) -> list[str]:

@@ -70,6 +70,7 @@ struct Warpgroup {
 };
 std::vector<ThreadState> g_ts;
 std::vector<Warpgroup> g_wg;
+bool g_latest = false;  // set_wgmma_latest: operations run only at their covering wait
 
 uint64_t checksum(const int32_t* d, int n) {
   uint64_t h = 1469598103934665603ull;
@@ -244,7 +245,7 @@ bool wgmma_step(bool force) {
       continue;
     }
     // late more often than early: a stage released too soon then meets its unfinished reader
-    while (!g.ops.empty() && formed(g.ops.front()) && rng_next() % 8 == 0) run_until(int(wg), g.base + 1);
+    while (!g_latest && !g.ops.empty() && formed(g.ops.front()) && rng_next() % 8 == 0) run_until(int(wg), g.base + 1);
   }
   return false;
 }
@@ -290,6 +291,7 @@ void wgmma_block_end() {
 }  // namespace emu::sm90
 
 namespace emu {
+void set_wgmma_latest(bool latest) { sm90::g_latest = latest; }
 void sm90_register_access(uintptr_t a, size_t n, bool write) {
   const int t = cur_thread();
   if (t < 0 || size_t(t) >= sm90::g_ts.size()) return;

@@ -211,3 +211,20 @@ def test_line_coverage(emu_binary):
     report = "\n".join(f"  {f}: {h}/{t} = {100 * h / t:.1f}%" for f, (h, t) in sorted(cov.items()))
     print(f"\nline coverage of the .cu files under the emulator: {hit}/{total} = {100 * hit / total:.1f}%\n{report}")
     assert 100 * hit / total >= MIN_COVERAGE, report
+
+
+@pytest.mark.parametrize("device,seed", build.WGMMA_LATE)
+def test_wgmma_at_latest_point(emu_binary, device, seed):
+    """csrc's sm_90a GEMM with every wgmma deferred to its covering wait_group: a wait off by one
+    or a stage released early then meets the unfinished operation on every run, not by chance."""
+    r = run_emu(emu_binary, "wgmma", "--device", str(device), "--seed", str(seed), "--wgmma-late", "1")
+    assert r.returncode == 0 and " 0 failures" in r.stdout, r.stdout + r.stderr[-5000:]
+
+
+@pytest.mark.parametrize("device,code,path", build.WGMMA_FALLBACK)
+def test_wgmma_path_needs_sm90a_code(emu_binary, device, code, path):
+    """A forced Wgmma runs the wgmma kernel only where its loaded code is sm_90a on an sm_90
+    device; elsewhere mma.sync (or popc), reported as such, with the same result."""
+    args = ["--device", str(device)] + (["--code", code] if code else [])
+    r = run_emu(emu_binary, f"wgmma-fallback:{path}", *args, timeout=300)
+    assert r.returncode == 0 and " 0 failures" in r.stdout, r.stdout + r.stderr[-3000:]

@@ -2,8 +2,10 @@
 //   MODE: all | quick | pack | gemm | conv | bitserial | linear | wconv | epilogue | fused | layout
 //         | detect:NAME
 //         | fallback:mma|popc (the GEMM path Auto and Mma must take with the loaded code)
+//         | wgmma | wgmma-fallback:wgmma|mma|popc (the path a forced Wgmma takes)
 //   --seed: warp scheduling order; --device: 0 sm_80, 1 sm_90, 2 sm_75 (no mma: fallback paths);
-//   --code PTX,BIN | none: the code cudaFuncGetAttributes reports as loaded (default: native).
+//   --code PTX,BIN | none: the code cudaFuncGetAttributes reports as loaded (default: native);
+//   --wgmma-late 1: every wgmma runs at its covering wgmma.wait_group, the latest legal point.
 // Prints "N checks, M failures"; any emulator error aborts with "EMU ERROR ...".
 #include <cstdlib>
 #include <cstring>
@@ -33,6 +35,8 @@ int main(int argc, char** argv) {
         return 2;
       }
       emu::set_loaded_code(ptx, bin);
+    } else if (!strcmp(argv[i], "--wgmma-late")) {
+      emu::set_wgmma_latest(atoi(argv[i + 1]) != 0);
     } else {
       fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
@@ -40,9 +44,11 @@ int main(int argc, char** argv) {
   }
   if (which.rfind("detect:", 0) == 0) return run_detector(which.substr(7));
   if (which.rfind("fallback:", 0) == 0) test_mma_fallback(which.substr(9));
+  if (which.rfind("wgmma-fallback:", 0) == 0) test_wgmma_fallback(which.substr(15));
   const bool quick = which == "quick", all = which == "all";
   if (all || quick || which == "layout") test_layout();
-  if (all || which == "sm90") test_sm90();  // the emulator's own sm_90a kernels (test_sm90.cpp)
+  if (all || which == "sm90") test_sm90();    // the emulator's own sm_90a kernels (test_sm90.cpp)
+  if (all || which == "wgmma") test_wgmma();  // csrc's sm_90a GEMM (test_wgmma.cpp)
   if (all || quick || which == "pack") test_pack();
   if (all || quick || which == "gemm") test_gemm(quick);
   if (all || which == "conv") test_conv();

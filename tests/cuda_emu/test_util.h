@@ -58,4 +58,6 @@ void test_mma_fallback(const std::string& want);
 void test_epilogue();
 void test_fused_epilogue();  // test_fused.cpp
 int run_detector(const std::string& name);
+void test_wgmma();                                  // test_wgmma.cpp: the sm_90a GEMM path
+void test_wgmma_fallback(const std::string& want);  // the path a forced Wgmma takes by loaded code
 }  // namespace emutest

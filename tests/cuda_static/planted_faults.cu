@@ -48,3 +48,26 @@ __global__ void __launch_bounds__(256)
   const int i = threadIdx.x;
   out[i] = dot[i] * s[i] + b[i];
 }
+
+// A warp-specialized wgmma kernel whose setmaxnreg budget overflows the register file (one
+// producer warpgroup at 40 + two consumer warpgroups at 248 > 65536); outside sm_90a it is no
+// trapping stub. Both break the wgmma gate.
+__global__ void __launch_bounds__(384, 1) planted_wgmma_budget_kernel(uint64_t da, uint64_t db, int32_t* out) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if (threadIdx.x >= 256) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 248;\n");
+  int32_t d[4] = {0, 0, 0, 0};
+  asm volatile("wgmma.fence.sync.aligned;\n");
+  asm volatile("wgmma.mma_async.sync.aligned.m64n8k256.s32.b1.b1.and.popc {%0, %1, %2, %3}, %4, %5, 0;\n"
+               : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+               : "l"(da), "l"(db));
+  asm volatile("wgmma.commit_group.sync.aligned;\n");
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  out[threadIdx.x] = d[0] + d[1] + d[2] + d[3];
+#else
+  out[threadIdx.x] = static_cast<int32_t>(da + db);
+#endif
+}

@@ -64,7 +64,7 @@ def test_every_source_and_target_analysed(kernels):
     assert {k.arch for k in kernels if k.name.startswith("and_gemm_mma_kernel")} == set(cs.ARCHS)
 
 
-@pytest.mark.parametrize("gate", ["spills", "registers", "smem", "bmma", "no-fma"])
+@pytest.mark.parametrize("gate", ["spills", "registers", "smem", "bmma", "wgmma", "no-fma"])
 def test_gate(kernels, gate):
     broken = _broken(kernels, gate)
     assert not broken, "\n".join(broken)
@@ -77,6 +77,19 @@ def test_mma_kernels_run_on_native_bmma(kernels):
         assert k.ptx_mma_and > 0 and k.bmma_and == k.ptx_mma_and and not k.count(r"^POPC"), k.name
 
 
+def test_wgmma_kernels_run_on_native_bgmma(kernels):
+    """The sm_90a GEMM: one BGMMA AND.POPC per b1 wgmma, setmaxnreg 40 / 232 in the SASS, no
+    spills; elsewhere the trapping stub."""
+    wg = [k for k in kernels if k.name.startswith("and_gemm_wgmma_kernel")]
+    assert len(wg) == 2 * len(cs.ARCHS)  # BN 128 and 256
+    for k in wg:
+        if k.arch == "90a":
+            assert k.ptx_wgmma == 4 and k.count(r"^BGMMA\..*AND\.POPC") == 4, k.name
+            assert k.setmaxnreg == (("dec", 40), ("inc", 232)) and not k.failures, (k.name, k.failures)
+        else:
+            assert k.count(r"^BPT\.TRAP") and not k.count(r"^BGMMA"), k.name
+
+
 def test_gates_fire_on_planted_faults():
     found = cs.run(sources=[os.path.join(HERE, "planted_faults.cu")])
     by = {(k.name, k.arch): k.failures for k in found}
@@ -86,6 +99,7 @@ def test_gates_fire_on_planted_faults():
         "planted_register_kernel": "registers",
         "planted_linear_gemv_kernel": "no-fma",
         "planted_wconv_kernel": "no-fma",
+        "planted_wgmma_budget_kernel": "wgmma",
     }
     for arch in cs.ARCHS:
         for name, gate in want.items():

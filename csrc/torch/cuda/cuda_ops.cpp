@@ -4,7 +4,7 @@
 // summation order; binary_weight_conv2d: the CPU scalar path's, bit for bit).
 //
 // Test hooks (read at every call):
-//   BNN_KERNELS_CUDA_GEMM_PATH=auto|mma|popc|gemv    xnor_gemm, binary_conv2d, bitserial_gemm
+//   BNN_KERNELS_CUDA_GEMM_PATH=auto|mma|popc|gemv|wgmma    xnor_gemm, binary_conv2d, bitserial_gemm
 //   BNN_KERNELS_CUDA_LINEAR_PATH=auto|gemv|tiled     binary_weight_linear
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -34,8 +34,8 @@ cudaStream_t stream() { return at::cuda::getCurrentCUDAStream().stream(); }
 cuda::GemmPath gemm_path() {
   const char* s = std::getenv("BNN_KERNELS_CUDA_GEMM_PATH");
   cuda::GemmPath p = cuda::GemmPath::Auto;
-  TORCH_CHECK_VALUE(cuda::parse_gemm_path(s, &p), "BNN_KERNELS_CUDA_GEMM_PATH must be auto, mma, popc or gemv, got '",
-                    s, "'");
+  TORCH_CHECK_VALUE(cuda::parse_gemm_path(s, &p),
+                    "BNN_KERNELS_CUDA_GEMM_PATH must be auto, mma, popc, gemv or wgmma, got '", s, "'");
   return p;
 }
 
