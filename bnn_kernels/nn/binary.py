@@ -419,7 +419,17 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
             )
         o, cg, kh, kw = weight.shape
         m = cls(
-            cg * groups, o, (kh, kw), stride, padding, dilation, groups, pad_value, out_dtype, ternary, padding_mode
+            cg * groups,
+            o,
+            (kh, kw),
+            stride,
+            padding,
+            dilation,
+            groups,
+            pad_value,
+            out_dtype,
+            ternary,
+            padding_mode=padding_mode,
         ).to(weight.device)
         m.weight_bits.copy_(pack_conv_weight(weight, ternary, groups))
         m.threshold.copy_(per_channel(threshold, cg * groups, "threshold", 0.0))
