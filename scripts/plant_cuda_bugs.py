@@ -169,6 +169,8 @@ BUGS = [
      "ptx::wgmma_b1_and<BN>(acc, da + 2 * k, db + 2 * k,", "ptx::wgmma_b1_and<BN>(acc, da + k, db + k,", 1),
     ("wgmma-fence", "no wgmma.fence before a tile's wgmma (accumulators just read by the epilogue)", WGMMA,
      "ptx::wgmma_fence();", "", 1),
+    ("wgmma-fence-once", "wgmma.fence only before the first tile (later tiles follow an epilogue's reads)", WGMMA,
+     "ptx::wgmma_fence();", "if (it == 0) ptx::wgmma_fence();", 1),
     ("wgmma-wait-1", "wgmma.wait_group 2 instead of 1 before releasing the previous stage", WGMMA,
      "ptx::wgmma_wait_group<1>();", "ptx::wgmma_wait_group<2>();", 1),
     ("wgmma-final-wait", "no wgmma.wait_group 0 before the epilogue reads the accumulators", WGMMA,
@@ -203,8 +205,8 @@ BUGS = [
      "desc_128b(r.a(s) + wg * 64 * kKBytes)", "desc_128b(r.a(s))", 1),
     ("wgmma-any-code", "wgmma path taken without checking the loaded code is sm_90a", DISPATCH,
      "if (and_gemm_wgmma_native() && launch_and_gemm_wgmma(args, stream))", "if (launch_and_gemm_wgmma(args, stream))", 1),
-    ("wgmma-fits", "wgmma path taken for rows TMA cannot read (no 16-byte multiple)", WGMMA,
-     "p.lda % 4 == 0 && p.ldb % 4 == 0 &&", "", 1),
+    ("wgmma-fits", "wgmma path taken for batch strides that are not whole rows", WGMMA,
+     "if (batch > 1 && batch_stride % ld != 0) return false;", "", 1),
 ]
 # fmt: on
 
@@ -233,38 +235,39 @@ def _first_error(r: subprocess.CompletedProcess) -> str:
 def run_suite(exe: str, first: str) -> str | None:
     """The first failing run of the emulation suite ('family device seed: message'), or None.
     The family `first` (the planted file's) runs first, the whole suite when it passes, then
-    the GEMM path-choice runs (build.FALLBACK, build.WGMMA_FALLBACK); the wgmma family's runs
-    with every wgmma at its latest point (build.WGMMA_LATE) follow it."""
+    the GEMM path-choice runs (build.FALLBACK). The wgmma family's extra runs (every wgmma at
+    its latest point, build.WGMMA_LATE; the path by loaded code, build.WGMMA_FALLBACK) come
+    right after it when it is `first`, at the end otherwise."""
     env = dict(os.environ, GCOV_PREFIX=os.path.join(os.path.dirname(exe), "gcov-discard"))
-    order = ([first] if first in build.SUITE else []) + [f for f in build.SUITE if f != first]
-    late = [("wgmma", dev, seed, ["--wgmma-late", "1"]) for dev, seed in build.WGMMA_LATE]
-    runs = [(fam, dev, seed, []) for fam in order for dev, seed in build.SUITE[fam]]
-    head = (
-        len(build.SUITE[first]) if first in build.SUITE else 0
-    )  # the planted file's family first, then (for wgmma) its late runs
-    runs = runs[:head] + late + runs[head:] if first == "wgmma" else runs + late
-    for fam, dev, seed, extra in runs:
+
+    def family(fam):
+        return [
+            (f"{fam} device {d} seed {s}", [fam, "--device", str(d), "--seed", str(s)]) for d, s in build.SUITE[fam]
+        ]
+
+    wgmma_extra = [
+        (
+            f"wgmma device {d} seed {s} (wgmma late)",
+            ["wgmma", "--device", str(d), "--seed", str(s), "--wgmma-late", "1"],
+        )
+        for d, s in build.WGMMA_LATE
+    ] + [
+        (f"wgmma fallback {(d, c, w)}", [f"wgmma-fallback:{w}", "--device", str(d)] + (["--code", c] if c else []))
+        for d, c, w in build.WGMMA_FALLBACK
+    ]
+    runs = (family(first) if first in build.SUITE else []) + (wgmma_extra if first == "wgmma" else [])
+    for fam in build.SUITE:
+        if fam != first:
+            runs += family(fam)
+    runs += [(f"fallback {case}", build.fallback_args(*case)) for case in build.FALLBACK]
+    runs += [] if first == "wgmma" else wgmma_extra
+    for label, argv in runs:
         try:
-            r = subprocess.run(
-                [exe, fam, "--device", str(dev), "--seed", str(seed), *extra],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                env=env,
-            )
+            r = subprocess.run([exe, *argv], capture_output=True, text=True, timeout=300, env=env)
         except subprocess.TimeoutExpired:
-            return f"{fam} device {dev} seed {seed}: timeout"
+            return f"{label}: timeout"
         if r.returncode != 0:
-            return f"{fam} device {dev} seed {seed}{' (wgmma late)' if extra else ''}: {_first_error(r)}"
-    for case in build.FALLBACK:
-        r = subprocess.run([exe, *build.fallback_args(*case)], capture_output=True, text=True, timeout=300, env=env)
-        if r.returncode != 0:
-            return f"fallback {case}: {_first_error(r)}"
-    for dev, code, want in build.WGMMA_FALLBACK:
-        args = [f"wgmma-fallback:{want}", "--device", str(dev)] + (["--code", code] if code else [])
-        r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=300, env=env)
-        if r.returncode != 0:
-            return f"wgmma fallback {(dev, code, want)}: {_first_error(r)}"
+            return f"{label}: {_first_error(r)}"
     return None
 
 

@@ -9,7 +9,10 @@ namespace emu {
 void set_device(int device);   // 0: sm_80, 1: sm_90, 2: sm_75
 void set_seed(uint64_t seed);  // warp scheduling order
 // true: each wgmma operation runs at the wgmma.wait_group that covers it (the latest legal
-// point), never earlier, so a stage released or read before that wait meets it deterministically.
+// point), never earlier; a plain mbarrier.arrive ends the arriving thread's turn and the threads
+// a completed phase wakes run first (a producer refills a released stage before its consumers
+// reach their wait): a stage released before the wait covering its reader meets the unfinished
+// wgmma on (almost) every run, not by chance.
 void set_wgmma_latest(bool latest);
 // The code the emulated driver reports as loaded for every kernel (cudaFuncGetAttributes
 // ptxVersion / binaryVersion, e.g. 75 / 90 for compute_75 PTX JIT-compiled on sm_90). By

@@ -67,6 +67,11 @@ void land_copies(Thread& th, uint64_t upto_group);  // emu_ptx.cpp
 uint64_t rng_next();
 void set_cur_thread(int tid);  // the thread errors are reported for (the scheduler's async steps)
 void block_thread();           // parks the current thread (wait 3) until sm90_step wakes it
+void yield_runnable();         // ends the thread's turn; it stays runnable
+// set_wgmma_latest mode: wgmma runs at its covering wait; a plain mbarrier.arrive ends the
+// arriving thread's turn, and threads that phase completions wake run first in the next pass.
+bool wgmma_latest();
+std::vector<int> sm90_take_woken();  // threads woken by phase completions since the last call
 
 // The async proxy in the memory checker (emu_memory.cpp). Shared bytes written by a TMA load
 // remember the mbarrier slot and phase its complete_tx counted toward; a generic load of them

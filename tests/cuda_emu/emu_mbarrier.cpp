@@ -70,14 +70,19 @@ void add_tx(Mbar& m, int64_t delta, const char* op) {
     fail("%s: tx-count of the mbarrier at shared address %u leaves +-(2^20-1) (%ld)", op, m.addr, long(m.tx));
 }
 
+std::vector<int> g_woken;  // threads an mbarrier phase woke (recorded in set_wgmma_latest mode)
+
 bool wake() {
   bool any = false;
   BlockState& b = block();
   for (int t = 0; t < b.nthreads; ++t) {
     Blocked& k = g_blocked[size_t(t)];
     if (b.t[t].wait != 3) continue;
-    const bool ready = k.kind == kMbarWait ? (at(k.slot).phase & 1) != int64_t(k.parity) : wgmma_ready(t);
-    if (ready) b.t[t].wait = 0, k.kind = kNotBlocked, any = true;
+    const bool mbar = k.kind == kMbarWait;
+    const bool ready = mbar ? (at(k.slot).phase & 1) != int64_t(k.parity) : wgmma_ready(t);
+    if (!ready) continue;
+    if (mbar && emu::wgmma_latest()) g_woken.push_back(t);
+    b.t[t].wait = 0, k.kind = kNotBlocked, any = true;
   }
   return any;
 }
@@ -143,6 +148,12 @@ bool sm90_step(bool force) {
   return progressed;
 }
 
+std::vector<int> sm90_take_woken() {
+  std::vector<int> out;
+  out.swap(sm90::g_woken);
+  return out;
+}
+
 bool sm90_blocked_any() {
   const BlockState& b = block();
   for (int t = 0; t < b.nthreads; ++t)
@@ -171,7 +182,7 @@ void sm90_report_deadlock() {
 
 void sm90_block_begin() {
   using namespace sm90;
-  g_bars.clear(), g_by_addr.clear(), g_active = false;
+  g_bars.clear(), g_by_addr.clear(), g_active = false, g_woken.clear();
   g_rel.clear(), g_known.clear();
   g_observed.assign(size_t(block().nthreads), {});
   g_blocked.assign(size_t(block().nthreads), Blocked{});
@@ -252,6 +263,10 @@ void mbarrier_arrive(uint32_t bar) {
   release(m);
   --m.pending;
   settle(m);
+  // set_wgmma_latest: the next instruction may come late (a consumer releasing a stage, then
+  // its wgmma.wait_group): the threads of the whole block may arrive first, and a thread the
+  // completed phase wakes (the producer) runs before the arrivers go on
+  if (emu::wgmma_latest()) emu::yield_runnable();
 }
 
 // mbarrier.arrive.expect_tx.shared::cta.b64 [bar], tx: expect-tx (tx-count += tx) then arrive.

@@ -146,6 +146,8 @@ void run_block() {
   std::vector<int> order(b.nwarps), lanes(32);
   while (true) {
     sm90_step(false);
+    for (int i : sm90_take_woken())  // (set_wgmma_latest only) the woken run before the wakers
+      if (!b.t[i].done && !b.t[i].wait) run_thread(i);
     for (int w = 0; w < b.nwarps; ++w) order[w] = w;
     std::shuffle(order.begin(), order.end(), g_rng);
     bool ran = false;
@@ -200,6 +202,7 @@ bool in_kernel() { return g_in_kernel; }
 uint64_t rng_next() { return g_rng(); }
 void set_cur_thread(int tid) { g_cur = tid; }
 void block_thread() { yield(3); }
+void yield_runnable() { yield(0); }
 void set_device(int d) { g_device = d; }
 void set_loaded_code(int ptx, int bin) { g_no_image = ptx < 0, g_code_ptx = ptx, g_code_bin = bin; }
 int loaded_ptx_version() { return g_no_image ? 0 : g_code_ptx ? g_code_ptx : current_arch().cc; }

@@ -292,6 +292,7 @@ void wgmma_block_end() {
 
 namespace emu {
 void set_wgmma_latest(bool latest) { sm90::g_latest = latest; }
+bool wgmma_latest() { return sm90::g_latest; }
 void sm90_register_access(uintptr_t a, size_t n, bool write) {
   const int t = cur_thread();
   if (t < 0 || size_t(t) >= sm90::g_ts.size()) return;

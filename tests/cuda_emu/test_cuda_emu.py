@@ -19,7 +19,11 @@ kernels, while a sanitizer-grade checker watches every memory access:
   loads landing late with the 128B swizzle, wgmma executed at a random point before its
   covering wait_group with poisoned accumulators, the async proxy, setmaxnreg; the wgmma
   fragment and descriptor layouts against literal tables, and a TMA + wgmma GEMM of the
-  emulator's own with each typical defect planted.
+  emulator's own with each typical defect planted;
+- csrc's sm_90a GEMM (family "wgmma", GemmPath::Wgmma): bit for bit against the CPU kernels with
+  the path that ran checked, also with every wgmma at its latest legal point and producers
+  woken first (test_wgmma_at_latest_point), and the path a forced Wgmma takes by loaded code
+  (test_wgmma_path_needs_sm90a_code).
 
 It cannot check timing or that the hardware agrees with the ISA (tests/ops/test_cuda.py on a
 GPU does). test_line_coverage reports the line coverage of the .cu files reached here (gcov).
