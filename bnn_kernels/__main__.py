@@ -84,31 +84,44 @@ def main(argv: list[str] | None = None) -> int:
         import bnn_kernels as bk
         from bnn_kernels import bench
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        if args.isa == "auto":
-            os.environ.pop("BNN_KERNELS_CPU_ISA", None)
-        elif args.isa:
-            os.environ["BNN_KERNELS_CPU_ISA"] = args.isa
-        device = args.device or ("cuda" if torch.cuda.is_available() and bk.cuda_built() else "cpu")
-        if device.startswith("cuda") and not (torch.cuda.is_available() and bk.cuda_built()):
-            ap.error("--device cuda needs a visible GPU and bnn_kernels built with CUDA (see `bnn-kernels info`)")
-        names = list(bench.SUITES) if "all" in args.suite else list(dict.fromkeys(args.suite))
-        bench.run(
-            names,
-            device,
-            out_dir=args.out,
-            name=args.name,
-            quiet=args.quiet,
-            shapes=args.shapes,
-            batches=args.batches,
-            rows=args.rows,
-            size=args.size,
-            repeats=args.repeats,
-            peak_ops=args.peak_ops,
-            try_compile=False if args.no_compile else None,
-        )
+        # --threads and --isa hold for this run only: an in-process caller gets its settings back
+        saved_threads, saved_isa = torch.get_num_threads(), os.environ.get("BNN_KERNELS_CPU_ISA")
+        try:
+            _bench(ap, args, torch, bk, bench)
+        finally:
+            torch.set_num_threads(saved_threads)
+            if saved_isa is None:
+                os.environ.pop("BNN_KERNELS_CPU_ISA", None)
+            else:
+                os.environ["BNN_KERNELS_CPU_ISA"] = saved_isa
     return 0
+
+
+def _bench(ap, args, torch, bk, bench) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.isa == "auto":
+        os.environ.pop("BNN_KERNELS_CPU_ISA", None)
+    elif args.isa:
+        os.environ["BNN_KERNELS_CPU_ISA"] = args.isa
+    device = args.device or ("cuda" if torch.cuda.is_available() and bk.cuda_built() else "cpu")
+    if device.startswith("cuda") and not (torch.cuda.is_available() and bk.cuda_built()):
+        ap.error("--device cuda needs a visible GPU and bnn_kernels built with CUDA (see `bnn-kernels info`)")
+    names = list(bench.SUITES) if "all" in args.suite else list(dict.fromkeys(args.suite))
+    bench.run(
+        names,
+        device,
+        out_dir=args.out,
+        name=args.name,
+        quiet=args.quiet,
+        shapes=args.shapes,
+        batches=args.batches,
+        rows=args.rows,
+        size=args.size,
+        repeats=args.repeats,
+        peak_ops=args.peak_ops,
+        try_compile=False if args.no_compile else None,
+    )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 import csv
 import json
+import os
 
 import pytest
+import torch
 
 from bnn_kernels.__main__ import main
 
@@ -74,6 +76,18 @@ def test_model_zoo_ships_with_the_package(tmp_path):
         check=True,
     ).stdout
     assert out.strip().startswith(str(tmp_path / "bnn_kernels" / "models"))
+
+
+def test_bench_cli_restores_isa_and_threads(tmp_path, monkeypatch):
+    """--isa and --threads hold for the run only: an in-process caller keeps its settings."""
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
+    threads = torch.get_num_threads()
+    args = ["bench", "gemm", "--shapes", "64", "--device", "cpu", "--isa", "scalar", "--threads", "1", "--repeats", "2"]
+    assert main([*args, "--quiet"]) == 0
+    assert os.environ["BNN_KERNELS_CPU_ISA"] == "avx2" and torch.get_num_threads() == threads
+    monkeypatch.delenv("BNN_KERNELS_CPU_ISA")
+    assert main([*args, "--quiet"]) == 0
+    assert "BNN_KERNELS_CPU_ISA" not in os.environ
 
 
 def test_bench_isa_cap_is_recorded(tmp_path, capsys, monkeypatch):
