@@ -89,23 +89,35 @@ class _Chain:
     """The walk down the elementwise consumers of one binary op call."""
 
     def __init__(self, graph: torch.fx.Graph, op: torch.fx.Node, order: dict):
-        self.graph, self.op, self.order = graph, op, order
         self.args = _bind(op)
         val = _val(op)
-        self.nchan = val.shape[1]  # conv [N, O, Ho, Wo] and gemm [M, N]: channels in dim 1
-        self.ndim = val.dim()
-        self.device = val.device
-        self.bits_perm = (0, 2, 3, 1) if self.ndim == 4 else (0, 1)
-        self.cur, self.perm = op, tuple(range(self.ndim))  # dim i of cur is dim perm[i] of the op's output
-        self.dtype = val.dtype
-        self.steps: dict[str, Any] = {}  # new epilogue keywords: slot name -> operand spec
         have = [k for k in _SLOT_OF if self.args.get(k) is not None and k != "out_dtype"]
+        # conv [N, O, Ho, Wo] and gemm [M, N]: channels in dim 1
+        self._start(graph, op, order, val.shape[1], val.dim(), val.device, tuple(range(val.dim())), val.dtype)
         self.last = max((_SLOT_OF[k] for k in have), default=-1)
+        self.bits_perm = (0, 2, 3, 1) if self.ndim == 4 else (0, 1)
+
+    def _start(self, graph, op, order, nchan, ndim, device, perm, dtype):
+        self.graph, self.op, self.order = graph, op, order
+        self.nchan, self.ndim, self.device, self.dtype = nchan, ndim, device, dtype
+        self.cur, self.perm = op, perm  # dim i of cur is dim perm[i] of the op's output
+        self.steps: dict[str, Any] = {}  # new epilogue keywords: slot name -> operand spec
         self.pending = False  # an add taken as act_shift_in, waiting for its activation
         self.dead: list[torch.fx.Node] = []  # nodes of the chain, erased after the rewrite
         self.commit = None
         self.bits = False
+        self.cat = None  # the cat along the channels that ended the chain, if one did
         self.reason = "end of graph"
+
+    @classmethod
+    def after_cat(cls, graph, cat: torch.fx.Node, members: list[_Chain], order: dict) -> _Chain:
+        """The walk after a cat of member chains along the channels: per-channel operands span
+        all members' channels (each member later takes its slice); no bits after a cat."""
+        self = cls.__new__(cls)
+        m = members[0]
+        self._start(graph, cat, order, sum(c.nchan for c in members), m.ndim, m.device, m.perm, torch.float32)
+        self.args, self.last, self.bits_perm = {}, max(c.last for c in members), None
+        return self
 
     # operands ------------------------------------------------------------------------------
     def _depends_on_op(self, node: torch.fx.Node) -> bool:
@@ -219,6 +231,8 @@ class _Chain:
             return self.on_prelu
         if t is torch.ops.bnn_kernels.pack_bits.default:
             return self.on_pack_bits
+        if t is aten.cat.default:
+            return self.on_cat
         if t in (aten.relu.default, aten.clamp_min.default):
             return lambda u: "relu (the epilogue's slope-0 PReLU gives -0.0 where relu gives 0.0)"
         if t in (aten.div.Tensor, aten.div.Scalar):
@@ -351,12 +365,19 @@ class _Chain:
         self.reason = why or self.reason
         return why is None
 
+    def on_cat(self, u):
+        dim = _bind(u).get("dim", 0) % self.ndim
+        if self.perm[dim] != 1 or self.pending or self.dtype != torch.float32:
+            return "cat that is not along the channels of a float32 value"
+        self.cat = u
+        return "cat (fused through when every input of the cat is a binary op's chain)"
+
     def on_pack_bits(self, u):
         a = _bind(u)
         if a["x"] is not self.cur or self.dtype != torch.float32 or self.pending:
             return "pack_bits of a value that is not float32"
         if self.perm != self.bits_perm:
-            return "pack_bits over a dim that is not the channels"
+            return "pack_bits over a dim that is not the channels, or after a cat"
         thr = a.get("channel_threshold")
         if thr is None:
             spec = ("scalar", float(a.get("threshold", 0.0)), False)

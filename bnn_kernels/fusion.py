@@ -21,6 +21,9 @@ fused result is bit-identical to the unfused graph:
   of per-channel shifts before (after the bias and residual) and after it (RPReLU);
 - a final cast to float16 / bfloat16 (out_dtype), or, where the only consumer is the next
   binary layer's ``pack_bits`` over the channels (threshold t), the packed bits (out_threshold).
+- through a ``cat`` along the channels whose every input is such a chain (ReActNet-A's
+  doubled blocks): the steps after the cat go into each op with its slice of the operands,
+  and the cat joins the fused outputs.
 
 Anything else ends the chain: another order (``(acc + bias) * multiplier``), float64, division,
 relu (it returns +0.0 where the epilogue's slope-0 PReLU returns -0.0), a per-sample or
@@ -85,6 +88,12 @@ class FusionReport:
 class _Builder:
     def __init__(self, graph: torch.fx.Graph, fake_mode):
         self.graph, self.fake_mode = graph, fake_mode
+        self.replaced: dict[torch.fx.Node, torch.fx.Node] = {}  # chain ends -> fused outputs
+
+    def resolve(self, x):
+        while x in self.replaced:
+            x = self.replaced[x]
+        return x
 
     def call(self, target, args, kwargs=None):
         node = self.graph.call_function(target, tuple(args), kwargs or {})
@@ -94,13 +103,16 @@ class _Builder:
                 node.meta["val"] = target(*vals[0], **vals[1])
         return node
 
-    def vector(self, spec, chain: _Chain):
-        """The [C] float32 node of a per-channel operand spec."""
+    def vector(self, spec, n: int, device):
+        """The [n] float32 node of a per-channel operand spec."""
+        if spec[0] == "slice":  # channels lo:hi of an operand over all channels of a cat
+            _, inner, lo, hi, total = spec
+            return self.call(aten.slice.Tensor, (self.vector(inner, total, device), 0, lo, hi))
         kind, x, neg = spec
-        n = chain.nchan
         if kind == "scalar":
             v = -x if neg else x
-            return self.call(aten.full.default, ([n], v), {"dtype": torch.float32, "device": chain.device})
+            return self.call(aten.full.default, ([n], v), {"dtype": torch.float32, "device": device})
+        x = self.resolve(x)
         if not _same_shape(_val(x).shape, (n,)):
             if _known(_val(x).numel() == 1):
                 x = self.call(aten.expand.default, (self.call(aten.reshape.default, (x, [1])), [n]))
@@ -109,39 +121,86 @@ class _Builder:
         return self.call(aten.neg.default, (x,)) if neg else x
 
     def residual(self, spec):
-        _, x, neg, perm = spec
+        _, x, neg, perm, *cut = spec
+        x = self.resolve(x)
+        if cut:  # a member of a cat: its channels of the residual
+            x = self.call(aten.slice.Tensor, (x, perm.index(1), *cut[0]))
         if perm != tuple(range(len(perm))):
             inv = [perm.index(d) for d in range(len(perm))]
             x = self.call(aten.permute.default, (x, inv))
         return self.call(aten.neg.default, (x,)) if neg else x
 
 
-def _rewrite(chain: _Chain, builder: _Builder) -> list[str]:
-    end, perm, steps, dead, bits = chain.commit
-    graph = chain.graph
-    with graph.inserting_before(end):
-        kw = dict(chain.op.kwargs)
-        if kw.get("out_dtype") == torch.int32:
-            del kw["out_dtype"]  # the raw result, spelled out; float steps follow
-        for name, spec in steps.items():
-            if name == "out_dtype":
-                kw[name] = spec[1]
-            elif name == "residual":
-                kw[name] = builder.residual(spec)
-            else:
-                kw[name] = builder.vector(spec, chain)
-        fused = builder.call(chain.op.target, chain.op.args, kw)
-        out = fused
-        if not bits and perm != tuple(range(len(perm))):
-            out = builder.call(aten.permute.default, (fused, list(perm)))
-    fused.meta.update({k: v for k, v in chain.op.meta.items() if k not in ("val", "tensor_meta")})
-    end.replace_all_uses_with(out)
-    for node in reversed([*dead, end]):
+def _emit(chain: _Chain, steps: dict, perm, bits: bool, builder: _Builder):
+    """The fused call of chain's op with steps (at the graph's insertion point), permuted to
+    the chain's layout: (fused call, output node)."""
+    op = chain.op
+    kw = dict(op.kwargs)
+    if kw.get("out_dtype") == torch.int32:
+        del kw["out_dtype"]  # the raw result, spelled out; float steps follow
+    for name, spec in steps.items():
+        if name == "out_dtype":
+            kw[name] = spec[1]
+        elif name == "residual":
+            kw[name] = builder.residual(spec)
+        else:
+            kw[name] = builder.vector(spec, chain.nchan, chain.device)
+    fused = builder.call(op.target, op.args, kw)
+    fused.meta.update({k: v for k, v in op.meta.items() if k not in ("val", "tensor_meta")})
+    out = fused
+    if not bits and perm != tuple(range(len(perm))):
+        out = builder.call(aten.permute.default, (fused, list(perm)))
+    return fused, out
+
+
+def _erase(graph: torch.fx.Graph, nodes) -> None:
+    for node in reversed(list(nodes)):
         if not node.users:
             graph.erase_node(node)
-    if not chain.op.users:
-        graph.erase_node(chain.op)
+
+
+def _rewrite(chain: _Chain, builder: _Builder) -> list[str]:
+    end, perm, steps, dead, bits = chain.commit
+    with chain.graph.inserting_before(end):
+        _, out = _emit(chain, steps, perm, bits, builder)
+    end.replace_all_uses_with(out)
+    builder.replaced[end] = out
+    _erase(chain.graph, [chain.op, *dead, end])
     return sorted(steps, key=_SLOT_OF.get)
+
+
+def _cut(spec, lo: int, hi: int, total: int):
+    if spec[0] == "residual":
+        return (*spec, (lo, hi))
+    return spec if spec[0] == "dtype" else ("slice", spec, lo, hi, total)
+
+
+def _fuse_cat(cat: torch.fx.Node, members: list[_Chain], builder: _Builder) -> bool:
+    """The steps after a cat of member chains along the channels, fused into each member with
+    its slice of the per-channel operands; the cat then joins the fused outputs. False when
+    nothing after the cat could be taken (the members' entries say why)."""
+    graph = cat.graph
+    post = _Chain.after_cat(graph, cat, members, {n: i for i, n in enumerate(graph.nodes)})
+    while post.last < OUT and post.step():
+        pass
+    for m in members:
+        m.entry["stopped"] = f"after the cat: {post.reason}"
+    if post.commit is None:
+        return False
+    end, _, steps, dead, _ = post.commit
+    outs, lo = [], 0
+    with graph.inserting_before(end):
+        for m in members:
+            m.steps.update({k: _cut(v, lo, lo + m.nchan, post.nchan) for k, v in steps.items()})
+            outs.append(_emit(m, m.steps, m.perm, False, builder)[1])
+            lo += m.nchan
+        joined = builder.call(aten.cat.default, (outs, _bind(cat).get("dim", 0)))
+    end.replace_all_uses_with(joined)
+    builder.replaced[end] = joined
+    _erase(graph, [cat, *dead, end])
+    for m in members:
+        _erase(graph, [m.op, *m.dead, m.cur])
+    return True
 
 
 def _fake_mode(graph: torch.fx.Graph):
@@ -149,6 +208,25 @@ def _fake_mode(graph: torch.fx.Graph):
 
     vals = [n.meta.get("val") for n in graph.nodes if isinstance(n.meta.get("val"), torch.Tensor)]
     return detect_fake_mode(vals)
+
+
+def _walk(graph: torch.fx.Graph, node: torch.fx.Node, entry: dict) -> _Chain | None:
+    """The chain after one binary op call (None when the call cannot take steps)."""
+    if not isinstance(_val(node), torch.Tensor):
+        entry["stopped"] = "no tensor metadata (node.meta['val'])"
+        return None
+    args = _bind(node)
+    if args.get("out_threshold") is not None or args.get("out_dtype") in (torch.float16, torch.bfloat16):
+        entry["stopped"] = "already ends in bits or a rounded dtype"
+        return None
+    chain = _Chain(graph, node, {n: i for i, n in enumerate(graph.nodes)})
+    chain.entry = entry
+    while chain.last < OUT and chain.step():
+        pass
+    entry["stopped"] = chain.reason
+    if chain.pending:
+        entry["stopped"] += " (after an add that follows the bias or residual: no activation to shift)"
+    return chain
 
 
 def fuse_graph(gm: torch.fx.GraphModule | torch.fx.Graph) -> FusionReport:
@@ -162,27 +240,34 @@ def fuse_graph(gm: torch.fx.GraphModule | torch.fx.Graph) -> FusionReport:
     ops = {p.default: p for p in packets}
     ops.update({p: p for p in packets})  # a symbolic_trace graph calls the packet
     builder = _Builder(graph, _fake_mode(graph))
+    at_cats: dict[torch.fx.Node, list[_Chain]] = {}  # chains that end in a cat, not yet rewritten
+    leftover: list[_Chain] = []
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target not in ops:
             continue
-        name = node.name
-        entry = {"node": name, "op": ops[node.target].__name__.split(".")[-1], "fused": [], "stopped": ""}
+        entry = {"node": node.name, "op": ops[node.target].__name__.split(".")[-1], "fused": [], "stopped": ""}
         report.ops.append(entry)
-        if not isinstance(_val(node), torch.Tensor):
-            entry["stopped"] = "no tensor metadata (node.meta['val'])"
+        chain = _walk(graph, node, entry)
+        if chain is None:
             continue
-        args = _bind(node)
-        if args.get("out_threshold") is not None or args.get("out_dtype") in (torch.float16, torch.bfloat16):
-            entry["stopped"] = "already ends in bits or a rounded dtype"
-            continue
-        chain = _Chain(graph, node, {n: i for i, n in enumerate(graph.nodes)})
-        while chain.last < OUT and chain.step():
-            pass
-        entry["stopped"] = chain.reason
-        if chain.pending:
-            entry["stopped"] += " (after an add that follows the bias or residual: no activation to shift)"
-        if chain.commit is not None:
+        if chain.cat is not None and (chain.commit is None or chain.commit[0] is chain.cur):
+            chain.commit = chain.commit or (chain.cur, chain.perm, {}, list(chain.dead), False)
+            members = at_cats.setdefault(chain.cat, [])
+            members.append(chain)
+            inputs = _bind(chain.cat)["tensors"]
+            if len(set(inputs)) == len(inputs) == len(members) and {m.cur for m in members} == set(inputs):
+                members.sort(key=lambda m: inputs.index(m.cur))
+                del at_cats[chain.cat]
+                if _fuse_cat(chain.cat, members, builder):
+                    for m in members:
+                        m.entry["fused"] = sorted(m.steps, key=_SLOT_OF.get)
+                    continue
+                leftover += members  # nothing after the cat: each member on its own
+        elif chain.commit is not None:
             entry["fused"] = _rewrite(chain, builder)
+    for m in leftover + [m for chains in at_cats.values() for m in chains]:
+        if m.commit[2]:
+            m.entry["fused"] = _rewrite(m, builder)
     graph.lint()
     if isinstance(gm, torch.fx.GraphModule):
         gm.recompile()

@@ -293,3 +293,32 @@ def test_report_text_and_graph_without_metadata(rng):
     r = FusionReport()
     r.merge(rep)
     assert "fused 0 of 1" in str(r) and rep.ops_fused == 0
+
+
+@pytest.mark.parametrize("other", ["binary", "float"])
+def test_through_a_cat_of_binary_convs(rng, other):
+    """ReActNet-A's doubled block: cat([bn(conv1) + x, bn(conv2) + x], 1) -> RPReLU over both
+    halves. With two binary convs, each takes its slice of the RPReLU; with a float input in the
+    cat, each conv keeps its own steps and the RPReLU stays."""
+    t = Case(rng)
+    w2 = bk.pack_bits(torch.randn(t.o, 3, 3, t.c))
+    m2, b2 = t.vec(0.2).abs() + 0.01, t.vec()
+    two = torch.cat([t.vec(), t.vec()])
+    gamma, slope, zeta = two, torch.cat([t.slope, t.vec()]), torch.cat([t.s_out, t.vec()])
+
+    def f(x, w, w2, m, b, m2, b2, r, gamma, slope, zeta):
+        y1 = t.acc(x, w).float() * t.ch(m) + t.ch(b) + r
+        y2 = t.acc(x, w2).float() * t.ch(m2) + t.ch(b2) + r if other == "binary" else r * 0.5
+        u = torch.cat([y1, y2], 1) - t.ch(gamma)
+        u = torch.where(u > 0, u, t.ch(slope) * u)
+        return u + t.ch(zeta)
+
+    rep, gm = fuse_checked(f, t.x, t.wt, w2, t.m, t.b, m2, b2, t.res, gamma, slope, zeta)
+    if other == "binary":
+        rpr = ["act_shift_in", "act_slope", "act_shift_out"]
+        assert [e["fused"] for e in rep.ops] == [["multiplier", "bias", "residual", *rpr]] * 2
+        assert torch.ops.aten.where.self not in targets(gm) and torch.ops.aten.cat.default in targets(gm)
+        assert all(e["stopped"].startswith("after the cat") for e in rep.ops)
+    else:
+        assert only_op(rep)["fused"] == ["multiplier", "bias", "residual"]
+        assert torch.ops.aten.where.self in targets(gm)
