@@ -66,6 +66,7 @@ def _targets(*names):
 
 
 _LAYOUT = _targets("clone", "alias")
+_VIEWS = _targets("view", "reshape", "_unsafe_view")
 _CONVERT = {prims.convert_element_type.default, aten._to_copy.default}
 _MUL = {aten.mul.Tensor, aten.mul.Scalar}
 _ADD = {aten.add.Tensor, aten.add.Scalar}
@@ -217,6 +218,8 @@ class _Chain:
     def handler(self, t):
         if t in _LAYOUT:
             return self.on_layout
+        if t in _VIEWS:
+            return self.on_view
         if t is aten.permute.default:
             return self.on_permute
         if t in _CONVERT:
@@ -242,6 +245,12 @@ class _Chain:
     def on_layout(self, u):
         if u.args[0] is not self.cur:
             return "layout op on another input"
+        self.advance(u)
+
+    def on_view(self, u):
+        v = _val(u)
+        if u.args[0] is not self.cur or v is None or not _same_shape(v.shape, _val(self.cur).shape):
+            return "a reshape (only those that keep the shape are followed)"
         self.advance(u)
 
     def on_permute(self, u):

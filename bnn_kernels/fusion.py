@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 
 import torch
 import torch.fx
@@ -210,10 +211,41 @@ def _fake_mode(graph: torch.fx.Graph):
     return detect_fake_mode(vals)
 
 
+@functools.lru_cache(maxsize=None)
+def epilogue_supported(op_name: str, device: str) -> bool:
+    """Whether the op's kernel for this device runs the fused epilogue (probed once with a
+    1x1 problem: float steps, a float16 output and bits); a device whose kernels do not have
+    it yet (they raise NotImplementedError) gets no fusion."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    with unset_fake_temporarily():  # real tensors, also inside a compiler's pass
+        return _probe(getattr(torch.ops.bnn_kernels, op_name), op_name, device)
+
+
+def _probe(op, op_name: str, device: str) -> bool:
+    one = torch.ones(1, dtype=torch.int32, device=device)
+    vec = torch.ones(1, device=device)
+    a, rest = (one.view(1, 1), (1,)) if op_name == "xnor_gemm" else (one.view(1, 1, 1, 1), (1,))
+    res = torch.zeros((1, 1) if op_name == "xnor_gemm" else (1, 1, 1, 1), device=device)
+    steps = dict(multiplier=vec, bias=vec, residual=res, act_slope=vec, act_shift_in=vec, act_shift_out=vec)
+    try:
+        for kw in (steps, {"out_dtype": torch.float16}, {"out_threshold": vec}):
+            op(a, a, *rest, **kw)
+    except NotImplementedError:
+        return False
+    return True
+
+
 def _walk(graph: torch.fx.Graph, node: torch.fx.Node, entry: dict) -> _Chain | None:
     """The chain after one binary op call (None when the call cannot take steps)."""
     if not isinstance(_val(node), torch.Tensor):
         entry["stopped"] = "no tensor metadata (node.meta['val'])"
+        return None
+    device = _val(node).device
+    if not epilogue_supported(
+        entry["op"], f"{device.type}:{device.index}" if device.index is not None else device.type
+    ):
+        entry["stopped"] = f"the {device.type} kernel of {entry['op']} has no fused epilogue in this build"
         return None
     args = _bind(node)
     if args.get("out_threshold") is not None or args.get("out_dtype") in (torch.float16, torch.bfloat16):

@@ -322,3 +322,21 @@ def test_through_a_cat_of_binary_convs(rng, other):
     else:
         assert only_op(rep)["fused"] == ["multiplier", "bias", "residual"]
         assert torch.ops.aten.where.self in targets(gm)
+
+
+def test_device_without_fused_epilogue_left_alone(rng, monkeypatch):
+    from bnn_kernels import fusion
+
+    assert fusion.epilogue_supported("binary_conv2d", "cpu") and fusion.epilogue_supported("xnor_gemm", "cpu")
+    monkeypatch.setattr(fusion, "epilogue_supported", lambda op, device: False)
+    t = Case(rng)
+    _not_fused(lambda x, w, m: t.acc(x, w).float() * t.ch(m), (t.x, t.wt, t.m), "has no fused epilogue")
+
+
+def test_same_shape_views_followed(rng):
+    """BinaryLinear's reshape of the gemm output to the input's batch dims, as in a 2-D input."""
+    t = Case(rng, gemm=True)
+    rep, _ = fuse_checked(lambda x, w, m, b: t.acc(x, w).reshape(-1, t.o).float() * m + b, t.x, t.wt, t.m, t.b)
+    assert only_op(rep)["fused"] == ["multiplier", "bias"]
+    rep, _ = fuse_checked(lambda x, w, m: (t.acc(x, w).float() * m).reshape(-1), t.x, t.wt, t.m)
+    assert only_op(rep)["fused"] == ["multiplier"] and "reshape" in only_op(rep)["stopped"]
