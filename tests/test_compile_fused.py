@@ -8,6 +8,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import bnn_kernels as bk
 from bnn_kernels import models as M
+from bnn_kernels.models.full_size import _ReActABlock
 
 
 class SeparateAddcmul(TorchDispatchMode):
@@ -42,10 +43,25 @@ def _converted(make, seed):
     return packed
 
 
+class ReActA(torch.nn.Module):
+    """Two ReActNet-A blocks after a float stem: one doubles the channels (two 1x1 convs whose
+    outputs are concatenated before the RPReLU, an average-pooled shortcut), one does not."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Sequential(
+            torch.nn.Conv2d(3, RWIDTH, 3, padding=1, bias=False), torch.nn.BatchNorm2d(RWIDTH)
+        )
+        self.blocks = torch.nn.Sequential(_ReActABlock(RWIDTH, 2 * RWIDTH, 2), _ReActABlock(2 * RWIDTH, 2 * RWIDTH, 1))
+
+    def forward(self, x):
+        return self.blocks(self.stem(x))
+
+
 @pytest.fixture(scope="module")
 def reactnet():
     """The binary blocks alone (the float stem's BatchNorm is rounded differently compiled)."""
-    return _converted(lambda: M.ReActNetSmall(width=RWIDTH, blocks=2), 1).blocks
+    return _converted(ReActA, 1).blocks
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +69,7 @@ def bireal():
     return Features(_converted(lambda: M.BiRealSmall(width=24), 2), "layers")
 
 
-RWIDTH = 40
+RWIDTH = 24
 
 
 def _inputs(seed, n=3, c=3):
@@ -72,10 +88,12 @@ def test_compile_reactnet_fused_equals_eager(reactnet, rng):
                 want = reactnet(x)
         assert torch.equal(got.view(torch.int32), want.view(torch.int32))
     r = fusion.report
-    # both blocks: folded BN (multiplier, bias), shortcut, RPReLU with both shifts
-    assert r.ops_fused == 2 * len(fusion.reports) and r.fused["residual"] == r.fused["act_slope"] == r.ops_fused
+    # all 5 convs: folded BN (multiplier, bias), shortcut, RPReLU with both shifts (the doubled
+    # block's two 1x1 convs through the cat)
+    assert r.ops_fused == 5 * len(fusion.reports) and r.fused["residual"] == r.fused["act_slope"] == r.ops_fused
     assert r.fused["act_shift_in"] == r.fused["act_shift_out"] == r.ops_fused
-    assert "fused 2 of 2" in str(fusion.reports[0])
+    assert "fused 5 of 5" in str(fusion.reports[0])
+    assert sum(s.startswith("after the cat") for s in fusion.reports[0].stopped.elements()) == 2
 
 
 def test_compile_bireal_fused_equals_unfused(bireal, rng):
@@ -129,7 +147,7 @@ def test_export_fused_equals_eager(reactnet, rng, tmp_path):
         fuse=fusion,
         inductor_configs={"fx_graph_cache": False},
     )
-    assert fusion.report.ops_fused == 2
+    assert fusion.report.ops_fused == 5
     run = bk.load_exported(path)
     for batch in (1, rng.randrange(2, 7)):
         x = _inputs(rng.randrange(2**31), batch, RWIDTH)
