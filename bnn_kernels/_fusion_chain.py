@@ -16,7 +16,6 @@ prims = torch.ops.prims
 MULT, BIAS, RESIDUAL, SHIFT_IN, ACT, SHIFT_OUT, OUT = range(7)
 _SLOT_OF = {"multiplier": MULT, "bias": BIAS, "residual": RESIDUAL, "act_shift_in": SHIFT_IN}
 _SLOT_OF.update({"act_slope": ACT, "act_shift_out": SHIFT_OUT, "out_dtype": OUT, "out_threshold": OUT})
-_FLOAT_STEPS = ("multiplier", "bias", "residual", "act_slope")
 
 
 # -- graph helpers ----------------------------------------------------------------------------
@@ -297,23 +296,21 @@ class _Chain:
         why = self.float_ok()
         if why:
             return why
-        spec, why_res = self.residual_operand(other, neg) if isinstance(other, torch.fx.Node) else (None, None)
-        if spec is not None:
-            if self.last >= RESIDUAL:
-                return "residual add after the residual or activation"
-            return self.take("residual", spec, u)
-        if why_res:
-            return why_res
-        spec, why = self.channel_operand(other, neg)
-        if why:
-            return why
-        if self.last < BIAS:
-            return self.take("bias", spec, u)
+        res, why_res = self.residual_operand(other, neg) if isinstance(other, torch.fx.Node) else (None, None)
+        vec, why = self.channel_operand(other, neg)
+        # an operand of the output's shape that is also per channel (a 1x1 output at batch 1)
+        # fits either slot: bias first, then residual, then the activation's shifts
+        if vec is not None and self.last < BIAS:
+            return self.take("bias", vec, u)
+        if res is not None and self.last < RESIDUAL:
+            return self.take("residual", res, u)
+        if vec is None:
+            return why_res or why if res is None else "residual add after the residual or activation"
         if self.last < SHIFT_IN:
             self.pending = True  # an add after the bias / residual: only as RPReLU's shift_in
-            return self.take("act_shift_in", spec, u)
+            return self.take("act_shift_in", vec, u)
         if self.last == ACT:
-            return self.take("act_shift_out", spec, u)
+            return self.take("act_shift_out", vec, u)
         return "add after the activation's shift"
 
     def on_addcmul(self, u):

@@ -20,7 +20,7 @@ fused result is bit-identical to the unfused graph:
 - PReLU (``prelu``, ``leaky_relu`` or ``where(t > 0, t, slope * t)``), with an ``add`` / ``sub``
   of per-channel shifts before (after the bias and residual) and after it (RPReLU);
 - a final cast to float16 / bfloat16 (out_dtype), or, where the only consumer is the next
-  binary layer's ``pack_bits`` over the channels (threshold t), the packed bits (out_threshold).
+  binary layer's ``pack_bits`` over the channels (threshold t), the packed bits (out_threshold);
 - through a ``cat`` along the channels whose every input is such a chain (ReActNet-A's
   doubled blocks): the steps after the cat go into each op with its slice of the operands,
   and the cat joins the fused outputs.
@@ -31,6 +31,8 @@ per-pixel operand, an intermediate value that is also used elsewhere (kept in fl
 longest valid prefix of a chain is fused when it holds at least one step; ``FusionReport`` says
 what was fused and why each chain stopped. Permutes between the steps are followed (the conv's
 NCHW output may be permuted to NHWC); the residual is handed to the op in its own layout.
+A device whose kernels have no fused epilogue yet (probed once, ``epilogue_supported``) is
+left alone.
 
 ``bnn_kernels.compile_fused.FusionPass`` runs fuse_graph as an Inductor post-grad custom pass;
 ``bnn_kernels.compile`` and ``bnn_kernels.export(..., fuse=True)`` install it. (This module does

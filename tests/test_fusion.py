@@ -340,3 +340,18 @@ def test_same_shape_views_followed(rng):
     assert only_op(rep)["fused"] == ["multiplier", "bias"]
     rep, _ = fuse_checked(lambda x, w, m: (t.acc(x, w).float() * m).reshape(-1), t.x, t.wt, t.m)
     assert only_op(rep)["fused"] == ["multiplier"] and "reshape" in only_op(rep)["stopped"]
+
+
+def test_one_pixel_output_at_batch_one(rng):
+    """A 1x1 output at batch 1 (late layers of a small input): per-channel operands have the
+    output's shape, so they also look like residuals; every slot still fills in order."""
+    t = Case(rng)
+    x = bk.pack_bits(torch.randn(1, 1, 1, t.c))
+    r = torch.randn(1, t.o, 1, 1)
+
+    def f(x, w, m, b, r, s_in, slope, s_out):
+        y = t.acc(x, w).float() * t.ch(m) + t.ch(b) + r - t.ch(s_in)
+        return torch.where(y > 0, y, t.ch(slope) * y) + t.ch(s_out)
+
+    rep, _ = fuse_checked(f, x, t.wt, t.m, t.b, r, t.s_in, t.slope, t.s_out)
+    assert only_op(rep)["fused"] == ["multiplier", "bias", "residual", "act_shift_in", "act_slope", "act_shift_out"]
