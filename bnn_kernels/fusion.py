@@ -217,7 +217,7 @@ def _fake_mode(graph: torch.fx.Graph):
 def epilogue_supported(op_name: str, device: str) -> bool:
     """Whether the op's kernel for this device runs the fused epilogue (probed once with a
     1x1 problem: float steps, a float16 output and bits); a device whose kernels do not have
-    it yet (they raise NotImplementedError) gets no fusion."""
+    it yet (they raise NotImplementedError), or any failure of the probe, means no fusion."""
     from torch._subclasses.fake_tensor import unset_fake_temporarily
 
     with unset_fake_temporarily():  # real tensors, also inside a compiler's pass
@@ -225,15 +225,14 @@ def epilogue_supported(op_name: str, device: str) -> bool:
 
 
 def _probe(op, op_name: str, device: str) -> bool:
-    one = torch.ones(1, dtype=torch.int32, device=device)
+    shape = (1, 1) if op_name == "xnor_gemm" else (1, 1, 1, 1)  # [M, W] or [N, H, W, words]
+    a, res = torch.ones(shape, dtype=torch.int32, device=device), torch.zeros(shape, device=device)
     vec = torch.ones(1, device=device)
-    a, rest = (one.view(1, 1), (1,)) if op_name == "xnor_gemm" else (one.view(1, 1, 1, 1), (1,))
-    res = torch.zeros((1, 1) if op_name == "xnor_gemm" else (1, 1, 1, 1), device=device)
     steps = dict(multiplier=vec, bias=vec, residual=res, act_slope=vec, act_shift_in=vec, act_shift_out=vec)
     try:
         for kw in (steps, {"out_dtype": torch.float16}, {"out_threshold": vec}):
-            op(a, a, *rest, **kw)
-    except NotImplementedError:
+            op(a, a, 1, **kw)  # k = in_channels = 1
+    except Exception:  # noqa: BLE001 - NotImplementedError, or a build without this device: no fusion
         return False
     return True
 
