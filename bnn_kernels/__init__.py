@@ -8,7 +8,9 @@ Models: ``bnn_kernels.nn`` holds packed modules (BinaryConv2d, BitSerialLinear, 
 ``bnn_kernels.convert(model, example_inputs)`` swaps the binary layers of a trained float
 BNN for them, ``bnn_kernels.save`` / ``load`` write and read packed models as safetensors.
 ``bnn_kernels.export`` / ``load_exported`` write and run a converted model as one .pt2
-package (AOTInductor) that a C++ program can run too.
+package (AOTInductor) that a C++ program can run too. ``bnn_kernels.compile(model)`` is
+torch.compile with ``bnn_kernels.fusion`` moving the float glue around the binary ops into
+their fused epilogue (export does the same by default).
 """
 
 from . import _native, nn, reference  # noqa: F401  (_native: the build state `bnn-kernels info` reports)
@@ -17,6 +19,7 @@ from ._version import __version__  # noqa: F401
 from .convert import ConversionError, ConversionReport, convert
 from .cuda_paths import cuda_gemm_path, get_cuda_gemm_path, set_cuda_gemm_path
 from .export_pt2 import ExportError, export, load_exported
+from .fusion import FusionReport, fuse_graph
 from .ops import (
     binary_conv2d,
     binary_weight_conv2d,
@@ -48,6 +51,10 @@ __all__ = [
     "export",
     "load_exported",
     "ExportError",
+    "compile",
+    "fuse_graph",
+    "FusionReport",
+    "FusionPass",
     "op_library_path",
     "cuda_built",
     "cpu_gemm_isa",
@@ -55,3 +62,12 @@ __all__ = [
     "get_cuda_gemm_path",
     "cuda_gemm_path",
 ]
+
+
+def __getattr__(name):
+    # compile and FusionPass need torch._inductor, which takes seconds to import: loaded on use
+    if name in ("compile", "FusionPass"):
+        from . import compile_fused
+
+        return getattr(compile_fused, name)
+    raise AttributeError(f"module 'bnn_kernels' has no attribute {name!r}")

@@ -109,6 +109,7 @@ def export(
     path: str | os.PathLike,
     *,
     inductor_configs: dict[str, Any] | None = None,
+    fuse: bool | Any = True,
 ) -> str:
     """Writes ``model`` (usually from ``bnn_kernels.convert``) as one AOTInductor package.
 
@@ -119,6 +120,10 @@ def export(
             The package is compiled for their device (CPU, or CUDA with a CUDA build).
         path: the ``.pt2`` file to write.
         inductor_configs: extra ``torch._inductor`` options for the compilation.
+        fuse: True (default): the float steps after each binary_conv2d / xnor_gemm call move
+            into the op's fused epilogue where that is bit-identical (``bnn_kernels.fusion``,
+            run as AOTInductor's post-grad pass); False keeps the graph as traced; a
+            ``FusionPass`` fuses and keeps the report (``.report``).
 
     Returns the path written. Raises ExportError, naming the module, when the model cannot be
     traced or compiled; TypeError / ValueError for bad arguments.
@@ -139,6 +144,11 @@ def export(
         model.train(was_training)
     configs = {"aot_inductor.metadata": {"bnn_kernels_version": __version__}}
     configs.update(inductor_configs or {})
+    from .compile_fused import fusion_pass_of  # imports torch._inductor, used below anyway
+
+    fusion_pass = fusion_pass_of(fuse)
+    if fusion_pass is not None:
+        configs["post_grad_custom_post_pass"] = fusion_pass
     try:
         return torch._inductor.aoti_compile_and_package(program, package_path=path, inductor_configs=configs)
     except Exception as e:  # noqa: BLE001 - re-raised with context

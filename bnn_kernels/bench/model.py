@@ -5,8 +5,10 @@ For each model (Bi-Real Net 18 and ReActNet-A, random weights, BN statistics ran
 - "float deployment": the same network as a user would deploy it in float
   (bnn_kernels.bench.deploy: weights binarized once, BatchNorm folded, channels_last; the
   torch.compile'd version where it is faster, else eager, said in the note);
-- "bnn_kernels.convert(model)": the converted model, fed the same NCHW input, also
-  torch.compile'd where that is faster and agrees (the note says which ran).
+- "bnn_kernels.convert(model)": the converted model, fed the same NCHW input, also compiled
+  where that is faster and agrees: with bnn_kernels.compile (the float glue fused into the
+  binary convs' epilogues) and with plain torch.compile, the faster kept (the note says which
+  ran and how many binary convs were fused; the breakdown's "fusion" entry lists the steps).
 Before timing, the deployment and the converted model are checked against the float model on
 fresh random inputs (not the conversion examples): top-1 agreement and maximum deviation.
 Latency per batch (batch 1) and images/s (batch 32) come from the harness; peak memory from a
@@ -78,19 +80,51 @@ def _check_note(c: dict) -> str:
     return f"top-1 agreement {100 * c['agree']:.0f}% on {c['inputs']} fresh inputs, max deviation {c['max_dev']:.2e}"
 
 
-def _try_compile(deploy, x, eager_ms, device, repeats):
-    """(ms, note) of torch.compile(deploy) on x when it is faster than eager and agrees with it."""
+def _try_compile(deploy, x, eager_ms, device, repeats, compile_fn=None, label="torch.compile"):
+    """(ms, note) of compile_fn(deploy) (torch.compile by default) on x when it is faster
+    than eager and agrees with it."""
     try:
-        compiled = torch.compile(deploy)
+        compiled = (compile_fn or torch.compile)(deploy)
         with torch.no_grad():
             if not torch.allclose(compiled(x), deploy(x), rtol=1e-3, atol=1e-4):
-                return None, "eager (torch.compile output differed)"
+                return None, f"eager ({label} output differed)"
             ms = time_fn(lambda i: compiled(x), device, repeats=repeats)
     except Exception as e:  # noqa: BLE001 - any compile failure falls back to eager
-        return None, f"eager (torch.compile failed: {type(e).__name__})"
+        return None, f"eager ({label} failed: {type(e).__name__})"
     if ms < eager_ms:
-        return ms, "torch.compile"
-    return None, f"eager (torch.compile slower: {ms:.2f} ms)"
+        return ms, label
+    return None, f"eager ({label} slower: {ms:.2f} ms)"
+
+
+FUSED = "torch.compile with bnn_kernels fusion"
+
+
+def _try_compile_packed(model, x, eager_ms, device, repeats):
+    """The converted model compiled with the epilogue fusion pass (bnn_kernels.compile) and
+    without it: (ms or None, note, FusionReport or None) of the fastest that agrees with eager."""
+    fusion = bk.FusionPass()
+
+    def fused(m):  # a fresh compilation, so the pass runs and reports
+        return bk.compile(m, fuse=fusion, options={"fx_graph_cache": False})
+
+    ms_f, how_f = _try_compile(model, x, float("inf"), device, repeats, fused, FUSED)
+    ms_p, how_p = _try_compile(model, x, float("inf"), device, repeats)
+    report = fusion.report if fusion.reports else None
+    fused_note = f"; {_fusion_note(report)}" if report else ""
+    tried = [(ms, how) for ms, how in ((ms_f, how_f), (ms_p, how_p)) if ms is not None]
+    if not tried:
+        return None, f"{how_f}, {how_p}", None
+    ms, how = min(tried)
+    other = [f"{h} {m:.2f} ms" for m, h in tried if h != how]
+    if ms >= eager_ms:
+        return None, f"eager ({how} slower: {ms:.2f} ms{fused_note})", report
+    note = how + fused_note + (f"; {other[0]}" if other else f"; {how_f if how == how_p else how_p}")
+    return ms, note, report if how == FUSED else None
+
+
+def _fusion_note(report) -> str:
+    steps = ", ".join(f"{k} {v}" for k, v in report.fused.items())
+    return f"{report.ops_fused} of {len(report.ops)} binary convs fused ({steps})"
 
 
 def bench_model(
@@ -122,14 +156,16 @@ def bench_model(
         for k, m in models.items():
             nbytes = sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
             notes[k] += f"; weights {nbytes / 2**20:.2f} MiB"
-        rows, compiled = {}, {}
+        rows, compiled, fusion = {}, {}, {}
         for nb in batches:
             progress.step(f"model {name} batch {nb}")
-            rows[nb], compiled[nb] = _time_batch(
+            rows[nb], compiled[nb], fusion[nb] = _time_batch(
                 models, f"{name} {nb}x3x{res}x{res}", nb, res, device, notes, repeats, try_compile
             )
             if nb == batches[0]:
-                rows[nb]["packed"].breakdown = breakdown(models["packed"], torch.randn(nb, 3, res, res, device=device))
+                b = breakdown(models["packed"], torch.randn(nb, 3, res, res, device=device))
+                b["fusion"] = _fusion_summary(fusion[nb], compiled[nb].get("packed"))
+                rows[nb]["packed"].breakdown = b
         mem = {
             impl: peak_memory(
                 factory, kwargs, res, impl, batches, device, {nb: compiled[nb].get(impl) for nb in batches}
@@ -152,18 +188,22 @@ def bench_model(
 
 
 def _time_batch(models, case, nb, res, device, notes, repeats, try_compile):
-    """Times the three configurations at batch nb: ({impl: Result}, {impl: whether torch.compile was used}).
-    The float deployment and the converted model are each compiled where that is faster and agrees."""
+    """Times the three configurations at batch nb: ({impl: Result}, {impl: False (eager), True
+    (torch.compile) or "fused" (bnn_kernels.compile)}, FusionReport of the converted model or
+    None). The float deployment and the converted model are each compiled where that is faster
+    and agrees; the converted model with and without the epilogue fusion, the faster kept."""
     x = torch.randn(nb, 3, res, res, device=device)
     ms = {}
     with torch.no_grad():
         for impl, m in models.items():
             ms[impl] = time_fn(lambda i: m(x), device, repeats=repeats)
         how = {impl: "eager (torch.compile not tried)" for impl in ("deploy", "packed")}
+        report = None
         if try_compile:
-            for impl in how:
-                t_c, how[impl] = _try_compile(models[impl], x, ms[impl], device, repeats)
-                ms[impl] = t_c or ms[impl]
+            t_c, how["deploy"] = _try_compile(models["deploy"], x, ms["deploy"], device, repeats)
+            ms["deploy"] = t_c or ms["deploy"]
+            t_c, how["packed"], report = _try_compile_packed(models["packed"], x, ms["packed"], device, repeats)
+            ms["packed"] = t_c or ms["packed"]
     names = {"float": "float model", "deploy": "float deployment", "packed": "bnn_kernels.convert(model)"}
     rows = {
         impl: Result(
@@ -179,7 +219,22 @@ def _time_batch(models, case, nb, res, device, notes, repeats, try_compile):
         )
         for impl in IMPLS
     }
-    return rows, {impl: h == "torch.compile" for impl, h in how.items()}
+    used = {impl: "fused" if h.startswith(FUSED) else h.startswith("torch.compile") for impl, h in how.items()}
+    return rows, used, report
+
+
+def _fusion_summary(report, compiled) -> dict:
+    """What the epilogue fusion did in the converted model that was timed (breakdown["fusion"])."""
+    if report is None:
+        ran = "not compiled with fusion" if compiled != "fused" else "no report"
+        return {"compiled": compiled, "note": ran}
+    return {
+        "compiled": compiled,
+        "binary_ops": len(report.ops),
+        "fused": report.ops_fused,
+        "steps": dict(report.fused),
+        "stopped": dict(report.stopped),
+    }
 
 
 def _vs(ours: Result, base: Result) -> Result:
@@ -278,6 +333,12 @@ def format_breakdown(title: str, b: dict, top: int = 12) -> str:
     lines = [f"# {title}: {b['ms_per_inference']:.3f} ms per inference under the profiler"]
     for c, ms in b["categories"].items():
         lines.append(f"  {c:20} {ms:9.3f} ms {100 * ms / max(b['ms_per_inference'], 1e-9):5.1f}%")
+    f = b.get("fusion")
+    if f and "fused" in f:
+        steps = ", ".join(f"{k} {v}" for k, v in f["steps"].items())
+        lines.append(f"  epilogue fusion: {f['fused']} of {f['binary_ops']} binary convs fused ({steps})")
+    elif f:
+        lines.append(f"  epilogue fusion: {f['note']}")
     for o in b["ops"][:top]:
         lines.append(f"    {o['op']:44} {o['category']:18} {o['calls']:6.1f} calls {o['ms']:9.3f} ms")
     return "\n".join(lines)
@@ -338,7 +399,8 @@ def memory_child(args: dict) -> None:
     model, _ = build(args["factory"], args["kwargs"], args["res"], args["impl"])
     result = {}
     for nb in args["batches"]:
-        run = torch.compile(model) if args["compiled"].get(str(nb)) else model
+        how = args["compiled"].get(str(nb))
+        run = bk.compile(model) if how == "fused" else torch.compile(model) if how else model
         x = torch.randn(nb, 3, args["res"], args["res"])
         gc.collect()
         with torch.no_grad():

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+import bnn_kernels as bk
 from bnn_kernels import models as zoo
 from bnn_kernels.__main__ import main
 from bnn_kernels.bench import model as bm
@@ -140,3 +141,35 @@ def test_compile_falls_back_to_eager_and_says_why(monkeypatch):
     assert how == "torch.compile" and ms > 0
     ms, how = bm._try_compile(model, x, 0.0, torch.device("cpu"), 1)
     assert ms is None and how.startswith("eager (torch.compile slower")
+
+
+def test_packed_model_timed_fused_and_unfused_faster_kept(monkeypatch):
+    """The converted model is compiled with and without the epilogue fusion; the note says
+    which ran and how many binary convs were fused (fake timings: nothing about speed)."""
+    from bnn_kernels.fusion import FusionReport
+
+    report = FusionReport(ops=[{"node": "c", "op": "binary_conv2d", "fused": ["multiplier", "bias"], "stopped": "x"}])
+
+    fusion = bk.FusionPass()
+    fusion.reports.append(report)  # what the pass reports when the fused model compiles
+    monkeypatch.setattr(bk, "FusionPass", lambda: fusion)
+
+    def fake(model, x, eager_ms, device, repeats, compile_fn=None, label="torch.compile"):
+        return times[label], label
+
+    monkeypatch.setattr(bm, "_try_compile", fake)
+    times = {bm.FUSED: 2.0, "torch.compile": 3.0}
+    ms, note, rep = bm._try_compile_packed(None, None, 10.0, torch.device("cpu"), 1)
+    assert ms == 2.0 and note.startswith(bm.FUSED) and "1 of 1 binary convs fused" in note
+    assert rep.ops == report.ops
+    assert "torch.compile 3.00 ms" in note
+    times = {bm.FUSED: 4.0, "torch.compile": 3.0}
+    ms, note, rep = bm._try_compile_packed(None, None, 10.0, torch.device("cpu"), 1)
+    assert ms == 3.0 and note.startswith("torch.compile;") and rep is None
+    ms, note, rep = bm._try_compile_packed(None, None, 1.0, torch.device("cpu"), 1)
+    assert ms is None and note.startswith("eager (torch.compile slower")
+    summary = bm._fusion_summary(report, "fused")
+    assert summary["fused"] == 1 and summary["steps"] == {"multiplier": 1, "bias": 1}
+    assert bm._fusion_summary(None, False)["note"] == "not compiled with fusion"
+    text = bm.format_breakdown("t", {"ms_per_inference": 1.0, "categories": {}, "ops": [], "fusion": summary})
+    assert "epilogue fusion: 1 of 1 binary convs fused (multiplier 1, bias 1)" in text
