@@ -408,7 +408,9 @@ def memory_child(args: dict) -> None:
             try:
                 with open("/proc/self/clear_refs", "w") as f:
                     f.write("5")
-                before = _status_kib("VmRSS")
+                # the reset sets VmHWM to the resident set; reading that (not VmRSS, whose
+                # per-thread counters are synced lazily and may read above it) keeps growth >= 0
+                before = _status_kib("VmHWM")
                 run(x)
                 peak = _status_kib("VmHWM")
                 result[nb] = [peak / 1024, (peak - before) / 1024]
