@@ -114,3 +114,30 @@ def test_bad_padding_modes():
         BitSplitConv2d.from_float(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), [0.0])
     with pytest.raises(RuntimeError):  # F.pad: reflect padding must be smaller than the input
         BinaryWeightConv2d(4, 4, 3, padding=3, padding_mode="reflect")(torch.randn(1, 4, 3, 3))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("g", GEOMETRIES)
+def test_binary_conv2d_fused_steps_keep_the_mode(mode, g):
+    """The fused path (residual, activation, packed output) pads as the plain path does."""
+    gen = torch.Generator().manual_seed(7)
+    w = _weight(g, 3)
+    m = BinaryConv2d.from_weight(
+        w,
+        torch.randn(g["cout"], generator=gen),
+        multiplier=torch.rand(g["cout"], generator=gen) + 0.5,
+        padding_mode=mode,
+        **_geo(g),
+    )
+    x = _x(g, 4)
+    y0 = m(x)  # multiplier and bias fused; the reference of the steps below
+    want_int = _ref_conv(pm1(x), pm1(w), g, mode)
+    assert torch.equal(m.int_forward(x).double(), want_int)
+    r = torch.randn(y0.shape, generator=gen)
+    slope = torch.rand(g["cout"], generator=gen)
+    m.set_activation(slope)
+    t = y0 + r
+    want = torch.where(t > 0, t, slope[None, :, None, None] * t)
+    assert torch.equal(m(x, residual=r), want)
+    with pytest.raises(ValueError, match="packed input needs padding_mode='zeros'"):
+        m(torch.zeros(2, 7, 8, (g["cin"] + 31) // 32, dtype=torch.int32))
