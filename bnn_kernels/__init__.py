@@ -14,7 +14,7 @@ their fused epilogue (export does the same by default).
 """
 
 from . import _native, nn, reference  # noqa: F401  (_native: the build state `bnn-kernels info` reports)
-from ._native import cpu_gemm_isa, cuda_built, op_library_path
+from ._native import cpu_conv_path, cpu_gemm_isa, cuda_built, op_library_path
 from ._version import __version__  # noqa: F401
 from .convert import ConversionError, ConversionReport, convert
 from .cuda_paths import cuda_gemm_path, get_cuda_gemm_path, set_cuda_gemm_path
@@ -57,6 +57,7 @@ __all__ = [
     "FusionPass",
     "op_library_path",
     "cuda_built",
+    "cpu_conv_path",
     "cpu_gemm_isa",
     "set_cuda_gemm_path",
     "get_cuda_gemm_path",

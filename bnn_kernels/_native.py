@@ -55,6 +55,20 @@ def cpu_gemm_isa() -> str:
     return _C.cpu_gemm_isa() if _C is not None else "unavailable"
 
 
+def cpu_conv_path() -> str:
+    """The CPU kernel binary_conv2d runs now (for groups = 1): 'direct-avx2', the direct
+    kernel (output channels along the vector lanes, operands split into nibbles once per
+    call, no im2col), or the name of the GEMM micro-kernel (see cpu_gemm_isa) when it runs
+    the implicit GEMM.
+
+    The direct kernel is the AVX2 path: it runs where the GEMM would run its AVX2 kernel and
+    each group's channels start at a whole 32-bit word (groups = 1, or channels per group a
+    multiple of 32). ``BNN_KERNELS_CONV_PATH=gemm`` forces the implicit GEMM (read at every
+    call, like ``BNN_KERNELS_CPU_ISA``).
+    """
+    return _C.cpu_conv_path() if _C is not None else "unavailable"
+
+
 def op_library_path() -> str:
     """Path of libbnn_kernels_ops.so, the op registrations without Python: what a libtorch C++
     program loads (dlopen, or link) before running a package written by bnn_kernels.export."""

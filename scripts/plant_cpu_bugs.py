@@ -33,6 +33,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from cpu_mutants_direct import DIRECT_MUTANTS  # noqa: E402
 from snippet_match import replace_once  # noqa: E402
 
 PACK = ["tests/ops/test_pack_edges.py", "tests/ops/test_pack.py"]
@@ -458,6 +459,7 @@ MUTANTS = [
       "const at::Tensor x = x_in.to(affine.acc).contiguous(), w = w_in.contiguous();\n  if", WCONV),
 ]
 # fmt: on
+MUTANTS += [M(*m) for m in DIRECT_MUTANTS]
 
 
 def tree_files(root):

@@ -36,6 +36,22 @@ def cpu_isa(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["auto", "gemm"])
+def conv_path(request, cpu_isa, monkeypatch):
+    """binary_conv2d's CPU kernel under each ISA cap (cpu_isa): the default choice (the direct
+    kernel where AVX2 runs), then the implicit GEMM forced with BNN_KERNELS_CONV_PATH=gemm.
+    The forced GEMM is skipped where the default already is the GEMM (no AVX2, or the cap), and
+    on CUDA devices. Returns the path in effect (bnn_kernels.cpu_conv_path())."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    on_cuda = any(str(params.get(name, "")).startswith("cuda") for name in DEVICE_FIXTURES)
+    monkeypatch.delenv("BNN_KERNELS_CONV_PATH", raising=False)
+    if request.param == "gemm":
+        if on_cuda or bnn_kernels.cpu_conv_path() != "direct-avx2":
+            pytest.skip("the default CPU conv path is the implicit GEMM here")
+        monkeypatch.setenv("BNN_KERNELS_CONV_PATH", "gemm")
+    return bnn_kernels.cpu_conv_path()
+
+
 # Device parametrization, as pytorch/extension-cpp writes `_test_x(device)`: every test of an
 # op family runs on the CPU and, with a GPU and a CUDA build, on CUDA (skipped otherwise).
 # GEMM-backed ops run on CUDA under every forced GEMM path, binary_weight_linear under every

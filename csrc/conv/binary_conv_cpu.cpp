@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/bits.h"
+#include "conv/direct.h"
 #include "gemm/epilogue_cpu.h"
 #include "gemm/microkernel.h"
 #include "gemm/popcount_gemm.h"
@@ -245,6 +246,7 @@ void run_blocks(const uint32_t* x, const ConvParams& p, const ConvGemm& g, const
 void conv_impl(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, const Epilogue* e,
                int num_threads) {
   if (p.batch * p.out_h * p.out_w == 0 || p.out_channels == 0) return;
+  if (select_conv_path(p) == ConvPath::Direct) return direct_conv(x, w, p, out, e, num_threads);
   const int nt = sane_threads(num_threads);
   ConvGemm g = plan_gemm(p, nt);
   if (e) g.out_ld = g.og;

@@ -9,7 +9,7 @@ import bnn_kernels as bk
 from bnn_kernels import reference as R
 from tests.helpers import clean_tail, gen, noncontiguous, randn, random_bits, same
 
-pytestmark = pytest.mark.usefixtures("cpu_isa")
+pytestmark = pytest.mark.usefixtures("conv_path")
 
 
 def random_conv(rng, seed):

@@ -11,7 +11,7 @@ from bnn_kernels import reference as R
 from tests.helpers import gen
 from tests.ops.edge_helpers import dirty_tail, num_threads
 
-pytestmark = pytest.mark.usefixtures("cpu_isa")
+pytestmark = pytest.mark.usefixtures("conv_path")
 
 
 def random_signs(*shape, seed):
@@ -93,3 +93,46 @@ def test_binary_conv2d_empty_batch_every_path(rng):
     x, wt, c, kw = case(rng, 5)
     out = bk.binary_conv2d(x[:0], wt, c, **kw)
     assert out.shape == (0, *R.binary_conv2d(x[:1], wt, c, **kw).shape[1:])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_binary_conv2d_every_bit_differs_long_rows(seed, rng):
+    """Inputs all +1 against weights all -1 (and all +1): every XOR bit counts, so per-lane byte
+    counters that are widened too late would overflow; rows of many words (several folds)."""
+    c = rng.randint(700, 1100)
+    k = rng.choice([1, 3])
+    pad = rng.choice([0, 1])
+    h, w = rng.randint(k, 7), rng.randint(k, 7)
+    o = rng.randint(1, 40)
+    x = bk.pack_bits(torch.ones(rng.randint(1, 2), h, w, c))
+    for sign in (-1.0, 1.0):
+        wt = bk.pack_bits(torch.full((o, k, k, c), sign))
+        kw = dict(stride=1, padding=pad, dilation=1, groups=1, pad_value=rng.choice([0, 1, -1]))
+        check(x, wt, c, kw, seed)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_binary_conv2d_groups_of_whole_words(seed, rng):
+    """Groups whose channels are a multiple of 32 (each group starts at a word: the direct
+    kernel takes them), out channels per group across 8-lane and 32-channel chunk edges."""
+    groups = rng.randint(2, 4)
+    x, wt, c, kw = case(rng, seed, cg=rng.choice([32, 64, 96]), groups=groups)
+    og = rng.choice([7, 8, 9, 31, 33, 40])
+    kh, kw_w = wt.shape[1], wt.shape[2]
+    wt = bk.pack_bits(random_signs(groups * og, kh, kw_w, c // groups, seed=seed + 3))
+    with num_threads(rng.choice([1, 2])):
+        check(x, wt, c, kw, seed)
+
+
+def test_conv_path_choice(monkeypatch):
+    """The direct kernel runs wherever the GEMM would run its AVX2 kernel, the implicit GEMM
+    otherwise; BNN_KERNELS_CONV_PATH=gemm forces the GEMM."""
+    monkeypatch.delenv("BNN_KERNELS_CONV_PATH", raising=False)
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
+    assert bk.cpu_conv_path() == bk.cpu_gemm_isa()
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
+    if bk.cpu_gemm_isa() != "avx2":
+        pytest.skip("this CPU has no AVX2")
+    assert bk.cpu_conv_path() == "direct-avx2"
+    monkeypatch.setenv("BNN_KERNELS_CONV_PATH", "gemm")
+    assert bk.cpu_conv_path() == "avx2"

@@ -185,7 +185,7 @@ def random_conv(rng):
 
 
 @pytest.mark.parametrize("seed", range(30))
-def test_binary_conv2d_epilogue_matches_reference(seed, cpu_isa):
+def test_binary_conv2d_epilogue_matches_reference(seed, conv_path):
     rng = random.Random(seed)
     x, wt, cin, geo, s = random_conv(rng)
     acc = R.binary_conv2d(x, wt, cin, **geo)
@@ -219,7 +219,7 @@ def test_binary_conv2d_epilogue_residual_layouts_and_bits_chain():
 
 @pytest.mark.parametrize("groups,cout", [(1, 70), (2, 64), (2, 70), (4, 128)])
 @pytest.mark.parametrize("output", [torch.float32, torch.bfloat16, "bits"], ids=str)
-def test_binary_conv2d_epilogue_in_block_and_pass(groups, cout, output, cpu_isa):
+def test_binary_conv2d_epilogue_in_block_and_pass(groups, cout, output, conv_path):
     """The epilogue per pixel block (floats; bits when a group's channels are whole words) and
     after the conv (bits of groups that split words), several blocks and threads."""
     torch.set_num_threads(2)
