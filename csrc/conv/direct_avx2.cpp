@@ -69,9 +69,11 @@ void split_input(const uint32_t* x, const ConvParams& p, const Direct& d, uint32
 }
 
 // ws from w (each tap's last word masked to Cg bits).
-void split_weights(const uint32_t* w, const ConvParams& p, const Direct& d, uint32_t* ws) {
+void split_weights(const uint32_t* w, const ConvParams& p, const Direct& d, uint32_t* ws, int nt) {
   const uint32_t last = tail_mask(d.cg);
   const int64_t chunk_words = d.taps * d.wg * kRegs * 8;
+#pragma omp parallel for collapse(2) num_threads(nt) \
+    schedule(static) if (p.groups * d.chunks * chunk_words > (int64_t(1) << 17))
   for (int64_t g = 0; g < p.groups; ++g)
     for (int64_t c = 0; c < d.chunks; ++c) {
       uint32_t* dst = ws + (g * d.chunks + c) * chunk_words;
@@ -227,7 +229,7 @@ void direct_conv(const int32_t* x, const int32_t* w, const ConvParams& p, int32_
   const ScratchBuffer<uint32_t> xs(xcache, 2 * (d.in_pixels + 1) * d.wx);
   const ScratchBuffer<uint32_t> ws(wcache, p.groups * d.chunks * d.taps * d.wg * kRegs * 8);
   split_input(reinterpret_cast<const uint32_t*>(x), p, d, xs.get(), nt);
-  split_weights(reinterpret_cast<const uint32_t*>(w), p, d, ws.get());
+  split_weights(reinterpret_cast<const uint32_t*>(w), p, d, ws.get(), nt);
   const ValuesFn values = e ? select_epilogue_values() : nullptr;
 
   static thread_local std::vector<Pair> relcache;
