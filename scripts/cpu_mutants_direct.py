@@ -46,5 +46,11 @@ DIRECT_MUTANTS = [
     ("direct_epilogue_row_offset", DC,
      "if (e) epilogue_block(*e, values, o, p.out_channels, r0, rn, 0, p.out_channels);",
      "if (e) epilogue_block(*e, values, o, p.out_channels, 0, rn, 0, p.out_channels);", EPILOGUE),
+    ("direct_segment_always_first", DC,
+     "words <= kSegmentPairs, lo == 0};", "words <= kSegmentPairs, true};", CONV),
+    ("direct_segment_end_search", DC,
+     "run.pairs + run.n, seg.hi, by_word)", "run.pairs + run.n, seg.hi + 1, by_word)", CONV),
+    ("direct_segment_start_search", DC,
+     "run.pairs + run.n, seg.lo, by_word)", "run.pairs + run.n, seg.lo + 1, by_word)", CONV),
 ]
 # fmt: on

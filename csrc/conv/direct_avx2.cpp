@@ -38,6 +38,7 @@ namespace {
 constexpr int kChunk = 32;             // output channels per pass over a pixel's pairs
 constexpr int kRegs = 2 * kChunk / 8;  // weight registers per pair (lo and hi of 4 groups of 8)
 constexpr int64_t kPairsPerFold = 31;
+constexpr int64_t kSegmentPairs = 64;  // weight words per segment: 16 KiB of a chunk's weights
 
 struct Pair {
   int64_t x;  // index of the pair's (lo, hi) in xs
@@ -134,52 +135,80 @@ __attribute__((target("avx2"))) inline __m256i count_bytes(__m256i acc, __m256i 
   return _mm256_add_epi8(acc, _mm256_shuffle_epi8(lut, v));
 }
 
-// For each of the npix runs r: out[r * ld + 8v + lane] = kvalid - 2 * (sum over its pairs of
-// popcount(x ^ w)) for the first `valid` channels of the chunk (NV = ceil(valid / 8)).
+// A range [lo, hi) of a chunk's weight words (t * wg + j): rows of many words are counted a
+// segment at a time over a block's pixels, so that the segment's weights (kSegmentPairs * 256
+// bytes) stay in L1 while every pixel of the block reads them.
+struct Segment {
+  int64_t lo, hi;
+  bool whole;  // the segment covers every word (no search for each run's pairs)
+  bool first;  // the first segment writes kvalid - 2 * count, the others subtract 2 * count
+};
+
+// sum[v] = popcount(x ^ w) over the pairs k0 <= k < k1 of a run, for channel register v < NV.
 template <int NV>
-__attribute__((target("avx2"))) void count_pixels(const uint32_t* xs, const PixelRun* runs, int64_t npix,
-                                                  const uint32_t* wchunk, int valid, int32_t* out, int64_t ld) {
+__attribute__((target("avx2"))) inline void count_run(const uint32_t* x0, const Pair* pairs, int64_t k0, int64_t k1,
+                                                      const uint32_t* wchunk, __m256i* sum) {
   const __m256i lut =
       _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  for (int v = 0; v < NV; ++v) sum[v] = _mm256_setzero_si256();
+  for (int64_t s = k0; s < k1; s += kPairsPerFold) {
+    const int64_t e = std::min(k1, s + kPairsPerFold);
+    __m256i bytes[NV];
+    for (int v = 0; v < NV; ++v) bytes[v] = _mm256_setzero_si256();
+    for (int64_t k = s; k < e; ++k) {
+      const uint32_t* xp = x0 + pairs[k].x;
+      const __m256i lo = _mm256_set1_epi32(static_cast<int>(xp[0]));
+      const __m256i hi = _mm256_set1_epi32(static_cast<int>(xp[1]));
+      const uint32_t* wp = wchunk + pairs[k].w * kRegs * 8;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        bytes[v] = count_bytes(bytes[v], lut, lo, wp + 16 * v);
+        bytes[v] = count_bytes(bytes[v], lut, hi, wp + 16 * v + 8);
+      }
+    }
+    for (int v = 0; v < NV; ++v)
+      sum[v] = _mm256_add_epi32(sum[v], _mm256_madd_epi16(_mm256_maddubs_epi16(bytes[v], ones8), ones16));
+  }
+}
+
+// For each of the npix runs r, over its pairs in segment seg: out[r * ld + 8v + lane] =
+// kvalid - 2 * count (first segment) or -= 2 * count (later ones), for the first `valid`
+// channels of the chunk (NV = ceil(valid / 8)).
+template <int NV>
+__attribute__((target("avx2"))) void count_pixels(const uint32_t* xs, const PixelRun* runs, int64_t npix,
+                                                  const uint32_t* wchunk, int valid, const Segment& seg, int32_t* out,
+                                                  int64_t ld) {
   const int tail = valid - 8 * (NV - 1);
   const __m256i tail_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const auto by_word = [](const Pair& a, int64_t w) { return a.w < w; };
   for (int64_t r = 0; r < npix; ++r) {
     const PixelRun& run = runs[r];
-    const uint32_t* x0 = xs + run.base;
-    __m256i sum[NV];
-    for (int v = 0; v < NV; ++v) sum[v] = _mm256_setzero_si256();
-    for (int64_t s = 0; s < run.n; s += kPairsPerFold) {
-      const int64_t e = std::min(run.n, s + kPairsPerFold);
-      __m256i bytes[NV];
-      for (int v = 0; v < NV; ++v) bytes[v] = _mm256_setzero_si256();
-      for (int64_t k = s; k < e; ++k) {
-        const uint32_t* xp = x0 + run.pairs[k].x;
-        const __m256i lo = _mm256_set1_epi32(static_cast<int>(xp[0]));
-        const __m256i hi = _mm256_set1_epi32(static_cast<int>(xp[1]));
-        const uint32_t* wp = wchunk + run.pairs[k].w * kRegs * 8;
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
-          bytes[v] = count_bytes(bytes[v], lut, lo, wp + 16 * v);
-          bytes[v] = count_bytes(bytes[v], lut, hi, wp + 16 * v + 8);
-        }
-      }
-      for (int v = 0; v < NV; ++v)
-        sum[v] = _mm256_add_epi32(sum[v], _mm256_madd_epi16(_mm256_maddubs_epi16(bytes[v], ones8), ones16));
+    int64_t k0 = 0, k1 = run.n;
+    if (!seg.whole) {  // the run's pairs are in weight word order (a border run skips some)
+      k0 = std::lower_bound(run.pairs, run.pairs + run.n, seg.lo, by_word) - run.pairs;
+      k1 = std::lower_bound(run.pairs + k0, run.pairs + run.n, seg.hi, by_word) - run.pairs;
     }
-    const __m256i kv = _mm256_set1_epi32(run.kvalid);
+    __m256i sum[NV];
+    count_run<NV>(xs + run.base, run.pairs, k0, k1, wchunk, sum);
     int32_t* o = out + r * ld;
     for (int v = 0; v < NV; ++v) {
-      const __m256i res = _mm256_sub_epi32(kv, _mm256_add_epi32(sum[v], sum[v]));
-      if (v < NV - 1 || tail == 8)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8 * v), res);
+      const bool full = v < NV - 1 || tail == 8;
+      __m256i* at = reinterpret_cast<__m256i*>(o + 8 * v);
+      const __m256i base = seg.first ? _mm256_set1_epi32(run.kvalid)
+                           : full    ? _mm256_loadu_si256(at)
+                                     : _mm256_maskload_epi32(o + 8 * v, tail_mask);
+      const __m256i res = _mm256_sub_epi32(base, _mm256_add_epi32(sum[v], sum[v]));
+      if (full)
+        _mm256_storeu_si256(at, res);
       else
         _mm256_maskstore_epi32(o + 8 * v, tail_mask, res);
     }
   }
 }
 
-using CountFn = void (*)(const uint32_t*, const PixelRun*, int64_t, const uint32_t*, int, int32_t*, int64_t);
+using CountFn = void (*)(const uint32_t*, const PixelRun*, int64_t, const uint32_t*, int, const Segment&, int32_t*,
+                         int64_t);
 constexpr CountFn kCount[5] = {nullptr, count_pixels<1>, count_pixels<2>, count_pixels<3>, count_pixels<4>};
 
 // Output pixels [r0, r0 + rn): their runs (own: room for rn lists of taps * wg pairs), then
@@ -194,13 +223,16 @@ void conv_block(const uint32_t* xs, const uint32_t* ws, const ConvParams& p, con
       if (++oh == p.out_h) oh = 0, ++n;
     }
   }
-  const int64_t chunk_words = d.taps * d.wg * kRegs * 8;
+  const int64_t words = d.taps * d.wg, chunk_words = words * kRegs * 8;
   for (int64_t g = 0; g < p.groups; ++g) {
     const uint32_t* xg = xs + 2 * g * d.wg;
     for (int64_t c = 0; c < d.chunks; ++c) {
       const int valid = static_cast<int>(std::min<int64_t>(kChunk, d.og - c * kChunk));
-      kCount[(valid + 7) / 8](xg, runs, rn, ws + (g * d.chunks + c) * chunk_words, valid, out + g * d.og + c * kChunk,
-                              p.out_channels);
+      for (int64_t lo = 0; lo < words; lo += kSegmentPairs) {
+        const Segment seg{lo, std::min(words, lo + kSegmentPairs), words <= kSegmentPairs, lo == 0};
+        kCount[(valid + 7) / 8](xg, runs, rn, ws + (g * d.chunks + c) * chunk_words, valid, seg,
+                                out + g * d.og + c * kChunk, p.out_channels);
+      }
     }
   }
 }
