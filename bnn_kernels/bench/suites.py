@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 
@@ -37,6 +38,7 @@ CONV_LAYERS = [
     ("resnet18 l3", 256, 256, 14, 1),
     ("resnet18 l4", 512, 512, 7, 1),
     ("resnet18 l2 down", 64, 128, 56, 2),
+    ("reactnet 3x3 32", 32, 32, 112, 1),
     ("reactnet 3x3 128", 128, 128, 56, 1),
     ("reactnet 3x3 512", 512, 512, 14, 1),
 ]
@@ -146,6 +148,7 @@ def bench_conv(device: torch.device, progress: Progress, batches=None, repeats=1
                 raise AssertionError(f"binary_conv2d differs from the reference on {case}")
             t_ours = time_fn(lambda i: bk.binary_conv2d(xb, wb, cin, stride=stride, padding=1), device, repeats=repeats)
             ours = Result("conv", case, "bnn_kernels.binary_conv2d", str(device), t_ours, work, "OPS", True)
+            out += _conv_path_rows(ours, xb, wb, cin, stride, work, device, repeats)
             for dt in _float_types(device)[:1]:
                 sx = _sign(x).to(dt).contiguous(memory_format=torch.channels_last)
                 sw = _sign(w).to(dt).contiguous(memory_format=torch.channels_last)
@@ -156,6 +159,34 @@ def bench_conv(device: torch.device, progress: Progress, batches=None, repeats=1
                 out.append(Result("conv", case, f"F.conv2d {str(dt)[6:]} NHWC", str(device), t, work, "OPS", False))
             out += _binary_weight_conv_rows(case, x, w, wb, stride, work, device, repeats)
     return out
+
+
+GEMM_CONV = "bnn_kernels.binary_conv2d implicit GEMM"
+
+
+def _conv_path_rows(ours, xb, wb, cin, stride, work, device, repeats) -> list[Result]:
+    """Where the CPU conv runs the direct kernel, the implicit GEMM (BNN_KERNELS_CONV_PATH=gemm)
+    timed in turns with it in the same run: the comparison row (ours against the GEMM)."""
+    if device.type != "cpu" or bk.cpu_conv_path() != "direct-avx2":
+        return []
+    old = os.environ.get("BNN_KERNELS_CONV_PATH")
+
+    def run(path):
+        os.environ["BNN_KERNELS_CONV_PATH"] = path
+        return bk.binary_conv2d(xb, wb, cin, stride=stride, padding=1)
+
+    try:
+        if not torch.equal(run("gemm"), run("auto")):
+            raise AssertionError(f"the direct and GEMM conv kernels differ on {ours.case}")
+        t = _time_in_turns({"direct": lambda: run("auto"), "gemm": lambda: run("gemm")}, device, repeats)
+    finally:
+        if old is None:
+            os.environ.pop("BNN_KERNELS_CONV_PATH", None)
+        else:
+            os.environ["BNN_KERNELS_CONV_PATH"] = old
+    gemm = Result("conv", ours.case, GEMM_CONV, str(device), t["gemm"], work, "OPS", True)
+    direct = dataclasses.replace(ours, ms=t["direct"], note="direct kernel, timed in turns with the GEMM")
+    return [gemm, _vs(direct, gemm)]
 
 
 def _binary_weight_conv_rows(case, x, w, wb, stride, work, device, repeats) -> list[Result]:
