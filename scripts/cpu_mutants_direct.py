@@ -2,6 +2,7 @@
 plant_cpu_bugs.py: (name, file, original snippet, replacement, test files)."""
 
 DC = "csrc/conv/direct_avx2.cpp"
+PC = "csrc/common/prepared_cache.h"
 CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
 EPILOGUE = ["tests/ops/test_epilogue.py"]
 
@@ -52,5 +53,9 @@ DIRECT_MUTANTS = [
      "run.pairs + run.n, seg.hi, by_word)", "run.pairs + run.n, seg.hi + 1, by_word)", CONV),
     ("direct_segment_start_search", DC,
      "run.pairs + run.n, seg.lo, by_word)", "run.pairs + run.n, seg.lo + 1, by_word)", CONV),
+    ("prepared_cache_skips_word_compare", PC,
+     "if (n != 0 && std::memcmp(it->copy.data(), src, n * sizeof(uint32_t)) != 0) continue;", "", CONV),
+    ("prepared_cache_ignores_key", PC,
+     "if (it->src != src || it->key != key ||", "if (it->src != src ||", CONV),
 ]
 # fmt: on

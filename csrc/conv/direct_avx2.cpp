@@ -21,6 +21,7 @@
 
 #include "common/bits.h"
 #include "common/cpu_features.h"
+#include "common/prepared_cache.h"
 #include "conv/direct.h"
 #include "gemm/epilogue_cpu.h"
 #include "gemm/microkernel.h"
@@ -257,11 +258,15 @@ void direct_conv(const int32_t* x, const int32_t* w, const ConvParams& p, int32_
   d.rows = std::clamp<int64_t>((d.pixels + 4 * nt - 1) / (4 * nt), 1, d.rows);
   const int64_t blocks = (d.pixels + d.rows - 1) / d.rows;
 
-  static thread_local std::vector<uint32_t> xcache, wcache;
+  static thread_local std::vector<uint32_t> xcache;
   const ScratchBuffer<uint32_t> xs(xcache, 2 * (d.in_pixels + 1) * d.wx);
-  const ScratchBuffer<uint32_t> ws(wcache, p.groups * d.chunks * d.taps * d.wg * kRegs * 8);
   split_input(reinterpret_cast<const uint32_t*>(x), p, d, xs.get(), nt);
-  split_weights(reinterpret_cast<const uint32_t*>(w), p, d, ws.get(), nt);
+  // The split weights of the layer's last calls are kept (common/prepared_cache.h).
+  static thread_local PreparedCache weights;
+  const uint32_t* const ws =
+      weights.get(reinterpret_cast<const uint32_t*>(w), static_cast<size_t>(p.out_channels * d.taps * d.wg),
+                  {p.groups, d.cg, d.og, d.taps}, static_cast<size_t>(p.groups * d.chunks * d.taps * d.wg * kRegs * 8),
+                  [&](uint32_t* dst) { split_weights(reinterpret_cast<const uint32_t*>(w), p, d, dst, nt); });
   const ValuesFn values = e ? select_epilogue_values() : nullptr;
 
   static thread_local std::vector<Pair> relcache;
@@ -280,7 +285,7 @@ void direct_conv(const int32_t* x, const int32_t* w, const ConvParams& p, int32_
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t r0 = b * d.rows, rn = std::min(d.rows, d.pixels - r0);
       int32_t* o = e ? block_out.get() : out + r0 * p.out_channels;
-      conv_block(xs.get(), ws.get(), p, d, rel.get(), r0, rn, runs.get(), own.get(), o);
+      conv_block(xs.get(), ws, p, d, rel.get(), r0, rn, runs.get(), own.get(), o);
       if (e) epilogue_block(*e, values, o, p.out_channels, r0, rn, 0, p.out_channels);
     }
   }

@@ -8,7 +8,7 @@ import torch
 
 import bnn_kernels as bk
 from bnn_kernels import reference as R
-from tests.helpers import gen
+from tests.helpers import clean_tail, gen
 from tests.ops.edge_helpers import dirty_tail, num_threads
 
 pytestmark = pytest.mark.usefixtures("conv_path")
@@ -136,3 +136,31 @@ def test_conv_path_choice(monkeypatch):
     assert bk.cpu_conv_path() == "direct-avx2"
     monkeypatch.setenv("BNN_KERNELS_CONV_PATH", "gemm")
     assert bk.cpu_conv_path() == "avx2"
+
+
+def test_binary_conv2d_weights_changed_in_place_between_calls(rng):
+    """Prepared weights are reused only for the very same words: weights changed in place, or
+    the same storage seen with another shape, give the new result at once."""
+    x = bk.pack_bits(random_signs(1, 6, 7, 70, seed=31))
+    wt = bk.pack_bits(random_signs(40, 3, 3, 70, seed=32))
+    kw = dict(stride=1, padding=1, dilation=1, groups=1, pad_value=0)
+    for step in range(4):
+        check(x, wt, 70, kw, 40 + step, dirty=False)
+        flat = wt.view(-1)
+        flat[rng.randrange(flat.numel())] ^= 1 << rng.randrange(31)  # one bit, in place
+    # the same storage as 1x1 weights of 9x the out channels (another layout, same address)
+    x1 = bk.pack_bits(random_signs(1, 5, 5, 70, seed=33))
+    check(x1, wt.view(360, 1, 1, 3), 70, dict(kw, padding=0), 50, dirty=False)
+
+
+def test_binary_conv2d_same_words_other_layout():
+    """The same weight words as 3x3 taps of 20 channels (bits 20..31 of every word unused) and
+    then as one 1x1 tap of 276 channels (those bits used): each layout prepared on its own."""
+    w = torch.randint(-(2**31), 2**31, (8, 1, 1, 9), generator=gen(61), dtype=torch.int64).to(torch.int32)
+    x3 = bk.pack_bits(random_signs(1, 5, 6, 20, seed=62))
+    x1 = bk.pack_bits(random_signs(1, 5, 6, 276, seed=63))
+    for _ in range(2):
+        got3 = bk.binary_conv2d(x3, w.view(8, 3, 3, 1), 20, padding=1)
+        assert torch.equal(got3, R.binary_conv2d(x3, clean_tail(w.view(8, 3, 3, 1), 20), 20, padding=1))
+        got1 = bk.binary_conv2d(x1, w, 276)
+        assert torch.equal(got1, R.binary_conv2d(x1, clean_tail(w, 276), 276))
