@@ -14,6 +14,8 @@
 // channels runs over it, counting bytes for up to 31 pairs (a byte gains at most 4 + 4 per pair)
 // before widening them into 32-bit lanes. result = k_valid - 2 * count, k_valid = Cg * (taps
 // counted): sum over channels and taps of x * w in +-1 values, as the implicit GEMM computes it.
+// Rows of more than kSegmentPairs words are counted a segment at a time over a block's pixels
+// (see Segment). The split weights of recent calls are kept (common/prepared_cache.h).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
