@@ -3,7 +3,9 @@ consumers (a shortcut, a cat, the graph's output) and also, through layout ops o
 ``pack_bits`` over its channels (the next binary layer's input) becomes one call of the op's dual
 form (``xnor_gemm_dual`` / ``binary_conv2d_dual``). It writes the float output and the packed
 bits of y >= threshold from the same epilogue pass, so the pack_bits call, which re-read the
-float tensor, goes.
+float tensor, goes. The same through a ``cat`` of such calls along the channels (ReActNet-A's
+doubled blocks) when every member but the last has whole 32-bit words of channels: each member
+packs its slice of the threshold and the bit words are concatenated.
 
 Exact: the dual op's bits compare the float32 y with the float32 threshold, as pack_bits of a
 float32 tensor does (pack_bits rounds a scalar threshold to float32 first, and so does the
@@ -84,46 +86,105 @@ def _threshold(pack: torch.fx.Node, op: torch.fx.Node, order: dict, nchan: int):
     return ("node", thr, False), None
 
 
+def _float_op(node, entries: dict) -> bool:
+    """node is a binary op call with a float32 result (not already bits)."""
+    val = _val(node)
+    if node not in entries or not isinstance(val, torch.Tensor) or val.dtype != torch.float32:
+        return False
+    return _bind(node).get("out_threshold") is None
+
+
+def _bits_pack(node, entries: dict, ops: list, order: dict):
+    """(pack_bits node, its path, threshold spec) of a pack over the channels of node's result
+    (an op's or a cat's of ops); None, with "dual_skipped" in the ops' entries when one
+    cannot be taken."""
+    val = _val(node)
+    want = (0, 2, 3, 1) if val.dim() == 4 else (0, 1)
+    packs = [(p, path) for p, perm, path in _packs(node) if perm == want]
+    if not packs:
+        return None
+    device = f"{val.device.type}:{val.device.index}" if val.device.index is not None else val.device.type
+    why = None
+    if not all(dual_supported(entries[op]["op"], device) for op in ops):
+        why = f"the {val.device.type} build has no dual form of {entries[ops[0]]['op']}"
+    spec = None
+    if why is None:
+        spec, why = _threshold(packs[0][0], min(ops, key=order.get), order, val.shape[1])
+    if why:
+        for op in ops:
+            entries[op]["dual_skipped"] = why
+        return None
+    return packs[0][0], packs[0][1], spec
+
+
+def _emit_dual(graph, builder, entries: dict, node, spec):
+    """The dual call of op node with threshold spec, before node; node's uses go to its float
+    output. Returns the bits node."""
+    entry, val = entries[node], _val(node)
+    with graph.inserting_before(node):
+        thr = builder.vector(spec, val.shape[1], val.device)
+        target = getattr(torch.ops.bnn_kernels, _DUAL[entry["op"]]).default
+        dual = builder.call(target, node.args, {**node.kwargs, "out_threshold": thr})
+        # not eager_input_vals: Inductor would bind the op's recorded inputs (no out_threshold)
+        # to the dual op's schema
+        skip = ("val", "tensor_meta", "eager_input_vals")
+        dual.meta.update({k: v for k, v in node.meta.items() if k not in skip})
+        y, bits = (builder.call(operator.getitem, (dual, i)) for i in (0, 1))
+    node.replace_all_uses_with(y)
+    graph.erase_node(node)
+    entry["dual"] = True
+    return bits
+
+
+def _drop_pack(graph, pack, path, bits) -> None:
+    pack.replace_all_uses_with(bits)
+    for n in [pack, *reversed(path)]:
+        if not n.users:
+            graph.erase_node(n)
+
+
+def _fuse_cat(graph, builder, entries: dict, cat, order: dict) -> None:
+    """A pack_bits of a cat of op results along the channels: each op's dual form with its
+    slice of the threshold, the bit words concatenated."""
+    a = _bind(cat)
+    members = a["tensors"]
+    if not members or len(set(members)) != len(members) or not all(_float_op(m, entries) for m in members):
+        return
+    vals = [_val(m) for m in members]
+    if a.get("dim", 0) % vals[0].dim() != 1:
+        return
+    got = _bits_pack(cat, entries, members, order)
+    if got is None:
+        return
+    if any(v.shape[1] % 32 for v in vals[:-1]):
+        for m in members:
+            entries[m]["dual_skipped"] = "a cat whose members' channels split bit words"
+        return
+    pack, path, spec = got
+    total, lo, bits = _val(cat).shape[1], 0, []
+    for m, v in zip(members, vals):
+        n = v.shape[1]
+        bits.append(
+            _emit_dual(graph, builder, entries, m, spec if spec[0] == "scalar" else ("slice", spec, lo, lo + n, total))
+        )
+        lo += n
+    with graph.inserting_before(pack):
+        joined = builder.call(aten.cat.default, (bits, -1))
+    _drop_pack(graph, pack, path, joined)
+
+
 def fuse_dual(graph: torch.fx.Graph, builder, entries: dict) -> None:
-    """Rewrites, in place, each binary op call of graph whose float32 result also feeds a
-    pack_bits over its channels into the op's dual form; the entry of each (entries: op node
-    -> FusionReport entry) gets "dual": True, or "dual_skipped" with the reason."""
+    """Rewrites, in place, each binary op call of graph whose float32 result (or a cat of
+    such results along the channels) also feeds a pack_bits over its channels into the op's
+    dual form; the entry of each (entries: op node -> FusionReport entry) gets "dual": True,
+    or "dual_skipped" with the reason."""
     order = {n: i for i, n in enumerate(graph.nodes)}
     for node in list(graph.nodes):
-        entry = entries.get(node)
-        val = _val(node)
-        if entry is None or not isinstance(val, torch.Tensor) or val.dtype != torch.float32:
-            continue
-        if _bind(node).get("out_threshold") is not None:
-            continue
-        want = (0, 2, 3, 1) if val.dim() == 4 else (0, 1)
-        packs = [(p, path) for p, perm, path in _packs(node) if perm == want]
-        if not packs:
-            continue
-        device = f"{val.device.type}:{val.device.index}" if val.device.index is not None else val.device.type
-        if not dual_supported(entry["op"], device):
-            entry["dual_skipped"] = f"the {val.device.type} build has no {_DUAL[entry['op']]}"
-            continue
-        pack, path = packs[0]
-        spec, why = _threshold(pack, node, order, val.shape[1])
-        if why:
-            entry["dual_skipped"] = why
-            continue
-        with graph.inserting_before(node):
-            thr = builder.vector(spec, val.shape[1], val.device)
-            dual = builder.call(
-                getattr(torch.ops.bnn_kernels, _DUAL[entry["op"]]).default,
-                node.args,
-                {**node.kwargs, "out_threshold": thr},
-            )
-            # not eager_input_vals: Inductor would bind the op's recorded inputs (no out_threshold)
-            # to the dual op's schema
-            skip = ("val", "tensor_meta", "eager_input_vals")
-            dual.meta.update({k: v for k, v in node.meta.items() if k not in skip})
-            y, bits = (builder.call(operator.getitem, (dual, i)) for i in (0, 1))
-        node.replace_all_uses_with(y)
-        pack.replace_all_uses_with(bits)
-        for n in [pack, *reversed(path), node]:
-            if not n.users:
-                graph.erase_node(n)
-        entry["dual"] = True
+        if _float_op(node, entries):
+            got = _bits_pack(node, entries, [node], order)
+            if got is not None:
+                pack, path, spec = got
+                _drop_pack(graph, pack, path, _emit_dual(graph, builder, entries, node, spec))
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target is aten.cat.default:
+            _fuse_cat(graph, builder, entries, node, order)

@@ -8,7 +8,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 import bnn_kernels as bk
 from bnn_kernels.fusion import fuse_graph
-from tests.test_fusion import Case, bits_equal, only_op, targets
+from tests.test_fusion import Case, _ch, bits_equal, only_op, targets
 
 ops = torch.ops.bnn_kernels
 PACK = ops.pack_bits.default
@@ -96,6 +96,40 @@ def test_bireal_style_blocks(rng):
     assert PACK not in targets(gm)
 
 
+@pytest.mark.parametrize("first", [32, 64])
+def test_through_a_cat_of_binary_convs(rng, first):
+    """ReActNet-A's doubled block: cat([bn(conv1) + r, bn(conv2) + r], 1) is the next block's
+    shortcut and, packed, its input; each conv packs its slice of the threshold (the first has
+    whole words of channels) and the bit words are concatenated."""
+    t = Case(rng)
+    w1 = bk.pack_bits(torch.randn(first, 3, 3, t.c))
+    m1, b1 = torch.rand(first) + 0.1, torch.randn(first)
+    thr = torch.randn(first + t.o)
+
+    def f(x, w1, w, m1, b1, m, b, r, thr):
+        y1 = t.acc(x, w1).float() * _ch(m1) + _ch(b1)
+        y2 = t.acc(x, w).float() * _ch(m) + _ch(b) + r
+        y = torch.cat([y1, y2], 1)
+        return y * 2.0, ops.pack_bits(y.permute(0, 2, 3, 1), 0.0, thr)
+
+    rep, gm = fuse_checked(f, t.x, w1, t.wt, m1, b1, t.m, t.b, t.res, thr)
+    assert [e.get("dual") for e in rep.ops] == [True, True] and rep.dual == 2
+    assert PACK not in targets(gm) and duals(gm) == 2
+
+
+def test_cat_splitting_words_left_alone(rng):
+    t = Case(rng)
+    w1 = bk.pack_bits(torch.randn(33, 3, 3, t.c))
+
+    def f(x, w1, w, m):
+        y = torch.cat([t.acc(x, w1).float() * 0.5, t.acc(x, w).float() * _ch(m)], 1)
+        return y, ops.pack_bits(y.permute(0, 2, 3, 1), 0.5)
+
+    rep, gm = fuse_checked(f, t.x, w1, t.wt, t.m)
+    assert rep.dual == 0 and PACK in targets(gm)
+    assert "split bit words" in rep.ops[1]["dual_skipped"]
+
+
 # -- left alone ------------------------------------------------------------------------------
 def test_pack_over_another_dim_left_alone(rng):
     t = Case(rng)
@@ -153,4 +187,4 @@ def test_device_without_the_dual_op_left_alone(rng, monkeypatch):
         return y, ops.pack_bits(y.permute(0, 2, 3, 1), 0.0)
 
     rep, gm = fuse_checked(f, t.x, t.wt, t.m)
-    assert rep.dual == 0 and "no binary_conv2d_dual" in only_op(rep)["dual_skipped"] and PACK in targets(gm)
+    assert rep.dual == 0 and "no dual form" in only_op(rep)["dual_skipped"] and PACK in targets(gm)
