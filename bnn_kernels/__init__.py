@@ -2,7 +2,8 @@
 
 Ops (torch.ops.bnn_kernels.*, wrapped here with typed signatures):
 pack_bits, unpack_bits, to_bitplanes, xnor_gemm, binary_conv2d, bitserial_gemm,
-binary_weight_linear, binary_weight_conv2d. ``bnn_kernels.reference`` holds the plain-PyTorch oracle of each.
+binary_weight_linear, binary_weight_conv2d; xnor_gemm_dual and binary_conv2d_dual return the
+float output and the packed bits from one call. ``bnn_kernels.reference`` holds the plain-PyTorch oracle of each.
 
 Models: ``bnn_kernels.nn`` holds packed modules (BinaryConv2d, BitSerialLinear, ...),
 ``bnn_kernels.convert(model, example_inputs)`` swaps the binary layers of a trained float
@@ -22,6 +23,7 @@ from .export_pt2 import ExportError, export, load_exported
 from .fusion import FusionReport, fuse_graph
 from .ops import (
     binary_conv2d,
+    binary_conv2d_dual,
     binary_weight_conv2d,
     binary_weight_linear,
     bitserial_gemm,
@@ -29,6 +31,7 @@ from .ops import (
     to_bitplanes,
     unpack_bits,
     xnor_gemm,
+    xnor_gemm_dual,
 )
 from .serialization import load, save
 
@@ -41,6 +44,8 @@ __all__ = [
     "bitserial_gemm",
     "binary_weight_linear",
     "binary_weight_conv2d",
+    "xnor_gemm_dual",
+    "binary_conv2d_dual",
     "reference",
     "nn",
     "convert",

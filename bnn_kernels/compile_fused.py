@@ -29,7 +29,9 @@ class FusionPass(CustomGraphPass):
 
     def uuid(self) -> Any:
         here = os.path.dirname(os.path.abspath(__file__))
-        return get_hash_for_files(tuple(os.path.join(here, f) for f in ("fusion.py", "_fusion_chain.py")) + (__file__,))
+        return get_hash_for_files(
+            tuple(os.path.join(here, f) for f in ("fusion.py", "_fusion_chain.py", "_fusion_dual.py")) + (__file__,)
+        )
 
     @property
     def report(self) -> FusionReport:

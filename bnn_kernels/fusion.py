@@ -23,7 +23,10 @@ fused result is bit-identical to the unfused graph:
   binary layer's ``pack_bits`` over the channels (threshold t), the packed bits (out_threshold);
 - through a ``cat`` along the channels whose every input is such a chain (ReActNet-A's
   doubled blocks): the steps after the cat go into each op with its slice of the operands,
-  and the cat joins the fused outputs.
+  and the cat joins the fused outputs;
+- where the float32 result is needed as float (a shortcut, a cat) AND by a ``pack_bits`` over
+  its channels (the next binary layer's input), both from one call of the op's dual form
+  (``binary_conv2d_dual`` / ``xnor_gemm_dual``), and the pack_bits goes (``_fusion_dual.py``).
 
 Anything else ends the chain: another order (``(acc + bias) * multiplier``), float64, division,
 relu (it returns +0.0 where the epilogue's slope-0 PReLU returns -0.0), a per-sample or
@@ -49,6 +52,7 @@ import torch
 import torch.fx
 
 from ._fusion_chain import _BINARY_OPS, _SLOT_OF, OUT, _bind, _Chain, _known, _same_shape, _val
+from ._fusion_dual import fuse_dual
 
 __all__ = ["fuse_graph", "FusionReport"]
 
@@ -58,8 +62,10 @@ aten = torch.ops.aten
 @dataclasses.dataclass
 class FusionReport:
     """What fuse_graph did. ``ops``: one entry per binary_conv2d / xnor_gemm call seen, with
-    the epilogue steps fused into it and the reason its chain stopped; ``fused``: how many
-    calls took each step; ``stopped``: how many chains stopped for each reason."""
+    the epilogue steps fused into it and the reason its chain stopped (and ``dual``: True where
+    the call became its dual form, or ``dual_skipped``: why not); ``fused``: how many calls
+    took each step; ``stopped``: how many chains stopped for each reason; ``dual``: how many
+    calls return the float output and the bits together (each a pack_bits call less)."""
 
     ops: list[dict] = dataclasses.field(default_factory=list)
 
@@ -76,12 +82,19 @@ class FusionReport:
         """Calls that took at least one epilogue step."""
         return sum(1 for o in self.ops if o["fused"])
 
+    @property
+    def dual(self) -> int:
+        """Calls rewritten to their dual form (float output and packed bits, pack_bits dropped)."""
+        return sum(1 for o in self.ops if o.get("dual"))
+
     def merge(self, other: FusionReport) -> None:
         self.ops.extend(other.ops)
 
     def __str__(self) -> str:
         lines = [f"fused {self.ops_fused} of {len(self.ops)} binary op calls"]
         lines += [f"  {k}: {v}" for k, v in sorted(self.fused.items(), key=lambda kv: _SLOT_OF[kv[0]])]
+        if self.dual:
+            lines.append(f"  float output and bits from one call (pack_bits dropped): {self.dual}")
         lines.append("chains stopped at:")
         lines += [f"  {v} x {k}" for k, v in self.stopped.most_common()]
         return "\n".join(lines)
@@ -92,6 +105,7 @@ class _Builder:
     def __init__(self, graph: torch.fx.Graph, fake_mode):
         self.graph, self.fake_mode = graph, fake_mode
         self.replaced: dict[torch.fx.Node, torch.fx.Node] = {}  # chain ends -> fused outputs
+        self.entries: dict[torch.fx.Node, dict] = {}  # op calls (fused ones too) -> report entries
 
     def resolve(self, x):
         while x in self.replaced:
@@ -150,6 +164,8 @@ def _emit(chain: _Chain, steps: dict, perm, bits: bool, builder: _Builder):
             kw[name] = builder.vector(spec, chain.nchan, chain.device)
     fused = builder.call(op.target, op.args, kw)
     fused.meta.update({k: v for k, v in op.meta.items() if k not in ("val", "tensor_meta")})
+    if op in builder.entries:
+        builder.entries[fused] = builder.entries[op]
     out = fused
     if not bits and perm != tuple(range(len(perm))):
         out = builder.call(aten.permute.default, (fused, list(perm)))
@@ -280,6 +296,7 @@ def fuse_graph(gm: torch.fx.GraphModule | torch.fx.Graph) -> FusionReport:
             continue
         entry = {"node": node.name, "op": ops[node.target].__name__.split(".")[-1], "fused": [], "stopped": ""}
         report.ops.append(entry)
+        builder.entries[node] = entry
         chain = _walk(graph, node, entry)
         if chain is None:
             continue
@@ -301,6 +318,7 @@ def fuse_graph(gm: torch.fx.GraphModule | torch.fx.Graph) -> FusionReport:
     for m in leftover + [m for chains in at_cats.values() for m in chains]:
         if m.commit[2]:
             m.entry["fused"] = _rewrite(m, builder)
+    fuse_dual(graph, builder, builder.entries)
     graph.lint()
     if isinstance(gm, torch.fx.GraphModule):
         gm.recompile()

@@ -41,7 +41,8 @@ GEMM = ["tests/ops/test_gemm_edges.py", "tests/ops/test_gemm.py"]
 CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
 BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial_tiles.py", "tests/ops/test_bitserial.py"]
 LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py"]
-EPILOGUE = ["tests/ops/test_epilogue.py"]
+EPILOGUE = ["tests/ops/test_epilogue.py", "tests/ops/test_epilogue_dual.py"]
+DUAL = ["tests/ops/test_epilogue_dual.py"]
 WCONV = ["tests/ops/test_binary_weight_conv.py"]
 # The GEMM engine also runs under the conv and bit-serial ops.
 ENGINE = GEMM + CONV + BITSERIAL
@@ -72,7 +73,7 @@ GD, MKH = "csrc/gemm/popcount_gemm_cpu.cpp", "csrc/gemm/microkernel.h"
 CV = "csrc/conv/binary_conv_cpu.cpp"
 BS = "csrc/bitserial/bitserial_gemm_cpu.cpp"
 LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
-CK, OPS = "csrc/torch/checks.cpp", "csrc/torch/cpu_ops.cpp"
+CK, OPS, OO = "csrc/torch/checks.cpp", "csrc/torch/cpu_ops.cpp", "csrc/torch/op_outputs.h"
 EH, EC, ES = "csrc/common/epilogue.h", "csrc/gemm/epilogue_cpu.cpp", "csrc/gemm/epilogue_simd.cpp"
 WC = "csrc/wconv/binary_weight_conv_cpu.cpp"
 
@@ -368,11 +369,13 @@ MUTANTS = [
       "xv[i] = _mm512_maskz_loadu_ps(valid, x + i * K + 16 * chunks);", LINEAR),
     # ---- binding: non-contiguous inputs ----
     M("binding_gemm_noncontiguous", OPS,
-      "const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();\n  cpu::xnor_gemm",
-      "const at::Tensor a = a_in, b = b_in.contiguous();\n  cpu::xnor_gemm", GEMM),
+      "at::Tensor(), s.n);\n  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();\n  cpu::xnor_gemm",
+      "at::Tensor(), s.n);\n  const at::Tensor a = a_in, b = b_in.contiguous();\n  cpu::xnor_gemm", GEMM),
     M("binding_conv_noncontiguous", OPS,
-      "const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();\n  cpu::binary_conv2d",
-      "const at::Tensor x = x_in.contiguous(), w = w_in;\n  cpu::binary_conv2d", CONV),
+      "ep = bind_epilogue(args, spec, out, conv_residual_rows(residual), p.out_channels);\n"
+      "  const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();",
+      "ep = bind_epilogue(args, spec, out, conv_residual_rows(residual), p.out_channels);\n"
+      "  const at::Tensor x = x_in.contiguous(), w = w_in;", CONV),
     M("binding_bitserial_noncontiguous", OPS,
       "const at::Tensor a = a_in.contiguous(), w = w_in.contiguous();\n  cpu::bitserial_gemm",
       "const at::Tensor a = a_in, w = w_in.contiguous();\n  cpu::bitserial_gemm", BITSERIAL),
@@ -395,13 +398,26 @@ MUTANTS = [
     M("epilogue_avx512_prelu_slope_lanes", ES,
       "_CMP_GT_OQ), neg, t);", "_CMP_GT_OQ), t, neg);", EPILOGUE),
     M("epilogue_bits_tail", EC,
-      "const int64_t nb = std::min<int64_t>(32, len - w * 32);",
-      "const int64_t nb = std::min<int64_t>(32, len - w * 32 + 1);", EPILOGUE),
-    M("epilogue_bits_greater", EC,
-      "word |= static_cast<uint32_t>(y[w * 32 + b] >= thr[w * 32 + b]) << b;",
-      "word |= static_cast<uint32_t>(y[w * 32 + b] > thr[w * 32 + b]) << b;", EPILOGUE),
+      "std::min<int64_t>(32, len - w * 32)", "std::min<int64_t>(32, len - w * 32 + 1)", EPILOGUE),
+    M("epilogue_bits_greater", "csrc/gemm/epilogue_simd.h",
+      "word |= static_cast<uint32_t>(y[b] >= thr[b]) << b;", "word |= static_cast<uint32_t>(y[b] > thr[b]) << b;",
+      EPILOGUE),
     M("epilogue_bits_chunk_word", EC,
-      "int32_t* o = e.bits_out + m * e.bits_ld + n0 / 32;", "int32_t* o = e.bits_out + m * e.bits_ld;", EPILOGUE),
+      "e.bits_out + m * e.bits_ld + (n0 + c) / 32", "e.bits_out + m * e.bits_ld", EPILOGUE),
+    M("epilogue_avx2_bits_greater", ES,
+      "_mm256_cmp_ps(load(y), load(t), _CMP_GE_OQ)", "_mm256_cmp_ps(load(y), load(t), _CMP_GT_OQ)", EPILOGUE),
+    M("epilogue_avx512_bits_greater", ES,
+      "_mm512_cmp_ps_mask(load(y), load(t), _CMP_GE_OQ)", "_mm512_cmp_ps_mask(load(y), load(t), _CMP_GT_OQ)",
+      EPILOGUE),
+    M("epilogue_avx2_bits_nan_unordered", ES,
+      "_mm256_cmp_ps(load(y), load(t), _CMP_GE_OQ)", "_mm256_cmp_ps(load(y), load(t), _CMP_NLT_UQ)", EPILOGUE),
+    M("epilogue_simd_bits_lane_shift", ES,
+      "S::ge_mask(y + w * 32 + l, thr + w * 32 + l) << l;", "S::ge_mask(y + w * 32 + l, thr + w * 32 + l) << (l / 2);",
+      EPILOGUE),
+    M("epilogue_simd_bits_tail_word", ES,
+      "if (w * 32 < len) o[w] =", "if (w * 32 + 32 < len) o[w] =", EPILOGUE),
+    M("epilogue_simd_bits_word_threshold", ES,
+      "S::ge_mask(y + w * 32 + l, thr + w * 32 + l)", "S::ge_mask(y + w * 32 + l, thr + l)", EPILOGUE),
     M("epilogue_half_subnormal", EC, "if (bias < 0x71000000u) bias = 0x71000000u;", "(void)0;", EPILOGUE),
     M("epilogue_bfloat16_truncates", EC,
       "return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);",
@@ -418,7 +434,24 @@ MUTANTS = [
     M("epilogue_binding_conv_residual_nchw", OPS,
       "residual->permute({0, 2, 3, 1}).contiguous()", "residual->contiguous()", EPILOGUE),
     M("epilogue_check_threshold_shape", CK,
-      "check_channel_vector(a.out_threshold, \"out_threshold\", like, n);", "", EPILOGUE),
+      "check_channel_vector(a.out_threshold, \"out_threshold\", like, n);\n  TORCH_CHECK_VALUE(a.act_slope",
+      "TORCH_CHECK_VALUE(a.act_slope", EPILOGUE),
+    # ---- the dual ops (float output and bits from one call) ----
+    M("dual_check_threshold_shape", CK,
+      "check_channel_vector(a.out_threshold, \"out_threshold\", like, n);\n  EpilogueArgs float_args",
+      "EpilogueArgs float_args", DUAL),
+    M("dual_check_default_dtype", CK,
+      "if (s.output == EpilogueOutput::Int32) s = {EpilogueOutput::Float, at::kFloat};", "(void)0;", DUAL),
+    M("dual_binding_bits_ld", OO, "b.e.bits_ld = words_for_bits(n);", "b.e.bits_ld = n / 32;", DUAL),
+    M("dual_binding_threshold_noncontiguous", OO,
+      "b.keep.push_back(a.out_threshold->contiguous());", "b.keep.push_back(*a.out_threshold);", DUAL),
+    M("dual_binding_gemm_noncontiguous", OPS,
+      "bits, res, s.n);\n  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();",
+      "bits, res, s.n);\n  const at::Tensor a = a_in, b = b_in.contiguous();", DUAL),
+    M("dual_binding_conv_residual_nchw", OPS,
+      "bind_dual_epilogue(args, spec, out, bits, conv_residual_rows(residual), p.out_channels)",
+      "bind_dual_epilogue(args, spec, out, bits, residual ? residual->contiguous() : at::Tensor(), p.out_channels)",
+      DUAL),
     # ---- binary_weight_conv2d: weight rows, patch rows, blocks, direct 1x1 path, epilogue offsets ----
     M("wconv_weight_bits_spill", WC,
       "if (s != 0 && s + nb > 32)", "if (s != 0 && s + nb > 33)", WCONV),

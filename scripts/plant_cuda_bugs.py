@@ -145,6 +145,12 @@ BUGS = [
      "bit = y > e.out_threshold[n];", 1),
     ("epi-half", "fused epilogue rounds float16 toward zero", EPI, "__float2half_rn(y)", "__float2half_rz(y)", 1),
     ("epi-stride", "fused epilogue grid-stride loop skips a warp of slots", EPI, "s += stride)", "s += stride + 32)", 1),
+    ("epi-dual-float", "fused epilogue: no float output when bits are written too (the dual ops)", EPI,
+     "if (e.out) store_float(e, m, n, y);", "if (e.out && !e.bits_out) store_float(e, m, n, y);", 1),
+    ("epi-dual-half-bits", "fused epilogue: bits of the rounded float16 value beside a float16 output", EPI,
+     "if (e.bits_out) bit = y >= e.out_threshold[n];",
+     "if (e.bits_out) bit = (e.out_dtype == OutDtype::Float16 ? __half2float(__float2half_rn(y)) : y) >= "
+     "e.out_threshold[n];", 1),
     ("wconv-sync", "binary_weight_conv2d: no barrier between staging and use", WCONV,
      "    decode_w(wo, d, k0, b0, nl, Ws);\n    __syncthreads();\n", "    decode_w(wo, d, k0, b0, nl, Ws);\n", 1),
     ("wconv-order", "binary_weight_conv2d sums a step's columns backwards (not the CPU's order)", WCONV,

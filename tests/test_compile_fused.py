@@ -94,6 +94,10 @@ def test_compile_reactnet_fused_equals_eager(reactnet, rng):
     assert r.fused["act_shift_in"] == r.fused["act_shift_out"] == r.ops_fused
     assert "fused 5 of 5" in str(fusion.reports[0])
     assert sum(s.startswith("after the cat") for s in fusion.reports[0].stopped.elements()) == 2
+    # the second block's 3x3 conv output is its shortcut and, packed, its 1x1 conv's input: one
+    # dual call (the first block's output goes through a float sign, the cat's members have
+    # channel counts that split words)
+    assert r.dual == len(fusion.reports) and fusion.reports[0].ops[3]["dual"]
 
 
 def test_compile_bireal_fused_equals_unfused(bireal, rng):
@@ -113,8 +117,10 @@ def test_compile_bireal_fused_equals_unfused(bireal, rng):
     r = fusion.report
     # the packed layers pass their multiplier and bias to the op themselves; the pass adds the shortcut
     assert r.ops_fused == 2 and r.fused["residual"] == 2 and "multiplier" not in r.fused
-    # the first block's output feeds the next conv's pack_bits and its shortcut: kept in float
+    # the first block's output feeds the next conv's pack_bits and its shortcut: kept in float,
+    # and the bits come from the same call (the dual op), the pack_bits gone
     assert any("several" in s for s in r.stopped)
+    assert r.dual == len(fusion.reports) and r.ops[0]["dual"]
 
 
 def test_bireal_first_block_equals_eager(bireal, rng):

@@ -186,7 +186,9 @@ def test_extends_an_existing_epilogue(rng):
     assert only_op(rep)["fused"] == ["residual", "act_slope"]
 
 
-def test_bits_and_float_both_needed_keeps_float(rng):
+def test_bits_and_float_both_needed_takes_the_dual_op(rng):
+    """The float result is returned and packed: the chain stops there, and the op's dual form
+    writes both (tests/test_fusion_dual.py has the variants)."""
     t = Case(rng)
 
     def f(x, w, m, b, thr):
@@ -196,10 +198,11 @@ def test_bits_and_float_both_needed_keeps_float(rng):
     gm = make_fx(f, tracing_mode="fake")(t.x, t.wt, t.m, t.b, t.thr)
     want = gm(t.x, t.wt, t.m, t.b, t.thr)
     e = only_op(fuse_graph(gm))
-    assert e["fused"] == ["multiplier", "bias"] and "several" in e["stopped"]
+    assert e["fused"] == ["multiplier", "bias"] and "several" in e["stopped"] and e["dual"]
     got = gm(t.x, t.wt, t.m, t.b, t.thr)
     assert bits_equal(got[0], want[0]) and bits_equal(got[1], want[1])
-    assert torch.ops.bnn_kernels.pack_bits.default in targets(gm)
+    assert torch.ops.bnn_kernels.pack_bits.default not in targets(gm)
+    assert torch.ops.bnn_kernels.binary_conv2d_dual.default in targets(gm)
 
 
 def test_scalar_pack_threshold(rng):

@@ -80,3 +80,17 @@ def check_epilogue(like: torch.Tensor, n: int, float_shape, **kw) -> tuple[str, 
     elif float_steps:
         return "float", torch.float32
     return "int32", torch.int32
+
+
+def check_epilogue_dual(like: torch.Tensor, n: int, float_shape, **kw) -> torch.dtype:
+    """Mirrors check_epilogue_dual of csrc/torch/checks.cpp (xnor_gemm_dual, binary_conv2d_dual):
+    out_threshold is required, the float output's dtype (returned) float32 by default."""
+    thr, out_dtype = kw.get("out_threshold"), kw.get("out_dtype")
+    torch._check(thr is not None, lambda: "out_threshold is required: the dual ops return the float output and bits")
+    torch._check(
+        out_dtype is None or out_dtype in _FLOAT_OUT,
+        lambda: f"out_dtype must be torch.float32, torch.float16 or torch.bfloat16, got {out_dtype}",
+    )
+    check_epilogue(like, n, float_shape, **{**kw, "out_threshold": None})  # the float output's arguments
+    check_epilogue(like, n, float_shape, out_threshold=thr)
+    return out_dtype or torch.float32

@@ -6,10 +6,10 @@ import torch
 
 from .. import _native
 from .._args import pair, words
-from ._checks import check_bits, check_epilogue, check_k, register_fake
-from .gemm import EPILOGUE_DOC
+from ._checks import check_bits, check_epilogue, check_epilogue_dual, check_k, register_fake
+from .gemm import DUAL_DOC, EPILOGUE_DOC
 
-__all__ = ["binary_conv2d"]
+__all__ = ["binary_conv2d", "binary_conv2d_dual"]
 
 
 def binary_conv2d(
@@ -76,6 +76,55 @@ def binary_conv2d(
 binary_conv2d.__doc__ += EPILOGUE_DOC
 
 
+def binary_conv2d_dual(
+    x_bits: torch.Tensor,
+    w_bits: torch.Tensor,
+    in_channels: int,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+    pad_value: int = 0,
+    *,
+    multiplier: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    act_slope: torch.Tensor | None = None,
+    act_shift_in: torch.Tensor | None = None,
+    act_shift_out: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+    out_threshold: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """binary_conv2d with its epilogue, returning both (float [N, O, Ho, Wo] of out_dtype in
+    channels_last memory format, packed NHWC bits int32 [N, Ho, Wo, ceil(O/32)]: the x_bits of
+    the next binary_conv2d). Arguments as binary_conv2d's; out_threshold (float32 [O]) is
+    required and out_dtype is a float dtype (default torch.float32).
+    """
+    if isinstance(pad_value, bool) or not isinstance(pad_value, int):
+        raise TypeError(f"pad_value must be the int 0, 1 or -1, got {pad_value!r}")
+    return _native.ops().binary_conv2d_dual(
+        x_bits,
+        w_bits,
+        in_channels,
+        list(pair(stride, "stride")),
+        list(pair(padding, "padding")),
+        list(pair(dilation, "dilation")),
+        groups,
+        pad_value,
+        multiplier=multiplier,
+        bias=bias,
+        residual=residual,
+        act_slope=act_slope,
+        act_shift_in=act_shift_in,
+        act_shift_out=act_shift_out,
+        out_dtype=out_dtype,
+        out_threshold=out_threshold,
+    )
+
+
+binary_conv2d_dual.__doc__ += DUAL_DOC + EPILOGUE_DOC
+
+
 def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
@@ -84,6 +133,15 @@ def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: i
 def _binary_conv2d_fake(
     x_bits, w_bits, in_channels, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, pad_value=0, **epilogue
 ):
+    b, o, ho, wo = _conv_fake_shape(x_bits, w_bits, in_channels, stride, padding, dilation, groups)
+    kind, dtype = check_epilogue(x_bits, o, (b, o, ho, wo), **epilogue)
+    if kind == "bits":
+        return x_bits.new_empty((b, ho, wo, words(o)), dtype=torch.int32)
+    return x_bits.new_empty((b, o, ho, wo), dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+
+def _conv_fake_shape(x_bits, w_bits, in_channels, stride, padding, dilation, groups):
+    """The geometry checks of binary_conv2d's fakes; the float output's shape [N, O, Ho, Wo]."""
     check_bits(x_bits, "x_bits", 4)
     check_bits(w_bits, "w_bits", 4)
     check_k(in_channels, x_bits, "x_bits", "in_channels")
@@ -96,8 +154,14 @@ def _binary_conv2d_fake(
     ho = conv_out_size(x_bits.shape[1], w_bits.shape[1], s[0], p[0], d[0])
     wo = conv_out_size(x_bits.shape[2], w_bits.shape[2], s[1], p[1], d[1])
     torch._check(ho >= 1 and wo >= 1, lambda: "kernel is larger than the padded input")
-    b, o = x_bits.shape[0], w_bits.shape[0]
-    kind, dtype = check_epilogue(x_bits, o, (b, o, ho, wo), **epilogue)
-    if kind == "bits":
-        return x_bits.new_empty((b, ho, wo, words(o)), dtype=torch.int32)
-    return x_bits.new_empty((b, o, ho, wo), dtype=dtype).contiguous(memory_format=torch.channels_last)
+    return x_bits.shape[0], w_bits.shape[0], ho, wo
+
+
+@register_fake("binary_conv2d_dual")
+def _binary_conv2d_dual_fake(
+    x_bits, w_bits, in_channels, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, pad_value=0, **epilogue
+):
+    b, o, ho, wo = _conv_fake_shape(x_bits, w_bits, in_channels, stride, padding, dilation, groups)
+    dtype = check_epilogue_dual(x_bits, o, (b, o, ho, wo), **epilogue)
+    out = x_bits.new_empty((b, o, ho, wo), dtype=dtype).contiguous(memory_format=torch.channels_last)
+    return out, x_bits.new_empty((b, ho, wo, words(o)), dtype=torch.int32)

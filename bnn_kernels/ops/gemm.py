@@ -6,9 +6,9 @@ import torch
 
 from .. import _native
 from .._args import words
-from ._checks import check_bits, check_epilogue, check_k, register_fake
+from ._checks import check_bits, check_epilogue, check_epilogue_dual, check_k, register_fake
 
-__all__ = ["xnor_gemm"]
+__all__ = ["xnor_gemm", "xnor_gemm_dual"]
 
 EPILOGUE_DOC = """
     Fused epilogue (keyword-only; csrc/common/epilogue.h is its one definition). For output
@@ -30,8 +30,8 @@ EPILOGUE_DOC = """
             float steps) is the raw result, as with no argument at all.
         out_threshold: float32 [N]: return the packed bits of y >= out_threshold[n] instead,
             int32 words, 32 channels per word, LSB first, tail bits 0: the canonical format the
-            next binary layer reads. Excludes out_dtype. For both the float and the bits, call
-            the op for the float output and pack_bits it.
+            next binary layer reads. Excludes out_dtype. For both the float output and the bits
+            from one call, use the op's ``_dual`` form (xnor_gemm_dual, binary_conv2d_dual).
 
     NaN: NaN propagates through the float steps (payload unspecified) and compares false
     with the threshold (bit 0, i.e. -1), as pack_bits does; inf follows IEEE float32.
@@ -92,3 +92,61 @@ def _xnor_gemm_fake(a_bits, b_bits, k, **epilogue):
     m, n = a_bits.shape[0], b_bits.shape[0]
     kind, dtype = check_epilogue(a_bits, n, (m, n), **epilogue)
     return a_bits.new_empty((m, words(n)) if kind == "bits" else (m, n), dtype=dtype)
+
+
+DUAL_DOC = """
+    The dual form computes the op and its fused epilogue once and writes two outputs from the
+    same float32 y: the float output (out_dtype, float32 by default; y rounded once) and the
+    packed bits of y >= out_threshold (required here). The bits are those of the op's
+    out_threshold form; with a float32 output they are also pack_bits(float output, channel
+    threshold out_threshold) over the channels. It replaces the op followed by pack_bits of its
+    output where a layer's result feeds both float consumers (a residual, a cat) and the next
+    binary layer, and saves re-reading the float output.
+"""
+
+
+def xnor_gemm_dual(
+    a_bits: torch.Tensor,
+    b_bits: torch.Tensor,
+    k: int,
+    *,
+    multiplier: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    residual: torch.Tensor | None = None,
+    act_slope: torch.Tensor | None = None,
+    act_shift_in: torch.Tensor | None = None,
+    act_shift_out: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+    out_threshold: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """xnor_gemm with its epilogue, returning both (float [M, N] of out_dtype, packed bits int32
+    [M, ceil(N/32)]). Arguments as xnor_gemm's; out_threshold (float32 [N]) is required and
+    out_dtype is a float dtype (default torch.float32).
+    """
+    return _native.ops().xnor_gemm_dual(
+        a_bits,
+        b_bits,
+        k,
+        multiplier=multiplier,
+        bias=bias,
+        residual=residual,
+        act_slope=act_slope,
+        act_shift_in=act_shift_in,
+        act_shift_out=act_shift_out,
+        out_dtype=out_dtype,
+        out_threshold=out_threshold,
+    )
+
+
+xnor_gemm_dual.__doc__ += DUAL_DOC + EPILOGUE_DOC
+
+
+@register_fake("xnor_gemm_dual")
+def _xnor_gemm_dual_fake(a_bits, b_bits, k, **epilogue):
+    check_bits(a_bits, "a_bits", 2)
+    check_bits(b_bits, "b_bits", 2)
+    torch._check(a_bits.shape[1] == b_bits.shape[1], lambda: "a_bits and b_bits must have the same words per row")
+    check_k(k, a_bits, "a_bits")
+    m, n = a_bits.shape[0], b_bits.shape[0]
+    dtype = check_epilogue_dual(a_bits, n, (m, n), **epilogue)
+    return a_bits.new_empty((m, n), dtype=dtype), a_bits.new_empty((m, words(n)), dtype=torch.int32)

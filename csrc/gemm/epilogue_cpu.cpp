@@ -1,7 +1,8 @@
 // The fused epilogue on the CPU (see epilogue_cpu.h): a row is processed in chunks of
 // kChunk columns (a multiple of 32, so each chunk packs whole bit words): y of the chunk is
 // computed into a float buffer in L1 by the ISA's value kernel, then stored in the output
-// dtype and/or thresholded and packed 32 channels per word.
+// dtype and/or thresholded and packed 32 channels per word (by the ISA's bits kernel: vector
+// compares whose lane masks form the words).
 #include "gemm/epilogue_cpu.h"
 
 #include <algorithm>
@@ -43,16 +44,18 @@ void store_float(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const fl
   }
 }
 
-// Bit words n0/32 ... of row m: bit j of a word = (y >= out_threshold) of its channel, tail 0.
-void store_bits(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const float* y) {
-  int32_t* o = e.bits_out + m * e.bits_ld + n0 / 32;
-  const float* thr = e.out_threshold + n0;
-  for (int64_t w = 0; w * 32 < len; ++w) {
-    const int64_t nb = std::min<int64_t>(32, len - w * 32);
-    uint32_t word = 0;
-    for (int64_t b = 0; b < nb; ++b) word |= static_cast<uint32_t>(y[w * 32 + b] >= thr[w * 32 + b]) << b;
-    o[w] = static_cast<int32_t>(word);
-  }
+// The scalar bits kernel (BitsFn, epilogue_simd.h): word by word through the definition.
+void bits_scalar(const float* y, const float* thr, int64_t len, int32_t* o) {
+  for (int64_t w = 0; w * 32 < len; ++w)
+    o[w] = threshold_word(y + w * 32, thr + w * 32, std::min<int64_t>(32, len - w * 32));
+}
+
+// The bits kernel of the ISA whose value kernel the caller picked (no second look at the CPU
+// or BNN_KERNELS_CPU_ISA, so both steps always run on the same path).
+BitsFn bits_for(ValuesFn values) {
+  if (values == epilogue_values_avx512 && epilogue_bits_avx512) return epilogue_bits_avx512;
+  if (values == epilogue_values_avx2 && epilogue_bits_avx2) return epilogue_bits_avx2;
+  return bits_scalar;
 }
 
 }  // namespace
@@ -66,13 +69,15 @@ ValuesFn select_epilogue_values() {
 void epilogue_block(const Epilogue& e, ValuesFn values, const int32_t* acc, int64_t acc_ld, int64_t m0, int64_t rows,
                     int64_t n0, int64_t cols) {
   alignas(64) float y[kChunk];
+  const BitsFn bits = e.bits_out ? bits_for(values) : nullptr;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
     for (int64_t c = 0; c < cols; c += kChunk) {
       const int64_t len = std::min(kChunk, cols - c);
       values(e, m, n0 + c, len, acc + r * acc_ld + c, y);
       if (e.out && e.out_dtype != OutDtype::Int32) store_float(e, m, n0 + c, len, y);
-      if (e.bits_out) store_bits(e, m, n0 + c, len, y);
+      // bit words (n0 + c)/32 ... of row m: bit j of a word = (y >= out_threshold) of its channel
+      if (bits) bits(y, e.out_threshold + n0 + c, len, e.bits_out + m * e.bits_ld + (n0 + c) / 32);
     }
   }
 }

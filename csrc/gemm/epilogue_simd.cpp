@@ -1,7 +1,8 @@
 // AVX2 and AVX-512 value kernels of the CPU epilogue: one template over the vector width,
 // each step one vector instruction that rounds like the scalar step of epilogue_value()
 // (the file is compiled with -ffp-contract=off, so mul and add are never fused). Columns
-// past the last whole vector run through epilogue_value() itself.
+// past the last whole vector run through epilogue_value() itself. The bits kernels compare
+// a vector of y with the thresholds (ordered >=) and gather the lane mask into the word.
 #include "gemm/epilogue_simd.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -35,6 +36,10 @@ struct Avx2 {
   BNN_AVX2 static V select_positive(V t, V neg) {
     return _mm256_blendv_ps(neg, t, _mm256_cmp_ps(t, _mm256_setzero_ps(), _CMP_GT_OQ));
   }
+  // lane l of the result = (y[l] >= t[l]), ordered (NaN: 0)
+  BNN_AVX2 static uint32_t ge_mask(const float* y, const float* t) {
+    return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(load(y), load(t), _CMP_GE_OQ)));
+  }
 };
 
 struct Avx512 {
@@ -47,6 +52,9 @@ struct Avx512 {
   BNN_AVX512 static V add(V a, V b) { return _mm512_add_ps(a, b); }
   BNN_AVX512 static V select_positive(V t, V neg) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, _mm512_setzero_ps(), _CMP_GT_OQ), neg, t);
+  }
+  BNN_AVX512 static uint32_t ge_mask(const float* y, const float* t) {
+    return static_cast<uint32_t>(_mm512_cmp_ps_mask(load(y), load(t), _CMP_GE_OQ));
   }
 };
 
@@ -71,6 +79,23 @@ __attribute__((always_inline)) inline void values(const Epilogue& e, int64_t m, 
   for (; j < len; ++j) y[j] = epilogue_value(e, m, n0 + j, acc[j]);
 }
 
+// Whole words by vector compares and lane masks (32 / kLanes per word), the partial last word
+// by threshold_word().
+template <class S>
+__attribute__((always_inline)) inline void bits(const float* y, const float* thr, int64_t len, int32_t* o) {
+  int64_t w = 0;
+  for (; (w + 1) * 32 <= len; ++w) {
+    uint32_t word = 0;
+    for (int l = 0; l < 32; l += S::kLanes) word |= S::ge_mask(y + w * 32 + l, thr + w * 32 + l) << l;
+    o[w] = static_cast<int32_t>(word);
+  }
+  if (w * 32 < len) o[w] = threshold_word(y + w * 32, thr + w * 32, len - w * 32);
+}
+
+BNN_AVX2 void bits_avx2(const float* y, const float* thr, int64_t len, int32_t* o) { bits<Avx2>(y, thr, len, o); }
+
+BNN_AVX512 void bits_avx512(const float* y, const float* thr, int64_t len, int32_t* o) { bits<Avx512>(y, thr, len, o); }
+
 BNN_AVX2 void values_avx2(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const int32_t* acc, float* y) {
   values<Avx2>(e, m, n0, len, acc, y);
 }
@@ -83,9 +108,13 @@ BNN_AVX512 void values_avx512(const Epilogue& e, int64_t m, int64_t n0, int64_t 
 
 const ValuesFn epilogue_values_avx2 = values_avx2;
 const ValuesFn epilogue_values_avx512 = values_avx512;
+const BitsFn epilogue_bits_avx2 = bits_avx2;
+const BitsFn epilogue_bits_avx512 = bits_avx512;
 #else
 const ValuesFn epilogue_values_avx2 = nullptr;
 const ValuesFn epilogue_values_avx512 = nullptr;
+const BitsFn epilogue_bits_avx2 = nullptr;
+const BitsFn epilogue_bits_avx512 = nullptr;
 #endif
 
 }  // namespace bnn::cpu

@@ -249,6 +249,22 @@ EpilogueSpec check_epilogue(const EpilogueArgs& a, const at::Tensor& like, int64
   return s;
 }
 
+EpilogueSpec check_epilogue_dual(const EpilogueArgs& a, const at::Tensor& like, int64_t n,
+                                 at::IntArrayRef float_shape) {
+  TORCH_CHECK_VALUE(a.out_threshold.has_value(),
+                    "out_threshold is required: the dual ops return the float output and its packed bits");
+  TORCH_CHECK_TYPE(!a.out_dtype.has_value() || *a.out_dtype != at::kInt,
+                   "out_dtype must be torch.float32, torch.float16 or torch.bfloat16 (the dual ops return a float "
+                   "output), got ",
+                   *a.out_dtype);
+  check_channel_vector(a.out_threshold, "out_threshold", like, n);
+  EpilogueArgs float_args = a;
+  float_args.out_threshold.reset();
+  EpilogueSpec s = check_epilogue(float_args, like, n, float_shape);
+  if (s.output == EpilogueOutput::Int32) s = {EpilogueOutput::Float, at::kFloat};
+  return s;
+}
+
 ConvParams check_binary_weight_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t in_channels,
                                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                       int64_t groups, const c10::optional<at::Tensor>& multiplier,

@@ -62,6 +62,11 @@ struct EpilogueSpec {
 // output has shape `float_shape` (the shape residual must have), on like's device.
 EpilogueSpec check_epilogue(const EpilogueArgs& a, const at::Tensor& like, int64_t n, at::IntArrayRef float_shape);
 
+// The epilogue of the dual ops (xnor_gemm_dual, binary_conv2d_dual), which return the float
+// output AND the packed bits of y >= out_threshold: out_threshold is required, out_dtype (float32
+// by default) must be a float dtype. Returns the float output's spec (EpilogueOutput::Float).
+EpilogueSpec check_epilogue_dual(const EpilogueArgs& a, const at::Tensor& like, int64_t n, at::IntArrayRef float_shape);
+
 // binary_weight_conv2d: x [N, C, H, W] float (any memory format), w_bits like binary_conv2d's,
 // multiplier and bias float [O] or absent. Returns the geometry (pad_value 0).
 ConvParams check_binary_weight_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t in_channels,

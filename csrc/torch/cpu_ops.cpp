@@ -121,6 +121,46 @@ at::Tensor binary_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& w_in, int
   return out;
 }
 
+// The dual ops: the float output and the packed bits of y >= out_threshold from one epilogue pass.
+std::tuple<at::Tensor, at::Tensor> xnor_gemm_dual_cpu(
+    const at::Tensor& a_in, const at::Tensor& b_in, int64_t k, const c10::optional<at::Tensor>& multiplier,
+    const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
+    const c10::optional<at::Tensor>& act_slope, const c10::optional<at::Tensor>& act_shift_in,
+    const c10::optional<at::Tensor>& act_shift_out, c10::optional<at::ScalarType> out_dtype,
+    const at::Tensor& out_threshold) {
+  const GemmShape s = check_xnor_gemm(a_in, b_in, k);
+  const EpilogueArgs args{multiplier, bias, residual, act_slope, act_shift_in, act_shift_out, out_dtype, out_threshold};
+  const EpilogueSpec spec = check_epilogue_dual(args, a_in, s.n, {s.m, s.n});
+  at::Tensor out = empty_gemm_output(spec, s.m, s.n, a_in.options());
+  at::Tensor bits = empty_gemm_bits(s.m, s.n, a_in.options());
+  if (out.numel() == 0) return {out, bits};
+  const at::Tensor res = residual ? residual->contiguous() : at::Tensor();
+  const BoundEpilogue ep = bind_dual_epilogue(args, spec, out, bits, res, s.n);
+  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  cpu::xnor_gemm(a.data_ptr<int32_t>(), a.size(1), b.data_ptr<int32_t>(), b.size(1), s.m, s.n, k, ep.e, threads());
+  return {out, bits};
+}
+
+std::tuple<at::Tensor, at::Tensor> binary_conv2d_dual_cpu(
+    const at::Tensor& x_in, const at::Tensor& w_in, int64_t in_channels, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, int64_t pad_value,
+    const c10::optional<at::Tensor>& multiplier, const c10::optional<at::Tensor>& bias,
+    const c10::optional<at::Tensor>& residual, const c10::optional<at::Tensor>& act_slope,
+    const c10::optional<at::Tensor>& act_shift_in, const c10::optional<at::Tensor>& act_shift_out,
+    c10::optional<at::ScalarType> out_dtype, const at::Tensor& out_threshold) {
+  const ConvParams p = check_binary_conv2d(x_in, w_in, in_channels, stride, padding, dilation, groups, pad_value);
+  const EpilogueArgs args{multiplier, bias, residual, act_slope, act_shift_in, act_shift_out, out_dtype, out_threshold};
+  const EpilogueSpec spec =
+      check_epilogue_dual(args, x_in, p.out_channels, {p.batch, p.out_channels, p.out_h, p.out_w});
+  at::Tensor out = empty_conv_output(p, x_in.options(), spec);
+  at::Tensor bits = empty_conv_bits(p, x_in.options());
+  if (out.numel() == 0) return {out, bits};
+  const BoundEpilogue ep = bind_dual_epilogue(args, spec, out, bits, conv_residual_rows(residual), p.out_channels);
+  const at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  cpu::binary_conv2d(x.data_ptr<int32_t>(), w.data_ptr<int32_t>(), p, ep.e, threads());
+  return {out, bits};
+}
+
 at::Tensor bitserial_gemm_cpu(const at::Tensor& a_in, const at::Tensor& w_in, int64_t k, at::IntArrayRef a_coefs,
                               at::IntArrayRef w_coefs, int64_t a_offset, int64_t w_offset, bool reduce) {
   const BitserialShape s = check_bitserial_gemm(a_in, w_in, k, a_coefs, w_coefs, a_offset, w_offset, reduce);
@@ -190,6 +230,8 @@ TORCH_LIBRARY_IMPL(bnn_kernels, CPU, m) {
   m.impl("bitserial_gemm", &bitserial_gemm_cpu);
   m.impl("binary_weight_linear", &binary_weight_linear_cpu);
   m.impl("binary_weight_conv2d", &binary_weight_conv2d_cpu);
+  m.impl("xnor_gemm_dual", &xnor_gemm_dual_cpu);
+  m.impl("binary_conv2d_dual", &binary_conv2d_dual_cpu);
 }
 
 }  // namespace bnn::binding

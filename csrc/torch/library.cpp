@@ -18,6 +18,19 @@ TORCH_LIBRARY(bnn_kernels, m) {
       "*, Tensor? multiplier=None, Tensor? bias=None, Tensor? residual=None, Tensor? act_slope=None, "
       "Tensor? act_shift_in=None, Tensor? act_shift_out=None, ScalarType? out_dtype=None, "
       "Tensor? out_threshold=None) -> Tensor");
+  // The dual ops: the same computation with the float output (out_dtype, float32 by default) AND
+  // the packed bits of y >= out_threshold, from one pass of the epilogue.
+  m.def(
+      "xnor_gemm_dual(Tensor a_bits, Tensor b_bits, int k, "
+      "*, Tensor? multiplier=None, Tensor? bias=None, Tensor? residual=None, Tensor? act_slope=None, "
+      "Tensor? act_shift_in=None, Tensor? act_shift_out=None, ScalarType? out_dtype=None, "
+      "Tensor out_threshold) -> (Tensor, Tensor)");
+  m.def(
+      "binary_conv2d_dual(Tensor x_bits, Tensor w_bits, int in_channels, int[2] stride=1, "
+      "int[2] padding=0, int[2] dilation=1, int groups=1, int pad_value=0, "
+      "*, Tensor? multiplier=None, Tensor? bias=None, Tensor? residual=None, Tensor? act_slope=None, "
+      "Tensor? act_shift_in=None, Tensor? act_shift_out=None, ScalarType? out_dtype=None, "
+      "Tensor out_threshold) -> (Tensor, Tensor)");
   m.def(
       "bitserial_gemm(Tensor a_planes, Tensor w_planes, int k, int[] a_coefs, int[] w_coefs, "
       "int a_offset=0, int w_offset=0, bool reduce=True) -> Tensor");

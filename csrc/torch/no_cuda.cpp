@@ -14,6 +14,6 @@ void not_built(const c10::OperatorHandle& op, torch::jit::Stack*) {
 
 TORCH_LIBRARY_IMPL(bnn_kernels, CUDA, m) {
   for (const char* name : {"pack_bits", "unpack_bits", "to_bitplanes", "xnor_gemm", "binary_conv2d", "bitserial_gemm",
-                           "binary_weight_linear", "binary_weight_conv2d"})
+                           "binary_weight_linear", "binary_weight_conv2d", "xnor_gemm_dual", "binary_conv2d_dual"})
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&not_built>());
 }

@@ -129,6 +129,27 @@ inline BoundEpilogue bind_epilogue(const EpilogueArgs& a, const EpilogueSpec& s,
   return b;
 }
 
+// The dual ops' epilogue: the float output `out` (spec s, a float dtype) and the packed bits
+// `bits` ([rows, ceil(n/32)] words) of y >= out_threshold, written by one pass over the results.
+inline BoundEpilogue bind_dual_epilogue(const EpilogueArgs& a, const EpilogueSpec& s, const at::Tensor& out,
+                                        const at::Tensor& bits, const at::Tensor& residual_rows, int64_t n) {
+  BoundEpilogue b = bind_epilogue(a, s, out, residual_rows, n);
+  b.keep.push_back(a.out_threshold->contiguous());
+  b.e.out_threshold = b.keep.back().data_ptr<float>();
+  b.e.bits_out = bits.data_ptr<int32_t>();
+  b.e.bits_ld = words_for_bits(n);
+  return b;
+}
+
+// The dual ops' packed bits: xnor_gemm_dual [M, ceil(N/32)], binary_conv2d_dual NHWC
+// [N, Ho, Wo, ceil(O/32)] (what the out_threshold form of each op returns).
+inline at::Tensor empty_gemm_bits(int64_t m, int64_t n, const at::TensorOptions& options) {
+  return at::empty({m, words_for_bits(n)}, options.dtype(at::kInt));
+}
+inline at::Tensor empty_conv_bits(const ConvParams& p, const at::TensorOptions& options) {
+  return at::empty({p.batch, p.out_h, p.out_w, words_for_bits(p.out_channels)}, options.dtype(at::kInt));
+}
+
 // binary_weight_conv2d: the kernels write NHWC, an [N, O, Ho, Wo] tensor in channels_last
 // memory format of the accumulation dtype; wconv_result gives it x's dtype and x's memory
 // format (PyTorch's rule for convolutions: x.suggest_memory_format()).

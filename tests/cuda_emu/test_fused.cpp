@@ -1,7 +1,8 @@
 // Family "fused": the fused epilogue kernel (csrc/gemm/epilogue_cuda.cu) compared bit for bit
 // with the CPU epilogue (csrc/gemm/epilogue_cpu.h) on random shapes with tails (N not a
 // multiple of 32, rows past one grid-stride pass), every combination of steps, float32 /
-// float16 / bfloat16 / bit-packed output and float + bits together, with and without NaN and
+// float16 / bfloat16 / bit-packed output and float + bits together (float32, float16 or bfloat16
+// beside the bits: the dual ops xnor_gemm_dual / binary_conv2d_dual), with and without NaN and
 // inf among the inputs (NaN compares equal to NaN whatever its payload). Outputs start
 // never-written and must be written in full.
 #include <cmath>
@@ -18,8 +19,8 @@ using emu::DevBuf;
 namespace emutest {
 namespace {
 
-enum Out { kF32, kF16, kBF16, kBits, kF32Bits };
-const char* const kOutNames[] = {"f32", "f16", "bf16", "bits", "f32+bits"};
+enum Out { kF32, kF16, kBF16, kBits, kF32Bits, kF16Bits, kBF16Bits };
+const char* const kOutNames[] = {"f32", "f16", "bf16", "bits", "f32+bits", "f16+bits", "bf16+bits"};
 
 std::vector<float> rand_floats(size_t n, float scale, bool specials) {
   std::uniform_real_distribution<float> u(-scale, scale);
@@ -70,10 +71,11 @@ void fused_case(int64_t m, int64_t n, unsigned steps, Out out, bool specials) {
   for (int i = 0; i < 5; ++i)
     if (steps & bit_of[i]) *slots[i] = vec[i].data(), *gslots[i] = dv[i];
   if (steps & 4) ce.residual = res.data(), ge.residual = dres.get(), ce.residual_ld = ge.residual_ld = n;
-  const bool bits = out == kBits || out == kF32Bits, floats = out != kBits;
-  ce.out_dtype = ge.out_dtype = out == kF16 ? OutDtype::Float16 : out == kBF16 ? OutDtype::BFloat16 : OutDtype::Float32;
-  if (bits) ce.out_dtype = ge.out_dtype = out == kBits ? OutDtype::Int32 : OutDtype::Float32;
-  const size_t esize = out == kF16 || out == kBF16 ? 2 : 4;
+  const bool bits = out >= kBits, floats = out != kBits;
+  const bool f16 = out == kF16 || out == kF16Bits, bf16 = out == kBF16 || out == kBF16Bits;
+  ce.out_dtype = ge.out_dtype = f16 ? OutDtype::Float16 : bf16 ? OutDtype::BFloat16 : OutDtype::Float32;
+  if (out == kBits) ce.out_dtype = ge.out_dtype = OutDtype::Int32;
+  const size_t esize = f16 || bf16 ? 2 : 4;
   std::vector<unsigned char> cf(floats ? m * n * esize : 0);
   std::vector<int32_t> cb(bits ? m * words : 0);
   DevBuf<float> gf32(out == kF32 || out == kF32Bits ? m * n : 0);
@@ -97,7 +99,7 @@ void fused_case(int64_t m, int64_t n, unsigned steps, Out out, bool specials) {
   } else if (floats) {
     std::vector<uint16_t> c(m * n);
     std::memcpy(c.data(), cf.data(), cf.size());
-    ok = gf16.unwritten_bytes() == 0 && same_16(gf16.host(), c, out == kF16 ? 10 : 7);
+    ok = gf16.unwritten_bytes() == 0 && same_16(gf16.host(), c, f16 ? 10 : 7);
   }
   if (bits) ok = ok && same(gb, cb);
   CHECK(ok, "fused epilogue m=%ld n=%ld steps=%u out=%s specials=%d", (long)m, (long)n, steps, kOutNames[out],
@@ -113,7 +115,7 @@ void test_fused_epilogue() {
   int cases = 0;
   // 40 x 70: 3840 slots, more than one pass of the (lowered) grid-stride limit
   for (S s : {S{1, 1}, S{3, 31}, S{2, 32}, S{4, 33}, S{2, 100}, S{5, 257}, S{40, 70}})
-    for (int out = kF32; out <= kF32Bits; ++out)
+    for (int out = kF32; out <= kBF16Bits; ++out)
       for (unsigned steps : {0u, 63u, 1u | 2u, 8u | 32u, static_cast<unsigned>(rng() % 64)})
         for (bool specials : {false, true}) {
           if (specials && steps == 0) continue;
