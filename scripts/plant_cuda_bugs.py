@@ -32,9 +32,10 @@ CONV, PACK = "conv/binary_conv_cuda.cu", "pack/pack_cuda.cu"
 LIN, BITS = "linear/binary_weight_linear_cuda.cu", "bitserial/bitserial_gemm_cuda.cu"
 EPI = "gemm/epilogue_cuda.cu"
 WCONV = "wconv/binary_weight_conv_cuda.cu"
+TILE = "common/tile_store.cuh"
 WGMMA = "gemm/and_gemm_wgmma_cuda.cu"
 # The family that runs first for a file (default: its csrc folder's name).
-FAMILY = {EPI: "fused", WGMMA: "wgmma"}
+FAMILY = {EPI: "fused", WGMMA: "wgmma", TILE: "wconv"}
 
 # (id, what, file, text, replacement, occurrence: 1-based, or 0 for every occurrence)
 # One bug per entry, as a table (left out of the formatter).
@@ -114,7 +115,8 @@ BUGS = [
      "__shfl_sync(0xFFFFFFFFu, wv[f][q], src)", "__shfl_sync(0x7FFFFFFFu, wv[f][q], src)", 1),
     ("linear-vec16-align", "linear GEMV 16-byte weight loads without the row-length check", LIN,
      "const bool vec16 = aligned_to(w, 16) && words % 4 == 0;", "const bool vec16 = aligned_to(w, 16);", 1),
-    ("linear-store-bound", "linear tiled store bound off by one", LIN, "if (m < M && n < N) out", "if (m <= M && n < N) out", 1),
+    ("linear-store-bound", "linear tiled store bound off by one", LIN, "TileOut<Acc>{out, ldo, 0, M, N,",
+     "TileOut<Acc>{out, ldo, 0, M + 1, N,", 1),
     ("slice-n-offset", "GEMM launch slices along N forget their column offset", DISPATCH,
      "p.C = args.C + b0 * args.c_batch + m0 * args.ldc + n0;", "p.C = args.C + b0 * args.c_batch + m0 * args.ldc;", 1),
     ("slice-batch-rows", "GEMM batch slices forget the row-add offset", DISPATCH,
@@ -163,7 +165,13 @@ BUGS = [
     ("wconv-group-weights", "binary_weight_conv2d reads group 0's weights for every group", WCONV,
      "w + (grp * d.og + n0 + nl) * d.taps * d.wg", "w + (n0 + nl) * d.taps * d.wg", 1),
     ("wconv-store-bound", "binary_weight_conv2d store bound off by one", WCONV,
-     "if (m < d.pixels && n < d.og)", "if (m <= d.pixels && n < d.og)", 1),
+     "grp * d.og, d.pixels, d.og,", "grp * d.og, d.pixels + 1, d.og,", 1),
+    ("wconv-store-group", "binary_weight_conv2d stores every group's outputs at group 0's channels", WCONV,
+     "TileOut<T>{out, p.out_channels, grp * d.og,", "TileOut<T>{out, p.out_channels, 0,", 1),
+    ("tile-store-cols", "4x4 tile store: column bound off by one", TILE, "if (m < t.rows && n < t.cols)",
+     "if (m < t.rows && n <= t.cols)", 1),
+    ("tile-store-channel", "4x4 tile store scales by the tile column, not the channel", TILE,
+     "finish_rn(acc[i][j], t.scale, t.bias, t.c0 + n)", "finish_rn(acc[i][j], t.scale, t.bias, n)", 1),
     ("wconv-group-channels", "binary_weight_conv2d gathers group 0's channels", WCONV,
      "* p.in_channels + grp * d.cg + ch];", "* p.in_channels + ch];", 1),
     # the sm_90a GEMM (GemmPath::Wgmma): TMA + mbarrier ring, wgmma descriptors, epilogue

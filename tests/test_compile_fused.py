@@ -77,6 +77,10 @@ def _inputs(seed, n=3, c=3):
 
 
 def test_compile_reactnet_fused_equals_eager(reactnet, rng):
+    # every RSign is folded into the thresholds of the convs reading it (both 1x1 convs of the
+    # doubled block): the packed convs binarize the float activations themselves
+    assert all(isinstance(b.sign1, bk.nn.Folded) and isinstance(b.sign2, bk.nn.Folded) for b in reactnet)
+    assert reactnet[0].sign2.into == "blocks.0.pw1, blocks.0.pw2"
     fusion = bk.FusionPass()
     compiled = bk.compile(reactnet, fuse=fusion, options={"fx_graph_cache": False})
     assert compiled.fusion_pass is fusion

@@ -9,6 +9,9 @@ For each model (Bi-Real Net 18 and ReActNet-A, random weights, BN statistics ran
   where that is faster and agrees: with bnn_kernels.compile (the float glue fused into the
   binary convs' epilogues) and with plain torch.compile, the faster kept (the note says which
   ran and how many binary convs were fused; the breakdown's "fusion" entry lists the steps).
+  "Agrees" is compiled_agrees: top-1 equal on every input and outputs within rtol 1e-3,
+  atol 1e-4 on all but at most 1 input in 16 (an activation a few ulps from a binarization
+  threshold may flip under compiled rounding); the note names the inputs that differed.
 Before timing, the deployment and the converted model are checked against the float model on
 fresh random inputs (not the conversion examples): top-1 agreement and maximum deviation.
 Latency per batch (batch 1) and images/s (batch 32) come from the harness; peak memory from a
@@ -80,19 +83,45 @@ def _check_note(c: dict) -> str:
     return f"top-1 agreement {100 * c['agree']:.0f}% on {c['inputs']} fresh inputs, max deviation {c['max_dev']:.2e}"
 
 
+AGREE_RTOL, AGREE_ATOL = 1e-3, 1e-4  # compiled against eager, per output element
+OUTLIERS_PER = 16  # at most 1 input in 16 may differ beyond that (isolated threshold flips)
+
+
+def compiled_agrees(got: torch.Tensor, want: torch.Tensor) -> tuple[bool, int, str]:
+    """(ok, inputs that differed, detail): a compiled model's outputs against eager's on a batch. An activation
+    within a few ulps of a binarization threshold can flip under the compiled float layers'
+    rounding and change one input's output, so ok when top-1 agrees on every input and the
+    outputs match (AGREE_RTOL, AGREE_ATOL) on all but at most 1 in OUTLIERS_PER inputs (none
+    in a batch under 16), with no NaN where eager has none. detail says how many inputs differed and the maximum deviation."""
+    if got.shape != want.shape or got.dim() == 0:
+        return False, -1, f"output shape {tuple(got.shape)}, eager {tuple(want.shape)}"
+    n = got.shape[0]
+    g, w = got.detach().float().reshape(n, -1), want.detach().float().reshape(n, -1)
+    close = torch.isclose(g, w, rtol=AGREE_RTOL, atol=AGREE_ATOL).all(1)
+    differed = int((~close).sum())
+    top1 = int((g.argmax(1) != w.argmax(1)).sum())
+    nan = int((g.isnan() & ~w.isnan()).any(1).sum())
+    dev = (g.double() - w.double()).abs().max().item() if g.numel() else 0.0
+    ok = top1 == 0 and nan == 0 and differed * OUTLIERS_PER <= n
+    detail = f"{differed} of {n} inputs differed, max deviation {dev:.2e}"
+    detail += f", top-1 differed on {top1}" if top1 else ""
+    return ok, differed, detail + (f", NaN on {nan}" if nan else "")
+
+
 def _try_compile(deploy, x, eager_ms, device, repeats, compile_fn=None, label="torch.compile"):
     """(ms, note) of compile_fn(deploy) (torch.compile by default) on x when it is faster
-    than eager and agrees with it."""
+    than eager and agrees with it (compiled_agrees; the note gives the inputs that differed)."""
     try:
         compiled = (compile_fn or torch.compile)(deploy)
         with torch.no_grad():
-            if not torch.allclose(compiled(x), deploy(x), rtol=1e-3, atol=1e-4):
-                return None, f"eager ({label} output differed)"
+            ok, differed, detail = compiled_agrees(compiled(x), deploy(x))
+            if not ok:
+                return None, f"eager ({label} output differed: {detail})"
             ms = time_fn(lambda i: compiled(x), device, repeats=repeats)
     except Exception as e:  # noqa: BLE001 - any compile failure falls back to eager
         return None, f"eager ({label} failed: {type(e).__name__})"
     if ms < eager_ms:
-        return ms, label
+        return ms, f"{label} ({detail})" if differed else label
     return None, f"eager ({label} slower: {ms:.2f} ms)"
 
 
@@ -119,7 +148,7 @@ def _try_compile_packed(model, x, eager_ms, device, repeats):
     if ms >= eager_ms:
         return None, f"eager ({how} slower: {ms:.2f} ms{fused_note})", report
     note = how + fused_note + (f"; {other[0]}" if other else f"; {how_f if how == how_p else how_p}")
-    return ms, note, report if how == FUSED else None
+    return ms, note, report if how.startswith(FUSED) else None
 
 
 def _fusion_note(report) -> str:

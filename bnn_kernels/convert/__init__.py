@@ -53,9 +53,12 @@ bias, and replaced by ``bnn_kernels.nn.Folded``, when it is
   input, views, batch_norm), which is tracked op by op; the per-channel a, b are then fitted on
   the examples and checked. ReLU, PReLU, ``x * x`` and the like are never folded.
 One module is folded per packed module (a chain BN -> scale folds the BN only).
-On the input side, a module that binarizes the input of a packed binary module (sign(x),
+On the input side, a module that binarizes the input of packed binary modules (sign(x),
 sign(x + b) with b a parameter of that module: RSign) and whose output nothing else reads is
-folded into the packed module's per-channel threshold, so the float sign is not computed.
+folded into their per-channel thresholds, so the float sign is not computed. Its output may
+have several readers (ReActNet-A's doubled blocks feed one RSign to two 1x1 convs): each is
+checked on its own, and the module is folded only when every reader is a packed binary module
+that takes the threshold; otherwise none is.
 
 Semantics difference to keep in mind: where the module binarizes with ``torch.sign``, an
 input exactly equal to the threshold packs as +1 (``torch.sign`` gives 0 there); inputs of

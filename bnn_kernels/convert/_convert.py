@@ -96,9 +96,10 @@ def _fuse(rec, planned, by_module, report: ConversionReport) -> list[str]:
         apply_affine(planned[src], a, b)
         report.fused[name] = src
         folded.append(name)
-    for name, dst, t in fold_sign_inputs(rec, planned, by_module, set(report.fused)):
-        planned[dst].threshold.copy_(t)
-        report.fused[name] = dst
+    for name, thresholds in fold_sign_inputs(rec, planned, by_module, set(report.fused)):
+        for dst, t in thresholds.items():
+            planned[dst].threshold.copy_(t)
+        report.fused[name] = ", ".join(thresholds)
         folded.append(name)
     return folded
 

@@ -2,8 +2,8 @@
 
 - an eval-mode BatchNorm or a per-channel affine module reading only a packed module's output
   folds into its epilogue (multiplier, bias);
-- a module binarizing only a packed binary module's input (sign(x), RSign) folds into its
-  threshold.
+- a module binarizing only the input of packed binary modules (sign(x), RSign; one reader or
+  several) folds into their thresholds.
 """
 
 from __future__ import annotations
@@ -89,42 +89,60 @@ def _sign_fold_holds(trial, new, inv: _Invocation) -> bool:
     return True
 
 
+def _sign_readers(rec: _Recorder, planned: dict, by_module: dict, inv: _Invocation, taken: set) -> list[str]:
+    """The planned packed binary modules reading the output of ``inv`` as their input, when they
+    are its only readers (every recorded use of that tensor happens inside one of them); else []."""
+    dsts = [
+        p
+        for p, m in planned.items()
+        if isinstance(m, (BinaryConv2d, BinaryLinear))
+        and p not in taken
+        and len(by_module[p]) == 1
+        and by_module[p][0].x_ref is inv.out_ref
+    ]
+    ids = {id(by_module[p][0]) for p in dsts}
+    uses = rec.uses.get(id(inv.out_ref), [])
+    if not dsts or not uses or not all(ids & u[1] for u in uses):
+        return []
+    return dsts
+
+
+def _sign_threshold(inv: _Invocation, new, dinv: _Invocation):
+    """The threshold with which ``new`` (threshold 0, reading the binarizer's output) computes
+    the same from the binarizer's input, checked by _sign_fold_holds; or None."""
+    if bool((new.threshold != 0).any()):
+        return None
+    ch = _channel_dim(new)
+    found = find_threshold(inv.args[0], dinv.args[0] >= 0, inv.module, ch, [])
+    t = None if found is None else tie_threshold(inv.module, inv.args[0], found[1], ch, _call, lambda s: s >= 0)
+    if t is None:
+        return None
+    trial = copy.deepcopy(new)
+    trial.threshold.copy_(t)
+    return t if _sign_fold_holds(trial, new, inv) else None
+
+
 def fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set):
-    """[(name, packed module name, threshold)] for modules that binarize the input of a packed
-    binary module (their output's only reader) elementwise: the packed module can threshold their
-    input itself."""
+    """[(name, {packed module name: threshold})] for modules that binarize elementwise the input
+    of packed binary modules: those read the module's output and nothing else does (one reader,
+    or several, as the two 1x1 convs of ReActNet-A's doubled blocks), so each can threshold the
+    module's input itself. Folded only when every reader takes its threshold (each checked on
+    its own); otherwise the module and all its readers are left as they are."""
     out = []
     for name, invs in by_module.items():
         if not _single_tensor_module(name, invs, planned, taken) or not invs[0].out_elementwise:
             continue
         inv = invs[0]
-        dst = next(
-            (
-                p
-                for p, m in planned.items()
-                if isinstance(m, (BinaryConv2d, BinaryLinear))
-                and p not in taken
-                and len(by_module[p]) == 1
-                and by_module[p][0].x_ref is inv.out_ref
-            ),
-            None,
-        )
-        if dst is None:
-            continue
-        new, dinv = planned[dst], by_module[dst][0]
-        if not _only_reader(rec, inv.out_ref, dinv) or bool((new.threshold != 0).any()):
-            continue
-        ch = _channel_dim(new)
-        found = find_threshold(inv.args[0], dinv.args[0] >= 0, inv.module, ch, [])
-        t = None if found is None else tie_threshold(inv.module, inv.args[0], found[1], ch, _call, lambda s: s >= 0)
-        if t is None:
-            continue
-        trial = copy.deepcopy(new)
-        trial.threshold.copy_(t)
-        if not _sign_fold_holds(trial, new, inv):
-            continue
-        out.append((name, dst, t))
-        taken.update((name, dst))
+        ts = {}
+        for dst in _sign_readers(rec, planned, by_module, inv, taken):
+            t = _sign_threshold(inv, planned[dst], by_module[dst][0])
+            if t is None:
+                ts = {}
+                break
+            ts[dst] = t
+        if ts:
+            out.append((name, ts))
+            taken.update((name, *ts))
     return out
 
 

@@ -37,7 +37,8 @@ class ConversionReport:
         module's output on the examples (max_rel is per output channel, relative to that
         channel's largest |output| plus one step of its integer result).
     notes: {name: [str]} non-fatal findings (exact-zero weights...).
-    fused: {folded module name: packed module name}.
+    fused: {folded module name: packed module name}; a binarizer folded into the thresholds of
+        several packed modules (all the readers of its output) names them joined by ", ".
     model_max_abs / model_max_rel: converted model vs original model on the examples.
     channels_last: the float layers left in the model were put in channels_last.
     """

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from .. import _native
-from .._args import pair, words
 from ._checks import check_bits, register_fake
-from .conv import conv_out_size
+from .conv import conv_args, fake_conv_out
 
 __all__ = ["binary_weight_conv2d"]
 
@@ -55,9 +54,7 @@ def binary_weight_conv2d(
         x,
         w_bits,
         in_channels,
-        list(pair(stride, "stride")),
-        list(pair(padding, "padding")),
-        list(pair(dilation, "dilation")),
+        *conv_args(stride, padding, dilation),
         groups,
         multiplier,
         bias,
@@ -72,14 +69,7 @@ def _binary_weight_conv2d_fake(
     torch._check(x.dtype.is_floating_point, lambda: f"x must be a floating point tensor, got {x.dtype}")
     torch._check(x.shape[1] == in_channels, lambda: f"x must have in_channels={in_channels} channels in dim 1")
     check_bits(w_bits, "w_bits", 4)
-    torch._check(
-        groups >= 1 and in_channels % groups == 0, lambda: f"groups={groups} must divide in_channels={in_channels}"
-    )
-    torch._check(w_bits.shape[3] == words(in_channels // groups), lambda: "w_bits has the wrong number of words")
-    s, p, d = (list(v) * (2 // len(v)) for v in (stride, padding, dilation))
-    ho = conv_out_size(x.shape[2], w_bits.shape[1], s[0], p[0], d[0])
-    wo = conv_out_size(x.shape[3], w_bits.shape[2], s[1], p[1], d[1])
-    torch._check(ho >= 1 and wo >= 1, lambda: "kernel is larger than the padded input")
+    ho, wo = fake_conv_out(x.shape[2], x.shape[3], w_bits, in_channels, stride, padding, dilation, groups)
     fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
     return x.new_empty((x.shape[0], w_bits.shape[0], ho, wo)).contiguous(memory_format=fmt)
 

@@ -57,9 +57,7 @@ def binary_conv2d(
         x_bits,
         w_bits,
         in_channels,
-        list(pair(stride, "stride")),
-        list(pair(padding, "padding")),
-        list(pair(dilation, "dilation")),
+        *conv_args(stride, padding, dilation),
         groups,
         pad_value,
         multiplier=multiplier,
@@ -106,9 +104,7 @@ def binary_conv2d_dual(
         x_bits,
         w_bits,
         in_channels,
-        list(pair(stride, "stride")),
-        list(pair(padding, "padding")),
-        list(pair(dilation, "dilation")),
+        *conv_args(stride, padding, dilation),
         groups,
         pad_value,
         multiplier=multiplier,
@@ -129,6 +125,27 @@ def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: i
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def conv_args(stride, padding, dilation) -> list[list[int]]:
+    """[stride, padding, dilation] as the schemas' int[2] lists (each an int or a pair; a bad
+    value raises naming the argument)."""
+    return [list(pair(v, n)) for v, n in ((stride, "stride"), (padding, "padding"), (dilation, "dilation"))]
+
+
+def fake_conv_out(h: int, w: int, w_bits, in_channels: int, stride, padding, dilation, groups: int) -> tuple:
+    """(Ho, Wo) of a conv with packed weights w_bits [O, KH, KW, words] on an h x w input, after
+    the fakes' shared checks of groups and of w_bits' words. The schema's int[2] may hand over
+    one value for both dims."""
+    torch._check(
+        groups >= 1 and in_channels % groups == 0, lambda: f"groups={groups} must divide in_channels={in_channels}"
+    )
+    torch._check(w_bits.shape[3] == words(in_channels // groups), lambda: "w_bits has the wrong number of words")
+    s, p, d = (list(v) * (2 // len(v)) for v in (stride, padding, dilation))
+    ho = conv_out_size(h, w_bits.shape[1], s[0], p[0], d[0])
+    wo = conv_out_size(w, w_bits.shape[2], s[1], p[1], d[1])
+    torch._check(ho >= 1 and wo >= 1, lambda: "kernel is larger than the padded input")
+    return ho, wo
+
+
 @register_fake("binary_conv2d")
 def _binary_conv2d_fake(
     x_bits, w_bits, in_channels, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, pad_value=0, **epilogue
@@ -145,15 +162,7 @@ def _conv_fake_shape(x_bits, w_bits, in_channels, stride, padding, dilation, gro
     check_bits(x_bits, "x_bits", 4)
     check_bits(w_bits, "w_bits", 4)
     check_k(in_channels, x_bits, "x_bits", "in_channels")
-    torch._check(
-        groups >= 1 and in_channels % groups == 0, lambda: f"groups={groups} must divide in_channels={in_channels}"
-    )
-    torch._check(w_bits.shape[3] == words(in_channels // groups), lambda: "w_bits has the wrong number of words")
-    # The schema's int[2] may hand over one value for both dims.
-    s, p, d = (list(v) * (2 // len(v)) for v in (stride, padding, dilation))
-    ho = conv_out_size(x_bits.shape[1], w_bits.shape[1], s[0], p[0], d[0])
-    wo = conv_out_size(x_bits.shape[2], w_bits.shape[2], s[1], p[1], d[1])
-    torch._check(ho >= 1 and wo >= 1, lambda: "kernel is larger than the padded input")
+    ho, wo = fake_conv_out(x_bits.shape[1], x_bits.shape[2], w_bits, in_channels, stride, padding, dilation, groups)
     return x_bits.shape[0], w_bits.shape[0], ho, wo
 
 

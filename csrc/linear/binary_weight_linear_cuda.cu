@@ -14,6 +14,7 @@
 
 #include "common/cuda_common.cuh"
 #include "common/float_rn.cuh"
+#include "common/tile_store.cuh"
 #include "linear/binary_weight_linear_cuda.h"
 
 namespace bnn::cuda {
@@ -165,13 +166,7 @@ __global__ void __launch_bounds__(kTThreads)
     }
     __syncthreads();
   }
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
-      if (m < M && n < N) out[m * ldo + n] = finish(acc[i][j], scale, bias, n);
-    }
+  store_tile_4x4(acc, TileOut<Acc>{out, ldo, 0, M, N, scale, bias}, m0, n0, tx, ty);
 }
 
 template <typename T, typename Acc>

@@ -158,14 +158,32 @@ void test_bitserial() {
   }
 }
 
+// The operands of a binary-weight layer (binary_weight_linear, binary_weight_conv2d): x of
+// x_size values, small integers (every sum exact, on every ISA path) or standard normal; a
+// multiplier in 1..4 and a bias in -4..4 per output channel; the packed sign bits of w
+// (w_rows rows of k bits).
+template <typename T>
+struct WeightLayerOperands {
+  std::vector<T> x, mult, bias;
+  std::vector<int32_t> w;
+};
+
+template <typename T>
+WeightLayerOperands<T> weight_layer_operands(int64_t x_size, int64_t channels, int64_t w_rows, int64_t k,
+                                             bool small_ints) {
+  WeightLayerOperands<T> o{std::vector<T>(x_size), std::vector<T>(channels), std::vector<T>(channels), {}};
+  std::normal_distribution<double> nd;
+  for (auto& v : o.x) v = small_ints ? static_cast<T>(rand_int(-8, 8)) : static_cast<T>(nd(rng));
+  for (auto& v : o.mult) v = static_cast<T>(rand_int(1, 4));
+  for (auto& v : o.bias) v = static_cast<T>(rand_int(-4, 4));
+  o.w = random_bits(w_rows, k);
+  return o;
+}
+
 void test_linear() {
   for (int t = 0; t < 20; ++t) {
     const int64_t m = rand_int(1, 9), n = rand_int(1, 20), k = rand_int(1, 300);
-    std::vector<float> x(m * k), scale(n), bias(n);
-    for (auto& v : x) v = static_cast<float>(rand_int(-8, 8));  // small integers: exact sums
-    for (auto& v : scale) v = static_cast<float>(rand_int(1, 4));
-    for (auto& v : bias) v = static_cast<float>(rand_int(-4, 4));
-    auto w = random_bits(n, k);
+    const auto [x, scale, bias, w] = weight_layer_operands<float>(m * k, n, n, k, true);
     std::vector<float> out(m * n);
     bnn::cpu::binary_weight_linear<float>(x.data(), m, k, w.data(), n, scale.data(), bias.data(), out.data(), 2);
     bool ok = true;
@@ -180,8 +198,8 @@ void test_linear() {
   }
 }
 
-// binary_weight_conv2d: float32 with small-integer x (every sum exact, on every ISA path) and
-// float64 with random x (one sequential sum over k = tap * Cg + c from +0: bit for bit).
+// binary_weight_conv2d: float32 with small-integer x and float64 with random x (one sequential
+// sum over k = tap * Cg + c from +0: bit for bit).
 template <typename T>
 void wconv_case(int t) {
   bnn::ConvParams p{};
@@ -195,12 +213,8 @@ void wconv_case(int t) {
   p.out_h = bnn::conv_out_size(p.in_h, p.kernel_h, p.stride_h, p.pad_h, p.dil_h);
   p.out_w = bnn::conv_out_size(p.in_w, p.kernel_w, p.stride_w, p.pad_w, p.dil_w);
   const bool exact_ints = sizeof(T) == 4;
-  std::vector<T> x(p.batch * p.in_h * p.in_w * p.in_channels), mult(p.out_channels), bias(p.out_channels);
-  std::normal_distribution<double> nd;
-  for (auto& v : x) v = exact_ints ? static_cast<T>(rand_int(-8, 8)) : static_cast<T>(nd(rng));
-  for (auto& v : mult) v = static_cast<T>(rand_int(1, 4));
-  for (auto& v : bias) v = static_cast<T>(rand_int(-4, 4));
-  auto w = random_bits(p.out_channels * p.kernel_h * p.kernel_w, cg);
+  const auto [x, mult, bias, w] = weight_layer_operands<T>(p.batch * p.in_h * p.in_w * p.in_channels, p.out_channels,
+                                                           p.out_channels * p.kernel_h * p.kernel_w, cg, exact_ints);
   std::vector<T> out(p.batch * p.out_h * p.out_w * p.out_channels);
   bnn::cpu::binary_weight_conv2d<T>(x.data(), w.data(), p, mult.data(), bias.data(), out.data(), 2);
   const int64_t wg = bnn::words_for_bits(cg);

@@ -9,7 +9,7 @@
 #include <algorithm>
 
 #include "common/cuda_common.cuh"
-#include "common/float_rn.cuh"
+#include "common/tile_store.cuh"
 #include "wconv/binary_weight_conv_cuda.h"
 
 namespace bnn::cuda {
@@ -112,14 +112,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
   }
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
-      if (m < d.pixels && n < d.og)
-        out[m * p.out_channels + grp * d.og + n] = finish_rn(acc[i][j], mult, bias, grp * d.og + n);
-    }
+  store_tile_4x4(acc, TileOut<T>{out, p.out_channels, grp * d.og, d.pixels, d.og, mult, bias}, m0, n0, tx, ty);
 }
 
 template <typename T>

@@ -135,7 +135,9 @@ def test_compile_falls_back_to_eager_and_says_why(monkeypatch):
         "eager (torch.compile failed: RuntimeError)",
     )
     monkeypatch.setattr(torch, "compile", lambda m: lambda t: m(t) + 1)
-    assert bm._try_compile(model, x, 1.0, torch.device("cpu"), 1) == (None, "eager (torch.compile output differed)")
+    assert bm._try_compile(model, x, 1.0, torch.device("cpu"), 1)[1].startswith(
+        "eager (torch.compile output differed: 2 of 2"
+    )
     monkeypatch.setattr(torch, "compile", lambda m: m)
     ms, how = bm._try_compile(model, x, float("inf"), torch.device("cpu"), 1)
     assert how == "torch.compile" and ms > 0
@@ -173,3 +175,59 @@ def test_packed_model_timed_fused_and_unfused_faster_kept(monkeypatch):
     assert bm._fusion_summary(None, False)["note"] == "not compiled with fusion"
     text = bm.format_breakdown("t", {"ms_per_inference": 1.0, "categories": {}, "ops": [], "fusion": summary})
     assert "epilogue fusion: 1 of 1 binary convs fused (multiplier 1, bias 1)" in text
+
+
+def test_compiled_agreement_tolerates_isolated_threshold_flips():
+    g = torch.Generator().manual_seed(5)
+    want = torch.randn(32, 10, generator=g)
+    assert bm.compiled_agrees(want.clone(), want) == (True, 0, "0 of 32 inputs differed, max deviation 0.00e+00")
+    # within rtol 1e-3 / atol 1e-4 everywhere
+    ok, n, _ = bm.compiled_agrees(want * (1 + 5e-4), want)
+    assert ok and n == 0
+    # an isolated flip: one input off by more, top-1 unchanged
+    got = want.clone()
+    got[7] += 0.01 * torch.sign(got[7] - got[7].max())  # moves away from the top-1 logit
+    ok, n, detail = bm.compiled_agrees(got, want)
+    assert ok and n == 1 and detail == "1 of 32 inputs differed, max deviation 1.00e-02"
+    got[20] += 0.02 * torch.sign(got[20] - got[20].max())
+    ok, n, detail = bm.compiled_agrees(got, want)
+    assert ok and n == 2 and "max deviation 2.00e-02" in detail  # 2 of 32 = 1 in 16
+    got[3] += 0.02 * torch.sign(got[3] - got[3].max())
+    ok, n, detail = bm.compiled_agrees(got, want)
+    assert not ok and n == 3 and detail.startswith("3 of 32 inputs differed")
+    # a changed top-1 is never tolerated, even on a single input
+    got = want.clone()
+    i = int(want[4].argmin())
+    got[4, i] = want[4].max() + 1
+    ok, n, detail = bm.compiled_agrees(got, want)
+    assert not ok and n == 1 and detail.endswith("top-1 differed on 1")
+    # batches under 16: no input may differ; NaN differs; shapes must match
+    ok, n, _ = bm.compiled_agrees(want[:8] + torch.eye(8, 10) * 1e-2, want[:8])
+    assert not ok and n == 8
+    one = want[:1].clone()
+    one[0, 0] += 1e-2 * torch.sign(one[0, 0] - one[0].max())
+    assert bm.compiled_agrees(one, want[:1])[:2] == (False, 1)
+    nan = want.clone()
+    nan[0, (int(want[0].argmax()) + 1) % 10] = float("nan")
+    ok, n, detail = bm.compiled_agrees(nan, want)
+    assert not ok and n == 1 and detail.endswith("NaN on 1")
+    assert bm.compiled_agrees(want[:, :5], want)[0] is False
+
+
+def test_compile_note_names_the_inputs_that_differed(monkeypatch):
+    model = torch.nn.Linear(4, 3).eval()
+    x = torch.randn(32, 4)
+
+    def flip_one(m):
+        def run(t):
+            out = m(t)
+            out[5] += 1e-2 * torch.sign(out[5] - out[5].max())
+            return out
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", flip_one)
+    ms, how = bm._try_compile(model, x, float("inf"), torch.device("cpu"), 1)
+    assert ms > 0 and how == "torch.compile (1 of 32 inputs differed, max deviation 1.00e-02)"
+    ms, how = bm._try_compile(model, x[:8], float("inf"), torch.device("cpu"), 1)
+    assert ms is None and how == "eager (torch.compile output differed: 1 of 8 inputs differed, max deviation 1.00e-02)"
