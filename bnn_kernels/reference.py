@@ -25,6 +25,8 @@ __all__ = [
     "binary_weight_linear",
     "epilogue",
     "binary_weight_conv2d",
+    "xnor_gemm_dual",
+    "binary_conv2d_dual",
 ]
 
 _SHIFTS = torch.arange(32, dtype=torch.int64)
@@ -137,6 +139,22 @@ def binary_conv2d(x_bits, w_bits, in_channels, stride=1, padding=0, dilation=1, 
         ph = pw = 0
     y = F.conv2d(x, w, None, pair(stride, "stride"), (ph, pw), pair(dilation, "dilation"), groups)
     return epilogue(y.to(torch.int32), channel_dim=1, **epilogue_args)
+
+
+def _dual(op, args, epilogue_args):
+    """(float output, bits) of a dual op: the op with out_dtype (float32 by default), then with
+    out_threshold (the bits of the float32 y, never of the rounded output)."""
+    kw = dict(epilogue_args)
+    thr, out_dtype = kw.pop("out_threshold"), kw.pop("out_dtype", None)
+    return op(*args, **kw, out_dtype=out_dtype or torch.float32), op(*args, **kw, out_threshold=thr)
+
+
+def xnor_gemm_dual(a_bits, b_bits, k, **epilogue_args):
+    return _dual(xnor_gemm, (a_bits, b_bits, k), epilogue_args)
+
+
+def binary_conv2d_dual(x_bits, w_bits, in_channels, stride=1, padding=0, dilation=1, groups=1, pad_value=0, **kw):
+    return _dual(binary_conv2d, (x_bits, w_bits, in_channels, stride, padding, dilation, groups, pad_value), kw)
 
 
 def bitserial_gemm(a_planes, w_planes, k, a_coefs, w_coefs, a_offset=0, w_offset=0, reduce=True):

@@ -165,3 +165,32 @@ def test_export_fused_equals_eager(reactnet, rng, tmp_path):
         with torch.no_grad(), SeparateAddcmul():
             want = reactnet(x)
         assert torch.equal(run(x).view(torch.int32), want.view(torch.int32))
+
+
+class ReActA32(torch.nn.Module):
+    """ReActA's two blocks at 32 channels: the doubled block's halves are whole bit words, so its
+    output (the next block's shortcut) comes with its packed bits through the cat."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1, bias=False), torch.nn.BatchNorm2d(32))
+        self.blocks = torch.nn.Sequential(_ReActABlock(32, 64, 2), _ReActABlock(64, 64, 1))
+
+    def forward(self, x):
+        return self.blocks(self.stem(x))
+
+
+def test_compile_dual_through_a_cat_equals_eager(rng):
+    blocks = _converted(ReActA32, 3).blocks
+    fusion = bk.FusionPass()
+    compiled = bk.compile(blocks, fuse=fusion, options={"fx_graph_cache": False})
+    for batch in (1, rng.randrange(2, 5)):
+        x = _inputs(rng.randrange(2**31), batch, 32)
+        with torch.no_grad():
+            got = compiled(x)
+            with SeparateAddcmul():
+                want = blocks(x)
+        assert torch.equal(got.view(torch.int32), want.view(torch.int32))
+    r = fusion.reports[0]
+    # the doubled block's two 1x1 convs (through the cat) and the second block's 3x3 conv
+    assert r.dual == 3 and [bool(e.get("dual")) for e in r.ops] == [False, True, True, True, False]

@@ -53,6 +53,9 @@ def test_xnor_gemm_dual_equals_separate_calls(seed, out_dtype, cpu_isa):
     same(y, want_y)
     same(bits, want_bits)
     same(bits, R.xnor_gemm(a, b, k, **{name: v for name, v in kw.items() if name != "out_dtype"}))
+    ref_y, ref_bits = R.xnor_gemm_dual(a, b, k, **kw)
+    same(y, ref_y)
+    same(bits, ref_bits)
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 37])
@@ -80,6 +83,9 @@ def test_binary_conv2d_dual_equals_separate_calls(seed, cpu_isa):
     want_y, want_bits = separate_calls(bk.binary_conv2d, (x, wt, cin), {**geo, **kw}, True)
     same(y, want_y)
     same(bits, want_bits)
+    ref_y, ref_bits = R.binary_conv2d_dual(x, wt, cin, **geo, **kw)
+    same(y, torch.empty_like(y).copy_(ref_y))  # channels_last strides (ambiguous for O = 1)
+    same(bits, ref_bits)
 
 
 @pytest.mark.parametrize("groups,cout", [(1, 70), (1, 64), (2, 64), (2, 70), (4, 128)])
