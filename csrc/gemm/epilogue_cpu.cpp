@@ -68,14 +68,17 @@ ValuesFn select_epilogue_values() {
 
 void epilogue_block(const Epilogue& e, ValuesFn values, const int32_t* acc, int64_t acc_ld, int64_t m0, int64_t rows,
                     int64_t n0, int64_t cols) {
-  alignas(64) float y[kChunk];
+  alignas(64) float buf[kChunk];
   const BitsFn bits = e.bits_out ? bits_for(values) : nullptr;
+  // float32 outputs take the values in place (the bits step then reads them from there)
+  float* const out32 = e.out && e.out_dtype == OutDtype::Float32 ? static_cast<float*>(e.out) : nullptr;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
     for (int64_t c = 0; c < cols; c += kChunk) {
       const int64_t len = std::min(kChunk, cols - c);
+      float* const y = out32 ? out32 + m * e.out_ld + n0 + c : buf;
       values(e, m, n0 + c, len, acc + r * acc_ld + c, y);
-      if (e.out && e.out_dtype != OutDtype::Int32) store_float(e, m, n0 + c, len, y);
+      if (!out32 && e.out && e.out_dtype != OutDtype::Int32) store_float(e, m, n0 + c, len, y);
       // bit words (n0 + c)/32 ... of row m: bit j of a word = (y >= out_threshold) of its channel
       if (bits) bits(y, e.out_threshold + n0 + c, len, e.bits_out + m * e.bits_ld + (n0 + c) / 32);
     }
