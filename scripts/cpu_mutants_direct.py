@@ -1,8 +1,10 @@
-"""Mutants of the direct binary conv kernel (csrc/conv/direct_avx2.cpp), for
-plant_cpu_bugs.py: (name, file, original snippet, replacement, test files)."""
+"""Mutants of the direct binary conv kernel (csrc/conv/direct_avx2.cpp), its weight cache and
+the in-place float32 epilogue, for plant_cpu_bugs.py: (name, file, original snippet,
+replacement, test files)."""
 
 DC = "csrc/conv/direct_avx2.cpp"
 PC = "csrc/common/prepared_cache.h"
+EC = "csrc/gemm/epilogue_cpu.cpp"
 CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
 EPILOGUE = ["tests/ops/test_epilogue.py"]
 
@@ -57,5 +59,8 @@ DIRECT_MUTANTS = [
      "if (n != 0 && std::memcmp(it->copy.data(), src, n * sizeof(uint32_t)) != 0) continue;", "", CONV),
     ("prepared_cache_ignores_key", PC,
      "if (it->src != src || it->key != key ||", "if (it->src != src ||", CONV),
+    ("epilogue_in_place_column_offset", EC,
+     "float* const y = out32 ? out32 + m * e.out_ld + n0 + c : buf;",
+     "float* const y = out32 ? out32 + m * e.out_ld + c : buf;", EPILOGUE),
 ]
 # fmt: on
