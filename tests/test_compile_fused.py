@@ -98,10 +98,11 @@ def test_compile_reactnet_fused_equals_eager(reactnet, rng):
     assert r.fused["act_shift_in"] == r.fused["act_shift_out"] == r.ops_fused
     assert "fused 5 of 5" in str(fusion.reports[0])
     assert sum(s.startswith("after the cat") for s in fusion.reports[0].stopped.elements()) == 2
-    # the second block's 3x3 conv output is its shortcut and, packed, its 1x1 conv's input: one
-    # dual call (the first block's output goes through a float sign, the cat's members have
-    # channel counts that split words)
-    assert r.dual == len(fusion.reports) and fusion.reports[0].ops[3]["dual"]
+    # each block's 3x3 conv output is its shortcut and, packed, its 1x1 convs' input (the RSign
+    # between them is folded into their thresholds): two dual calls; the cat's members have
+    # channel counts that split words, so the block outputs stay float + pack_bits
+    ops = fusion.reports[0].ops
+    assert r.dual == 2 * len(fusion.reports) and ops[0]["dual"] and ops[3]["dual"]
 
 
 def test_compile_bireal_fused_equals_unfused(bireal, rng):
@@ -192,5 +193,6 @@ def test_compile_dual_through_a_cat_equals_eager(rng):
                 want = blocks(x)
         assert torch.equal(got.view(torch.int32), want.view(torch.int32))
     r = fusion.reports[0]
-    # the doubled block's two 1x1 convs (through the cat) and the second block's 3x3 conv
-    assert r.dual == 3 and [bool(e.get("dual")) for e in r.ops] == [False, True, True, True, False]
+    # both 3x3 convs (their RSign folded into the 1x1 convs' thresholds) and the doubled
+    # block's two 1x1 convs (through the cat)
+    assert r.dual == 4 and [bool(e.get("dual")) for e in r.ops] == [True, True, True, True, False]
