@@ -94,7 +94,7 @@ class FusionReport:
         lines = [f"fused {self.ops_fused} of {len(self.ops)} binary op calls"]
         lines += [f"  {k}: {v}" for k, v in sorted(self.fused.items(), key=lambda kv: _SLOT_OF[kv[0]])]
         if self.dual:
-            lines.append(f"  float output and bits from one call (pack_bits dropped): {self.dual}")
+            lines.append(f"  float output and bits from one call (dual op, its pack_bits dropped): {self.dual}")
         lines.append("chains stopped at:")
         lines += [f"  {v} x {k}" for k, v in self.stopped.most_common()]
         return "\n".join(lines)

@@ -46,7 +46,7 @@ def test_float_and_bits_of_one_op(rng, gemm):
     e = only_op(rep)
     assert e["fused"] == ["multiplier", "bias", "residual"] and e["dual"] and rep.dual == 1
     assert PACK not in targets(gm) and duals(gm) == 1
-    assert "pack_bits dropped): 1" in str(rep)
+    assert "pack_bits dropped): 1" in str(rep)  # the dual call count
 
 
 def test_scalar_threshold_through_a_copy_and_same_shape_view(rng):
