@@ -33,7 +33,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from cpu_mutants_direct import DIRECT_MUTANTS  # noqa: E402
+from cpu_mutants_conv import CONV_MUTANTS  # noqa: E402
 from snippet_match import replace_once  # noqa: E402
 
 PACK = ["tests/ops/test_pack_edges.py", "tests/ops/test_pack.py"]
@@ -234,49 +234,6 @@ MUTANTS = [
     M("multiply_tiles_k_block_last", GD,
       "const bool first = k0 == 0, last = k0 + kn == w64;\n    for (int64_t p0",
       "const bool first = k0 == 0, last = kn == w64;\n    for (int64_t p0", CONV),
-    # ---- conv ----
-    M("conv_group_channel_offset", CV,
-      "any_padded |= gather_pixel(x, p, g, r0 + r, grp * g.cg, row,",
-      "any_padded |= gather_pixel(x, p, g, r0 + r, grp * g.wg * 32, row,", CONV),
-    M("conv_pad_fill_sign", CV,
-      "g.fill = p.pad_value == 1 ? 0xFFFFFFFFu : 0u;", "g.fill = p.pad_value == -1 ? 0xFFFFFFFFu : 0u;", CONV),
-    M("conv_pad_correction_sign", CV,
-      "for (int64_t j = 0; j < g.og; ++j) orow[j] += ws[j];",
-      "for (int64_t j = 0; j < g.og; ++j) orow[j] -= ws[j];", CONV),
-    M("conv_pad_correction_kpad", CV,
-      "wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(cg);",
-      "wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(wg * 32);", CONV),
-    M("conv_pad_correction_group", CV,
-      "correct_zero_padding(pad_buf.get(), wsum + grp * g.og, rn, p, g, o);",
-      "correct_zero_padding(pad_buf.get(), wsum, rn, p, g, o);", CONV),
-    M("conv_dilation_w_uses_h", CV,
-      "const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;",
-      "const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_h;", CONV),
-    M("conv_stride_h_uses_w", CV,
-      "const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;",
-      "const int64_t ih = oh * p.stride_w - p.pad_h + kh * p.dil_h;", CONV),
-    M("conv_border_off_by_one", CV,
-      "ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w;",
-      "ih >= 0 && ih < p.in_h && iw > 0 && iw < p.in_w;", CONV),
-    M("conv_weight_tail_unmasked", CV,
-      "if (j == wg - 1) v &= last;", "", CONV),
-    M("conv_skip_weight_cleaning", CV,
-      "const bool clean_w = g.last != 0xFFFFFFFFu;", "const bool clean_w = false;", CONV),
-    M("conv_extract_last_word_mask", CV,
-      "dst[words_g - 1] &= tail_mask(cg);", "dst[words_g - 1] &= tail_mask(cg + 1);", CONV),
-    M("conv_beta_kpad", CV,
-      "beta = static_cast<int32_t>(g.taps * g.cg);", "beta = static_cast<int32_t>(g.taps * g.wg * 32);", CONV),
-    M("conv_odd_half_word_not_cleared", CV, "row[2 * g.w64 - 1] = 0;", "(void)0;", CONV),
-    M("conv_last_block_skipped", CV,
-      "g.blocks = (g.pixels + g.block_rows - 1) / g.block_rows;",
-      "g.blocks = g.pixels / g.block_rows + (g.pixels < g.block_rows);", CONV),
-    M("conv_group_weight_tiles", CV,
-      "bp + grp * g.n_tiles * g.mk.nr * g.w64, g.og,", "bp + grp * g.og * g.w64, g.og,", CONV),
-    M("conv_pixel_row_index", CV,
-      "oh = (pix / p.out_w) % p.out_h;", "oh = (pix / p.out_w) % p.out_w;", CONV),
-    M("conv_extract_shift_carry", CV,
-      "(w0 + j + 1 < src_words) ? (src[w0 + j + 1] << (32 - s)) : 0u;",
-      "(w0 + j + 1 < src_words - 1) ? (src[w0 + j + 1] << (32 - s)) : 0u;", CONV),
     # ---- bit-serial ----
     M("bitserial_row_popcount_unmasked", BS,
       "out[r] = dot(b + r * words, b + r * words, words, last);",
@@ -492,7 +449,7 @@ MUTANTS = [
       "const at::Tensor x = x_in.to(affine.acc).contiguous(), w = w_in.contiguous();\n  if", WCONV),
 ]
 # fmt: on
-MUTANTS += [M(*m) for m in DIRECT_MUTANTS]
+MUTANTS += [M(*m) for m in CONV_MUTANTS]
 
 
 def tree_files(root):

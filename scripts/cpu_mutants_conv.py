@@ -1,7 +1,9 @@
-"""Mutants of the direct binary conv kernel (csrc/conv/direct_avx2.cpp), its weight cache and
-the in-place float32 epilogue, for plant_cpu_bugs.py: (name, file, original snippet,
-replacement, test files)."""
+"""Mutants of binary_conv2d's CPU kernels, for plant_cpu_bugs.py: the implicit GEMM
+(csrc/conv/binary_conv_cpu.cpp), the direct kernel (csrc/conv/direct_avx2.cpp), its weight
+cache and the in-place float32 epilogue. Entries: (name, file, original snippet, replacement,
+test files). The conv tests run both kernels (the conv_path fixture)."""
 
+CV = "csrc/conv/binary_conv_cpu.cpp"
 DC = "csrc/conv/direct_avx2.cpp"
 PC = "csrc/common/prepared_cache.h"
 EC = "csrc/gemm/epilogue_cpu.cpp"
@@ -9,7 +11,51 @@ CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
 EPILOGUE = ["tests/ops/test_epilogue.py"]
 
 # fmt: off
-DIRECT_MUTANTS = [
+CONV_MUTANTS = [
+    # ---- conv ----
+    ("conv_group_channel_offset", CV,
+      "any_padded |= gather_pixel(x, p, g, r0 + r, grp * g.cg, row,",
+      "any_padded |= gather_pixel(x, p, g, r0 + r, grp * g.wg * 32, row,", CONV),
+    ("conv_pad_fill_sign", CV,
+      "g.fill = p.pad_value == 1 ? 0xFFFFFFFFu : 0u;", "g.fill = p.pad_value == -1 ? 0xFFFFFFFFu : 0u;", CONV),
+    ("conv_pad_correction_sign", CV,
+      "for (int64_t j = 0; j < g.og; ++j) orow[j] += ws[j];",
+      "for (int64_t j = 0; j < g.og; ++j) orow[j] -= ws[j];", CONV),
+    ("conv_pad_correction_kpad", CV,
+      "wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(cg);",
+      "wsum[t * p.out_channels + o] = 2 * pc - static_cast<int32_t>(wg * 32);", CONV),
+    ("conv_pad_correction_group", CV,
+      "correct_zero_padding(pad_buf.get(), wsum + grp * g.og, rn, p, g, o);",
+      "correct_zero_padding(pad_buf.get(), wsum, rn, p, g, o);", CONV),
+    ("conv_dilation_w_uses_h", CV,
+      "const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;",
+      "const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_h;", CONV),
+    ("conv_stride_h_uses_w", CV,
+      "const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;",
+      "const int64_t ih = oh * p.stride_w - p.pad_h + kh * p.dil_h;", CONV),
+    ("conv_border_off_by_one", CV,
+      "ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w;",
+      "ih >= 0 && ih < p.in_h && iw > 0 && iw < p.in_w;", CONV),
+    ("conv_weight_tail_unmasked", CV,
+      "if (j == wg - 1) v &= last;", "", CONV),
+    ("conv_skip_weight_cleaning", CV,
+      "const bool clean_w = g.last != 0xFFFFFFFFu;", "const bool clean_w = false;", CONV),
+    ("conv_extract_last_word_mask", CV,
+      "dst[words_g - 1] &= tail_mask(cg);", "dst[words_g - 1] &= tail_mask(cg + 1);", CONV),
+    ("conv_beta_kpad", CV,
+      "beta = static_cast<int32_t>(g.taps * g.cg);", "beta = static_cast<int32_t>(g.taps * g.wg * 32);", CONV),
+    ("conv_odd_half_word_not_cleared", CV, "row[2 * g.w64 - 1] = 0;", "(void)0;", CONV),
+    ("conv_last_block_skipped", CV,
+      "g.blocks = (g.pixels + g.block_rows - 1) / g.block_rows;",
+      "g.blocks = g.pixels / g.block_rows + (g.pixels < g.block_rows);", CONV),
+    ("conv_group_weight_tiles", CV,
+      "bp + grp * g.n_tiles * g.mk.nr * g.w64, g.og,", "bp + grp * g.og * g.w64, g.og,", CONV),
+    ("conv_pixel_row_index", CV,
+      "oh = (pix / p.out_w) % p.out_h;", "oh = (pix / p.out_w) % p.out_w;", CONV),
+    ("conv_extract_shift_carry", CV,
+      "(w0 + j + 1 < src_words) ? (src[w0 + j + 1] << (32 - s)) : 0u;",
+      "(w0 + j + 1 < src_words - 1) ? (src[w0 + j + 1] << (32 - s)) : 0u;", CONV),
+    # ---- direct kernel, its weight cache, the in-place epilogue ----
     ("direct_fold_too_late", DC,
      "constexpr int64_t kPairsPerFold = 31;", "constexpr int64_t kPairsPerFold = 32;", CONV),
     ("direct_input_tail_unmasked", DC, "if (j == d.wx - 1) v &= last;", "", CONV),
