@@ -20,14 +20,18 @@ def rng(request):
     return random.Random(request.node.nodeid)
 
 
+def _on_cuda(request) -> bool:
+    """The test runs on a CUDA device (one of its device fixtures is a cuda parameter)."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    return any(str(params.get(name, "")).startswith("cuda") for name in DEVICE_FIXTURES)
+
+
 @pytest.fixture(params=["auto", "avx2", "scalar"])
 def cpu_isa(request, monkeypatch):
     """Runs a test with the best CPU kernels, then with the choice capped at AVX2 and at scalar
     (a path the CPU lacks falls back to the next one down). A test on a CUDA device runs
     with the best CPU kernels only: the cap changes nothing on the GPU."""
-    params = getattr(getattr(request.node, "callspec", None), "params", {})
-    on_cuda = any(str(params.get(name, "")).startswith("cuda") for name in DEVICE_FIXTURES)
-    if on_cuda and request.param != "auto":
+    if _on_cuda(request) and request.param != "auto":
         pytest.skip("the CPU ISA cap applies to the CPU kernels only")
     if request.param == "auto":
         monkeypatch.delenv("BNN_KERNELS_CPU_ISA", raising=False)
@@ -42,11 +46,9 @@ def conv_path(request, cpu_isa, monkeypatch):
     kernel where AVX2 runs), then the implicit GEMM forced with BNN_KERNELS_CONV_PATH=gemm.
     The forced GEMM is skipped where the default already is the GEMM (no AVX2, or the cap), and
     on CUDA devices. Returns the path in effect (bnn_kernels.cpu_conv_path())."""
-    params = getattr(getattr(request.node, "callspec", None), "params", {})
-    on_cuda = any(str(params.get(name, "")).startswith("cuda") for name in DEVICE_FIXTURES)
     monkeypatch.delenv("BNN_KERNELS_CONV_PATH", raising=False)
     if request.param == "gemm":
-        if on_cuda or bnn_kernels.cpu_conv_path() != "direct-avx2":
+        if _on_cuda(request) or bnn_kernels.cpu_conv_path() != "direct-avx2":
             pytest.skip("the default CPU conv path is the implicit GEMM here")
         monkeypatch.setenv("BNN_KERNELS_CONV_PATH", "gemm")
     return bnn_kernels.cpu_conv_path()
