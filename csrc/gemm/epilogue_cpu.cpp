@@ -23,12 +23,10 @@ void values_scalar(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const 
   for (int64_t j = 0; j < len; ++j) y[j] = epilogue_value(e, m, n0 + j, acc[j]);
 }
 
-// Stores y[0, len) as columns [n0, n0 + len) of row m of the float output.
+// Stores y[0, len) as columns [n0, n0 + len) of row m of a float16 / bfloat16 output
+// (epilogue_block computes a float32 output in place).
 void store_float(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const float* y) {
   switch (e.out_dtype) {
-    case OutDtype::Float32:
-      std::memcpy(static_cast<float*>(e.out) + m * e.out_ld + n0, y, len * sizeof(float));
-      break;
     case OutDtype::Float16: {
       uint16_t* o = static_cast<uint16_t*>(e.out) + m * e.out_ld + n0;
       for (int64_t j = 0; j < len; ++j) o[j] = float_to_half_bits(y[j]);
@@ -39,8 +37,9 @@ void store_float(const Epilogue& e, int64_t m, int64_t n0, int64_t len, const fl
       for (int64_t j = 0; j < len; ++j) o[j] = float_to_bfloat16_bits(y[j]);
       break;
     }
-    case OutDtype::Int32:
-      break;  // no float output (bits only)
+    case OutDtype::Float32:  // written in place
+    case OutDtype::Int32:    // no float output (bits only)
+      break;
   }
 }
 
@@ -78,7 +77,7 @@ void epilogue_block(const Epilogue& e, ValuesFn values, const int32_t* acc, int6
       const int64_t len = std::min(kChunk, cols - c);
       float* const y = out32 ? out32 + m * e.out_ld + n0 + c : buf;
       values(e, m, n0 + c, len, acc + r * acc_ld + c, y);
-      if (!out32 && e.out && e.out_dtype != OutDtype::Int32) store_float(e, m, n0 + c, len, y);
+      if (!out32 && e.out) store_float(e, m, n0 + c, len, y);
       // bit words (n0 + c)/32 ... of row m: bit j of a word = (y >= out_threshold) of its channel
       if (bits) bits(y, e.out_threshold + n0 + c, len, e.bits_out + m * e.bits_ld + (n0 + c) / 32);
     }
