@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "common/bits.h"
 #include "common/epilogue.h"
 
 namespace bnn {
@@ -25,6 +26,22 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_
   if (in + 2 * p < span) return 0;
   return (in + 2 * p - span) / s + 1;
 }
+
+// Sizes every CPU conv kernel derives from ConvParams.
+struct ConvSizes {
+  int64_t cg, og;  // channels and output channels per group
+  int64_t wg, wx;  // 32-bit words per tap (one group) and per input pixel (all channels)
+  int64_t taps, pixels;
+
+  static ConvSizes of(const ConvParams& p) {
+    return ConvSizes{p.group_channels(),
+                     p.group_out(),
+                     words_for_bits(p.group_channels()),
+                     words_for_bits(p.in_channels),
+                     p.kernel_h * p.kernel_w,
+                     p.batch * p.out_h * p.out_w};
+  }
+};
 
 namespace cpu {
 

@@ -92,10 +92,8 @@ void prepare_weights(const int32_t* w, const ConvParams& p, int64_t wg, int32_t*
 
 // Sizes shared by the passes: of a group's GEMM (rows = output pixels, columns = the
 // group's output channels, K = taps * Cg bits) and of its tiles and pixel blocks.
-struct ConvGemm {
-  int64_t cg, og;  // channels and output channels per group
-  int64_t wg, wx;  // 32-bit words per tap (one group) and per input pixel (all channels)
-  int64_t taps, row_words, pixels;
+struct ConvGemm : ConvSizes {
+  int64_t row_words;
   int64_t w64, n_tiles;  // 64-bit words per GEMM row; B tiles per group
   int64_t block_rows, blocks;
   uint32_t fill, last;  // a padded tap's words; the valid bits of a tap's last word
@@ -104,14 +102,8 @@ struct ConvGemm {
 };
 
 ConvGemm plan_gemm(const ConvParams& p, int nt) {
-  ConvGemm g;
-  g.cg = p.group_channels();
-  g.og = p.group_out();
-  g.wg = words_for_bits(g.cg);
-  g.wx = words_for_bits(p.in_channels);
-  g.taps = p.kernel_h * p.kernel_w;
+  ConvGemm g{ConvSizes::of(p)};
   g.row_words = g.taps * g.wg;
-  g.pixels = p.batch * p.out_h * p.out_w;
   g.mk = select_microkernel(BitOp::Xor);
   g.w64 = (g.row_words + 1) / 2;
   g.n_tiles = (g.og + g.mk.nr - 1) / g.mk.nr;

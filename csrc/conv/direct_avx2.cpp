@@ -49,8 +49,8 @@ struct Pair {
 };
 
 // Sizes of one call.
-struct Direct {
-  int64_t cg, og, wg, wx, taps, chunks, pixels, in_pixels;
+struct Direct : ConvSizes {
+  int64_t chunks, in_pixels;
   int64_t rows;  // output pixels per block
 };
 
@@ -244,14 +244,8 @@ void conv_block(const uint32_t* xs, const uint32_t* ws, const ConvParams& p, con
 
 void direct_conv(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, const Epilogue* e,
                  int num_threads) {
-  Direct d;
-  d.cg = p.group_channels();
-  d.og = p.group_out();
-  d.wg = words_for_bits(d.cg);
-  d.wx = words_for_bits(p.in_channels);
-  d.taps = p.kernel_h * p.kernel_w;
+  Direct d{ConvSizes::of(p)};
   d.chunks = (d.og + kChunk - 1) / kChunk;
-  d.pixels = p.batch * p.out_h * p.out_w;
   d.in_pixels = p.batch * p.in_h * p.in_w;
   if (d.pixels == 0 || p.out_channels == 0) return;
   const int nt = sane_threads(num_threads);
