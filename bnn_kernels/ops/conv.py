@@ -51,15 +51,13 @@ def binary_conv2d(
         x_bits of a following binary_conv2d. residual is float32 [N, O, Ho, Wo] (the float
         output's shape) in any memory format; channels_last saves a copy.
     """
-    if isinstance(pad_value, bool) or not isinstance(pad_value, int):
-        raise TypeError(f"pad_value must be the int 0, 1 or -1, got {pad_value!r}")
     return _native.ops().binary_conv2d(
         x_bits,
         w_bits,
         in_channels,
         *conv_args(stride, padding, dilation),
         groups,
-        pad_value,
+        int_pad_value(pad_value),
         multiplier=multiplier,
         bias=bias,
         residual=residual,
@@ -98,15 +96,13 @@ def binary_conv2d_dual(
     the next binary_conv2d). Arguments as binary_conv2d's; out_threshold (float32 [O]) is
     required and out_dtype is a float dtype (default torch.float32).
     """
-    if isinstance(pad_value, bool) or not isinstance(pad_value, int):
-        raise TypeError(f"pad_value must be the int 0, 1 or -1, got {pad_value!r}")
     return _native.ops().binary_conv2d_dual(
         x_bits,
         w_bits,
         in_channels,
         *conv_args(stride, padding, dilation),
         groups,
-        pad_value,
+        int_pad_value(pad_value),
         multiplier=multiplier,
         bias=bias,
         residual=residual,
@@ -123,6 +119,14 @@ binary_conv2d_dual.__doc__ += DUAL_DOC + EPILOGUE_DOC
 
 def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def int_pad_value(pad_value) -> int:
+    """pad_value as the schemas take it (an int; a bool or other type raises naming it; the
+    kernels check the value)."""
+    if isinstance(pad_value, bool) or not isinstance(pad_value, int):
+        raise TypeError(f"pad_value must be the int 0, 1 or -1, got {pad_value!r}")
+    return pad_value
 
 
 def conv_args(stride, padding, dilation) -> list[list[int]]:
