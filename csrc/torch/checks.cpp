@@ -165,6 +165,10 @@ at::Tensor pack_thresholds(const at::Tensor& x, double threshold, const c10::opt
   const auto st = x.scalar_type();
   const bool half = st == at::kHalf || st == at::kBFloat16;
   const at::ScalarType cmp = at::isFloatingType(st) ? (half ? at::kFloat : st) : at::kDouble;
+  // A threshold tensor already of x's (floating) dtype needs no rounding: the round trip through
+  // float64 would return the same values at the cost of two copies per call.
+  if (channel_threshold.has_value() && channel_threshold->scalar_type() == st && at::isFloatingType(st))
+    return channel_threshold->to(cmp).contiguous();
   at::Tensor thr = channel_threshold.has_value() ? channel_threshold->to(at::kDouble)
                                                  : at::full({1}, threshold, x.options().dtype(at::kDouble));
   if (at::isFloatingType(st)) thr = thr.to(st);
