@@ -56,15 +56,16 @@ def cpu_gemm_isa() -> str:
 
 
 def cpu_conv_path() -> str:
-    """The CPU kernel binary_conv2d runs now (for groups = 1): 'direct-avx2', the direct
-    kernel (output channels along the vector lanes, operands split into nibbles once per
-    call, no im2col), or the name of the GEMM micro-kernel (see cpu_gemm_isa) when it runs
+    """The CPU kernel binary_conv2d runs now (for groups = 1): a direct kernel
+    ('direct-avx512', 'direct-avx2' or 'direct-scalar': output channels along the vector
+    lanes, no im2col), or the name of the GEMM micro-kernel (see cpu_gemm_isa) when it runs
     the implicit GEMM.
 
-    The direct kernel is the AVX2 path: it runs where the GEMM would run its AVX2 kernel and
+    By default the direct kernel runs where the GEMM would run its AVX-512 or AVX2 kernel and
     each group's channels start at a whole 32-bit word (groups = 1, or channels per group a
-    multiple of 32). ``BNN_KERNELS_CONV_PATH=gemm`` forces the implicit GEMM (read at every
-    call, like ``BNN_KERNELS_CPU_ISA``).
+    multiple of 32); the implicit GEMM runs otherwise, and on the scalar path.
+    ``BNN_KERNELS_CONV_PATH=gemm`` or ``=direct`` forces one (read at every call, like
+    ``BNN_KERNELS_CPU_ISA``; direct still needs groups that start at whole words).
     """
     return _C.cpu_conv_path() if _C is not None else "unavailable"
 

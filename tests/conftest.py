@@ -40,17 +40,16 @@ def cpu_isa(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["auto", "gemm"])
+@pytest.fixture(params=["direct", "gemm"])
 def conv_path(request, cpu_isa, monkeypatch):
-    """binary_conv2d's CPU kernel under each ISA cap (cpu_isa): the default choice (the direct
-    kernel where AVX2 runs), then the implicit GEMM forced with BNN_KERNELS_CONV_PATH=gemm.
-    The forced GEMM is skipped where the default already is the GEMM (no AVX2, or the cap), and
-    on CUDA devices. Returns the path in effect (bnn_kernels.cpu_conv_path())."""
-    monkeypatch.delenv("BNN_KERNELS_CONV_PATH", raising=False)
-    if request.param == "gemm":
-        if _on_cuda(request) or bnn_kernels.cpu_conv_path() != "direct-avx2":
-            pytest.skip("the default CPU conv path is the implicit GEMM here")
-        monkeypatch.setenv("BNN_KERNELS_CONV_PATH", "gemm")
+    """binary_conv2d's CPU kernels under each ISA cap (cpu_isa), each forced with
+    BNN_KERNELS_CONV_PATH: the direct kernel of that instruction set (direct-avx512,
+    direct-avx2, or direct-scalar, the portable twin of the AVX-512 kernel's layout and
+    blocking), then the implicit GEMM. On CUDA devices only the first runs (the CPU path
+    changes nothing there). Returns the path in effect (bnn_kernels.cpu_conv_path())."""
+    if request.param == "gemm" and _on_cuda(request):
+        pytest.skip("the CPU conv path changes nothing on CUDA")
+    monkeypatch.setenv("BNN_KERNELS_CONV_PATH", request.param)
     return bnn_kernels.cpu_conv_path()
 
 

@@ -167,7 +167,7 @@ GEMM_CONV = "bnn_kernels.binary_conv2d implicit GEMM"
 def _conv_path_rows(ours, xb, wb, cin, stride, work, device, repeats) -> list[Result]:
     """Where the CPU conv runs the direct kernel, the implicit GEMM (BNN_KERNELS_CONV_PATH=gemm)
     timed in turns with it in the same run: the comparison row (ours against the GEMM)."""
-    if device.type != "cpu" or bk.cpu_conv_path() != "direct-avx2":
+    if device.type != "cpu" or not bk.cpu_conv_path().startswith("direct"):
         return []
     old = os.environ.get("BNN_KERNELS_CONV_PATH")
 

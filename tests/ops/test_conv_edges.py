@@ -124,18 +124,21 @@ def test_binary_conv2d_groups_of_whole_words(seed, rng):
         check(x, wt, c, kw, seed)
 
 
-def test_conv_path_choice(monkeypatch):
-    """The direct kernel runs wherever the GEMM would run its AVX2 kernel, the implicit GEMM
-    otherwise; BNN_KERNELS_CONV_PATH=gemm forces the GEMM."""
+@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512"])
+def test_conv_path_choice(monkeypatch, isa):
+    """By default the direct kernel runs wherever the GEMM would run its AVX2 or AVX-512
+    kernel, the implicit GEMM on the scalar path; BNN_KERNELS_CONV_PATH forces either."""
     monkeypatch.delenv("BNN_KERNELS_CONV_PATH", raising=False)
-    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
-    assert bk.cpu_conv_path() == bk.cpu_gemm_isa()
-    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
-    if bk.cpu_gemm_isa() != "avx2":
-        pytest.skip("this CPU has no AVX2")
-    assert bk.cpu_conv_path() == "direct-avx2"
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", isa)
+    gemm = bk.cpu_gemm_isa()
+    if not gemm.startswith(isa):
+        pytest.skip(f"this CPU has no {isa} GEMM kernel")
+    direct = "direct-" + isa
+    assert bk.cpu_conv_path() == (gemm if isa == "scalar" else direct)
     monkeypatch.setenv("BNN_KERNELS_CONV_PATH", "gemm")
-    assert bk.cpu_conv_path() == "avx2"
+    assert bk.cpu_conv_path() == gemm
+    monkeypatch.setenv("BNN_KERNELS_CONV_PATH", "direct")
+    assert bk.cpu_conv_path() == direct
 
 
 def test_binary_conv2d_weights_changed_in_place_between_calls(rng):

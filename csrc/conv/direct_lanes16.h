@@ -1,0 +1,27 @@
+// The direct conv's layout with one 32-bit word per input word and 16 output channels per
+// register (conv/direct_impl.h): shared by the AVX-512 VPOPCNTDQ kernel (direct_avx512.cpp)
+// and its portable twin (direct_scalar.cpp), which runs the same blocking and layout with a
+// loop over the 16 lanes, so everything but the few vector instructions is tested on every
+// CPU. Internal to those files.
+#pragma once
+
+#include "conv/direct_impl.h"
+
+namespace bnn::cpu::direct {
+
+struct Lanes16 {
+  static constexpr int kSplit = 1, kLanes = 16, kChunk = 64;
+  static void split(uint32_t v, uint32_t* out, int64_t) { out[0] = v; }
+};
+
+// count_pixels<NV> of a Lanes16 kernel for the chunk's valid channels (NV registers).
+template <template <int> class Count>
+inline void count_lanes16(const uint32_t* xs, const PixelRun* runs, int64_t npix, const uint32_t* wchunk, int valid,
+                          const Segment& seg, int32_t* out, int64_t ld) {
+  using Fn =
+      void (*)(const uint32_t*, const PixelRun*, int64_t, const uint32_t*, int, const Segment&, int32_t*, int64_t);
+  static constexpr Fn kCount[5] = {nullptr, Count<1>::run, Count<2>::run, Count<3>::run, Count<4>::run};
+  kCount[(valid + 15) / 16](xs, runs, npix, wchunk, valid, seg, out, ld);
+}
+
+}  // namespace bnn::cpu::direct

@@ -1,0 +1,72 @@
+// Direct binary conv2d without SIMD (conv/direct.h, layout in conv/direct_lanes16.h): the
+// AVX-512 kernel's steps (direct_avx512.cpp) with each 16-lane register as a loop over its
+// lanes, in a POPCNT-targeted copy (picked when the CPU has the instruction) and a generic one.
+#include "conv/direct_lanes16.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define BNN_POPCNT_TARGET __attribute__((target("popcnt")))
+#else
+#define BNN_POPCNT_TARGET
+#endif
+
+namespace bnn::cpu {
+namespace {
+
+using direct::PixelRun;
+using direct::Segment;
+
+template <int NV>
+__attribute__((always_inline)) inline void count_body(const uint32_t* xs, const PixelRun* runs, int64_t npix,
+                                                      const uint32_t* wchunk, int valid, const Segment& seg,
+                                                      int32_t* out, int64_t ld) {
+  for (int64_t r = 0; r < npix; ++r) {
+    const PixelRun& run = runs[r];
+    int64_t k0, k1;
+    direct::segment_pairs(run, seg, k0, k1);
+    int32_t sum[16 * NV] = {};
+    const uint32_t* x0 = xs + run.base;
+    for (int64_t k = k0; k < k1; ++k) {
+      const uint32_t xv = x0[run.pairs[k].x];
+      const uint32_t* wp = wchunk + run.pairs[k].w * direct::Lanes16::kChunk;
+      for (int l = 0; l < 16 * NV; ++l) sum[l] += popcount32(xv ^ wp[l]);
+    }
+    int32_t* o = out + r * ld;
+    for (int c = 0; c < valid; ++c) o[c] = (seg.first ? run.kvalid : o[c]) - 2 * sum[c];
+  }
+}
+
+template <int NV>
+struct CountPopcnt {
+  BNN_POPCNT_TARGET static void run(const uint32_t* xs, const PixelRun* runs, int64_t npix, const uint32_t* wchunk,
+                                    int valid, const Segment& seg, int32_t* out, int64_t ld) {
+    count_body<NV>(xs, runs, npix, wchunk, valid, seg, out, ld);
+  }
+};
+
+template <int NV>
+struct CountGeneric {
+  static void run(const uint32_t* xs, const PixelRun* runs, int64_t npix, const uint32_t* wchunk, int valid,
+                  const Segment& seg, int32_t* out, int64_t ld) {
+    count_body<NV>(xs, runs, npix, wchunk, valid, seg, out, ld);
+  }
+};
+
+template <template <int> class Count>
+struct Scalar : direct::Lanes16 {
+  static void count(const uint32_t* xs, const PixelRun* runs, int64_t npix, const uint32_t* wchunk, int valid,
+                    const Segment& seg, int32_t* out, int64_t ld) {
+    direct::count_lanes16<Count>(xs, runs, npix, wchunk, valid, seg, out, ld);
+  }
+};
+
+}  // namespace
+
+void direct_conv_scalar(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, const Epilogue* e,
+                        int num_threads) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("popcnt")) return direct::Kernel<Scalar<CountPopcnt>>::run(x, w, p, out, e, num_threads);
+#endif
+  direct::Kernel<Scalar<CountGeneric>>::run(x, w, p, out, e, num_threads);
+}
+
+}  // namespace bnn::cpu
