@@ -33,7 +33,7 @@
 
 namespace bnn::cpu::direct {
 
-constexpr int64_t kSegmentPairs = 64;  // weight words per segment (16 KiB of a 32-channel chunk, split)
+constexpr int64_t kSegmentPairs = 64;  // weight words per segment: 16 KiB of a chunk's weights on every ISA
 
 struct Pair {
   int64_t x;  // index of the pair's input word (its kSplit words) in xs
