@@ -40,7 +40,12 @@ from snippet_match import replace_once  # noqa: E402
 PACK = ["tests/ops/test_pack_edges.py", "tests/ops/test_pack.py"]
 GEMM = ["tests/ops/test_gemm_edges.py", "tests/ops/test_gemm.py"]
 CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
-BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial_tiles.py", "tests/ops/test_bitserial.py"]
+BITSERIAL = [
+    "tests/ops/test_bitserial_edges.py",
+    "tests/ops/test_bitserial_tiles.py",
+    "tests/ops/test_bitserial.py",
+    "tests/ops/test_bitserial_planes.py",
+]
 LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py"]
 EPILOGUE = ["tests/ops/test_epilogue.py", "tests/ops/test_epilogue_dual.py"]
 DUAL = ["tests/ops/test_epilogue_dual.py"]
