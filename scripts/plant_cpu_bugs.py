@@ -33,13 +33,19 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from cpu_mutants_bitserial import BITSERIAL_MUTANTS  # noqa: E402
 from cpu_mutants_conv import CONV_MUTANTS  # noqa: E402
 from snippet_match import replace_once  # noqa: E402
 
 PACK = ["tests/ops/test_pack_edges.py", "tests/ops/test_pack.py"]
 GEMM = ["tests/ops/test_gemm_edges.py", "tests/ops/test_gemm.py"]
 CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
-BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial_tiles.py", "tests/ops/test_bitserial.py"]
+BITSERIAL = [
+    "tests/ops/test_bitserial_edges.py",
+    "tests/ops/test_bitserial_tiles.py",
+    "tests/ops/test_bitserial.py",
+    "tests/ops/test_bitserial_planes.py",
+]
 LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py"]
 EPILOGUE = ["tests/ops/test_epilogue.py", "tests/ops/test_epilogue_dual.py"]
 DUAL = ["tests/ops/test_epilogue_dual.py"]
@@ -149,8 +155,8 @@ MUTANTS = [
       "for (int step = 0; step < 31 && j + 8 < words; ++step, j += 8)",
       "for (int step = 0; step < 32 && j + 8 < words; ++step, j += 8)", ENGINE),
     M("gemm_avx2_scalar_columns", MK2,
-      "for (int j = 0; j < kNS; ++j) put(acc[i * kNR + 4 * kNV + j], ss[i][j]);",
-      "for (int j = 0; j + 1 < kNS; ++j) put(acc[i * kNR + 4 * kNV + j], ss[i][j]);", ENGINE),
+      "for (int j = 0; j < kNS; ++j) acc[i * kNR + 4 * kNV + j] = static_cast<int32_t>(ss[i][j]);",
+      "for (int j = 0; j + 1 < kNS; ++j) acc[i * kNR + 4 * kNV + j] = static_cast<int32_t>(ss[i][j]);", ENGINE),
     M("gemm_avx2_dot_unmasked_tail", MK2,
       "    if (j == words - 1) v &= last_mask;\n", "", ENGINE),
     M("gemm_avx2_dot_last_vector_unmasked", MK2,
@@ -213,11 +219,12 @@ MUTANTS = [
     M("plane_sum_avx512_last_pair", MK512,
       "for (int64_t e = 0; e < count; ++e) {", "for (int64_t e = 0; e + 1 < count; ++e) {", BITSERIAL),
     M("axpy_avx2_overwrites", MK2,
-      "dst = AXPY ? dst + coef * static_cast<int32_t>(count) : static_cast<int32_t>(count);",
-      "dst = AXPY ? coef * static_cast<int32_t>(count) : static_cast<int32_t>(count);", BITSERIAL),
+      "t.tile[i] = _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i * kNR)),\n"
+      "to_tile);",
+      "t.tile[i] = _mm256_setzero_si256();", BITSERIAL),
     M("axpy_avx2_coef_dropped", MK2,
-      "dst = AXPY ? dst + coef * static_cast<int32_t>(count) : static_cast<int32_t>(count);",
-      "dst = AXPY ? dst + static_cast<int32_t>(count) : static_cast<int32_t>(count);", BITSERIAL),
+      "tile[i] = _mm256_add_epi32(tile[i], _mm256_mullo_epi32(counts, coef));",
+      "tile[i] = _mm256_add_epi32(tile[i], counts);", BITSERIAL),
     M("axpy_scalar_coef_dropped", MKS,
       "dst = AXPY ? dst + coef * static_cast<int32_t>(s[i][j]) : static_cast<int32_t>(s[i][j]);",
       "dst = AXPY ? dst + static_cast<int32_t>(s[i][j]) : static_cast<int32_t>(s[i][j]);", BITSERIAL),
@@ -453,6 +460,7 @@ MUTANTS = [
 ]
 # fmt: on
 MUTANTS += [M(*m) for m in CONV_MUTANTS]
+MUTANTS += [M(*m) for m in BITSERIAL_MUTANTS]
 
 
 def tree_files(root):

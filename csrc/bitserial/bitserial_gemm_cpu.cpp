@@ -2,11 +2,12 @@
 // AND popcount micro-kernel's tiles (the kernels and cache blocking of popcount_gemm). For
 // each (A tile, B tile) pair and K block, every plane pair (p, q) is counted and added with
 // its coefficient to one int32 tile: in one call of the micro-kernel's plane-sum kernel
-// where it has one (AVX-512: counts and the weighted sum stay in registers, the tile is read
-// and written once for all pairs), else one axpy call per pair. The tile is stored (summed
-// over K blocks) like popcount_gemm's C, so no per-plane-pair product is ever written to
-// memory. The offsets' terms, w_offset * sum_p a_coefs[p] * popcount(a_p[m]) per row and
-// a_offset * sum_k w[n, k] per column, are exact integers added with the last K block.
+// where it has one (AVX-512 and AVX2: counts and the weighted sum stay in registers, the tile
+// is read and written once for up to kPairChunk pairs), else (scalar) one axpy call per pair.
+// The tile is stored (summed over K blocks) like popcount_gemm's C, so no per-plane-pair
+// product is ever written to memory. The offsets' terms, w_offset * sum_p a_coefs[p] *
+// popcount(a_p[m]) per row and a_offset * sum_k w[n, k] per column, are exact integers added
+// with the last K block.
 //
 // Every partial sum formed is bounded by k * max|a| * max|w| (max|.| = sum of the absolute
 // coefficients and offset), which the caller guarantees fits int32.

@@ -24,6 +24,17 @@ using MicroKernelFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64
 // the kernel's registers: plane pairs of bitserial_gemm summed with their coefficients.
 using MicroKernelAxpyFn = void (*)(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t coef, int32_t* acc);
 
+// Bit-serial tiles (bitserial_gemm): acc[i * nr + j] += sum over pairs e < count of
+// pairs[e].coef * sum_kk popcount(a[e][kk * mr + i] & b[e][kk * nr + j]), kk < w64: every
+// (activation plane, weight plane) pair of an (A tile, B tile) pair in one call, the
+// coefficient-weighted sum kept in registers.
+struct PlanePair {
+  const uint64_t* a;  // A panel of the activation plane
+  const uint64_t* b;  // B panel of the weight plane
+  int32_t coef;
+};
+using PlaneSumFn = void (*)(const PlanePair* pairs, int64_t count, int64_t w64, int32_t* acc);
+
 // popcount(op(a, b)) over one pair of packed rows of `words` 32-bit words, bits of the last
 // word outside last_mask ignored: the GEMV path, which reads B in place (no packing).
 using RowDotFn = int64_t (*)(const uint32_t* a, const uint32_t* b, int64_t words, uint32_t last_mask);
@@ -35,6 +46,7 @@ struct MicroKernel {
   int nr;  // rows of B per tile
   RowDotFn dot;
   MicroKernelAxpyFn axpy;
+  PlaneSumFn plane_sum = nullptr;  // AND kernels with a plane-sum kernel (AVX-512, AVX2), else nullptr
 };
 
 // Best micro-kernel for this CPU (AVX-512 VPOPCNTDQ, then AVX2, then scalar POPCNT);
@@ -47,18 +59,8 @@ MicroKernel avx2_microkernel(BitOp op);    // fn == nullptr where not compiled i
 MicroKernel avx512_microkernel(BitOp op);  // fn == nullptr where not compiled in
 bool cpu_has_avx512_vpopcnt();
 
-// Bit-serial tiles (bitserial_gemm): acc[i * nr + j] += sum over pairs e < count of
-// pairs[e].coef * sum_kk popcount(a[e][kk * mr + i] & b[e][kk * nr + j]), kk < w64: every
-// (activation plane, weight plane) pair of an (A tile, B tile) pair in one call, the
-// coefficient-weighted sum kept in registers.
-struct PlanePair {
-  const uint64_t* a;  // A panel of the activation plane
-  const uint64_t* b;  // B panel of the weight plane
-  int32_t coef;
-};
-using PlaneSumFn = void (*)(const PlanePair* pairs, int64_t count, int64_t w64, int32_t* acc);
-// The plane-sum kernel of the AND micro-kernel mk (same tile and panel layout), or nullptr
-// where mk has none (the caller then runs mk.axpy per pair).
+// The plane-sum kernel of the AND micro-kernel mk (same tile and panel layout; AVX-512 and
+// AVX2), or nullptr where mk has none (scalar: the caller then runs mk.axpy per pair).
 PlaneSumFn plane_sum_kernel(const MicroKernel& mk);
 // counts[r] = sum_kk popcount(panel[kk * mr + r]) for r < mr, kk < w64: the bit count of
 // each row of a packed A panel (padding rows count 0), while the panel is in L1.

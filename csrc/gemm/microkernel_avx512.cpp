@@ -115,25 +115,25 @@ BNN_AVX512_TARGET int64_t avx512_dot(const uint32_t* a, const uint32_t* b, int64
   return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
 }
 
+// The micro-kernel of OP (the plane-sum kernel counts AND only).
+template <BitOp OP>
+MicroKernel kernel_of() {
+  const PlaneSumFn plane_sum = OP == BitOp::And ? avx512_plane_sum<OP> : nullptr;
+  return MicroKernel{avx512_kernel<OP>, "avx512-vpopcntdq", kMR, kNR, avx512_dot<OP>, avx512_axpy<OP>, plane_sum};
+}
+
 }  // namespace
 
 bool cpu_has_avx512_vpopcnt() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); }
 
 MicroKernel avx512_microkernel(BitOp op) {
-  return op == BitOp::Xor ? MicroKernel{avx512_kernel<BitOp::Xor>, "avx512-vpopcntdq",     kMR, kNR,
-                                        avx512_dot<BitOp::Xor>,    avx512_axpy<BitOp::Xor>}
-                          : MicroKernel{avx512_kernel<BitOp::And>, "avx512-vpopcntdq",     kMR, kNR,
-                                        avx512_dot<BitOp::And>,    avx512_axpy<BitOp::And>};
-}
-PlaneSumFn plane_sum_kernel(const MicroKernel& mk) {
-  return mk.axpy == &avx512_axpy<BitOp::And> ? &avx512_plane_sum<BitOp::And> : nullptr;
+  return op == BitOp::Xor ? kernel_of<BitOp::Xor>() : kernel_of<BitOp::And>();
 }
 PanelCountFn panel_count_kernel(const MicroKernel& mk) {
   const bool ours = mk.fn == &avx512_kernel<BitOp::And> || mk.fn == &avx512_kernel<BitOp::Xor>;
   return ours ? &avx512_panel_count : nullptr;
 }
 #else
-PlaneSumFn plane_sum_kernel(const MicroKernel&) { return nullptr; }
 PanelCountFn panel_count_kernel(const MicroKernel&) { return nullptr; }
 bool cpu_has_avx512_vpopcnt() { return false; }
 MicroKernel avx512_microkernel(BitOp) { return MicroKernel{nullptr, "avx512-vpopcntdq", 0, 0, nullptr, nullptr}; }

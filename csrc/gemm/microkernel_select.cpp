@@ -1,4 +1,4 @@
-// Run-time choice of the popcount micro-kernel.
+// Run-time choice of the popcount micro-kernel and of its plane-sum kernel.
 #include "common/cpu_features.h"
 #include "gemm/microkernel.h"
 
@@ -9,5 +9,7 @@ MicroKernel select_microkernel(BitOp op) {
   if (use_avx2()) return avx2_microkernel(op);
   return scalar_microkernel(op);
 }
+
+PlaneSumFn plane_sum_kernel(const MicroKernel& mk) { return mk.plane_sum; }
 
 }  // namespace bnn::cpu

@@ -2,7 +2,7 @@
 
 The driver runs the popcount micro-kernel on every (activation plane, weight plane) pair of
 an (A tile, B tile) pair and sums the counts with their coefficients in a stack tile (on
-AVX-512 in one plane-sum call for up to 16 pairs, in registers), summed over K blocks into
+AVX-512 and AVX2 in one plane-sum call for up to 16 pairs, in registers), summed over K blocks into
 the output. Its boundaries: the row-dot path (M <= 3) against the tiled
 one, the tile edges (MR x NR: 8 x 16 AVX-512, 4 x 10 AVX2, 4 x 4 scalar), K blocks of 256
 64-bit words (16384 bits), B blocks (256 KiB of B tiles, all weight planes), one thread
@@ -84,7 +84,7 @@ def test_zero_coefficients(m):
 
 @pytest.mark.parametrize("p,q", [(4, 4), (17, 1), (5, 4), (3, 11), (8, 8)])
 def test_many_plane_pairs(p, q, rng):
-    """The AVX-512 kernel sums up to 16 plane pairs per call: 16, 17, 20, 33 and 64 pairs take
+    """The plane-sum kernels sum up to 16 plane pairs per call: 16, 17, 20, 33 and 64 pairs take
     one to four calls summing into the same tile, with zero coefficients (skipped pairs)
     shifting the call boundaries; every plane's coefficient is distinct, so a pair counted
     twice, dropped, or with another pair's coefficient changes the result."""
