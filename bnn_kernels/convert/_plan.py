@@ -20,7 +20,7 @@ from ._classify import (
 from ._offset import offset_pair, plan_offset
 from ._probe import probe_threshold, rounding_holds
 from ._report import Skip
-from ._trace import _Invocation
+from ._trace import DROPOUT, _Invocation
 from ._verify import Check, int_exact, verify, verify_derived
 
 __all__ = ["plan"]
@@ -194,6 +194,11 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
             raise Skip(
                 f"the {call.kind} input is not an elementwise function of the module's input (it passes "
                 f"through {call.z_mixed})"
+            )
+        if call.z_mixed in DROPOUT:
+            raise Skip(
+                f"random input: the {call.kind} input passes through {call.z_mixed} in training mode "
+                "(e.g. F.dropout(x, p) without training=self.training), which the packed layer cannot reproduce"
             )
         if call.z_mixed:
             raise Skip(

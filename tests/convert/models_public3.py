@@ -282,8 +282,8 @@ class SharedConvNet(nn.Module):
 
 
 class DropoutSignConv(nn.Conv2d):
-    """Dropout before the sign inside the conv module: nn.Dropout (identity in eval) or
-    F.dropout without training=self.training (always on: random, never packed)."""
+    """Dropout before the sign (and after the conv) inside the conv module: nn.Dropout (the
+    identity in eval mode) or F.dropout without training=self.training (always on: random)."""
 
     def __init__(self, *args, always_on=False, **kw):
         super().__init__(*args, **kw)
@@ -292,7 +292,7 @@ class DropoutSignConv(nn.Conv2d):
 
     def forward(self, x):
         x = F.dropout(x, 0.2) if self.always_on else self.drop(x)
-        return F.conv2d(torch.sign(x), torch.sign(self.weight), self.bias, self.stride, self.padding)
+        return self.drop(F.conv2d(torch.sign(x), torch.sign(self.weight), self.bias, self.stride, self.padding))
 
 
 # --- BinaryConnect (Courbariaux et al. 2015) MLP: binary weights, real activations -----------------

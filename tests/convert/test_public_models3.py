@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import bnn_kernels
-from bnn_kernels import convert
+from bnn_kernels import ConversionError, convert
 from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightLinear, BitSerialConv2d
 
 from . import models_public3 as P
@@ -178,3 +178,29 @@ def test_binary_connect_mlp():
     cm, rep = _check_on_fresh_inputs(model, _x(4, 20), (4, 20), names)
     assert type(cm.features[0]) is BinaryWeightLinear and type(cm.binary) is BinaryLinear
     assert rep.fused == {"features.1": "features.0", "features.4": "features.3", "features.5": "binary"}, str(rep)
+
+
+def test_dropout_before_the_sign():
+    """nn.Dropout is the identity in eval mode (convert runs the model in eval): the layer packs,
+    also when the model is handed over in training mode. F.dropout(x, p) without
+    training=self.training stays random: left in float with that reason, strict raises."""
+    x = _x(3, 6, 5, 5)
+    model = nn.Sequential(P.DropoutSignConv(6, 5, 3, padding=1)).eval()
+    cm, rep = _check_on_fresh_inputs(model, x, (3, 6, 5, 5), ["0"])
+    assert type(cm[0]) is BinaryConv2d
+    ct, rep = convert(model.train(), (x,))
+    assert rep.converted == ["0"] and model.training and not ct.training
+    with torch.no_grad():
+        xf = _fresh((3, 6, 5, 5), 4)
+        torch.testing.assert_close(ct(xf), model.eval()(xf), rtol=1e-5, atol=1e-5)
+    always = nn.Sequential(P.DropoutSignConv(6, 5, 3, padding=1, always_on=True)).eval()
+    cm, rep = convert(always, (x,))
+    assert rep.converted == [] and "random input" in rep.skipped["0"] and "dropout" in rep.skipped["0"], str(rep)
+    with torch.no_grad():
+        xf = _fresh((3, 6, 5, 5), 3)
+        torch.manual_seed(5)
+        got = cm(xf)
+        torch.manual_seed(5)
+        assert torch.equal(got, always(xf))
+    with pytest.raises(ConversionError, match="0: random input"):
+        convert(always, (x,), strict=True)
