@@ -183,6 +183,24 @@ _LAYOUT_OPS = {
     "unbind",
     "interpolate",
     "upsample_nearest2d",
+    "channel_shuffle",
+    "native_channel_shuffle",
+}
+# Ops that combine a small window of neighbouring elements (pooling): local, not statistics of
+# the sample, but the packed layer cannot compute them either.
+_WINDOW_OPS = {
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "max_pool2d_with_indices",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+    "lp_pool1d",
+    "lp_pool2d",
+    "fractional_max_pool2d",
+    "unfold",
+    "fold",
 }
 
 
@@ -190,10 +208,11 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
     """Raise Skip when the call's input depends on more than the same element of the module's input."""
     for inv in invs:
         call = inv.calls[0]
-        if call.z_mixed in _LAYOUT_OPS:
+        if call.z_mixed in _LAYOUT_OPS or call.z_mixed in _WINDOW_OPS:
             raise Skip(
                 f"the {call.kind} input is not an elementwise function of the module's input (it passes "
-                f"through {call.z_mixed})"
+                f"through {call.z_mixed}; the packed layer reads the module's input: with that op in the "
+                "caller, before the module, the layer can be packed)"
             )
         if call.z_mixed in DROPOUT:
             raise Skip(
