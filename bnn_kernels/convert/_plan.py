@@ -11,6 +11,8 @@ from ..nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLin
 from ..nn._base import PackedModule
 from ._classify import (
     TOL,
+    channel_view,
+    deviation,
     find_in_mul,
     fit_affine,
     geometry,
@@ -233,6 +235,23 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
             )
 
 
+def _check_output_relation(invs, ga, gb, ch: int, step: torch.Tensor, real_in: bool) -> None:
+    """Raise Skip unless the module's output is the per-channel a * y + b fitted on the call's output
+    y on every invocation (the packed epilogue is per output channel: a scale over (C, H, W) or
+    per pixel, as XNOR-Net++'s learned Gamma, is not)."""
+    for inv in invs:
+        y, o = inv.calls[0].y, inv.out
+        fit = y.double() * channel_view(ga, ch, ga.numel(), y.dim()) + channel_view(gb, ch, gb.numel(), y.dim())
+        unit = step * (float(inv.args[0].abs().max()) if real_in else 1.0)
+        _, rel = deviation(fit, o, ch, unit)
+        if rel > TOL.get(o.dtype, 1e-4):
+            raise Skip(
+                f"its output is not a per-channel scale / bias of the {inv.calls[0].kind} call's output (off by "
+                f"{rel:.3g}, relative): e.g. a learned scale over (C, H, W) as XNOR-Net++'s Gamma; with that "
+                "multiply in a module of its own after this one, the layer packs and the multiply stays float"
+            )
+
+
 def plan(invs: list[_Invocation]):
     """(packed module, report entry, notes) for a module from its recorded invocations; raises Skip
     with its evidence set."""
@@ -266,8 +285,9 @@ def _plan(invs: list[_Invocation]):
         call.b.double() if call.b is not None else torch.zeros(alpha.numel(), dtype=torch.float64, device=call.w.device)
     )
     mult = alpha * inp.scale * ga
-    new = _build(first, inp, mult, b_call * ga + gb, ternary=zeros > 0)
     real_in = inp.act is None
+    _check_output_relation(invs, ga, gb, ch, mult.abs(), real_in)
+    new = _build(first, inp, mult, b_call * ga + gb, ternary=zeros > 0)
     chk = Check(
         None if real_in else (lambda n, i: int_exact(n, i, alpha, inp.scale)),
         lambda z: real_in or input_kind(z)[0] != "real",

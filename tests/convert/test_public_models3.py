@@ -204,3 +204,11 @@ def test_dropout_before_the_sign():
         assert torch.equal(got, always(xf))
     with pytest.raises(ConversionError, match="0: random input"):
         convert(always, (x,), strict=True)
+
+
+def test_xnor_plus_plus_scale_inside_the_conv_module_stays_float():
+    """The same Gamma multiplied inside the conv module: the packed epilogue is per channel, so the
+    layer stays float, with a reason that says so (it used to read 'verification failed')."""
+    model = nn.Sequential(P.XNORPPConv2d(6, 5, (5, 5))).eval()
+    rep = _stays_float(model, _x(3, 6, 5, 5), "0", "not a per-channel scale / bias", P.XNORPPConv2d)
+    assert "XNOR-Net++" in rep.skipped["0"]
