@@ -280,7 +280,7 @@ def _plan(invs: list[_Invocation]):
         inp.desc += f", ternary weights ({zeros} exactly 0)"
 
     # output relation Y -> O: a per-channel affine map, fitted on the examples
-    ga, gb = fit_affine(call.y, first.out, ch)
+    ga, gb = fit_affine(call.y, first.out, ch, fixed=alpha == 0)
     b_call = (
         call.b.double() if call.b is not None else torch.zeros(alpha.numel(), dtype=torch.float64, device=call.w.device)
     )

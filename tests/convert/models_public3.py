@@ -105,6 +105,20 @@ class WeightIdiomConv(nn.Conv2d):
         return F.conv2d(torch.where(x >= 0, 1.0, -1.0), bw, None, self.stride, self.padding)
 
 
+class PrunedTernaryConv(WeightIdiomConv):
+    """TWN-like clamp(round(w), -1, 1) weights with a pruned output channel (all zero), the
+    per-channel scale applied after the call (XNOR-style)."""
+
+    def __init__(self, cin, cout, pruned=1):
+        super().__init__(cin, cout, "round")
+        self.scale = nn.Parameter(torch.rand(cout) + 0.5)
+        with torch.no_grad():
+            self.weight[pruned] = 0.0
+
+    def forward(self, x):
+        return super().forward(x) * self.scale.view(1, -1, 1, 1)
+
+
 # --- activation binarizers -----------------------------------------------------------------------
 class LarqSteSign(Function):
     """larq's ste_sign ported: sign(sign(x) + 0.1) (0 maps to +1), gradient zero where |x| > clip."""

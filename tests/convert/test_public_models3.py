@@ -212,3 +212,18 @@ def test_xnor_plus_plus_scale_inside_the_conv_module_stays_float():
     model = nn.Sequential(P.XNORPPConv2d(6, 5, (5, 5))).eval()
     rep = _stays_float(model, _x(3, 6, 5, 5), "0", "not a per-channel scale / bias", P.XNORPPConv2d)
     assert "XNOR-Net++" in rep.skipped["0"]
+
+
+@pytest.mark.parametrize("pruned", [0, 3])
+def test_pruned_output_channel_packs_as_ternary_zeros(pruned):
+    """A channel of zero weights (pruned, or clamp(round(w)) of small weights) has no +-alpha: it
+    is packed as ternary zeros (exact; its output is the bias), also with a scale after the call,
+    where its output is constant (it used to be refused: 'integer part differs' / 'constant')."""
+    model = nn.Sequential(P.PrunedTernaryConv(6, 5, pruned)).eval()
+    cm, rep = _check_on_fresh_inputs(model, _x(3, 6, 5, 5), (3, 6, 5, 5), ["0"])
+    assert type(cm[0]) is BinaryConv2d and cm[0].ternary, str(rep)
+    plain = nn.Sequential(P.WeightIdiomConv(6, 5, "xnor")).eval()
+    with torch.no_grad():
+        plain[0].weight[pruned] = 0.0  # torch.sign(0) * mean |0| = 0
+    cp, rep = _check_on_fresh_inputs(plain, _x(3, 6, 5, 5), (3, 6, 5, 5), ["0"])
+    assert cp[0].ternary and float(cp[0].multiplier[pruned]) == 0.0
