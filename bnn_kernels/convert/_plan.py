@@ -20,7 +20,7 @@ from ._classify import (
     weight_alpha,
 )
 from ._offset import offset_pair, plan_offset
-from ._probe import probe_threshold, rounding_holds
+from ._probe import derived_inputs, probe_threshold, rounding_holds, run_module
 from ._report import Skip
 from ._trace import DROPOUT, _Invocation
 from ._verify import Check, int_exact, verify, verify_derived
@@ -235,6 +235,28 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
             )
 
 
+def _fit_output(invs: list[_Invocation], ch: int, fixed: torch.Tensor):
+    """Per-channel a, b with module output = a * call output + b, fitted on the first invocation;
+    where some channel is constant there (one sample of a linear layer: batch 1), on every
+    invocation and the module's outputs on inputs derived from the examples. Raises Skip."""
+    first = invs[0]
+    try:
+        return fit_affine(first.calls[0].y, first.out, ch, fixed)
+    except Skip:
+        pass
+    ys, outs = [i.calls[0].y for i in invs], [i.out for i in invs]
+    for _, xd in derived_inputs(first.args[0]):
+        inv = run_module(first.module, xd)
+        if inv is not None and len(inv.calls) == 1 and isinstance(inv.out, torch.Tensor):
+            if inv.out.shape == inv.calls[0].y.shape == first.out.shape:
+                ys.append(inv.calls[0].y)
+                outs.append(inv.out)
+    try:
+        return fit_affine(torch.cat(ys), torch.cat(outs), ch, fixed)
+    except Skip as e:
+        raise Skip(f"{e} (also on inputs derived from them)") from None
+
+
 def _check_output_relation(invs, ga, gb, ch: int, step: torch.Tensor, real_in: bool) -> None:
     """Raise Skip unless the module's output is the per-channel a * y + b fitted on the call's output
     y on every invocation (the packed epilogue is per output channel: a scale over (C, H, W) or
@@ -280,7 +302,7 @@ def _plan(invs: list[_Invocation]):
         inp.desc += f", ternary weights ({zeros} exactly 0)"
 
     # output relation Y -> O: a per-channel affine map, fitted on the examples
-    ga, gb = fit_affine(call.y, first.out, ch, fixed=alpha == 0)
+    ga, gb = _fit_output(invs, ch, alpha == 0)
     b_call = (
         call.b.double() if call.b is not None else torch.zeros(alpha.numel(), dtype=torch.float64, device=call.w.device)
     )

@@ -227,3 +227,16 @@ def test_pruned_output_channel_packs_as_ternary_zeros(pruned):
         plain[0].weight[pruned] = 0.0  # torch.sign(0) * mean |0| = 0
     cp, rep = _check_on_fresh_inputs(plain, _x(3, 6, 5, 5), (3, 6, 5, 5), ["0"])
     assert cp[0].ternary and float(cp[0].multiplier[pruned]) == 0.0
+
+
+def test_binary_connect_mlp_batch_one():
+    """A single example: each output of a linear layer is one value, so a scale after the call
+    cannot be fitted on the examples alone; it is fitted on inputs derived from them too, and
+    checked on fresh batches (it used to leave the layer in float, 'constant on the examples')."""
+    model = _random_bn(P.BinaryConnectMLP())
+    names = ["features.0", "features.3", "binary"]
+    cm, rep = _check_on_fresh_inputs(model, _x(1, 20), (4, 20), names)
+    assert type(cm.binary) is BinaryLinear and rep.skipped == {}, str(rep)
+    with torch.no_grad():
+        x1 = _fresh((1, 20), 21)
+        torch.testing.assert_close(cm(x1), model(x1), rtol=1e-5, atol=1e-5)
