@@ -92,12 +92,12 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
                 f"{kind[2]} input value(s) of the {call.kind} call are exactly 0 on the examples where the "
                 "others are +-a (torch.sign(0) = 0): not binary, left in float"
             )
-        label, t = probe_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0)
+        label, t = probe_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0, (-kind[1], kind[1]))
         desc = "binary" + ("" if label == "0" else f" (sign(x - {label}))")
         return _Input(kind[1], dict(act="sign", threshold=t), desc)
     if kind[0] == "step":
         a = kind[1]
-        label, t = probe_threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2)
+        label, t = probe_threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2, (0.0, a))
         return _Input(
             a, dict(act="step", nbits=1, threshold=t), "1-bit {0,1} input" + ("" if label == "0" else f" (x > {label})")
         )

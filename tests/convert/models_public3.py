@@ -172,6 +172,17 @@ class HardtanhSTE(nn.Module):
         return (torch.where(h >= 0, 1.0, -1.0) - h).detach() + h
 
 
+class HeavisideConv(nn.Conv2d):
+    """{0, 1} activations from torch.heaviside(x, v) inline: v exactly at x == 0."""
+
+    def __init__(self, *args, v=0.0, **kw):
+        super().__init__(*args, **kw)
+        self.register_buffer("v", torch.tensor(v))
+
+    def forward(self, x):
+        return F.conv2d(torch.heaviside(x, self.v), torch.sign(self.weight), self.bias, self.stride, self.padding)
+
+
 class ActConv(nn.Module):
     """An activation module, then a conv module with sign weights (binary-networks-pytorch style)."""
 

@@ -240,3 +240,21 @@ def test_binary_connect_mlp_batch_one():
     with torch.no_grad():
         x1 = _fresh((1, 20), 21)
         torch.testing.assert_close(cm(x1), model(x1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("v", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_a_third_value_at_the_threshold_stays_float(v):
+    """heaviside(x, v) inside the conv module gives v at x == 0: for v = 0 or 1 one side (exact at
+    the tie), for v = 0.5 their midpoint (torch.sign's 0 for +-1: the documented tie, packed as
+    one side), any other v a value the packed layer cannot produce: float (it used to convert,
+    off at every exact 0 of the input)."""
+    model = nn.Sequential(P.HeavisideConv(6, 5, 3, padding=1, bias=False, v=v)).eval()
+    if v in (0.25, 0.75):
+        _stays_float(model, _x(3, 6, 5, 5), "0", "neither of its two values", P.HeavisideConv)
+        return
+    cm, rep = _check_on_fresh_inputs(model, _x(3, 6, 5, 5), (3, 6, 5, 5), ["0"])
+    assert type(cm[0]) is BitSerialConv2d
+    if v != 0.5:
+        with torch.no_grad():
+            xt = _with_ties((3, 6, 5, 5), torch.zeros(6), 9)
+            torch.testing.assert_close(cm(xt), model(xt), rtol=1e-5, atol=1e-5)
