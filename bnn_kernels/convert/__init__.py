@@ -61,7 +61,9 @@ checked on its own, and the module is folded only when every reader is a packed 
 that takes the threshold; otherwise none is.
 
 Semantics difference to keep in mind: where the module binarizes with ``torch.sign``, an
-input exactly equal to the threshold packs as +1 (``torch.sign`` gives 0 there); inputs of
+input exactly equal to the threshold packs as +1 (``torch.sign`` gives 0 there), and a {0, a}
+binarizer giving a / 2 there (``(sign(x) + 1) / 2``) packs it as 0; a binarizer giving any other
+third value at its threshold (``heaviside(x, 0.25)``) leaves the layer in float. Inputs of
 exactly 0 already present among the call's +-a values on the examples leave the layer in float.
 """
 

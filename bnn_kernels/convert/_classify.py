@@ -33,8 +33,9 @@ def detect_tol(dtype: torch.dtype) -> float:
 
 
 def weight_alpha(w: torch.Tensor):
-    """-> (alpha float64 [O] >= 0, number of exact zeros in channels with alpha > 0); raises
-    RealWeights when some output channel is not +-alpha."""
+    """-> (alpha float64 [O] >= 0, number of exact zeros); raises RealWeights when some output
+    channel is not +-alpha. A channel of zeros only (pruned, or torch.sign of a dead channel) has
+    alpha 0: its zeros count, so it is packed as ternary zeros, exactly."""
     if not w.dtype.is_floating_point:
         raise Skip(f"weight has dtype {w.dtype}, not floating point")
     tol = detect_tol(w.dtype)
@@ -45,7 +46,7 @@ def weight_alpha(w: torch.Tensor):
     dev = ((a - alpha[:, None]).abs() * nz).amax(1) / alpha.clamp(min=1e-300)
     if bool((dev > tol).any()):
         raise RealWeights("weights are not +-alpha per output channel (a real-valued layer)")
-    zeros = int(((~nz) & (cnt[:, None] > 0)).sum())
+    zeros = int((~nz).sum())
     return alpha, zeros
 
 
@@ -151,8 +152,9 @@ def find_in_mul(x, q_expected, step, nbits, module, holds=None):
     return None
 
 
-def fit_affine(y: torch.Tensor, o: torch.Tensor, ch_dim: int):
-    """Per-channel a, b with o ~= a * y + b (float64 [C]); raises Skip."""
+def fit_affine(y: torch.Tensor, o: torch.Tensor, ch_dim: int, fixed: torch.Tensor | None = None):
+    """Per-channel a, b with o ~= a * y + b (float64 [C]); raises Skip. fixed: bool [C], channels
+    whose y is constant by construction (weights all zero): a = 1 there, b the mean of o - y."""
     c = y.shape[ch_dim]
     yc = y.double().movedim(ch_dim, -1).reshape(-1, c)
     oc = o.double().movedim(ch_dim, -1).reshape(-1, c)
@@ -161,11 +163,12 @@ def fit_affine(y: torch.Tensor, o: torch.Tensor, ch_dim: int):
     my, mo = yc.mean(0), oc.mean(0)
     vy = ((yc - my) ** 2).mean(0)
     cov = ((yc - my) * (oc - mo)).mean(0)
-    if bool((vy == 0).any()):
+    fixed = torch.zeros(c, dtype=torch.bool, device=y.device) if fixed is None else fixed.to(y.device)
+    if bool(((vy == 0) & ~fixed).any()):
         raise Skip(
             "some output channel is constant on the examples: cannot identify its scale (use more varied inputs)"
         )
-    a = cov / vy
+    a = torch.where(fixed, 1.0, cov / vy.clamp(min=1e-300))
     return a, mo - a * my
 
 

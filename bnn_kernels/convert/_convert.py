@@ -154,8 +154,9 @@ def convert(
     Args:
         model: the float model (any nn.Module; nothing is matched by class name).
         example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs;
-            the model runs once on them. Use a few realistic samples (each output channel
-            must vary across them for a scale to be identified).
+            the model runs once on them. Use a few realistic samples (a scale after a call
+            is fitted where each output channel varies across them; where one does not, as
+            with a single sample through a linear layer, inputs derived from them are added).
         inplace: modify ``model`` itself; else a deep copy is converted and the original
             is left untouched.
         strict: raise ConversionError when a layer with binary weights cannot be converted

@@ -72,7 +72,9 @@ def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
         raise Skip("offset-binary input (beta +- alpha) but the weights are not two values per output channel")
     if x.shape != call.z.shape:
         raise Skip("the call's input is not an elementwise function of the module's input (shapes differ)")
-    label, t = probe_threshold(x, call.z > beta, first.module, 1, [beta], lambda z: z >= beta)
+    label, t = probe_threshold(
+        x, call.z > beta, first.module, 1, [beta], lambda z: z >= beta, (beta - alpha, beta + alpha)
+    )
     ga, gb = fit_affine(call.y, first.out, 1)
     new = OffsetBinaryConv2d.from_weight(
         call.w, call.b, act_scale=alpha, act_offset=beta, threshold=t, out_dtype=first.out.dtype, **geometry(call)

@@ -11,6 +11,8 @@ from ..nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLin
 from ..nn._base import PackedModule
 from ._classify import (
     TOL,
+    channel_view,
+    deviation,
     find_in_mul,
     fit_affine,
     geometry,
@@ -18,9 +20,9 @@ from ._classify import (
     weight_alpha,
 )
 from ._offset import offset_pair, plan_offset
-from ._probe import probe_threshold, rounding_holds
+from ._probe import derived_inputs, probe_threshold, rounding_holds, run_module
 from ._report import Skip
-from ._trace import _Invocation
+from ._trace import DROPOUT, _Invocation
 from ._verify import Check, int_exact, verify, verify_derived
 
 __all__ = ["plan"]
@@ -90,12 +92,12 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
                 f"{kind[2]} input value(s) of the {call.kind} call are exactly 0 on the examples where the "
                 "others are +-a (torch.sign(0) = 0): not binary, left in float"
             )
-        label, t = probe_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0)
+        label, t = probe_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0, (-kind[1], kind[1]))
         desc = "binary" + ("" if label == "0" else f" (sign(x - {label}))")
         return _Input(kind[1], dict(act="sign", threshold=t), desc)
     if kind[0] == "step":
         a = kind[1]
-        label, t = probe_threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2)
+        label, t = probe_threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2, (0.0, a))
         return _Input(
             a, dict(act="step", nbits=1, threshold=t), "1-bit {0,1} input" + ("" if label == "0" else f" (x > {label})")
         )
@@ -183,6 +185,24 @@ _LAYOUT_OPS = {
     "unbind",
     "interpolate",
     "upsample_nearest2d",
+    "channel_shuffle",
+    "native_channel_shuffle",
+}
+# Ops that combine a small window of neighbouring elements (pooling): local, not statistics of
+# the sample, but the packed layer cannot compute them either.
+_WINDOW_OPS = {
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "max_pool2d_with_indices",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+    "lp_pool1d",
+    "lp_pool2d",
+    "fractional_max_pool2d",
+    "unfold",
+    "fold",
 }
 
 
@@ -190,10 +210,16 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
     """Raise Skip when the call's input depends on more than the same element of the module's input."""
     for inv in invs:
         call = inv.calls[0]
-        if call.z_mixed in _LAYOUT_OPS:
+        if call.z_mixed in _LAYOUT_OPS or call.z_mixed in _WINDOW_OPS:
             raise Skip(
                 f"the {call.kind} input is not an elementwise function of the module's input (it passes "
-                f"through {call.z_mixed})"
+                f"through {call.z_mixed}; the packed layer reads the module's input: with that op in the "
+                "caller, before the module, the layer can be packed)"
+            )
+        if call.z_mixed in DROPOUT:
+            raise Skip(
+                f"random input: the {call.kind} input passes through {call.z_mixed} in training mode "
+                "(e.g. F.dropout(x, p) without training=self.training), which the packed layer cannot reproduce"
             )
         if call.z_mixed:
             raise Skip(
@@ -206,6 +232,45 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
             raise Skip(
                 f"data-dependent input: the module reads input values into Python ({inv.pre_escape}) "
                 f"before its {call.kind} call"
+            )
+
+
+def _fit_output(invs: list[_Invocation], ch: int, fixed: torch.Tensor):
+    """Per-channel a, b with module output = a * call output + b, fitted on the first invocation;
+    where some channel is constant there (one sample of a linear layer: batch 1), on every
+    invocation and the module's outputs on inputs derived from the examples. Raises Skip."""
+    first = invs[0]
+    try:
+        return fit_affine(first.calls[0].y, first.out, ch, fixed)
+    except Skip:
+        pass
+    ys, outs = [i.calls[0].y for i in invs], [i.out for i in invs]
+    for _, xd in derived_inputs(first.args[0]):
+        inv = run_module(first.module, xd)
+        if inv is not None and len(inv.calls) == 1 and isinstance(inv.out, torch.Tensor):
+            if inv.out.shape == inv.calls[0].y.shape == first.out.shape:
+                ys.append(inv.calls[0].y)
+                outs.append(inv.out)
+    try:
+        return fit_affine(torch.cat(ys), torch.cat(outs), ch, fixed)
+    except Skip as e:
+        raise Skip(f"{e} (also on inputs derived from them)") from None
+
+
+def _check_output_relation(invs, ga, gb, ch: int, step: torch.Tensor, real_in: bool) -> None:
+    """Raise Skip unless the module's output is the per-channel a * y + b fitted on the call's output
+    y on every invocation (the packed epilogue is per output channel: a scale over (C, H, W) or
+    per pixel, as XNOR-Net++'s learned Gamma, is not)."""
+    for inv in invs:
+        y, o = inv.calls[0].y, inv.out
+        fit = y.double() * channel_view(ga, ch, ga.numel(), y.dim()) + channel_view(gb, ch, gb.numel(), y.dim())
+        unit = step * (float(inv.args[0].abs().max()) if real_in else 1.0)
+        _, rel = deviation(fit, o, ch, unit)
+        if rel > TOL.get(o.dtype, 1e-4):
+            raise Skip(
+                f"its output is not a per-channel scale / bias of the {inv.calls[0].kind} call's output (off by "
+                f"{rel:.3g}, relative): e.g. a learned scale over (C, H, W) as XNOR-Net++'s Gamma; with that "
+                "multiply in a module of its own after this one, the layer packs and the multiply stays float"
             )
 
 
@@ -237,13 +302,14 @@ def _plan(invs: list[_Invocation]):
         inp.desc += f", ternary weights ({zeros} exactly 0)"
 
     # output relation Y -> O: a per-channel affine map, fitted on the examples
-    ga, gb = fit_affine(call.y, first.out, ch)
+    ga, gb = _fit_output(invs, ch, alpha == 0)
     b_call = (
         call.b.double() if call.b is not None else torch.zeros(alpha.numel(), dtype=torch.float64, device=call.w.device)
     )
     mult = alpha * inp.scale * ga
-    new = _build(first, inp, mult, b_call * ga + gb, ternary=zeros > 0)
     real_in = inp.act is None
+    _check_output_relation(invs, ga, gb, ch, mult.abs(), real_in)
+    new = _build(first, inp, mult, b_call * ga + gb, ternary=zeros > 0)
     chk = Check(
         None if real_in else (lambda n, i: int_exact(n, i, alpha, inp.scale)),
         lambda z: real_in or input_kind(z)[0] != "real",

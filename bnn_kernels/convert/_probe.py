@@ -29,9 +29,19 @@ def _generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def tie_threshold(module, x, t, ch_dim, output_of, high):
+def _at_sides(z: torch.Tensor, sides: tuple[float, float]) -> bool:
+    """Every value of z is one of the two binary values or their midpoint (torch.sign's 0)."""
+    lo, hi = sides
+    tol = detect_tol(z.dtype) * max(abs(lo), abs(hi), 1e-300)
+    zd = z.double()
+    return bool(torch.stack([(zd - v).abs() <= tol for v in (lo, hi, (lo + hi) / 2)]).any(0).all())
+
+
+def tie_threshold(module, x, t, ch_dim, output_of, high, sides=None):
     """The packed threshold that reproduces the module at x == t: t (the module maps t high, as
-    ``x >= t``), strict_threshold(t) (low, as ``x > t``), or None (mixed, or not representable).
+    ``x >= t``), strict_threshold(t) (low, as ``x > t``), or None (mixed, or not representable, or
+    with sides (lo, hi): a value at x == t that is neither side nor their midpoint, as
+    heaviside(x, 0.25) gives).
 
     output_of(module, x) -> the tensor the module binarized; high(tensor) -> bool tensor."""
     c = x.shape[ch_dim]
@@ -41,7 +51,10 @@ def tie_threshold(module, x, t, ch_dim, output_of, high):
         mask.view(-1)[0] = True
     xt = torch.where(mask, tb, x)
     with torch.no_grad():
-        h = high(output_of(module, xt))[mask]
+        z = output_of(module, xt)
+    if sides is not None and not _at_sides(z[mask], sides):
+        return None
+    h = high(z)[mask]
     if bool(h.all()):
         return t.clone()
     if not bool(h.any()):
@@ -81,18 +94,20 @@ def _call_input(module, x):
     return inv.calls[0].z
 
 
-def probe_threshold(x, pos, module, ch_in, extra, high):
+def probe_threshold(x, pos, module, ch_in, extra, high, sides):
     """(label, packed threshold) reproducing ``pos`` on the examples and the module's own rule at
     values exactly at the threshold (x >= t, or x > t as in sign(relu(x)) or x > t); raises Skip.
-    high(z): the call's input z counts as the high value."""
+    high(z): the call's input z counts as the high value; sides: its two values (lo, hi), the
+    only values (or their midpoint, as torch.sign's 0) it may take at the threshold."""
     found = find_threshold(x, pos, module, ch_in, extra)
     if found is None:
         raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
-    t = tie_threshold(module, x, found[1], ch_in, _call_input, high)
+    t = tie_threshold(module, x, found[1], ch_in, _call_input, high, sides)
     if t is None:
         raise Skip(
-            f"the comparison at the threshold {found[0]} (x >= t or x > t) is not one rule, or x > t "
-            f"cannot be held by a float32 threshold for {x.dtype} input"
+            f"the comparison at the threshold {found[0]} (x >= t or x > t) is not one rule, or it gives a value "
+            f"there that is neither of its two values nor their midpoint, or x > t cannot be held by a float32 "
+            f"threshold for {x.dtype} input"
         )
     return found[0], t
 

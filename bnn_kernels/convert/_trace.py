@@ -25,6 +25,7 @@ _LINEAR = (F.linear,)
 # Ops through which "affine in the module's input" is preserved (taint tracking for fusion):
 # at most one operand may derive from the input, and never a divisor.
 _TAINT_LINEAR = {
+    "identity",
     "add",
     "sub",
     "mul",
@@ -71,6 +72,7 @@ _META_OPS = {"__get__", "size", "dim", "numel", "ndimension", "is_contiguous", "
 # function of it. Any other op on that data before the conv/linear call (mean, std, norm, max,
 # sum, pooling, padding...) makes the call's input depend on other elements of the sample.
 _ELEMENTWISE = {
+    "identity",
     "add",
     "sub",
     "mul",
@@ -177,6 +179,30 @@ _ELEMENTWISE |= {
     f"__{p}{n}__" for n in ("add", "sub", "mul", "truediv", "pow", "and", "or", "xor") for p in ("", "r", "i")
 }
 _ELEMENTWISE |= {"__neg__", "__abs__", "__invert__", "__ge__", "__gt__", "__le__", "__lt__", "__eq__", "__ne__"}
+# Dropout ops: the identity when not training (nn.Dropout in eval mode), tracked as the op
+# "identity"; in training mode (F.dropout(x, p) without training=self.training) they are random,
+# never elementwise.
+DROPOUT = {
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+    "feature_dropout",
+}
+
+
+def _op_name(func, args, kwargs) -> str:
+    """The op's name for the tracking: "identity" for a dropout that is not training."""
+    name = getattr(func, "__name__", str(func))
+    if name in DROPOUT:
+        training = kwargs.get("training", kwargs.get("train", args[2] if len(args) > 2 else True))
+        if training is False:
+            return "identity"
+    return name
+
+
 # Ops that binarize (or round to a grid): evidence that a layer is meant to be binary.
 _BINARIZERS = {
     "sign",
@@ -284,7 +310,7 @@ class _Recorder(TorchFunctionMode):
         out = func(*args, **kwargs)
         if self.paused:
             return out
-        name = getattr(func, "__name__", str(func))
+        name = _op_name(func, args, kwargs)
         top = self.stack[-1] if self.stack else None
         if name not in _META_OPS and self.uses:
             for a in _flat(args, kwargs):
