@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from cpu_mutants_bitserial import BITSERIAL_MUTANTS  # noqa: E402
 from cpu_mutants_conv import CONV_MUTANTS  # noqa: E402
+from cpu_mutants_wconv import WCONV_MUTANTS  # noqa: E402
 from snippet_match import replace_once  # noqa: E402
 
 PACK = ["tests/ops/test_pack_edges.py", "tests/ops/test_pack.py"]
@@ -81,7 +82,6 @@ BS = "csrc/bitserial/bitserial_gemm_cpu.cpp"
 LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
 CK, OPS, OO = "csrc/torch/checks.cpp", "csrc/torch/cpu_ops.cpp", "csrc/torch/op_outputs.h"
 EH, EC, ES = "csrc/common/epilogue.h", "csrc/gemm/epilogue_cpu.cpp", "csrc/gemm/epilogue_simd.cpp"
-WC = "csrc/wconv/binary_weight_conv_cpu.cpp"
 
 # One mutant per entry, as a table (left out of the formatter).
 # fmt: off
@@ -419,48 +419,11 @@ MUTANTS = [
       "bind_dual_epilogue(args, spec, out, bits, conv_residual_rows(residual), p.out_channels)",
       "bind_dual_epilogue(args, spec, out, bits, residual ? residual->contiguous() : at::Tensor(), p.out_channels)",
       DUAL),
-    # ---- binary_weight_conv2d: weight rows, patch rows, blocks, direct 1x1 path, epilogue offsets ----
-    M("wconv_weight_bits_spill", WC,
-      "if (s != 0 && s + nb > 32)", "if (s != 0 && s + nb > 33)", WCONV),
-    M("wconv_weight_tail_unmasked", WC,
-      "const uint32_t v = src[j] & (nb == 32 ? 0xFFFFFFFFu : ((1u << nb) - 1u));", "const uint32_t v = src[j];",
-      WCONV),
-    M("wconv_tap_offset", WC,
-      "T* d = row + (kh * p.kernel_w + kw) * g.cg;", "T* d = row + (kh * p.kernel_h + kw) * g.cg;", WCONV),
-    M("wconv_right_border", WC,
-      "ih >= 0 && ih < p.in_h && iw >= 0 && iw < p.in_w", "ih >= 0 && ih < p.in_h && iw >= 0 && iw <= p.in_w", WCONV),
-    M("wconv_dilation_h", WC,
-      "const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;",
-      "const int64_t ih = oh * p.stride_h - p.pad_h + kh;", WCONV),
-    M("wconv_group_channels", WC,
-      "p.in_channels + grp * g.cg, g.cg * sizeof(T)", "p.in_channels, g.cg * sizeof(T)", WCONV),
-    M("wconv_direct_groups", WC,
-      "g.direct = g.taps == 1 && p.groups == 1 &&", "g.direct = g.taps == 1 &&", WCONV),
-    M("wconv_direct_stride", WC,
-      "p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0", "p.stride_h == 1 && p.pad_h == 0", WCONV),
-    M("wconv_block_last_row", WC,
-      "rn = std::min(g.block_rows, g.pixels - r0);", "rn = std::min(g.block_rows, g.pixels - r0 - (blk > 0));", WCONV),
-    M("wconv_multiplier_offset", WC, "mult ? mult + o0 : nullptr", "mult", WCONV),
-    M("wconv_bias_offset", WC, "bias ? bias + o0 : nullptr", "bias", WCONV),
-    M("wconv_out_row_stride", WC,
-      "out + r0 * p.out_channels + o0, p.out_channels);", "out + r0 * p.out_channels + o0, g.og);", WCONV),
-    M("wconv_linear_rows_avx2_ldo", LC,
-      "avx2_rows(x, M, K, w, N, scale, bias, out, ldo, m0);", "avx2_rows(x, M, K, w, N, scale, bias, out, N, m0);",
-      WCONV),
-    M("wconv_linear_rows_scalar_ldo", LC,
-      "for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, ldo, m, n);\n}\n\ntemplate <>\nvoid linear_rows<double>",
-      "for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, N, m, n);\n}\n\ntemplate <>\nvoid linear_rows<double>",
-      WCONV),
-    M("wconv_linear_rows_avx512_ldo", L512,
-      "n0 += kNB) tile(x, M, K, w, N, scale, bias, out, ldo, m0, n0);",
-      "n0 += kNB) tile(x, M, K, w, N, scale, bias, out, N, m0, n0);", WCONV),
-    M("binding_wconv_layout", OPS,
-      "const at::Tensor x = x_in.to(affine.acc).contiguous(at::MemoryFormat::ChannelsLast), w = w_in.contiguous();\n  if",
-      "const at::Tensor x = x_in.to(affine.acc).contiguous(), w = w_in.contiguous();\n  if", WCONV),
 ]
 # fmt: on
 MUTANTS += [M(*m) for m in CONV_MUTANTS]
 MUTANTS += [M(*m) for m in BITSERIAL_MUTANTS]
+MUTANTS += [M(*m) for m in WCONV_MUTANTS]
 
 
 def tree_files(root):
