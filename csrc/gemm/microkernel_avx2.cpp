@@ -119,7 +119,8 @@ BNN_AVX2_TARGET void avx2_kernel(const uint64_t* a, const uint64_t* b, int64_t w
 // register, += coef * the counts of each chunk. vpsadbw leaves a chunk's count (< 2^11) in the
 // low half of each 64-bit lane, the high half 0, so the counts of B registers 0 and 1 shifted
 // into the high halves interleave in one register: lane l holds column (l even ? l / 2 :
-// 4 + l / 2), the tile's order in registers (kToTile).
+// 4 + l / 2), the tile's order in registers (to_tile in avx2_plane_sum). The products wrap
+// like the scalar int32 sum: the sum of a call is exact whenever it fits int32.
 struct WeightedTile {
   __m256i tile[kMR];
   __m256i coef;
