@@ -36,7 +36,7 @@ WCONV_MUTANTS = [
     ("wconv_out_row_stride", WC,
       "out + r0 * p.out_channels + o0, p.out_channels);", "out + r0 * p.out_channels + o0, g.og);", WCONV),
     ("wconv_linear_rows_avx2_ldo", LC,
-      "avx2_rows(x, M, K, w, N, scale, bias, out, ldo, m0);", "avx2_rows(x, M, K, w, N, scale, bias, out, N, m0);",
+      "avx2_tile(x, M, K, w, n, scale, bias, out, ldo, m0);", "avx2_tile(x, M, K, w, n, scale, bias, out, N, m0);",
       WCONV),
     ("wconv_linear_rows_scalar_ldo", LC,
       "for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, ldo, m, n);\n}\n\ntemplate <>\nvoid linear_rows<double>",

@@ -65,11 +65,8 @@ __attribute__((target("avx2"))) inline float hsum(__m256 v) {
 }
 
 constexpr int kAvx2MB = 4;
-constexpr int kAvx2NB = 2;  // 4 x 2 accumulators: 8 independent add chains keep both FP add pipes busy
 
-// Rows m0 .. m0 + 3 (those below M) against weight rows n .. n + NB - 1, into out (row stride
-// ldo). Each output is its own 8-lane sum over k in order, whatever NB.
-template <int NB>
+// Rows m0 .. m0 + 3 (those below M) against weight row n, into out (row stride ldo).
 __attribute__((target("avx2"))) void avx2_tile(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t n,
                                                const float* scale, const float* bias, float* out, int64_t ldo,
                                                int64_t m0) {
@@ -78,49 +75,27 @@ __attribute__((target("avx2"))) void avx2_tile(const float* x, int64_t M, int64_
   const int64_t words = words_for_bits(K);
   const int64_t kfull = K & ~int64_t(7);  // columns covered by whole weight bytes
   const int64_t mb = std::min<int64_t>(MB, M - m0);
-  const uint8_t* wb[NB];
-  for (int j = 0; j < NB; ++j) wb[j] = reinterpret_cast<const uint8_t*>(w + (n + j) * words);
-  __m256 acc[MB][NB];
-  for (int i = 0; i < MB; ++i)
-    for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_setzero_ps();
+  const uint8_t* wb = reinterpret_cast<const uint8_t*>(w + n * words);
+  const uint32_t* wn = reinterpret_cast<const uint32_t*>(w) + n * words;
+  __m256 acc[MB];
+  for (int i = 0; i < MB; ++i) acc[i] = _mm256_setzero_ps();
   for (int64_t c = 0; c < kfull; c += 8) {
-    __m256 sgn[NB];
-    for (int j = 0; j < NB; ++j) sgn[j] = _mm256_load_ps(reinterpret_cast<const float*>(table.mask[wb[j][c >> 3]]));
+    const __m256 sgn = _mm256_load_ps(reinterpret_cast<const float*>(table.mask[wb[c >> 3]]));
     for (int i = 0; i < MB; ++i)
-      if (i < mb) {
-        const __m256 xv = _mm256_loadu_ps(x + (m0 + i) * K + c);
-        for (int j = 0; j < NB; ++j) acc[i][j] = _mm256_add_ps(acc[i][j], _mm256_xor_ps(xv, sgn[j]));
-      }
+      if (i < mb) acc[i] = _mm256_add_ps(acc[i], _mm256_xor_ps(_mm256_loadu_ps(x + (m0 + i) * K + c), sgn));
   }
   for (int i = 0; i < mb; ++i) {
     const float* xm = x + (m0 + i) * K;
-    for (int j = 0; j < NB; ++j) {
-      const uint32_t* wn = reinterpret_cast<const uint32_t*>(w) + (n + j) * words;
-      out[(m0 + i) * ldo + n + j] = finish(hsum(acc[i][j]) + dot_scalar(xm, wn, K, kfull), scale, bias, n + j);
-    }
+    out[(m0 + i) * ldo + n] = finish(hsum(acc[i]) + dot_scalar(xm, wn, K, kfull), scale, bias, n);
   }
-}
-
-// Rows m0 .. m0 + 3 against every weight row, two at a time.
-void avx2_rows(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale, const float* bias,
-               float* out, int64_t ldo, int64_t m0) {
-  int64_t n = 0;
-  for (; n + kAvx2NB <= N; n += kAvx2NB) avx2_tile<kAvx2NB>(x, M, K, w, n, scale, bias, out, ldo, m0);
-  for (; n < N; ++n) avx2_tile<1>(x, M, K, w, n, scale, bias, out, ldo, m0);
 }
 
 void linear_avx2(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale,
                  const float* bias, float* out, int nt) {
-  const int64_t m_tiles = (M + kAvx2MB - 1) / kAvx2MB, n_tiles = (N + kAvx2NB - 1) / kAvx2NB;
+  const int64_t m_tiles = (M + kAvx2MB - 1) / kAvx2MB;
 #pragma omp parallel for collapse(2) num_threads(nt) schedule(static)
   for (int64_t t = 0; t < m_tiles; ++t)
-    for (int64_t u = 0; u < n_tiles; ++u) {
-      const int64_t n = u * kAvx2NB;
-      if (n + kAvx2NB <= N)
-        avx2_tile<kAvx2NB>(x, M, K, w, n, scale, bias, out, N, t * kAvx2MB);
-      else
-        for (int64_t j = n; j < N; ++j) avx2_tile<1>(x, M, K, w, j, scale, bias, out, N, t * kAvx2MB);
-    }
+    for (int64_t n = 0; n < N; ++n) avx2_tile(x, M, K, w, n, scale, bias, out, N, t * kAvx2MB);
 }
 #endif
 
@@ -148,7 +123,8 @@ void linear_rows<float>(const float* x, int64_t M, int64_t K, const int32_t* w, 
 #if defined(__x86_64__)
   if (use_avx512()) return linear_rows_avx512(x, M, K, w, N, scale, bias, out, ldo);
   if (use_avx2()) {
-    for (int64_t m0 = 0; m0 < M; m0 += kAvx2MB) avx2_rows(x, M, K, w, N, scale, bias, out, ldo, m0);
+    for (int64_t m0 = 0; m0 < M; m0 += kAvx2MB)
+      for (int64_t n = 0; n < N; ++n) avx2_tile(x, M, K, w, n, scale, bias, out, ldo, m0);
     return;
   }
 #endif
