@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--name", default=None, help="file name stem of the results")
     b.add_argument("--quiet", action="store_true", help="no progress lines")
     b.add_argument("--no-compile", action="store_true", help="model: do not try torch.compile for the float deployment")
+    b.add_argument(
+        "--lce-python",
+        default=None,
+        help="model: a Python interpreter with larq-compute-engine and larq-zoo; adds Larq Compute Engine's "
+        "time for the larq_zoo counterpart (Bi-Real Net) at batch 1, measured in the same run",
+    )
     args = ap.parse_args(argv)
     if args.cmd == "info":
         info()
@@ -121,6 +127,7 @@ def _bench(ap, args, torch, bk, bench) -> None:
         repeats=args.repeats,
         peak_ops=args.peak_ops,
         try_compile=False if args.no_compile else None,
+        lce_python=args.lce_python,
     )
 
 

@@ -37,6 +37,7 @@ import bnn_kernels as bk
 
 from .deploy import float_deployment
 from .harness import Progress, Result, time_fn
+from .lce import LCE_MODELS, lce_row, time_lce
 
 # name -> (factory in bnn_kernels.models, keyword arguments). Tests shrink these.
 MODELS = {"birealnet18": ("birealnet18", {}), "reactnet_a": ("reactnet_a", {})}
@@ -157,8 +158,11 @@ def _fusion_note(report) -> str:
 
 
 def bench_model(
-    device: torch.device, progress: Progress, batches=None, size=None, repeats=10, try_compile=True
+    device: torch.device, progress: Progress, batches=None, size=None, repeats=10, try_compile=True, lce_python=None
 ) -> list[Result]:
+    """The rows of every model (see the module docstring). lce_python: an interpreter with Larq
+    Compute Engine; models with a larq_zoo counterpart then get an LCE row at batch 1 on the
+    CPU, timed before and after ours in this run (bnn_kernels/bench/lce.py)."""
     out = []
     res = size or 224
     batches = batches or BATCHES
@@ -185,12 +189,16 @@ def bench_model(
         for k, m in models.items():
             nbytes = sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
             notes[k] += f"; weights {nbytes / 2**20:.2f} MiB"
-        rows, compiled, fusion = {}, {}, {}
+        rows, compiled, fusion, lce = {}, {}, {}, {}
         for nb in batches:
             progress.step(f"model {name} batch {nb}")
-            rows[nb], compiled[nb], fusion[nb] = _time_batch(
-                models, f"{name} {nb}x3x{res}x{res}", nb, res, device, notes, repeats, try_compile
-            )
+            case = f"{name} {nb}x3x{res}x{res}"
+            with_lce = lce_python and nb == 1 and name in LCE_MODELS and device.type == "cpu"
+            lce_args = (lce_python, LCE_MODELS.get(name), res, torch.get_num_threads(), repeats)
+            before = time_lce(*lce_args) if with_lce else None
+            rows[nb], compiled[nb], fusion[nb] = _time_batch(models, case, nb, res, device, notes, repeats, try_compile)
+            if with_lce:
+                lce[nb] = lce_row(case, str(device), before, time_lce(*lce_args))
             if nb == batches[0]:
                 b = breakdown(models["packed"], torch.randn(nb, 3, res, res, device=device))
                 b["fusion"] = _fusion_summary(fusion[nb], compiled[nb].get("packed"))
@@ -213,6 +221,8 @@ def bench_model(
                 r["float"],
                 r["deploy"],
             ]
+            if nb in lce:
+                out += [_vs(dataclasses.replace(r["packed"], breakdown=None), lce[nb]), lce[nb]]
     return out
 
 
