@@ -183,6 +183,22 @@ class HeavisideConv(nn.Conv2d):
         return F.conv2d(torch.heaviside(x, self.v), torch.sign(self.weight), self.bias, self.stride, self.padding)
 
 
+class LearnedThresholdConv(nn.Conv2d):
+    """A learned per-channel threshold inline, (x >= t) * 2 - 1 (ReActNet's RSign / FracBNN's
+    thresholds written inside the conv module): trained thresholds are small (|t| ~ 1e-2), so few
+    examples fall between 0 and t. constant: the threshold a number in the code instead."""
+
+    def __init__(self, *args, scale=0.02, constant=None, **kw):
+        super().__init__(*args, **kw)
+        self.t = nn.Parameter(torch.rand(self.in_channels) * scale + scale / 10)
+        self.constant = constant
+
+    def forward(self, x):
+        t = self.t.view(1, -1, 1, 1) if self.constant is None else self.constant
+        b = (x >= t).float() * 2 - 1
+        return F.conv2d(b, torch.sign(self.weight), None, self.stride, self.padding)
+
+
 class ActConv(nn.Module):
     """An activation module, then a conv module with sign weights (binary-networks-pytorch style)."""
 

@@ -258,3 +258,23 @@ def test_a_third_value_at_the_threshold_stays_float(v):
         with torch.no_grad():
             xt = _with_ties((3, 6, 5, 5), torch.zeros(6), 9)
             torch.testing.assert_close(cm(xt), model(xt), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [23, 35, 36])
+def test_small_learned_threshold_not_taken_for_zero(seed):
+    """x >= t with small learned thresholds and one small example: no example falls between 0 and
+    t, so threshold 0 fits the examples too. The module is probed across the interval the
+    examples leave open, which tells them apart (these seeds used to convert with threshold 0,
+    wrong for every input between 0 and t); a threshold written as a number in the code stays
+    float (it is no candidate), and so does nothing wrong."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(P.LearnedThresholdConv(6, 5, 3, padding=1, bias=False)).eval()
+    x = _x(1, 6, 4, 4, seed=seed)
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["0"] and "sign(x - t)" in rep.layers["0"]["kind"], str(rep)
+    t = model[0].t.detach()
+    with torch.no_grad():
+        for xt in (_with_ties((3, 6, 4, 4), t / 2, 1, 0.5), _with_ties((3, 6, 4, 4), t, 2, 0.5)):
+            torch.testing.assert_close(cm(xt), model(xt), rtol=1e-5, atol=1e-5)
+    const = nn.Sequential(P.LearnedThresholdConv(6, 5, 3, padding=1, bias=False, constant=0.011)).eval()
+    _stays_float(const, x, "0", "threshold not identified", P.LearnedThresholdConv)
