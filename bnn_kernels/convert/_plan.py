@@ -12,6 +12,7 @@ from ..nn._base import PackedModule
 from ._classify import (
     TOL,
     channel_view,
+    detect_tol,
     deviation,
     find_in_mul,
     fit_affine,
@@ -274,6 +275,19 @@ def _check_output_relation(invs, ga, gb, ch: int, step: torch.Tensor, real_in: b
             )
 
 
+def _scale_hint(z: torch.Tensor, inp: _Input) -> str | None:
+    """Why a derived input whose call input z is binary (or on the grid) with another scale than
+    the examples' fails: with one example, 'rescaled' scales the sample as a whole, and a layer
+    whose input is binarized upstream cannot tell a fixed scale from one computed per sample."""
+    kind = input_kind(z)
+    if kind[0] != inp.act["act"] or abs(kind[1] - inp.scale) <= detect_tol(z.dtype) * abs(inp.scale):
+        return None
+    return (
+        "its input is still binary there, with another scale: from a single example a fixed input scale "
+        "cannot be told from one computed per sample upstream (convert with several examples)"
+    )
+
+
 def plan(invs: list[_Invocation]):
     """(packed module, report entry, notes) for a module from its recorded invocations; raises Skip
     with its evidence set."""
@@ -315,6 +329,7 @@ def _plan(invs: list[_Invocation]):
         lambda z: real_in or input_kind(z)[0] != "real",
         mult,
         ch,
+        None if real_in else (lambda z: _scale_hint(z, inp)),
     )
     max_abs, max_rel, int_exact_ = verify(new, invs, chk)
     layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact_)

@@ -26,12 +26,14 @@ class Check:
     int_check(new, inv): its integer part is exact (None: no integer part, real input);
     in_domain(z): a derived input whose call input is z is inside the layer's domain;
     step: per output channel, one unit of the integer result in output units (float64 [O]);
-    ch: the output channel dim."""
+    ch: the output channel dim;
+    hint(z): what the report adds when a derived input whose call input is z fails, or None."""
 
     int_check: Callable[[PackedModule, _Invocation], bool] | None
     in_domain: Callable[[torch.Tensor], bool]
     step: torch.Tensor
     ch: int
+    hint: Callable[[torch.Tensor], str | None] | None = None
 
 
 def call_integer(inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> torch.Tensor:
@@ -86,7 +88,8 @@ def verify_derived(new, invs, chk: Check, tol: float) -> None:
         _, rel, exact = verify(new, [inv], chk)
         if not exact or rel > tol:
             what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
+            hint = chk.hint(inv.calls[0].z) if chk.hint is not None else None
             raise Skip(
                 f"verification on derived inputs ({label}) failed: the packed {what} from the module's "
-                "(its result depends on more than the examples show)"
+                f"(its result depends on more than the examples show{'; ' + hint if hint else ''})"
             )

@@ -220,6 +220,13 @@ class FnAct(nn.Module):
         return self.fn(x)
 
 
+class XNORInputScale(nn.Module):
+    """XNOR-Net's input binarization with a per-sample scale, as its own module: sign(x) * mean |x|."""
+
+    def forward(self, x):
+        return torch.sign(x) * x.abs().mean(dim=tuple(range(1, x.dim())), keepdim=True)
+
+
 # --- pooling / channel shuffle before the binarizer (MeliusNet / BinaryDenseNet shortcuts) --------
 def channel_shuffle(x, groups):
     n, c, h, w = x.shape

@@ -12,7 +12,7 @@ from torch import nn
 
 import bnn_kernels
 from bnn_kernels import ConversionError, convert
-from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightLinear, BitSerialConv2d
+from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLinear, BitSerialConv2d
 
 from . import models_public3 as P
 from .test_public_models import _check_on_fresh_inputs, _fresh, _random_bn, _x
@@ -278,3 +278,20 @@ def test_small_learned_threshold_not_taken_for_zero(seed):
             torch.testing.assert_close(cm(xt), model(xt), rtol=1e-5, atol=1e-5)
     const = nn.Sequential(P.LearnedThresholdConv(6, 5, 3, padding=1, bias=False, constant=0.011)).eval()
     _stays_float(const, x, "0", "threshold not identified", P.LearnedThresholdConv)
+
+
+@pytest.mark.parametrize("layer", ["conv", "linear"])
+def test_batch_one_input_binarized_upstream(layer):
+    """A binary layer reading the output of a separate binarizer, converted from ONE example: the
+    layer cannot tell whether its upstream scale is fixed (sign) or computed per sample (XNOR's
+    sign(x) * mean |x|): either stays float, the report says why; from several examples the fixed
+    one packs, the per-sample one is a real input (binary-weight)."""
+    cls, shape = (P.SignWeightConv, (1, 6, 5, 5)) if layer == "conv" else (P.BinaryConnectLinear, (1, 20))
+    make = (lambda: P.SignWeightConv(6, 5, 3, padding=1, bias=False)) if layer == "conv" else (lambda: cls(20, 7))
+    for act in (P.FnAct(torch.sign), P.XNORInputScale()):
+        model = nn.Sequential(act, make()).eval()
+        rep = _stays_float(model, _x(*shape), "1", "with another scale", cls)
+        assert "several examples" in rep.skipped["1"]
+        cm, rep = _check_on_fresh_inputs(model, _x(2, *shape[1:]), (3, *shape[1:]), ["1"])
+        want = (BinaryConv2d, BinaryLinear) if isinstance(act, P.FnAct) else (BinaryWeightConv2d, BinaryWeightLinear)
+        assert type(cm[1]) in want, str(rep)
