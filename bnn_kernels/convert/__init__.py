@@ -38,7 +38,9 @@ How it works (no class names are looked at):
 4. Each new module is verified on the recorded examples, then on inputs derived from them
    (noise, rescaled, shifted per sample, and few-valued inputs resampled with another mix per
    sample): its integer part against the call's exact integer result, its float output
-   against O (float rounding). Any disagreement leaves the layer in float. At the end the
+   against O (float rounding); then the whole model runs on inputs derived from its examples
+   and each new module is checked on the inputs its caller feeds it there (an input binarized
+   upstream with a batch-dependent scale). Any disagreement leaves the layer in float. At the end the
    whole converted model is compared with the original on the examples.
 
 strict=True raises ConversionError for every skipped layer with evidence of being binary

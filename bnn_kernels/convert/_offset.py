@@ -61,7 +61,7 @@ def _int_check(a: float, b: float):
 
 
 def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
-    """(OffsetBinaryConv2d, report entry, notes) for a layer whose call input is beta +- alpha; raises Skip."""
+    """(OffsetBinaryConv2d, report entry, notes, its Check) for a layer whose call input is beta +- alpha; raises Skip."""
     first = invs[0]
     call, x = first.calls[0], first.args[0]
     if call.kind != "conv2d":
@@ -90,4 +90,4 @@ def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
         raise Skip(f"verification failed: packed output deviates by {max_rel:.3g} (relative) from the module's output")
     verify_derived(new, invs, chk, tol)
     layer = dict(module=type(new).__name__, kind=desc, max_abs=max_abs, max_rel=max_rel, int_exact=True)
-    return new, layer, []
+    return new, layer, [], chk

@@ -289,8 +289,8 @@ def _scale_hint(z: torch.Tensor, inp: _Input) -> str | None:
 
 
 def plan(invs: list[_Invocation]):
-    """(packed module, report entry, notes) for a module from its recorded invocations; raises Skip
-    with its evidence set."""
+    """(packed module, report entry, notes, its Check) for a module from its recorded invocations;
+    raises Skip with its evidence set."""
     try:
         return _plan(invs)
     except Skip as e:
@@ -338,4 +338,4 @@ def _plan(invs: list[_Invocation]):
     if max_rel > TOL.get(first.out.dtype, 1e-4):
         raise Skip(f"verification failed: packed output deviates by {max_rel:.3g} (relative) from the module's output")
     verify_derived(new, invs, chk, TOL.get(first.out.dtype, 1e-4))
-    return new, layer, notes
+    return new, layer, notes, chk

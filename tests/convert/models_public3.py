@@ -227,6 +227,14 @@ class XNORInputScale(nn.Module):
         return torch.sign(x) * x.abs().mean(dim=tuple(range(1, x.dim())), keepdim=True)
 
 
+class BatchScaledSign(nn.Module):
+    """Simplified XNOR ports: the activation scale mean |x| over the whole tensor (the batch), as
+    its own module: +-a on every sample of a batch, another a on another batch."""
+
+    def forward(self, x):
+        return torch.sign(x) * x.abs().mean()
+
+
 # --- pooling / channel shuffle before the binarizer (MeliusNet / BinaryDenseNet shortcuts) --------
 def channel_shuffle(x, groups):
     n, c, h, w = x.shape

@@ -6,6 +6,8 @@ the sign, nn.Sequential-only models and a BinaryConnect MLP.
 Converted layers are checked on fresh inputs (integer part exact, float within rounding); layers
 that must stay float are asserted to, with strict=True raising and naming them."""
 
+import importlib
+
 import pytest
 import torch
 from torch import nn
@@ -295,3 +297,21 @@ def test_batch_one_input_binarized_upstream(layer):
         cm, rep = _check_on_fresh_inputs(model, _x(2, *shape[1:]), (3, *shape[1:]), ["1"])
         want = (BinaryConv2d, BinaryLinear) if isinstance(act, P.FnAct) else (BinaryWeightConv2d, BinaryWeightLinear)
         assert type(cm[1]) in want, str(rep)
+
+
+def test_input_scale_computed_from_the_batch_upstream(monkeypatch):
+    """sign(x) * mean |x| over the whole batch, in a module of its own: the conv after it reads +-a
+    on the examples, and its own derived inputs cannot show that a changes with the batch. The
+    model itself is run on derived inputs and every packed layer is checked on what its caller
+    feeds it: float, strict raises (it used to convert, wrong on every other batch)."""
+    model = P.ActConv(P.BatchScaledSign()).eval()
+    x = _x(4, 6, 5, 5)
+    rep = _stays_float(model, x, "conv", "verification in the model on derived inputs", P.SignWeightConv)
+    assert "upstream" in rep.skipped["conv"]
+    conv_mod = importlib.import_module("bnn_kernels.convert._convert")
+    monkeypatch.setattr(conv_mod, "verify_in_model", lambda *a: {})  # the check off: a wrong conversion
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["conv"]
+    with torch.no_grad():
+        xf = _fresh((4, 6, 5, 5), 3) * 3
+        assert not torch.allclose(cm(xf), model(xf), rtol=1e-3, atol=1e-3)
