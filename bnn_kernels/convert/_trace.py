@@ -182,15 +182,7 @@ _ELEMENTWISE |= {"__neg__", "__abs__", "__invert__", "__ge__", "__gt__", "__le__
 # Dropout ops: the identity when not training (nn.Dropout in eval mode), tracked as the op
 # "identity"; in training mode (F.dropout(x, p) without training=self.training) they are random,
 # never elementwise.
-DROPOUT = {
-    "dropout",
-    "dropout1d",
-    "dropout2d",
-    "dropout3d",
-    "alpha_dropout",
-    "feature_alpha_dropout",
-    "feature_dropout",
-}
+DROPOUT = {"dropout", "alpha_dropout", "feature_alpha_dropout", "feature_dropout"} | {f"dropout{d}d" for d in (1, 2, 3)}
 
 
 def _op_name(func, args, kwargs) -> str:

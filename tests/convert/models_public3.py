@@ -102,7 +102,7 @@ class WeightIdiomConv(nn.Conv2d):
             bw = torch.where(bw >= 0, 1.0, -1.0) * sw
         else:
             bw = binarize_weight(self.weight, self.how)
-        return F.conv2d(torch.where(x >= 0, 1.0, -1.0), bw, None, self.stride, self.padding)
+        return F.conv2d(torch.where(x >= 0, 1.0, -1.0), bw, None, self.stride, self.padding, 1, self.groups)
 
 
 class PrunedTernaryConv(WeightIdiomConv):

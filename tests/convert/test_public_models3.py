@@ -315,3 +315,11 @@ def test_input_scale_computed_from_the_batch_upstream(monkeypatch):
     with torch.no_grad():
         xf = _fresh((4, 6, 5, 5), 3) * 3
         assert not torch.allclose(cm(xf), model(xf), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("how,groups", [("round", 6), ("round", 3), ("ge01", 2), ("xnor", 6)])
+def test_ternary_depthwise_and_grouped(how, groups):
+    """Ternary / {0, 1} weights (two binary products per output) in depthwise and grouped convs."""
+    model = nn.Sequential(P.WeightIdiomConv(6, 6, how, groups=groups)).eval()
+    cm, rep = _check_on_fresh_inputs(model, _x(3, 6, 5, 5), (3, 6, 5, 5), ["0"])
+    assert type(cm[0]) is BinaryConv2d and cm[0].ternary and cm[0].groups == groups, str(rep)
