@@ -23,7 +23,7 @@ from ._classify import (
 from ._offset import offset_pair, plan_offset
 from ._probe import derived_inputs, probe_threshold, rounding_holds, run_module
 from ._report import Skip
-from ._trace import DROPOUT, _Invocation
+from ._trace import _Invocation
 from ._verify import Check, int_exact, verify, verify_derived
 
 __all__ = ["plan"]
@@ -50,6 +50,11 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
         if inv.calls[0].kind not in ("conv2d", "linear"):
             raise Skip(f"it computes its layer with {inv.calls[0].kind}, which is not packed (conv2d and linear are)")
+        if inv.random is not None:
+            raise Skip(
+                f"random forward: it calls {inv.random} (stochastic binarization, or dropout in training mode as "
+                "F.dropout(x, p) without training=self.training); the packed layer is deterministic"
+            )
         if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
             raise Skip("it is called with other than one tensor argument")
         if not isinstance(inv.out, torch.Tensor):
@@ -216,11 +221,6 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
                 f"the {call.kind} input is not an elementwise function of the module's input (it passes "
                 f"through {call.z_mixed}; the packed layer reads the module's input: with that op in the "
                 "caller, before the module, the layer can be packed)"
-            )
-        if call.z_mixed in DROPOUT:
-            raise Skip(
-                f"random input: the {call.kind} input passes through {call.z_mixed} in training mode "
-                "(e.g. F.dropout(x, p) without training=self.training), which the packed layer cannot reproduce"
             )
         if call.z_mixed:
             raise Skip(

@@ -351,6 +351,24 @@ class DropoutSignConv(nn.Conv2d):
         return self.drop(F.conv2d(torch.sign(x), torch.sign(self.weight), self.bias, self.stride, self.padding))
 
 
+class StochasticBinarizeConv(nn.Conv2d):
+    """BinaryNet.pytorch's Binarize(quant_mode='stoch') for the weights, or a stochastic sign of
+    the input (+1 with probability hard_sigmoid(x), as in BinaryConnect's stochastic mode)."""
+
+    def __init__(self, *args, what="weight", **kw):
+        super().__init__(*args, **kw)
+        self.what = what
+
+    def forward(self, x):
+        w, xb = torch.sign(self.weight), torch.sign(x)
+        if self.what == "weight":
+            t = self.weight.clone()
+            w = t.add_(1).div_(2).add_(torch.rand(t.size()).add(-0.5)).clamp_(0, 1).round().mul_(2).add_(-1)
+        else:
+            xb = torch.where(torch.rand_like(x) < torch.clamp((x + 1) / 2, 0, 1), 1.0, -1.0)
+        return F.conv2d(xb, w, self.bias, self.stride, self.padding)
+
+
 # --- BinaryConnect (Courbariaux et al. 2015) MLP: binary weights, real activations -----------------
 class BinaryConnectLinear(nn.Linear):
     def forward(self, x):

@@ -196,16 +196,29 @@ def test_dropout_before_the_sign():
         xf = _fresh((3, 6, 5, 5), 4)
         torch.testing.assert_close(ct(xf), model.eval()(xf), rtol=1e-5, atol=1e-5)
     always = nn.Sequential(P.DropoutSignConv(6, 5, 3, padding=1, always_on=True)).eval()
-    cm, rep = convert(always, (x,))
-    assert rep.converted == [] and "random input" in rep.skipped["0"] and "dropout" in rep.skipped["0"], str(rep)
+    _stays_float_random(always, x, "calls dropout")
+
+
+def _stays_float_random(model, x, reason):
+    """The random layer '0' stays float with reason (same random draws: same results), strict raises."""
+    cm, rep = convert(model, (x,))
+    assert rep.converted == [] and "random forward" in rep.skipped["0"] and reason in rep.skipped["0"], str(rep)
     with torch.no_grad():
-        xf = _fresh((3, 6, 5, 5), 3)
+        xf = _fresh(tuple(x.shape), 3)
         torch.manual_seed(5)
         got = cm(xf)
         torch.manual_seed(5)
-        assert torch.equal(got, always(xf))
-    with pytest.raises(ConversionError, match="0: random input"):
-        convert(always, (x,), strict=True)
+        assert torch.equal(got, model(xf))
+    with pytest.raises(ConversionError, match="0: random forward"):
+        convert(model, (x,), strict=True)
+
+
+@pytest.mark.parametrize("what", ["weight", "act"])
+def test_stochastic_binarization_stays_float(what):
+    """BinaryNet.pytorch's stochastic weight binarization, a stochastic input sign: random in eval
+    too; reported as random (they used to read 'verification failed' / 'data-dependent')."""
+    model = nn.Sequential(P.StochasticBinarizeConv(6, 5, 3, padding=1, bias=False, what=what)).eval()
+    _stays_float_random(model, _x(3, 6, 5, 5), "rand")
 
 
 def test_xnor_plus_plus_scale_inside_the_conv_module_stays_float():
