@@ -2,7 +2,9 @@
 tests/convert/test_public_models3.py: XNOR-Net++'s learned output scale, weight binarizers
 built from comparisons / heaviside / round, larq / FDA-BNN style activations, binarizers after
 pooling and channel shuffle, depthwise and grouped binary convs, BinaryDenseNet / MeliusNet
-blocks, dropout before the sign, weight sharing, a reused binarizer and a BinaryConnect MLP.
+blocks, dropout before the sign, weight sharing, a reused binarizer, small learned thresholds,
+stochastic binarization, activation scales computed upstream (per sample, per batch) and a
+BinaryConnect MLP.
 Each class names the code it follows (written from memory of that code: the forward values are
 what matters, the STE backward only where it changes the forward)."""
 

@@ -2,7 +2,9 @@
 output scale, weight binarizers from comparisons / heaviside / round, larq / FDA-BNN / threshold
 activations (exact at the tie), binarizers after pooling and channel shuffle, depthwise and
 grouped convs, BinaryDenseNet / MeliusNet blocks, nn.DataParallel, weight sharing, dropout before
-the sign, nn.Sequential-only models and a BinaryConnect MLP.
+the sign, nn.Sequential-only models, a BinaryConnect MLP (batch 1 too), pruned channels, small
+learned thresholds, third values at the threshold, stochastic binarization and activation scales
+computed upstream. Each test that guards a fix of convert() says what it used to do.
 Converted layers are checked on fresh inputs (integer part exact, float within rounding); layers
 that must stay float are asserted to, with strict=True raising and naming them."""
 
