@@ -61,7 +61,8 @@ def _int_check(a: float, b: float):
 
 
 def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
-    """(OffsetBinaryConv2d, report entry, notes, its Check) for a layer whose call input is beta +- alpha; raises Skip."""
+    """(OffsetBinaryConv2d, report entry, notes, its Check) for a layer whose call input is
+    beta +- alpha; raises Skip."""
     first = invs[0]
     call, x = first.calls[0], first.args[0]
     if call.kind != "conv2d":

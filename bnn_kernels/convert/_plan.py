@@ -283,7 +283,7 @@ def _scale_hint(z: torch.Tensor, inp: _Input) -> str | None:
     if kind[0] != inp.act["act"] or abs(kind[1] - inp.scale) <= detect_tol(z.dtype) * abs(inp.scale):
         return None
     return (
-        "its input is still binary there, with another scale: from a single example a fixed input scale "
+        "its input is still binary (or on its grid) there, with another scale: from a single example a fixed scale "
         "cannot be told from one computed per sample upstream (convert with several examples)"
     )
 

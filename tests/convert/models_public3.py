@@ -237,6 +237,16 @@ class BatchScaledSign(nn.Module):
         return torch.sign(x) * x.abs().mean()
 
 
+class MaxScaledQuant(nn.Module):
+    """A 2-bit uniform quantizer scaled by the batch's max (simple QNN ports): round(y / s) * s with
+    s = max(relu(x)) / 3 over the whole tensor."""
+
+    def forward(self, x):
+        y = torch.clamp(x, min=0)
+        s = y.max() / 3
+        return torch.round(y / s) * s
+
+
 # --- pooling / channel shuffle before the binarizer (MeliusNet / BinaryDenseNet shortcuts) --------
 def channel_shuffle(x, groups):
     n, c, h, w = x.shape

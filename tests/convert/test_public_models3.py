@@ -314,12 +314,14 @@ def test_batch_one_input_binarized_upstream(layer):
         assert type(cm[1]) in want, str(rep)
 
 
-def test_input_scale_computed_from_the_batch_upstream(monkeypatch):
-    """sign(x) * mean |x| over the whole batch, in a module of its own: the conv after it reads +-a
-    on the examples, and its own derived inputs cannot show that a changes with the batch. The
-    model itself is run on derived inputs and every packed layer is checked on what its caller
-    feeds it: float, strict raises (it used to convert, wrong on every other batch)."""
-    model = P.ActConv(P.BatchScaledSign()).eval()
+@pytest.mark.parametrize("act", [P.BatchScaledSign, P.MaxScaledQuant])
+def test_input_scale_computed_from_the_batch_upstream(act, monkeypatch):
+    """sign(x) * mean |x| over the whole batch (or a 2-bit grid scaled by the batch's max), in a
+    module of its own: the conv after it reads +-a on the examples, and its own derived inputs
+    cannot show that a changes with the batch. The model itself is run on derived inputs and
+    every packed layer is checked on what its caller feeds it: float, strict raises (it used to
+    convert, wrong on every other batch)."""
+    model = P.ActConv(act()).eval()
     x = _x(4, 6, 5, 5)
     rep = _stays_float(model, x, "conv", "verification in the model on derived inputs", P.SignWeightConv)
     assert "upstream" in rep.skipped["conv"]
