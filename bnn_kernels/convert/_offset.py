@@ -81,7 +81,13 @@ def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
         call.w, call.b, act_scale=alpha, act_offset=beta, threshold=t, out_dtype=first.out.dtype, **geometry(call)
     ).eval()
     apply_affine(new, ga, gb)
-    chk = Check(_int_check(alpha, beta), lambda z: offset_pair(z) is not None, new.multiplier.double().abs(), 1)
+    chk = Check(
+        _int_check(alpha, beta),
+        lambda z: offset_pair(z) is not None,
+        new.multiplier.double().abs(),
+        1,
+        upstream=all(torch.equal(i.args[0], i.calls[0].z) for i in invs),
+    )
     max_abs, max_rel, exact = verify(new, invs, chk)
     desc = f"offset-binary input {beta:.4g} +- {alpha:.4g} (x >= {label})"
     tol = TOL.get(first.out.dtype, 1e-4)

@@ -101,15 +101,25 @@ def _gap_holds(module, x, tp, ch_dim, output_of, high) -> bool:
     total = -(-vals.shape[1] // per) * per  # whole module inputs
     vals = vals.repeat(1, -(-total // vals.shape[1]))[:, :total]
     tb = channel_view(tp.to(device=x.device, dtype=x.dtype), ch_dim, c, x.dim())
-    for chunk in vals.split(per, 1):
-        xp = chunk.reshape(xm.shape).movedim(0, ch_dim).contiguous()
+    xps = [chunk.reshape(xm.shape).movedim(0, ch_dim).contiguous() for chunk in vals.split(per, 1)]
+    if len(xps) > 1:  # one call on them all, batched; where the module wants its own batch size, one each
+        xps = [torch.cat(xps)] + xps
+    for i, xp in enumerate(xps):
         try:
             with torch.no_grad():
                 z = output_of(module, xp)
         except (Skip, RuntimeError):
+            if i == 0 and len(xps) > 1:
+                continue
+            return False
+        if z.shape != xp.shape:
+            if i == 0 and len(xps) > 1:
+                continue
             return False
         if not torch.equal(high(z), xp >= tb):
             return False
+        if i == 0:
+            return True
     return True
 
 

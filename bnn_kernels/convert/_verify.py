@@ -27,13 +27,16 @@ class Check:
     in_domain(z): a derived input whose call input is z is inside the layer's domain;
     step: per output channel, one unit of the integer result in output units (float64 [O]);
     ch: the output channel dim;
-    hint(z): what the report adds when a derived input whose call input is z fails, or None."""
+    hint(z): what the report adds when a derived input whose call input is z fails, or None;
+    upstream: the call's input is binary (or on a grid) as the module received it: binarized by
+    its caller, so what the caller computes decides whether the layer is exact (verify_in_model)."""
 
     int_check: Callable[[PackedModule, _Invocation], bool] | None
     in_domain: Callable[[torch.Tensor], bool]
     step: torch.Tensor
     ch: int
     hint: Callable[[torch.Tensor], str | None] | None = None
+    upstream: bool = False
 
 
 def call_integer(inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> torch.Tensor:
@@ -134,9 +137,14 @@ def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
     cannot show what its caller computes: an input binarized upstream with a scale computed from
     the whole batch (sign(x) * mean |x|) is +-a on the examples and +-a' on other batches.
 
-    layers: {name: (packed module, its Check, the original module)}. A model that fails on the
-    derived inputs is not judged (nothing is refused for it)."""
+    layers: {name: (packed module, its Check, the original module)}; only those whose Check says
+    their input is binarized upstream are judged (a layer that binarizes its own input, or reads
+    a real one, maps whatever its caller feeds it as its own derived inputs showed). A model that
+    fails on the derived inputs is not judged (nothing is refused for it)."""
     failed: dict[str, str] = {}
+    layers = {n: v for n, v in layers.items() if v[1].upstream}
+    if not layers:
+        return failed
     modules = {n: m for n, (_, _, m) in layers.items()}
     for label, inputs in _derived_model_inputs(example_inputs):
         try:
