@@ -22,7 +22,9 @@ How it works (no class names are looked at):
 3. The packed module replaces the whole module that made the call, so it must reproduce the
    module's forward from X: the relation X -> Z is identified (identity, ``sign(x)``,
    ``sign(x - t)`` / ``sign(x + b)`` with t a parameter of the module, Heaviside, DoReFa
-   rounding) and so is O <- Y (identity or a per-channel affine map, e.g. a scale applied
+   rounding; a threshold candidate that fits the examples is checked by running the module on
+   values across the interval the examples leave open around it, so that a small learned
+   threshold is not taken for 0) and so is O <- Y (identity or a per-channel affine map, e.g. a scale applied
    after the call; every op the module applies to data derived from Y is checked to be
    affine in Y: add/sub/mul/div by other tensors, views, eval BatchNorm). Whether values
    exactly at the threshold map high (``x >= t``) or low (``x > t``, ``sign(relu(x))``) is
@@ -36,7 +38,9 @@ How it works (no class names are looked at):
 4. Each new module is verified on the recorded examples, then on inputs derived from them
    (noise, rescaled, shifted per sample, and few-valued inputs resampled with another mix per
    sample): its integer part against the call's exact integer result, its float output
-   against O (float rounding). Any disagreement leaves the layer in float. At the end the
+   against O (float rounding); then the whole model runs on inputs derived from its examples
+   and each new module is checked on the inputs its caller feeds it there (an input binarized
+   upstream with a batch-dependent scale). Any disagreement leaves the layer in float. At the end the
    whole converted model is compared with the original on the examples.
 
 strict=True raises ConversionError for every skipped layer with evidence of being binary

@@ -122,15 +122,19 @@ def strict_threshold(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None
     return torch.nextafter(td, torch.full_like(td, math.inf)).float()
 
 
-def find_threshold(x, pos, module, ch_dim, extra):
-    """(label, t [C]) such that ``x >= t`` or ``x > t`` equals pos on the examples, or None (which
-    of the two holds at x == t is then probed by the caller)."""
+def find_thresholds(x, pos, module, ch_dim, extra):
+    """Every (label, t [C]) among the candidates such that ``x >= t`` or ``x > t`` equals pos on the
+    examples, in candidate order (which of the two holds at x == t is probed by the caller)."""
     c = x.shape[ch_dim]
     for label, t in _threshold_candidates(module, c, extra):
         tb = channel_view(t.to(device=x.device, dtype=x.dtype), ch_dim, c, x.dim())
         if torch.equal(x >= tb, pos) or torch.equal(x > tb, pos):
-            return label, t
-    return None
+            yield label, t
+
+
+def find_threshold(x, pos, module, ch_dim, extra):
+    """The first of find_thresholds, or None."""
+    return next(find_thresholds(x, pos, module, ch_dim, extra), None)
 
 
 def find_in_mul(x, q_expected, step, nbits, module, holds=None):

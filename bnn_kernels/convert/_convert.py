@@ -11,9 +11,10 @@ from torch import nn
 
 from ..nn._base import Folded, PackedModule, float_layers_to
 from ._fuse import apply_affine, apply_bn, fold_affine, fold_bn, fold_sign_inputs
-from ._plan import plan
+from ._plan import binary_evidence, plan
 from ._report import ConversionError, ConversionReport, Skip
 from ._trace import _Invocation, _run, _trace
+from ._verify import verify_in_model
 
 __all__ = ["convert"]
 
@@ -58,8 +59,9 @@ def _group(rec) -> tuple[dict[str, list[_Invocation]], dict[str, nn.Module], lis
     return by_module, modules, order
 
 
-def _plan_all(by_module, modules, order, report: ConversionReport, strict: bool, filter_fn) -> dict[str, PackedModule]:
+def _plan_all(by_module, modules, order, report: ConversionReport, strict: bool, filter_fn, model, examples):
     planned: dict[str, PackedModule] = {}
+    checks = {}
     problems = []
     for name in order:
         label = name or "<root>"
@@ -67,7 +69,7 @@ def _plan_all(by_module, modules, order, report: ConversionReport, strict: bool,
             report.skipped[label] = "excluded by filter_fn"
             continue
         try:
-            new, layer, notes = plan(by_module[name])
+            new, layer, notes, checks[name] = plan(by_module[name])
         except Skip as e:
             report.skipped[label] = str(e)
             if strict and e.evidence:
@@ -79,6 +81,15 @@ def _plan_all(by_module, modules, order, report: ConversionReport, strict: bool,
             report.note(name, n)
             if strict:
                 problems.append(f"{name}: {n}")
+    for name, why in verify_in_model(
+        model, examples, {n: (planned[n], checks[n], modules[n]) for n in planned}
+    ).items():
+        del planned[name], report.layers[name]
+        report.notes.pop(name, None)
+        report.skipped[name] = why
+        evidence = binary_evidence(by_module[name])
+        if strict and evidence:
+            problems.append(f"{name}: {why} ({evidence})")
     if problems:
         raise ConversionError("cannot convert exactly:\n  " + "\n  ".join(problems))
     return planned
@@ -178,7 +189,7 @@ def convert(
     rec, ref_out = _trace(model, example_inputs)
     report = ConversionReport()
     by_module, modules, order = _group(rec)
-    planned = _plan_all(by_module, modules, order, report, strict, filter_fn)
+    planned = _plan_all(by_module, modules, order, report, strict, filter_fn, model, example_inputs)
     folded = _fuse(rec, planned, by_module, report) if fuse else []
     for name, new in planned.items():
         _replace_everywhere(model, modules[name], new)

@@ -61,7 +61,8 @@ def _int_check(a: float, b: float):
 
 
 def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
-    """(OffsetBinaryConv2d, report entry, notes) for a layer whose call input is beta +- alpha; raises Skip."""
+    """(OffsetBinaryConv2d, report entry, notes, its Check) for a layer whose call input is
+    beta +- alpha; raises Skip."""
     first = invs[0]
     call, x = first.calls[0], first.args[0]
     if call.kind != "conv2d":
@@ -80,7 +81,13 @@ def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
         call.w, call.b, act_scale=alpha, act_offset=beta, threshold=t, out_dtype=first.out.dtype, **geometry(call)
     ).eval()
     apply_affine(new, ga, gb)
-    chk = Check(_int_check(alpha, beta), lambda z: offset_pair(z) is not None, new.multiplier.double().abs(), 1)
+    chk = Check(
+        _int_check(alpha, beta),
+        lambda z: offset_pair(z) is not None,
+        new.multiplier.double().abs(),
+        1,
+        upstream=all(torch.equal(i.args[0], i.calls[0].z) for i in invs),
+    )
     max_abs, max_rel, exact = verify(new, invs, chk)
     desc = f"offset-binary input {beta:.4g} +- {alpha:.4g} (x >= {label})"
     tol = TOL.get(first.out.dtype, 1e-4)
@@ -90,4 +97,4 @@ def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
         raise Skip(f"verification failed: packed output deviates by {max_rel:.3g} (relative) from the module's output")
     verify_derived(new, invs, chk, tol)
     layer = dict(module=type(new).__name__, kind=desc, max_abs=max_abs, max_rel=max_rel, int_exact=True)
-    return new, layer, []
+    return new, layer, [], chk

@@ -12,6 +12,7 @@ from ..nn._base import PackedModule
 from ._classify import (
     TOL,
     channel_view,
+    detect_tol,
     deviation,
     find_in_mul,
     fit_affine,
@@ -22,7 +23,7 @@ from ._classify import (
 from ._offset import offset_pair, plan_offset
 from ._probe import derived_inputs, probe_threshold, rounding_holds, run_module
 from ._report import Skip
-from ._trace import DROPOUT, _Invocation
+from ._trace import _Invocation
 from ._verify import Check, int_exact, verify, verify_derived
 
 __all__ = ["plan"]
@@ -49,6 +50,11 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
         if inv.calls[0].kind not in ("conv2d", "linear"):
             raise Skip(f"it computes its layer with {inv.calls[0].kind}, which is not packed (conv2d and linear are)")
+        if inv.random is not None:
+            raise Skip(
+                f"random forward: it calls {inv.random} (stochastic binarization, or dropout in training mode as "
+                "F.dropout(x, p) without training=self.training); the packed layer is deterministic"
+            )
         if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
             raise Skip("it is called with other than one tensor argument")
         if not isinstance(inv.out, torch.Tensor):
@@ -216,11 +222,6 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
                 f"through {call.z_mixed}; the packed layer reads the module's input: with that op in the "
                 "caller, before the module, the layer can be packed)"
             )
-        if call.z_mixed in DROPOUT:
-            raise Skip(
-                f"random input: the {call.kind} input passes through {call.z_mixed} in training mode "
-                "(e.g. F.dropout(x, p) without training=self.training), which the packed layer cannot reproduce"
-            )
         if call.z_mixed:
             raise Skip(
                 f"data-dependent binarization: the {call.kind} input is computed from the module's input "
@@ -274,9 +275,22 @@ def _check_output_relation(invs, ga, gb, ch: int, step: torch.Tensor, real_in: b
             )
 
 
+def _scale_hint(z: torch.Tensor, inp: _Input) -> str | None:
+    """Why a derived input whose call input z is binary (or on the grid) with another scale than
+    the examples' fails: with one example, 'rescaled' scales the sample as a whole, and a layer
+    whose input is binarized upstream cannot tell a fixed scale from one computed per sample."""
+    kind = input_kind(z)
+    if kind[0] != inp.act["act"] or abs(kind[1] - inp.scale) <= detect_tol(z.dtype) * abs(inp.scale):
+        return None
+    return (
+        "its input is still binary (or on its grid) there, with another scale: from a single example a fixed scale "
+        "cannot be told from one computed per sample upstream (convert with several examples)"
+    )
+
+
 def plan(invs: list[_Invocation]):
-    """(packed module, report entry, notes) for a module from its recorded invocations; raises Skip
-    with its evidence set."""
+    """(packed module, report entry, notes, its Check) for a module from its recorded invocations;
+    raises Skip with its evidence set."""
     try:
         return _plan(invs)
     except Skip as e:
@@ -315,6 +329,8 @@ def _plan(invs: list[_Invocation]):
         lambda z: real_in or input_kind(z)[0] != "real",
         mult,
         ch,
+        None if real_in else (lambda z: _scale_hint(z, inp)),
+        upstream=not real_in and all(torch.equal(i.args[0], i.calls[0].z) for i in invs),
     )
     max_abs, max_rel, int_exact_ = verify(new, invs, chk)
     layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact_)
@@ -323,4 +339,4 @@ def _plan(invs: list[_Invocation]):
     if max_rel > TOL.get(first.out.dtype, 1e-4):
         raise Skip(f"verification failed: packed output deviates by {max_rel:.3g} (relative) from the module's output")
     verify_derived(new, invs, chk, TOL.get(first.out.dtype, 1e-4))
-    return new, layer, notes
+    return new, layer, notes, chk

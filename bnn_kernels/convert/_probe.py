@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..nn._base import quantize_round
-from ._classify import channel_view, detect_tol, find_threshold, strict_threshold
+from ._classify import channel_view, detect_tol, find_thresholds, strict_threshold
 from ._report import Skip
 from ._trace import _Invocation, _trace
 
@@ -56,10 +56,71 @@ def tie_threshold(module, x, t, ch_dim, output_of, high, sides=None):
         return None
     h = high(z)[mask]
     if bool(h.all()):
-        return t.clone()
-    if not bool(h.any()):
-        return strict_threshold(t, x.dtype)
-    return None
+        tp = t.clone()
+    elif not bool(h.any()):
+        tp = strict_threshold(t, x.dtype)
+    else:
+        return None
+    return tp if tp is not None and _gap_holds(module, x, tp, ch_dim, output_of, high) else None
+
+
+_GAP_LINEAR = 64  # evenly spaced probes across the interval the examples leave open
+_GAP_HALVINGS = 24  # probes at t +- width / 2**k
+
+
+def _gap_values(x: torch.Tensor, tp: torch.Tensor, ch_dim: int) -> torch.Tensor:
+    """Per channel, float64 [C, V]: values across the interval (lo, hi) the examples leave open
+    around the threshold (lo: the largest example below it, hi: the smallest at or above it),
+    evenly spaced and closing in on tp geometrically."""
+    c = x.shape[ch_dim]
+    xc = x.detach().double().movedim(ch_dim, 0).reshape(c, -1)
+    td = tp.double().to(x.device)
+    high = xc >= td[:, None]
+    lo = torch.where(high, -math.inf, xc).amax(1)
+    hi = torch.where(high, xc, math.inf).amin(1)
+    pad = td.abs().clamp(min=1.0)
+    lo = torch.where(torch.isfinite(lo), lo, td - pad)
+    hi = torch.where(torch.isfinite(hi), hi, td + pad)
+    w = (hi - lo)[:, None]
+    frac = torch.linspace(0, 1, _GAP_LINEAR + 2, dtype=torch.float64, device=x.device)
+    halv = 2.0 ** -torch.arange(1, _GAP_HALVINGS + 1, dtype=torch.float64, device=x.device)
+    geo = torch.cat([td[:, None] + w * halv, td[:, None] - w * halv], 1)
+    geo = torch.minimum(torch.maximum(geo, lo[:, None]), hi[:, None])
+    return torch.cat([lo[:, None] + w * frac, geo, td[:, None]], 1)
+
+
+def _gap_holds(module, x, tp, ch_dim, output_of, high) -> bool:
+    """The module binarizes as ``x >= tp`` (tp in x's dtype, as packed) across the interval the
+    examples leave open around the threshold, so that no other threshold in that interval (a
+    small learned one the examples never separate from 0, a constant in the code) is taken for
+    it. Modules that fail on the probes count as not holding."""
+    c = x.shape[ch_dim]
+    vals = _gap_values(x, tp, ch_dim).to(x.dtype)
+    xm = x.detach().movedim(ch_dim, 0)
+    per = xm[0].numel()
+    total = -(-vals.shape[1] // per) * per  # whole module inputs
+    vals = vals.repeat(1, -(-total // vals.shape[1]))[:, :total]
+    tb = channel_view(tp.to(device=x.device, dtype=x.dtype), ch_dim, c, x.dim())
+    xps = [chunk.reshape(xm.shape).movedim(0, ch_dim).contiguous() for chunk in vals.split(per, 1)]
+    if len(xps) > 1:  # one call on them all, batched; where the module wants its own batch size, one each
+        xps = [torch.cat(xps)] + xps
+    for i, xp in enumerate(xps):
+        try:
+            with torch.no_grad():
+                z = output_of(module, xp)
+        except (Skip, RuntimeError):
+            if i == 0 and len(xps) > 1:
+                continue
+            return False
+        if z.shape != xp.shape:
+            if i == 0 and len(xps) > 1:
+                continue
+            return False
+        if not torch.equal(high(z), xp >= tb):
+            return False
+        if i == 0:
+            return True
+    return True
 
 
 def derived_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
@@ -99,17 +160,19 @@ def probe_threshold(x, pos, module, ch_in, extra, high, sides):
     values exactly at the threshold (x >= t, or x > t as in sign(relu(x)) or x > t); raises Skip.
     high(z): the call's input z counts as the high value; sides: its two values (lo, hi), the
     only values (or their midpoint, as torch.sign's 0) it may take at the threshold."""
-    found = find_threshold(x, pos, module, ch_in, extra)
-    if found is None:
+    found = list(find_thresholds(x, pos, module, ch_in, extra))
+    if not found:
         raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
-    t = tie_threshold(module, x, found[1], ch_in, _call_input, high, sides)
-    if t is None:
-        raise Skip(
-            f"the comparison at the threshold {found[0]} (x >= t or x > t) is not one rule, or it gives a value "
-            f"there that is neither of its two values nor their midpoint, or x > t cannot be held by a float32 "
-            f"threshold for {x.dtype} input"
-        )
-    return found[0], t
+    for label, cand in found:  # the examples may not tell them apart: the probes do
+        t = tie_threshold(module, x, cand, ch_in, _call_input, high, sides)
+        if t is not None:
+            return label, t
+    raise Skip(
+        f"input binarization threshold not identified: {', '.join(f[0] for f in found)} fit the examples, but "
+        "the module binarizes otherwise exactly at it or between the examples (another threshold, a third "
+        f"value there that is neither of its two values nor their midpoint), or x > t cannot be held by a "
+        f"float32 threshold for {x.dtype} input"
+    )
 
 
 _BOUNDARY_ULPS = 8  # values probed on each side of every rounding decision boundary

@@ -19,6 +19,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ._padmode import record_pad, unpad
+from ._random import RANDOM, op_name
 
 _CONV = (torch.conv2d, F.conv2d)
 _LINEAR = (F.linear,)
@@ -179,30 +180,6 @@ _ELEMENTWISE |= {
     f"__{p}{n}__" for n in ("add", "sub", "mul", "truediv", "pow", "and", "or", "xor") for p in ("", "r", "i")
 }
 _ELEMENTWISE |= {"__neg__", "__abs__", "__invert__", "__ge__", "__gt__", "__le__", "__lt__", "__eq__", "__ne__"}
-# Dropout ops: the identity when not training (nn.Dropout in eval mode), tracked as the op
-# "identity"; in training mode (F.dropout(x, p) without training=self.training) they are random,
-# never elementwise.
-DROPOUT = {
-    "dropout",
-    "dropout1d",
-    "dropout2d",
-    "dropout3d",
-    "alpha_dropout",
-    "feature_alpha_dropout",
-    "feature_dropout",
-}
-
-
-def _op_name(func, args, kwargs) -> str:
-    """The op's name for the tracking: "identity" for a dropout that is not training."""
-    name = getattr(func, "__name__", str(func))
-    if name in DROPOUT:
-        training = kwargs.get("training", kwargs.get("train", args[2] if len(args) > 2 else True))
-        if training is False:
-            return "identity"
-    return name
-
-
 # Ops that binarize (or round to a grid): evidence that a layer is meant to be binary.
 _BINARIZERS = {
     "sign",
@@ -292,6 +269,7 @@ class _Invocation:
     post_mixed: str | None = None
     post_escape: str | None = None  # op that turned such data into a Python value after the call
     mutates_input: str | None = None  # in-place op on the module's input tensor itself (input.data = ...)
+    random: str | None = None  # first op drawing random numbers in its forward (RANDOM)
     x_reads: list = field(default_factory=list)  # uses of that tensor, recorded from the module's return on
     x_reads_from: int = 0
 
@@ -310,7 +288,7 @@ class _Recorder(TorchFunctionMode):
         out = func(*args, **kwargs)
         if self.paused:
             return out
-        name = _op_name(func, args, kwargs)
+        name = op_name(func, args, kwargs)
         top = self.stack[-1] if self.stack else None
         if name not in _META_OPS and self.uses:
             for a in _flat(args, kwargs):
@@ -324,6 +302,8 @@ class _Recorder(TorchFunctionMode):
                 if inv.post_break is None and _taint(inv.post_taint, inv.post_refs, name, flat, out):
                     inv.post_break = name
         for inv in self.stack:
+            if inv.random is None and name in RANDOM:
+                inv.random = name
             if inv.mutates_input is None and _in_place(name) and args and args[0] is inv.x_ref:
                 inv.mutates_input = name
             if not inv.calls:

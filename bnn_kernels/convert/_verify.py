@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from ..nn._base import PackedModule
-from ._classify import deviation, geometry
+from ._classify import TOL, deviation, geometry
 from ._padmode import conv_ref
 from ._probe import derived_inputs, run_module
 from ._report import Skip
-from ._trace import _Invocation
+from ._trace import _Invocation, _run
 
-__all__ = ["Check", "int_exact", "verify", "verify_derived"]
+__all__ = ["Check", "int_exact", "verify", "verify_derived", "verify_in_model"]
 
 
 @dataclass
@@ -26,12 +26,17 @@ class Check:
     int_check(new, inv): its integer part is exact (None: no integer part, real input);
     in_domain(z): a derived input whose call input is z is inside the layer's domain;
     step: per output channel, one unit of the integer result in output units (float64 [O]);
-    ch: the output channel dim."""
+    ch: the output channel dim;
+    hint(z): what the report adds when a derived input whose call input is z fails, or None;
+    upstream: the call's input is binary (or on a grid) as the module received it: binarized by
+    its caller, so what the caller computes decides whether the layer is exact (verify_in_model)."""
 
     int_check: Callable[[PackedModule, _Invocation], bool] | None
     in_domain: Callable[[torch.Tensor], bool]
     step: torch.Tensor
     ch: int
+    hint: Callable[[torch.Tensor], str | None] | None = None
+    upstream: bool = False
 
 
 def call_integer(inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> torch.Tensor:
@@ -86,7 +91,83 @@ def verify_derived(new, invs, chk: Check, tol: float) -> None:
         _, rel, exact = verify(new, [inv], chk)
         if not exact or rel > tol:
             what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
+            hint = chk.hint(inv.calls[0].z) if chk.hint is not None else None
             raise Skip(
                 f"verification on derived inputs ({label}) failed: the packed {what} from the module's "
-                "(its result depends on more than the examples show)"
+                f"(its result depends on more than the examples show{'; ' + hint if hint else ''})"
             )
+
+
+def _derived_model_inputs(example_inputs) -> list[tuple[str, object]]:
+    """The model's example inputs with every floating-point tensor among them replaced by its
+    derived inputs (derived_inputs), one set per kind of derivation."""
+    if isinstance(example_inputs, torch.Tensor):
+        return _derived_model_inputs((example_inputs,))
+    items = list(example_inputs.items()) if isinstance(example_inputs, dict) else list(enumerate(example_inputs))
+    derived = {k: dict(derived_inputs(v)) for k, v in items if isinstance(v, torch.Tensor)}
+    labels = dict.fromkeys(label for d in derived.values() for label in d)
+    out = []
+    for label in labels:
+        vals = [(k, derived.get(k, {}).get(label, v)) for k, v in items]
+        out.append((label, dict(vals) if isinstance(example_inputs, dict) else tuple(v for _, v in vals)))
+    return out
+
+
+def _inputs_of(model, inputs, modules: dict) -> dict[str, list[torch.Tensor]]:
+    """{name: [input of each call of that module]} when the model runs on inputs."""
+    got: dict[str, list[torch.Tensor]] = {n: [] for n in modules}
+    hooks = [
+        m.register_forward_pre_hook(
+            lambda mod, a, n=n: got[n].append(a[0].detach().clone()) if a and isinstance(a[0], torch.Tensor) else None
+        )
+        for n, m in modules.items()
+    ]
+    try:
+        with torch.no_grad():
+            _run(model, inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return got
+
+
+def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
+    """{name: reason} for the planned layers that differ from their module on the inputs the MODEL
+    feeds them when it runs on inputs derived from its examples. A layer's own derived inputs
+    cannot show what its caller computes: an input binarized upstream with a scale computed from
+    the whole batch (sign(x) * mean |x|) is +-a on the examples and +-a' on other batches.
+
+    layers: {name: (packed module, its Check, the original module)}; only those whose Check says
+    their input is binarized upstream are judged (a layer that binarizes its own input, or reads
+    a real one, maps whatever its caller feeds it as its own derived inputs showed). A model that
+    fails on the derived inputs is not judged (nothing is refused for it)."""
+    failed: dict[str, str] = {}
+    layers = {n: v for n, v in layers.items() if v[1].upstream}
+    if not layers:
+        return failed
+    modules = {n: m for n, (_, _, m) in layers.items()}
+    for label, inputs in _derived_model_inputs(example_inputs):
+        try:
+            seen = _inputs_of(model, inputs, modules)
+        except Exception:  # the user's model on inputs it may not accept: not judged
+            continue
+        for name, xs in seen.items():
+            new, chk, module = layers[name]
+            if name in failed:
+                continue
+            for x in xs:
+                inv = run_module(module, x)
+                if inv is None or len(inv.calls) != 1 or not isinstance(inv.out, torch.Tensor):
+                    continue  # judged by verify_derived: the layer's own inputs
+                if not chk.in_domain(inv.calls[0].z):
+                    continue
+                _, rel, exact = verify(new, [inv], chk)
+                if not exact or rel > TOL.get(inv.out.dtype, 1e-4):
+                    what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
+                    failed[name] = (
+                        f"verification in the model on derived inputs ({label}) failed: the packed {what} from "
+                        "the module's on the input its caller computes (an input binarized upstream with a "
+                        "scale or threshold computed from the batch?)"
+                    )
+                    break
+    return failed

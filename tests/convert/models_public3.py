@@ -2,7 +2,9 @@
 tests/convert/test_public_models3.py: XNOR-Net++'s learned output scale, weight binarizers
 built from comparisons / heaviside / round, larq / FDA-BNN style activations, binarizers after
 pooling and channel shuffle, depthwise and grouped binary convs, BinaryDenseNet / MeliusNet
-blocks, dropout before the sign, weight sharing, a reused binarizer and a BinaryConnect MLP.
+blocks, dropout before the sign, weight sharing, a reused binarizer, small learned thresholds,
+stochastic binarization, activation scales computed upstream (per sample, per batch) and a
+BinaryConnect MLP.
 Each class names the code it follows (written from memory of that code: the forward values are
 what matters, the STE backward only where it changes the forward)."""
 
@@ -102,7 +104,7 @@ class WeightIdiomConv(nn.Conv2d):
             bw = torch.where(bw >= 0, 1.0, -1.0) * sw
         else:
             bw = binarize_weight(self.weight, self.how)
-        return F.conv2d(torch.where(x >= 0, 1.0, -1.0), bw, None, self.stride, self.padding)
+        return F.conv2d(torch.where(x >= 0, 1.0, -1.0), bw, None, self.stride, self.padding, 1, self.groups)
 
 
 class PrunedTernaryConv(WeightIdiomConv):
@@ -183,6 +185,22 @@ class HeavisideConv(nn.Conv2d):
         return F.conv2d(torch.heaviside(x, self.v), torch.sign(self.weight), self.bias, self.stride, self.padding)
 
 
+class LearnedThresholdConv(nn.Conv2d):
+    """A learned per-channel threshold inline, (x >= t) * 2 - 1 (ReActNet's RSign / FracBNN's
+    thresholds written inside the conv module): trained thresholds are small (|t| ~ 1e-2), so few
+    examples fall between 0 and t. constant: the threshold a number in the code instead."""
+
+    def __init__(self, *args, scale=0.02, constant=None, **kw):
+        super().__init__(*args, **kw)
+        self.t = nn.Parameter(torch.rand(self.in_channels) * scale + scale / 10)
+        self.constant = constant
+
+    def forward(self, x):
+        t = self.t.view(1, -1, 1, 1) if self.constant is None else self.constant
+        b = (x >= t).float() * 2 - 1
+        return F.conv2d(b, torch.sign(self.weight), None, self.stride, self.padding)
+
+
 class ActConv(nn.Module):
     """An activation module, then a conv module with sign weights (binary-networks-pytorch style)."""
 
@@ -202,6 +220,31 @@ class FnAct(nn.Module):
 
     def forward(self, x):
         return self.fn(x)
+
+
+class XNORInputScale(nn.Module):
+    """XNOR-Net's input binarization with a per-sample scale, as its own module: sign(x) * mean |x|."""
+
+    def forward(self, x):
+        return torch.sign(x) * x.abs().mean(dim=tuple(range(1, x.dim())), keepdim=True)
+
+
+class BatchScaledSign(nn.Module):
+    """Simplified XNOR ports: the activation scale mean |x| over the whole tensor (the batch), as
+    its own module: +-a on every sample of a batch, another a on another batch."""
+
+    def forward(self, x):
+        return torch.sign(x) * x.abs().mean()
+
+
+class MaxScaledQuant(nn.Module):
+    """A 2-bit uniform quantizer scaled by the batch's max (simple QNN ports): round(y / s) * s with
+    s = max(relu(x)) / 3 over the whole tensor."""
+
+    def forward(self, x):
+        y = torch.clamp(x, min=0)
+        s = y.max() / 3
+        return torch.round(y / s) * s
 
 
 # --- pooling / channel shuffle before the binarizer (MeliusNet / BinaryDenseNet shortcuts) --------
@@ -318,6 +361,24 @@ class DropoutSignConv(nn.Conv2d):
     def forward(self, x):
         x = F.dropout(x, 0.2) if self.always_on else self.drop(x)
         return self.drop(F.conv2d(torch.sign(x), torch.sign(self.weight), self.bias, self.stride, self.padding))
+
+
+class StochasticBinarizeConv(nn.Conv2d):
+    """BinaryNet.pytorch's Binarize(quant_mode='stoch') for the weights, or a stochastic sign of
+    the input (+1 with probability hard_sigmoid(x), as in BinaryConnect's stochastic mode)."""
+
+    def __init__(self, *args, what="weight", **kw):
+        super().__init__(*args, **kw)
+        self.what = what
+
+    def forward(self, x):
+        w, xb = torch.sign(self.weight), torch.sign(x)
+        if self.what == "weight":
+            t = self.weight.clone()
+            w = t.add_(1).div_(2).add_(torch.rand(t.size()).add(-0.5)).clamp_(0, 1).round().mul_(2).add_(-1)
+        else:
+            xb = torch.where(torch.rand_like(x) < torch.clamp((x + 1) / 2, 0, 1), 1.0, -1.0)
+        return F.conv2d(xb, w, self.bias, self.stride, self.padding)
 
 
 # --- BinaryConnect (Courbariaux et al. 2015) MLP: binary weights, real activations -----------------

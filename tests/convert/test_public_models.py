@@ -133,6 +133,9 @@ def test_data_dependent_binarization_caught_by_derived_inputs_alone(monkeypatch)
     x = _x(3, 6, 5, 5)
     x = x - x.mean((1, 2, 3), keepdim=True)  # per-sample mean exactly ~0: sign(x - mean) == sign(x)
     x = x / x.std((1, 2, 3), keepdim=True)
+    _, rep = convert(model, (x,))  # the probes of the threshold between the examples catch it first
+    assert rep.converted == [] and "threshold not identified" in rep.skipped["0"], str(rep)
+    monkeypatch.setattr(importlib.import_module("bnn_kernels.convert._probe"), "_gap_holds", lambda *a: True)
     _, rep = convert(model, (x,))
     assert rep.converted == [] and "derived inputs" in rep.skipped["0"], str(rep)
     # without the derived inputs either, the wrong layer goes through: this is what they catch

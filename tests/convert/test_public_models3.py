@@ -2,9 +2,13 @@
 output scale, weight binarizers from comparisons / heaviside / round, larq / FDA-BNN / threshold
 activations (exact at the tie), binarizers after pooling and channel shuffle, depthwise and
 grouped convs, BinaryDenseNet / MeliusNet blocks, nn.DataParallel, weight sharing, dropout before
-the sign, nn.Sequential-only models and a BinaryConnect MLP.
+the sign, nn.Sequential-only models, a BinaryConnect MLP (batch 1 too), pruned channels, small
+learned thresholds, third values at the threshold, stochastic binarization and activation scales
+computed upstream. Each test that guards a fix of convert() says what it used to do.
 Converted layers are checked on fresh inputs (integer part exact, float within rounding); layers
 that must stay float are asserted to, with strict=True raising and naming them."""
+
+import importlib
 
 import pytest
 import torch
@@ -12,7 +16,7 @@ from torch import nn
 
 import bnn_kernels
 from bnn_kernels import ConversionError, convert
-from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightLinear, BitSerialConv2d
+from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLinear, BitSerialConv2d
 
 from . import models_public3 as P
 from .test_public_models import _check_on_fresh_inputs, _fresh, _random_bn, _x
@@ -194,16 +198,29 @@ def test_dropout_before_the_sign():
         xf = _fresh((3, 6, 5, 5), 4)
         torch.testing.assert_close(ct(xf), model.eval()(xf), rtol=1e-5, atol=1e-5)
     always = nn.Sequential(P.DropoutSignConv(6, 5, 3, padding=1, always_on=True)).eval()
-    cm, rep = convert(always, (x,))
-    assert rep.converted == [] and "random input" in rep.skipped["0"] and "dropout" in rep.skipped["0"], str(rep)
+    _stays_float_random(always, x, "calls dropout")
+
+
+def _stays_float_random(model, x, reason):
+    """The random layer '0' stays float with reason (same random draws: same results), strict raises."""
+    cm, rep = convert(model, (x,))
+    assert rep.converted == [] and "random forward" in rep.skipped["0"] and reason in rep.skipped["0"], str(rep)
     with torch.no_grad():
-        xf = _fresh((3, 6, 5, 5), 3)
+        xf = _fresh(tuple(x.shape), 3)
         torch.manual_seed(5)
         got = cm(xf)
         torch.manual_seed(5)
-        assert torch.equal(got, always(xf))
-    with pytest.raises(ConversionError, match="0: random input"):
-        convert(always, (x,), strict=True)
+        assert torch.equal(got, model(xf))
+    with pytest.raises(ConversionError, match="0: random forward"):
+        convert(model, (x,), strict=True)
+
+
+@pytest.mark.parametrize("what", ["weight", "act"])
+def test_stochastic_binarization_stays_float(what):
+    """BinaryNet.pytorch's stochastic weight binarization, a stochastic input sign: random in eval
+    too; reported as random (they used to read 'verification failed' / 'data-dependent')."""
+    model = nn.Sequential(P.StochasticBinarizeConv(6, 5, 3, padding=1, bias=False, what=what)).eval()
+    _stays_float_random(model, _x(3, 6, 5, 5), "rand")
 
 
 def test_xnor_plus_plus_scale_inside_the_conv_module_stays_float():
@@ -258,3 +275,68 @@ def test_a_third_value_at_the_threshold_stays_float(v):
         with torch.no_grad():
             xt = _with_ties((3, 6, 5, 5), torch.zeros(6), 9)
             torch.testing.assert_close(cm(xt), model(xt), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [23, 35, 36])
+def test_small_learned_threshold_not_taken_for_zero(seed):
+    """x >= t with small learned thresholds and one small example: no example falls between 0 and
+    t, so threshold 0 fits the examples too. The module is probed across the interval the
+    examples leave open, which tells them apart (these seeds used to convert with threshold 0,
+    wrong for every input between 0 and t); a threshold written as a number in the code stays
+    float (it is no candidate), and so does nothing wrong."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(P.LearnedThresholdConv(6, 5, 3, padding=1, bias=False)).eval()
+    x = _x(1, 6, 4, 4, seed=seed)
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["0"] and "sign(x - t)" in rep.layers["0"]["kind"], str(rep)
+    t = model[0].t.detach()
+    with torch.no_grad():
+        for xt in (_with_ties((3, 6, 4, 4), t / 2, 1, 0.5), _with_ties((3, 6, 4, 4), t, 2, 0.5)):
+            torch.testing.assert_close(cm(xt), model(xt), rtol=1e-5, atol=1e-5)
+    const = nn.Sequential(P.LearnedThresholdConv(6, 5, 3, padding=1, bias=False, constant=0.011)).eval()
+    _stays_float(const, x, "0", "threshold not identified", P.LearnedThresholdConv)
+
+
+@pytest.mark.parametrize("layer", ["conv", "linear"])
+def test_batch_one_input_binarized_upstream(layer):
+    """A binary layer reading the output of a separate binarizer, converted from ONE example: the
+    layer cannot tell whether its upstream scale is fixed (sign) or computed per sample (XNOR's
+    sign(x) * mean |x|): either stays float, the report says why; from several examples the fixed
+    one packs, the per-sample one is a real input (binary-weight)."""
+    cls, shape = (P.SignWeightConv, (1, 6, 5, 5)) if layer == "conv" else (P.BinaryConnectLinear, (1, 20))
+    make = (lambda: P.SignWeightConv(6, 5, 3, padding=1, bias=False)) if layer == "conv" else (lambda: cls(20, 7))
+    for act in (P.FnAct(torch.sign), P.XNORInputScale()):
+        model = nn.Sequential(act, make()).eval()
+        rep = _stays_float(model, _x(*shape), "1", "with another scale", cls)
+        assert "several examples" in rep.skipped["1"]
+        cm, rep = _check_on_fresh_inputs(model, _x(2, *shape[1:]), (3, *shape[1:]), ["1"])
+        want = (BinaryConv2d, BinaryLinear) if isinstance(act, P.FnAct) else (BinaryWeightConv2d, BinaryWeightLinear)
+        assert type(cm[1]) in want, str(rep)
+
+
+@pytest.mark.parametrize("act", [P.BatchScaledSign, P.MaxScaledQuant])
+def test_input_scale_computed_from_the_batch_upstream(act, monkeypatch):
+    """sign(x) * mean |x| over the whole batch (or a 2-bit grid scaled by the batch's max), in a
+    module of its own: the conv after it reads +-a on the examples, and its own derived inputs
+    cannot show that a changes with the batch. The model itself is run on derived inputs and
+    every packed layer is checked on what its caller feeds it: float, strict raises (it used to
+    convert, wrong on every other batch)."""
+    model = P.ActConv(act()).eval()
+    x = _x(4, 6, 5, 5)
+    rep = _stays_float(model, x, "conv", "verification in the model on derived inputs", P.SignWeightConv)
+    assert "upstream" in rep.skipped["conv"]
+    conv_mod = importlib.import_module("bnn_kernels.convert._convert")
+    monkeypatch.setattr(conv_mod, "verify_in_model", lambda *a: {})  # the check off: a wrong conversion
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["conv"]
+    with torch.no_grad():
+        xf = _fresh((4, 6, 5, 5), 3) * 3
+        assert not torch.allclose(cm(xf), model(xf), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("how,groups", [("round", 6), ("round", 3), ("ge01", 2), ("xnor", 6)])
+def test_ternary_depthwise_and_grouped(how, groups):
+    """Ternary / {0, 1} weights (two binary products per output) in depthwise and grouped convs."""
+    model = nn.Sequential(P.WeightIdiomConv(6, 6, how, groups=groups)).eval()
+    cm, rep = _check_on_fresh_inputs(model, _x(3, 6, 5, 5), (3, 6, 5, 5), ["0"])
+    assert type(cm[0]) is BinaryConv2d and cm[0].ternary and cm[0].groups == groups, str(rep)
