@@ -14,7 +14,7 @@ import torch
 
 from ..nn import BinaryConv2d, BinaryLinear
 from ..nn._base import PackedModule
-from ._classify import TOL, deviation, find_threshold, fit_affine
+from ._classify import TOL, deviation, find_thresholds, fit_affine
 from ._probe import derived_inputs, tie_threshold
 from ._report import Skip
 from ._trace import _Invocation, _Recorder
@@ -113,13 +113,17 @@ def _sign_threshold(inv: _Invocation, new, dinv: _Invocation):
     if bool((new.threshold != 0).any()):
         return None
     ch = _channel_dim(new)
-    found = find_threshold(inv.args[0], dinv.args[0] >= 0, inv.module, ch, [])
-    t = None if found is None else tie_threshold(inv.module, inv.args[0], found[1], ch, _call, lambda s: s >= 0)
-    if t is None:
-        return None
-    trial = copy.deepcopy(new)
-    trial.threshold.copy_(t)
-    return t if _sign_fold_holds(trial, new, inv) else None
+    # Every candidate that fits the examples, in turn: they may not tell a small learned shift
+    # from 0; tie_threshold's probes between the examples do.
+    for _, cand in find_thresholds(inv.args[0], dinv.args[0] >= 0, inv.module, ch, []):
+        t = tie_threshold(inv.module, inv.args[0], cand, ch, _call, lambda s: s >= 0)
+        if t is None:
+            continue
+        trial = copy.deepcopy(new)
+        trial.threshold.copy_(t)
+        if _sign_fold_holds(trial, new, inv):
+            return t
+    return None
 
 
 def fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set):

@@ -168,3 +168,23 @@ def test_one_reader_refusing_the_threshold_folds_none(monkeypatch):
     assert rep.fused == {} and type(cm.sign) is RSign
     assert not cm.pw1.threshold.any() and not cm.pw2.threshold.any()
     _same_on_fresh(model, cm, (2, 12, 5, 5))
+
+
+def test_small_rsign_bias_no_example_separates_from_zero_still_folds():
+    """An RSign whose learned bias is so small that threshold 0 also fits every example: the
+    fold tries each candidate in turn and keeps the one the module computes between the
+    examples (-bias), so the sign still folds, exactly, into both readers."""
+    x = _x(4, 12, 3, 3)
+    model = M.randomize_bn(Doubled(), seed=3).eval()
+    with torch.no_grad():
+        model.sign.bias.copy_(1e-6 * torch.linspace(-1, 1, 12).view(model.sign.bias.shape))
+    assert not bool(((x > 0) != (x + model.sign.bias >= 0)).any())  # threshold 0 fits the examples too
+    cm, rep = convert(model, (x,))
+    assert rep.fused == {"sign": "pw1, pw2"}, str(rep)
+    t = -model.sign.bias.detach().flatten()
+    assert torch.equal(cm.pw1.threshold, t) and torch.equal(cm.pw2.threshold, t)
+    _same_on_fresh(model, cm, (3, 12, 6, 5))
+    # inputs between 0 and the threshold, where threshold 0 would be wrong
+    xt = t.view(1, -1, 1, 1) * torch.rand(2, 12, 4, 4, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        torch.testing.assert_close(cm(xt), model(xt), rtol=1e-5, atol=1e-5)
