@@ -67,13 +67,43 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
+_WRAPPER = "module."  # what nn.DataParallel / DistributedDataParallel put before every name
+
+
+def _match_wrapper_prefix(model: nn.Module, state: dict, packed: dict) -> tuple[dict, dict]:
+    """state and packed with the wrappers' ``module.`` prefix removed (every name of the file has
+    it, no module or tensor name of the model does) or added (the other way round); unchanged
+    otherwise."""
+    names = list(state) + [n for n in packed if n]
+    own = [n for n, _ in model.named_modules() if n] + list(model.state_dict())
+
+    def prefixed(ns: list[str]) -> tuple[bool, bool]:  # (all, any)
+        flags = [n.startswith(_WRAPPER) or n == _WRAPPER[:-1] for n in ns]
+        return bool(flags) and all(flags), any(flags)
+
+    (file_all, file_any), (own_all, own_any) = prefixed(names), prefixed(own)
+    if file_all and not own_any:
+
+        def fix(n: str) -> str:
+            return n[len(_WRAPPER) :]
+    elif own_all and not file_any:
+
+        def fix(n: str) -> str:
+            return _WRAPPER + n if n else _WRAPPER[:-1]
+    else:
+        return state, packed
+    return {fix(k): v for k, v in state.items()}, {fix(k): v for k, v in packed.items()}
+
+
 def load(path: str | os.PathLike, model: nn.Module | None = None, *, strict: bool = True, device=None):
     """Read a file written by save.
 
     Without model: returns {name: tensor}. With model: replaces each module named in the
     file's metadata by a packed module of the recorded class and config (unless it already
     is one), loads the state dict (``strict`` as in load_state_dict) and returns the model,
-    in eval mode.
+    in eval mode. A file saved from a model wrapped in nn.DataParallel or
+    DistributedDataParallel (every name starts with ``module.``) loads into the bare model, and
+    a file of the bare model into such a wrapper: the ``module.`` prefix is matched to the model.
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -88,6 +118,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, strict: boo
     with safe_open(path, framework="pt") as f:
         meta = f.metadata() or {}
     packed = json.loads(meta.get(_META_KEY, "{}"))
+    state, packed = _match_wrapper_prefix(model, state, packed)
     for name, info in sorted(packed.items(), key=lambda kv: kv[0].count(".")):
         cls = PACKED_MODULES.get(info["class"])
         if cls is None:

@@ -89,6 +89,45 @@ def test_save_load_errors(tmp_path):
         bnn_kernels.load(tmp_path / "y.safetensors", nn.Sequential())
 
 
+class _Holder(nn.Module):
+    """A bare model whose only child is named ``module``: its names start with ``module.`` too."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.module = inner
+
+    def forward(self, x):
+        return self.module(x)
+
+
+def test_data_parallel_prefix_matched_on_load(tmp_path):
+    """A file of a model wrapped in nn.DataParallel (names ``module.*``) loads into the bare
+    model and a file of the bare model into the wrapper (or any parent whose one child is
+    named ``module``); a model whose names start with ``module.`` too keeps its file's names."""
+    mods = _modules()
+    bare = nn.ModuleDict({f"m{i}": m for i, (m, _) in enumerate(mods)})
+
+    def skeleton():
+        return nn.ModuleDict({f"m{i}": nn.Identity() for i in range(len(mods))})
+
+    def same(loaded):
+        inner = loaded.module if isinstance(loaded, (nn.DataParallel, _Holder)) else loaded
+        for i, (m, x) in enumerate(mods):
+            assert type(inner[f"m{i}"]) is type(m) and torch.equal(inner[f"m{i}"](x), m(x))
+
+    bnn_kernels.save(nn.DataParallel(bare), tmp_path / "wrapped.safetensors")
+    assert all(k.startswith("module.") for k in bnn_kernels.load(tmp_path / "wrapped.safetensors"))
+    same(bnn_kernels.load(tmp_path / "wrapped.safetensors", skeleton()))
+    same(bnn_kernels.load(tmp_path / "wrapped.safetensors", nn.DataParallel(skeleton())))
+    bnn_kernels.save(bare, tmp_path / "bare.safetensors")
+    same(bnn_kernels.load(tmp_path / "bare.safetensors", nn.DataParallel(skeleton())))
+    bnn_kernels.save(_Holder(bare), tmp_path / "holder.safetensors")
+    same(bnn_kernels.load(tmp_path / "holder.safetensors", _Holder(skeleton())))
+    same(bnn_kernels.load(tmp_path / "bare.safetensors", _Holder(skeleton())))  # any wrapper-like parent
+    with pytest.raises(ValueError, match="no module named 'm0'"):  # file and model disagree otherwise
+        bnn_kernels.load(tmp_path / "bare.safetensors", nn.ModuleDict({"x": skeleton()}))
+
+
 @pytest.mark.parametrize("i", range(8))
 def test_every_packed_module_has_the_same_epilogue_buffers(i):
     m, _ = _modules()[i]
