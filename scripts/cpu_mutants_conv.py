@@ -110,7 +110,7 @@ CONV_MUTANTS = [
     ("direct16_later_segment_overwrites", DT,
      "(seg.first ? run.kvalid : o[c])", "(seg.first ? run.kvalid : 0)", CONV),
     ("direct16_weight_word_stride", DT,
-     "run.pairs[k].w * direct::Lanes16::kChunk;", "run.pairs[k].w * 16;", CONV),
+     "run.pairs[k].w * direct::kLanes16Chunk;", "run.pairs[k].w * 16;", CONV),
     ("direct16_last_lane_dropped", DT,
      "for (int c = 0; c < valid; ++c) o[c]", "for (int c = 0; c + 1 < valid; ++c) o[c]", CONV),
     ("prepared_cache_skips_word_compare", PC,

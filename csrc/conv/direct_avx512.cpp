@@ -36,7 +36,7 @@ struct CountAvx512 {
       const uint32_t* x0 = xs + run.base;
       for (int64_t k = k0; k < k1; ++k) {
         const __m512i xv = _mm512_set1_epi32(static_cast<int>(x0[run.pairs[k].x]));
-        const uint32_t* wp = wchunk + run.pairs[k].w * direct::Lanes16::kChunk;
+        const uint32_t* wp = wchunk + run.pairs[k].w * direct::kLanes16Chunk;
         for (int v = 0; v < NV; ++v)
           sum[v] = _mm512_add_epi32(sum[v], _mm512_popcnt_epi32(_mm512_xor_si512(xv, _mm512_loadu_si512(wp + 16 * v))));
       }
@@ -50,18 +50,11 @@ struct CountAvx512 {
   }
 };
 
-struct Avx512 : direct::Lanes16 {
-  static void count(const uint32_t* xs, const PixelRun* runs, int64_t npix, const uint32_t* wchunk, int valid,
-                    const Segment& seg, int32_t* out, int64_t ld) {
-    direct::count_lanes16<CountAvx512>(xs, runs, npix, wchunk, valid, seg, out, ld);
-  }
-};
-
 }  // namespace
 
 void direct_conv_avx512(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, const Epilogue* e,
                         int num_threads) {
-  direct::Kernel<Avx512>::run(x, w, p, out, e, num_threads);
+  direct::Kernel<direct::Lanes16<CountAvx512>>::run(x, w, p, out, e, num_threads);
 }
 #else
 void direct_conv_avx512(const int32_t*, const int32_t*, const ConvParams&, int32_t*, const Epilogue*, int) {}

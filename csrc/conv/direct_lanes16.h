@@ -9,19 +9,21 @@
 
 namespace bnn::cpu::direct {
 
-struct Lanes16 {
-  static constexpr int kSplit = 1, kLanes = 16, kChunk = 64;
-  static void split(uint32_t v, uint32_t* out, int64_t) { out[0] = v; }
-};
+constexpr int kLanes16Chunk = 64;  // output channels per chunk: 4 registers of 16
 
-// count_pixels<NV> of a Lanes16 kernel for the chunk's valid channels (NV registers).
+// The counting traits of a Lanes16 kernel whose Count<NV>::run counts the chunk's valid
+// channels in NV registers.
 template <template <int> class Count>
-inline void count_lanes16(const uint32_t* xs, const PixelRun* runs, int64_t npix, const uint32_t* wchunk, int valid,
-                          const Segment& seg, int32_t* out, int64_t ld) {
-  using Fn =
-      void (*)(const uint32_t*, const PixelRun*, int64_t, const uint32_t*, int, const Segment&, int32_t*, int64_t);
-  static constexpr Fn kCount[5] = {nullptr, Count<1>::run, Count<2>::run, Count<3>::run, Count<4>::run};
-  kCount[(valid + 15) / 16](xs, runs, npix, wchunk, valid, seg, out, ld);
-}
+struct Lanes16 {
+  static constexpr int kSplit = 1, kLanes = 16, kChunk = kLanes16Chunk;
+  static void split(uint32_t v, uint32_t* out, int64_t) { out[0] = v; }
+  static void count(const uint32_t* xs, const PixelRun* runs, int64_t npix, const uint32_t* wchunk, int valid,
+                    const Segment& seg, int32_t* out, int64_t ld) {
+    using Fn =
+        void (*)(const uint32_t*, const PixelRun*, int64_t, const uint32_t*, int, const Segment&, int32_t*, int64_t);
+    static constexpr Fn kCount[5] = {nullptr, Count<1>::run, Count<2>::run, Count<3>::run, Count<4>::run};
+    kCount[(valid + 15) / 16](xs, runs, npix, wchunk, valid, seg, out, ld);
+  }
+};
 
 }  // namespace bnn::cpu::direct

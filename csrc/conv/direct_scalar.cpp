@@ -27,7 +27,7 @@ __attribute__((always_inline)) inline void count_body(const uint32_t* xs, const 
     const uint32_t* x0 = xs + run.base;
     for (int64_t k = k0; k < k1; ++k) {
       const uint32_t xv = x0[run.pairs[k].x];
-      const uint32_t* wp = wchunk + run.pairs[k].w * direct::Lanes16::kChunk;
+      const uint32_t* wp = wchunk + run.pairs[k].w * direct::kLanes16Chunk;
       for (int l = 0; l < 16 * NV; ++l) sum[l] += popcount32(xv ^ wp[l]);
     }
     int32_t* o = out + r * ld;
@@ -51,22 +51,15 @@ struct CountGeneric {
   }
 };
 
-template <template <int> class Count>
-struct Scalar : direct::Lanes16 {
-  static void count(const uint32_t* xs, const PixelRun* runs, int64_t npix, const uint32_t* wchunk, int valid,
-                    const Segment& seg, int32_t* out, int64_t ld) {
-    direct::count_lanes16<Count>(xs, runs, npix, wchunk, valid, seg, out, ld);
-  }
-};
-
 }  // namespace
 
 void direct_conv_scalar(const int32_t* x, const int32_t* w, const ConvParams& p, int32_t* out, const Epilogue* e,
                         int num_threads) {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("popcnt")) return direct::Kernel<Scalar<CountPopcnt>>::run(x, w, p, out, e, num_threads);
+  if (__builtin_cpu_supports("popcnt"))
+    return direct::Kernel<direct::Lanes16<CountPopcnt>>::run(x, w, p, out, e, num_threads);
 #endif
-  direct::Kernel<Scalar<CountGeneric>>::run(x, w, p, out, e, num_threads);
+  direct::Kernel<direct::Lanes16<CountGeneric>>::run(x, w, p, out, e, num_threads);
 }
 
 }  // namespace bnn::cpu
