@@ -1,9 +1,10 @@
 """Mutants of binary_weight_conv2d's CPU path, for plant_cpu_bugs.py: weight rows, patch rows,
 blocks, the direct 1x1 path and the epilogue offsets (csrc/wconv/binary_weight_conv_cpu.cpp),
-the row kernels it calls (linear_rows in csrc/linear/) and the binding's layout copy. Entries:
-(name, file, original snippet, replacement, test files)."""
+the float32 AVX2 panel kernel and its transposed weight bits (csrc/wconv/panel_avx2.cpp), the
+row kernels of the other paths (linear_rows in csrc/linear/) and the binding's layout copy.
+Entries: (name, file, original snippet, replacement, test files)."""
 
-WC = "csrc/wconv/binary_weight_conv_cpu.cpp"
+WC, PA = "csrc/wconv/binary_weight_conv_cpu.cpp", "csrc/wconv/panel_avx2.cpp"
 LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
 OPS = "csrc/torch/cpu_ops.cpp"
 WCONV = ["tests/ops/test_binary_weight_conv.py"]
@@ -31,13 +32,39 @@ WCONV_MUTANTS = [
       "p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0", "p.stride_h == 1 && p.pad_h == 0", WCONV),
     ("wconv_block_last_row", WC,
       "rn = std::min(g.block_rows, g.pixels - r0);", "rn = std::min(g.block_rows, g.pixels - r0 - (blk > 0));", WCONV),
-    ("wconv_multiplier_offset", WC, "mult ? mult + o0 : nullptr", "mult", WCONV),
-    ("wconv_bias_offset", WC, "bias ? bias + o0 : nullptr", "bias", WCONV),
-    ("wconv_out_row_stride", WC,
-      "out + r0 * p.out_channels + o0, p.out_channels);", "out + r0 * p.out_channels + o0, g.og);", WCONV),
-    ("wconv_linear_rows_avx2_ldo", LC,
-      "avx2_tile(x, M, K, w, n, scale, bias, out, ldo, m0);", "avx2_tile(x, M, K, w, n, scale, bias, out, N, m0);",
+    ("wconv_group_out_offset", WC,
+      "rows_fn(a, rn, grp, out + r0 * p.out_channels + grp * g.og);", "rows_fn(a, rn, grp, out + r0 * p.out_channels);",
       WCONV),
+    ("wconv_rows_multiplier_offset", WC,
+      "g.og, multiplier ? multiplier + o0 : nullptr,", "g.og, multiplier,", WCONV),
+    ("wconv_rows_bias_offset", WC,
+      "multiplier ? multiplier + o0 : nullptr,\n                   bias ? bias + o0 : nullptr",
+      "multiplier ? multiplier + o0 : nullptr,\n                   bias", WCONV),
+    # ---- the float32 AVX2 panel kernel (runs on AVX2 CPUs by default, on AVX-512 ones under the cap) ----
+    ("wconv_multiplier_offset", WC, "mult ? mult + o0 : nullptr", "mult", WCONV),
+    ("wconv_bias_offset", WC,
+      "mult ? mult + o0 : nullptr,\n                           bias ? bias + o0 : nullptr",
+      "mult ? mult + o0 : nullptr,\n                           bias", WCONV),
+    ("wconv_out_row_stride", WC,
+      "o, p.out_channels);\n  });\n}\n\n}  // namespace", "o, g.og);\n  });\n}\n\n}  // namespace", WCONV),
+    ("wconv_panel_group_bits", WC, "bits + grp * panels * g.K", "bits + grp * g.K", WCONV),
+    ("wconv_panel_bits_group", PA,
+      "uint16_t* dst = bits + (g * panels + o / kPanel) * K;", "uint16_t* dst = bits + (g + o / kPanel) * K;", WCONV),
+    ("wconv_panel_bits_lane", PA,
+      "const uint16_t bit = uint16_t(1u << (o % kPanel));", "const uint16_t bit = uint16_t(1u << (o % 15));", WCONV),
+    ("wconv_panel_high_byte", PA, "kSigns.v[b >> 8]", "kSigns.v[(b >> 8) & 127u]", WCONV),
+    ("wconv_panel_row_stride", PA, "_mm256_broadcast_ss(a + i * K + k)", "_mm256_broadcast_ss(a + (i & 3) * K + k)",
+      WCONV),
+    ("wconv_panel_tile_rows", PA,
+      "kTiles[std::min<int64_t>(kPanelRows, rn - r0) - 1]", "kTiles[std::min<int64_t>(kPanelRows - 1, rn - r0) - 1]",
+      WCONV),
+    ("wconv_panel_lane_mask", PA, "_mm256_set1_epi32(n - 8)", "_mm256_set1_epi32(n - 9)", WCONV),
+    ("wconv_panel_mult_high", PA, "_mm256_maskload_ps(mult + 8, hi)", "_mm256_maskload_ps(mult, hi)", WCONV),
+    ("wconv_panel_bias_high", PA, "_mm256_maskload_ps(bias + 8, hi)", "_mm256_maskload_ps(bias, hi)", WCONV),
+    ("wconv_panel_zero_init", PA,
+      "acc[i][0] = acc[i][1] = _mm256_setzero_ps();", "acc[i][0] = acc[i][1] = _mm256_set1_ps(-0.0f);", WCONV),
+    ("wconv_panel_k_tail", PA, "for (int64_t k = 0; k < K; ++k) {", "for (int64_t k = 0; k + 1 < K; ++k) {", WCONV),
+    ("wconv_panel_out_offset", PA, "out + r0 * ldo + c0", "out + r0 * ldo + p * 8", WCONV),
     ("wconv_linear_rows_scalar_ldo", LC,
       "for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, ldo, m, n);\n}\n\ntemplate <>\nvoid linear_rows<double>",
       "for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, N, m, n);\n}\n\ntemplate <>\nvoid linear_rows<double>",

@@ -122,11 +122,6 @@ void linear_rows<float>(const float* x, int64_t M, int64_t K, const int32_t* w, 
                         const float* bias, float* out, int64_t ldo) {
 #if defined(__x86_64__)
   if (use_avx512()) return linear_rows_avx512(x, M, K, w, N, scale, bias, out, ldo);
-  if (use_avx2()) {
-    for (int64_t m0 = 0; m0 < M; m0 += kAvx2MB)
-      for (int64_t n = 0; n < N; ++n) avx2_tile(x, M, K, w, n, scale, bias, out, ldo, m0);
-    return;
-  }
 #endif
   const int64_t words = words_for_bits(K);
   for (int64_t m = 0; m < M; ++m)

@@ -1,22 +1,28 @@
 // binary_weight_conv2d on the CPU as an implicit GEMM over real-valued patch rows:
-//  1. the weights are repacked once per call into GEMM rows of taps * Cg bits (the conv
-//     layout pads each tap to whole words; the GEMM row does not);
+//  1. the weights are repacked into GEMM rows of taps * Cg bits (the conv layout pads each tap
+//     to whole words; the GEMM row does not); the float32 panel path then transposes them into
+//     panels of 16 output channels (wconv/panel.h), kept between calls (prepared_cache.h);
 //  2. for each (group, block of output pixels), the block's patch rows (im2col over NHWC:
 //     KH * KW taps of Cg floats each, zeros for padded taps) are gathered into a per-thread
 //     buffer while it stays in cache ...
-//  3. ... and multiplied by binary_weight_linear's single-threaded micro-kernels
-//     (linear_rows: AVX-512 masked adds, AVX2 sign-flips, scalar), which also apply the
-//     multiplier and bias and write the block's outputs in place (row stride O).
+//  3. ... and multiplied by the single-threaded row kernels, which also apply the multiplier
+//     and bias and write the block's outputs in place (row stride O): float32 on AVX2 with FMA
+//     (and no AVX-512) takes the panel kernel (FMAs with +-1.0f, the scalar order); otherwise
+//     binary_weight_linear's micro-kernels (linear_rows: AVX-512 masked adds, scalar).
 // A 1x1 convolution with stride 1, no padding and one group reads x directly (its rows are
 // the patch rows). Threads take (group, block) pairs dynamically.
 #include "wconv/binary_weight_conv.h"
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common/bits.h"
+#include "common/cpu_features.h"
+#include "common/prepared_cache.h"
 #include "linear/linear_kernels.h"
+#include "wconv/panel.h"
 
 namespace bnn::cpu {
 namespace {
@@ -51,9 +57,11 @@ Plan make_plan(const ConvParams& p, int nt) {
   g.words = words_for_bits(g.K);
   g.pixels = p.batch * p.out_h * p.out_w;
   g.direct = g.taps == 1 && p.groups == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
-  const int64_t max_rows = std::max<int64_t>(4, kBlockBytes / (g.K * int64_t(sizeof(T))) / 4 * 4);
+  // whole register tiles of either row kernel (4 rows: linear_rows on AVX2; 6: the panel kernel)
+  constexpr int64_t R = 12;
+  const int64_t max_rows = std::max<int64_t>(R, kBlockBytes / (g.K * int64_t(sizeof(T))) / R * R);
   const int64_t want = (g.pixels + 8 * nt - 1) / (8 * nt);  // about 8 blocks per thread
-  g.block_rows = std::clamp<int64_t>((want + 3) / 4 * 4, 4, max_rows);
+  g.block_rows = std::clamp<int64_t>((want + R - 1) / R * R, R, max_rows);
   g.blocks = (g.pixels + g.block_rows - 1) / g.block_rows;
   return g;
 }
@@ -80,9 +88,10 @@ void gather_rows(const T* x, const ConvParams& p, const Plan& g, int64_t grp, in
   }
 }
 
-template <typename T>
-void run_blocks(const T* x, const ConvParams& p, const Plan& g, const int32_t* wrows, const T* mult, const T* bias,
-                T* out, int nt) {
+// rows(a, rn, grp, out_block): the row kernel for rn patch rows a (row stride K) of group grp,
+// writing the block's outputs of that group at out_block (row stride O).
+template <typename T, class Rows>
+void run_blocks(const T* x, const ConvParams& p, const Plan& g, T* out, int nt, const Rows& rows_fn) {
 #pragma omp parallel num_threads(nt)
   {
     std::vector<T> rows(g.direct ? 0 : g.block_rows * g.K);
@@ -95,12 +104,31 @@ void run_blocks(const T* x, const ConvParams& p, const Plan& g, const int32_t* w
           gather_rows(x, p, g, grp, r0, rn, rows.data());
           a = rows.data();
         }
-        const int64_t o0 = grp * g.og;
-        linear_rows<T>(a, rn, g.K, wrows + o0 * g.words, g.og, mult ? mult + o0 : nullptr, bias ? bias + o0 : nullptr,
-                       out + r0 * p.out_channels + o0, p.out_channels);
+        rows_fn(a, rn, grp, out + r0 * p.out_channels + grp * g.og);
       }
     }
   }
+}
+
+// The float32 panel path: the weights' panel bits (kept between calls), then the panel kernel.
+void run_panels(const float* x, const int32_t* w, const ConvParams& p, const Plan& g, const float* mult,
+                const float* bias, float* out, int nt) {
+  const int64_t panels = wconv::panels_for(g.og), entries = p.groups * panels * g.K;
+  const int64_t wg = words_for_bits(g.cg);
+  static thread_local PreparedCache cache;
+  const uint32_t* prepared = cache.get(
+      reinterpret_cast<const uint32_t*>(w), size_t(p.out_channels * g.taps * wg),
+      {/*layout*/ 0x70616e, p.out_channels, g.taps, g.cg, p.groups}, size_t((entries + 1) / 2), [&](uint32_t* dst) {
+        std::vector<int32_t> wrows(p.out_channels * g.words);
+        conv_weight_rows(w, p.out_channels, g.taps, g.cg, wrows.data());
+        wconv::panel_bits(wrows.data(), p.groups, g.og, g.K, g.words, reinterpret_cast<uint16_t*>(dst));
+      });
+  const uint16_t* bits = reinterpret_cast<const uint16_t*>(prepared);
+  run_blocks(x, p, g, out, nt, [&](const float* a, int64_t rn, int64_t grp, float* o) {
+    const int64_t o0 = grp * g.og;
+    wconv::panel_rows_avx2(a, rn, g.K, bits + grp * panels * g.K, g.og, mult ? mult + o0 : nullptr,
+                           bias ? bias + o0 : nullptr, o, p.out_channels);
+  });
 }
 
 }  // namespace
@@ -120,9 +148,16 @@ void binary_weight_conv2d(const T* x, const int32_t* w, const ConvParams& p, con
   if (p.batch * p.out_h * p.out_w == 0 || p.out_channels == 0) return;
   const int nt = sane_threads(num_threads);
   const Plan g = make_plan<T>(p, nt);
+  if constexpr (std::is_same_v<T, float>) {
+    if (!use_avx512() && wconv::use_panel_avx2()) return run_panels(x, w, p, g, multiplier, bias, out, nt);
+  }
   std::vector<int32_t> wrows(p.out_channels * g.words);
   conv_weight_rows(w, p.out_channels, g.taps, g.cg, wrows.data());
-  run_blocks(x, p, g, wrows.data(), multiplier, bias, out, nt);
+  run_blocks(x, p, g, out, nt, [&](const T* a, int64_t rn, int64_t grp, T* o) {
+    const int64_t o0 = grp * g.og;
+    linear_rows<T>(a, rn, g.K, wrows.data() + o0 * g.words, g.og, multiplier ? multiplier + o0 : nullptr,
+                   bias ? bias + o0 : nullptr, o, p.out_channels);
+  });
 }
 
 template void binary_weight_conv2d<float>(const float*, const int32_t*, const ConvParams&, const float*, const float*,

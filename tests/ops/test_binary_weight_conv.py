@@ -6,7 +6,8 @@ The rounding contract tested here (csrc/wconv/binary_weight_conv.h):
   ``float32(dot) * multiplier`` rounded, ``+ bias`` rounded;
 - random x: within 3 * K * 2^-24 of sum |x| * |multiplier| of the float64 result;
 - the CPU scalar path is one sequential sum over k = tap * Cg + c from +0 (checked against a
-  float32 loop), which the CUDA kernel reproduces bit for bit.
+  float32 loop), which the float32 AVX2 panel kernel and the CUDA kernel reproduce bit for
+  bit (signed zeros included).
 """
 
 import random
@@ -285,3 +286,90 @@ def test_random_shapes(rng):
         xi, wi, mi, bi = make(cfg, 200 + i, integer=True)
         want = (R.binary_weight_conv2d(xi.double(), wi, *args(cfg)).float() * mi.view(-1, 1, 1)) + bi.view(-1, 1, 1)
         assert torch.equal(bk.binary_weight_conv2d(xi, wi, *args(cfg), mi, bi), want)
+
+
+# ---------------------------------------------------------------- the float32 AVX2 panel kernel
+
+# Panels of 16 output channels and tiles of 6 patch rows: channel tails (1, 17, 22 per group),
+# row tails (pixel counts not a multiple of 6 or 12), several blocks, the direct 1x1 path,
+# groups with several panels each, a long K.
+PANEL_CONFIGS = [
+    dict(cin=24, cout=17, k=(3, 3), stride=1, padding=1, dilation=1, groups=1, n=1, h=7, w=5),
+    dict(cin=64, cout=48, k=(1, 1), stride=1, padding=0, dilation=1, groups=1, n=2, h=5, w=7),
+    dict(cin=30, cout=66, k=(2, 3), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=3, n=2, h=9, w=11),
+    dict(cin=8, cout=1, k=(3, 3), stride=1, padding=1, dilation=1, groups=1, n=3, h=13, w=13),
+    dict(cin=300, cout=32, k=(3, 3), stride=2, padding=1, dilation=1, groups=1, n=1, h=12, w=12),
+    dict(cin=16, cout=40, k=(3, 3), stride=1, padding=1, dilation=1, groups=2, n=1, h=31, w=29),
+]
+AFFINE = {"both": (True, True), "multiplier": (True, False), "bias": (False, True), "none": (False, False)}
+
+
+def same_bits(a, b):
+    """Equal bit for bit: -0.0 differs from +0.0 (torch.equal does not tell them apart)."""
+    return a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+def signed_zeros(x, seed):
+    """x with about 40% of its values replaced by +0.0 or -0.0."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(x.shape, generator=g)
+    zero = torch.where(torch.rand(x.shape, generator=g) < 0.5, -0.0, 0.0)
+    return torch.where(u < 0.4, zero, x)
+
+
+def scalar_and_avx2(monkeypatch, x, w, cfg, m, b):
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
+    want = bk.binary_weight_conv2d(x, w, *args(cfg), m, b)
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
+    return want, bk.binary_weight_conv2d(x, w, *args(cfg), m, b)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS + PANEL_CONFIGS, ids=conv_id)
+def test_avx2_panel_kernel_sums_in_scalar_order(cfg, monkeypatch):
+    """float32 with the ISA capped at AVX2 (the panel kernel where the CPU has AVX2 and FMA):
+    random x, bit for bit the scalar path's result."""
+    x, w, m, b = make(cfg, 12)
+    want, got = scalar_and_avx2(monkeypatch, x, w, cfg, m, b)
+    assert same_bits(got, want)
+
+
+@pytest.mark.parametrize("cfg", PANEL_CONFIGS, ids=conv_id)
+@pytest.mark.parametrize("affine", list(AFFINE))
+def test_avx2_panel_kernel_signed_zeros_and_affine(cfg, affine, monkeypatch):
+    """Sums from +0 in the scalar order, so signed zeros come out as on the scalar path; the
+    multiplier and the bias apply only where given (adding no bias keeps a -0.0)."""
+    x, w, m, b = make(cfg, 14)
+    x = signed_zeros(x, 15)
+    use_m, use_b = AFFINE[affine]
+    m, b = (m.abs() if use_m else None), (b if use_b else None)
+    want, got = scalar_and_avx2(monkeypatch, x, w, cfg, m, b)
+    assert same_bits(got, want)
+
+
+def test_avx2_panel_kernel_all_zero_inputs_keep_the_scalar_sign(monkeypatch):
+    """Outputs whose every term is +-0 (a 1x1 conv of 2 channels on zero inputs): the sum
+    starts from +0, so it stays +0 even where every term is -0, as in the scalar loop."""
+    cfg = dict(cin=2, cout=20, k=(1, 1), stride=1, padding=0, dilation=1, groups=1, n=2, h=6, w=7)
+    x, w, _, _ = make(cfg, 16)
+    x = torch.where(torch.rand(x.shape, generator=torch.Generator().manual_seed(17)) < 0.5, -0.0, 0.0)
+    want, got = scalar_and_avx2(monkeypatch, x, w, cfg, None, None)
+    assert not torch.signbit(want).any()
+    assert same_bits(got, want)
+
+
+@pytest.mark.usefixtures("cpu_isa")
+def test_weights_changed_in_place_between_calls(rng):
+    """The panel kernel keeps its transposed weights between calls: weights changed in place,
+    or the same storage seen with another shape, give the new result at once."""
+    cfg = dict(cin=40, cout=20, k=(3, 3), stride=1, padding=1, dilation=1, groups=1, n=1, h=6, w=5)
+    x, w, m, b = make(cfg, 18, integer=True)
+    for _ in range(4):
+        dot = R.binary_weight_conv2d(x.double(), w, *args(cfg)).float()
+        assert torch.equal(bk.binary_weight_conv2d(x, w, *args(cfg), m, b), dot * m.view(-1, 1, 1) + b.view(-1, 1, 1))
+        flat = w.view(-1)
+        flat[rng.randrange(flat.numel())] ^= 1 << rng.randrange(31)  # one bit, in place
+    # the same storage as 1x1 weights of 18x the out channels (another layout, same address)
+    cfg1 = dict(cfg, cin=20, cout=360, k=(1, 1), padding=0)
+    w1, x1 = w.view(360, 1, 1, 1), x[:, :20].contiguous()
+    want = R.binary_weight_conv2d(x1.double(), w1, *args(cfg1)).float()
+    assert torch.equal(bk.binary_weight_conv2d(x1, w1, *args(cfg1)), want)

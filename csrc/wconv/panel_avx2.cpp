@@ -1,0 +1,127 @@
+// The AVX2 panel kernel of binary_weight_conv2d (panel.h): a tile of kPanelRows patch rows by
+// kPanel output channels keeps 12 float accumulators; per column k it loads the panel's 16
+// weight bits, turns each byte into eight +-1.0f through a 256-entry table, broadcasts one x
+// per row and issues 12 FMAs (8 MACs each). Rows outside the tile, and channels past the
+// group's last panel, are never stored.
+#include "wconv/panel.h"
+
+#include <algorithm>
+
+#include "common/cpu_features.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace bnn::cpu::wconv {
+
+void panel_bits(const int32_t* rows, int64_t groups, int64_t og, int64_t K, int64_t words, uint16_t* bits) {
+  const int64_t panels = panels_for(og);
+  std::fill(bits, bits + groups * panels * K, uint16_t(0));
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t o = 0; o < og; ++o) {
+      const uint32_t* r = reinterpret_cast<const uint32_t*>(rows) + (g * og + o) * words;
+      uint16_t* dst = bits + (g * panels + o / kPanel) * K;
+      const uint16_t bit = uint16_t(1u << (o % kPanel));
+      for (int64_t i = 0; i < words; ++i) {
+        for (uint32_t v = r[i]; v != 0; v &= v - 1) dst[32 * i + __builtin_ctz(v)] |= bit;  // tail bits are 0
+      }
+    }
+  }
+}
+
+#if defined(__x86_64__)
+
+bool use_panel_avx2() { return use_avx2() && __builtin_cpu_supports("fma"); }
+
+namespace {
+
+// Eight +-1.0f per weight byte: lane j is +1 where bit j is set.
+struct PlusMinusOne {
+  alignas(32) float v[256][8];
+  PlusMinusOne() {
+    for (int b = 0; b < 256; ++b)
+      for (int j = 0; j < 8; ++j) v[b][j] = ((b >> j) & 1) ? 1.0f : -1.0f;
+  }
+};
+const PlusMinusOne kSigns;
+
+// Lanes [0, n) of the 16 lanes of two registers.
+__attribute__((target("avx2"))) inline void lane_masks(int n, __m256i& lo, __m256i& hi) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+  hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), idx);
+}
+
+// Applies multiplier and bias (where given) to a row's two registers and stores its n lanes.
+__attribute__((target("avx2"))) inline void store_row(__m256 s0, __m256 s1, const float* mult, const float* bias,
+                                                      float* out, int n, __m256i lo, __m256i hi) {
+  if (mult) {
+    s0 = _mm256_mul_ps(s0, _mm256_maskload_ps(mult, lo));
+    s1 = _mm256_mul_ps(s1, _mm256_maskload_ps(mult + 8, hi));
+  }
+  if (bias) {
+    s0 = _mm256_add_ps(s0, _mm256_maskload_ps(bias, lo));
+    s1 = _mm256_add_ps(s1, _mm256_maskload_ps(bias + 8, hi));
+  }
+  if (n == kPanel) {
+    _mm256_storeu_ps(out, s0);
+    _mm256_storeu_ps(out + 8, s1);
+  } else {
+    _mm256_maskstore_ps(out, lo, s0);
+    _mm256_maskstore_ps(out + 8, hi, s1);
+  }
+}
+
+// MR rows of a (row stride K) times one panel (bits[k], k < K): n channels stored at out (row
+// stride ldo).
+template <int MR>
+__attribute__((target("avx2,fma"))) void tile(const float* a, int64_t K, const uint16_t* bits, const float* mult,
+                                              const float* bias, float* out, int64_t ldo, int n) {
+  __m256 acc[MR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    const unsigned b = bits[k];
+    const __m256 w0 = _mm256_load_ps(kSigns.v[b & 255u]);
+    const __m256 w1 = _mm256_load_ps(kSigns.v[b >> 8]);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const __m256 x = _mm256_broadcast_ss(a + i * K + k);
+      acc[i][0] = _mm256_fmadd_ps(x, w0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(x, w1, acc[i][1]);
+    }
+  }
+  __m256i lo, hi;
+  lane_masks(n, lo, hi);
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) store_row(acc[i][0], acc[i][1], mult, bias, out + i * ldo, n, lo, hi);
+}
+
+using Tile = void (*)(const float*, int64_t, const uint16_t*, const float*, const float*, float*, int64_t, int);
+constexpr Tile kTiles[kPanelRows] = {tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
+
+}  // namespace
+
+void panel_rows_avx2(const float* a, int64_t rn, int64_t K, const uint16_t* bits, int64_t og, const float* mult,
+                     const float* bias, float* out, int64_t ldo) {
+  const int64_t panels = panels_for(og);
+  for (int64_t r0 = 0; r0 < rn; r0 += kPanelRows) {
+    const Tile run = kTiles[std::min<int64_t>(kPanelRows, rn - r0) - 1];
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t c0 = p * kPanel;
+      run(a + r0 * K, K, bits + p * K, mult ? mult + c0 : nullptr, bias ? bias + c0 : nullptr, out + r0 * ldo + c0, ldo,
+          static_cast<int>(std::min<int64_t>(kPanel, og - c0)));
+    }
+  }
+}
+
+#else
+
+bool use_panel_avx2() { return false; }
+void panel_rows_avx2(const float*, int64_t, int64_t, const uint16_t*, int64_t, const float*, const float*, float*,
+                     int64_t) {}
+
+#endif
+
+}  // namespace bnn::cpu::wconv
