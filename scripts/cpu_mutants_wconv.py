@@ -1,10 +1,10 @@
 """Mutants of binary_weight_conv2d's CPU path, for plant_cpu_bugs.py: weight rows, patch rows,
 blocks, the direct 1x1 path and the epilogue offsets (csrc/wconv/binary_weight_conv_cpu.cpp),
-the float32 AVX2 panel kernel and its transposed weight bits (csrc/wconv/panel_avx2.cpp), the
+the float32 AVX2 panel kernel and its transposed weight bits (csrc/linear/panel_avx2.cpp), the
 row kernels of the other paths (linear_rows in csrc/linear/) and the binding's layout copy.
 Entries: (name, file, original snippet, replacement, test files)."""
 
-WC, PA = "csrc/wconv/binary_weight_conv_cpu.cpp", "csrc/wconv/panel_avx2.cpp"
+WC, PA = "csrc/wconv/binary_weight_conv_cpu.cpp", "csrc/linear/panel_avx2.cpp"
 LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
 OPS = "csrc/torch/cpu_ops.cpp"
 WCONV = ["tests/ops/test_binary_weight_conv.py"]
@@ -56,13 +56,12 @@ WCONV_MUTANTS = [
     ("wconv_panel_row_stride", PA, "_mm256_broadcast_ss(a + i * K + k)", "_mm256_broadcast_ss(a + (i & 3) * K + k)",
       WCONV),
     ("wconv_panel_tile_rows", PA,
-      "kTiles[std::min<int64_t>(kPanelRows, rn - r0) - 1]", "kTiles[std::min<int64_t>(kPanelRows - 1, rn - r0) - 1]",
-      WCONV),
+      "mr = std::min<int64_t>(kPanelRows, rn - r0)", "mr = std::min<int64_t>(kPanelRows - 1, rn - r0)", WCONV),
     ("wconv_panel_lane_mask", PA, "_mm256_set1_epi32(n - 8)", "_mm256_set1_epi32(n - 9)", WCONV),
     ("wconv_panel_mult_high", PA, "_mm256_maskload_ps(mult + 8, hi)", "_mm256_maskload_ps(mult, hi)", WCONV),
     ("wconv_panel_bias_high", PA, "_mm256_maskload_ps(bias + 8, hi)", "_mm256_maskload_ps(bias, hi)", WCONV),
     ("wconv_panel_zero_init", PA,
-      "acc[i][0] = acc[i][1] = _mm256_setzero_ps();", "acc[i][0] = acc[i][1] = _mm256_set1_ps(-0.0f);", WCONV),
+      "acc[i][j] = _mm256_setzero_ps();", "acc[i][j] = _mm256_set1_ps(-0.0f);", WCONV),
     ("wconv_panel_k_tail", PA, "for (int64_t k = 0; k < K; ++k) {", "for (int64_t k = 0; k + 1 < K; ++k) {", WCONV),
     ("wconv_panel_out_offset", PA, "out + r0 * ldo + c0", "out + r0 * ldo + p * 8", WCONV),
     ("wconv_linear_rows_scalar_ldo", LC,

@@ -35,6 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from cpu_mutants_bitserial import BITSERIAL_MUTANTS  # noqa: E402
 from cpu_mutants_conv import CONV_MUTANTS  # noqa: E402
+from cpu_mutants_linear import LINEAR_MUTANTS  # noqa: E402
 from cpu_mutants_wconv import WCONV_MUTANTS  # noqa: E402
 from snippet_match import replace_once  # noqa: E402
 
@@ -299,35 +300,6 @@ MUTANTS = [
     M("bitserial_overflow_check_unreduced", CK,
       "const double amax = reduce ? static_cast<double>(abs_sum(a_coefs, a_offset)) : 1.0;",
       "const double amax = static_cast<double>(abs_sum(a_coefs, a_offset));", BITSERIAL),
-    # ---- binary_weight_linear: scalar / AVX2 ----
-    M("linear_dropped_bias", LC, "  if (bias) dot += bias[n];\n", "", LINEAR),
-    M("linear_dropped_scale", LC, "  if (scale) dot *= scale[n];\n", "", LINEAR),
-    M("linear_avx2_kfull_ceil", LC,
-      "const int64_t kfull = K & ~int64_t(7);", "const int64_t kfull = (K + 7) & ~int64_t(7);", LINEAR),
-    M("linear_avx2_last_row_of_tile", LC,
-      "for (int i = 0; i < mb; ++i) {\n    const float* xm",
-      "for (int i = 0; i + 1 < mb || (mb == 1 && i == 0); ++i) {\n    const float* xm", LINEAR),
-    M("linear_avx2_tail_start", LC,
-      "dot_scalar(xm, wn, K, kfull)", "dot_scalar(xm, wn, K, kfull + (K > kfull))", LINEAR),
-    M("linear_scalar_last_column", LC,
-      "for (int64_t c = k0; c < K; ++c)", "for (int64_t c = k0; c + 1 < K; ++c)", LINEAR),
-    # ---- binary_weight_linear: AVX-512 ----
-    M("linear_avx512_rem_mask", L512,
-      "const __mmask16 valid = static_cast<__mmask16>((1u << rem) - 1u);",
-      "const __mmask16 valid = static_cast<__mmask16>((1u << (rem - 1)) - 1u);", LINEAR),
-    M("linear_avx512_tail_bits_unmasked", L512,
-      "const __mmask16 m = static_cast<__mmask16>(w16[j][chunks] & valid);",
-      "const __mmask16 m = static_cast<__mmask16>(w16[j][chunks]);", LINEAR,
-      equivalent="x is loaded with maskz past K, so a dirty weight bit adds +0.0 to a sum that "
-                 "starts at +0.0; bits of the word's other 16-bit half are never read"),
-    M("linear_avx512_partial_n_tile", L512,
-      "for (int64_t j = 0; j < nb; ++j) block<MB, 1>",
-      "for (int64_t j = 0; j + 1 < nb; ++j) block<MB, 1>", LINEAR),
-    M("linear_avx512_partial_m_tile", L512,
-      "for (int64_t i = 0; i < mb; ++i) row_block<1>",
-      "for (int64_t i = 0; i + 1 < mb || (mb == 1 && i == 0); ++i) row_block<1>", LINEAR),
-    M("linear_avx512_dropped_bias", L512, "      if (bias) y += bias[n0 + j];\n", "", LINEAR),
-    M("linear_avx512_scale_tile_offset", L512, "y *= scale[n0 + j];", "y *= scale[j];", LINEAR),
     M("linear_avx512_tail_sum", L512,
       "xv[i] = _mm512_maskz_loadu_ps(valid, x + i * K + 16 * chunks);\n      sum[i] = _mm512_add_ps(sum[i], xv[i]);",
       "xv[i] = _mm512_maskz_loadu_ps(valid, x + i * K + 16 * chunks);", LINEAR),
@@ -421,6 +393,7 @@ MUTANTS = [
 MUTANTS += [M(*m) for m in CONV_MUTANTS]
 MUTANTS += [M(*m) for m in BITSERIAL_MUTANTS]
 MUTANTS += [M(*m) for m in WCONV_MUTANTS]
+MUTANTS += [M(*m) for m in LINEAR_MUTANTS]
 
 
 def tree_files(root):

@@ -1,7 +1,7 @@
 // binary_weight_conv2d on the CPU as an implicit GEMM over real-valued patch rows:
 //  1. the weights are repacked into GEMM rows of taps * Cg bits (the conv layout pads each tap
 //     to whole words; the GEMM row does not); the float32 panel path then transposes them into
-//     panels of 16 output channels (wconv/panel.h), kept between calls (prepared_cache.h);
+//     panels of 16 output channels (linear/panel.h), kept between calls (prepared_cache.h);
 //  2. for each (group, block of output pixels), the block's patch rows (im2col over NHWC:
 //     KH * KW taps of Cg floats each, zeros for padded taps) are gathered into a per-thread
 //     buffer while it stays in cache ...
@@ -22,7 +22,7 @@
 #include "common/cpu_features.h"
 #include "common/prepared_cache.h"
 #include "linear/linear_kernels.h"
-#include "wconv/panel.h"
+#include "linear/panel.h"
 
 namespace bnn::cpu {
 namespace {
@@ -113,7 +113,7 @@ void run_blocks(const T* x, const ConvParams& p, const Plan& g, T* out, int nt, 
 // The float32 panel path: the weights' panel bits (kept between calls), then the panel kernel.
 void run_panels(const float* x, const int32_t* w, const ConvParams& p, const Plan& g, const float* mult,
                 const float* bias, float* out, int nt) {
-  const int64_t panels = wconv::panels_for(g.og), entries = p.groups * panels * g.K;
+  const int64_t panels = panels_for(g.og), entries = p.groups * panels * g.K;
   const int64_t wg = words_for_bits(g.cg);
   static thread_local PreparedCache cache;
   const uint32_t* prepared = cache.get(
@@ -121,13 +121,13 @@ void run_panels(const float* x, const int32_t* w, const ConvParams& p, const Pla
       {/*layout*/ 0x70616e, p.out_channels, g.taps, g.cg, p.groups}, size_t((entries + 1) / 2), [&](uint32_t* dst) {
         std::vector<int32_t> wrows(p.out_channels * g.words);
         conv_weight_rows(w, p.out_channels, g.taps, g.cg, wrows.data());
-        wconv::panel_bits(wrows.data(), p.groups, g.og, g.K, g.words, reinterpret_cast<uint16_t*>(dst));
+        panel_bits(wrows.data(), p.groups, g.og, g.K, g.words, reinterpret_cast<uint16_t*>(dst));
       });
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(prepared);
   run_blocks(x, p, g, out, nt, [&](const float* a, int64_t rn, int64_t grp, float* o) {
     const int64_t o0 = grp * g.og;
-    wconv::panel_rows_avx2(a, rn, g.K, bits + grp * panels * g.K, g.og, mult ? mult + o0 : nullptr,
-                           bias ? bias + o0 : nullptr, o, p.out_channels);
+    panel_rows_avx2(a, rn, g.K, bits + grp * panels * g.K, g.og, mult ? mult + o0 : nullptr, bias ? bias + o0 : nullptr,
+                    o, p.out_channels);
   });
 }
 
@@ -149,7 +149,7 @@ void binary_weight_conv2d(const T* x, const int32_t* w, const ConvParams& p, con
   const int nt = sane_threads(num_threads);
   const Plan g = make_plan<T>(p, nt);
   if constexpr (std::is_same_v<T, float>) {
-    if (!use_avx512() && wconv::use_panel_avx2()) return run_panels(x, w, p, g, multiplier, bias, out, nt);
+    if (!use_avx512() && use_panel_avx2()) return run_panels(x, w, p, g, multiplier, bias, out, nt);
   }
   std::vector<int32_t> wrows(p.out_channels * g.words);
   conv_weight_rows(w, p.out_channels, g.taps, g.cg, wrows.data());

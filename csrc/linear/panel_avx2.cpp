@@ -1,9 +1,9 @@
-// The AVX2 panel kernel of binary_weight_conv2d (panel.h): a tile of kPanelRows patch rows by
-// kPanel output channels keeps 12 float accumulators; per column k it loads the panel's 16
-// weight bits, turns each byte into eight +-1.0f through a 256-entry table, broadcasts one x
-// per row and issues 12 FMAs (8 MACs each). Rows outside the tile, and channels past the
-// group's last panel, are never stored.
-#include "wconv/panel.h"
+// The AVX2 panel kernel (panel.h) of binary_weight_conv2d and binary_weight_linear: a tile of
+// kPanelRows rows by kPanel output channels keeps 12 float accumulators; per column k it loads
+// the panel's 16 weight bits, turns each byte into eight +-1.0f through a 256-entry table,
+// broadcasts one x per row and issues 12 FMAs (8 MACs each). Tiles of fewer rows span several
+// panels. Rows outside the tile, and channels past the last panel's, are never stored.
+#include "linear/panel.h"
 
 #include <algorithm>
 
@@ -13,10 +13,11 @@
 #include <immintrin.h>
 #endif
 
-namespace bnn::cpu::wconv {
+namespace bnn::cpu {
 
 void panel_bits(const int32_t* rows, int64_t groups, int64_t og, int64_t K, int64_t words, uint16_t* bits) {
   const int64_t panels = panels_for(og);
+  const uint32_t last = (K % 32) ? (1u << (K % 32)) - 1u : ~0u;  // columns of the last word below K
   std::fill(bits, bits + groups * panels * K, uint16_t(0));
   for (int64_t g = 0; g < groups; ++g) {
     for (int64_t o = 0; o < og; ++o) {
@@ -24,7 +25,7 @@ void panel_bits(const int32_t* rows, int64_t groups, int64_t og, int64_t K, int6
       uint16_t* dst = bits + (g * panels + o / kPanel) * K;
       const uint16_t bit = uint16_t(1u << (o % kPanel));
       for (int64_t i = 0; i < words; ++i) {
-        for (uint32_t v = r[i]; v != 0; v &= v - 1) dst[32 * i + __builtin_ctz(v)] |= bit;  // tail bits are 0
+        for (uint32_t v = i + 1 < words ? r[i] : r[i] & last; v != 0; v &= v - 1) dst[32 * i + __builtin_ctz(v)] |= bit;
       }
     }
   }
@@ -73,33 +74,49 @@ __attribute__((target("avx2"))) inline void store_row(__m256 s0, __m256 s1, cons
   }
 }
 
-// MR rows of a (row stride K) times one panel (bits[k], k < K): n channels stored at out (row
-// stride ldo).
-template <int MR>
+// MR rows of a (row stride K) times NP consecutive panels (panel q's bits at bits + q * K): the
+// first n channels (1 .. NP * kPanel) stored at out (row stride ldo).
+template <int MR, int NP>
 __attribute__((target("avx2,fma"))) void tile(const float* a, int64_t K, const uint16_t* bits, const float* mult,
                                               const float* bias, float* out, int64_t ldo, int n) {
-  __m256 acc[MR][2];
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  __m256 acc[MR][2 * NP];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < 2 * NP; ++j) acc[i][j] = _mm256_setzero_ps();
   for (int64_t k = 0; k < K; ++k) {
-    const unsigned b = bits[k];
-    const __m256 w0 = _mm256_load_ps(kSigns.v[b & 255u]);
-    const __m256 w1 = _mm256_load_ps(kSigns.v[b >> 8]);
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) {
+      const unsigned b = bits[q * K + k];
+      const __m256 w0 = _mm256_load_ps(kSigns.v[b & 255u]);
+      const __m256 w1 = _mm256_load_ps(kSigns.v[b >> 8]);
 #pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) {
-      const __m256 x = _mm256_broadcast_ss(a + i * K + k);
-      acc[i][0] = _mm256_fmadd_ps(x, w0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(x, w1, acc[i][1]);
+      for (int i = 0; i < MR; ++i) {
+        const __m256 x = _mm256_broadcast_ss(a + i * K + k);
+        acc[i][2 * q] = _mm256_fmadd_ps(x, w0, acc[i][2 * q]);
+        acc[i][2 * q + 1] = _mm256_fmadd_ps(x, w1, acc[i][2 * q + 1]);
+      }
     }
   }
-  __m256i lo, hi;
-  lane_masks(n, lo, hi);
+#pragma GCC unroll 4
+  for (int q = 0; q < NP; ++q) {
+    const int nq = std::min(n - q * kPanel, kPanel), c0 = q * kPanel;
+    if (nq <= 0) break;
+    __m256i lo, hi;
+    lane_masks(nq, lo, hi);
 #pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i) store_row(acc[i][0], acc[i][1], mult, bias, out + i * ldo, n, lo, hi);
+    for (int i = 0; i < MR; ++i)
+      store_row(acc[i][2 * q], acc[i][2 * q + 1], mult ? mult + c0 : nullptr, bias ? bias + c0 : nullptr,
+                out + i * ldo + c0, nq, lo, hi);
+  }
 }
 
 using Tile = void (*)(const float*, int64_t, const uint16_t*, const float*, const float*, float*, int64_t, int);
-constexpr Tile kTiles[kPanelRows] = {tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
+// By rows in the tile (1 .. kPanelRows): one panel at a time, and kWide[r] panels at a time
+// (fewer rows leave registers for more accumulator chains: at most 12 accumulators).
+constexpr Tile kTiles[kPanelRows] = {tile<1, 1>, tile<2, 1>, tile<3, 1>, tile<4, 1>, tile<5, 1>, tile<6, 1>};
+constexpr int kWide[kPanelRows] = {4, 3, 2, 1, 1, 1};
+constexpr Tile kWideTiles[kPanelRows] = {tile<1, 4>, tile<2, 3>, tile<3, 2>, tile<4, 1>, tile<5, 1>, tile<6, 1>};
 
 }  // namespace
 
@@ -107,11 +124,13 @@ void panel_rows_avx2(const float* a, int64_t rn, int64_t K, const uint16_t* bits
                      const float* bias, float* out, int64_t ldo) {
   const int64_t panels = panels_for(og);
   for (int64_t r0 = 0; r0 < rn; r0 += kPanelRows) {
-    const Tile run = kTiles[std::min<int64_t>(kPanelRows, rn - r0) - 1];
-    for (int64_t p = 0; p < panels; ++p) {
-      const int64_t c0 = p * kPanel;
+    const int64_t mr = std::min<int64_t>(kPanelRows, rn - r0), wide = kWide[mr - 1];
+    for (int64_t p = 0; p < panels;) {
+      const int64_t np = p + wide <= panels ? wide : 1, c0 = p * kPanel;
+      const Tile run = np == 1 ? kTiles[mr - 1] : kWideTiles[mr - 1];
       run(a + r0 * K, K, bits + p * K, mult ? mult + c0 : nullptr, bias ? bias + c0 : nullptr, out + r0 * ldo + c0, ldo,
-          static_cast<int>(std::min<int64_t>(kPanel, og - c0)));
+          static_cast<int>(std::min<int64_t>(np * kPanel, og - c0)));
+      p += np;
     }
   }
 }
@@ -124,4 +143,4 @@ void panel_rows_avx2(const float*, int64_t, int64_t, const uint16_t*, int64_t, c
 
 #endif
 
-}  // namespace bnn::cpu::wconv
+}  // namespace bnn::cpu
