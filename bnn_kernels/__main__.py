@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--quiet", action="store_true", help="no progress lines")
     b.add_argument("--no-compile", action="store_true", help="model: do not try torch.compile for the float deployment")
     b.add_argument(
+        "--models",
+        default=None,
+        help="model: comma-separated models to run (default: all of birealnet18, reactnet_a, bwn_resnet18)",
+    )
+    b.add_argument(
         "--lce-python",
         default=None,
         help="model: a Python interpreter with larq-compute-engine and larq-zoo; adds Larq Compute Engine's "
@@ -114,6 +119,13 @@ def _bench(ap, args, torch, bk, bench) -> None:
     if device.startswith("cuda") and not (torch.cuda.is_available() and bk.cuda_built()):
         ap.error("--device cuda needs a visible GPU and bnn_kernels built with CUDA (see `bnn-kernels info`)")
     names = list(bench.SUITES) if "all" in args.suite else list(dict.fromkeys(args.suite))
+    if args.models:
+        from bnn_kernels.bench.model import select_models
+
+        try:
+            select_models(args.models.split(","))
+        except ValueError as e:
+            ap.error(f"--{e}")
     bench.run(
         names,
         device,
@@ -128,6 +140,7 @@ def _bench(ap, args, torch, bk, bench) -> None:
         peak_ops=args.peak_ops,
         try_compile=False if args.no_compile else None,
         lce_python=args.lce_python,
+        models=args.models.split(",") if args.models else None,
     )
 
 

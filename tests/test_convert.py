@@ -122,6 +122,11 @@ def test_full_size_definitions_convert():
         if blk.double:
             names[f"features.{i}.pw2"] = BinaryConv2d
     _check(model, _x(2, 3, 32, 32), names)
+    # binary weights, real activations: every 3x3 conv and the three 1x1 shortcuts, BN folded
+    convs = {f"layer{i}.{j}.conv{c}" for i in range(1, 5) for j in range(2) for c in (1, 2)}
+    convs |= {f"layer{i}.0.down.0" for i in range(2, 5)}
+    bns = [n.replace("conv", "bn") for n in convs if "conv" in n] + [f"layer{i}.0.down.1" for i in range(2, 5)]
+    _check(M.bwn_resnet18(num_classes=10, width=16), _x(2, 3, 32, 32), dict.fromkeys(convs, BinaryWeightConv2d), bns)
 
 
 class SignMLP(nn.Module):

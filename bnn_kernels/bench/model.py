@@ -1,6 +1,7 @@
 """`bench model`: converted full-size BNNs against two float baselines, measured in one run.
 
-For each model (Bi-Real Net 18 and ReActNet-A, random weights, BN statistics randomized):
+For each model (Bi-Real Net 18, ReActNet-A and a ResNet-18 with binary weights and real
+activations, random weights, BN statistics randomized):
 - "float model": the model as written for training, float32, NCHW input;
 - "float deployment": the same network as a user would deploy it in float
   (bnn_kernels.bench.deploy: weights binarized once, BatchNorm folded, channels_last; the
@@ -40,7 +41,11 @@ from .harness import Progress, Result, time_fn
 from .lce import LCE_MODELS, lce_row, time_lce
 
 # name -> (factory in bnn_kernels.models, keyword arguments). Tests shrink these.
-MODELS = {"birealnet18": ("birealnet18", {}), "reactnet_a": ("reactnet_a", {})}
+MODELS = {
+    "birealnet18": ("birealnet18", {}),
+    "reactnet_a": ("reactnet_a", {}),
+    "bwn_resnet18": ("bwn_resnet18", {}),
+}
 BATCHES = [1, 32]  # latency at batch 1, throughput at batch 32
 CHECK_BATCH = 8  # fresh inputs for the agreement check
 MAX_REL_DEVIATION = 5e-2  # a larger deviation from the float model aborts the benchmark
@@ -158,15 +163,24 @@ def _fusion_note(report) -> str:
 
 
 def bench_model(
-    device: torch.device, progress: Progress, batches=None, size=None, repeats=10, try_compile=True, lce_python=None
+    device: torch.device,
+    progress: Progress,
+    batches=None,
+    size=None,
+    repeats=10,
+    try_compile=True,
+    lce_python=None,
+    models=None,
 ) -> list[Result]:
-    """The rows of every model (see the module docstring). lce_python: an interpreter with Larq
-    Compute Engine; models with a larq_zoo counterpart then get an LCE row at batch 1 on the
-    CPU, timed before and after ours in this run (bnn_kernels/bench/lce.py)."""
+    """The rows of every model of MODELS, or of those named in models (see the module
+    docstring). lce_python: an interpreter with Larq Compute Engine; models with a larq_zoo
+    counterpart then get an LCE row at batch 1 on the CPU, timed before and after ours in this
+    run (bnn_kernels/bench/lce.py)."""
     out = []
     res = size or 224
     batches = batches or BATCHES
-    for name, (factory, kwargs) in MODELS.items():
+    for name in select_models(models):
+        factory, kwargs = MODELS[name]
         models, report = {}, None
         for impl in IMPLS:
             models[impl], rep = build(factory, kwargs, res, impl)
@@ -280,8 +294,19 @@ def _vs(ours: Result, base: Result) -> Result:
     return dataclasses.replace(ours, baseline=base.impl, speedup=base.ms / ours.ms)
 
 
-def case_count(batches=None) -> int:
-    return len(MODELS) * len(batches or BATCHES)
+def select_models(models=None) -> list[str]:
+    """The names of MODELS to run: all, or those listed (an unknown name raises ValueError
+    naming the choices)."""
+    if not models:
+        return list(MODELS)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise ValueError(f"models: unknown {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    return list(dict.fromkeys(models))
+
+
+def case_count(batches=None, models=None) -> int:
+    return len(select_models(models)) * len(batches or BATCHES)
 
 
 # ---------------------------------------------------------------------------------------------

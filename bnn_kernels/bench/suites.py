@@ -412,5 +412,5 @@ def case_count(name: str, device: torch.device, **kw) -> int:
     if name == "bitserial":
         return 1 + len(BITSERIAL_LAYERS)
     if name == "model":
-        return model_case_count(kw.get("batches"))
+        return model_case_count(kw.get("batches"), kw.get("models"))
     return 4 if device.type == "cpu" else 5

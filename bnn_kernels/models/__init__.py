@@ -16,7 +16,8 @@ Layer families (``families``):
 
 Whole networks: small ones per family (``small``: ReActNetSmall, BiRealSmall, XNORNetSmall,
 DigitsBNN; DoReFaNet and BWNMLP sit with their family) and full-size ones (``full_size``:
-``birealnet18()``, the ResNet-18 Bi-Real Net, and ``reactnet_a()``, MobileNet-style).
+``birealnet18()``, the ResNet-18 Bi-Real Net, ``reactnet_a()``, MobileNet-style, and
+``bwn_resnet18()``, a ResNet-18 with binary weights and real activations).
 ``randomize_bn`` gives BatchNorm / RSign / RPReLU trained-looking values.
 """
 
@@ -43,7 +44,7 @@ from .families import (
     randomize_bn,
     sign_ste,
 )
-from .full_size import BiRealNet18, ReActNetA, birealnet18, reactnet_a
+from .full_size import BiRealNet18, BWNResNet18, ReActNetA, birealnet18, bwn_resnet18, reactnet_a
 from .small import BiRealSmall, DigitsBNN, ReActNetSmall, XNORNetSmall
 
 __all__ = [
@@ -74,6 +75,8 @@ __all__ = [
     "BiRealNet18",
     "ReActNetA",
     "birealnet18",
+    "BWNResNet18",
+    "bwn_resnet18",
     "reactnet_a",
     "randomize_bn",
 ]

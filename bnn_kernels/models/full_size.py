@@ -1,12 +1,13 @@
-"""Full-size networks: Bi-Real Net 18 and ReActNet-A (random weights are fine for conversion
-and latency measurements; `bnn-kernels bench model` uses them)."""
+"""Full-size networks: Bi-Real Net 18, ReActNet-A and a binary-weight ResNet-18 (random weights
+are fine for conversion and latency measurements; `bnn-kernels bench model` uses them)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .families import BinaryConv2dSTE, BiRealBlock, RPReLU, RSign
+from .families import BinaryConv2dSTE, BiRealBlock, BWNConv2d, RPReLU, RSign
 
 
 class _BiRealBasicBlock(nn.Module):
@@ -105,3 +106,50 @@ class ReActNetA(nn.Module):
 def reactnet_a(num_classes: int = 1000, width_mult: float = 1.0) -> ReActNetA:
     """ReActNet-A (MobileNetV1 layout with 3x3 binary convs and doubled 1x1 binary convs)."""
     return ReActNetA(num_classes, width_mult)
+
+
+class _BWNBasicBlock(nn.Module):
+    """ResNet-18 basic block with binary weights and real activations (BWN / BinaryConnect): two
+    3x3 convs on sign(w) * mean|w| weights, BN, ReLU; a 1x1 binary-weight shortcut with BN where
+    the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = BWNConv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = BWNConv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(BWNConv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        sc = x if self.down is None else self.down(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + sc)
+
+
+class BWNResNet18(nn.Module):
+    def __init__(self, num_classes: int = 1000, width: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        layers, cin = [], width
+        for i, c in enumerate([width, 2 * width, 4 * width, 8 * width]):
+            layers.append(nn.Sequential(_BWNBasicBlock(cin, c, 1 if i == 0 else 2), _BWNBasicBlock(c, c)))
+            cin = c
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def bwn_resnet18(num_classes: int = 1000, width: int = 64) -> BWNResNet18:
+    """ResNet-18 with binary weights and real activations (BWN): 16 binary-weight 3x3 convs and 3
+    binary-weight 1x1 shortcuts; real stem and fc."""
+    return BWNResNet18(num_classes, width)

@@ -231,3 +231,20 @@ def test_compile_note_names_the_inputs_that_differed(monkeypatch):
     assert ms > 0 and how == "torch.compile (1 of 32 inputs differed, max deviation 1.00e-02)"
     ms, how = bm._try_compile(model, x[:8], float("inf"), torch.device("cpu"), 1)
     assert ms is None and how == "eager (torch.compile output differed: 1 of 8 inputs differed, max deviation 1.00e-02)"
+
+
+def test_bench_model_runs_the_models_named(tmp_path, capsys, monkeypatch):
+    """--models picks models by name (here the binary-weight ResNet-18 alone: its 19 binary-weight
+    convs are packed); an unknown name is refused before anything runs, naming the choices."""
+    monkeypatch.setattr(bm, "MODELS", dict(TINY, bwn_resnet18=("bwn_resnet18", {"width": 8, "num_classes": 10})))
+    common = ["bench", "model", "--device", "cpu", "--size", "32", "--batches", "1", "--repeats", "1", "--quiet"]
+    out = ["--no-compile", "--out", str(tmp_path), "--name", "r"]
+    assert main(common + out + ["--models", "bwn_resnet18"]) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert {r["case"] for r in rows} == {"bwn_resnet18 1x3x32x32"}
+    ours = [r for r in rows if r["impl"] == "bnn_kernels.convert(model)"]
+    assert ours and all("19 layers packed" in r["note"] for r in ours)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(common + ["--models", "birealnet18,nope"])
+    assert "--models: unknown nope; choose from birealnet18, reactnet_a, bwn_resnet18" in capsys.readouterr().err
