@@ -48,7 +48,6 @@ BITSERIAL = [
     "tests/ops/test_bitserial.py",
     "tests/ops/test_bitserial_planes.py",
 ]
-LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py"]
 EPILOGUE = ["tests/ops/test_epilogue.py", "tests/ops/test_epilogue_dual.py"]
 DUAL = ["tests/ops/test_epilogue_dual.py"]
 WCONV = ["tests/ops/test_binary_weight_conv.py"]
@@ -80,7 +79,6 @@ MK512, MK2, MKS = (
 GD, MKH = "csrc/gemm/popcount_gemm_cpu.cpp", "csrc/gemm/microkernel.h"
 CV = "csrc/conv/binary_conv_cpu.cpp"
 BS = "csrc/bitserial/bitserial_gemm_cpu.cpp"
-LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
 CK, OPS, OO = "csrc/torch/checks.cpp", "csrc/torch/cpu_ops.cpp", "csrc/torch/op_outputs.h"
 EH, EC, ES = "csrc/common/epilogue.h", "csrc/gemm/epilogue_cpu.cpp", "csrc/gemm/epilogue_simd.cpp"
 
@@ -300,9 +298,6 @@ MUTANTS = [
     M("bitserial_overflow_check_unreduced", CK,
       "const double amax = reduce ? static_cast<double>(abs_sum(a_coefs, a_offset)) : 1.0;",
       "const double amax = static_cast<double>(abs_sum(a_coefs, a_offset));", BITSERIAL),
-    M("linear_avx512_tail_sum", L512,
-      "xv[i] = _mm512_maskz_loadu_ps(valid, x + i * K + 16 * chunks);\n      sum[i] = _mm512_add_ps(sum[i], xv[i]);",
-      "xv[i] = _mm512_maskz_loadu_ps(valid, x + i * K + 16 * chunks);", LINEAR),
     # ---- binding: non-contiguous inputs ----
     M("binding_gemm_noncontiguous", OPS,
       "at::Tensor(), s.n);\n  const at::Tensor a = a_in.contiguous(), b = b_in.contiguous();\n  cpu::xnor_gemm",

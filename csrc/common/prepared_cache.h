@@ -1,15 +1,18 @@
 // Per-thread cache of prepared weights (CPU kernels, torch-free).
 //
 // Kernels that re-lay out their weights on every call (the direct conv splits them into
-// nibbles) keep the result here. An entry is reused only when the same address holds the same
-// words, compared in full against a copy kept with the entry, under the same layout key: an
-// in-place change of the weights, or other weights at a recycled address, is prepared afresh,
-// so a hit can never change a result. Comparing costs a read of the weights, preparing them a
-// gather and a scatter of twice their size.
+// nibbles; binary_weight_linear and binary_weight_conv2d transpose them into panels on AVX2)
+// keep the result here. An entry is reused only when the same address holds the same words,
+// compared in full against a copy kept with the entry, under the same layout key: an in-place
+// change of the weights, or other weights at a recycled address, is prepared afresh, so a hit
+// can never change a result. Comparing costs a read of the weights; preparing them, a copy and
+// the kernel's re-layout.
 //
-// One cache per calling thread (no locks; the OpenMP workers of a call never touch it), at
-// most kPreparedCacheBytes per thread (copies and prepared words), least recently used out
-// first; weights too large for it are prepared into a buffer that is not kept.
+// Each kernel keeps its own cache per calling thread (no locks; the OpenMP workers of a call
+// never touch it), each at most kPreparedCacheBytes (copies and prepared words), least
+// recently used out first; weights too large for it are prepared into a buffer that is not
+// kept. A model whose weights of one kernel exceed a cache, called layer after layer, so
+// prepares every layer on every call.
 #pragma once
 
 #include <cstddef>

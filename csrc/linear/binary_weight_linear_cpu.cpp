@@ -58,7 +58,7 @@ void linear_panels(const float* x, int64_t M, int64_t K, const int32_t* w, int64
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(
       cache.get(reinterpret_cast<const uint32_t*>(w), size_t(N * words), {/*layout*/ 0x6c696e, N, K},
                 size_t((panels * K + 1) / 2),
-                [&](uint32_t* dst) { panel_bits(w, 1, N, K, words, reinterpret_cast<uint16_t*>(dst)); }));
+                [&](uint32_t* dst) { panel_bits(w, 1, N, K, words, reinterpret_cast<uint16_t*>(dst), nt); }));
   const int64_t row_blocks = (M + kRowBlock - 1) / kRowBlock;
   // panels per unit: as many as stay in cache, as few as leave about 4 units per thread
   const int64_t chunk =

@@ -15,22 +15,6 @@
 
 namespace bnn::cpu {
 
-void panel_bits(const int32_t* rows, int64_t groups, int64_t og, int64_t K, int64_t words, uint16_t* bits) {
-  const int64_t panels = panels_for(og);
-  const uint32_t last = (K % 32) ? (1u << (K % 32)) - 1u : ~0u;  // columns of the last word below K
-  std::fill(bits, bits + groups * panels * K, uint16_t(0));
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int64_t o = 0; o < og; ++o) {
-      const uint32_t* r = reinterpret_cast<const uint32_t*>(rows) + (g * og + o) * words;
-      uint16_t* dst = bits + (g * panels + o / kPanel) * K;
-      const uint16_t bit = uint16_t(1u << (o % kPanel));
-      for (int64_t i = 0; i < words; ++i) {
-        for (uint32_t v = i + 1 < words ? r[i] : r[i] & last; v != 0; v &= v - 1) dst[32 * i + __builtin_ctz(v)] |= bit;
-      }
-    }
-  }
-}
-
 #if defined(__x86_64__)
 
 bool use_panel_avx2() { return use_avx2() && __builtin_cpu_supports("fma"); }
@@ -39,13 +23,32 @@ namespace {
 
 // Eight +-1.0f per weight byte: lane j is +1 where bit j is set.
 struct PlusMinusOne {
-  alignas(32) float v[256][8];
-  PlusMinusOne() {
+  alignas(32) float v[256][8] = {};
+  constexpr PlusMinusOne() {
     for (int b = 0; b < 256; ++b)
       for (int j = 0; j < 8; ++j) v[b][j] = ((b >> j) & 1) ? 1.0f : -1.0f;
   }
 };
-const PlusMinusOne kSigns;
+constexpr PlusMinusOne kSigns;
+
+// Columns 32 * i .. 32 * i + nb - 1 of the n <= kPanel rows r[j * words] into dst[0 .. nb): bit j
+// of dst[b] is bit b of row j's word i. Each row's word sits in a lane and moves left one bit per
+// step, so that bit b reaches the sign bit, which movemask collects.
+__attribute__((target("avx2"))) void transpose_word(const uint32_t* r, int64_t words, int n, int64_t i, int nb,
+                                                    uint16_t* dst) {
+  alignas(32) uint32_t col[kPanel] = {};
+  for (int j = 0; j < n; ++j) col[j] = r[j * words + i];
+  __m256i lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(col));
+  __m256i hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(col + 8));
+  lo = _mm256_sll_epi32(lo, _mm_cvtsi32_si128(32 - nb));  // bit nb - 1 to the sign bit
+  hi = _mm256_sll_epi32(hi, _mm_cvtsi32_si128(32 - nb));
+  for (int b = nb - 1; b >= 0; --b) {
+    const int m = _mm256_movemask_ps(_mm256_castsi256_ps(lo)) | (_mm256_movemask_ps(_mm256_castsi256_ps(hi)) << 8);
+    dst[b] = static_cast<uint16_t>(m);
+    lo = _mm256_slli_epi32(lo, 1);
+    hi = _mm256_slli_epi32(hi, 1);
+  }
+}
 
 // Lanes [0, n) of the 16 lanes of two registers.
 __attribute__((target("avx2"))) inline void lane_masks(int n, __m256i& lo, __m256i& hi) {
@@ -100,8 +103,7 @@ __attribute__((target("avx2,fma"))) void tile(const float* a, int64_t K, const u
   }
 #pragma GCC unroll 4
   for (int q = 0; q < NP; ++q) {
-    const int nq = std::min(n - q * kPanel, kPanel), c0 = q * kPanel;
-    if (nq <= 0) break;
+    const int nq = std::min(n - q * kPanel, kPanel), c0 = q * kPanel;  // >= 1: the tile's panels are all used
     __m256i lo, hi;
     lane_masks(nq, lo, hi);
 #pragma GCC unroll 6
@@ -119,6 +121,20 @@ constexpr int kWide[kPanelRows] = {4, 3, 2, 1, 1, 1};
 constexpr Tile kWideTiles[kPanelRows] = {tile<1, 4>, tile<2, 3>, tile<3, 2>, tile<4, 1>, tile<5, 1>, tile<6, 1>};
 
 }  // namespace
+
+void panel_bits(const int32_t* rows, int64_t groups, int64_t og, int64_t K, int64_t words, uint16_t* bits, int nt) {
+  const int64_t panels = panels_for(og);
+#pragma omp parallel for collapse(2) num_threads(nt) schedule(static) if (groups * og * K > (int64_t(1) << 20))
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t p = 0; p < panels; ++p) {
+      const uint32_t* r = reinterpret_cast<const uint32_t*>(rows) + (g * og + p * kPanel) * words;
+      const int n = static_cast<int>(std::min<int64_t>(kPanel, og - p * kPanel));
+      uint16_t* dst = bits + (g * panels + p) * K;
+      for (int64_t i = 0; 32 * i < K; ++i)
+        transpose_word(r, words, n, i, static_cast<int>(std::min<int64_t>(32, K - 32 * i)), dst + 32 * i);
+    }
+  }
+}
 
 void panel_rows_avx2(const float* a, int64_t rn, int64_t K, const uint16_t* bits, int64_t og, const float* mult,
                      const float* bias, float* out, int64_t ldo) {
@@ -138,6 +154,7 @@ void panel_rows_avx2(const float* a, int64_t rn, int64_t K, const uint16_t* bits
 #else
 
 bool use_panel_avx2() { return false; }
+void panel_bits(const int32_t*, int64_t, int64_t, int64_t, int64_t, uint16_t*, int) {}
 void panel_rows_avx2(const float*, int64_t, int64_t, const uint16_t*, int64_t, const float*, const float*, float*,
                      int64_t) {}
 

@@ -57,7 +57,7 @@ Plan make_plan(const ConvParams& p, int nt) {
   g.words = words_for_bits(g.K);
   g.pixels = p.batch * p.out_h * p.out_w;
   g.direct = g.taps == 1 && p.groups == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
-  // whole register tiles of either row kernel (4 rows: linear_rows on AVX2; 6: the panel kernel)
+  // whole register tiles of either row kernel (4 rows: linear_rows_avx512; 6: the panel kernel)
   constexpr int64_t R = 12;
   const int64_t max_rows = std::max<int64_t>(R, kBlockBytes / (g.K * int64_t(sizeof(T))) / R * R);
   const int64_t want = (g.pixels + 8 * nt - 1) / (8 * nt);  // about 8 blocks per thread
@@ -121,7 +121,7 @@ void run_panels(const float* x, const int32_t* w, const ConvParams& p, const Pla
       {/*layout*/ 0x70616e, p.out_channels, g.taps, g.cg, p.groups}, size_t((entries + 1) / 2), [&](uint32_t* dst) {
         std::vector<int32_t> wrows(p.out_channels * g.words);
         conv_weight_rows(w, p.out_channels, g.taps, g.cg, wrows.data());
-        panel_bits(wrows.data(), p.groups, g.og, g.K, g.words, reinterpret_cast<uint16_t*>(dst));
+        panel_bits(wrows.data(), p.groups, g.og, g.K, g.words, reinterpret_cast<uint16_t*>(dst), nt);
       });
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(prepared);
   run_blocks(x, p, g, out, nt, [&](const float* a, int64_t rn, int64_t grp, float* o) {

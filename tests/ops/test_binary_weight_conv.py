@@ -292,8 +292,13 @@ def test_random_shapes(rng):
 
 # Panels of 16 output channels and tiles of 6 patch rows: channel tails (1, 17, 22 per group),
 # row tails (pixel counts not a multiple of 6 or 12), several blocks, the direct 1x1 path,
-# groups with several panels each, a long K.
+# groups with several panels each, a long K. Blocks hold 12 rows at these sizes, so the last
+# three leave a tail of 1, 2 and 3 rows, which runs tiles over 4, 3 and 2 panels at once, each
+# with a partial last panel (2, 13 and 4 channels).
 PANEL_CONFIGS = [
+    dict(cin=16, cout=50, k=(1, 1), stride=1, padding=0, dilation=1, groups=1, n=1, h=7, w=7),
+    dict(cin=18, cout=90, k=(3, 3), stride=1, padding=1, dilation=1, groups=2, n=1, h=2, w=7),
+    dict(cin=9, cout=20, k=(3, 3), stride=1, padding=1, dilation=1, groups=1, n=1, h=3, w=5),
     dict(cin=24, cout=17, k=(3, 3), stride=1, padding=1, dilation=1, groups=1, n=1, h=7, w=5),
     dict(cin=64, cout=48, k=(1, 1), stride=1, padding=0, dilation=1, groups=1, n=2, h=5, w=7),
     dict(cin=30, cout=66, k=(2, 3), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=3, n=2, h=9, w=11),
@@ -312,7 +317,15 @@ def signed_zeros(x, seed):
     return torch.where(u < 0.4, zero, x)
 
 
+def skip_without_avx2(monkeypatch):
+    """The AVX2 cap falls back to the scalar path on a CPU without AVX2: nothing to compare."""
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
+    if bk.cpu_gemm_isa() != "avx2":
+        pytest.skip("this CPU has no AVX2 kernels")
+
+
 def scalar_and_avx2(monkeypatch, x, w, cfg, m, b):
+    skip_without_avx2(monkeypatch)
     monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
     want = bk.binary_weight_conv2d(x, w, *args(cfg), m, b)
     monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
@@ -361,8 +374,10 @@ def test_weights_changed_in_place_between_calls(rng):
     for _ in range(4):
         dot = R.binary_weight_conv2d(x.double(), w, *args(cfg)).float()
         assert torch.equal(bk.binary_weight_conv2d(x, w, *args(cfg), m, b), dot * m.view(-1, 1, 1) + b.view(-1, 1, 1))
-        flat = w.view(-1)
-        flat[rng.randrange(flat.numel())] ^= 1 << rng.randrange(31)  # one bit, in place
+        c = rng.randrange(cfg["cin"])  # one weight bit below cin, in place
+        w[rng.randrange(cfg["cout"]), rng.randrange(3), rng.randrange(3), c // 32] ^= (
+            1 << (c % 32) if c % 32 < 31 else -(2**31)
+        )
     # the same storage as 1x1 weights of 18x the out channels (another layout, same address)
     cfg1 = dict(cfg, cin=20, cout=360, k=(1, 1), padding=0)
     w1, x1 = w.view(360, 1, 1, 1), x[:, :20].contiguous()

@@ -56,12 +56,16 @@ def test_binary_weight_linear_noncontiguous_exact_every_path(rng):
 
 # ---------------------------------------------------------------- the float32 AVX2 panel kernel
 
-# (M, N, K): 1-3 rows (tiles over 4, 3 and 2 panels at once, then single panels), 4-6 rows,
-# row tails past 6 and past a block of 96 rows, channel tails (N not a multiple of 16), K tails,
-# and several panel chunks (K = 4100: 31 panels of 16 channels fit a chunk).
+# (M, N, K): 1-6 rows, row tails past 6 and past a block of 96 rows, channel tails (N not a
+# multiple of 16), K tails. On 1 thread a unit takes panels * row_blocks / 4 panels, so the
+# 1-3 row cases (248, 189, 113 channels; 256 full) end in tiles over 4, 3 and 2 panels at once
+# with a partial last panel (56, 45 and 17 channels of it); (2, 600, 4100) spans several chunks.
 PANEL_SHAPES = [
+    (1, 248, 37),
+    (1, 256, 64),
+    (2, 189, 50),
+    (3, 113, 33),
     (1, 100, 77),
-    (1, 64, 33),
     (2, 113, 129),
     (3, 40, 300),
     (4, 17, 65),
@@ -75,10 +79,15 @@ PANEL_SHAPES = [
 
 @pytest.mark.parametrize("m,n,k", PANEL_SHAPES)
 @pytest.mark.parametrize("threads", [1, 3])
-def test_binary_weight_linear_avx2_panels_sum_in_scalar_order(m, n, k, threads, monkeypatch):
+def test_binary_weight_linear_avx2_panels_sum_in_scalar_order(m, n, k, threads, cpu_isa, monkeypatch):
     """float32 capped at AVX2 (the panel kernel where the CPU has AVX2 and FMA): random x with
     signed zeros, dirty weight tails, every scale / bias combination: bit for bit the scalar
     path's result (one sequential sum over k from +0, then * scale, + bias)."""
+    if cpu_isa != "auto":
+        pytest.skip("sets the ISA cap itself")
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
+    if bk.cpu_gemm_isa() != "avx2":
+        pytest.skip("this CPU has no AVX2 kernels")
     g = gen(m * 1000 + n + k)
     x = torch.randn(m, k, generator=g)
     x = torch.where(torch.rand(m, k, generator=g) < 0.2, torch.where(torch.rand(m, k, generator=g) < 0.5, -0.0, 0.0), x)
@@ -99,8 +108,8 @@ def test_binary_weight_linear_weights_changed_in_place_between_calls(rng):
     w = random_bits(24, k=k, seed=22)
     for _ in range(4):
         assert torch.equal(bk.binary_weight_linear(x, w, k), R.binary_weight_linear(x, w, k))
-        flat = w.view(-1)
-        flat[rng.randrange(flat.numel())] ^= 1 << rng.randrange(31)  # one bit, in place
+        c = rng.randrange(k)  # one weight bit below k, in place
+        w[rng.randrange(w.shape[0]), c // 32] ^= 1 << (c % 32) if c % 32 < 31 else -(2**31)
     w2 = w.view(-1, 1)  # the same words as rows of 32 features
     x2 = torch.randint(-8, 9, (3, 32), generator=gen(23)).float()
     assert torch.equal(bk.binary_weight_linear(x2, w2, 32), R.binary_weight_linear(x2, w2, 32))
