@@ -157,7 +157,12 @@ def _try_compile_packed(model, x, eager_ms, device, repeats):
     return ms, note, report if how.startswith(FUSED) else None
 
 
+NO_BINARY_CONVS = "no binary_conv2d call to fuse (the epilogue fusion covers binary convs only)"
+
+
 def _fusion_note(report) -> str:
+    if not report.ops:
+        return NO_BINARY_CONVS
     steps = ", ".join(f"{k} {v}" for k, v in report.fused.items())
     return f"{report.ops_fused} of {len(report.ops)} binary convs fused ({steps})"
 
@@ -398,7 +403,9 @@ def format_breakdown(title: str, b: dict, top: int = 12) -> str:
     for c, ms in b["categories"].items():
         lines.append(f"  {c:20} {ms:9.3f} ms {100 * ms / max(b['ms_per_inference'], 1e-9):5.1f}%")
     f = b.get("fusion")
-    if f and "fused" in f:
+    if f and f.get("binary_ops") == 0:
+        lines.append(f"  epilogue fusion: {NO_BINARY_CONVS}")
+    elif f and "fused" in f:
         steps = ", ".join(f"{k} {v}" for k, v in f["steps"].items())
         lines.append(f"  epilogue fusion: {f['fused']} of {f['binary_ops']} binary convs fused ({steps})")
     elif f:

@@ -13,6 +13,7 @@ from bnn_kernels import models as zoo
 from bnn_kernels.__main__ import main
 from bnn_kernels.bench import model as bm
 from bnn_kernels.bench.deploy import _attr, float_deployment
+from bnn_kernels.fusion import FusionReport
 
 TINY = {
     "birealnet18": ("birealnet18", {"width": 8, "num_classes": 10}),
@@ -244,6 +245,7 @@ def test_bench_model_runs_the_models_named(tmp_path, capsys, monkeypatch):
     assert {r["case"] for r in rows} == {"bwn_resnet18 1x3x32x32"}
     ours = [r for r in rows if r["impl"] == "bnn_kernels.convert(model)"]
     assert ours and all("19 layers packed" in r["note"] for r in ours)
+    assert bm._fusion_note(FusionReport()) == bm.NO_BINARY_CONVS  # what a binary-weight model gets
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(common + ["--models", "birealnet18,nope"])
