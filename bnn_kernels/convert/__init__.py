@@ -37,8 +37,12 @@ How it works (no class names are looked at):
    the module reads input values into Python before its call, the layer stays in float.
 4. Each new module is verified on the recorded examples, then on inputs derived from them
    (noise, rescaled, shifted per sample, and few-valued inputs resampled with another mix per
-   sample): its integer part against the call's exact integer result, its float output
-   against O (float rounding); then the whole model runs on inputs derived from its examples
+   sample) and on the examples at other shapes (one sample more, one sample, each dim
+   doubled, where the module takes them: arithmetic that reads the input's shape, as
+   y / y.shape[-1], is a constant at one shape): its integer part against the call's exact
+   integer result, its float output against O (float rounding); folded neighbours and
+   binarizers are checked at those shapes too; then the whole model runs on inputs derived
+   from its examples
    and each new module is checked on the inputs its caller feeds it there (an input binarized
    upstream with a batch-dependent scale). Any disagreement leaves the layer in float. At the end the
    whole converted model is compared with the original on the examples.

@@ -15,7 +15,7 @@ import torch
 from ..nn import BinaryConv2d, BinaryLinear
 from ..nn._base import PackedModule
 from ._classify import TOL, deviation, find_thresholds, fit_affine
-from ._probe import derived_inputs, tie_threshold
+from ._probe import derived_inputs, reshaped_inputs, tie_threshold
 from ._report import Skip
 from ._trace import _Invocation, _Recorder
 
@@ -85,6 +85,13 @@ def _sign_fold_holds(trial, new, inv: _Invocation) -> bool:
             return False
         for _, xd in derived_inputs(inv.args[0]):
             if not torch.equal(trial.int_forward(xd), new.int_forward(inv.module(xd.clone()))):
+                return False
+        for _, xd in reshaped_inputs(inv.args[0]):  # a threshold that reads the input's shape
+            try:
+                got, want = trial.int_forward(xd), new.int_forward(inv.module(xd.clone()))
+            except Exception:  # a shape the binarizer or the layer does not take: not judged
+                continue
+            if not torch.equal(got, want):
                 return False
     return True
 
@@ -174,10 +181,31 @@ def fold_affine(rec: _Recorder, planned: dict, by_module: dict, taken: set):
         shape[ch] = -1
         step = (a * new.multiplier.double()).abs()
         _, rel = deviation(inv.args[0].double() * a.view(shape) + b.view(shape), inv.out, ch, step)
-        if rel <= TOL.get(inv.out.dtype, 1e-4) * 0.1:
+        if rel <= TOL.get(inv.out.dtype, 1e-4) * 0.1 and _affine_at_other_shapes(inv, a, b, ch, step):
             out.append((name, src, a, b))
             taken.update((name, src))
     return out
+
+
+def _affine_at_other_shapes(inv: _Invocation, a: torch.Tensor, b: torch.Tensor, ch: int, step) -> bool:
+    """The module also computes a * y + b on its input at other shapes (reshaped_inputs) that it
+    takes: one whose arithmetic reads the shape (y * g / y.shape[-1]) does not."""
+    shape = [1] * inv.out.dim()
+    shape[ch] = -1
+    for _, yd in reshaped_inputs(inv.args[0]):
+        if yd.shape[ch] != a.numel():  # more channels than the packed layer has: not judged
+            continue
+        try:
+            with torch.no_grad():
+                o = inv.module(yd.clone())
+        except Exception:  # a shape the module does not take: not judged
+            continue
+        if not isinstance(o, torch.Tensor) or o.shape != yd.shape:
+            return False
+        _, rel = deviation(yd.double() * a.view(shape) + b.view(shape), o, ch, step)
+        if rel > TOL.get(o.dtype, 1e-4) * 0.1:
+            return False
+    return True
 
 
 def apply_affine(new: PackedModule, a: torch.Tensor, b: torch.Tensor) -> None:

@@ -13,7 +13,15 @@ from ._classify import channel_view, detect_tol, find_thresholds, strict_thresho
 from ._report import Skip
 from ._trace import _Invocation, _trace
 
-__all__ = ["run_module", "tie_threshold", "derived_inputs", "probe_threshold", "rounding_holds"]
+__all__ = [
+    "run_module",
+    "run_quietly",
+    "tie_threshold",
+    "derived_inputs",
+    "reshaped_inputs",
+    "probe_threshold",
+    "rounding_holds",
+]
 
 _MAX_DISTINCT = 16  # inputs with at most this many distinct values are also resampled from them
 
@@ -23,6 +31,14 @@ def run_module(module: nn.Module, x: torch.Tensor) -> _Invocation | None:
     rec, _ = _trace(module, (x,))
     invs = [i for i in rec.invocations if i.module is module]
     return invs[-1] if invs else None
+
+
+def run_quietly(module: nn.Module, x: torch.Tensor) -> _Invocation | None:
+    """run_module, or None where the module raises on x (a shape it does not take)."""
+    try:
+        return run_module(module, x)
+    except Exception:
+        return None
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -146,6 +162,23 @@ def derived_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         idx = torch.multinomial(probs, flat.shape[1], replacement=True, generator=g)
         out.append(("values resampled per sample", vals[idx].reshape(d.shape)))
     return [(name, t.to(device=x.device, dtype=x.dtype)) for name, t in out]
+
+
+def reshaped_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """The examples at other shapes: one sample more (and the first sample alone, when there are
+    several), and twice the size along each other dim (the examples followed by their mirror
+    image along it). A module whose arithmetic reads its input's shape (y / y.shape[-1], a
+    threshold scaled by the batch size) differs there from a packed layer fitted at the
+    examples' shape, which the examples cannot show. The callers do not judge a module on a
+    shape it does not take (it raises, or makes other calls)."""
+    if not x.dtype.is_floating_point or x.numel() == 0 or x.dim() == 0:
+        return []
+    d = x.detach()
+    out = [("one sample more", torch.cat([d, d[:1].flip(-1)]))]
+    if d.shape[0] > 1:
+        out.append(("one sample", d[:1].clone()))
+    out += [(f"dim {k} doubled", torch.cat([d, d.flip(k)], k)) for k in range(1, d.dim())]
+    return out
 
 
 def _call_input(module, x):

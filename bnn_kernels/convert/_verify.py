@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..nn._base import PackedModule
 from ._classify import TOL, deviation, geometry
 from ._padmode import conv_ref
-from ._probe import derived_inputs, run_module
+from ._probe import derived_inputs, reshaped_inputs, run_module, run_quietly
 from ._report import Skip
 from ._trace import _Invocation, _run
 
@@ -72,30 +72,52 @@ def verify(new, invs, chk: Check):
     return max_abs, max_rel, exact
 
 
+def _judge(new, inv, chk: Check, tol: float, what_inputs: str, hint: Callable[[], str | None]) -> None:
+    """Raise Skip unless the packed module matches the module's invocation inv (hint(): what to
+    add to the reason)."""
+    try:
+        _, rel, exact = verify(new, [inv], chk)
+    except Exception as e:  # the module takes the input, so the packed layer must too
+        raise Skip(f"the packed layer fails on {what_inputs} that the module takes ({type(e).__name__})") from None
+    if not exact or rel > tol:
+        what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
+        h = hint()
+        raise Skip(
+            f"verification on {what_inputs} failed: the packed {what} from the module's "
+            f"(its result depends on more than the examples show{'; ' + h if h else ''})"
+        )
+
+
 def verify_derived(new, invs, chk: Check, tol: float) -> None:
     """Raise Skip unless the packed module also matches the module on inputs derived from the
-    examples. Derived inputs outside the layer's domain (its call input real where it is binary
-    on the examples: the input is binarized upstream) are not judged."""
+    examples, and on the examples at other shapes (reshaped_inputs: a module that reads its
+    input's shape). Derived inputs outside the layer's domain (its call input real where it is
+    binary on the examples: the input is binarized upstream) are not judged, nor shapes the
+    module does not take the same way."""
     module = invs[0].module
     for label, xd in derived_inputs(invs[0].args[0]):
         inv = run_module(module, xd)
-        if (
-            inv is None
-            or len(inv.calls) != 1
-            or not isinstance(inv.out, torch.Tensor)
-            or inv.out.shape != inv.calls[0].y.shape
-        ):
+        if not _same_single_call(inv):
             raise Skip(f"on derived inputs ({label}) the module does not make the same single call")
-        if not chk.in_domain(inv.calls[0].z):
-            continue
-        _, rel, exact = verify(new, [inv], chk)
-        if not exact or rel > tol:
-            what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
-            hint = chk.hint(inv.calls[0].z) if chk.hint is not None else None
-            raise Skip(
-                f"verification on derived inputs ({label}) failed: the packed {what} from the module's "
-                f"(its result depends on more than the examples show{'; ' + hint if hint else ''})"
-            )
+        if chk.in_domain(inv.calls[0].z):
+            z = inv.calls[0].z
+            _judge(new, inv, chk, tol, f"derived inputs ({label})", lambda: chk.hint(z) if chk.hint else None)
+    for label, xd in reshaped_inputs(invs[0].args[0]):
+        inv = run_quietly(module, xd)
+        if _same_single_call(inv) and chk.in_domain(inv.calls[0].z):
+            _judge(new, inv, chk, tol, f"the examples at another shape ({label})", lambda: SHAPE_HINT)
+
+
+SHAPE_HINT = "does the module read its input's shape, as in y / y.shape[-1]?"
+
+
+def _same_single_call(inv) -> bool:
+    return (
+        inv is not None
+        and len(inv.calls) == 1
+        and isinstance(inv.out, torch.Tensor)
+        and inv.out.shape == inv.calls[0].y.shape
+    )
 
 
 def _derived_model_inputs(example_inputs) -> list[tuple[str, object]]:
@@ -104,7 +126,7 @@ def _derived_model_inputs(example_inputs) -> list[tuple[str, object]]:
     if isinstance(example_inputs, torch.Tensor):
         return _derived_model_inputs((example_inputs,))
     items = list(example_inputs.items()) if isinstance(example_inputs, dict) else list(enumerate(example_inputs))
-    derived = {k: dict(derived_inputs(v)) for k, v in items if isinstance(v, torch.Tensor)}
+    derived = {k: dict(derived_inputs(v) + reshaped_inputs(v)) for k, v in items if isinstance(v, torch.Tensor)}
     labels = dict.fromkeys(label for d in derived.values() for label in d)
     out = []
     for label in labels:

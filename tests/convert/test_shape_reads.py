@@ -1,0 +1,184 @@
+"""convert() and modules whose arithmetic reads their input's shape (y / y.shape[-1], a
+threshold or a bias scaled by the batch size): the examples' shape cannot tell such a number
+from a constant, so each planned layer, each folded neighbour and each folded binarizer is also
+checked on the examples at other shapes (one sample more or fewer, a dim doubled). Those layers
+stay float (or unfolded), exact on fresh inputs of every shape; a module that reads its shape
+only to reshape still converts."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import bnn_kernels as bk
+
+C = 16
+
+
+def sign_weight(w):
+    return torch.sign(w) * w.abs().mean((1, 2, 3), keepdim=True)
+
+
+class ThresholdFromWidth(nn.Module):
+    """sign(x - t * W / 8): at the examples' width 8 the threshold is the parameter t itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(C, C, 3, 3))
+        self.t = nn.Parameter(torch.rand(1, C, 1, 1) - 0.5)
+
+    def forward(self, x):
+        return F.conv2d(torch.sign(x - self.t * (x.shape[-1] / 8)), sign_weight(self.w), None, 1, 1)
+
+
+class ScaleFromWidth(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(C, C, 3, 3))
+
+    def forward(self, x):
+        return F.conv2d(torch.sign(x), sign_weight(self.w), None, 1, 1) / x.shape[-1]
+
+
+class ScaleFromBatch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(C, C, 3, 3))
+
+    def forward(self, x):
+        return F.conv2d(torch.sign(x), sign_weight(self.w), None, 1, 1) / x.shape[0]
+
+
+class RealInputScaleFromArea(nn.Module):
+    """Binary weights, real input (BinaryWeightConv2d), output scaled by 1 / sqrt(H * W)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(C, C, 3, 3))
+
+    def forward(self, x):
+        return F.conv2d(x, sign_weight(self.w), None, 1, 1) * (x.shape[-1] * x.shape[-2]) ** -0.5
+
+
+class PlainBinaryConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(C, C, 3, 3))
+
+    def forward(self, x):
+        return F.conv2d(torch.sign(x), sign_weight(self.w), None, 1, 1)
+
+
+class ScaleByWidthAfter(nn.Module):
+    """A per-channel scale module after the conv that divides by the width (not foldable)."""
+
+    def __init__(self):
+        super().__init__()
+        self.g = nn.Parameter(torch.rand(1, C, 1, 1) + 0.5)
+
+    def forward(self, y):
+        return y * self.g / y.shape[-1]
+
+
+class BiasByBatchAfter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.g = nn.Parameter(torch.rand(1, C, 1, 1) + 0.5)
+
+    def forward(self, y):
+        return y * self.g + y.shape[0]
+
+
+class SignShiftByWidth(nn.Module):
+    """A binarizer module of its own (foldable into the conv's threshold only if exact)."""
+
+    def __init__(self):
+        super().__init__()
+        self.b = nn.Parameter(torch.rand(1, C, 1, 1) - 0.5)
+
+    def forward(self, x):
+        return torch.sign(x + self.b * (x.shape[-1] / 8))
+
+
+class ViewBinaryConv(nn.Module):
+    """Reads its input's shape only to view it as it is: still converts."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(C, C, 3, 3))
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return F.conv2d(torch.sign(x.view(n, c, h, w)), sign_weight(self.w), None, 1, 1)
+
+
+def _net(*mods):
+    m = nn.Sequential(nn.BatchNorm2d(C), *mods).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        bn = m[0]
+        bn.running_mean.copy_(torch.rand(C, generator=g) - 0.5)
+        bn.running_var.copy_(torch.rand(C, generator=g) + 0.5)
+    return m
+
+
+def _fresh_shapes_agree(model, cm, shapes):
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for shape in shapes:
+            x = torch.randn(shape, generator=g)
+            want = model(x)
+            assert (cm(x) - want).abs().max() <= 1e-4 * want.abs().max(), shape
+
+
+SHAPES = [(3, C, 8, 8), (1, C, 8, 8), (5, C, 16, 16), (2, C, 8, 12)]
+
+
+@pytest.mark.parametrize("cls", [ThresholdFromWidth, ScaleFromWidth, ScaleFromBatch, RealInputScaleFromArea])
+@pytest.mark.parametrize("examples", [1, 4])
+def test_layer_reading_its_shape_stays_float(cls, examples):
+    model = _net(cls())
+    cm, rep = bk.convert(model, (torch.randn(examples, C, 8, 8),))
+    assert "1" not in rep.converted, str(rep)
+    assert "at another shape" in rep.skipped["1"], rep.skipped["1"]
+    _fresh_shapes_agree(model, cm, SHAPES)
+
+
+@pytest.mark.parametrize("after", [ScaleByWidthAfter, BiasByBatchAfter])
+def test_neighbour_reading_its_shape_is_not_folded(after):
+    model = _net(PlainBinaryConv(), after())
+    cm, rep = bk.convert(model, (torch.randn(4, C, 8, 8),))
+    assert "1" in rep.converted and "2" not in rep.fused, str(rep)
+    _fresh_shapes_agree(model, cm, SHAPES)
+
+
+def test_binarizer_reading_its_shape_is_not_folded():
+    model = nn.Sequential(SignShiftByWidth(), PlainBinaryConv()).eval()
+    cm, rep = bk.convert(model, (torch.randn(4, C, 8, 8),))
+    assert "0" not in rep.fused, str(rep)
+    _fresh_shapes_agree(model, cm, SHAPES)
+
+
+def test_shape_read_only_to_reshape_still_converts():
+    model = _net(ViewBinaryConv())
+    cm, rep = bk.convert(model, (torch.randn(4, C, 8, 8),))
+    assert "1" in rep.converted, str(rep)
+    _fresh_shapes_agree(model, cm, SHAPES)
+
+
+class AffineNoParams(nn.Module):
+    """y * 2 + 1 (takes any number of channels)."""
+
+    def forward(self, y):
+        return y * 2 + 1
+
+
+def test_parameter_free_neighbours_still_fold():
+    """A binarizer and an affine module without parameters take inputs with more channels than
+    the packed layer: those shapes are not judged, and both still fold."""
+    from tests.convert.models_public2 import GtSign
+
+    model = nn.Sequential(GtSign(), PlainBinaryConv(), AffineNoParams()).eval()
+    cm, rep = bk.convert(model, (torch.randn(4, C, 8, 8),))
+    assert rep.fused == {"0": "1", "2": "1"}, str(rep)
+    _fresh_shapes_agree(model, cm, SHAPES)
