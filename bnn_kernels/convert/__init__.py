@@ -37,8 +37,8 @@ How it works (no class names are looked at):
    the module reads input values into Python before its call, the layer stays in float.
 4. Each new module is verified on the recorded examples, then on inputs derived from them
    (noise, rescaled, shifted per sample, and few-valued inputs resampled with another mix per
-   sample) and on the examples at other shapes (one sample more, one sample, each dim
-   doubled, where the module takes them: arithmetic that reads the input's shape, as
+   sample) and on the examples at other shapes (one sample more, one sample, each dim one
+   longer, where the module takes them: arithmetic that reads the input's shape, as
    y / y.shape[-1], is a constant at one shape): its integer part against the call's exact
    integer result, its float output against O (float rounding); folded neighbours and
    binarizers are checked at those shapes too; then the whole model runs on inputs derived

@@ -166,8 +166,8 @@ def derived_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
 
 def reshaped_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     """The examples at other shapes: one sample more (and the first sample alone, when there are
-    several), and twice the size along each other dim (the examples followed by their mirror
-    image along it). A module whose arithmetic reads its input's shape (y / y.shape[-1], a
+    several), and one longer along each other dim (its first slice repeated at the end: little
+    more work). A module whose arithmetic reads its input's shape (y / y.shape[-1], a
     threshold scaled by the batch size) differs there from a packed layer fitted at the
     examples' shape, which the examples cannot show. The callers do not judge a module on a
     shape it does not take (it raises, or makes other calls)."""
@@ -177,7 +177,7 @@ def reshaped_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     out = [("one sample more", torch.cat([d, d[:1].flip(-1)]))]
     if d.shape[0] > 1:
         out.append(("one sample", d[:1].clone()))
-    out += [(f"dim {k} doubled", torch.cat([d, d.flip(k)], k)) for k in range(1, d.dim())]
+    out += [(f"dim {k} one longer", torch.cat([d, d.narrow(k, 0, 1)], k)) for k in range(1, d.dim())]
     return out
 
 

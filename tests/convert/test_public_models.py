@@ -138,8 +138,12 @@ def test_data_dependent_binarization_caught_by_derived_inputs_alone(monkeypatch)
     monkeypatch.setattr(importlib.import_module("bnn_kernels.convert._probe"), "_gap_holds", lambda *a: True)
     _, rep = convert(model, (x,))
     assert rep.converted == [] and "derived inputs" in rep.skipped["0"], str(rep)
-    # without the derived inputs either, the wrong layer goes through: this is what they catch
+    # without the derived inputs, the examples at other shapes still catch it (another mean) ...
     monkeypatch.setattr(_verify, "derived_inputs", lambda x: [])
+    _, rep = convert(model, (x,))
+    assert rep.converted == [] and "another shape" in rep.skipped["0"], str(rep)
+    # ... and without those either, the wrong layer goes through: this is what they catch
+    monkeypatch.setattr(_verify, "reshaped_inputs", lambda x: [])
     cm, rep = convert(model, (x,))
     assert rep.converted == ["0"]
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """convert() and modules whose arithmetic reads their input's shape (y / y.shape[-1], a
 threshold or a bias scaled by the batch size): the examples' shape cannot tell such a number
 from a constant, so each planned layer, each folded neighbour and each folded binarizer is also
-checked on the examples at other shapes (one sample more or fewer, a dim doubled). Those layers
+checked on the examples at other shapes (one sample more or fewer, a dim one longer). Those layers
 stay float (or unfolded), exact on fresh inputs of every shape; a module that reads its shape
 only to reshape still converts."""
 
