@@ -95,6 +95,61 @@ def _match_wrapper_prefix(model: nn.Module, state: dict, packed: dict) -> tuple[
     return {fix(k): v for k, v in state.items()}, {fix(k): v for k, v in packed.items()}
 
 
+def _packed_meta(path: str, meta: dict) -> dict[str, dict]:
+    """The file's {name: {"class", "config"}} of packed modules, checked (ValueError naming the
+    file and the entry otherwise); {} for a file without them (a plain state dict)."""
+    version = meta.get(_FORMAT_KEY, _FORMAT)
+    if version != _FORMAT:
+        raise ValueError(f"{path}: bnn_kernels file format {version!r}; this version reads format {_FORMAT!r}")
+    try:
+        packed = json.loads(meta.get(_META_KEY, "{}"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: the metadata {_META_KEY!r} is not valid JSON ({e})") from None
+    if not isinstance(packed, dict):
+        raise ValueError(f"{path}: the metadata {_META_KEY!r} must map module names to entries")
+    for name, info in packed.items():
+        if not (isinstance(info, dict) and isinstance(info.get("class"), str) and isinstance(info.get("config"), dict)):
+            raise ValueError(f"{path}: the packed-module entry {name!r} must hold a 'class' name and a 'config' dict")
+    return packed
+
+
+def _place_packed(path: str, model: nn.Module, name: str, info: dict, dev: str) -> None:
+    """Put a packed module of the entry's class and config at name in model (unless one is there)."""
+    cls = PACKED_MODULES.get(info["class"])
+    if cls is None:
+        raise ValueError(f"{path}: unknown packed module class {info['class']!r} for {name!r}")
+    try:
+        current = model.get_submodule(name) if name else model
+    except AttributeError:
+        raise ValueError(f"{path}: the model has no module named {name!r} to hold a packed {info['class']}") from None
+    if type(current) is cls and current.config() == info["config"]:
+        return
+    if not name:
+        raise ValueError(f"{path}: the root module itself is a packed {info['class']}; build it with from_config")
+    try:
+        new = cls.from_config(info["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: the config of {name!r} is not a valid {info['class']} config: {e}") from None
+    _set_submodule(model, name, new.to(dev))
+
+
+def _check_packed_dtypes(path: str, model: nn.Module, state: dict) -> None:
+    """Every tensor of a packed module has the dtype the module holds (load_state_dict would
+    cast packed bits or thresholds of another dtype silently)."""
+    own = model.state_dict()
+    packed = [n for n, m in model.named_modules() if isinstance(m, PackedModule)]
+    for key, t in state.items():
+        mine = own.get(key)
+        if mine is None or mine.dtype == t.dtype:
+            continue
+        owner = max((n for n in packed if not n or key.startswith(n + ".")), key=len, default=None)
+        if owner is not None:
+            raise ValueError(
+                f"{path}: tensor {key!r} is {t.dtype} in the file, but the packed module "
+                f"{owner or '<root>'!r} holds {mine.dtype}"
+            )
+
+
 def load(path: str | os.PathLike, model: nn.Module | None = None, *, strict: bool = True, device=None):
     """Read a file written by save.
 
@@ -117,23 +172,11 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, strict: boo
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     with safe_open(path, framework="pt") as f:
         meta = f.metadata() or {}
-    packed = json.loads(meta.get(_META_KEY, "{}"))
+    packed = _packed_meta(path, meta)
     state, packed = _match_wrapper_prefix(model, state, packed)
     for name, info in sorted(packed.items(), key=lambda kv: kv[0].count(".")):
-        cls = PACKED_MODULES.get(info["class"])
-        if cls is None:
-            raise ValueError(f"{path}: unknown packed module class {info['class']!r} for {name!r}")
-        try:
-            current = model.get_submodule(name) if name else model
-        except AttributeError:
-            raise ValueError(
-                f"{path}: the model has no module named {name!r} to hold a packed {info['class']}"
-            ) from None
-        if type(current) is cls and current.config() == info["config"]:
-            continue
-        if not name:
-            raise ValueError(f"{path}: the root module itself is a packed {info['class']}; build it with from_config")
-        _set_submodule(model, name, cls.from_config(info["config"]).to(dev))
+        _place_packed(path, model, name, info, dev)
+    _check_packed_dtypes(path, model, state)
     model.load_state_dict(state, strict=strict)
     if meta.get(_CHANNELS_LAST_KEY) == "1":
         float_layers_to(model, torch.channels_last)

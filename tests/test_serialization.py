@@ -158,3 +158,57 @@ def test_conv_output_memory_format_follows_the_input(i):
         ycl = m(x.contiguous(memory_format=torch.channels_last))
         assert ycl.is_contiguous(memory_format=torch.channels_last) and not ycl.is_contiguous()
         torch.testing.assert_close(ycl, y, rtol=1e-5, atol=1e-5)
+
+
+def _tampered(tmp_path, name, tensors=None, meta=None):
+    """A copy of a saved BinaryLinear model with some tensors or metadata entries replaced."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    src = tmp_path / "src.safetensors"
+    if not src.exists():
+        bnn_kernels.save(nn.Sequential(BinaryLinear.from_weight(torch.randn(8, 64))), src)
+    state = load_file(src)
+    with safe_open(src, "pt") as f:
+        md = dict(f.metadata())
+    state.update(tensors or {})
+    md.update(meta or {})
+    out = tmp_path / name
+    save_file(state, out, metadata=md)
+    return out
+
+
+def test_load_refuses_packed_tensors_of_another_dtype(tmp_path):
+    """load_state_dict would cast float or int16 weight bits, or int thresholds, silently: the
+    packed module's tensors must come with its own dtypes; float layers keep torch's casting."""
+    from safetensors.torch import load_file
+
+    good = load_file(_tampered(tmp_path, "good.safetensors"))
+    for key, dtype in [("0.weight_bits", torch.float32), ("0.weight_bits", torch.int16), ("0.threshold", torch.int32)]:
+        path = _tampered(tmp_path, "bad.safetensors", {key: good[key].to(dtype)})
+        with pytest.raises(ValueError, match=f"tensor '{key}' is {dtype} in the file, but the packed module '0'"):
+            bnn_kernels.load(path, nn.Sequential(nn.Linear(64, 8)))
+    model = nn.Sequential(nn.Linear(4, 4))
+    bnn_kernels.save({"0.weight": torch.ones(4, 4, dtype=torch.float64), "0.bias": torch.zeros(4)}, tmp_path / "f.st")
+    assert bnn_kernels.load(tmp_path / "f.st", model)[0].weight.dtype == torch.float32  # a float layer: cast
+
+
+@pytest.mark.parametrize(
+    "meta,match",
+    [
+        ({"bnn_kernels.format": "999"}, "file format '999'; this version reads format '1'"),
+        ({"bnn_kernels.packed_modules": "{not json"}, "is not valid JSON"),
+        ({"bnn_kernels.packed_modules": "[1, 2]"}, "must map module names to entries"),
+        ({"bnn_kernels.packed_modules": '{"0": "BinaryLinear"}'}, "entry '0' must hold a 'class' name and a 'config'"),
+        ({"bnn_kernels.packed_modules": '{"0": {"config": {}}}'}, "entry '0' must hold a 'class' name"),
+        (
+            {"bnn_kernels.packed_modules": '{"0": {"class": "BinaryLinear", "config": {"evil": 1}}}'},
+            "the config of '0' is not a valid BinaryLinear config",
+        ),
+    ],
+)
+def test_load_names_the_file_and_entry_of_bad_metadata(tmp_path, meta, match):
+    path = _tampered(tmp_path, "bad.safetensors", meta=meta)
+    with pytest.raises(ValueError, match=match) as e:
+        bnn_kernels.load(path, nn.Sequential(nn.Linear(64, 8)))
+    assert str(path) in str(e.value)
