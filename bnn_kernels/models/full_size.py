@@ -22,25 +22,35 @@ class _BiRealBasicBlock(nn.Module):
         return self.unit2(self.unit1(x))
 
 
-class BiRealNet18(nn.Module):
-    def __init__(self, num_classes: int = 1000, width: int = 64):
+class _ResNet18(nn.Module):
+    """The ResNet-18 layout: 7x7 stem with BatchNorm (and ReLU where stem_relu), max pool, four
+    stages of two blocks (block(cin, cout, stride)), average pool, fc."""
+
+    stem_relu = False
+
+    def __init__(self, block, num_classes: int, width: int):
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        chans = [width, 2 * width, 4 * width, 8 * width]
         layers, cin = [], width
-        for i, c in enumerate(chans):
-            layers.append(nn.Sequential(_BiRealBasicBlock(cin, c, 1 if i == 0 else 2), _BiRealBasicBlock(c, c)))
+        for i, c in enumerate([width, 2 * width, 4 * width, 8 * width]):
+            layers.append(nn.Sequential(block(cin, c, 1 if i == 0 else 2), block(c, c)))
             cin = c
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x):
-        x = self.maxpool(self.bn1(self.conv1(x)))
+        x = self.bn1(self.conv1(x))
+        x = self.maxpool(F.relu(x) if self.stem_relu else x)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))
+
+
+class BiRealNet18(_ResNet18):
+    def __init__(self, num_classes: int = 1000, width: int = 64):
+        super().__init__(_BiRealBasicBlock, num_classes, width)
 
 
 def birealnet18(num_classes: int = 1000, width: int = 64) -> BiRealNet18:
@@ -129,24 +139,11 @@ class _BWNBasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + sc)
 
 
-class BWNResNet18(nn.Module):
-    def __init__(self, num_classes: int = 1000, width: int = 64):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        layers, cin = [], width
-        for i, c in enumerate([width, 2 * width, 4 * width, 8 * width]):
-            layers.append(nn.Sequential(_BWNBasicBlock(cin, c, 1 if i == 0 else 2), _BWNBasicBlock(c, c)))
-            cin = c
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_classes)
+class BWNResNet18(_ResNet18):
+    stem_relu = True
 
-    def forward(self, x):
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(self.avgpool(x).flatten(1))
+    def __init__(self, num_classes: int = 1000, width: int = 64):
+        super().__init__(_BWNBasicBlock, num_classes, width)
 
 
 def bwn_resnet18(num_classes: int = 1000, width: int = 64) -> BWNResNet18:
