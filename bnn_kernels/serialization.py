@@ -113,7 +113,7 @@ def _packed_meta(path: str, meta: dict) -> dict[str, dict]:
     return packed
 
 
-def _place_packed(path: str, model: nn.Module, name: str, info: dict, dev: str) -> None:
+def _place_packed(path: str, model: nn.Module, name: str, info: dict, dev: str, state: dict) -> None:
     """Put a packed module of the entry's class and config at name in model (unless one is there)."""
     cls = PACKED_MODULES.get(info["class"])
     if cls is None:
@@ -126,11 +126,31 @@ def _place_packed(path: str, model: nn.Module, name: str, info: dict, dev: str) 
         return
     if not name:
         raise ValueError(f"{path}: the root module itself is a packed {info['class']}; build it with from_config")
+    _check_config_shapes(path, name, info, cls, state)
     try:
         new = cls.from_config(info["config"])
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: the config of {name!r} is not a valid {info['class']} config: {e}") from None
     _set_submodule(model, name, new.to(dev))
+
+
+def _check_config_shapes(path: str, name: str, info: dict, cls: type, state: dict) -> None:
+    """The module the entry's config describes, built on the meta device (nothing allocated),
+    has the shapes of the file's tensors: a config with a wrong or huge size is refused before
+    the module's buffers are allocated."""
+    try:
+        with torch.device("meta"):
+            probe = cls.from_config(info["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: the config of {name!r} is not a valid {info['class']} config: {e}") from None
+    prefix = f"{name}." if name else ""
+    for key, t in probe.state_dict().items():
+        stored = state.get(prefix + key)
+        if stored is not None and stored.shape != t.shape:
+            raise ValueError(
+                f"{path}: tensor {prefix + key!r} has shape {tuple(stored.shape)} in the file, but the config of "
+                f"{name!r} gives a {info['class']} with shape {tuple(t.shape)}"
+            )
 
 
 def _check_packed_dtypes(path: str, model: nn.Module, state: dict) -> None:
@@ -175,7 +195,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *, strict: boo
     packed = _packed_meta(path, meta)
     state, packed = _match_wrapper_prefix(model, state, packed)
     for name, info in sorted(packed.items(), key=lambda kv: kv[0].count(".")):
-        _place_packed(path, model, name, info, dev)
+        _place_packed(path, model, name, info, dev, state)
     _check_packed_dtypes(path, model, state)
     model.load_state_dict(state, strict=strict)
     if meta.get(_CHANNELS_LAST_KEY) == "1":

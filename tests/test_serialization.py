@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 
 import pytest
 import torch
@@ -210,5 +211,30 @@ def test_load_refuses_packed_tensors_of_another_dtype(tmp_path):
 def test_load_names_the_file_and_entry_of_bad_metadata(tmp_path, meta, match):
     path = _tampered(tmp_path, "bad.safetensors", meta=meta)
     with pytest.raises(ValueError, match=match) as e:
+        bnn_kernels.load(path, nn.Sequential(nn.Linear(64, 8)))
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "size,key,stored,shape",
+    [
+        (10**12, "weight_bits", (8, 2), (8, 31250000000)),
+        (100, "weight_bits", (8, 2), (8, 4)),
+        (63, "threshold", (64,), (63,)),
+    ],
+)
+def test_load_compares_config_sizes_with_the_file_before_allocating(tmp_path, size, key, stored, shape):
+    """A config whose sizes disagree with the file's tensors is refused naming the tensor, before
+    the module is built (in_features=10**12 would ask for terabytes; before, smaller sizes were
+    allocated and then failed in load_state_dict with torch's size-mismatch RuntimeError)."""
+    from safetensors import safe_open
+
+    src = _tampered(tmp_path, "good.safetensors")
+    with safe_open(src, "pt") as f:
+        info = json.loads(f.metadata()["bnn_kernels.packed_modules"])
+    info["0"]["config"]["in_features"] = size
+    path = _tampered(tmp_path, "bad.safetensors", meta={"bnn_kernels.packed_modules": json.dumps(info)})
+    msg = f"tensor '0.{key}' has shape {stored} in the file, but the config of '0' gives a BinaryLinear with shape {shape}"
+    with pytest.raises(ValueError, match=re.escape(msg)) as e:
         bnn_kernels.load(path, nn.Sequential(nn.Linear(64, 8)))
     assert str(path) in str(e.value)
