@@ -122,18 +122,27 @@ def _same_single_call(inv) -> bool:
     )
 
 
-def _derived_model_inputs(example_inputs) -> list[tuple[str, object]]:
-    """The model's example inputs with every floating-point tensor among them replaced by its
-    derived inputs (derived_inputs), one set per kind of derivation."""
+def _derived_model_inputs(example_inputs, derive=derived_inputs) -> list[tuple[str, object]]:
+    """The model's example inputs with every floating-point tensor among them replaced by what
+    derive makes of it (derived_inputs by default), one set per kind of derivation."""
     if isinstance(example_inputs, torch.Tensor):
-        return _derived_model_inputs((example_inputs,))
+        return _derived_model_inputs((example_inputs,), derive)
     items = list(example_inputs.items()) if isinstance(example_inputs, dict) else list(enumerate(example_inputs))
-    derived = {k: dict(derived_inputs(v)) for k, v in items if isinstance(v, torch.Tensor)}
+    derived = {k: dict(derive(v)) for k, v in items if isinstance(v, torch.Tensor)}
     labels = dict.fromkeys(label for d in derived.values() for label in d)
     out = []
     for label in labels:
         vals = [(k, derived.get(k, {}).get(label, v)) for k, v in items]
         out.append((label, dict(vals) if isinstance(example_inputs, dict) else tuple(v for _, v in vals)))
+    return out
+
+
+def _other_shapes(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """reshaped_inputs with one batch size besides the examples' (one sample when there are
+    several): a model run per shape."""
+    out = reshaped_inputs(x)
+    if any(label == "one sample" for label, _ in out):
+        out = [(label, t) for label, t in out if label != "one sample more"]
     return out
 
 
@@ -157,9 +166,10 @@ def _inputs_of(model, inputs, modules: dict) -> dict[str, list[torch.Tensor]]:
 
 def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
     """{name: reason} for the planned layers that differ from their module on the inputs the MODEL
-    feeds them when it runs on inputs derived from its examples. A layer's own derived inputs
-    cannot show what its caller computes: an input binarized upstream with a scale computed from
-    the whole batch (sign(x) * mean |x|) is +-a on the examples and +-a' on other batches.
+    feeds them when it runs on inputs derived from its examples and on its examples at other
+    shapes. A layer's own derived inputs cannot show what its caller computes: an input
+    binarized upstream with a scale computed from the whole batch (sign(x) * mean |x|) or from
+    its shape (sign(x) / x.shape[-1]) is +-a on the examples and +-a' on other inputs.
 
     layers: {name: (packed module, its Check, the original module)}; only those whose Check says
     their input is binarized upstream are judged (a layer that binarizes its own input, or reads
@@ -170,7 +180,12 @@ def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
     if not layers:
         return failed
     modules = {n: m for n, (_, _, m) in layers.items()}
-    for label, inputs in _derived_model_inputs(example_inputs):
+    runs = _derived_model_inputs(example_inputs)
+    runs += [
+        (f"the examples at another shape: {label}", v)
+        for label, v in _derived_model_inputs(example_inputs, _other_shapes)
+    ]
+    for label, inputs in runs:
         try:
             seen = _inputs_of(model, inputs, modules)
         except Exception:  # the user's model on inputs it may not accept: not judged
@@ -191,7 +206,7 @@ def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
                     failed[name] = (
                         f"verification in the model on derived inputs ({label}) failed: the packed {what} from "
                         "the module's on the input its caller computes (an input binarized upstream with a "
-                        "scale or threshold computed from the batch?)"
+                        "scale or threshold computed from the batch, or from its shape?)"
                     )
                     break
     return failed

@@ -182,3 +182,45 @@ def test_parameter_free_neighbours_still_fold():
     cm, rep = bk.convert(model, (torch.randn(4, C, 8, 8),))
     assert rep.fused == {"0": "1", "2": "1"}, str(rep)
     _fresh_shapes_agree(model, cm, SHAPES)
+
+
+class ScaledSignByShape(nn.Module):
+    """A binarizer module upstream of the conv whose output magnitude reads the input's shape:
+    the conv sees +-1/W (or +-4/N); only a model run at another shape shows it."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return torch.sign(x) * (4.0 / x.shape[self.dim])
+
+
+class WeightSignConv(nn.Conv2d):
+    def forward(self, x):
+        return F.conv2d(x, sign_weight(self.weight), None, self.stride, self.padding)
+
+
+class PlainScaledSign(nn.Module):
+    def forward(self, x):
+        return torch.sign(x) * 0.25
+
+
+@pytest.mark.parametrize("dim", [0, -1, -2])
+def test_upstream_binarizer_reading_its_shape_leaves_the_conv_float(dim):
+    """Before, the conv was packed with the examples' magnitude in its multiplier (and the
+    binarizer folded into it): exact at the examples' shape, 50-90% off at others."""
+    model = _net(ScaledSignByShape(dim), WeightSignConv(C, C, 3, padding=1), nn.BatchNorm2d(C))
+    cm, rep = bk.convert(model, (torch.randn(4, C, 8, 8),))
+    assert "2" not in rep.converted, str(rep)
+    assert "at another shape" in rep.skipped["2"], rep.skipped["2"]
+    _fresh_shapes_agree(model, cm, SHAPES)
+    with pytest.raises(bk.ConversionError, match="2: verification in the model"):
+        bk.convert(model, (torch.randn(4, C, 8, 8),), strict=True)
+
+
+def test_upstream_binarizer_with_a_constant_scale_still_converts():
+    model = _net(PlainScaledSign(), WeightSignConv(C, C, 3, padding=1), nn.BatchNorm2d(C))
+    cm, rep = bk.convert(model, (torch.randn(4, C, 8, 8),))
+    assert "2" in rep.converted, str(rep)
+    _fresh_shapes_agree(model, cm, SHAPES)
