@@ -29,7 +29,9 @@ __attribute__((target("avx2"))) inline __m256i count_bytes(__m256i acc, __m256i 
 }
 
 // sum[v] = popcount(x ^ w) over the pairs k0 <= k < k1 of a run, for channel register v < NV.
-template <int NV>
+// kFull: the run's pair k reads weight word k (direct::full_run), so the weights are read in
+// order without loading each pair's word index.
+template <int NV, bool kFull>
 __attribute__((target("avx2"))) inline void count_run(const uint32_t* x0, const Pair* pairs, int64_t k0, int64_t k1,
                                                       const uint32_t* wchunk, __m256i* sum) {
   const __m256i lut =
@@ -44,7 +46,7 @@ __attribute__((target("avx2"))) inline void count_run(const uint32_t* x0, const 
       const uint32_t* xp = x0 + pairs[k].x;
       const __m256i lo = _mm256_set1_epi32(static_cast<int>(xp[0]));
       const __m256i hi = _mm256_set1_epi32(static_cast<int>(xp[1]));
-      const uint32_t* wp = wchunk + pairs[k].w * kRegs * 8;
+      const uint32_t* wp = wchunk + (kFull ? k : pairs[k].w) * kRegs * 8;
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
         bytes[v] = count_bytes(bytes[v], lut, lo, wp + 16 * v);
@@ -70,7 +72,10 @@ __attribute__((target("avx2"))) void count_pixels(const uint32_t* xs, const Pixe
     int64_t k0, k1;
     segment_pairs(run, seg, k0, k1);
     __m256i sum[NV];
-    count_run<NV>(xs + run.base, run.pairs, k0, k1, wchunk, sum);
+    if (direct::full_run(run, seg))
+      count_run<NV, true>(xs + run.base, run.pairs, k0, k1, wchunk, sum);
+    else
+      count_run<NV, false>(xs + run.base, run.pairs, k0, k1, wchunk, sum);
     int32_t* o = out + r * ld;
     for (int v = 0; v < NV; ++v) {
       const bool full = v < NV - 1 || tail == 8;

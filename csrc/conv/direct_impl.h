@@ -59,15 +59,24 @@ struct PixelRun {
 // pixel of the block reads them.
 struct Segment {
   int64_t lo, hi;
-  bool whole;  // the segment covers every word (no search for each run's pairs)
-  bool first;  // the first segment writes kvalid - 2 * count, the others subtract 2 * count
+  int64_t words;  // the chunk's weight words (taps * wg)
+  bool whole;     // the segment covers every word (no search for each run's pairs)
+  bool first;     // the first segment writes kvalid - 2 * count, the others subtract 2 * count
 };
+
+// A run holding a pair for every weight word (an interior pixel, or a border pixel with pad
+// value +-1): its pair k reads weight word k.
+inline bool full_run(const PixelRun& run, const Segment& seg) { return run.n == seg.words; }
 
 // The pairs [k0, k1) of run r over segment seg (all of them when seg.whole): the run's pairs
 // are in weight word order (a border run skips some).
 inline void segment_pairs(const PixelRun& run, const Segment& seg, int64_t& k0, int64_t& k1) {
   k0 = 0, k1 = run.n;
   if (seg.whole) return;
+  if (full_run(run, seg)) {
+    k0 = seg.lo, k1 = seg.hi;
+    return;
+  }
   const auto by_word = [](const Pair& a, int64_t w) { return a.w < w; };
   k0 = std::lower_bound(run.pairs, run.pairs + run.n, seg.lo, by_word) - run.pairs;
   k1 = std::lower_bound(run.pairs + k0, run.pairs + run.n, seg.hi, by_word) - run.pairs;
@@ -162,7 +171,7 @@ struct Kernel {
       for (int64_t c = 0; c < d.chunks; ++c) {
         const int valid = static_cast<int>(std::min<int64_t>(K::kChunk, d.og - c * K::kChunk));
         for (int64_t lo = 0; lo < words; lo += kSegmentPairs) {
-          const Segment seg{lo, std::min(words, lo + kSegmentPairs), words <= kSegmentPairs, lo == 0};
+          const Segment seg{lo, std::min(words, lo + kSegmentPairs), words, words <= kSegmentPairs, lo == 0};
           K::count(xg, runs, rn, ws + (g * d.chunks + c) * chunk_words, valid, seg, out + g * d.og + c * K::kChunk,
                    p.out_channels);
         }
