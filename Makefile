@@ -56,7 +56,7 @@ bench: build
 
 # Lint: ruff's F (pyflakes) and I (import order) rules, then ruff format and clang-format in
 # check mode. FORMAT_CHECK=0 checks the rules only. `make format` rewrites the files in place.
-CXX_SOURCES = $(shell find csrc tests/cuda_emu -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' | sort)
+CXX_SOURCES = $(shell find csrc tests/cuda_emu benchmarks/micro -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' | sort)
 FORMAT_CHECK ?= 1
 lint: setup
 	$(VENV)/bin/ruff check .
