@@ -114,7 +114,8 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
         if m is None:
             raise Skip(
                 f"{nbits}-bit input grid (step {step:.4g}) found but its quantizer was not identified (or it "
-                "rounds differently from round(x * m) at the grid's decision boundaries)"
+                "rounds differently from round(x * m) at the grid's decision boundaries, or has more levels than the "
+                "examples reach)"
             )
         return _Input(step, dict(act="round", nbits=nbits, in_mul=m), f"{nbits}-bit input")
     if not torch.equal(x, call.z):

@@ -1,0 +1,55 @@
+"""A fourth set of layer idioms of public low-bit / BNN training code, written as that code writes
+them: LSQ activation quantizers (learned step, its gradient-scale trick, the signed range),
+BiT / BiBERT-style binary transformer layers (elastic binarization with learned alpha / beta,
+LayerNorm around it, binarized attention scores), products written in other ways (keyword
+arguments, torch.conv2d, x @ w.t(), einsum, addmm, F.unfold + matmul) and module plumbing
+(in-place binarizers, parametrizations, forward pre-hooks, several inputs and outputs)."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mean_abs_sign(w: torch.Tensor) -> torch.Tensor:
+    """XNOR-Net weights: sign(w) times the mean |w| of each output channel."""
+    return torch.sign(w) * w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+
+
+# --- LSQ (Esser et al.): round(clamp(x / s, lo, hi)) * s with a learned step s ----------------------
+class LSQActivation(nn.Module):
+    """LSQ's activation quantizer: q = round(clamp(x / s, 0, 2**b - 1)) * s (signed:
+    [-2**(b-1), 2**(b-1) - 1]) with a straight-through round; grad_scale: the step used as
+    s * g + (s - s * g).detach(), LSQ's gradient scaling (the same value, rounded twice)."""
+
+    def __init__(self, bits=2, step=0.37, signed=False, grad_scale=False):
+        super().__init__()
+        self.step = nn.Parameter(torch.tensor(float(step)))
+        self.bits, self.signed, self.grad_scale = bits, signed, grad_scale
+
+    def forward(self, x):
+        s = self.step
+        if self.grad_scale:
+            g = 1.0 / (x.numel() * (2**self.bits - 1)) ** 0.5
+            s = s * g + (s - s * g).detach()
+        lo, hi = (-(2 ** (self.bits - 1)), 2 ** (self.bits - 1) - 1) if self.signed else (0, 2**self.bits - 1)
+        q = torch.clamp(x / s, lo, hi)
+        q = (q.round() - q).detach() + q
+        return q * s
+
+
+class LSQConv2d(nn.Conv2d):
+    """A binary-weight conv whose input LSQ quantizes inside its forward."""
+
+    def __init__(self, cin, cout, k, **lsq):
+        super().__init__(cin, cout, k, padding=k // 2, bias=False)
+        self.quant = LSQActivation(**lsq)
+
+    def forward(self, x):
+        return F.conv2d(self.quant(x), mean_abs_sign(self.weight), None, self.stride, self.padding)
+
+
+class LSQNet(nn.Sequential):
+    """Float stem, BN, an LSQ binary-weight conv, BN."""
+
+    def __init__(self, **lsq):
+        super().__init__(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), LSQConv2d(8, 8, 3, **lsq), nn.BatchNorm2d(8))

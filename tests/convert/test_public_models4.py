@@ -1,0 +1,57 @@
+"""convert() on a fourth set of public low-bit / BNN idioms (tests/convert/models_public4.py): LSQ
+activation quantizers, binary transformer layers, products written in other ways and module
+plumbing. Each test that guards a fix of convert() says what it used to do. Converted layers are
+checked on fresh inputs (integer part exact, float within rounding), also on inputs ten times
+wider than the examples; layers that must stay float are asserted to, with strict=True raising
+and naming them."""
+
+import pytest
+import torch
+
+from bnn_kernels import ConversionError, convert
+from bnn_kernels.nn import BitSerialConv2d
+
+from . import models_public4 as P
+from .test_public_models import _check_on_fresh_inputs, _fresh, _random_bn, _x
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
+
+
+def _same_on_wide_inputs(cm, model, shape, seed=21):
+    """The converted model equals the original on fresh inputs 3 and 10 times wider than usual."""
+    for s in (3.0, 10.0):
+        xf = _fresh(shape, seed) * s
+        with torch.no_grad():
+            torch.testing.assert_close(cm(xf), model(xf), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("grad_scale", [False, True])
+def test_lsq_activation_converts_where_the_examples_reach_every_level(bits, grad_scale):
+    """LSQ's round(clamp(x / s, 0, 2**b - 1)) * s with a small learned step (the examples reach
+    the top level): BitSerialConv2d, exact, also with LSQ's gradient-scale trick."""
+    model = _random_bn(P.LSQNet(bits=bits, step=0.25, grad_scale=grad_scale))
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 3, 8, 8), (4, 3, 8, 8), ["2"])
+    assert type(cm[2]) is BitSerialConv2d and cm[2].nbits == bits, str(rep)
+    _same_on_wide_inputs(cm, model, (4, 3, 8, 8))
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_lsq_levels_the_examples_do_not_reach_stay_float(bits, batch):
+    """A large learned step (s = 5): the examples reach levels 0 and 1 only, so they look
+    like a {0, s} binarizer. The packed layer would saturate where the module
+    goes on to its upper levels: convert used to pack it (BitSerialConv2d, 1 bit, x > 2.5) and
+    was off by 60% on wider inputs; the binarizer and rounding probes now reach beyond the
+    examples. The layer stays float, strict raises naming it."""
+    model = _random_bn(P.LSQNet(bits=bits, step=5.0))
+    x = _x(batch, 3, 8, 8)
+    cm, rep = convert(model, (x,))
+    assert rep.converted == [] and "more levels than the examples reach" in rep.skipped["2"], str(rep)
+    assert type(cm[2]) is P.LSQConv2d
+    _same_on_wide_inputs(cm, model, (3, 3, 8, 8))
+    with pytest.raises(ConversionError, match="2: "):
+        convert(model, (x,), strict=True)
