@@ -53,3 +53,23 @@ class LSQNet(nn.Sequential):
 
     def __init__(self, **lsq):
         super().__init__(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), LSQConv2d(8, 8, 3, **lsq), nn.BatchNorm2d(8))
+
+
+class SignWeightConv2d(nn.Conv2d):
+    """XNOR-style binary weights on whatever input it is given (quantized upstream, or real)."""
+
+    def forward(self, x):
+        return F.conv2d(x, mean_abs_sign(self.weight), self.bias, self.stride, self.padding)
+
+
+class LSQUpstreamNet(nn.Sequential):
+    """The LSQ quantizer as a module of its own before the binary-weight conv."""
+
+    def __init__(self, **lsq):
+        super().__init__(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            LSQActivation(**lsq),
+            SignWeightConv2d(8, 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+        )

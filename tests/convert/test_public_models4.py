@@ -55,3 +55,27 @@ def test_lsq_levels_the_examples_do_not_reach_stay_float(bits, batch):
     _same_on_wide_inputs(cm, model, (3, 3, 8, 8))
     with pytest.raises(ConversionError, match="2: "):
         convert(model, (x,), strict=True)
+
+
+def test_lsq_module_upstream_converts_where_the_examples_reach_every_level():
+    """LSQ as a module of its own before the conv (the conv's input is quantized upstream)."""
+    model = _random_bn(P.LSQUpstreamNet(bits=2, step=0.3))
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 3, 8, 8), (4, 3, 8, 8), ["3"])
+    assert type(cm[3]) is BitSerialConv2d and cm[3].nbits == 2, str(rep)
+    _same_on_wide_inputs(cm, model, (4, 3, 8, 8))
+
+
+@pytest.mark.parametrize("bits,step", [(2, 5.0), (4, 4.0)])
+def test_lsq_module_upstream_levels_the_examples_do_not_reach_stay_float(bits, step):
+    """The conv cannot see the quantizer upstream: only the model run on inputs derived from its
+    examples can show its upper levels. convert used to pack the conv from 4 examples (levels
+    0..1 seen: a {0, s} input) and was off by 60% on wider inputs; the model is now also run on
+    its examples scaled up (16x, 256x), and a layer whose caller then feeds it an input that is
+    not binary (not on its grid), or that it packs otherwise, stays float."""
+    model = _random_bn(P.LSQUpstreamNet(bits=bits, step=step))
+    x = _x(4, 3, 8, 8)
+    cm, rep = convert(model, (x,))
+    assert rep.converted == [] and "more levels than the examples reach?" in rep.skipped["3"], str(rep)
+    _same_on_wide_inputs(cm, model, (3, 3, 8, 8))
+    with pytest.raises(ConversionError, match="3: "):
+        convert(model, (x,), strict=True)
