@@ -358,9 +358,10 @@ _OTHER_LAYERS = {
 def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | None:
     """The conv / linear call ``func`` makes, or None. ``z @ m`` / ``torch.matmul(z, m)`` /
     ``torch.mm`` with z derived from the module's input X and a 2-D m that is not is the linear
-    call F.linear(z, m.t()); ``m @ z`` with such an m is recorded as a call of kind _LEFT (not
-    packed: reported), and so are the products of _OTHER_LAYERS. A matmul of two X-derived
-    tensors (attention) is not a layer."""
+    call F.linear(z, m.t()) (also with keyword arguments); ``m @ z`` with such an m (z of any
+    rank, as F.unfold's columns) is recorded as a call of kind _LEFT (not packed: reported), and
+    so are any other matmul of X-derived data with a tensor that is not and the products of
+    _OTHER_LAYERS. A matmul of two X-derived tensors (attention) is not a layer."""
     if func in _CONV or func in _LINEAR:
         names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
         vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
@@ -375,14 +376,17 @@ def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | No
         return _Call(kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *pre, padding_mode=mode)
     if name in _OTHER_LAYERS:
         return _other_call(name, args, kwargs, out, top)
-    if name not in _MATMUL or kwargs or len(args) != 2 or not all(isinstance(a, torch.Tensor) for a in args):
+    operands = list(args) + [kwargs[k] for k in ("input", "other", "mat2") if k in kwargs]
+    if name not in _MATMUL or len(operands) != 2 or not all(isinstance(a, torch.Tensor) for a in operands):
         return None
-    a, b = args
+    a, b = operands
     a_x, b_x = id(a) in top.xdep, id(b) in top.xdep
-    if a_x and not b_x and b.dim() == 2 and a.dim() >= 2:
+    if a_x and not b_x and b.dim() == 2 and a.dim() >= 2 and set(kwargs) <= {"input", "other", "mat2"}:
         return _Call("linear", _clone(a), _clone(b).t().contiguous(), None, _clone(out), *_pre_info(top, a, b, 4))
-    if b_x and not a_x and a.dim() == 2 and b.dim() == 2:
+    if b_x and not a_x and a.dim() == 2 and b.dim() >= 2:  # W @ x, also W @ F.unfold(x) (manual im2col)
         return _Call(_LEFT, _clone(b), _clone(a), None, _clone(out), *_pre_info(top, b, a, 4))
+    if a_x != b_x:  # another product with a weight (a 1-D or batched one): reported, not packed
+        return _other_call(name, args, kwargs, out, top)
     return None
 
 

@@ -73,3 +73,53 @@ class LSQUpstreamNet(nn.Sequential):
             SignWeightConv2d(8, 8, 3, padding=1, bias=False),
             nn.BatchNorm2d(8),
         )
+
+
+# --- the product written in other ways ---------------------------------------------------------
+class ProductConv(nn.Module):
+    """sign(x) times XNOR weights, the conv written as `how`: keyword arguments, torch.conv2d, a
+    conv1d written as a conv2d with a 1-high kernel, or manual im2col (F.unfold, then W @ cols or
+    cols^T @ W^T)."""
+
+    def __init__(self, how, cin=6, cout=5, k=3):
+        super().__init__()
+        self.how, self.k = how, k
+        self.weight = nn.Parameter(torch.randn(cout, cin, *((1, k) if how == "conv1d_as_2d" else (k, k))))
+
+    def forward(self, x):
+        z, w = torch.sign(x), mean_abs_sign(self.weight)
+        if self.how == "kwargs":
+            return F.conv2d(input=z, weight=w, bias=None, stride=1, padding=1)
+        if self.how == "torch_conv2d":
+            return torch.conv2d(z, w, None, 1, 1)
+        if self.how == "conv1d_as_2d":
+            return F.conv2d(z, w, padding=(0, 1))
+        n, _, h, wd = z.shape
+        cols = F.unfold(z, self.k, padding=self.k // 2)  # [N, C*k*k, H*W]
+        if self.how == "unfold_left":
+            return (w.flatten(1) @ cols).view(n, -1, h, wd)
+        return (cols.transpose(1, 2) @ w.flatten(1).t()).transpose(1, 2).reshape(n, -1, h, wd)
+
+
+class ProductLinear(nn.Module):
+    """sign(x) times XNOR weights plus a bias, the linear layer written as `how`."""
+
+    def __init__(self, how, fin=12, fout=7):
+        super().__init__()
+        self.how = how
+        self.weight = nn.Parameter(torch.randn(fout, fin))
+        self.bias = nn.Parameter(torch.randn(fout) * 0.1)
+
+    def forward(self, x):
+        z, w, b = torch.sign(x), mean_abs_sign(self.weight), self.bias
+        return {
+            "kwargs": lambda: F.linear(input=z, weight=w, bias=b),
+            "matmul_t": lambda: z @ w.t() + b,
+            "torch_matmul": lambda: torch.matmul(z, w.t()) + b,
+            "matmul_kwargs": lambda: torch.matmul(input=z, other=w.T) + b,
+            "mm": lambda: torch.mm(z, w.T) + b,
+            "einsum": lambda: torch.einsum("ni,oi->no", z, w) + b,
+            "addmm": lambda: torch.addmm(b, z, w.t()),
+            "bmm": lambda: torch.bmm(z.unsqueeze(0), w.t().unsqueeze(0)).squeeze(0) + b,
+            "matvec_rows": lambda: torch.stack([z @ row for row in w], -1) + b,
+        }[self.how]()

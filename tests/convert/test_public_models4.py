@@ -7,12 +7,14 @@ and naming them."""
 
 import pytest
 import torch
+from torch import nn
 
 from bnn_kernels import ConversionError, convert
-from bnn_kernels.nn import BitSerialConv2d
+from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BitSerialConv2d
 
 from . import models_public4 as P
 from .test_public_models import _check_on_fresh_inputs, _fresh, _random_bn, _x
+from .test_public_models2 import _stays_float
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +81,37 @@ def test_lsq_module_upstream_levels_the_examples_do_not_reach_stay_float(bits, s
     _same_on_wide_inputs(cm, model, (3, 3, 8, 8))
     with pytest.raises(ConversionError, match="3: "):
         convert(model, (x,), strict=True)
+
+
+@pytest.mark.parametrize("how", ["kwargs", "torch_conv2d", "conv1d_as_2d"])
+def test_conv_written_otherwise_converts(how):
+    """F.conv2d(input=..., weight=...), torch.conv2d, a conv1d as a conv2d with a 1-high kernel."""
+    model = nn.Sequential(P.ProductConv(how)).eval()
+    cm, rep = _check_on_fresh_inputs(model, _x(3, 6, 5, 5), (3, 6, 5, 5), ["0"])
+    assert type(cm[0]) is BinaryConv2d, str(rep)
+
+
+@pytest.mark.parametrize("how", ["kwargs", "matmul_t", "torch_matmul", "matmul_kwargs", "mm"])
+def test_linear_written_otherwise_converts(how):
+    """F.linear with keywords, z @ w.t(), torch.matmul (also input= / other=), torch.mm."""
+    model = nn.Sequential(P.ProductLinear(how)).eval()
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 12), (4, 12), ["0"])
+    assert type(cm[0]) is BinaryLinear, str(rep)
+
+
+@pytest.mark.parametrize(
+    "cls,how,shape,reason",
+    [
+        (P.ProductConv, "unfold_left", (3, 6, 5, 5), "matmul with the weight on the left"),
+        (P.ProductConv, "unfold_right", (3, 6, 5, 5), "applies transpose"),
+        (P.ProductLinear, "einsum", (4, 12), "with einsum"),
+        (P.ProductLinear, "addmm", (4, 12), "with addmm"),
+        (P.ProductLinear, "bmm", (4, 12), "with bmm"),
+        (P.ProductLinear, "matvec_rows", (4, 12), "makes 7 conv/linear calls"),
+    ],
+)
+def test_products_not_packed_are_reported(cls, how, shape, reason):
+    """Manual im2col (W @ F.unfold(sign(x)) used to be no call at all: the report said nothing and
+    strict=True did not raise; the matmul of the module's data with a tensor that is not is now
+    recorded whatever the ranks), einsum, addmm, bmm, one matrix-vector product per output."""
+    _stays_float(nn.Sequential(cls(how)).eval(), _x(*shape), "0", reason, cls)
