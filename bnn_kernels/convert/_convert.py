@@ -134,12 +134,27 @@ def _float_channels_last(model: nn.Module, example_inputs, ref_out, report: Conv
         report.note("<model>", f"float layers left in their memory format: in channels_last {why}")
 
 
+def _leaves(v):
+    """The leaves of nested tuples / lists / dicts."""
+    if isinstance(v, (tuple, list)):
+        return [x for item in v for x in _leaves(item)]
+    if isinstance(v, dict):
+        return [x for item in v.values() for x in _leaves(item)]
+    return [v]
+
+
 def _prepare(model, inplace: bool, filter_fn) -> nn.Module:
     """Checked arguments; the model to convert (a deep copy unless inplace), in eval mode."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if filter_fn is not None and not callable(filter_fn):
         raise TypeError(f"filter_fn must be callable(name, module) -> bool, got {type(filter_fn).__name__}")
+    meta = next((n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
+    if meta is not None:
+        raise ValueError(
+            f"model: {meta} is on the meta device (no values): convert reads the trained weights, load them first "
+            "(model.to_empty(device=...) then load_state_dict)"
+        )
     if not inplace:
         try:
             model = copy.deepcopy(model)
@@ -186,6 +201,8 @@ def convert(
         (converted model in eval mode, ConversionReport).
     """
     model = _prepare(model, inplace, filter_fn)
+    if any(isinstance(t, torch.Tensor) and t.is_meta for t in _leaves(example_inputs)):
+        raise ValueError("example_inputs: a tensor is on the meta device (no values): convert runs the model on them")
     rec, ref_out = _trace(model, example_inputs)
     report = ConversionReport()
     by_module, modules, order = _group(rec)

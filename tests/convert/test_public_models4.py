@@ -115,3 +115,15 @@ def test_products_not_packed_are_reported(cls, how, shape, reason):
     strict=True did not raise; the matmul of the module's data with a tensor that is not is now
     recorded whatever the ranks), einsum, addmm, bmm, one matrix-vector product per output."""
     _stays_float(nn.Sequential(cls(how)).eval(), _x(*shape), "0", reason, cls)
+
+
+def test_meta_device_model_or_examples_raise_a_clear_error():
+    """A model built under torch.device('meta') (weights not loaded yet) used to fail deep inside
+    convert (Tensor.item() on meta tensors, or a device mismatch); meta example inputs too."""
+    with torch.device("meta"):
+        meta_model = nn.Sequential(P.ProductConv("kwargs"))
+    with pytest.raises(ValueError, match=r"model: 0\.weight is on the meta device"):
+        convert(meta_model, (_x(2, 6, 5, 5),))
+    model = nn.Sequential(P.ProductConv("kwargs"))
+    with pytest.raises(ValueError, match="example_inputs: a tensor is on the meta device"):
+        convert(model, ({"x": torch.empty(2, 6, 5, 5, device="meta")},))
