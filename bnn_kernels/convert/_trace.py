@@ -564,7 +564,7 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
 
     seen = set()
     for m in model.modules():
-        if id(m) in seen:
+        if id(m) in seen or isinstance(m, torch.jit.ScriptModule):  # no hooks (_convert.scripted_modules)
             continue
         seen.add(id(m))
         handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))

@@ -123,3 +123,41 @@ class ProductLinear(nn.Module):
             "bmm": lambda: torch.bmm(z.unsqueeze(0), w.t().unsqueeze(0)).squeeze(0) + b,
             "matvec_rows": lambda: torch.stack([z @ row for row in w], -1) + b,
         }[self.how]()
+
+
+# --- module plumbing -----------------------------------------------------------------------------
+class XnorConv2d(nn.Conv2d):
+    """sign(x) and XNOR weights in one forward that TorchScript compiles."""
+
+    def forward(self, x):
+        w = self.weight
+        bw = torch.sign(w) * w.abs().mean(dim=(1, 2, 3), keepdim=True)
+        return F.conv2d(torch.sign(x), bw, self.bias, self.stride, self.padding)
+
+
+class ScriptedSign(nn.Module):
+    def forward(self, x):
+        return torch.sign(x)
+
+
+class ConvWithScriptedBinarizer(nn.Conv2d):
+    """A conv module whose binarizer child is TorchScript (its ops are invisible, the module's are not)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.act = torch.jit.script(ScriptedSign())
+
+    def forward(self, x):
+        return F.conv2d(self.act(x), mean_abs_sign(self.weight), self.bias, self.stride, self.padding)
+
+
+def scripted_net(where: str) -> nn.Sequential:
+    """Float stem, BN, a binary conv, BN; `where` is TorchScript: the binary conv ("binary"), the
+    float stem ("stem") or the binarizer child inside the binary conv ("child")."""
+    stem = nn.Conv2d(3, 6, 3, padding=1)
+    conv = (ConvWithScriptedBinarizer if where == "child" else XnorConv2d)(6, 6, 3, padding=1)
+    if where == "binary":
+        conv = torch.jit.script(conv)
+    if where == "stem":
+        stem = torch.jit.script(stem)
+    return nn.Sequential(stem, nn.BatchNorm2d(6), conv, nn.BatchNorm2d(6))

@@ -127,3 +127,26 @@ def test_meta_device_model_or_examples_raise_a_clear_error():
     model = nn.Sequential(P.ProductConv("kwargs"))
     with pytest.raises(ValueError, match="example_inputs: a tensor is on the meta device"):
         convert(model, ({"x": torch.empty(2, 6, 5, 5, device="meta")},))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_torchscript_submodules():
+    """A TorchScript submodule takes no hooks and runs its ops where convert cannot see them:
+    convert used to crash (register_forward_pre_hook is not supported on ScriptModules). It is now
+    reported as skipped, and strict raises for one whose graph binarizes; a scripted float stem
+    does not stop strict, and a scripted binarizer child inside a conv module converts with it."""
+    x = _x(4, 3, 6, 6)
+    model = _random_bn(P.scripted_net("binary"))
+    cm, rep = convert(model, (x,))
+    assert rep.converted == [] and "TorchScript" in rep.skipped["2"], str(rep)
+    with torch.no_grad():
+        xf = _fresh((3, 3, 6, 6), 5)
+        torch.testing.assert_close(cm(xf), model(xf))
+    with pytest.raises(ConversionError, match=r"2: a TorchScript module .* binarizes \(sign\)"):
+        convert(model, (x,), strict=True)
+    stem = _random_bn(P.scripted_net("stem"))
+    cm, rep = convert(stem, (x,), strict=True)
+    assert rep.converted == ["2"] and "TorchScript" in rep.skipped["0"], str(rep)
+    child = _random_bn(P.scripted_net("child"))
+    cm, rep = _check_on_fresh_inputs(child, x, (4, 3, 6, 6), ["2"])
+    assert type(cm[2]) is BinaryConv2d and "2.act" not in rep.skipped, str(rep)
