@@ -75,6 +75,69 @@ class LSQUpstreamNet(nn.Sequential):
         )
 
 
+# --- BiT / BiBERT-style binary transformer layers ------------------------------------------------
+class ElasticBinarizer(nn.Module):
+    """BiT's elastic binarization with a learned scale alpha and shift beta (one, or one per
+    feature): alpha * sign((x - beta) / alpha), or the {0, 1} form
+    alpha * round(clamp((x - beta) / alpha, 0, 1))."""
+
+    def __init__(self, features=1, two_sided=True, alpha=0.8, beta=0.1):
+        super().__init__()
+        g = torch.Generator().manual_seed(features)
+        spread = 0.1 * torch.randn(features, generator=g) if features > 1 else torch.zeros(1)
+        self.alpha = nn.Parameter(alpha + spread)
+        self.beta = nn.Parameter(beta + spread.flip(0))
+        self.two_sided = two_sided
+
+    def forward(self, x):
+        y = (x - self.beta) / self.alpha
+        q = torch.sign(y) if self.two_sided else torch.round(torch.clamp(y, 0, 1))
+        return self.alpha * q
+
+
+class BiTLinear(nn.Linear):
+    """Elastic-binarized input times XNOR weights, with a bias."""
+
+    def __init__(self, fin, fout, per_feature=False, **elastic):
+        super().__init__(fin, fout)
+        self.act = ElasticBinarizer(fin if per_feature else 1, **elastic)
+
+    def forward(self, x):
+        return F.linear(self.act(x), mean_abs_sign(self.weight), self.bias)
+
+
+class BiTNet(nn.Module):
+    """Token embedding, a pre-LayerNorm binary MLP block with a residual, mean pooling, a float head.
+    Input [N, T, 8]."""
+
+    def __init__(self, d=16, **bit):
+        super().__init__()
+        self.embed = nn.Linear(8, d)
+        self.ln1, self.fc1 = nn.LayerNorm(d), BiTLinear(d, 2 * d, **bit)
+        self.ln2, self.fc2 = nn.LayerNorm(2 * d), BiTLinear(2 * d, d, **bit)
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x):
+        h = self.embed(x)
+        h = h + self.fc2(self.ln2(self.fc1(self.ln1(h))))
+        return self.head(h.mean(1))
+
+
+class BinaryAttention(nn.Module):
+    """BiBERT-style: binarized Q / K / V projections, binarized scores sign(q) @ sign(k)^T (an
+    activation times an activation: no layer), softmax, a float output projection."""
+
+    def __init__(self, d=16):
+        super().__init__()
+        self.q, self.k, self.v = BiTLinear(d, d), BiTLinear(d, d), BiTLinear(d, d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, x):
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        scores = torch.sign(q) @ torch.sign(k).transpose(-1, -2) / q.shape[-1] ** 0.5
+        return self.out(torch.softmax(scores, -1) @ v)
+
+
 # --- the product written in other ways ---------------------------------------------------------
 class ProductConv(nn.Module):
     """sign(x) times XNOR weights, the conv written as `how`: keyword arguments, torch.conv2d, a
@@ -161,3 +224,45 @@ def scripted_net(where: str) -> nn.Sequential:
     if where == "stem":
         stem = torch.jit.script(stem)
     return nn.Sequential(stem, nn.BatchNorm2d(6), conv, nn.BatchNorm2d(6))
+
+
+class InPlaceBinarizerConv(nn.Conv2d):
+    """Binarizers written in place: x.clone().sign_(), sign(F.relu(x, inplace=True)) on a copy,
+    clamp_ then sign_, and x.sign_() on the caller's own tensor (nobody reads it afterwards)."""
+
+    def __init__(self, how, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.how = how
+
+    def forward(self, x):
+        if self.how == "sign_":
+            z = x.clone().sign_()
+        elif self.how == "relu_inplace":
+            z = torch.sign(F.relu(x.clone(), inplace=True))
+        elif self.how == "clamp_":
+            z = x.clone().clamp_(-1, 1).sign_()
+        else:
+            z = x.sign_()
+        return F.conv2d(z, mean_abs_sign(self.weight), self.bias, self.stride, self.padding)
+
+
+class MeanAbsSign(nn.Module):
+    """A weight parametrization (torch.nn.utils.parametrize): XNOR weights."""
+
+    def forward(self, w):
+        return mean_abs_sign(w)
+
+
+class TwoInputNet(nn.Module):
+    """Two inputs and a keyword, a dict with a tuple inside as output."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6))
+        self.conv = InPlaceBinarizerConv("sign_", 6, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+
+    def forward(self, x, skip, scale=1.0):
+        h = self.stem(x) + skip
+        out = self.bn(self.conv(h * scale))
+        return {"out": out, "aux": (h, out.mean())}

@@ -8,9 +8,10 @@ and naming them."""
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from bnn_kernels import ConversionError, convert
-from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BitSerialConv2d
+from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BitSerialConv2d
 
 from . import models_public4 as P
 from .test_public_models import _check_on_fresh_inputs, _fresh, _random_bn, _x
@@ -150,3 +151,119 @@ def test_torchscript_submodules():
     child = _random_bn(P.scripted_net("child"))
     cm, rep = _check_on_fresh_inputs(child, x, (4, 3, 6, 6), ["2"])
     assert type(cm[2]) is BinaryConv2d and "2.act" not in rep.skipped, str(rep)
+
+
+@pytest.mark.parametrize("alpha", [0.8, -0.8, 1.0])
+def test_bit_elastic_binarization_converts(alpha):
+    """BiT's alpha * sign((x - beta) / alpha) with a learned per-tensor alpha (negative too: the
+    sign flips twice) and beta, on 3-D token inputs with LayerNorm before: BinaryLinear with
+    the threshold beta; checked on fresh inputs, also with another number of tokens."""
+    model = P.BiTNet(alpha=alpha).eval()
+    cm, rep = _check_on_fresh_inputs(model, _x(3, 5, 8), (3, 5, 8), ["fc1", "fc2"])
+    assert type(cm.fc1) is BinaryLinear and type(cm.fc2) is BinaryLinear, str(rep)
+    with torch.no_grad():
+        xf = _fresh((2, 9, 8), 8)
+        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "bit,reason",
+    [
+        (dict(per_feature=True), "real-valued input transformed inside the module"),
+        (dict(two_sided=False), "threshold not identified"),
+    ],
+)
+def test_bit_forms_that_stay_float(bit, reason):
+    """A per-feature alpha makes the input alpha_i * +-1 (real; the module transforms it before
+    the call), and the {0, 1} form alpha * round(clamp((x - beta) / alpha, 0, 1)) switches at a
+    computed beta + alpha / 2 that is no parameter of the module: both stay float (reported,
+    strict raises)."""
+    _stays_float(P.BiTNet(**bit).eval(), _x(3, 5, 8), "fc1", reason, P.BiTLinear)
+
+
+def test_binary_attention_projections_convert_scores_stay_float():
+    """Q / K / V pack (BinaryLinear on [N, T, d]); sign(q) @ sign(k)^T multiplies two activations
+    and is no layer; the output projection is real. Exact on fresh inputs, other token counts."""
+    model = P.BinaryAttention().eval()
+    cm, rep = _check_on_fresh_inputs(model, _x(2, 5, 16), (2, 5, 16), ["q", "k", "v"])
+    assert all(type(getattr(cm, n)) is BinaryLinear for n in "qkv") and "weights are not" in rep.skipped["out"]
+    with torch.no_grad():
+        xf = _fresh((3, 7, 16), 9)
+        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-4, atol=1e-4)
+    convert(model, (_x(2, 5, 16),), strict=True)  # nothing binary left behind
+
+
+@pytest.mark.parametrize("how", ["sign_", "relu_inplace", "clamp_", "caller_sign_"])
+def test_in_place_binarizers(how):
+    """x.clone().sign_(), sign(F.relu(x, inplace=True)), clamp_ then sign_, and x.sign_() on the
+    caller's tensor (which nn.Sequential does not read again)."""
+    model = _random_bn(
+        nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+            P.InPlaceBinarizerConv(how, 6, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+        )
+    )
+    cm, rep = _check_on_fresh_inputs(model, _x(3, 3, 6, 6), (3, 3, 6, 6), ["2"])
+    cls = BitSerialConv2d if how == "relu_inplace" else BinaryConv2d  # sign(relu(x)): {0, 1}
+    assert type(cm[2]) is cls and rep.fused == {"3": "2"}, str(rep)
+
+
+def test_parametrized_weights_and_a_pre_hook_binarizer():
+    """torch.nn.utils.parametrize holds the weight binarizer (real input: BinaryWeightConv2d); with
+    a forward pre-hook that binarizes the input besides, BinaryConv2d."""
+
+    def net(hook):
+        conv = nn.Conv2d(6, 6, 3, padding=1, bias=False)
+        parametrize.register_parametrization(conv, "weight", P.MeanAbsSign())
+        if hook:
+            conv.register_forward_pre_hook(lambda mod, args: (torch.sign(args[0]),))
+        return _random_bn(nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), conv, nn.BatchNorm2d(6)))
+
+    for hook, cls in ((False, BinaryWeightConv2d), (True, BinaryConv2d)):
+        model = net(hook)
+        cm, rep = _check_on_fresh_inputs(model, _x(3, 3, 6, 6), (3, 3, 6, 6), ["2"])
+        assert type(cm[2]) is cls, str(rep)
+
+
+def test_forward_hooks_on_the_binary_module():
+    """A forward hook's per-channel affine (o * 2 + 1) is part of the module's output: folded into
+    the packed epilogue; a hook scaling by a statistic of the input keeps the layer float."""
+    for hook, converted in ((lambda m, a, o: o * 2 + 1, ["2"]), (lambda m, a, o: o * a[0].abs().mean(), [])):
+        model = nn.Sequential(
+            nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), P.InPlaceBinarizerConv("sign_", 6, 6, 3, padding=1)
+        )
+        model[2].register_forward_hook(hook)
+        model = _random_bn(model)
+        cm, rep = convert(model, (_x(4, 3, 6, 6),))
+        assert rep.converted == converted, str(rep)
+        with torch.no_grad():
+            xf = _fresh((3, 3, 6, 6), 10)
+            torch.testing.assert_close(cm(xf), model(xf), rtol=1e-4, atol=1e-4)
+
+
+def test_several_inputs_a_keyword_and_a_dict_output():
+    """Positional inputs, a dict of keyword inputs, inputs that require grad; a dict output with a
+    tuple inside."""
+    model = _random_bn(P.TwoInputNet())
+    x, skip = _x(4, 3, 6, 6), _x(4, 6, 6, 6, seed=1)
+    xf, sf = _fresh((3, 3, 6, 6), 11), _fresh((3, 6, 6, 6), 12)
+    for examples in ((x, skip), {"x": x, "skip": skip, "scale": 2.0}, (x.requires_grad_(), skip)):
+        cm, rep = convert(model, examples)
+        assert rep.converted == ["conv"] and type(cm.conv) is BinaryConv2d, str(rep)
+        scale = examples["scale"] if isinstance(examples, dict) else 1.0
+        with torch.no_grad():
+            torch.testing.assert_close(cm(xf, sf, scale)["out"], model(xf, sf, scale)["out"], rtol=1e-4, atol=1e-4)
+
+
+def test_lsq_signed_range():
+    """Signed LSQ (levels -2..1 times s): inside the conv module the input is transformed before a
+    binary-weight call (no k-bit grid of {0..2^k-1}): float, strict raises; as a module of its
+    own, the conv takes a real input: BinaryWeightConv2d, exact."""
+    inside = _random_bn(P.LSQNet(bits=2, step=0.5, signed=True))
+    _stays_float(inside, _x(4, 3, 8, 8), "2", "real-valued input transformed", P.LSQConv2d)
+    upstream = _random_bn(P.LSQUpstreamNet(bits=2, step=0.5, signed=True))
+    cm, rep = _check_on_fresh_inputs(upstream, _x(4, 3, 8, 8), (4, 3, 8, 8), ["3"])
+    assert type(cm[3]) is BinaryWeightConv2d, str(rep)
+    _same_on_wide_inputs(cm, upstream, (4, 3, 8, 8))
