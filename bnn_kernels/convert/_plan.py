@@ -92,6 +92,12 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
     if x.shape != call.z.shape:
         raise Skip("the call's input is not an elementwise function of the module's input (shapes differ)")
     kind = input_kind(torch.cat([i.calls[0].z.reshape(-1) for i in invs]) if len(invs) > 1 else call.z)
+    if kind[0] != "real" and first.pre_numel and not torch.equal(x, call.z):
+        raise Skip(
+            "its binarizer reads the input's numel() before the call: a step or threshold computed from the "
+            "size (LSQ's gradient scale s * g + (s - s * g).detach(), g = 1 / sqrt(numel * Qp), is s or one ulp "
+            "off depending on the batch size) moves the rounding boundaries with the shape; the packed layer's do not"
+        )
     if kind[0] == "sign":
         if kind[2]:
             raise Skip(

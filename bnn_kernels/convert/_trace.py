@@ -259,6 +259,7 @@ class _Invocation:
     pre: dict = field(default_factory=dict)
     pre_refs: list = field(default_factory=list)
     pre_escape: str | None = None  # op that turned input-derived data into a Python value (item, bool...)
+    pre_numel: bool = False  # input-derived data's numel() read before the call (LSQ's gradient scale)
     binarizers: set = field(default_factory=set)  # binarizing ops run before the first call
     pads: dict = field(default_factory=dict)  # F.pad outputs before the first call (_padmode.py)
     # through the whole forward (until a nested module makes a call): data derived from the input X
@@ -460,6 +461,8 @@ def _track_pre(inv: _Invocation, name: str, args, kwargs, out) -> None:
     first non-elementwise op on it (see _ELEMENTWISE); record binarizing ops."""
     if name in _BINARIZERS:
         inv.binarizers.add(name)
+    if name == "numel" and args and isinstance(args[0], torch.Tensor) and id(args[0]) in inv.pre:
+        inv.pre_numel = True
     if name in _META_OPS and not (name == "__get__" and isinstance(out, torch.Tensor)):
         return  # .shape, .size(): no data; .data / .T: the tensor itself
     src = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor) and id(a) in inv.pre]

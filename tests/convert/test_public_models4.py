@@ -32,11 +32,10 @@ def _same_on_wide_inputs(cm, model, shape, seed=21):
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
-@pytest.mark.parametrize("grad_scale", [False, True])
-def test_lsq_activation_converts_where_the_examples_reach_every_level(bits, grad_scale):
+def test_lsq_activation_converts_where_the_examples_reach_every_level(bits):
     """LSQ's round(clamp(x / s, 0, 2**b - 1)) * s with a small learned step (the examples reach
-    the top level): BitSerialConv2d, exact, also with LSQ's gradient-scale trick."""
-    model = _random_bn(P.LSQNet(bits=bits, step=0.25, grad_scale=grad_scale))
+    the top level): BitSerialConv2d, exact."""
+    model = _random_bn(P.LSQNet(bits=bits, step=0.25))
     cm, rep = _check_on_fresh_inputs(model, _x(4, 3, 8, 8), (4, 3, 8, 8), ["2"])
     assert type(cm[2]) is BitSerialConv2d and cm[2].nbits == bits, str(rep)
     _same_on_wide_inputs(cm, model, (4, 3, 8, 8))
@@ -255,6 +254,17 @@ def test_several_inputs_a_keyword_and_a_dict_output():
         scale = examples["scale"] if isinstance(examples, dict) else 1.0
         with torch.no_grad():
             torch.testing.assert_close(cm(xf, sf, scale)["out"], model(xf, sf, scale)["out"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("step", [0.25, 0.6119712])
+def test_lsq_gradient_scale_reads_numel_stays_float(step):
+    """LSQ's gradient scale s * g + (s - s * g).detach() with g = 1 / sqrt(x.numel() * Qp) is s for
+    most s but one ulp off for about 1% of them, depending on numel: with s = 0.6119712 it is s at
+    batch 4 and not at batch 3, where the module's rounding boundaries move by an ulp. convert used
+    to pack it (its probes run at the examples' shape) and differed at batch 3 on inputs at the
+    boundaries; a binarizer that reads its input's numel() before the call now stays float."""
+    model = _random_bn(P.LSQNet(bits=2, step=step, grad_scale=True))
+    _stays_float(model, _x(4, 3, 8, 8), "2", "reads the input's numel()", P.LSQConv2d)
 
 
 def test_lsq_signed_range():
