@@ -277,3 +277,16 @@ def test_lsq_signed_range():
     cm, rep = _check_on_fresh_inputs(upstream, _x(4, 3, 8, 8), (4, 3, 8, 8), ["3"])
     assert type(cm[3]) is BinaryWeightConv2d, str(rep)
     _same_on_wide_inputs(cm, upstream, (4, 3, 8, 8))
+
+
+def test_bit_per_feature_shift_converts():
+    """A per-feature beta with a per-tensor alpha: +-alpha with a per-feature threshold (BinaryLinear);
+    fresh inputs with another token count."""
+    model = P.BiTNet().eval()
+    for fc in (model.fc1, model.fc2):
+        fc.act.beta = nn.Parameter(0.3 * torch.randn(fc.in_features))
+    cm, rep = _check_on_fresh_inputs(model, _x(3, 5, 8), (3, 5, 8), ["fc1", "fc2"])
+    assert type(cm.fc1) is BinaryLinear and "sign(x - act.beta)" in rep.layers["fc1"]["kind"], str(rep)
+    with torch.no_grad():
+        xf = _fresh((4, 7, 8), 13)
+        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-4, atol=1e-4)
