@@ -266,3 +266,18 @@ class TwoInputNet(nn.Module):
         h = self.stem(x) + skip
         out = self.bn(self.conv(h * scale))
         return {"out": out, "aux": (h, out.mean())}
+
+
+class DoReFaWeightConv2d(nn.Conv2d):
+    """DoReFa-Net's k-bit weights from tanh (2 * quantize_k(tanh(w) / (2 max|tanh w|) + 0.5) - 1)
+    and k-bit activations round(clamp(x, 0, 1) * n) / n."""
+
+    def __init__(self, *args, wbits=2, abits=2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.wbits, self.abits = wbits, abits
+
+    def forward(self, x):
+        t = torch.tanh(self.weight)
+        nw, na = 2**self.wbits - 1, 2**self.abits - 1
+        w = 2 * torch.round((t / (2 * t.abs().max()) + 0.5) * nw) / nw - 1
+        return F.conv2d(torch.round(torch.clamp(x, 0, 1) * na) / na, w, self.bias, self.stride, self.padding)

@@ -290,3 +290,17 @@ def test_bit_per_feature_shift_converts():
     with torch.no_grad():
         xf = _fresh((4, 7, 8), 13)
         torch.testing.assert_close(cm(xf), model(xf), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("wbits", [1, 2, 3])
+def test_dorefa_k_bit_weights(wbits):
+    """1-bit DoReFa weights (+-1) with 2-bit activations pack (BitSerialConv2d); 2- and 3-bit weights
+    stay float, and the reason says they are multi-bit (it used to call them a real-valued layer)."""
+    model = nn.Sequential(P.DoReFaWeightConv2d(6, 5, 3, padding=1, wbits=wbits)).eval()
+    x = _x(4, 6, 6, 6)
+    if wbits == 1:
+        cm, rep = _check_on_fresh_inputs(model, x, (4, 6, 6, 6), ["0"])
+        assert type(cm[0]) is BitSerialConv2d and cm[0].nbits == 2, str(rep)
+        return
+    rep = _stays_float(model, x, "0", f"up to {2**wbits} values per channel (multi-bit weights", P.DoReFaWeightConv2d)
+    assert "real-valued" not in rep.skipped["0"]
