@@ -57,6 +57,11 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             )
         if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
             raise Skip("it is called with other than one tensor argument")
+        if inv.module._forward_pre_hooks:
+            raise Skip(
+                "it has forward pre-hooks (register_forward_pre_hook) that change the input its forward sees; "
+                "the packed module would not run them (binarize in the forward, or in a module of its own)"
+            )
         if not isinstance(inv.out, torch.Tensor):
             raise Skip("its output is not a single tensor")
         if inv.mutates_input is not None and len(inv.x_reads) > inv.x_reads_from:
