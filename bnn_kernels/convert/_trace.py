@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._inplace import inplace_arg
 from ._padmode import record_pad, unpad
 from ._random import RANDOM, op_name
 
@@ -305,7 +306,12 @@ class _Recorder(TorchFunctionMode):
         for inv in self.stack:
             if inv.random is None and name in RANDOM:
                 inv.random = name
-            if inv.mutates_input is None and _in_place(name) and args and args[0] is inv.x_ref:
+            target = args[0] if args else kwargs.get("input")
+            if (
+                inv.mutates_input is None
+                and target is inv.x_ref
+                and (_in_place(name) or inplace_arg(func, args, kwargs))
+            ):
                 inv.mutates_input = name
             if not inv.calls:
                 _track_pre(inv, name, args, kwargs, out)

@@ -228,7 +228,8 @@ def scripted_net(where: str) -> nn.Sequential:
 
 class InPlaceBinarizerConv(nn.Conv2d):
     """Binarizers written in place: x.clone().sign_(), sign(F.relu(x, inplace=True)) on a copy,
-    clamp_ then sign_, and x.sign_() on the caller's own tensor (nobody reads it afterwards)."""
+    clamp_ then sign_, x.sign_() on the caller's own tensor, and on the caller's tensor too
+    F.hardtanh(x, inplace=True) / F.leaky_relu(x, 0.1, True) / nn.ReLU(inplace=True) before the sign."""
 
     def __init__(self, how, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -241,6 +242,12 @@ class InPlaceBinarizerConv(nn.Conv2d):
             z = torch.sign(F.relu(x.clone(), inplace=True))
         elif self.how == "clamp_":
             z = x.clone().clamp_(-1, 1).sign_()
+        elif self.how == "hardtanh_kw":
+            z = torch.sign(F.hardtanh(x, inplace=True))
+        elif self.how == "leaky_positional":
+            z = torch.sign(F.leaky_relu(x, 0.1, True))
+        elif self.how == "relu_module":
+            z = torch.sign(nn.ReLU(inplace=True)(x))
         else:
             z = x.sign_()
         return F.conv2d(z, mean_abs_sign(self.weight), self.bias, self.stride, self.padding)
@@ -281,3 +288,18 @@ class DoReFaWeightConv2d(nn.Conv2d):
         nw, na = 2**self.wbits - 1, 2**self.abits - 1
         w = 2 * torch.round((t / (2 * t.abs().max()) + 0.5) * nw) / nw - 1
         return F.conv2d(torch.round(torch.clamp(x, 0, 1) * na) / na, w, self.bias, self.stride, self.padding)
+
+
+class ResidualReader(nn.Module):
+    """Float stem, then binary conv + BN + the stem's output (the caller reads the conv module's
+    input tensor after the conv module ran)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6))
+        self.conv = InPlaceBinarizerConv(how, 6, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return self.bn(self.conv(h)) + h

@@ -192,10 +192,14 @@ def test_binary_attention_projections_convert_scores_stay_float():
     convert(model, (_x(2, 5, 16),), strict=True)  # nothing binary left behind
 
 
-@pytest.mark.parametrize("how", ["sign_", "relu_inplace", "clamp_", "caller_sign_"])
+_IN_PLACE_ON_INPUT = ["caller_sign_", "hardtanh_kw", "leaky_positional", "relu_module"]
+
+
+@pytest.mark.parametrize("how", ["sign_", "relu_inplace", "clamp_"] + _IN_PLACE_ON_INPUT)
 def test_in_place_binarizers(how):
-    """x.clone().sign_(), sign(F.relu(x, inplace=True)), clamp_ then sign_, and x.sign_() on the
-    caller's tensor (which nn.Sequential does not read again)."""
+    """x.clone().sign_(), sign(F.relu(x, inplace=True)), clamp_ then sign_, and on the caller's
+    tensor (which nn.Sequential does not read again) x.sign_(), F.hardtanh(x, inplace=True),
+    F.leaky_relu(x, 0.1, True), nn.ReLU(inplace=True)."""
     model = _random_bn(
         nn.Sequential(
             nn.Conv2d(3, 6, 3, padding=1),
@@ -205,7 +209,7 @@ def test_in_place_binarizers(how):
         )
     )
     cm, rep = _check_on_fresh_inputs(model, _x(3, 3, 6, 6), (3, 3, 6, 6), ["2"])
-    cls = BitSerialConv2d if how == "relu_inplace" else BinaryConv2d  # sign(relu(x)): {0, 1}
+    cls = BitSerialConv2d if how in ("relu_inplace", "relu_module") else BinaryConv2d  # sign(relu(x)): {0, 1}
     assert type(cm[2]) is cls and rep.fused == {"3": "2"}, str(rep)
 
 
@@ -316,3 +320,13 @@ def test_dorefa_k_bit_weights(wbits):
         return
     rep = _stays_float(model, x, "0", f"up to {2**wbits} values per channel (multi-bit weights", P.DoReFaWeightConv2d)
     assert "real-valued" not in rep.skipped["0"]
+
+
+@pytest.mark.parametrize("how", _IN_PLACE_ON_INPUT)
+def test_in_place_on_the_input_the_caller_reads_again_stays_float(how):
+    """The caller adds the conv module's input tensor after the module clipped it in place. The
+    keyword / positional inplace=True forms (F.hardtanh, F.leaky_relu, nn.ReLU) were not seen as
+    in place (their op names have no trailing _): convert packed the layer, and the packed model,
+    whose module leaves its input alone, was off by about 4 on inputs 3 times wider."""
+    model = _random_bn(P.ResidualReader(how))
+    _stays_float(model, _x(4, 3, 6, 6), "conv", "changes its input tensor in place", P.InPlaceBinarizerConv)
