@@ -128,9 +128,10 @@ _WIDENED = (16.0, 256.0)  # the model's examples scaled up: quantizers upstream 
 def _model_derived(v: torch.Tensor) -> dict[str, torch.Tensor]:
     """derived_inputs of one model input, and the input scaled by each of _WIDENED: an input quantized
     upstream, by another module, whose upper levels the examples do not reach (LSQ with a large
-    learned step seen at levels 0 and 1) reaches them there."""
+    learned step seen at levels 0 and 1) reaches them there. Not for float16 inputs, whose range
+    the model would leave (inf, then NaN that torch.sign turns into 0)."""
     out = dict(derived_inputs(v))
-    if v.dtype.is_floating_point and v.numel():
+    if v.dtype.is_floating_point and v.numel() and torch.finfo(v.dtype).max > 1e38:  # float16 would overflow
         out.update((f"examples times {f:g}", v.detach() * f) for f in _WIDENED)
     return out
 
@@ -193,6 +194,8 @@ def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
             if name in failed:
                 continue
             for x in xs:
+                if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
+                    continue  # overflowed upstream (a float16 model on the widened examples): not judged
                 inv = run_module(module, x)
                 if inv is None or len(inv.calls) != 1 or not isinstance(inv.out, torch.Tensor):
                     continue  # judged by verify_derived: the layer's own inputs

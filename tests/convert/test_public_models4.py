@@ -330,3 +330,22 @@ def test_in_place_on_the_input_the_caller_reads_again_stays_float(how):
     whose module leaves its input alone, was off by about 4 on inputs 3 times wider."""
     model = _random_bn(P.ResidualReader(how))
     _stays_float(model, _x(4, 3, 6, 6), "conv", "changes its input tensor in place", P.InPlaceBinarizerConv)
+
+
+def test_float16_model_not_widened_past_its_range():
+    """The model also runs on its examples times 16 and 256 (see the LSQ upstream test), but not a
+    float16 one: there large activations overflow to inf, then NaN, which torch.sign turns into 0,
+    and a layer binarized upstream was refused for that tie. It packs."""
+    model = nn.Sequential(
+        *[nn.Conv2d(c, 6, 3, padding=1) for c in (3, 6, 6)], P.ScriptedSign(), P.SignWeightConv2d(6, 6, 3, padding=1)
+    )
+    with torch.no_grad():
+        for conv in model[:3]:
+            conv.weight.mul_(20)
+    model = model.half().eval()
+    x = _x(4, 3, 6, 6).half()
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["4"] and type(cm[4]) is BinaryConv2d, str(rep)
+    with torch.no_grad():
+        xf = _fresh((3, 3, 6, 6), 15).half()
+        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-2, atol=1e-2)
