@@ -45,6 +45,13 @@ def weight_alpha(w: torch.Tensor):
     alpha = torch.where(cnt > 0, (a * nz).sum(1) / cnt.clamp(min=1), torch.zeros_like(cnt, dtype=torch.float64))
     dev = ((a - alpha[:, None]).abs() * nz).amax(1) / alpha.clamp(min=1e-300)
     if bool((dev > tol).any()):
+        srt = w.detach().reshape(w.shape[0], -1).sort(1).values
+        levels = int((1 + (srt[:, 1:] != srt[:, :-1]).sum(1)).max()) if srt.shape[1] else 0
+        if 2 < levels <= 2**_MAX_GRID_BITS and srt.shape[1] > 2**_MAX_GRID_BITS:
+            raise RealWeights(
+                f"weights are not +-alpha per output channel: they take up to {levels} values per channel "
+                "(multi-bit weights, as DoReFa's k-bit weights, are not packed; the layer stays float)"
+            )
         raise RealWeights("weights are not +-alpha per output channel (a real-valued layer)")
     zeros = int((~nz).sum())
     return alpha, zeros

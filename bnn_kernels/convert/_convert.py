@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Callable
 
 import torch
@@ -13,7 +14,7 @@ from ..nn._base import Folded, PackedModule, float_layers_to
 from ._fuse import apply_affine, apply_bn, fold_affine, fold_bn, fold_sign_inputs
 from ._plan import binary_evidence, plan
 from ._report import ConversionError, ConversionReport, Skip
-from ._trace import _Invocation, _run, _trace
+from ._trace import _BINARIZERS, _Invocation, _run, _trace
 from ._verify import verify_in_model
 
 __all__ = ["convert"]
@@ -59,6 +60,42 @@ def _group(rec) -> tuple[dict[str, list[_Invocation]], dict[str, nn.Module], lis
     return by_module, modules, order
 
 
+def scripted_modules(model: nn.Module) -> dict[str, str | None]:
+    """{name: binarizing op or None} of the outermost TorchScript submodules (torch.jit.script /
+    trace): their ops run in TorchScript, where no hook or TorchFunctionMode sees them, so convert
+    cannot judge them; the op is the first binarizer (sign, a comparison...) in their graph."""
+    out: dict[str, str | None] = {}
+    for name, m in model.named_modules():
+        if not isinstance(m, torch.jit.ScriptModule) or any(name.startswith(p + ".") or not p for p in out):
+            continue
+        try:
+            ops = re.findall(r"aten::(\w+)", str(m.inlined_graph))
+        except Exception:  # a module without a graph of its own: judged by its submodules' names
+            ops = []
+        out[name] = next((op for op in ops if op in _BINARIZERS), None)
+    return out
+
+
+_SCRIPTED = (
+    "a TorchScript module (torch.jit.script / trace): convert cannot see the ops it runs; convert the Python "
+    "module, then script the converted one"
+)
+
+
+def _scripted(model: nn.Module, report: ConversionReport, strict: bool, planned) -> list[str]:
+    """Report the TorchScript submodules as skipped (but those inside a module replaced by a packed
+    one, which reproduced their part); the strict problems of those that binarize."""
+    problems = []
+    for name, op in scripted_modules(model).items():
+        if any(name.startswith(p + ".") or not p for p in planned):
+            continue
+        label = name or "<root>"
+        report.skipped[label] = _SCRIPTED
+        if strict and op is not None:
+            problems.append(f"{label}: {_SCRIPTED} (its graph binarizes ({op}))")
+    return problems
+
+
 def _plan_all(by_module, modules, order, report: ConversionReport, strict: bool, filter_fn, model, examples):
     planned: dict[str, PackedModule] = {}
     checks = {}
@@ -90,6 +127,7 @@ def _plan_all(by_module, modules, order, report: ConversionReport, strict: bool,
         evidence = binary_evidence(by_module[name])
         if strict and evidence:
             problems.append(f"{name}: {why} ({evidence})")
+    problems += _scripted(model, report, strict, planned)
     if problems:
         raise ConversionError("cannot convert exactly:\n  " + "\n  ".join(problems))
     return planned
@@ -134,12 +172,27 @@ def _float_channels_last(model: nn.Module, example_inputs, ref_out, report: Conv
         report.note("<model>", f"float layers left in their memory format: in channels_last {why}")
 
 
+def _leaves(v):
+    """The leaves of nested tuples / lists / dicts."""
+    if isinstance(v, (tuple, list)):
+        return [x for item in v for x in _leaves(item)]
+    if isinstance(v, dict):
+        return [x for item in v.values() for x in _leaves(item)]
+    return [v]
+
+
 def _prepare(model, inplace: bool, filter_fn) -> nn.Module:
     """Checked arguments; the model to convert (a deep copy unless inplace), in eval mode."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if filter_fn is not None and not callable(filter_fn):
         raise TypeError(f"filter_fn must be callable(name, module) -> bool, got {type(filter_fn).__name__}")
+    meta = next((n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
+    if meta is not None:
+        raise ValueError(
+            f"model: {meta} is on the meta device (no values): convert reads the trained weights, load them first "
+            "(model.to_empty(device=...) then load_state_dict)"
+        )
     if not inplace:
         try:
             model = copy.deepcopy(model)
@@ -186,6 +239,8 @@ def convert(
         (converted model in eval mode, ConversionReport).
     """
     model = _prepare(model, inplace, filter_fn)
+    if any(isinstance(t, torch.Tensor) and t.is_meta for t in _leaves(example_inputs)):
+        raise ValueError("example_inputs: a tensor is on the meta device (no values): convert runs the model on them")
     rec, ref_out = _trace(model, example_inputs)
     report = ConversionReport()
     by_module, modules, order = _group(rec)

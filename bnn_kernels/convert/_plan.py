@@ -57,6 +57,11 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             )
         if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
             raise Skip("it is called with other than one tensor argument")
+        if inv.module._forward_pre_hooks:
+            raise Skip(
+                "it has forward pre-hooks (register_forward_pre_hook) that change the input its forward sees; "
+                "the packed module would not run them (binarize in the forward, or in a module of its own)"
+            )
         if not isinstance(inv.out, torch.Tensor):
             raise Skip("its output is not a single tensor")
         if inv.mutates_input is not None and len(inv.x_reads) > inv.x_reads_from:
@@ -92,6 +97,12 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
     if x.shape != call.z.shape:
         raise Skip("the call's input is not an elementwise function of the module's input (shapes differ)")
     kind = input_kind(torch.cat([i.calls[0].z.reshape(-1) for i in invs]) if len(invs) > 1 else call.z)
+    if kind[0] != "real" and first.pre_numel and not torch.equal(x, call.z):
+        raise Skip(
+            "its binarizer reads the input's numel() before the call: a step or threshold computed from the "
+            "size (LSQ's gradient scale s * g + (s - s * g).detach(), g = 1 / sqrt(numel * Qp), is s or one ulp "
+            "off depending on the batch size) moves the rounding boundaries with the shape; the packed layer's do not"
+        )
     if kind[0] == "sign":
         if kind[2]:
             raise Skip(
@@ -114,7 +125,8 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
         if m is None:
             raise Skip(
                 f"{nbits}-bit input grid (step {step:.4g}) found but its quantizer was not identified (or it "
-                "rounds differently from round(x * m) at the grid's decision boundaries)"
+                "rounds differently from round(x * m) at the grid's decision boundaries, or has more levels than the "
+                "examples reach)"
             )
         return _Input(step, dict(act="round", nbits=nbits, in_mul=m), f"{nbits}-bit input")
     if not torch.equal(x, call.z):

@@ -45,12 +45,13 @@ def _generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _at_sides(z: torch.Tensor, sides: tuple[float, float]) -> bool:
-    """Every value of z is one of the two binary values or their midpoint (torch.sign's 0)."""
+def _at_sides(z: torch.Tensor, sides: tuple[float, float], midpoint: bool = True) -> bool:
+    """Every value of z is one of the two binary values or (midpoint) their midpoint (torch.sign's 0)."""
     lo, hi = sides
     tol = detect_tol(z.dtype) * max(abs(lo), abs(hi), 1e-300)
     zd = z.double()
-    return bool(torch.stack([(zd - v).abs() <= tol for v in (lo, hi, (lo + hi) / 2)]).any(0).all())
+    vals = (lo, hi, (lo + hi) / 2) if midpoint else (lo, hi)
+    return bool(torch.stack([(zd - v).abs() <= tol for v in vals]).any(0).all())
 
 
 def tie_threshold(module, x, t, ch_dim, output_of, high, sides=None):
@@ -77,7 +78,7 @@ def tie_threshold(module, x, t, ch_dim, output_of, high, sides=None):
         tp = strict_threshold(t, x.dtype)
     else:
         return None
-    return tp if tp is not None and _gap_holds(module, x, tp, ch_dim, output_of, high) else None
+    return tp if tp is not None and _gap_holds(module, x, tp, ch_dim, output_of, high, sides) else None
 
 
 _GAP_LINEAR = 64  # evenly spaced probes across the interval the examples leave open
@@ -102,14 +103,33 @@ def _gap_values(x: torch.Tensor, tp: torch.Tensor, ch_dim: int) -> torch.Tensor:
     halv = 2.0 ** -torch.arange(1, _GAP_HALVINGS + 1, dtype=torch.float64, device=x.device)
     geo = torch.cat([td[:, None] + w * halv, td[:, None] - w * halv], 1)
     geo = torch.minimum(torch.maximum(geo, lo[:, None]), hi[:, None])
-    return torch.cat([lo[:, None] + w * frac, geo, td[:, None]], 1)
+    return torch.cat([lo[:, None] + w * frac, geo, td[:, None], _far_values(xc, td, x.dtype)], 1)
 
 
-def _gap_holds(module, x, tp, ch_dim, output_of, high) -> bool:
+# probes beyond the examples on both sides, 2**k times as far out: up to 4096 times (far enough for
+# every level of a 4-bit quantizer, not so far that an STE written as sign(x) - x + x cancels)
+_FAR_DOUBLINGS = 13
+
+
+def _far_values(xc: torch.Tensor, td: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Per channel, float64 [C, 2 * _FAR_DOUBLINGS]: values beyond the examples on both sides of td,
+    within the finite values of dtype (the packed binarizer keeps its value there; a
+    quantizer with more levels than the examples reach, LSQ's round(clamp(x / s, 0, 3)) * s seen
+    at levels 0 and 1 only, does not)."""
+    reach = torch.maximum((xc - td[:, None]).abs().amax(1), td.abs()).clamp(min=1.0)
+    far = reach[:, None] * 2.0 ** torch.arange(_FAR_DOUBLINGS, dtype=torch.float64, device=xc.device)
+    big = torch.finfo(dtype).max / 4 if dtype.is_floating_point else math.inf
+    far = torch.minimum(far, torch.full_like(far, big))
+    return torch.cat([td[:, None] + far, td[:, None] - far], 1).clamp(-big, big)
+
+
+def _gap_holds(module, x, tp, ch_dim, output_of, high, sides=None) -> bool:
     """The module binarizes as ``x >= tp`` (tp in x's dtype, as packed) across the interval the
     examples leave open around the threshold, so that no other threshold in that interval (a
     small learned one the examples never separate from 0, a constant in the code) is taken for
-    it. Modules that fail on the probes count as not holding."""
+    it, and far beyond the examples on both sides; with sides (lo, hi), every value off the
+    threshold is one of the two (a third level out there is not binary). Modules that fail on
+    the probes count as not holding."""
     c = x.shape[ch_dim]
     vals = _gap_values(x, tp, ch_dim).to(x.dtype)
     xm = x.detach().movedim(ch_dim, 0)
@@ -133,6 +153,11 @@ def _gap_holds(module, x, tp, ch_dim, output_of, high) -> bool:
                 continue
             return False
         if not torch.equal(high(z), xp >= tb):
+            return False
+        # judged: values off the threshold (x == t may give a midpoint) that the module changed (one that
+        # passes its input on, binarized upstream, packs the value it sees as one side)
+        judged = (xp != tb) & (torch.nextafter(xp, torch.full_like(xp, math.inf)) != tb) & (z != xp)
+        if sides is not None and not _at_sides(z[judged], sides, midpoint=False):
             return False
         if i == 0:
             return True
@@ -202,8 +227,9 @@ def probe_threshold(x, pos, module, ch_in, extra, high, sides):
             return label, t
     raise Skip(
         f"input binarization threshold not identified: {', '.join(f[0] for f in found)} fit the examples, but "
-        "the module binarizes otherwise exactly at it or between the examples (another threshold, a third "
-        f"value there that is neither of its two values nor their midpoint), or x > t cannot be held by a "
+        "the module binarizes otherwise exactly at it, between the examples or beyond them (another threshold, a "
+        "third value that is neither of its two values nor their midpoint there, more levels than the examples "
+        "reach), or x > t cannot be held by a "
         f"float32 threshold for {x.dtype} input"
     )
 
@@ -211,12 +237,24 @@ def probe_threshold(x, pos, module, ch_in, extra, high, sides):
 _BOUNDARY_ULPS = 8  # values probed on each side of every rounding decision boundary
 
 
+def _far_off_grid(n: int, m: float, dtype: torch.dtype) -> torch.Tensor:
+    """Values a quarter step off the grid, from just above the top level 2**j times as far out, and
+    below 0 (off the grid, so that a module passing its input on, quantized upstream, is not judged
+    there, while an unclamped or wider quantizer is)."""
+    nmant = round(-math.log2(torch.finfo(dtype).eps))  # mantissa bits
+    j = torch.arange(max(1, min(_FAR_DOUBLINGS, nmant - 6)), dtype=torch.float64)
+    top = (n + 1) * 2.0**j + 0.25
+    return (torch.cat([top, 0.25 - top]) / m).to(dtype)
+
+
 def rounding_holds(module, x, m: float, nbits: int, step: float) -> bool:
     """The module's k-bit quantizer equals clamp(round(x * m), 0, 2**nbits - 1) (computed as the
     packed module computes it) at and within a few ulps of every decision boundary (k + 1/2) / m:
     where a module rounds another expression (y / alpha * n against y * (n / alpha)) the two differ
-    only there, on inputs the examples almost never hold. Probes the module passes on off the grid
-    are not judged (its input is quantized upstream, as in verify_derived)."""
+    only there, on inputs the examples almost never hold; and far beyond the top and below 0
+    (a quantizer with more levels than the examples reach: LSQ's 4-bit clamp seen at 3 bits).
+    Probes the module passes on off the grid are not judged (its input is quantized upstream, as
+    in verify_derived)."""
     n = 2**nbits - 1
     b = ((torch.arange(n + 2, dtype=torch.float64) - 0.5) / m).to(x.dtype)
     vals, up, down = [b], b, b
@@ -224,6 +262,7 @@ def rounding_holds(module, x, m: float, nbits: int, step: float) -> bool:
         up = torch.nextafter(up, torch.full_like(up, math.inf))
         down = torch.nextafter(down, torch.full_like(down, -math.inf))
         vals += [up, down]
+    vals.append(_far_off_grid(n, m, x.dtype))
     v = torch.cat(vals)
     size = x.numel()
     v = torch.cat([v, v[:1].expand((-v.numel()) % size)])  # whole module inputs
@@ -235,7 +274,8 @@ def rounding_holds(module, x, m: float, nbits: int, step: float) -> bool:
         except Skip:
             return False
         q = z.double() / step
-        on_grid = (q - q.round()).abs() <= detect_tol(z.dtype) * max(1.0, float(q.abs().max()))
-        if not torch.equal(q.round()[on_grid], quantize_round(xp, mt, nbits).double()[on_grid]):
+        on_grid = (q - q.round()).abs() <= detect_tol(z.dtype) * q.abs().clamp(min=1.0)
+        judged = on_grid & (z != xp)  # values the module passes on are quantized upstream
+        if not torch.equal(q.round()[judged], quantize_round(xp, mt, nbits).double()[judged]):
             return False
     return True

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._inplace import inplace_arg
 from ._padmode import record_pad, unpad
 from ._random import RANDOM, op_name
 
@@ -259,6 +260,7 @@ class _Invocation:
     pre: dict = field(default_factory=dict)
     pre_refs: list = field(default_factory=list)
     pre_escape: str | None = None  # op that turned input-derived data into a Python value (item, bool...)
+    pre_numel: bool = False  # input-derived data's numel() read before the call (LSQ's gradient scale)
     binarizers: set = field(default_factory=set)  # binarizing ops run before the first call
     pads: dict = field(default_factory=dict)  # F.pad outputs before the first call (_padmode.py)
     # through the whole forward (until a nested module makes a call): data derived from the input X
@@ -304,7 +306,12 @@ class _Recorder(TorchFunctionMode):
         for inv in self.stack:
             if inv.random is None and name in RANDOM:
                 inv.random = name
-            if inv.mutates_input is None and _in_place(name) and args and args[0] is inv.x_ref:
+            target = args[0] if args else kwargs.get("input")
+            if (
+                inv.mutates_input is None
+                and target is inv.x_ref
+                and (_in_place(name) or inplace_arg(func, args, kwargs))
+            ):
                 inv.mutates_input = name
             if not inv.calls:
                 _track_pre(inv, name, args, kwargs, out)
@@ -358,9 +365,10 @@ _OTHER_LAYERS = {
 def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | None:
     """The conv / linear call ``func`` makes, or None. ``z @ m`` / ``torch.matmul(z, m)`` /
     ``torch.mm`` with z derived from the module's input X and a 2-D m that is not is the linear
-    call F.linear(z, m.t()); ``m @ z`` with such an m is recorded as a call of kind _LEFT (not
-    packed: reported), and so are the products of _OTHER_LAYERS. A matmul of two X-derived
-    tensors (attention) is not a layer."""
+    call F.linear(z, m.t()) (also with keyword arguments); ``m @ z`` with such an m (z of any
+    rank, as F.unfold's columns) is recorded as a call of kind _LEFT (not packed: reported), and
+    so are any other matmul of X-derived data with a tensor that is not and the products of
+    _OTHER_LAYERS. A matmul of two X-derived tensors (attention) is not a layer."""
     if func in _CONV or func in _LINEAR:
         names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
         vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
@@ -375,14 +383,17 @@ def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | No
         return _Call(kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *pre, padding_mode=mode)
     if name in _OTHER_LAYERS:
         return _other_call(name, args, kwargs, out, top)
-    if name not in _MATMUL or kwargs or len(args) != 2 or not all(isinstance(a, torch.Tensor) for a in args):
+    operands = list(args) + [kwargs[k] for k in ("input", "other", "mat2") if k in kwargs]
+    if name not in _MATMUL or len(operands) != 2 or not all(isinstance(a, torch.Tensor) for a in operands):
         return None
-    a, b = args
+    a, b = operands
     a_x, b_x = id(a) in top.xdep, id(b) in top.xdep
-    if a_x and not b_x and b.dim() == 2 and a.dim() >= 2:
+    if a_x and not b_x and b.dim() == 2 and a.dim() >= 2 and set(kwargs) <= {"input", "other", "mat2"}:
         return _Call("linear", _clone(a), _clone(b).t().contiguous(), None, _clone(out), *_pre_info(top, a, b, 4))
-    if b_x and not a_x and a.dim() == 2 and b.dim() == 2:
+    if b_x and not a_x and a.dim() == 2 and b.dim() >= 2:  # W @ x, also W @ F.unfold(x) (manual im2col)
         return _Call(_LEFT, _clone(b), _clone(a), None, _clone(out), *_pre_info(top, b, a, 4))
+    if a_x != b_x:  # another product with a weight (a 1-D or batched one): reported, not packed
+        return _other_call(name, args, kwargs, out, top)
     return None
 
 
@@ -456,6 +467,8 @@ def _track_pre(inv: _Invocation, name: str, args, kwargs, out) -> None:
     first non-elementwise op on it (see _ELEMENTWISE); record binarizing ops."""
     if name in _BINARIZERS:
         inv.binarizers.add(name)
+    if name == "numel" and args and isinstance(args[0], torch.Tensor) and id(args[0]) in inv.pre:
+        inv.pre_numel = True
     if name in _META_OPS and not (name == "__get__" and isinstance(out, torch.Tensor)):
         return  # .shape, .size(): no data; .data / .T: the tensor itself
     src = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor) and id(a) in inv.pre]
@@ -560,7 +573,7 @@ def _trace(model: nn.Module, example_inputs) -> tuple[_Recorder, object]:
 
     seen = set()
     for m in model.modules():
-        if id(m) in seen:
+        if id(m) in seen or isinstance(m, torch.jit.ScriptModule):  # no hooks (_convert.scripted_modules)
             continue
         seen.add(id(m))
         handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))

@@ -122,9 +122,23 @@ def _same_single_call(inv) -> bool:
     )
 
 
-def _derived_model_inputs(example_inputs, derive=derived_inputs) -> list[tuple[str, object]]:
+_WIDENED = (16.0, 256.0)  # the model's examples scaled up: quantizers upstream reach their upper levels
+
+
+def _model_derived(v: torch.Tensor) -> dict[str, torch.Tensor]:
+    """derived_inputs of one model input, and the input scaled by each of _WIDENED: an input quantized
+    upstream, by another module, whose upper levels the examples do not reach (LSQ with a large
+    learned step seen at levels 0 and 1) reaches them there. Not for float16 inputs, whose range
+    the model would leave (inf, then NaN that torch.sign turns into 0)."""
+    out = dict(derived_inputs(v))
+    if v.dtype.is_floating_point and v.numel() and torch.finfo(v.dtype).max > 1e38:  # float16 would overflow
+        out.update((f"examples times {f:g}", v.detach() * f) for f in _WIDENED)
+    return out
+
+
+def _derived_model_inputs(example_inputs, derive=_model_derived) -> list[tuple[str, object]]:
     """The model's example inputs with every floating-point tensor among them replaced by what
-    derive makes of it (derived_inputs by default), one set per kind of derivation."""
+    derive makes of it (_model_derived by default), one set per kind of derivation."""
     if isinstance(example_inputs, torch.Tensor):
         return _derived_model_inputs((example_inputs,), derive)
     items = list(example_inputs.items()) if isinstance(example_inputs, dict) else list(enumerate(example_inputs))
@@ -195,18 +209,26 @@ def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
             if name in failed:
                 continue
             for x in xs:
+                if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
+                    continue  # overflowed upstream (a float16 model on the widened examples): not judged
                 inv = run_module(module, x)
                 if inv is None or len(inv.calls) != 1 or not isinstance(inv.out, torch.Tensor):
                     continue  # judged by verify_derived: the layer's own inputs
                 if not chk.in_domain(inv.calls[0].z):
-                    continue
+                    failed[name] = (
+                        f"verification in the model on derived inputs ({label}) failed: its caller feeds it an "
+                        "input that is not binary (or not on its grid) there (a quantizer upstream with more levels "
+                        "than the examples reach?)"
+                    )
+                    break
                 _, rel, exact = verify(new, [inv], chk)
                 if not exact or rel > TOL.get(inv.out.dtype, 1e-4):
                     what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
                     failed[name] = (
                         f"verification in the model on derived inputs ({label}) failed: the packed {what} from "
                         "the module's on the input its caller computes (an input binarized upstream with a "
-                        "scale or threshold computed from the batch, or from its shape?)"
+                        "scale or threshold computed from the batch or from its shape, or with more levels than the "
+                        "examples reach?)"
                     )
                     break
     return failed
