@@ -123,6 +123,7 @@ def _same_single_call(inv) -> bool:
 
 
 _WIDENED = (16.0, 256.0)  # the model's examples scaled up: quantizers upstream reach their upper levels
+_WIDENED_LABEL = "examples times"
 
 
 def _model_derived(v: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -132,7 +133,7 @@ def _model_derived(v: torch.Tensor) -> dict[str, torch.Tensor]:
     the model would leave (inf, then NaN that torch.sign turns into 0)."""
     out = dict(derived_inputs(v))
     if v.dtype.is_floating_point and v.numel() and torch.finfo(v.dtype).max > 1e38:  # float16 would overflow
-        out.update((f"examples times {f:g}", v.detach() * f) for f in _WIDENED)
+        out.update((f"{_WIDENED_LABEL} {f:g}", v.detach() * f) for f in _WIDENED)
     return out
 
 
@@ -194,12 +195,15 @@ def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
     if not layers:
         return failed
     modules = {n: m for n, (_, _, m) in layers.items()}
-    runs = _derived_model_inputs(example_inputs)
+    # (label, model inputs, judge the integer part too): on the widened examples and at other shapes
+    # the domain check and the float output show a quantizer's other levels or a shape read (a
+    # scale, a threshold) at a fraction of the cost
+    runs = [(label, v, not label.startswith(_WIDENED_LABEL)) for label, v in _derived_model_inputs(example_inputs)]
     runs += [
-        (f"the examples at another shape: {label}", v)
+        (f"the examples at another shape: {label}", v, False)
         for label, v in _derived_model_inputs(example_inputs, _other_shapes)
     ]
-    for label, inputs in runs:
+    for label, inputs, integer in runs:
         try:
             seen = _inputs_of(model, inputs, modules)
         except Exception:  # the user's model on inputs it may not accept: not judged
@@ -221,7 +225,7 @@ def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
                         "than the examples reach?)"
                     )
                     break
-                _, rel, exact = verify(new, [inv], chk)
+                _, rel, exact = verify(new, [inv], chk, integer)
                 if not exact or rel > TOL.get(inv.out.dtype, 1e-4):
                     what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
                     failed[name] = (
