@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from ..nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLinear, BitSerialConv2d, BitSerialLinear
 from ..nn._base import PackedModule
@@ -25,6 +27,11 @@ from ._probe import derived_inputs, probe_threshold, rounding_holds, run_module
 from ._report import Skip
 from ._trace import _Invocation
 from ._verify import Check, int_exact, verify, verify_derived
+
+# Forward pre-hooks that only recompute the module's weight from its parameters (the old
+# torch.nn.utils.weight_norm / spectral_norm; in eval mode spectral_norm uses its stored
+# vectors): the traced call sees that weight, which the packed module keeps.
+_WEIGHT_HOOKS = (WeightNorm, SpectralNorm)
 
 __all__ = ["plan"]
 
@@ -57,9 +64,9 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             )
         if len(inv.args) != 1 or inv.kwargs or not isinstance(inv.args[0], torch.Tensor):
             raise Skip("it is called with other than one tensor argument")
-        if inv.module._forward_pre_hooks:
+        if any(not isinstance(h, _WEIGHT_HOOKS) for h in inv.module._forward_pre_hooks.values()):
             raise Skip(
-                "it has forward pre-hooks (register_forward_pre_hook) that change the input its forward sees; "
+                "it has forward pre-hooks (register_forward_pre_hook) that may change the input its forward sees; "
                 "the packed module would not run them (binarize in the forward, or in a module of its own)"
             )
         if not isinstance(inv.out, torch.Tensor):

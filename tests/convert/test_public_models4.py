@@ -349,3 +349,35 @@ def test_float16_model_not_widened_past_its_range():
     with torch.no_grad():
         xf = _fresh((3, 3, 6, 6), 15).half()
         torch.testing.assert_close(cm(xf), model(xf), rtol=1e-2, atol=1e-2)
+
+
+class _SignConv(nn.Conv2d):
+    """sign(x) conv sign(w) * mean|w| per output channel (XNOR-Net style)."""
+
+    def forward(self, x):
+        w = torch.sign(self.weight) * self.weight.abs().mean((1, 2, 3), keepdim=True)
+        return nn.functional.conv2d(torch.sign(x), w, None, self.stride, self.padding)
+
+
+@pytest.mark.parametrize("wrap", ["weight_norm", "spectral_norm"])
+def test_weight_norm_pre_hooks_still_convert(wrap):
+    """The old torch.nn.utils.weight_norm / spectral_norm recompute the weight in a forward
+    pre-hook and leave the input alone: the layer converts, exact on fresh inputs (such models
+    cannot be deep-copied, so inplace=True)."""
+    import warnings
+
+    def net():
+        torch.manual_seed(3)
+        conv = getattr(nn.utils, wrap)(_SignConv(6, 8, 3, padding=1))
+        return _random_bn(nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), conv, nn.BatchNorm2d(8)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # weight_norm is deprecated in torch
+        model, ref = net().eval(), net().eval()
+    ref.load_state_dict(model.state_dict())
+    cm, rep = convert(model, (_x(4, 3, 6, 6),), inplace=True)
+    assert type(cm[2]) is BinaryConv2d, str(rep)
+    with torch.no_grad():
+        for shape in [(4, 3, 6, 6), (1, 3, 9, 7)]:
+            xf = _fresh(shape, 15)
+            torch.testing.assert_close(cm(xf), ref(xf), rtol=1e-4, atol=1e-4)
