@@ -238,3 +238,21 @@ def test_load_compares_config_sizes_with_the_file_before_allocating(tmp_path, si
     with pytest.raises(ValueError, match=re.escape(msg)) as e:
         bnn_kernels.load(path, nn.Sequential(nn.Linear(64, 8)))
     assert str(path) in str(e.value)
+
+
+def test_every_packed_class_builds_on_the_meta_device():
+    """load compares a config's shapes with the file's on the meta device: each packed class
+    builds there from its config, with the shapes of the real module."""
+    from bnn_kernels.nn import OffsetBinaryConv2d
+    from bnn_kernels.nn._base import Folded
+
+    w = torch.randn(8, 6, 3, 3)
+    offset = OffsetBinaryConv2d.from_weight(w, torch.randn(8), act_scale=1.3, act_offset=0.4, padding=1)
+    mods = [m for m, _ in _modules()] + [offset, Folded("x")]
+    assert {type(m).__name__ for m in mods} == set(PACKED_MODULES)
+    for m in mods:
+        with torch.device("meta"):
+            probe = type(m).from_config(m.config())
+        assert {k: (v.shape, v.is_meta) for k, v in probe.state_dict().items()} == {
+            k: (v.shape, True) for k, v in m.state_dict().items()
+        }, type(m).__name__
