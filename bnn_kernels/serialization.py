@@ -127,11 +127,15 @@ def _place_packed(path: str, model: nn.Module, name: str, info: dict, dev: str, 
     if not name:
         raise ValueError(f"{path}: the root module itself is a packed {info['class']}; build it with from_config")
     _check_config_shapes(path, name, info, cls, state)
+    _set_submodule(model, name, _from_config(path, name, info, cls).to(dev))
+
+
+def _from_config(path: str, name: str, info: dict, cls: type) -> nn.Module:
+    """cls.from_config of the entry's config, a ValueError naming the file and entry if invalid."""
     try:
-        new = cls.from_config(info["config"])
+        return cls.from_config(info["config"])
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: the config of {name!r} is not a valid {info['class']} config: {e}") from None
-    _set_submodule(model, name, new.to(dev))
 
 
 def _check_config_shapes(path: str, name: str, info: dict, cls: type, state: dict) -> None:
@@ -140,9 +144,7 @@ def _check_config_shapes(path: str, name: str, info: dict, cls: type, state: dic
     the module's buffers are allocated."""
     try:
         with torch.device("meta"):
-            probe = cls.from_config(info["config"])
-    except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: the config of {name!r} is not a valid {info['class']} config: {e}") from None
+            probe = _from_config(path, name, info, cls)
     except (RuntimeError, NotImplementedError):  # a module that cannot be built without values: load_state_dict checks
         return
     prefix = f"{name}." if name else ""

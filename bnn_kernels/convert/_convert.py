@@ -60,13 +60,18 @@ def _group(rec) -> tuple[dict[str, list[_Invocation]], dict[str, nn.Module], lis
     return by_module, modules, order
 
 
+def _inside(name: str, prefixes) -> bool:
+    """name lies below one of the modules named in prefixes (all of them below the root, "")."""
+    return any(not p or name.startswith(p + ".") for p in prefixes)
+
+
 def scripted_modules(model: nn.Module) -> dict[str, str | None]:
     """{name: binarizing op or None} of the outermost TorchScript submodules (torch.jit.script /
     trace): their ops run in TorchScript, where no hook or TorchFunctionMode sees them, so convert
     cannot judge them; the op is the first binarizer (sign, a comparison...) in their graph."""
     out: dict[str, str | None] = {}
     for name, m in model.named_modules():
-        if not isinstance(m, torch.jit.ScriptModule) or any(name.startswith(p + ".") or not p for p in out):
+        if not isinstance(m, torch.jit.ScriptModule) or _inside(name, out):
             continue
         try:
             ops = re.findall(r"aten::(\w+)", str(m.inlined_graph))
@@ -87,7 +92,7 @@ def _scripted(model: nn.Module, report: ConversionReport, strict: bool, planned)
     one, which reproduced their part); the strict problems of those that binarize."""
     problems = []
     for name, op in scripted_modules(model).items():
-        if any(name.startswith(p + ".") or not p for p in planned):
+        if _inside(name, planned):
             continue
         label = name or "<root>"
         report.skipped[label] = _SCRIPTED

@@ -73,6 +73,11 @@ def verify(new, invs, chk: Check, integer: bool = True):
     return max_abs, max_rel, exact
 
 
+def _what(exact: bool, rel: float) -> str:
+    """How a packed module differs, for the report."""
+    return "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
+
+
 def _judge(new, inv, chk: Check, tol: float, what_inputs: str, hint, integer: bool = True) -> None:
     """Raise Skip unless the packed module matches the module's invocation inv (hint(): what to
     add to the reason; integer: also the integer part, see verify)."""
@@ -81,7 +86,7 @@ def _judge(new, inv, chk: Check, tol: float, what_inputs: str, hint, integer: bo
     except Exception as e:  # the module takes the input, so the packed layer must too
         raise Skip(f"the packed layer fails on {what_inputs} that the module takes ({type(e).__name__})") from None
     if not exact or rel > tol:
-        what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
+        what = _what(exact, rel)
         h = hint()
         raise Skip(
             f"verification on {what_inputs} failed: the packed {what} from the module's "
@@ -123,23 +128,21 @@ def _same_single_call(inv) -> bool:
 
 
 _WIDENED = (16.0, 256.0)  # the model's examples scaled up: quantizers upstream reach their upper levels
-_WIDENED_LABEL = "examples times"
 
 
-def _model_derived(v: torch.Tensor) -> dict[str, torch.Tensor]:
-    """derived_inputs of one model input, and the input scaled by each of _WIDENED: an input quantized
-    upstream, by another module, whose upper levels the examples do not reach (LSQ with a large
-    learned step seen at levels 0 and 1) reaches them there. Not for float16 inputs, whose range
-    the model would leave (inf, then NaN that torch.sign turns into 0)."""
-    out = dict(derived_inputs(v))
-    if v.dtype.is_floating_point and v.numel() and torch.finfo(v.dtype).max > 1e38:  # float16 would overflow
-        out.update((f"{_WIDENED_LABEL} {f:g}", v.detach() * f) for f in _WIDENED)
-    return out
+def _widened(v: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """One model input scaled by each of _WIDENED: an input quantized upstream, by another module,
+    whose upper levels the examples do not reach (LSQ with a large learned step seen at levels 0
+    and 1) reaches them there. Not for float16 inputs, whose range the model would leave (inf,
+    then NaN that torch.sign turns into 0)."""
+    if not (v.dtype.is_floating_point and v.numel() and torch.finfo(v.dtype).max > 1e38):  # float16 would overflow
+        return []
+    return [(f"examples times {f:g}", v.detach() * f) for f in _WIDENED]
 
 
-def _derived_model_inputs(example_inputs, derive=_model_derived) -> list[tuple[str, object]]:
+def _derived_model_inputs(example_inputs, derive=derived_inputs) -> list[tuple[str, object]]:
     """The model's example inputs with every floating-point tensor among them replaced by what
-    derive makes of it (_model_derived by default), one set per kind of derivation."""
+    derive makes of it (derived_inputs by default), one set per kind of derivation."""
     if isinstance(example_inputs, torch.Tensor):
         return _derived_model_inputs((example_inputs,), derive)
     items = list(example_inputs.items()) if isinstance(example_inputs, dict) else list(enumerate(example_inputs))
@@ -198,10 +201,15 @@ def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
     # (label, model inputs, judge the integer part too): on the widened examples and at other shapes
     # the domain check and the float output show a quantizer's other levels or a shape read (a
     # scale, a threshold) at a fraction of the cost
-    runs = [(label, v, not label.startswith(_WIDENED_LABEL)) for label, v in _derived_model_inputs(example_inputs)]
-    runs += [
-        (f"the examples at another shape: {label}", v, False)
-        for label, v in _derived_model_inputs(example_inputs, _other_shapes)
+    kinds = (
+        (derived_inputs, True, ""),
+        (_widened, False, ""),
+        (_other_shapes, False, "the examples at another shape: "),
+    )
+    runs = [
+        (prefix + label, v, integer)
+        for derive, integer, prefix in kinds
+        for label, v in _derived_model_inputs(example_inputs, derive)
     ]
     for label, inputs, integer in runs:
         try:
@@ -227,7 +235,7 @@ def verify_in_model(model, example_inputs, layers: dict) -> dict[str, str]:
                     break
                 _, rel, exact = verify(new, [inv], chk, integer)
                 if not exact or rel > TOL.get(inv.out.dtype, 1e-4):
-                    what = "integer part differs" if not exact else f"output deviates by {rel:.3g} (relative)"
+                    what = _what(exact, rel)
                     failed[name] = (
                         f"verification in the model on derived inputs ({label}) failed: the packed {what} from "
                         "the module's on the input its caller computes (an input binarized upstream with a "
