@@ -9,7 +9,7 @@ export CUDA_HOME
 MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 export MAX_JOBS
 
-.PHONY: setup build demo test test-python test-cpp test-deploy bench lint format clean
+.PHONY: setup build demo test test-python test-cpp test-avx512-emu test-deploy bench lint format clean
 
 $(VENV)/.deps: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ test-cpp:
 	cmake --build build-cmake -j $(MAX_JOBS)
 	cd build-cmake && ctest --output-on-failure
 
-test: test-python test-cpp
+# The AVX-512 kernels on a CPU without AVX-512: the op tests against a copy of the tree built
+# with their intrinsics emulated (scripts/test_avx512_emu.sh; nothing to do on an AVX-512 CPU).
+test-avx512-emu: setup
+	scripts/test_avx512_emu.sh $(PY)
+
+test: test-python test-cpp test-avx512-emu
 
 # Deployment without Python (README, Deploying): libbnn_kernels_ops.so from CMake against the
 # wheel's libtorch, the C++ runner (examples/cpp), and a check that the runner reproduces

@@ -147,6 +147,11 @@ def extensions():
     # the target has FMA, e.g. AVX-512 functions): float epilogues round like the reference
     # and like the CUDA kernels (__fmul_rn / __fadd_rn), bit for bit.
     cxx.append("-ffp-contract=off")
+    if os.environ.get("BNN_KERNELS_EMULATE_AVX512") == "1":
+        # The AVX-512 kernels on a portable emulation of their intrinsics (common/avx512.h):
+        # a build for testing them on CPUs without AVX-512 (`make test-avx512-emu`), not for use.
+        cxx.append("-DBNN_EMULATE_AVX512=1")
+        print("bnn_kernels: AVX-512 kernels EMULATED (a test build: slow)")
     include_dirs = [os.path.join(ROOT, "csrc")]
     with_cuda, why = _cuda_wanted()
     print(f"bnn_kernels: CUDA kernels {'ON' if with_cuda else 'OFF'} ({why})")

@@ -1,6 +1,6 @@
 """Mutants of binary_conv2d's CPU kernels, for plant_cpu_bugs.py: the implicit GEMM
 (csrc/conv/binary_conv_cpu.cpp), the direct kernels (csrc/conv/direct_*: the shared logic, the
-AVX2 counts, the portable twin of the AVX-512 counts, the choice), their weight cache and the
+AVX2 counts, the AVX-512 counts and their portable twin, the choice), their weight cache and the
 in-place float32 epilogue. Entries: (name, file, original snippet, replacement, test files).
 The conv tests run both kernels under each ISA cap (the conv_path fixture)."""
 
@@ -10,6 +10,7 @@ DI = "csrc/conv/direct_impl.h"
 DS = "csrc/conv/direct_select.cpp"
 DL = "csrc/conv/direct_lanes16.h"
 DT = "csrc/conv/direct_scalar.cpp"
+DA = "csrc/conv/direct_avx512.cpp"
 PC = "csrc/common/prepared_cache.h"
 EC = "csrc/gemm/epilogue_cpu.cpp"
 CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
@@ -119,6 +120,21 @@ CONV_MUTANTS = [
      "run.pairs[k].w * direct::kLanes16Chunk;", "run.pairs[k].w * 16;", CONV),
     ("direct16_last_lane_dropped", DT,
      "for (int c = 0; c < valid; ++c) o[c]", "for (int c = 0; c + 1 < valid; ++c) o[c]", CONV),
+    ("direct512_later_segment_overwrites", DA,
+     "seg.first ? _mm512_set1_epi32(run.kvalid) : _mm512_maskz_loadu_epi32(m, o + 16 * v);",
+     "seg.first ? _mm512_set1_epi32(run.kvalid) : _mm512_setzero_si512();", CONV),
+    ("direct512_tail_mask_whole_register", DA,
+     "const __mmask16 m = v < NV - 1 ? static_cast<__mmask16>(0xFFFF) : tail_mask;",
+     "const __mmask16 m = static_cast<__mmask16>(0xFFFF);", CONV),
+    ("direct512_tail_mask_short", DA,
+     "const __mmask16 tail_mask = static_cast<__mmask16>((1u << tail) - 1u);",
+     "const __mmask16 tail_mask = static_cast<__mmask16>((1u << (tail - 1)) - 1u);", CONV),
+    ("direct512_weight_register_stride", DA,
+     "_mm512_loadu_si512(wp + 16 * v)", "_mm512_loadu_si512(wp + 8 * v)", CONV),
+    ("direct512_and_for_xor", DA,
+     "_mm512_popcnt_epi32(_mm512_xor_si512(xv,", "_mm512_popcnt_epi32(_mm512_and_si512(xv,", CONV),
+    ("direct512_store_offset", DA,
+     "_mm512_mask_storeu_epi32(o + 16 * v, m,", "_mm512_mask_storeu_epi32(o + 15 * v, m,", CONV),
     ("prepared_cache_skips_word_compare", PC,
      "if (n != 0 && std::memcmp(it->copy.data(), src, n * sizeof(uint32_t)) != 0) continue;", "", CONV),
     ("prepared_cache_ignores_key", PC,

@@ -9,7 +9,8 @@ silently testing nothing; the matched span, from its first to its last non-blank
 is replaced by the stripped replacement. The tree is copied to a scratch folder
 (``--workdir``, kept between runs so the CPU-only build stays incremental); the working tree
 itself is never modified. For each mutant the script applies the edit, rebuilds
-(BNN_KERNELS_CUDA=0, MAX_JOBS=1), runs the mutant's test files with ``pytest -x`` (the tests'
+(BNN_KERNELS_CUDA=0, MAX_JOBS=1; on a CPU without AVX-512 with the AVX-512 intrinsics emulated,
+see common/avx512.h), runs the mutant's test files with ``pytest -x`` (the tests'
 ``cpu_isa`` fixture covers the AVX-512, AVX2 and scalar paths) and restores the file. A
 mutant is caught when the tests fail (an assertion, an exception or a crash).
 
@@ -413,8 +414,24 @@ def sync(src, dst):
         shutil.copy2(a, b)
 
 
+def cpu_has_avx512():
+    """The CPU runs the AVX-512 VPOPCNTDQ kernels natively."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "avx512vpopcntdq" in f.read().split()
+    except OSError:
+        return False
+
+
+# Where the CPU lacks AVX-512, the scratch tree is built with the AVX-512 intrinsics emulated
+# (common/avx512.h), so the tests' "auto" runs take the AVX-512 kernels and their mutants count.
+EMULATE_AVX512 = not cpu_has_avx512()
+
+
 def build(work):
     env = dict(os.environ, BNN_KERNELS_CUDA="0", MAX_JOBS="1")
+    if EMULATE_AVX512:
+        env["BNN_KERNELS_EMULATE_AVX512"] = "1"
     r = subprocess.run(
         [sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=work, env=env, capture_output=True, text=True
     )
@@ -513,6 +530,8 @@ def main():
 
     work = args.workdir
     os.makedirs(work, exist_ok=True)
+    if EMULATE_AVX512:
+        print("no AVX-512 on this CPU: the AVX-512 kernels run emulated (common/avx512.h)")
     sync(ROOT, work)
     ok, log = build(work)
     if not ok:

@@ -29,13 +29,22 @@ inline bool use_avx2() {
 #endif
 }
 
-// True when AVX-512F kernels may run.
-inline bool use_avx512() {
-#if defined(__x86_64__)
-  return cpu_isa_cap() >= CpuIsa::Avx512 && __builtin_cpu_supports("avx512f");
+// True when the CPU runs the AVX-512 kernels: it has AVX-512F (and VPOPCNTDQ, when asked). In
+// a build with BNN_EMULATE_AVX512 (common/avx512.h), whose AVX-512 kernels run on an emulation
+// of the intrinsics, it needs AVX2 instead.
+inline bool cpu_runs_avx512(bool vpopcntdq) {
+#if defined(__x86_64__) && defined(BNN_EMULATE_AVX512)
+  (void)vpopcntdq;
+  return __builtin_cpu_supports("avx2");
+#elif defined(__x86_64__)
+  return __builtin_cpu_supports("avx512f") && (!vpopcntdq || __builtin_cpu_supports("avx512vpopcntdq"));
 #else
+  (void)vpopcntdq;
   return false;
 #endif
 }
+
+// True when AVX-512F kernels may run.
+inline bool use_avx512() { return cpu_isa_cap() >= CpuIsa::Avx512 && cpu_runs_avx512(false); }
 
 }  // namespace bnn

@@ -2,17 +2,12 @@
 // 16 output channels per register, 64 per chunk; a count is XOR, VPOPCNTD and an add per 512
 // bits, in 32-bit lanes (no byte counters to widen). direct_scalar.cpp runs the same steps lane
 // by lane.
+#include "common/avx512.h"
 #include "conv/direct_lanes16.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define BNN_HAVE_DIRECT_AVX512 1
-#define BNN_AVX512_TARGET __attribute__((target("avx512f,avx512vpopcntdq")))
-#endif
 
 namespace bnn::cpu {
 
-#ifdef BNN_HAVE_DIRECT_AVX512
+#ifdef BNN_HAVE_AVX512_INTRINSICS
 namespace {
 
 using direct::PixelRun;
@@ -23,8 +18,9 @@ using direct::Segment;
 // channels of the chunk (NV = ceil(valid / 16)).
 template <int NV>
 struct CountAvx512 {
-  BNN_AVX512_TARGET static void run(const uint32_t* xs, const PixelRun* runs, int64_t npix, const uint32_t* wchunk,
-                                    int valid, const Segment& seg, int32_t* out, int64_t ld) {
+  BNN_TARGET_AVX512_VPOPCNT static void run(const uint32_t* xs, const PixelRun* runs, int64_t npix,
+                                            const uint32_t* wchunk, int valid, const Segment& seg, int32_t* out,
+                                            int64_t ld) {
     const int tail = valid - 16 * (NV - 1);
     const __mmask16 tail_mask = static_cast<__mmask16>((1u << tail) - 1u);
     for (int64_t r = 0; r < npix; ++r) {

@@ -5,12 +5,13 @@
 // a vector of y with the thresholds (ordered >=) and gather the lane mask into the word.
 #include "gemm/epilogue_simd.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
+#include "common/avx512.h"
+
+#ifdef BNN_HAVE_AVX512_INTRINSICS
 // The template's vector returns are inlined into the target functions (no ABI crossing), and
 // GCC 12's _mm512_cvtepi32_ps starts from an "undefined" register it then warns about.
 #pragma GCC diagnostic ignored "-Wpsabi"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
 #define BNN_HAVE_EPILOGUE_SIMD 1
 #endif
 
@@ -20,7 +21,7 @@ namespace bnn::cpu {
 namespace {
 
 #define BNN_AVX2 __attribute__((target("avx2")))
-#define BNN_AVX512 __attribute__((target("avx512f")))
+#define BNN_AVX512 BNN_TARGET_AVX512F
 
 struct Avx2 {
   using V = __m256;

@@ -5,14 +5,12 @@
 // runs the same K loop once per plane pair and keeps the weighted sum in registers.
 #include "gemm/microkernel.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define BNN_HAVE_AVX512_KERNEL 1
-#endif
+#include "common/avx512.h"
+#include "common/cpu_features.h"
 
 namespace bnn::cpu {
 
-#ifdef BNN_HAVE_AVX512_KERNEL
+#ifdef BNN_HAVE_AVX512_INTRINSICS
 namespace {
 
 constexpr int kMR = 8;
@@ -20,16 +18,15 @@ constexpr int kNV = 2;  // 512-bit B registers per K step
 constexpr int kNR = 8 * kNV;
 static_assert(kMR <= kMaxMR && kNR <= kMaxNR, "tile exceeds the driver's bounds");
 
-#define BNN_AVX512_TARGET __attribute__((target("avx512f,avx512vpopcntdq")))
-
 template <BitOp OP>
-BNN_AVX512_TARGET inline __m512i combine(__m512i a, __m512i b) {
+BNN_TARGET_AVX512_VPOPCNT inline __m512i combine(__m512i a, __m512i b) {
   return OP == BitOp::Xor ? _mm512_xor_si512(a, b) : _mm512_and_si512(a, b);
 }
 
 // sum[i][v] = the 64-bit counts of op(row i of the A panel, B register v) over w64 K steps.
 template <BitOp OP>
-BNN_AVX512_TARGET inline void count_tile(const uint64_t* a, const uint64_t* b, int64_t w64, __m512i (&sum)[kMR][kNV]) {
+BNN_TARGET_AVX512_VPOPCNT inline void count_tile(const uint64_t* a, const uint64_t* b, int64_t w64,
+                                                 __m512i (&sum)[kMR][kNV]) {
   for (int i = 0; i < kMR; ++i)
     for (int v = 0; v < kNV; ++v) sum[i][v] = _mm512_setzero_si512();
   for (int64_t kk = 0; kk < w64; ++kk) {
@@ -48,7 +45,7 @@ BNN_AVX512_TARGET inline void count_tile(const uint64_t* a, const uint64_t* b, i
 
 // acc = counts (MicroKernelFn).
 template <BitOp OP>
-BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* acc) {
+BNN_TARGET_AVX512_VPOPCNT void avx512_kernel(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t* acc) {
   __m512i sum[kMR][kNV];
   count_tile<OP>(a, b, w64, sum);
   for (int i = 0; i < kMR; ++i)
@@ -63,7 +60,7 @@ BNN_AVX512_TARGET void avx512_kernel(const uint64_t* a, const uint64_t* b, int64
 // two count registers, one vpermt2d), scaled by the pair's coefficient and added in
 // registers, so the tile is read and written once per call, not once per pair.
 template <BitOp OP>
-BNN_AVX512_TARGET void avx512_plane_sum(const PlanePair* pairs, int64_t count, int64_t w64, int32_t* acc) {
+BNN_TARGET_AVX512_VPOPCNT void avx512_plane_sum(const PlanePair* pairs, int64_t count, int64_t w64, int32_t* acc) {
   static_assert(kNV == 2 && kNR == 16, "a row of the int32 tile is one register");
   const __m512i low = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   __m512i tile[kMR];
@@ -80,14 +77,15 @@ BNN_AVX512_TARGET void avx512_plane_sum(const PlanePair* pairs, int64_t count, i
 
 // acc += coef * counts (MicroKernelAxpyFn): the plane sum of one pair.
 template <BitOp OP>
-BNN_AVX512_TARGET void avx512_axpy(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t coef, int32_t* acc) {
+BNN_TARGET_AVX512_VPOPCNT void avx512_axpy(const uint64_t* a, const uint64_t* b, int64_t w64, int32_t coef,
+                                           int32_t* acc) {
   const PlanePair pair{a, b, coef};
   avx512_plane_sum<OP>(&pair, 1, w64, acc);
 }
 
 // PanelCountFn: a K step of an A panel is one register (kMR = 8 rows), so the lanes of the
 // running sum are the rows' counts.
-BNN_AVX512_TARGET void avx512_panel_count(const uint64_t* panel, int64_t w64, int64_t* counts) {
+BNN_TARGET_AVX512_VPOPCNT void avx512_panel_count(const uint64_t* panel, int64_t w64, int64_t* counts) {
   static_assert(kMR == 8, "one 64-bit lane per panel row");
   __m512i s = _mm512_setzero_si512();
   for (int64_t kk = 0; kk < w64; ++kk)
@@ -98,7 +96,7 @@ BNN_AVX512_TARGET void avx512_panel_count(const uint64_t* panel, int64_t w64, in
 // One row pair: 16 words per vpopcntq step; the last (partial) step is a masked load with
 // the last word's tail cleared.
 template <BitOp OP>
-BNN_AVX512_TARGET int64_t avx512_dot(const uint32_t* a, const uint32_t* b, int64_t words, uint32_t last_mask) {
+BNN_TARGET_AVX512_VPOPCNT int64_t avx512_dot(const uint32_t* a, const uint32_t* b, int64_t words, uint32_t last_mask) {
   __m512i s = _mm512_setzero_si512();
   int64_t j = 0;
   for (; j + 16 < words; j += 16)
@@ -124,7 +122,7 @@ MicroKernel kernel_of() {
 
 }  // namespace
 
-bool cpu_has_avx512_vpopcnt() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq"); }
+bool cpu_has_avx512_vpopcnt() { return cpu_runs_avx512(true); }
 
 MicroKernel avx512_microkernel(BitOp op) {
   return op == BitOp::Xor ? kernel_of<BitOp::Xor>() : kernel_of<BitOp::And>();

@@ -4,11 +4,11 @@
 // registers so each load of x serves four weight rows.
 #include <algorithm>
 
+#include "common/avx512.h"
 #include "common/bits.h"
 #include "linear/linear_kernels.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
+#ifdef BNN_HAVE_AVX512_INTRINSICS
 
 // GCC 12 warns about _mm*_undefined_* inside its own AVX-512 headers when they are inlined
 // into target("avx512f") functions: a false positive.
@@ -19,8 +19,8 @@ namespace bnn::cpu {
 namespace {
 
 template <int MB, int NB>
-__attribute__((target("avx512f"))) void block(const float* x, int64_t K, const uint16_t* const* w16, const float* scale,
-                                              const float* bias, int64_t n0, float* out, int64_t ldo) {
+BNN_TARGET_AVX512F void block(const float* x, int64_t K, const uint16_t* const* w16, const float* scale,
+                              const float* bias, int64_t n0, float* out, int64_t ldo) {
   __m512 acc[MB][NB], sum[MB];
   for (int i = 0; i < MB; ++i) {
     sum[i] = _mm512_setzero_ps();

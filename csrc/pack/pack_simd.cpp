@@ -3,16 +3,15 @@
 // exactly like the scalar `x >= t`.
 #include "pack/pack_simd.h"
 
+#include "common/avx512.h"
 #include "common/bits.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
+#ifdef BNN_HAVE_AVX512_INTRINSICS
 
 namespace bnn::cpu {
 namespace {
 
-__attribute__((target("avx512f"))) inline uint32_t word_avx512(const float* x, const float* t, bool per_channel,
-                                                               __m512 tv) {
+BNN_TARGET_AVX512F inline uint32_t word_avx512(const float* x, const float* t, bool per_channel, __m512 tv) {
   const __m512 t0 = per_channel ? _mm512_loadu_ps(t) : tv;
   const __m512 t1 = per_channel ? _mm512_loadu_ps(t + 16) : tv;
   const uint32_t lo = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), t0, _CMP_GE_OQ);
@@ -38,7 +37,7 @@ inline uint32_t tail_word(const float* x, const float* t, bool per_channel, int 
 
 using RowFn = void (*)(const float* x, int64_t k, const float* thr, bool per_channel, uint32_t* out);
 
-__attribute__((target("avx512f"))) void row_avx512(const float* x, int64_t k, const float* thr, bool pc, uint32_t* o) {
+BNN_TARGET_AVX512F void row_avx512(const float* x, int64_t k, const float* thr, bool pc, uint32_t* o) {
   const __m512 tv = _mm512_set1_ps(thr[0]);
   const int64_t full = k / 32;
   for (int64_t w = 0; w < full; ++w) o[w] = word_avx512(x + 32 * w, pc ? thr + 32 * w : thr, pc, tv);
