@@ -21,7 +21,11 @@ mkdir -p "$DIR"
 # The tree as git sees it (tracked and new files), over a copy emptied of everything but its
 # build folder: files keep their times, so the build recompiles only what changed.
 find "$DIR" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
-git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$DIR"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$DIR"
+else  # a source tree without git: everything but the build outputs and the virtual environment
+  tar --exclude=./build --exclude='./build-*' --exclude=./.venv --exclude='*.so' -cf - . | tar -xf - -C "$DIR"
+fi
 cd "$DIR"
 BNN_KERNELS_CUDA=0 BNN_KERNELS_EMULATE_AVX512=1 "$PY" setup.py --quiet build_ext --inplace
 # The copy's build must be the one imported, and its AVX-512 paths the ones in effect.
