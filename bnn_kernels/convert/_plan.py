@@ -46,8 +46,18 @@ class _Input:
     notes: list = field(default_factory=list)
 
 
+_GRAPH_MODULE = (
+    "the calls are made by a torch.fx GraphModule (torch.fx.symbolic_trace, torch.export(...).module()), whose "
+    "graph runs its layers' code inline, so no submodule of it makes them: convert the nn.Module it was traced "
+    "from, then trace or export the converted one"
+)
+
+
 def _check_invocations(invs: list[_Invocation]) -> None:
     """Raise Skip unless every invocation is one tensor in, one conv/linear call, its output out."""
+    first = invs[0]
+    if isinstance(first.module, torch.fx.GraphModule) and (not first.name or len(first.calls) > 1):
+        raise Skip(_GRAPH_MODULE)
     if not invs[0].name:
         raise Skip("the call is made by the root module itself (wrap the layer in a submodule)")
     for inv in invs:

@@ -22,8 +22,8 @@ from ._inplace import inplace_arg
 from ._padmode import record_pad, unpad
 from ._random import RANDOM, op_name
 
-_CONV = (torch.conv2d, F.conv2d)
-_LINEAR = (F.linear,)
+_CONV = (torch.conv2d, F.conv2d, torch.ops.aten.conv2d.default)  # ATen: torch.export(...).module()'s graph
+_LINEAR = (F.linear, torch.ops.aten.linear.default)
 # Ops through which "affine in the module's input" is preserved (taint tracking for fusion):
 # at most one operand may derive from the input, and never a divisor.
 _TAINT_LINEAR = {

@@ -1,0 +1,237 @@
+"""A fifth set of BNN idioms and deployment plumbing, for tests/convert/test_public_models5.py: a
+small XNOR ResNet to hand convert() the way deployment tools hand it models (torch.compile,
+torch.fx / torch.export graph modules, QuantStub / DeQuantStub, other dtypes, channels_last),
+layer forms (TensorFlow "SAME" padding ported as an asymmetric F.pad, keyword-spotting Conv1d
+layers, a segmentation decoder's ConvTranspose2d, grouped and dilated convs with groups of odd
+width), data-dependent scaling around a binary conv (XNOR-Net's K map computed in the caller,
+PokeBNN's block with DPReLU, a shifted ReLU and several residuals, FracBNN's 2-bit activation
+sign(x) + sign(x - t), BoolNet-style binary features passed between blocks) and BatchNorm with
+batch statistics. Each class names the code it follows (written from memory of that code: the
+forward values are what matters)."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models_public4 import XnorConv2d, mean_abs_sign
+
+
+# --- a small XNOR ResNet (the model the plumbing tests wrap) -------------------------------------
+class XnorBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = XnorConv2d(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return self.bn(self.conv(x)) + x
+
+
+class TinyXnorResNet(nn.Module):
+    def __init__(self, c=8, classes=5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.bn0 = nn.BatchNorm2d(c)
+        self.b1 = XnorBlock(c)
+        self.b2 = XnorBlock(c)
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x):
+        x = self.b2(self.b1(self.bn0(self.stem(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+class QuantStubNet(nn.Module):
+    """torch.ao.quantization's eager-mode preparation: QuantStub / DeQuantStub around the model,
+    still at float (identities until the model is converted to int8)."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = torch.ao.quantization.QuantStub()
+        self.net = TinyXnorResNet()
+        self.dequant = torch.ao.quantization.DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.net(self.quant(x)))
+
+
+# --- layer forms ---------------------------------------------------------------------------------
+class SamePadXnorConv(nn.Conv2d):
+    """A TensorFlow / larq model ported to PyTorch: padding="same" with stride 2 pads one pixel on the
+    bottom and right only, written as F.pad(.., (0, 1, 0, 1)) before a conv without padding, of the
+    binarized input ('after') or of the real one ('before', then sign(0) = 0 pads)."""
+
+    def __init__(self, cin, cout, where="after"):
+        super().__init__(cin, cout, 3, stride=2, bias=False)
+        self.where = where
+
+    def forward(self, x):
+        if self.where == "before":
+            xb = torch.sign(F.pad(x, (0, 1, 0, 1)))
+        else:
+            xb = F.pad(torch.sign(x), (0, 1, 0, 1))
+        return F.conv2d(xb, mean_abs_sign(self.weight), None, self.stride)
+
+
+class XnorConvNd(nn.Module):
+    """sign(x) and XNOR weights through any of F.conv1d (keyword spotting), F.conv2d (with groups
+    and dilation) or F.conv_transpose2d (a segmentation decoder's upsampling)."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        c, bx = self.conv, torch.sign(x)
+        bw = mean_abs_sign(c.weight)
+        if isinstance(c, nn.ConvTranspose2d):
+            return F.conv_transpose2d(bx, bw, c.bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
+        fn = F.conv1d if isinstance(c, nn.Conv1d) else F.conv2d
+        return fn(bx, bw, c.bias, c.stride, c.padding, c.dilation, c.groups)
+
+
+class FloatThenBinary(nn.Module):
+    """A float 1x1 conv, the binary layer, a BatchNorm (1-D or 2-D, to match the layer)."""
+
+    def __init__(self, layer, cin, cout, dims=2):
+        super().__init__()
+        self.pre = (nn.Conv1d if dims == 1 else nn.Conv2d)(cin, cin, 1)
+        self.layer = layer
+        self.bn = (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(cout)
+
+    def forward(self, x):
+        return self.bn(self.layer(self.pre(x)))
+
+
+# --- data-dependent scaling around the binary conv -------------------------------------------------
+class SignWeightConv(nn.Conv2d):
+    """Binary weights, the input taken as it comes (binarized by the caller)."""
+
+    def forward(self, x):
+        return F.conv2d(x, mean_abs_sign(self.weight), None, self.stride, self.padding)
+
+
+class XnorKMapBlock(nn.Module):
+    """XNOR-Net's K map in the caller (as the paper's Figure 2 computes it): K = avg_pool(mean |x| over
+    channels), the binary conv of sign(x), its output times K. The conv module itself is binary."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.pre = nn.Conv2d(c, c, 1)
+        self.conv = SignWeightConv(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        x = self.pre(x)
+        k = F.avg_pool2d(x.abs().mean(1, keepdim=True), 3, 1, 1)
+        return self.bn(self.conv(torch.sign(x)) * k)
+
+
+class DPReLU(nn.Module):
+    """PokeBNN's dynamic PReLU: shifted by a learned a, a slope per side, shifted back by b."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(1, c, 1, 1) * 0.3)
+        self.b = nn.Parameter(torch.randn(1, c, 1, 1) * 0.3)
+        self.pos = nn.Parameter(torch.rand(1, c, 1, 1) + 0.5)
+        self.neg = nn.Parameter(torch.rand(1, c, 1, 1) * 0.3)
+
+    def forward(self, x):
+        y = x - self.a
+        return torch.where(y >= 0, y * self.pos, y * self.neg) + self.b
+
+
+class PokeConv(nn.Module):
+    """sign(x * s) with a learned scalar input scale s (the sign of s decides the side), sign weights."""
+
+    def __init__(self, c, scale):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.weight = nn.Parameter(torch.randn(c, c, 3, 3))
+
+    def forward(self, x):
+        return F.conv2d(torch.sign(x * self.scale), torch.sign(self.weight), None, 1, 1)
+
+
+class PokeBlock(nn.Module):
+    """PokeBNN-style block: two binary convs, BatchNorm, DPReLU, a shifted ReLU and three residuals."""
+
+    def __init__(self, c, scale=0.7):
+        super().__init__()
+        self.pre = nn.Conv2d(c, c, 1)
+        self.c1 = PokeConv(c, scale)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.act = DPReLU(c)
+        self.c2 = PokeConv(c, scale)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        x = self.pre(x)
+        h = self.act(self.bn1(self.c1(x))) + x
+        return F.relu(self.bn2(self.c2(h)) + 0.5) - 0.5 + h + x
+
+
+class FracConv(nn.Module):
+    """FracBNN's 2-bit activation written as two binarizations, sign(x) + sign(x - t) in {-2, 0, 2},
+    with a learned t: not a +-a input, whatever the examples show."""
+
+    def __init__(self, c, t):
+        super().__init__()
+        self.t = nn.Parameter(torch.tensor(float(t)))
+        self.weight = nn.Parameter(torch.randn(c, c, 3, 3))
+
+    def forward(self, x):
+        return F.conv2d(torch.sign(x) + torch.sign(x - self.t), torch.sign(self.weight), None, 1, 1)
+
+
+class BoolBlock(nn.Module):
+    """BoolNet-style: binary features in and out (the sign after BatchNorm and the binary residual
+    are in the block; the conv module sees +-1 only)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv = SignWeightConv(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, xb):
+        return torch.sign(self.bn(self.conv(xb)) + xb)
+
+
+class BoolNet(nn.Module):
+    def __init__(self, c=8):
+        super().__init__()
+        self.stem = nn.Conv2d(c, c, 3, padding=1)
+        self.b1 = BoolBlock(c)
+        self.b2 = BoolBlock(c)
+
+    def forward(self, x):
+        return self.b2(self.b1(torch.sign(self.stem(x))))
+
+
+# --- BatchNorm with batch statistics ----------------------------------------------------------------
+class BatchStatConv(nn.Module):
+    """A binary conv whose output is normalized with the batch's statistics inside the module
+    (F.batch_norm(training=True), as nn.BatchNorm2d(track_running_stats=False) does in eval mode)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(c, c, 3, 3))
+        self.gamma = nn.Parameter(torch.rand(c) + 0.5)
+
+    def forward(self, x):
+        return F.batch_norm(F.conv2d(x, torch.sign(self.weight), None, 1, 1), None, None, self.gamma, training=True)
+
+
+class BatchStatNet(nn.Module):
+    """The input binarized upstream, then BatchStatConv ('inside'), or a binary conv module followed by
+    nn.BatchNorm2d(track_running_stats=False) ('after')."""
+
+    def __init__(self, c=8, where="inside"):
+        super().__init__()
+        self.pre = nn.Conv2d(c, c, 1)
+        self.conv = BatchStatConv(c) if where == "inside" else SignWeightConv(c, c, 3, padding=1, bias=False)
+        self.bn = nn.Identity() if where == "inside" else nn.BatchNorm2d(c, track_running_stats=False)
+
+    def forward(self, x):
+        return self.bn(self.conv(torch.sign(self.pre(x))))

@@ -1,0 +1,53 @@
+"""convert() on a fifth set of public BNN idioms and on models in the forms deployment tools hand it
+(tests/convert/models_public5.py). Each test that guards a fix of convert() says what it used to do.
+Converted layers are checked on fresh inputs (integer part exact, float within rounding, other
+batch and spatial sizes); layers that must stay float are asserted to, with the reason, and
+strict=True raises naming them."""
+
+import pytest
+import torch
+import torch.fx
+
+from bnn_kernels import ConversionError, convert
+
+from . import models_public5 as P
+from .test_public_models import _fresh, _random_bn, _x
+
+_SHAPES = [(4, 3, 8, 8), (1, 3, 11, 7), (5, 3, 6, 9)]
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
+
+
+def _same_outputs(a, b, shapes, dtype=torch.float32, tol=1e-5, **to):
+    """a(x) equals b(x) within tol (relative to the largest output) on fresh inputs of the shapes."""
+    for i, shape in enumerate(shapes):
+        x = _fresh(shape, 30 + i).to(dtype=dtype, **to)
+        with torch.no_grad():
+            want, got = b(x), a(x)
+        assert float((got - want).abs().max()) <= tol * float(want.abs().max()), (shape, dtype)
+
+
+def _resnet():
+    return _random_bn(P.TinyXnorResNet())
+
+
+# --- deployment plumbing -----------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["fx", "export"])
+def test_traced_graph_modules_are_reported(how):
+    """torch.fx.symbolic_trace and torch.export(...).module() inline every layer's code into the graph
+    module's forward, so no submodule makes a call. convert used to say "wrap the layer in a
+    submodule" for the fx one and, for the exported one (whose graph calls ATen operators,
+    torch.ops.aten.conv2d.default...), saw no call at all: an empty report, and strict=True did
+    not raise. Both are now reported as graph modules (convert the module they were traced from),
+    strict=True raises, and the model is unchanged."""
+    model = _resnet()
+    x = _x(4, 3, 8, 8)
+    graph = torch.fx.symbolic_trace(model) if how == "fx" else torch.export.export(model, (x,)).module()
+    cm, rep = convert(graph, (x,))
+    assert rep.converted == [] and "torch.fx GraphModule" in rep.skipped["<root>"], str(rep)
+    _same_outputs(cm, model, _SHAPES[:1], tol=0)
+    with pytest.raises(ConversionError, match="<root>: the calls are made by a torch.fx GraphModule"):
+        convert(graph, (x,), strict=True)
