@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import sys
 from collections.abc import Callable
 
 import torch
@@ -186,8 +187,40 @@ def _leaves(v):
     return [v]
 
 
-def _prepare(model, inplace: bool, filter_fn) -> nn.Module:
-    """Checked arguments; the model to convert (a deep copy unless inplace), in eval mode."""
+_COMPILED = (
+    "a torch.compile wrapper: the module it wraps is converted and returned uncompiled (compile the converted model)"
+)
+
+
+def _uncompiled(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """The model with every torch.compile wrapper (OptimizedModule, the root or a submodule) replaced
+    by the module it wraps, and the names of those wrappers: a compiled forward runs in TorchDynamo,
+    which does not run under convert's tracing mode."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # not imported: nothing was compiled
+    wrapper = getattr(eval_frame, "OptimizedModule", None)
+    names: list[str] = []
+    if wrapper is None:
+        return model, names
+
+    def unwrap(parent: nn.Module, prefix: str) -> None:
+        for k, child in list(parent._modules.items()):
+            while isinstance(child, wrapper):
+                names.append(prefix + k)
+                child = child._orig_mod
+                setattr(parent, k, child)
+            if child is not None:
+                unwrap(child, f"{prefix}{k}.")
+
+    while isinstance(model, wrapper):
+        names.append("<root>")
+        model = model._orig_mod
+    unwrap(model, "")
+    return model, names
+
+
+def _prepare(model, inplace: bool, filter_fn) -> tuple[nn.Module, list[str]]:
+    """Checked arguments; the model to convert (a deep copy unless inplace), in eval mode, without
+    torch.compile wrappers (_uncompiled), and the names of those removed."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if filter_fn is not None and not callable(filter_fn):
@@ -205,7 +238,8 @@ def _prepare(model, inplace: bool, filter_fn) -> nn.Module:
             raise TypeError(
                 f"convert could not deep-copy the model ({e}); pass inplace=True to convert it in place"
             ) from e
-    return model.eval()
+    model, compiled = _uncompiled(model)
+    return model.eval(), compiled
 
 
 def convert(
@@ -222,6 +256,8 @@ def convert(
 
     Args:
         model: the float model (any nn.Module; nothing is matched by class name).
+            torch.compile wrappers in it (or around it) are removed: the modules they wrap are
+            converted, and the result is returned uncompiled (``report.notes`` names them).
         example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs;
             the model runs once on them. Use a few realistic samples (a scale after a call
             is fitted where each output channel varies across them; where one does not, as
@@ -243,11 +279,13 @@ def convert(
     Returns:
         (converted model in eval mode, ConversionReport).
     """
-    model = _prepare(model, inplace, filter_fn)
+    model, compiled = _prepare(model, inplace, filter_fn)
     if any(isinstance(t, torch.Tensor) and t.is_meta for t in _leaves(example_inputs)):
         raise ValueError("example_inputs: a tensor is on the meta device (no values): convert runs the model on them")
     rec, ref_out = _trace(model, example_inputs)
     report = ConversionReport()
+    for name in compiled:
+        report.note(name, _COMPILED)
     by_module, modules, order = _group(rec)
     planned = _plan_all(by_module, modules, order, report, strict, filter_fn, model, example_inputs)
     folded = _fuse(rec, planned, by_module, report) if fuse else []

@@ -4,6 +4,8 @@ Converted layers are checked on fresh inputs (integer part exact, float within r
 batch and spatial sizes); layers that must stay float are asserted to, with the reason, and
 strict=True raises naming them."""
 
+import copy
+
 import pytest
 import torch
 import torch.fx
@@ -35,6 +37,29 @@ def _resnet():
 
 
 # --- deployment plumbing -----------------------------------------------------------------------
+@pytest.mark.parametrize("where", ["root", "child"])
+def test_torch_compile_wrapper_is_converted_uncompiled(where):
+    """torch.compile's OptimizedModule, around the model or one of its blocks: convert used to run it
+    under its tracing mode and crash inside TorchDynamo (InternalTorchDynamoError: NameError:
+    ___get_torch_function_mode_stack_at). The module it wraps is now converted, returned uncompiled,
+    and the report says so."""
+    model = _resnet()
+    wrapped = copy.deepcopy(model)
+    if where == "root":
+        wrapped = torch.compile(wrapped)
+    else:
+        wrapped.b1 = torch.compile(wrapped.b1)
+    cm, rep = convert(wrapped, (_x(4, 3, 8, 8),))
+    ref, ref_rep = convert(model, (_x(4, 3, 8, 8),))
+    assert rep.converted == ref_rep.converted == ["b1.conv", "b2.conv"], str(rep)
+    assert type(cm) is P.TinyXnorResNet and type(cm.b1) is P.XnorBlock
+    assert "torch.compile wrapper" in rep.notes["<root>" if where == "root" else "b1"][0]
+    _same_outputs(cm, ref, _SHAPES, tol=0)
+    _same_outputs(cm, model, _SHAPES)
+    if where == "child":
+        assert isinstance(wrapped.b1, torch._dynamo.eval_frame.OptimizedModule)  # the original is left as it is
+
+
 @pytest.mark.parametrize("how", ["fx", "export"])
 def test_traced_graph_modules_are_reported(how):
     """torch.fx.symbolic_trace and torch.export(...).module() inline every layer's code into the graph
