@@ -9,11 +9,13 @@ import copy
 import pytest
 import torch
 import torch.fx
+from torch import nn
 
 from bnn_kernels import ConversionError, convert
 
 from . import models_public5 as P
-from .test_public_models import _fresh, _random_bn, _x
+from .test_public_models import _check_on_fresh_inputs, _fresh, _random_bn, _x
+from .test_public_models2 import _stays_float
 
 _SHAPES = [(4, 3, 8, 8), (1, 3, 11, 7), (5, 3, 6, 9)]
 
@@ -76,3 +78,23 @@ def test_traced_graph_modules_are_reported(how):
     _same_outputs(cm, model, _SHAPES[:1], tol=0)
     with pytest.raises(ConversionError, match="<root>: the calls are made by a torch.fx GraphModule"):
         convert(graph, (x,), strict=True)
+
+
+# --- BatchNorm with batch statistics ---------------------------------------------------------------
+def test_batch_statistics_inside_the_conv_module_stay_float():
+    """F.batch_norm(training=True) on the call's output normalizes with the batch: not the packed
+    per-channel epilogue. convert used to take batch_norm for affine whatever its training flag and
+    left the layer in float only because its verification on derived inputs failed ("the packed
+    output deviates"); the reason now names the batch statistics."""
+    model = _random_bn(P.BatchStatNet(where="inside"))
+    for n in (1, 4):
+        _stays_float(model, _x(n, 8, 6, 6), "conv", "batch_norm with batch statistics", P.BatchStatConv)
+
+
+def test_batchnorm_without_running_stats_after_the_conv_is_not_folded():
+    """nn.BatchNorm2d(track_running_stats=False) normalizes with the batch in eval mode too: the conv
+    before it packs, the BatchNorm stays a module of its own."""
+    model = _random_bn(P.BatchStatNet(where="after"))
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 8, 6, 6), (4, 8, 6, 6), ["conv"])
+    assert rep.fused == {} and type(cm.bn) is nn.BatchNorm2d, str(rep)
+    _same_outputs(cm, model, [(3, 8, 6, 6), (1, 8, 7, 5)])
