@@ -12,6 +12,7 @@ import torch.fx
 from torch import nn
 
 from bnn_kernels import ConversionError, convert
+from bnn_kernels.nn import BinaryConv2d
 
 from . import models_public5 as P
 from .test_public_models import _check_on_fresh_inputs, _fresh, _random_bn, _x
@@ -80,6 +81,38 @@ def test_traced_graph_modules_are_reported(how):
         convert(graph, (x,), strict=True)
 
 
+def _channels_last(t):
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
+@pytest.mark.parametrize("form", ["float64", "channels_last", "requires_grad", "train_mode", "quant_stub"])
+def test_model_forms_convert_exactly(form):
+    """float64 weights, channels_last weights and inputs, example inputs that require grad, a model
+    handed over in train() mode (convert runs a copy in eval mode, the original stays in train
+    mode), QuantStub / DeQuantStub at float: the binary convs pack and the model is exact on fresh
+    inputs (float64: within float32 rounding, the packed epilogue's multiplier and bias are float32)."""
+    model = P.QuantStubNet() if form == "quant_stub" else P.TinyXnorResNet()
+    model = _random_bn(model)
+    x, dtype, to = _x(4, 3, 8, 8), torch.float32, {}
+    if form == "float64":
+        model, x, dtype = model.double(), x.double(), torch.float64
+    elif form == "channels_last":
+        model, x, to = (
+            model.to(memory_format=torch.channels_last),
+            _channels_last(x),
+            {"memory_format": torch.channels_last},
+        )
+    elif form == "requires_grad":
+        x.requires_grad_()
+    elif form == "train_mode":
+        model.train()
+    cm, rep = convert(model, (x,))
+    prefix = "net." if form == "quant_stub" else ""
+    assert rep.converted == [f"{prefix}b1.conv", f"{prefix}b2.conv"], str(rep)
+    assert model.training == (form == "train_mode") and not cm.training
+    _same_outputs(cm, model.eval(), _SHAPES, dtype=dtype, tol=1e-6 if dtype == torch.float64 else 1e-5, **to)
+
+
 # --- BatchNorm with batch statistics ---------------------------------------------------------------
 def test_batch_statistics_inside_the_conv_module_stay_float():
     """F.batch_norm(training=True) on the call's output normalizes with the batch: not the packed
@@ -98,3 +131,81 @@ def test_batchnorm_without_running_stats_after_the_conv_is_not_folded():
     cm, rep = _check_on_fresh_inputs(model, _x(4, 8, 6, 6), (4, 8, 6, 6), ["conv"])
     assert rep.fused == {} and type(cm.bn) is nn.BatchNorm2d, str(rep)
     _same_outputs(cm, model, [(3, 8, 6, 6), (1, 8, 7, 5)])
+
+
+# --- layer forms ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_tensorflow_same_padding_stays_float(where):
+    """A larq / TensorFlow model ported with padding="same", stride 2: F.pad(.., (0, 1, 0, 1)) of the
+    binarized (or real) input before a conv without padding. The packed convs pad symmetrically:
+    the layer stays float, reported as padded by another op."""
+    model = _random_bn(P.FloatThenBinary(P.SamePadXnorConv(8, 8, where), 8, 8))
+    _stays_float(model, _x(4, 8, 7, 7), "layer", "it passes through pad", P.SamePadXnorConv)
+
+
+@pytest.mark.parametrize(
+    "conv,shape,op",
+    [
+        (lambda: nn.Conv1d(8, 12, 5, padding=2, bias=False), (4, 8, 20), "conv1d"),
+        (lambda: nn.ConvTranspose2d(8, 6, 2, stride=2, bias=False), (4, 8, 5, 5), "conv_transpose2d"),
+    ],
+)
+def test_conv1d_and_transposed_binary_layers_stay_float(conv, shape, op):
+    """A keyword-spotting BNN's binary Conv1d and a segmentation decoder's binary ConvTranspose2d:
+    not packed (conv2d and linear are), reported with the product, strict=True names them."""
+    layer = conv()
+    model = _random_bn(P.FloatThenBinary(P.XnorConvNd(layer), 8, layer.out_channels, dims=len(shape) - 2))
+    _stays_float(model, _x(*shape), "layer", f"it computes its layer with {op}", P.XnorConvNd)
+
+
+@pytest.mark.parametrize("cin,groups,dilation", [(36, 4, 2), (24, 8, 3), (12, 12, 2)])
+def test_grouped_and_dilated_binary_convs_of_odd_group_width(cin, groups, dilation):
+    """Groups of 9 or 3 channels (not a multiple of 32 bits), depthwise, dilation 2 and 3: packed,
+    exact on fresh inputs of other sizes."""
+    layer = nn.Conv2d(cin, cin, 3, padding=dilation, dilation=dilation, groups=groups, bias=False)
+    model = _random_bn(P.FloatThenBinary(P.XnorConvNd(layer), cin, cin))
+    cm, rep = _check_on_fresh_inputs(model, _x(3, cin, 7, 6), (3, cin, 7, 6), ["layer"])
+    assert type(cm.layer) is BinaryConv2d and cm.layer.groups == groups, str(rep)
+    _same_outputs(cm, model, [(1, cin, 9, 5), (4, cin, 6, 8)])
+
+
+# --- data-dependent scaling around the binary conv -------------------------------------------------
+def test_xnor_k_map_in_the_caller():
+    """XNOR-Net's K map computed in the caller: the conv module is binary and packs (from several
+    examples; the caller's factor stays float); from a single example it cannot tell sign(x) from a
+    per-sample scale and stays float, the report saying so."""
+    model = _random_bn(P.XnorKMapBlock(8))
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 8, 6, 6), (4, 8, 6, 6), ["conv"])
+    _same_outputs(cm, model, [(1, 8, 9, 5), (3, 8, 6, 6)])
+    _, rep1 = convert(model, (_x(1, 8, 6, 6),))
+    assert rep1.converted == [] and "convert with several examples" in rep1.skipped["conv"], str(rep1)
+
+
+def test_pokebnn_block():
+    """PokeBNN-style block (sign(x * s), DPReLU, shifted ReLU, three residuals): both binary convs pack
+    and the block is exact on fresh inputs; with a negative learned s (sign(x * s) = -sign(x)) the
+    binarizer is not identified and both stay float."""
+    model = _random_bn(P.PokeBlock(8, 0.7))
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 8, 6, 6), (4, 8, 6, 6), ["c1", "c2"])
+    _same_outputs(cm, model, [(1, 8, 9, 5)])
+    neg = _random_bn(P.PokeBlock(8, -0.7))
+    for name in ("c1", "c2"):
+        _stays_float(neg, _x(4, 8, 6, 6), name, "threshold not identified", P.PokeConv)
+
+
+@pytest.mark.parametrize("t", [0.5, 1e-3, 10.0, -0.3])
+def test_fracbnn_two_bit_activation_stays_float(t):
+    """FracBNN's sign(x) + sign(x - t) in {-2, 0, 2}: never a +-a input, also where the examples show
+    two of its values only (t = 10: all below t; t = 1e-3: hardly any between 0 and t)."""
+    model = _random_bn(P.FloatThenBinary(P.FracConv(8, t), 8, 8))
+    rep = _stays_float(model, _x(4, 8, 6, 6), "layer", "", P.FracConv)
+    why = rep.skipped["layer"]  # zeros among the +-2 values, or a third value where the probes look
+    assert "are exactly 0 on the examples" in why or "threshold not identified" in why, why
+
+
+def test_boolnet_binary_features_between_blocks():
+    """BoolNet-style blocks pass +-1 features (sign after BatchNorm and the binary residual in the
+    block): the conv modules pack, the model is exact on fresh inputs."""
+    model = _random_bn(P.BoolNet())
+    cm, rep = _check_on_fresh_inputs(model, _x(4, 8, 6, 6), (4, 8, 6, 6), ["b1.conv", "b2.conv"])
+    _same_outputs(cm, model, [(1, 8, 9, 5), (3, 8, 6, 6)], tol=0)
