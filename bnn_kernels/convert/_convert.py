@@ -178,6 +178,37 @@ def _float_channels_last(model: nn.Module, example_inputs, ref_out, report: Conv
         report.note("<model>", f"float layers left in their memory format: in channels_last {why}")
 
 
+_STATEFUL = (
+    "its forward changes buffers in eval mode (observers, statistics): convert's runs of the model changed them, "
+    "they are restored to their values before conversion: "
+)
+
+
+def _buffers(model: nn.Module) -> dict:
+    """{(module, buffer name): copy} of every buffer of the model, to restore after convert's runs."""
+    return {(m, n): b.detach().clone() for m in model.modules() for n, b in m._buffers.items() if b is not None}
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return False
+    return bool(((a == b) | (a != a) & (b != b)).all()) if a.is_floating_point() else torch.equal(a, b)
+
+
+def _restore(model: nn.Module, saved: dict) -> list[str]:
+    """Put back the buffers that the model's forward changed while convert ran it (a quantization
+    observer's statistics, a running value kept in eval mode: convert runs the model on many derived
+    inputs, up to 256 times the examples), in the modules still in the model; their names."""
+    names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+    changed = []
+    for (m, n), b in saved.items():
+        cur = m._buffers.get(n)
+        if id(m) in names and cur is not None and not _same(cur, b):
+            m._buffers[n] = b.clone()
+            changed.append(f"{names[id(m)]}.{n}" if names[id(m)] else n)
+    return changed
+
+
 def _leaves(v):
     """The leaves of nested tuples / lists / dicts."""
     if isinstance(v, (tuple, list)):
@@ -282,6 +313,7 @@ def convert(
     model, compiled = _prepare(model, inplace, filter_fn)
     if any(isinstance(t, torch.Tensor) and t.is_meta for t in _leaves(example_inputs)):
         raise ValueError("example_inputs: a tensor is on the meta device (no values): convert runs the model on them")
+    saved = _buffers(model)
     rec, ref_out = _trace(model, example_inputs)
     report = ConversionReport()
     for name in compiled:
@@ -294,9 +326,13 @@ def convert(
         report.converted.append(name)
     for name in folded:
         _replace_everywhere(model, modules[name], Folded(report.fused[name]))
+    changed = _restore(model, saved)
+    if changed:
+        report.note("<model>", _STATEFUL + ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else ""))
     with torch.no_grad():
         out = _run(model, example_inputs)
     report.model_max_abs, report.model_max_rel = _compare(out, ref_out)
     if channels_last and planned:
         _float_channels_last(model, example_inputs, ref_out, report)
+    _restore(model, saved)
     return model, report

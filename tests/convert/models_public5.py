@@ -45,10 +45,10 @@ class QuantStubNet(nn.Module):
     """torch.ao.quantization's eager-mode preparation: QuantStub / DeQuantStub around the model,
     still at float (identities until the model is converted to int8)."""
 
-    def __init__(self):
+    def __init__(self, net=None):
         super().__init__()
         self.quant = torch.ao.quantization.QuantStub()
-        self.net = TinyXnorResNet()
+        self.net = net or TinyXnorResNet()
         self.dequant = torch.ao.quantization.DeQuantStub()
 
     def forward(self, x):
@@ -109,6 +109,25 @@ class SignWeightConv(nn.Conv2d):
 
     def forward(self, x):
         return F.conv2d(x, mean_abs_sign(self.weight), None, self.stride, self.padding)
+
+
+class UpstreamSignBlock(nn.Module):
+    """The block binarizes (Bi-Real style): the conv module sees +-1 from its caller."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv = SignWeightConv(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return self.bn(self.conv(torch.sign(x))) + x
+
+
+class UpstreamSignResNet(TinyXnorResNet):
+    def __init__(self, c=8, classes=5):
+        super().__init__(c, classes)
+        self.b1 = UpstreamSignBlock(c)
+        self.b2 = UpstreamSignBlock(c)
 
 
 class XnorKMapBlock(nn.Module):
@@ -235,3 +254,35 @@ class BatchStatNet(nn.Module):
 
     def forward(self, x):
         return self.bn(self.conv(torch.sign(self.pre(x))))
+
+
+# --- modules whose forward changes their buffers in eval mode ---------------------------------------
+class RunningPeakNorm(nn.Module):
+    """Divides by the largest |x| seen so far, kept in a buffer updated by every forward, eval mode
+    included (as streaming / calibration code keeps running statistics)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("peak", torch.tensor(1.0))
+
+    def forward(self, x):
+        self.peak = torch.maximum(self.peak, x.detach().abs().amax())
+        return x / self.peak
+
+
+class PeakNormResNet(UpstreamSignResNet):
+    def __init__(self):
+        super().__init__()
+        self.norm = RunningPeakNorm()
+
+    def forward(self, x):
+        x = self.b2(self.b1(self.norm(self.bn0(self.stem(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
+def observed(model: nn.Module) -> nn.Module:
+    """torch.ao.quantization's eager-mode post-training preparation: MinMaxObserver modules (and the
+    forward hooks that feed them) after every quantizable layer of the model, still at float."""
+    model.eval()
+    model.qconfig = torch.ao.quantization.default_qconfig
+    return torch.ao.quantization.prepare(model)

@@ -209,3 +209,36 @@ def test_boolnet_binary_features_between_blocks():
     model = _random_bn(P.BoolNet())
     cm, rep = _check_on_fresh_inputs(model, _x(4, 8, 6, 6), (4, 8, 6, 6), ["b1.conv", "b2.conv"])
     _same_outputs(cm, model, [(1, 8, 9, 5), (3, 8, 6, 6)], tol=0)
+
+
+# --- state changed by the model's own forward ------------------------------------------------------
+@pytest.mark.parametrize("make", ["observers", "running_peak"])
+def test_buffers_the_forward_changes_come_back_as_they_were(make):
+    """A model prepared for post-training quantization (MinMaxObserver after every float layer, with
+    its calibrated min / max) or a module keeping a running peak in eval mode, before binary convs
+    whose input is binarized upstream: convert runs the whole model on inputs derived from the
+    examples (up to 256 times them) to check those convs, and used to return it
+    with those buffers changed (the observers' ranges blown up, the peak 256 times larger: outputs
+    off). They are now restored, and the report names them."""
+    if make == "observers":
+        model = P.observed(_random_bn(P.QuantStubNet(P.UpstreamSignResNet())))
+    else:
+        model = _random_bn(P.PeakNormResNet())
+    x = _x(4, 3, 8, 8)
+    with torch.no_grad():
+        model(x)  # calibration
+    before = {n: b.clone() for n, b in model.named_buffers()}
+    twin = copy.deepcopy(model)
+    cm, rep = convert(model, (x,))
+    prefix = "net." if make == "observers" else ""
+    assert rep.converted == [f"{prefix}b1.conv", f"{prefix}b2.conv"], str(rep)
+    assert "restored to their values before conversion" in rep.notes["<model>"][0], str(rep)
+    after = dict(cm.named_buffers())
+    kept = [n for n in before if n in after]
+    assert any("activation_post_process" in n or n == "norm.peak" for n in kept)
+    for n in kept:
+        assert torch.equal(after[n], before[n]), n
+    for i, shape in enumerate(_SHAPES):  # the same state, then the same updates on the same inputs
+        xf = _fresh(shape, 40 + i)
+        with torch.no_grad():
+            torch.testing.assert_close(cm(xf), twin(xf), rtol=1e-5, atol=1e-5)
