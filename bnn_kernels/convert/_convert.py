@@ -209,6 +209,12 @@ def _restore(model: nn.Module, saved: dict) -> list[str]:
     return changed
 
 
+def _describe(example_inputs) -> str:
+    """The example inputs' dtypes and shapes, for an error message."""
+    ts = [t for t in _leaves(example_inputs) if isinstance(t, torch.Tensor)]
+    return ", ".join(f"{str(t.dtype).removeprefix('torch.')} {tuple(t.shape)}" for t in ts) or "no tensors"
+
+
 def _leaves(v):
     """The leaves of nested tuples / lists / dicts."""
     if isinstance(v, (tuple, list)):
@@ -314,7 +320,11 @@ def convert(
     if any(isinstance(t, torch.Tensor) and t.is_meta for t in _leaves(example_inputs)):
         raise ValueError("example_inputs: a tensor is on the meta device (no values): convert runs the model on them")
     saved = _buffers(model)
-    rec, ref_out = _trace(model, example_inputs)
+    try:
+        rec, ref_out = _trace(model, example_inputs)
+    except Exception as e:  # the model's own error, with where it came from
+        e.add_note(f"bnn_kernels.convert: raised by the model run on example_inputs ({_describe(example_inputs)})")
+        raise
     report = ConversionReport()
     for name in compiled:
         report.note(name, _COMPILED)

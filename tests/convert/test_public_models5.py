@@ -242,3 +242,12 @@ def test_buffers_the_forward_changes_come_back_as_they_were(make):
         xf = _fresh(shape, 40 + i)
         with torch.no_grad():
             torch.testing.assert_close(cm(xf), twin(xf), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_failing_on_its_examples_says_so():
+    """Examples the model does not take (float64 for a float32 model): the model's own error,
+    which used to reach the user alone, now carries a note that convert ran the model on
+    example_inputs, with their dtypes and shapes."""
+    with pytest.raises(RuntimeError) as info:
+        convert(_resnet(), (_x(2, 3, 8, 8).double(),))
+    assert "run on example_inputs (float64 (2, 3, 8, 8))" in "".join(getattr(info.value, "__notes__", [])), info.value
