@@ -322,8 +322,9 @@ def convert(
     saved = _buffers(model)
     try:
         rec, ref_out = _trace(model, example_inputs)
-    except Exception as e:  # the model's own error, with where it came from
-        e.add_note(f"bnn_kernels.convert: raised by the model run on example_inputs ({_describe(example_inputs)})")
+    except Exception as e:  # the model's own error, with where it came from (Python >= 3.11)
+        if hasattr(e, "add_note"):
+            e.add_note(f"bnn_kernels.convert: raised by the model run on example_inputs ({_describe(example_inputs)})")
         raise
     report = ConversionReport()
     for name in compiled:
