@@ -53,6 +53,20 @@ _GRAPH_MODULE = (
 )
 
 
+def _check_dtypes(call) -> None:
+    """Skip a call whose input, weight, bias and output dtypes differ: PyTorch refuses such a call
+    outside torch.autocast, which casts inside it (a float32 input and weight, a bfloat16 output
+    computed from bfloat16 copies), a precision the packed layer does not reproduce."""
+    named = (("input", call.z), ("weight", call.w), ("bias", call.b), ("output", call.y))
+    dtypes = {n: str(t.dtype).removeprefix("torch.") for n, t in named if isinstance(t, torch.Tensor)}
+    if len(set(dtypes.values())) > 1:
+        raise Skip(
+            f"its {call.kind} call mixes dtypes ({', '.join(f'{n} {d}' for n, d in dtypes.items())}): it runs "
+            "under torch.autocast, which computes in a precision the packed layer does not reproduce (convert the "
+            "model without autocast)"
+        )
+
+
 def _check_invocations(invs: list[_Invocation]) -> None:
     """Raise Skip unless every invocation is one tensor in, one conv/linear call, its output out."""
     first = invs[0]
@@ -67,6 +81,7 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
         if inv.calls[0].kind not in ("conv2d", "linear"):
             raise Skip(f"it computes its layer with {inv.calls[0].kind}, which is not packed (conv2d and linear are)")
+        _check_dtypes(inv.calls[0])
         if inv.random is not None:
             raise Skip(
                 f"random forward: it calls {inv.random} (stochastic binarization, or dropout in training mode as "

@@ -11,6 +11,7 @@ forward values are what matters)."""
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from .models_public4 import XnorConv2d, mean_abs_sign
@@ -38,6 +39,25 @@ class TinyXnorResNet(nn.Module):
 
     def forward(self, x):
         x = self.b2(self.b1(self.bn0(self.stem(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+class AutocastResNet(TinyXnorResNet):
+    """Mixed-precision inference written in the forward: torch.autocast to bfloat16 on the CPU."""
+
+    def forward(self, x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return super().forward(x).float()
+
+
+class CheckpointedResNet(TinyXnorResNet):
+    """Training code's activation checkpointing left in the forward (both torch.utils.checkpoint
+    implementations)."""
+
+    def forward(self, x):
+        x = self.bn0(self.stem(x))
+        x = torch.utils.checkpoint.checkpoint(self.b1, x, use_reentrant=False)
+        x = torch.utils.checkpoint.checkpoint(self.b2, x, use_reentrant=True)
         return self.fc(x.mean((2, 3)))
 
 

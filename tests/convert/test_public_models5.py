@@ -19,6 +19,11 @@ from . import models_public5 as P
 from .test_public_models import _check_on_fresh_inputs, _fresh, _random_bn, _x
 from .test_public_models2 import _stays_float
 
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad:UserWarning"),  # checkpoint in eval
+    pytest.mark.filterwarnings("ignore:torch.ao.quantization is deprecated:DeprecationWarning"),
+]
+
 _SHAPES = [(4, 3, 8, 8), (1, 3, 11, 7), (5, 3, 6, 9)]
 
 
@@ -86,13 +91,15 @@ def _channels_last(t):
     return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
 
 
-@pytest.mark.parametrize("form", ["float64", "channels_last", "requires_grad", "train_mode", "quant_stub"])
+@pytest.mark.parametrize(
+    "form", ["float64", "channels_last", "requires_grad", "train_mode", "quant_stub", "checkpoint"]
+)
 def test_model_forms_convert_exactly(form):
     """float64 weights, channels_last weights and inputs, example inputs that require grad, a model
     handed over in train() mode (convert runs a copy in eval mode, the original stays in train
-    mode), QuantStub / DeQuantStub at float: the binary convs pack and the model is exact on fresh
+    mode), QuantStub / DeQuantStub at float, torch.utils.checkpoint in the forward: the binary convs pack and the model is exact on fresh
     inputs (float64: within float32 rounding, the packed epilogue's multiplier and bias are float32)."""
-    model = P.QuantStubNet() if form == "quant_stub" else P.TinyXnorResNet()
+    model = {"quant_stub": P.QuantStubNet, "checkpoint": P.CheckpointedResNet}.get(form, P.TinyXnorResNet)()
     model = _random_bn(model)
     x, dtype, to = _x(4, 3, 8, 8), torch.float32, {}
     if form == "float64":
@@ -253,3 +260,20 @@ def test_a_model_failing_on_its_examples_says_so():
     with pytest.raises(RuntimeError) as info:
         convert(_resnet(), (_x(2, 3, 8, 8).double(),))
     assert "run on example_inputs (float64 (2, 3, 8, 8))" in "".join(getattr(info.value, "__notes__", [])), info.value
+
+
+def test_autocast_in_the_forward_stays_float():
+    """torch.autocast in the model's forward computes the convs from bfloat16 copies of float32
+    weights. convert used to crash (RuntimeError: expected scalar type BFloat16 but found Float)
+    when it probed a conv module alone, outside autocast, on the bfloat16 input it had recorded. A
+    call whose input, weight, bias and output dtypes differ is now left in float, reported as
+    running under autocast; strict=True names the binary layers; the model is unchanged."""
+    model = _random_bn(P.AutocastResNet())
+    x = _x(4, 3, 8, 8)
+    cm, rep = convert(model, (x,))
+    assert rep.converted == [] and "runs under torch.autocast" in rep.skipped["b1.conv"], str(rep)
+    assert type(cm.b1.conv) is P.XnorConv2d
+    _same_outputs(cm, model, _SHAPES, tol=0)
+    with pytest.raises(ConversionError, match="b1.conv: its conv2d call mixes dtypes") as info:
+        convert(model, (x,), strict=True)
+    assert "b2.conv: " in str(info.value) and "stem" not in str(info.value)
