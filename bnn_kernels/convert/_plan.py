@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.utils.prune import BasePruningMethod
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
@@ -30,8 +31,9 @@ from ._verify import Check, int_exact, verify, verify_derived
 
 # Forward pre-hooks that only recompute the module's weight from its parameters (the old
 # torch.nn.utils.weight_norm / spectral_norm; in eval mode spectral_norm uses its stored
-# vectors): the traced call sees that weight, which the packed module keeps.
-_WEIGHT_HOOKS = (WeightNorm, SpectralNorm)
+# vectors; torch.nn.utils.prune's weight = weight_orig * weight_mask): the traced call sees that
+# weight, which the packed module keeps.
+_WEIGHT_HOOKS = (WeightNorm, SpectralNorm, BasePruningMethod)
 
 __all__ = ["plan"]
 

@@ -11,6 +11,7 @@ forward values are what matters)."""
 
 import torch
 import torch.nn.functional as F
+import torch.nn.utils.prune
 import torch.utils.checkpoint
 from torch import nn
 
@@ -306,3 +307,14 @@ def observed(model: nn.Module) -> nn.Module:
     model.eval()
     model.qconfig = torch.ao.quantization.default_qconfig
     return torch.ao.quantization.prepare(model)
+
+
+def pruned(model: TinyXnorResNet, how: str) -> TinyXnorResNet:
+    """torch.nn.utils.prune on the first binary conv (a forward pre-hook recomputes its weight as
+    weight_orig * weight_mask): whole output channels (L1 structured) or single weights."""
+    conv = model.b1.conv
+    if how == "structured":
+        torch.nn.utils.prune.ln_structured(conv, "weight", amount=0.25, n=1, dim=0)
+    else:
+        torch.nn.utils.prune.l1_unstructured(conv, "weight", amount=0.3)
+    return model

@@ -277,3 +277,16 @@ def test_autocast_in_the_forward_stays_float():
     with pytest.raises(ConversionError, match="b1.conv: its conv2d call mixes dtypes") as info:
         convert(model, (x,), strict=True)
     assert "b2.conv: " in str(info.value) and "stem" not in str(info.value)
+
+
+@pytest.mark.parametrize("how", ["structured", "unstructured"])
+def test_pruned_binary_conv_packs_ternary(how):
+    """torch.nn.utils.prune's forward pre-hook only recomputes the weight (weight_orig * mask), as
+    weight_norm's does: convert used to leave the pruned conv in float ("it has forward pre-hooks
+    that may change the input"). It now packs, the pruned weights as ternary zeros, exact on fresh
+    inputs. (A pruned model cannot be deep-copied: inplace=True.)"""
+    model, twin = (P.pruned(_random_bn(P.TinyXnorResNet(), seed=1), how) for _ in range(2))
+    twin.load_state_dict(model.state_dict())
+    cm, rep = convert(model, (_x(4, 3, 8, 8),), inplace=True)
+    assert rep.converted == ["b1.conv", "b2.conv"] and cm.b1.conv.ternary, str(rep)
+    _same_outputs(cm, twin, _SHAPES)
