@@ -87,6 +87,21 @@ def test_traced_graph_modules_are_reported(how):
         convert(graph, (x,), strict=True)
 
 
+@pytest.mark.parametrize("how", ["fx", "export"])
+def test_traced_binary_conv_child_converts(how):
+    """One binary conv module traced on its own (its graph module a child of the model, making the
+    one call): packed like the module it was traced from, exact on fresh inputs. The exported one
+    calls ATen operators, which convert did not see before."""
+    model = _resnet()
+    traced = copy.deepcopy(model)
+    conv = traced.b1.conv
+    x = _x(4, 8, 8, 8)  # export fixes the shapes: the examples' and the first fresh ones
+    traced.b1.conv = torch.fx.symbolic_trace(conv) if how == "fx" else torch.export.export(conv, (x,)).module()
+    cm, rep = convert(traced, (_x(4, 3, 8, 8),))
+    assert rep.converted == ["b1.conv", "b2.conv"], str(rep)
+    _same_outputs(cm, model, _SHAPES[:1] if how == "export" else _SHAPES)
+
+
 def _channels_last(t):
     return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
 
