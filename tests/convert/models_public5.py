@@ -318,3 +318,15 @@ def pruned(model: TinyXnorResNet, how: str) -> TinyXnorResNet:
     else:
         torch.nn.utils.prune.l1_unstructured(conv, "weight", amount=0.3)
     return model
+
+
+def fake_quantized_bn(model: TinyXnorResNet, x: torch.Tensor) -> TinyXnorResNet:
+    """Quantization-aware training prepared on the first block's BatchNorm only
+    (torch.ao.quantization.prepare_qat): a forward hook runs a FakeQuantize submodule on its output,
+    which rounds it to an 8-bit grid (also in eval mode); calibrated on x, then in eval mode."""
+    model.train()
+    model.b1.bn.qconfig = torch.ao.quantization.get_default_qat_qconfig("x86")
+    torch.ao.quantization.prepare_qat(model, inplace=True)
+    with torch.no_grad():
+        model(x)
+    return model.eval()
