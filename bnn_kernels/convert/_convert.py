@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 
 from ..nn._base import Folded, PackedModule, float_layers_to
 from ._fuse import apply_affine, apply_bn, fold_affine, fold_bn, fold_sign_inputs
@@ -267,6 +268,15 @@ def _prepare(model, inplace: bool, filter_fn) -> tuple[nn.Module, list[str]]:
         raise ValueError(
             f"model: {meta} is on the meta device (no values): convert reads the trained weights, load them first "
             "(model.to_empty(device=...) then load_state_dict)"
+        )
+    lazy = next(
+        (n for n, t in [*model.named_parameters(), *model.named_buffers()] if isinstance(t, UninitializedTensorMixin)),
+        None,
+    )
+    if lazy is not None:
+        raise ValueError(
+            f"model: {lazy} is uninitialized (a Lazy module that has not run yet: no values): convert reads the "
+            "trained weights, run the model once and load them first"
         )
     if not inplace:
         try:

@@ -330,3 +330,16 @@ def fake_quantized_bn(model: TinyXnorResNet, x: torch.Tensor) -> TinyXnorResNet:
     with torch.no_grad():
         model(x)
     return model.eval()
+
+
+class LazyXnorNet(nn.Module):
+    """Lazy modules (shapes inferred at the first call) not run yet: no weights."""
+
+    def __init__(self, c=8):
+        super().__init__()
+        self.stem = nn.LazyConv2d(c, 3, padding=1)
+        self.bn0 = nn.LazyBatchNorm2d()
+        self.b1 = XnorBlock(c)
+
+    def forward(self, x):
+        return self.b1(self.bn0(self.stem(x)))

@@ -324,3 +324,18 @@ def test_batchnorm_with_a_fake_quantize_hook_is_not_folded():
         xf = _fresh(shape, 50 + i)
         with torch.no_grad():
             torch.testing.assert_close(cm(xf), twin(xf), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_uninitialized_lazy_modules_are_refused(inplace):
+    """A model with Lazy modules not run yet has no weights. convert used to say it could not
+    deep-copy it and to pass inplace=True, which would have converted randomly initialized
+    weights. It is now refused like a meta-device model, naming the parameter; run once, the
+    model converts."""
+    model = P.LazyXnorNet().eval()
+    with pytest.raises(ValueError, match="model: stem.weight is uninitialized"):
+        convert(model, (_x(2, 3, 6, 6),), inplace=inplace)
+    with torch.no_grad():
+        model(_x(2, 3, 6, 6))
+    cm, rep = convert(model, (_x(4, 3, 6, 6),))
+    assert rep.converted == ["b1.conv"], str(rep)
