@@ -186,8 +186,9 @@ _STATEFUL = (
 
 
 def _buffers(model: nn.Module) -> dict:
-    """{(module, buffer name): copy} of every buffer of the model, to restore after convert's runs."""
-    return {(m, n): b.detach().clone() for m in model.modules() for n, b in m._buffers.items() if b is not None}
+    """{(module, buffer name): (the buffer, a copy)} of every buffer of the model, to restore after
+    convert's runs."""
+    return {(m, n): (b, b.detach().clone()) for m in model.modules() for n, b in m._buffers.items() if b is not None}
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -199,14 +200,23 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 def _restore(model: nn.Module, saved: dict) -> list[str]:
     """Put back the buffers that the model's forward changed while convert ran it (a quantization
     observer's statistics, a running value kept in eval mode: convert runs the model on many derived
-    inputs, up to 256 times the examples), in the modules still in the model; their names."""
+    inputs, up to 256 times the examples), in the modules still in the model: the same tensors
+    (shared buffers stay shared) with their values; the names of those whose values had changed."""
     names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
     changed = []
-    for (m, n), b in saved.items():
+    for (m, n), (obj, copy_) in saved.items():
         cur = m._buffers.get(n)
-        if id(m) in names and cur is not None and not _same(cur, b):
-            m._buffers[n] = b.clone()
+        if id(m) not in names or cur is None or (cur is obj and _same(obj, copy_)):
+            continue
+        if not _same(cur, copy_):
             changed.append(f"{names[id(m)]}.{n}" if names[id(m)] else n)
+        if not _same(obj, copy_):
+            with torch.no_grad():
+                if obj.shape == copy_.shape and obj.dtype == copy_.dtype:
+                    obj.copy_(copy_)
+                else:
+                    obj = copy_.clone()
+        m._buffers[n] = obj
     return changed
 
 

@@ -339,3 +339,18 @@ def test_uninitialized_lazy_modules_are_refused(inplace):
         model(_x(2, 3, 6, 6))
     cm, rep = convert(model, (_x(4, 3, 6, 6),))
     assert rep.converted == ["b1.conv"], str(rep)
+
+
+def test_a_shared_buffer_the_forward_changes_comes_back_shared():
+    """Two RunningPeakNorm modules sharing their peak buffer: restored to the same tensor (still
+    shared, the value before conversion)."""
+    model = _random_bn(P.PeakNormResNet())
+    x = _x(4, 3, 8, 8)
+    with torch.no_grad():
+        model(x)
+    model.norm2 = P.RunningPeakNorm()
+    model.norm2.peak = model.norm.peak  # its forward reassigns its own: shared until the next call
+    peak = model.norm.peak.clone()
+    cm, rep = convert(model, (x,), inplace=True)
+    assert rep.converted == ["b1.conv", "b2.conv"], str(rep)
+    assert cm.norm.peak is cm.norm2.peak and torch.equal(cm.norm.peak, peak)
