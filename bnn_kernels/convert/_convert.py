@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import math
 import re
+import sys
 from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 
 from ..nn._base import Folded, PackedModule, float_layers_to
 from ._fuse import apply_affine, apply_bn, fold_affine, fold_bn, fold_sign_inputs
@@ -177,6 +179,53 @@ def _float_channels_last(model: nn.Module, example_inputs, ref_out, report: Conv
         report.note("<model>", f"float layers left in their memory format: in channels_last {why}")
 
 
+_STATEFUL = (
+    "its forward changes buffers in eval mode (observers, statistics): convert's runs of the model changed them, "
+    "they are restored to their values before conversion: "
+)
+
+
+def _buffers(model: nn.Module) -> dict:
+    """{(module, buffer name): (the buffer, a copy)} of every buffer of the model, to restore after
+    convert's runs."""
+    return {(m, n): (b, b.detach().clone()) for m in model.modules() for n, b in m._buffers.items() if b is not None}
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return False
+    return bool(((a == b) | (a != a) & (b != b)).all()) if a.is_floating_point() else torch.equal(a, b)
+
+
+def _restore(model: nn.Module, saved: dict) -> list[str]:
+    """Put back the buffers that the model's forward changed while convert ran it (a quantization
+    observer's statistics, a running value kept in eval mode: convert runs the model on many derived
+    inputs, up to 256 times the examples), in the modules still in the model: the same tensors
+    (shared buffers stay shared) with their values; the names of those whose values had changed."""
+    names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+    changed = []
+    for (m, n), (obj, copy_) in saved.items():
+        cur = m._buffers.get(n)
+        if id(m) not in names or cur is None or (cur is obj and _same(obj, copy_)):
+            continue
+        if not _same(cur, copy_):
+            changed.append(f"{names[id(m)]}.{n}" if names[id(m)] else n)
+        if not _same(obj, copy_):
+            with torch.no_grad():
+                if obj.shape == copy_.shape and obj.dtype == copy_.dtype:
+                    obj.copy_(copy_)
+                else:
+                    obj = copy_.clone()
+        m._buffers[n] = obj
+    return changed
+
+
+def _describe(example_inputs) -> str:
+    """The example inputs' dtypes and shapes, for an error message."""
+    ts = [t for t in _leaves(example_inputs) if isinstance(t, torch.Tensor)]
+    return ", ".join(f"{str(t.dtype).removeprefix('torch.')} {tuple(t.shape)}" for t in ts) or "no tensors"
+
+
 def _leaves(v):
     """The leaves of nested tuples / lists / dicts."""
     if isinstance(v, (tuple, list)):
@@ -186,8 +235,40 @@ def _leaves(v):
     return [v]
 
 
-def _prepare(model, inplace: bool, filter_fn) -> nn.Module:
-    """Checked arguments; the model to convert (a deep copy unless inplace), in eval mode."""
+_COMPILED = (
+    "a torch.compile wrapper: the module it wraps is converted and returned uncompiled (compile the converted model)"
+)
+
+
+def _uncompiled(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """The model with every torch.compile wrapper (OptimizedModule, the root or a submodule) replaced
+    by the module it wraps, and the names of those wrappers: a compiled forward runs in TorchDynamo,
+    which does not run under convert's tracing mode."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # not imported: nothing was compiled
+    wrapper = getattr(eval_frame, "OptimizedModule", None)
+    names: list[str] = []
+    if wrapper is None:
+        return model, names
+
+    def unwrap(parent: nn.Module, prefix: str) -> None:
+        for k, child in list(parent._modules.items()):
+            while isinstance(child, wrapper):
+                names.append(prefix + k)
+                child = child._orig_mod
+                setattr(parent, k, child)
+            if child is not None:
+                unwrap(child, f"{prefix}{k}.")
+
+    while isinstance(model, wrapper):
+        names.append("<root>")
+        model = model._orig_mod
+    unwrap(model, "")
+    return model, names
+
+
+def _prepare(model, inplace: bool, filter_fn) -> tuple[nn.Module, list[str]]:
+    """Checked arguments; the model to convert (a deep copy unless inplace), in eval mode, without
+    torch.compile wrappers (_uncompiled), and the names of those removed."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if filter_fn is not None and not callable(filter_fn):
@@ -198,6 +279,15 @@ def _prepare(model, inplace: bool, filter_fn) -> nn.Module:
             f"model: {meta} is on the meta device (no values): convert reads the trained weights, load them first "
             "(model.to_empty(device=...) then load_state_dict)"
         )
+    lazy = next(
+        (n for n, t in [*model.named_parameters(), *model.named_buffers()] if isinstance(t, UninitializedTensorMixin)),
+        None,
+    )
+    if lazy is not None:
+        raise ValueError(
+            f"model: {lazy} is uninitialized (a Lazy module that has not run yet: no values): convert reads the "
+            "trained weights, run the model once and load them first"
+        )
     if not inplace:
         try:
             model = copy.deepcopy(model)
@@ -205,7 +295,8 @@ def _prepare(model, inplace: bool, filter_fn) -> nn.Module:
             raise TypeError(
                 f"convert could not deep-copy the model ({e}); pass inplace=True to convert it in place"
             ) from e
-    return model.eval()
+    model, compiled = _uncompiled(model)
+    return model.eval(), compiled
 
 
 def convert(
@@ -222,6 +313,8 @@ def convert(
 
     Args:
         model: the float model (any nn.Module; nothing is matched by class name).
+            torch.compile wrappers in it (or around it) are removed: the modules they wrap are
+            converted, and the result is returned uncompiled (``report.notes`` names them).
         example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs;
             the model runs once on them. Use a few realistic samples (a scale after a call
             is fitted where each output channel varies across them; where one does not, as
@@ -243,11 +336,19 @@ def convert(
     Returns:
         (converted model in eval mode, ConversionReport).
     """
-    model = _prepare(model, inplace, filter_fn)
+    model, compiled = _prepare(model, inplace, filter_fn)
     if any(isinstance(t, torch.Tensor) and t.is_meta for t in _leaves(example_inputs)):
         raise ValueError("example_inputs: a tensor is on the meta device (no values): convert runs the model on them")
-    rec, ref_out = _trace(model, example_inputs)
+    saved = _buffers(model)
+    try:
+        rec, ref_out = _trace(model, example_inputs)
+    except Exception as e:  # the model's own error, with where it came from (Python >= 3.11)
+        if hasattr(e, "add_note"):
+            e.add_note(f"bnn_kernels.convert: raised by the model run on example_inputs ({_describe(example_inputs)})")
+        raise
     report = ConversionReport()
+    for name in compiled:
+        report.note(name, _COMPILED)
     by_module, modules, order = _group(rec)
     planned = _plan_all(by_module, modules, order, report, strict, filter_fn, model, example_inputs)
     folded = _fuse(rec, planned, by_module, report) if fuse else []
@@ -256,9 +357,13 @@ def convert(
         report.converted.append(name)
     for name in folded:
         _replace_everywhere(model, modules[name], Folded(report.fused[name]))
+    changed = _restore(model, saved)
+    if changed:
+        report.note("<model>", _STATEFUL + ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else ""))
     with torch.no_grad():
         out = _run(model, example_inputs)
     report.model_max_abs, report.model_max_rel = _compare(out, ref_out)
     if channels_last and planned:
         _float_channels_last(model, example_inputs, ref_out, report)
+    _restore(model, saved)
     return model, report

@@ -34,11 +34,14 @@ def _channel_dim(new: PackedModule) -> int:
 
 def fold_bn(rec: _Recorder, planned: dict, by_module: dict):
     """[(bn name, packed module name, recorded batch_norm arguments)] for the eval-mode BatchNorm
-    modules that read only the output of a packed module."""
+    modules that read only the output of a packed module and whose output is that batch_norm's,
+    affine in their input (op by op, through their hooks and submodules: a forward hook that runs
+    a submodule on the output, as torch.ao.quantization's FakeQuantize after a prepared BatchNorm,
+    is not part of the BatchNorm's own ops)."""
     out = []
     for name, invs in by_module.items():
         inv = invs[0]
-        if len(invs) != 1 or len(inv.ops) != 1 or inv.ops[0][0] != "batch_norm" or inv.calls:
+        if len(invs) != 1 or len(inv.ops) != 1 or inv.ops[0][0] != "batch_norm" or inv.calls or not inv.is_affine:
             continue
         bn = inv.ops[0][1]
         if bn["training"] or bn["running_mean"] is None or bn["running_var"] is None:

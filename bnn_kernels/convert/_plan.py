@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.utils.prune import BasePruningMethod
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
@@ -30,8 +31,9 @@ from ._verify import Check, int_exact, verify, verify_derived
 
 # Forward pre-hooks that only recompute the module's weight from its parameters (the old
 # torch.nn.utils.weight_norm / spectral_norm; in eval mode spectral_norm uses its stored
-# vectors): the traced call sees that weight, which the packed module keeps.
-_WEIGHT_HOOKS = (WeightNorm, SpectralNorm)
+# vectors; torch.nn.utils.prune's weight = weight_orig * weight_mask): the traced call sees that
+# weight, which the packed module keeps.
+_WEIGHT_HOOKS = (WeightNorm, SpectralNorm, BasePruningMethod)
 
 __all__ = ["plan"]
 
@@ -46,8 +48,32 @@ class _Input:
     notes: list = field(default_factory=list)
 
 
+_GRAPH_MODULE = (
+    "the calls are made by a torch.fx GraphModule (torch.fx.symbolic_trace, torch.export(...).module()), whose "
+    "graph runs its layers' code inline, so no submodule of it makes them: convert the nn.Module it was traced "
+    "from, then trace or export the converted one"
+)
+
+
+def _check_dtypes(call) -> None:
+    """Skip a call whose input, weight, bias and output dtypes differ: PyTorch refuses such a call
+    outside torch.autocast, which casts inside it (a float32 input and weight, a bfloat16 output
+    computed from bfloat16 copies), a precision the packed layer does not reproduce."""
+    named = (("input", call.z), ("weight", call.w), ("bias", call.b), ("output", call.y))
+    dtypes = {n: str(t.dtype).removeprefix("torch.") for n, t in named if isinstance(t, torch.Tensor)}
+    if len(set(dtypes.values())) > 1:
+        raise Skip(
+            f"its {call.kind} call mixes dtypes ({', '.join(f'{n} {d}' for n, d in dtypes.items())}): it runs "
+            "under torch.autocast, which computes in a precision the packed layer does not reproduce (convert the "
+            "model without autocast)"
+        )
+
+
 def _check_invocations(invs: list[_Invocation]) -> None:
     """Raise Skip unless every invocation is one tensor in, one conv/linear call, its output out."""
+    first = invs[0]
+    if isinstance(first.module, torch.fx.GraphModule) and (not first.name or len(first.calls) > 1):
+        raise Skip(_GRAPH_MODULE)
     if not invs[0].name:
         raise Skip("the call is made by the root module itself (wrap the layer in a submodule)")
     for inv in invs:
@@ -57,6 +83,7 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
         if inv.calls[0].kind not in ("conv2d", "linear"):
             raise Skip(f"it computes its layer with {inv.calls[0].kind}, which is not packed (conv2d and linear are)")
+        _check_dtypes(inv.calls[0])
         if inv.random is not None:
             raise Skip(
                 f"random forward: it calls {inv.random} (stochastic binarization, or dropout in training mode as "

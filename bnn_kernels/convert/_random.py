@@ -4,6 +4,8 @@ dropout (the identity when not training, which the tracking names "identity") an
 
 from __future__ import annotations
 
+import torch
+
 __all__ = ["DROPOUT", "RANDOM", "op_name"]
 
 # Dropout ops: the identity when not training (nn.Dropout in eval mode), tracked as the op
@@ -18,8 +20,10 @@ RANDOM |= {"cauchy_", "log_normal_", "geometric_"}
 
 
 def op_name(func, args, kwargs) -> str:
-    """The op's name for the tracking: "identity" for a dropout that is not training."""
-    name = getattr(func, "__name__", str(func))
+    """The op's name for the tracking: "identity" for a dropout that is not training. An ATen
+    operator called directly (``torch.ops.aten.sign.default``, as the graph of
+    ``torch.export(...).module()`` calls them) is named as its torch function ("sign")."""
+    name = func._opname if isinstance(func, torch._ops.OpOverload) else getattr(func, "__name__", str(func))
     if name in DROPOUT:
         training = kwargs.get("training", kwargs.get("train", args[2] if len(args) > 2 else True))
         if training is False:

@@ -22,8 +22,8 @@ from ._inplace import inplace_arg
 from ._padmode import record_pad, unpad
 from ._random import RANDOM, op_name
 
-_CONV = (torch.conv2d, F.conv2d)
-_LINEAR = (F.linear,)
+_CONV = (torch.conv2d, F.conv2d, torch.ops.aten.conv2d.default)  # ATen: torch.export(...).module()'s graph
+_LINEAR = (F.linear, torch.ops.aten.linear.default)
 # Ops through which "affine in the module's input" is preserved (taint tracking for fusion):
 # at most one operand may derive from the input, and never a divisor.
 _TAINT_LINEAR = {
@@ -66,6 +66,7 @@ _TAINT_LINEAR = {
     "float",
     "type_as",
 }
+_BATCH_STATS = "batch_norm with batch statistics"
 _TAINT_PRODUCT = {"mul", "mul_", "__mul__", "__rmul__", "__imul__"}
 _TAINT_QUOTIENT = {"div", "div_", "true_divide", "__truediv__", "__itruediv__"}
 _META_OPS = {"__get__", "size", "dim", "numel", "ndimension", "is_contiguous", "stride", "__len__", "element_size"}
@@ -298,11 +299,13 @@ class _Recorder(TorchFunctionMode):
                     self.uses[id(a)].append((name, {id(i) for i in self.stack}))
         if name not in _META_OPS:
             flat = list(_flat(args, kwargs))
+            # batch statistics (training=True, or no running stats) normalize with the batch: not affine
+            tname = name if _elementwise(name, args, kwargs) or name != "batch_norm" else _BATCH_STATS
             for inv in self.stack:
-                if inv.affine_break is None and _taint(inv.taint, inv.taint_refs, name, flat, out):
-                    inv.affine_break = name
-                if inv.post_break is None and _taint(inv.post_taint, inv.post_refs, name, flat, out):
-                    inv.post_break = name
+                if inv.affine_break is None and _taint(inv.taint, inv.taint_refs, tname, flat, out):
+                    inv.affine_break = tname
+                if inv.post_break is None and _taint(inv.post_taint, inv.post_refs, tname, flat, out):
+                    inv.post_break = tname
         for inv in self.stack:
             if inv.random is None and name in RANDOM:
                 inv.random = name
