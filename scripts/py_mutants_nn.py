@@ -15,6 +15,7 @@ NN = [
     "tests/nn/test_offset.py",
     "tests/nn/test_padding_modes.py",
     "tests/nn/test_ternary.py",
+    "tests/nn/test_module_edges.py",
     "tests/test_serialization.py",
 ]
 
