@@ -7,13 +7,14 @@ PK, GM, CV = "bnn_kernels/ops/pack.py", "bnn_kernels/ops/gemm.py", "bnn_kernels/
 LN, BSO, WC = "bnn_kernels/ops/linear.py", "bnn_kernels/ops/bitserial.py", "bnn_kernels/ops/binary_weight_conv.py"
 CH, SER = "bnn_kernels/ops/_checks.py", "bnn_kernels/serialization.py"
 
-PACK = ["tests/ops/test_pack_edges.py", "tests/ops/test_pack.py"]
+WRAP = "tests/ops/test_wrappers.py"  # the wrappers' plumbing and defaults
+PACK = ["tests/ops/test_pack_edges.py", "tests/ops/test_pack.py", WRAP]
 EPI = ["tests/ops/test_epilogue.py", "tests/ops/test_epilogue_dual.py"]
-GEMM = ["tests/ops/test_gemm_edges.py", "tests/ops/test_gemm.py", *EPI]
-CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py", *EPI]
-LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py"]
-BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial.py"]
-WCONV = ["tests/ops/test_binary_weight_conv.py"]
+GEMM = ["tests/ops/test_gemm_edges.py", "tests/ops/test_gemm.py", *EPI, WRAP]
+CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py", *EPI, WRAP]
+LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py", WRAP]
+BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial.py", WRAP]
+WCONV = ["tests/ops/test_binary_weight_conv.py", WRAP]
 SERIAL = ["tests/test_serialization.py", "tests/nn/test_binary_fused.py", "tests/nn/test_ternary.py"]
 
 # fmt: off

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnn_kernels.nn import BinaryConv2d, BinaryLinear
+from bnn_kernels.nn import BinaryConv2d, BinaryLinear, BitSplitLinear
 from tests.helpers import gen, pm1, ref_conv
 
 
@@ -76,3 +76,24 @@ def test_binary_linear_from_float_keeps_the_layer_dtype(dtype):
     assert m.out_dtype == dtype
     assert m(torch.randn(3, 40, dtype=dtype)).dtype == dtype
     assert BinaryLinear.from_float(lin, out_dtype=torch.float32).out_dtype == torch.float32
+
+
+@pytest.mark.parametrize("plane_values", ["01", "pm1"])
+@pytest.mark.parametrize("reduce", [False, True])
+@pytest.mark.parametrize("seed", range(2))
+def test_bitsplit_linear_from_float_every_path(seed, plane_values, reduce):
+    """Each path's float result (coefs, scale, the layer bias on path 0 only), kept apart or summed."""
+    rng, g = random.Random(seed), gen(seed)
+    k, n, p = rng.randint(10, 120), rng.randint(2, 20), rng.randint(2, 4)
+    lin = nn.Linear(k, n)
+    x = torch.randn(rng.randint(1, 4), k, generator=g)
+    th = torch.randn(p, k, generator=g) * 0.3
+    coefs = [rng.choice([0.5, 1.0, 2.0, -1.0]) for _ in range(p)]
+    m = BitSplitLinear.from_float(lin, th, plane_values=plane_values, coefs=coefs, scale="mean_abs", reduce=reduce)
+    w = pm1(lin.weight) * lin.weight.detach().double().abs().mean(1, keepdim=True)
+    paths = []
+    for i in range(p):
+        b = (x >= th[i]).double() if plane_values == "01" else pm1(x, th[i], -1)
+        paths.append(coefs[i] * (b @ w.T) + (lin.bias.detach().double() if i == 0 else 0))
+    want = sum(paths) if reduce else torch.stack(paths)
+    torch.testing.assert_close(m(x).double(), want, rtol=1e-5, atol=1e-5)
