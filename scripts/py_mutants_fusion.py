@@ -6,7 +6,7 @@ Entries: (name, file, original snippet, replacement, test files[, why it is equi
 
 FU, CHAIN, DUAL = "bnn_kernels/fusion.py", "bnn_kernels/_fusion_chain.py", "bnn_kernels/_fusion_dual.py"
 
-FUSION = ["tests/test_fusion.py", "tests/test_fusion_dual.py"]
+FUSION = ["tests/test_fusion.py", "tests/test_fusion_dual.py", "tests/test_fusion_edges.py"]
 COMPILED = [*FUSION, "tests/test_compile_fused.py"]
 
 # fmt: off
@@ -28,7 +28,9 @@ FUSION_MUTANTS = [
      'if self.dtype != torch.float32 or self.last > ACT:\n            return "activation on a value', FUSION),
     ("fuse_half_cast_while_shift_pending", CHAIN,
      "if dt in (torch.float16, torch.bfloat16) and self.dtype == torch.float32 and not self.pending:",
-     "if dt in (torch.float16, torch.bfloat16) and self.dtype == torch.float32:", FUSION),
+     "if dt in (torch.float16, torch.bfloat16) and self.dtype == torch.float32:", FUSION,
+     "the rewrite uses the last commit, taken only while no shift is pending: the fused graph is "
+     "the same, only the report's reason differs"),
     # ---- which ops and operands a chain accepts ----
     ("fuse_reversed_sub_accepted", CHAIN,
      'if neg and not first:\n            return "c - y (the epilogue adds to y)"', "pass", FUSION),
@@ -52,7 +54,9 @@ FUSION_MUTANTS = [
      "ones = all(_known(s == 1) for i, s in enumerate(shape) if i != cdim)", "ones = True", FUSION),
     ("fuse_operand_from_output_accepted", CHAIN,
      'if self._depends_on_op(x):\n            return None, f"operand {x.name} depends on the op\'s own output"',
-     "pass", FUSION),
+     "pass", FUSION,
+     "unreachable: every node of a chain has exactly one user (step() stops otherwise), so no "
+     "operand can depend on the op's output"),
     ("fuse_pack_over_other_dim", CHAIN,
      'if self.perm != self.bits_perm:\n            return "pack_bits over a dim', 'if False:\n            return "pack_bits over a dim',
      FUSION),
@@ -69,7 +73,9 @@ FUSION_MUTANTS = [
      "outs.append(_emit(m, m.steps, m.perm, False, builder)[1])", FUSION),
     ("fuse_existing_bits_extended", FU,
      'if args.get("out_threshold") is not None or args.get("out_dtype") in (torch.float16, torch.bfloat16):',
-     'if args.get("out_threshold") is not None:', FUSION),
+     'if args.get("out_threshold") is not None:', FUSION,
+     "an op that already rounds to float16 / bfloat16 gives a value of that dtype, on which every "
+     "handler stops (float_ok and the float32 checks): nothing more is taken"),
     # ---- dual outputs ----
     ("dual_threshold_after_op_accepted", DUAL,
      'if order.get(thr, len(order)) > order[op]:\n        return None, "its pack_bits threshold is computed after the op"',
