@@ -15,7 +15,12 @@ CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py", *EPI, WRAP]
 LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py", WRAP]
 BITSERIAL = ["tests/ops/test_bitserial_edges.py", "tests/ops/test_bitserial.py", WRAP]
 WCONV = ["tests/ops/test_binary_weight_conv.py", WRAP]
-SERIAL = ["tests/test_serialization.py", "tests/nn/test_binary_fused.py", "tests/nn/test_ternary.py"]
+SERIAL = [
+    "tests/test_serialization.py",
+    "tests/test_serialization_edges.py",
+    "tests/nn/test_binary_fused.py",
+    "tests/nn/test_ternary.py",
+]
 
 # fmt: off
 OPS_MUTANTS = [

@@ -110,3 +110,19 @@ def test_fakes_reject_extra_words_as_the_kernels_do(seed):
             fn(*args)
         with pytest.raises(Exception, match="words"):
             fake_run(fn, args, {})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fakes_of_the_real_valued_ops_keep_leading_dims(seed):
+    """binary_weight_linear over x [..., k] with any leading dims, bitserial_gemm reduced or not."""
+    rng = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
+    k, n = rng.randint(1, 150), rng.randint(1, 40)
+    lead = [rng.randint(1, 4) for _ in range(rng.randint(1, 3))]
+    x, w = torch.randn(*lead, k, generator=g), random_bits(n, k=k, gen=g)
+    assert_fake_matches(bk.binary_weight_linear, (x, w, k, torch.randn(n, generator=g), torch.randn(n, generator=g)))
+    p, q, m = rng.randint(1, 3), rng.randint(1, 2), rng.randint(1, 6)
+    a, wp = random_bits(p, m, k=k, gen=g), random_bits(q, n, k=k, gen=g)
+    coefs = ([1 << i for i in range(p)], [2] * q)
+    for reduce in (True, False):
+        assert_fake_matches(bk.bitserial_gemm, (a, wp, k, *coefs, 0, -1, reduce))
