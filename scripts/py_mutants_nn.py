@@ -98,6 +98,12 @@ NN_MUTANTS = [
     ("nn_conv_weight_words_ignore_groups", BIN,
      "words(self.in_channels // self.groups))\n\n    def _check_weight",
      "words(self.in_channels))\n\n    def _check_weight", NN),
+    ("nn_conv_config_drops_padding_mode", BIN,
+     '_config_keys = _ConvGeometry.geometry_keys + ("pad_value", "out_dtype", "ternary", "fused", "padding_mode")',
+     '_config_keys = _ConvGeometry.geometry_keys + ("pad_value", "out_dtype", "ternary", "fused")', NN),
+    ("nn_bitserial_conv_config_drops_nbits", BS,
+     '_config_keys = _ConvGeometry.geometry_keys + ("nbits", "act", "out_dtype", "ternary", "padding_mode")',
+     '_config_keys = _ConvGeometry.geometry_keys + ("act", "out_dtype", "ternary", "padding_mode")', NN),
     # ---- binary_weight ----
     ("nn_bw_legacy_scale_not_renamed", BW, "state_dict[new] = state_dict.pop(old)", "pass", NN),
     ("nn_bw_linear_ternary_not_halved", BW,
