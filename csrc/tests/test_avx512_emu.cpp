@@ -92,6 +92,19 @@ __attribute__((target("avx2"))) void test_lanes() {
   for (int i = 0; i < 8; ++i) expect(c[i] == (i < 4 ? 0x23456789u : 7u), "mask_cvtepi64_epi32 truncates, keeps src");
   _mm512_storeu_si512(out, _mm512_mask_set1_epi32(vec(a), 0x8001, 9));
   for (int i = 0; i < 16; ++i) expect(out[i] == (i == 0 || i == 15 ? 9u : a[i]), "mask_set1_epi32 lane");
+  // 64-bit lanes carry across their 32-bit halves; 32-bit lanes wrap on their own
+  _mm512_storeu_si512(q, _mm512_add_epi64(_mm512_set1_epi64(0xFFFFFFFFLL), _mm512_set1_epi64(1)));
+  for (int i = 0; i < 8; ++i) expect(q[i] == 0x100000000ull, "add_epi64 carries into the high half");
+  _mm512_storeu_si512(out, _mm512_add_epi32(_mm512_set1_epi32(-1), _mm512_set1_epi32(2)));
+  expect(out[0] == 1u && out[1] == 1u, "add_epi32 wraps per lane");
+  _mm512_storeu_si512(out, _mm512_sub_epi32(vec(b), vec(a)));
+  for (int i = 0; i < 16; ++i) expect(out[i] == b[i] - a[i], "sub_epi32 lane");
+  _mm512_storeu_si512(out, _mm512_xor_si512(vec(a), vec(b)));
+  for (int i = 0; i < 16; ++i) expect(out[i] == (a[i] ^ b[i]), "xor_si512 lane");
+  _mm512_storeu_si512(out, _mm512_and_si512(vec(a), vec(b)));
+  for (int i = 0; i < 16; ++i) expect(out[i] == (a[i] & b[i]), "and_si512 lane");
+  _mm512_storeu_si512(out, _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  for (int i = 0; i < 16; ++i) expect(out[i] == uint32_t(i), "setr_epi32 puts its first argument in lane 0");
 }
 
 void test_float() {
