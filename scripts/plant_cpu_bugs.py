@@ -474,6 +474,18 @@ def apply(work, m):
     return text
 
 
+def tested_status(rc) -> str:
+    """The status of a mutant from its test run's return code (None: the run hung)."""
+    return "SURVIVED" if rc == 0 else "caught" if rc is not None else "caught (hang)"
+
+
+def final_status(m, status, detail):
+    """(status, detail) of m with its equivalence taken into account (no detail for survivors)."""
+    if m.equivalent:
+        status = "equivalent" if status == "SURVIVED" else status + " (equiv?)"
+    return status, detail if status != "SURVIVED" else ""
+
+
 def run_mutant(work, m, timeout):
     """Applies m in the scratch tree, rebuilds, runs its tests, restores the file: (status, detail)."""
     path = os.path.join(work, m.file)
@@ -484,25 +496,79 @@ def run_mutant(work, m, timeout):
             status, detail = "BUILD-ERROR", log.strip().splitlines()[-1][:100]
         else:
             rc, detail = run_tests(work, m.tests, timeout)
-            status = "SURVIVED" if rc == 0 else "caught" if rc is not None else "caught (hang)"
+            status = tested_status(rc)
     finally:
         with open(path, "w") as f:
             f.write(original)
-    if m.equivalent:
-        status = "equivalent" if status == "SURVIVED" else status + " (equiv?)"
-    return status, detail if status != "SURVIVED" else ""
+    return final_status(m, status, detail)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def mutant_parser(doc, workdir_name, timeout):
+    """The command line every mutation script takes: --list, --only, --workdir, --timeout."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this mutant (repeatable)")
     ap.add_argument(
         "--workdir",
-        default=os.path.join(tempfile.gettempdir(), "bnn_kernels_mutants"),
+        default=os.path.join(tempfile.gettempdir(), workdir_name),
         help="scratch copy of the tree, kept between runs (default: %(default)s)",
     )
-    ap.add_argument("--timeout", type=int, default=300, help="seconds per test run (a hang counts as caught)")
+    ap.add_argument("--timeout", type=int, default=timeout, help="seconds per test run (a hang counts as caught)")
+    return ap
+
+
+def choose(mutants, args, refuse=None):
+    """The mutants args picks, each checked to anchor exactly once (refuse(m): a reason not to
+    plant m, or None), or None after printing the list for --list."""
+    names = [m.name for m in mutants]
+    assert len(set(names)) == len(names), "duplicate mutant names"
+    if args.list:
+        for m in mutants:
+            print(f"{m.name:45s} {m.file}{'  (equivalent)' if m.equivalent else ''}")
+        return None
+    unknown = set(args.only) - set(names)
+    if unknown:
+        raise SystemExit(f"unknown mutant(s): {', '.join(sorted(unknown))} (see --list)")
+    chosen = [m for m in mutants if not args.only or m.name in args.only]
+    for m in chosen:  # every snippet must match before anything runs
+        why = refuse(m) if refuse else None
+        if why:
+            raise SystemExit(f"mutant {m.name}: {why}")
+        count = mutated(ROOT, m)[2]
+        if count != 1:
+            raise SystemExit(f"mutant {m.name}: its snippet occurs {count} times in {m.file} (needs exactly 1)")
+    return chosen
+
+
+def run_all(work, chosen, run_one, timeout):
+    """Runs the chosen mutants' tests on the unmutated tree, then run_one(work, m, timeout) for
+    each mutant, printing a line per mutant: the rows (mutant, status)."""
+    base_tests = sorted({t for m in chosen for t in m.tests})
+    rc, msg = run_tests(work, base_tests, timeout)
+    if rc != 0:
+        raise SystemExit(f"the unmutated tree fails its tests: {msg}")
+    rows = []
+    for m in chosen:
+        t0 = time.time()
+        status, detail = run_one(work, m, timeout)
+        rows.append((m, status))
+        print(f"{m.name:45s} {status:12s} {time.time() - t0:6.0f}s  {detail[:70]}", flush=True)
+    return rows
+
+
+def print_score(rows):
+    """The result table and score of rows; the exit code (0 when every scored mutant was caught)."""
+    scored = [r for r in rows if not r[0].equivalent]
+    caught = sum(r[1].startswith("caught") for r in scored)
+    print("\n| mutant | file | result |\n|---|---|---|")
+    for m, status in rows:
+        print(f"| {m.name} | {m.file} | {status} |")
+    print(f"\nscore: {caught} / {len(scored)} mutants caught ({len(rows) - len(scored)} equivalent mutants left out)")
+    return 0 if caught == len(scored) else 1
+
+
+def main():
+    ap = mutant_parser(__doc__, "bnn_kernels_mutants", 300)
     ap.add_argument(
         "--skip-tests",
         default=None,
@@ -510,23 +576,11 @@ def main():
         help="leave out test files whose path contains TEXT (e.g. _edges: the score without the edge tests)",
     )
     args = ap.parse_args()
-
-    names = [m.name for m in MUTANTS]
-    assert len(set(names)) == len(names), "duplicate mutant names"
-    if args.list:
-        for m in MUTANTS:
-            print(f"{m.name:45s} {m.file}{'  (equivalent)' if m.equivalent else ''}")
+    chosen = choose(MUTANTS, args)
+    if chosen is None:
         return 0
-    unknown = set(args.only) - set(names)
-    if unknown:
-        raise SystemExit(f"unknown mutant(s): {', '.join(sorted(unknown))} (see --list)")
-    chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
     if args.skip_tests:
         chosen = [dataclasses.replace(m, tests=tuple(t for t in m.tests if args.skip_tests not in t)) for m in chosen]
-    for m in chosen:  # every snippet must match before anything runs
-        count = mutated(ROOT, m)[2]
-        if count != 1:
-            raise SystemExit(f"mutant {m.name}: its snippet occurs {count} times in {m.file} (needs exactly 1)")
 
     work = args.workdir
     os.makedirs(work, exist_ok=True)
@@ -536,26 +590,9 @@ def main():
     ok, log = build(work)
     if not ok:
         raise SystemExit("baseline build failed:\n" + log[-4000:])
-    base_tests = sorted({t for m in chosen for t in m.tests})
-    rc, msg = run_tests(work, base_tests, args.timeout)
-    if rc != 0:
-        raise SystemExit(f"the unmutated tree fails its tests: {msg}")
-
-    rows = []
-    for m in chosen:
-        t0 = time.time()
-        status, detail = run_mutant(work, m, args.timeout)
-        rows.append((m, status))
-        print(f"{m.name:45s} {status:12s} {time.time() - t0:6.0f}s  {detail[:70]}", flush=True)
+    rows = run_all(work, chosen, run_mutant, args.timeout)
     build(work)  # leave the scratch tree built from the unmutated sources
-
-    scored = [r for r in rows if not r[0].equivalent]
-    caught = sum(r[1].startswith("caught") for r in scored)
-    print("\n| mutant | file | result |\n|---|---|---|")
-    for m, status in rows:
-        print(f"| {m.name} | {m.file} | {status} |")
-    print(f"\nscore: {caught} / {len(scored)} mutants caught ({len(rows) - len(scored)} equivalent mutants left out)")
-    return 0 if caught == len(scored) else 1
+    return print_score(rows)
 
 
 if __name__ == "__main__":

@@ -22,17 +22,25 @@ tests/test_plant_py_patterns.py checks that every snippet still anchors.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import shutil
 import sys
-import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from plant_cpu_bugs import M, apply, mutated, run_tests, sync  # noqa: E402
+from plant_cpu_bugs import (  # noqa: E402
+    M,
+    apply,
+    choose,
+    final_status,
+    mutant_parser,
+    print_score,
+    run_all,
+    run_tests,
+    sync,
+    tested_status,
+)
 from py_mutants_fusion import FUSION_MUTANTS  # noqa: E402
 from py_mutants_nn import NN_MUTANTS  # noqa: E402
 from py_mutants_ops import OPS_MUTANTS  # noqa: E402
@@ -42,6 +50,11 @@ MUTANTS = [M(*m) for m in NN_MUTANTS + OPS_MUTANTS + FUSION_MUTANTS]
 # Files no mutant may touch: the oracle the tests compare with, and the converter (its own
 # checks cover it).
 FORBIDDEN = ("bnn_kernels/reference.py", "bnn_kernels/convert/")
+
+
+def forbidden(m) -> str | None:
+    """Why m may not be planted (it edits the oracle or the converter), or None."""
+    return f"{m.file} is not mutated (the oracle or the converter)" if m.file.startswith(FORBIDDEN) else None
 
 
 def copy_extension(src: str, dst: str) -> list[str]:
@@ -63,65 +76,20 @@ def run_mutant(work: str, m, timeout: int) -> tuple[str, str]:
     finally:
         with open(path, "w") as f:
             f.write(original)
-    status = "SURVIVED" if rc == 0 else "caught" if rc is not None else "caught (hang)"
-    if m.equivalent:
-        status = "equivalent" if status == "SURVIVED" else status + " (equiv?)"
-    return status, detail if status != "SURVIVED" else ""
+    return final_status(m, tested_status(rc), detail)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
-    ap.add_argument("--only", action="append", default=[], metavar="NAME", help="run only this mutant (repeatable)")
-    ap.add_argument(
-        "--workdir",
-        default=os.path.join(tempfile.gettempdir(), "bnn_kernels_py_mutants"),
-        help="scratch copy of the tree, kept between runs (default: %(default)s)",
-    )
-    ap.add_argument("--timeout", type=int, default=600, help="seconds per test run (a hang counts as caught)")
-    args = ap.parse_args()
-
-    names = [m.name for m in MUTANTS]
-    assert len(set(names)) == len(names), "duplicate mutant names"
-    if args.list:
-        for m in MUTANTS:
-            print(f"{m.name:45s} {m.file}{'  (equivalent)' if m.equivalent else ''}")
+    args = mutant_parser(__doc__, "bnn_kernels_py_mutants", 600).parse_args()
+    chosen = choose(MUTANTS, args, forbidden)
+    if chosen is None:
         return 0
-    unknown = set(args.only) - set(names)
-    if unknown:
-        raise SystemExit(f"unknown mutant(s): {', '.join(sorted(unknown))} (see --list)")
-    chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
-    for m in chosen:  # every snippet must match before anything runs
-        if m.file.startswith(FORBIDDEN):
-            raise SystemExit(f"mutant {m.name}: {m.file} is not mutated (the oracle or the converter)")
-        count = mutated(ROOT, m)[2]
-        if count != 1:
-            raise SystemExit(f"mutant {m.name}: its snippet occurs {count} times in {m.file} (needs exactly 1)")
-
     work = args.workdir
     os.makedirs(work, exist_ok=True)
     sync(ROOT, work)
     if not copy_extension(ROOT, work):
         raise SystemExit(f"no built extension in {ROOT}/bnn_kernels: run setup.py build_ext --inplace first")
-    base_tests = sorted({t for m in chosen for t in m.tests})
-    rc, msg = run_tests(work, base_tests, args.timeout)
-    if rc != 0:
-        raise SystemExit(f"the unmutated tree fails its tests: {msg}")
-
-    rows = []
-    for m in chosen:
-        t0 = time.time()
-        status, detail = run_mutant(work, m, args.timeout)
-        rows.append((m, status))
-        print(f"{m.name:45s} {status:12s} {time.time() - t0:6.0f}s  {detail[:70]}", flush=True)
-
-    scored = [r for r in rows if not r[0].equivalent]
-    caught = sum(r[1].startswith("caught") for r in scored)
-    print("\n| mutant | file | result |\n|---|---|---|")
-    for m, status in rows:
-        print(f"| {m.name} | {m.file} | {status} |")
-    print(f"\nscore: {caught} / {len(scored)} mutants caught ({len(rows) - len(scored)} equivalent mutants left out)")
-    return 0 if caught == len(scored) else 1
+    return print_score(run_all(work, chosen, run_mutant, args.timeout))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,27 @@ references of the packed modules, random conv geometries."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import random
+import sys
 
 import torch
 import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(name: str):
+    """scripts/<name>.py imported as module `name` (once; registered in sys.modules, where
+    dataclasses look their module up while a class is created)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", f"{name}.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
 
 # ---------------------------------------------------------------- random inputs
 

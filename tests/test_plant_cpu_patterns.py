@@ -2,27 +2,13 @@
 exactly once (ignoring whitespace) in the current csrc, so an edit of a kernel cannot silently
 turn a mutant into a no-op. No build, no kernels run."""
 
-import importlib.util
 import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT, load_script
 
-
-def _load_script():
-    name = "plant_cpu_bugs"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", "plant_cpu_bugs.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses looks the module up while the class is created
-    spec.loader.exec_module(mod)
-    return mod
-
-
-PLANT = _load_script()
+PLANT = load_script("plant_cpu_bugs")
 
 
 @pytest.mark.parametrize("m", PLANT.MUTANTS, ids=lambda m: m.name)

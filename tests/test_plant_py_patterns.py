@@ -2,34 +2,21 @@
 exactly once (ignoring whitespace) in the current bnn_kernels sources, so an edit of a module
 cannot silently turn a mutant into a no-op. No mutant is run here."""
 
-import importlib.util
 import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT, load_script
 
-
-def _load_script():
-    name = "plant_py_bugs"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", "plant_py_bugs.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-PLANT = _load_script()
+PLANT = load_script("plant_py_bugs")
+mutated = load_script("plant_cpu_bugs").mutated  # the snippet matching both scripts use
 
 
 @pytest.mark.parametrize("m", PLANT.MUTANTS, ids=lambda m: m.name)
 def test_mutant_anchors_exactly_once(m):
     assert m.file.startswith("bnn_kernels/") and m.file.endswith(".py"), m.file
     assert not m.file.startswith(PLANT.FORBIDDEN), f"{m.name}: {m.file} must not be mutated"
-    original, planted, count = PLANT.mutated(ROOT, m)
+    original, planted, count = mutated(ROOT, m)
     assert count == 1, f"{m.name}: snippet occurs {count} times in {m.file}; re-anchor it"
     assert planted != original, f"{m.name}: the replacement does not change {m.file}"
     compile(planted, m.file, "exec")  # a planted bug is a wrong program, not a syntax error

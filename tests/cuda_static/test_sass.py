@@ -11,18 +11,15 @@ compiling on 2 cores. No GPU needed.
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
-import sys
 
 import pytest
 
+from tests.helpers import load_script
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-_spec = importlib.util.spec_from_file_location("cuda_static", os.path.join(ROOT, "scripts", "cuda_static.py"))
-cs = importlib.util.module_from_spec(_spec)
-sys.modules["cuda_static"] = cs  # dataclasses look their module up there
-_spec.loader.exec_module(cs)
+cs = load_script("cuda_static")
 
 _NVCC = cs.find_nvcc()
 _TOOLS = {"nvcc": _NVCC, "cuobjdump": cs.find_tool("cuobjdump", _NVCC), "nvdisasm": cs.find_tool("nvdisasm", _NVCC)}
