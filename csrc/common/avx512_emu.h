@@ -133,16 +133,18 @@ inline void store_si512(void* p, const M512i& a) {
   if (reinterpret_cast<uintptr_t>(p) % 64 != 0) fail("_mm512_store_si512 to an address not 64-byte aligned");
   storeu_si512(p, a);
 }
+// The 4-byte lanes of src that k enables, copied to dst's (its other lanes untouched): the
+// masked loads and stores, which touch no disabled lane.
+inline void copy_lanes(unsigned short k, const void* src, void* dst) {
+  for (int i = 0; i < 16; ++i)
+    if (on(k, i)) std::memcpy(static_cast<char*>(dst) + 4 * i, static_cast<const char*>(src) + 4 * i, 4);
+}
 inline M512i maskz_loadu_epi32(unsigned short k, const void* p) {
   M512i r{};
-  for (int i = 0; i < 16; ++i)
-    if (on(k, i)) std::memcpy(&r.u[i], static_cast<const char*>(p) + 4 * i, 4);
+  copy_lanes(k, p, r.u);
   return r;
 }
-inline void mask_storeu_epi32(void* p, unsigned short k, const M512i& a) {
-  for (int i = 0; i < 16; ++i)
-    if (on(k, i)) std::memcpy(static_cast<char*>(p) + 4 * i, &a.u[i], 4);
-}
+inline void mask_storeu_epi32(void* p, unsigned short k, const M512i& a) { copy_lanes(k, a.u, p); }
 
 // Float lanes (each operation rounded on its own: the project builds with -ffp-contract=off).
 inline M512 setzero_ps() { return M512{}; }
@@ -159,8 +161,7 @@ inline M512 loadu_ps(const float* p) {
 inline void storeu_ps(float* p, const M512& a) { std::memcpy(p, a.f, sizeof a.f); }
 inline M512 maskz_loadu_ps(unsigned short k, const float* p) {
   M512 r{};
-  for (int i = 0; i < 16; ++i)
-    if (on(k, i)) std::memcpy(&r.f[i], p + i, 4);
+  copy_lanes(k, p, r.f);
   return r;
 }
 inline M512 cvtepi32_ps(const M512i& a) {

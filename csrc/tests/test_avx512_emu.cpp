@@ -17,20 +17,16 @@
 
 #include <immintrin.h>
 
+#include "tests/expect.h"
+
 // GCC 12 warns about _mm*_undefined_* inside its own AVX-512 headers (a false positive).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace {
 
-int failures = 0;
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::printf("FAIL: %s\n", what.c_str());
-  }
-}
+using bnn::test::expect;
+using bnn::test::failures;
 
 // The hardware's results, for the comparison on a CPU that has AVX-512 (compiled before the
 // emulation's names replace the intrinsics' below).

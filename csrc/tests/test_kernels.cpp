@@ -12,22 +12,17 @@
 #include "gemm/popcount_gemm.h"
 #include "linear/binary_weight_linear.h"
 #include "pack/pack.h"
+#include "tests/expect.h"
 #include "wconv/binary_weight_conv.h"
 
 namespace {
 
-int failures = 0, checks = 0;
+using bnn::test::checks;
+using bnn::test::expect;
+using bnn::test::failures;
 std::mt19937 rng(12345);
 
 int rand_int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
-
-void expect(bool ok, const std::string& what) {
-  ++checks;
-  if (!ok) {
-    ++failures;
-    std::printf("FAIL: %s\n", what.c_str());
-  }
-}
 
 // rows x k random bits, packed with clean tails.
 std::vector<int32_t> random_bits(int64_t rows, int64_t k) {

@@ -8,17 +8,12 @@
 #include <vector>
 
 #include "common/prepared_cache.h"
+#include "tests/expect.h"
 
 namespace {
 
-int failures = 0;
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) {
-    ++failures;
-    std::printf("FAIL: %s\n", what.c_str());
-  }
-}
+using bnn::test::expect;
+using bnn::test::failures;
 
 // Prepared form used by the test: every word + 1, and a count of the calls.
 struct Plus1 {
