@@ -14,9 +14,10 @@ from torch.nn.parameter import UninitializedTensorMixin
 
 from ..nn._base import Folded, PackedModule, float_layers_to
 from ._fuse import apply_affine, apply_bn, fold_affine, fold_bn, fold_sign_inputs
+from ._opsets import _BINARIZERS
 from ._plan import binary_evidence, plan
 from ._report import ConversionError, ConversionReport, Skip
-from ._trace import _BINARIZERS, _Invocation, _run, _trace
+from ._trace import _Invocation, _run, _trace
 from ._verify import verify_in_model
 
 __all__ = ["convert"]
