@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Mutation check of the Python layer: plants one typical bug at a time in the packed modules
-(bnn_kernels/nn), the op wrappers and their fakes (bnn_kernels/ops), serialization and the
-graph fusion, and reports whether the tests catch it.
+(bnn_kernels/nn), the op wrappers and their fakes (bnn_kernels/ops), serialization, the
+graph fusion and the deployment entry points (bnn_kernels.compile, export), and reports whether the tests catch it.
 
 The same design as scripts/plant_cpu_bugs.py (its Mutant, snippet matching and tree copy are
 reused): each mutant is (name, file, original snippet, replacement, test files), the snippet
@@ -41,11 +41,12 @@ from plant_cpu_bugs import (  # noqa: E402
     sync,
     tested_status,
 )
+from py_mutants_deploy import DEPLOY_MUTANTS  # noqa: E402
 from py_mutants_fusion import FUSION_MUTANTS  # noqa: E402
 from py_mutants_nn import NN_MUTANTS  # noqa: E402
 from py_mutants_ops import OPS_MUTANTS  # noqa: E402
 
-MUTANTS = [M(*m) for m in NN_MUTANTS + OPS_MUTANTS + FUSION_MUTANTS]
+MUTANTS = [M(*m) for m in NN_MUTANTS + OPS_MUTANTS + FUSION_MUTANTS + DEPLOY_MUTANTS]
 
 # Files no mutant may touch: the oracle the tests compare with, and the converter (its own
 # checks cover it).

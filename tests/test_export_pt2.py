@@ -45,6 +45,7 @@ def test_export_runs_converted_model_with_any_batch(name, rng, tmp_path):
     assert packed.training and path.endswith("model.pt2")
     packed.eval()
     run = bk.load_exported(path)
+    assert run.get_metadata()["bnn_kernels_version"] == bk.__version__
     for batch in (1, rng.randrange(2, 7), rng.randrange(7, 20)):
         x = torch.randn(batch, *shape)
         with torch.no_grad():
