@@ -191,11 +191,13 @@ def derived_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
 
 def reshaped_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     """The examples at other shapes: one sample more (and the first sample alone, when there are
-    several), and one longer along each other dim (its first slice repeated at the end: little
-    more work). A module whose arithmetic reads its input's shape (y / y.shape[-1], a
-    threshold scaled by the batch size) differs there from a packed layer fitted at the
-    examples' shape, which the examples cannot show. The callers do not judge a module on a
-    shape it does not take (it raises, or makes other calls)."""
+    several), one longer along each other dim (its first slice repeated at the end: little
+    more work), and, for inputs with spatial dims (dims 2 and on), those dims all doubled (the
+    sample tiled) and all halved. A module whose arithmetic reads its input's shape
+    (y / y.shape[-1], a threshold scaled by the batch size) or branches on it (pools inputs
+    larger than some size) differs there from a packed layer fitted at the examples' shape,
+    which the examples cannot show. The callers do not judge a module on a shape it does not
+    take (it raises, or makes other calls)."""
     if not x.dtype.is_floating_point or x.numel() == 0 or x.dim() == 0:
         return []
     d = x.detach()
@@ -203,6 +205,10 @@ def reshaped_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     if d.shape[0] > 1:
         out.append(("one sample", d[:1].clone()))
     out += [(f"dim {k} one longer", torch.cat([d, d.narrow(k, 0, 1)], k)) for k in range(1, d.dim())]
+    if d.dim() > 2:
+        out.append(("spatial dims doubled", d.repeat(1, 1, *[2] * (d.dim() - 2))))
+        if min(d.shape[2:]) > 1:
+            out.append(("spatial dims halved", d[(slice(None),) * 2 + tuple(slice(0, s // 2) for s in d.shape[2:])]))
     return out
 
 

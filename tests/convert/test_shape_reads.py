@@ -224,3 +224,35 @@ def test_upstream_binarizer_with_a_constant_scale_still_converts():
     cm, rep = bk.convert(model, (torch.randn(4, C, 8, 8),))
     assert "2" in rep.converted, str(rep)
     _fresh_shapes_agree(model, cm, SHAPES)
+
+
+class PoolsLargeInputs(nn.Module):
+    """Downsamples inputs wider than 12 before the binary conv: a branch on the input's shape
+    that the examples' width 8 never takes."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(C, C, 3, 3))
+
+    def forward(self, x):
+        if x.shape[-1] > 12:
+            x = F.avg_pool2d(x, 2)
+        return F.conv2d(torch.sign(x), sign_weight(self.w), None, 1, 1)
+
+
+class UpsamplesSmallInputs(PoolsLargeInputs):
+    def forward(self, x):
+        if x.shape[-1] < 6:
+            x = F.interpolate(x, scale_factor=2.0)
+        return F.conv2d(torch.sign(x), sign_weight(self.w), None, 1, 1)
+
+
+@pytest.mark.parametrize("cls", [PoolsLargeInputs, UpsamplesSmallInputs])
+def test_layer_branching_on_its_shape_stays_float(cls):
+    """Before, the layer packed from 8x8 examples; behind a global pooling head the model then
+    gave other numbers at 16x16 (or 4x4) without any shape error (55% off)."""
+    model = nn.Sequential(_net(cls()), nn.AdaptiveAvgPool2d(1), nn.Flatten(1)).eval()
+    cm, rep = bk.convert(model, (torch.randn(4, C, 8, 8),))
+    assert "0.1" not in rep.converted, str(rep)
+    assert "at another shape" in rep.skipped["0.1"], rep.skipped["0.1"]
+    _fresh_shapes_agree(model, cm, [*SHAPES, (2, C, 4, 4), (2, C, 5, 6)])
