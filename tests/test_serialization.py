@@ -245,10 +245,11 @@ def test_every_packed_class_builds_on_the_meta_device():
     builds there from its config, with the shapes of the real module."""
     from bnn_kernels.nn import OffsetBinaryConv2d
     from bnn_kernels.nn._base import Folded
+    from tests.nn.test_conv1d import packed_1d_modules
 
     w = torch.randn(8, 6, 3, 3)
     offset = OffsetBinaryConv2d.from_weight(w, torch.randn(8), act_scale=1.3, act_offset=0.4, padding=1)
-    mods = [m for m, _ in _modules()] + [offset, Folded("x")]
+    mods = [m for m, _ in _modules()] + [offset, Folded("x")] + [m for m, _ in packed_1d_modules()]
     assert {type(m).__name__ for m in mods} == set(PACKED_MODULES)
     for m in mods:
         with torch.device("meta"):

@@ -3,8 +3,10 @@
 How it works (no class names are looked at):
 
 1. The model runs once on ``example_inputs`` (eval mode, no grad) under a TorchFunctionMode
-   that intercepts every ``F.conv2d`` / ``torch.conv2d`` / ``F.linear`` call (also as the ATen
-   operators a ``torch.export`` graph calls, ``torch.ops.aten.conv2d.default``; and ``z @ W``,
+   that intercepts every ``F.conv2d`` / ``torch.conv2d`` / ``F.conv1d`` / ``torch.conv1d`` / ``F.linear``
+   call (also as the ATen operators a ``torch.export`` graph calls, ``torch.ops.aten.conv2d.default``,
+   ``aten.conv1d.default``; a conv1d call is planned as the conv2d of height 1 it is and packed as the
+   1-D module of its family, bnn_kernels.nn.conv1d, see _conv1d.py; and ``z @ W``,
    ``torch.matmul(z, W)``, ``torch.mm`` of data derived from the module's input with a 2-D W
    that is not: the linear call with weight W.t()) and records the
    tensors the call really used: its input Z, its effective weight W (after whatever sign /

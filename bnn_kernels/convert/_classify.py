@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..nn._base import quantize_round
+from ._conv1d import CONV1D, geometry_1d
 from ._report import RealWeights, Skip
 from ._trace import _Call
 
@@ -184,7 +185,10 @@ def fit_affine(y: torch.Tensor, o: torch.Tensor, ch_dim: int, fixed: torch.Tenso
 
 
 def geometry(call: _Call) -> dict:
-    """stride / padding / dilation pairs and groups of a conv2d call; raises Skip."""
+    """stride / padding / dilation pairs and groups of a conv2d call (of the conv2d of height 1 a
+    conv1d call is); raises Skip."""
+    if call.kind == CONV1D:
+        return geometry_1d(call)
     kh, kw = call.w.shape[2], call.w.shape[3]
     st = (call.stride, call.stride) if isinstance(call.stride, int) else tuple(call.stride)
     dl = (call.dilation, call.dilation) if isinstance(call.dilation, int) else tuple(call.dilation)

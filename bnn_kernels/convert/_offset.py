@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from ..nn import OffsetBinaryConv2d
 from ._classify import TOL, detect_tol, fit_affine, geometry
+from ._conv1d import as_2d, from_2d, packed_of
 from ._fuse import apply_affine
 from ._probe import probe_threshold
 from ._report import Skip
@@ -46,7 +47,7 @@ def offset_pair(z: torch.Tensor):
 def _weight_signs(w: torch.Tensor) -> torch.Tensor:
     """s_w = +-1 per element: above or below the middle of its output channel's two values."""
     wd = w.detach().double()
-    mid = (wd.amax((1, 2, 3)) + wd.amin((1, 2, 3))).view(-1, 1, 1, 1) / 2
+    mid = (wd.flatten(1).amax(1) + wd.flatten(1).amin(1)).view(-1, *[1] * (wd.dim() - 1)) / 2
     return torch.where(wd >= mid, 1.0, -1.0).double()
 
 
@@ -54,7 +55,7 @@ def _int_check(a: float, b: float):
     def check(new, inv: _Invocation) -> bool:
         c = inv.calls[0]
         s_a = torch.round((c.z.double() - b) / a)
-        want = F.conv2d(s_a, _weight_signs(c.w), None, **geometry(c))
+        want = from_2d(c, F.conv2d(*as_2d(c, s_a, _weight_signs(c.w)), None, **geometry(c)))
         return torch.equal(new.int_forward(inv.args[0]).double(), want)
 
     return check
@@ -65,7 +66,7 @@ def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
     beta +- alpha; raises Skip."""
     first = invs[0]
     call, x = first.calls[0], first.args[0]
-    if call.kind != "conv2d":
+    if call.kind == "linear":
         raise Skip("offset-binary input (beta +- alpha) to a linear layer: not supported")
     if call.padding_mode != "zeros":
         raise Skip(f"offset-binary input (beta +- alpha) with padding_mode={call.padding_mode!r}: not supported")
@@ -78,8 +79,15 @@ def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
     )
     ga, gb = fit_affine(call.y, first.out, 1)
     new = OffsetBinaryConv2d.from_weight(
-        call.w, call.b, act_scale=alpha, act_offset=beta, threshold=t, out_dtype=first.out.dtype, **geometry(call)
-    ).eval()
+        *as_2d(call, call.w),
+        call.b,
+        act_scale=alpha,
+        act_offset=beta,
+        threshold=t,
+        out_dtype=first.out.dtype,
+        **geometry(call),
+    )
+    new = packed_of(call, new).eval()
     apply_affine(new, ga, gb)
     chk = Check(
         _int_check(alpha, beta),

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 _CONV = (torch.conv2d, F.conv2d, torch.ops.aten.conv2d.default)  # ATen: torch.export(...).module()'s graph
 _LINEAR = (F.linear, torch.ops.aten.linear.default)
+_CONV1D = (torch.conv1d, F.conv1d, torch.ops.aten.conv1d.default)  # recorded as kind "conv1d" (_conv1d.py)
 # Ops through which "affine in the module's input" is preserved (taint tracking for fusion):
 # at most one operand may derive from the input, and never a divisor.
 _TAINT_LINEAR = {

@@ -23,6 +23,7 @@ from ._classify import (
     input_kind,
     weight_alpha,
 )
+from ._conv1d import as_2d, packed_of
 from ._offset import offset_pair, plan_offset
 from ._probe import derived_inputs, probe_threshold, rounding_holds, run_module
 from ._report import Skip
@@ -81,8 +82,10 @@ def _check_invocations(invs: list[_Invocation]) -> None:
             raise Skip("its forward contains other conv/linear layers")
         if len(inv.calls) != 1:
             raise Skip(f"its forward makes {len(inv.calls)} conv/linear calls (one expected)")
-        if inv.calls[0].kind not in ("conv2d", "linear"):
-            raise Skip(f"it computes its layer with {inv.calls[0].kind}, which is not packed (conv2d and linear are)")
+        if inv.calls[0].kind not in ("conv2d", "conv1d", "linear"):
+            raise Skip(
+                f"it computes its layer with {inv.calls[0].kind}, which is not packed (conv2d, conv1d and linear are)"
+            )
         _check_dtypes(inv.calls[0])
         if inv.random is not None:
             raise Skip(
@@ -171,10 +174,10 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
 def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tensor, ternary: bool) -> PackedModule:
     """The packed module for the call, with the given per-output multiplier and bias (float64)."""
     call, act = first.calls[0], inp.act
-    conv = call.kind == "conv2d"
+    conv = call.kind != "linear"  # conv2d, or conv1d: the conv2d of height 1 (packed_of)
     geo = dict(geometry(call), padding_mode=call.padding_mode) if conv else {}
     common = dict(multiplier=mult.float(), ternary=ternary, **geo)
-    w = call.w.detach()
+    (w,) = as_2d(call, call.w.detach())
     if act is None:
         new = (BinaryWeightConv2d if conv else BinaryWeightLinear).from_weight(w, bias.float(), **common)
     elif act["act"] == "sign":
@@ -192,7 +195,7 @@ def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tens
             out_dtype=first.out.dtype,
             **common,
         )
-    return new.to(call.w.device).eval()
+    return packed_of(call, new).to(call.w.device).eval()
 
 
 def binary_evidence(invs: list[_Invocation]) -> str | None:
@@ -349,13 +352,13 @@ def _plan(invs: list[_Invocation]):
     _check_elementwise_input(invs)
     first = invs[0]
     call = first.calls[0]
-    if call.kind == "conv2d" and call.z.dim() != 4:
-        raise Skip("unbatched conv2d input")
+    if call.kind != "linear" and call.z.dim() != (4 if call.kind == "conv2d" else 3):
+        raise Skip(f"unbatched {call.kind} input")
     ab = offset_pair(torch.cat([i.calls[0].z.reshape(-1) for i in invs]))
     if ab is not None:
         return plan_offset(invs, *ab)
     alpha, zeros = weight_alpha(call.w)
-    ch = 1 if call.kind == "conv2d" else -1
+    ch = -1 if call.kind == "linear" else 1
     inp = _input_relation(invs, ch)
     notes = list(inp.notes)
     if zeros:  # torch.sign(0) = 0: weights {-a, 0, +a}, computed exactly as ternary

@@ -18,11 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._conv1d import record_pad_1d
 from ._inplace import inplace_arg
 from ._opsets import (
     _BATCH_STATS,
     _BINARIZERS,
     _CONV,
+    _CONV1D,
     _ELEMENTWISE,
     _LINEAR,
     _META_OPS,
@@ -45,7 +47,7 @@ def _clone(v):
 
 @dataclass(eq=False)
 class _Call:
-    kind: str  # "conv2d" | "linear"
+    kind: str  # "conv2d" | "conv1d" | "linear" (or a product that is not packed, reported)
     z: torch.Tensor
     w: torch.Tensor
     b: torch.Tensor | None
@@ -183,7 +185,6 @@ _OTHER_LAYERS = {
     "baddbmm",
     "einsum",
     "tensordot",
-    "conv1d",
     "conv3d",
     "conv_transpose1d",
     "conv_transpose2d",
@@ -198,16 +199,16 @@ def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | No
     rank, as F.unfold's columns) is recorded as a call of kind _LEFT (not packed: reported), and
     so are any other matmul of X-derived data with a tensor that is not and the products of
     _OTHER_LAYERS. A matmul of two X-derived tensors (attention) is not a layer."""
-    if func in _CONV or func in _LINEAR:
+    if func in _CONV or func in _LINEAR or func in _CONV1D:
         names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
         vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
         vals.update(zip(names, args))
         vals.update(kwargs)
         z, w, mode = vals["input"], vals["weight"], "zeros"
-        if func in _CONV:
+        if func in _CONV or func in _CONV1D:
             z, vals["padding"], mode = unpad(top.pads, top.pre, z, vals["padding"])
         geo = (vals["stride"], vals["padding"], vals["dilation"], vals["groups"])
-        kind = "conv2d" if func in _CONV else "linear"
+        kind = "conv2d" if func in _CONV else "conv1d" if func in _CONV1D else "linear"
         pre = _pre_info(top, z, w)
         return _Call(kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *pre, padding_mode=mode)
     if name in _OTHER_LAYERS:
@@ -316,6 +317,7 @@ def _track_pre(inv: _Invocation, name: str, args, kwargs, out) -> None:
             inv.pre[id(o)] = mixed
         inv.pre_refs.append(o)
     record_pad(inv.pads, inv.pre, name, args, kwargs, out)
+    record_pad_1d(inv.pads, inv.pre, name, args, kwargs, out)
 
 
 def _taint(taint: set, refs: list, name: str, flat: list, out) -> bool:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from ..nn._base import PackedModule
 from ._classify import TOL, deviation, geometry
+from ._conv1d import as_2d, from_2d
 from ._padmode import conv_ref
 from ._probe import derived_inputs, reshaped_inputs, run_module, run_quietly
 from ._report import Skip
@@ -49,7 +50,8 @@ def call_integer(inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> torc
     w = torch.where(a > 0, torch.round(ci.w.double() / a.clamp(min=1e-300)), 0.0)
     if ci.kind == "linear":
         return F.linear(z, w)
-    return conv_ref(z, w, geometry(ci), ci.padding_mode)
+    z, w = as_2d(ci, z, w)  # a conv1d call: its conv2d of height 1
+    return from_2d(ci, conv_ref(z, w, geometry(ci), ci.padding_mode))
 
 
 def int_exact(new: PackedModule, inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> bool:

@@ -9,6 +9,8 @@ thresholds as buffers, has ``from_float(...)`` constructors, ``config()`` /
 - BitSplitLinear, BitSplitConv2d: each activation bit its own binary path.
 - BinaryWeightLinear, BinaryWeightConv2d: real activations x binary weights.
 - OffsetBinaryConv2d: offset-binary activations and weights (AdaBin), binary conv + window sums.
+- BinaryConv1d, BinaryWeightConv1d, BitSerialConv1d, BitSplitConv1d, OffsetBinaryConv1d: the
+  1-D convolutions (input (N, C, L)), each its 2-D family's module of height 1 (conv1d.py).
 """
 
 from ._base import PACKED_MODULES, Folded, PackedModule
@@ -16,6 +18,7 @@ from .binary import BinaryConv2d, BinaryLinear
 from .binary_weight import BinaryWeightConv2d, BinaryWeightLinear
 from .bitserial import BitSerialConv2d, BitSerialLinear
 from .bitsplit import BitSplitConv2d, BitSplitLinear
+from .conv1d import BinaryConv1d, BinaryWeightConv1d, BitSerialConv1d, BitSplitConv1d, OffsetBinaryConv1d
 from .offset import OffsetBinaryConv2d
 
 __all__ = [
@@ -31,4 +34,9 @@ __all__ = [
     "BinaryWeightLinear",
     "BinaryWeightConv2d",
     "OffsetBinaryConv2d",
+    "BinaryConv1d",
+    "BinaryWeightConv1d",
+    "BitSerialConv1d",
+    "BitSplitConv1d",
+    "OffsetBinaryConv1d",
 ]

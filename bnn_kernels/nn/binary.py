@@ -484,12 +484,14 @@ class BinaryConv2d(_FusedSteps, _ConvGeometry):
         y = self._conv_bits(self._input_bits(x), self.pad_value)
         return combine_ternary(y, 1, self.groups) if self.ternary else y
 
+    _int_forward_2d = int_forward  # what forward calls (the 1-D modules override int_forward only)
+
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """y [N, O, Ho, Wo] of out_dtype (+ residual of that shape, then the activation), or
         its packed NHWC bits [N, Ho, Wo, ceil(O/32)] after set_out_threshold."""
         if not self._fusable():
             self._residual(residual, ())  # raises for a residual
-            return conv_output_format(x, self._epilogue(self.int_forward(x), 1))
+            return conv_output_format(x, self._epilogue(self._int_forward_2d(x), 1))
         x_bits = self._input_bits(x)  # padded already unless padding_mode is 'zeros'
         padding = op_padding(self.padding, self.padding_mode)
         n, h, w = x_bits.shape[:3]

@@ -173,8 +173,10 @@ class BitSplitConv2d(_BitSplitMixin, _ConvGeometry):
         self._check_input(x)
         return _planes_conv(self, self._planes(x.permute(0, 2, 3, 1)), zero_one=self.plane_values == "01")
 
+    _int_forward_2d = int_forward  # what forward calls (the 1-D modules override int_forward only)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self._epilogue(self.int_forward(x), 2, path_dim=0, reduce=self.reduce)
+        y = self._epilogue(self._int_forward_2d(x), 2, path_dim=0, reduce=self.reduce)
         if self.reduce:
             return conv_output_format(x, y)
         return y.contiguous()

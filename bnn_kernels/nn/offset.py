@@ -106,12 +106,14 @@ class OffsetBinaryConv2d(_ConvGeometry):
         core, ones_row = y[:, :, :-1].flatten(1, 2), y[:, :, -1:].expand(-1, -1, y.shape[2] - 1, -1, -1).flatten(1, 2)
         return torch.stack([core[:n], ones_row[:n], core[n:].expand(n, -1, -1, -1), ones_row[n:].expand(n, -1, -1, -1)])
 
+    _window_terms_2d = window_terms  # what forward calls (the 1-D module overrides window_terms)
+
     def int_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The exact binary core conv(sign(x - threshold), s_w), int32 [N, O, Ho, Wo]."""
-        return self.window_terms(x)[0]
+        return self._window_terms_2d(x)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.window_terms(x)
+        t = self._window_terms_2d(x)
         work = torch.float64 if self.out_dtype == torch.float64 else torch.float32
         coefs = torch.cat([self.multiplier.view(1, -1), self.window_coefs]).to(work).view(4, 1, -1, 1, 1)
         y = (t.to(work) * coefs).sum(0) + self.bias.to(work).view(1, -1, 1, 1)

@@ -349,12 +349,12 @@ class BinaryAttention(nn.Module):
 
 # --- products that are not packed (reported) -----------------------------------------------------
 class OtherProductLayer(nn.Module):
-    """A binary layer computed with addmm / einsum / conv1d / conv_transpose2d."""
+    """A binary layer computed with addmm / einsum / conv1d / conv3d / conv_transpose2d."""
 
     def __init__(self, op):
         super().__init__()
         self.op = op
-        shape = {"conv1d": (5, 6, 3), "conv_transpose2d": (6, 5, 3, 3)}.get(op, (7, 6))
+        shape = {"conv1d": (5, 6, 3), "conv3d": (5, 6, 3, 3, 3), "conv_transpose2d": (6, 5, 3, 3)}.get(op, (7, 6))
         self.weight = nn.Parameter(torch.randn(shape))
 
     def forward(self, x):
@@ -365,6 +365,8 @@ class OtherProductLayer(nn.Module):
             return torch.einsum("nc,oc->no", bx, bw)
         if self.op == "conv1d":
             return F.conv1d(bx, bw, padding=1)
+        if self.op == "conv3d":
+            return F.conv3d(bx, bw, padding=1)
         return F.conv_transpose2d(bx, bw, padding=1)
 
 

@@ -13,7 +13,7 @@ import torch.fx
 from torch import nn
 
 from bnn_kernels import ConversionError, convert
-from bnn_kernels.nn import BinaryConv2d
+from bnn_kernels.nn import BinaryConv1d, BinaryConv2d
 
 from . import models_public5 as P
 from .test_public_models import _check_on_fresh_inputs, _fresh, _random_bn, _x
@@ -174,12 +174,21 @@ def test_tensorflow_same_padding_stays_float(where):
         (lambda: nn.ConvTranspose2d(8, 6, 2, stride=2, bias=False), (4, 8, 5, 5), "conv_transpose2d"),
     ],
 )
-def test_conv1d_and_transposed_binary_layers_stay_float(conv, shape, op):
-    """A keyword-spotting BNN's binary Conv1d and a segmentation decoder's binary ConvTranspose2d:
-    not packed (conv2d and linear are), reported with the product, strict=True names them."""
+def test_conv1d_packs_and_transposed_binary_layers_stay_float(conv, shape, op):
+    """A keyword-spotting BNN's binary Conv1d used to stay float ("it computes its layer with
+    conv1d, which is not packed"): it is now a BinaryConv1d (the conv2d of height 1) with its
+    BatchNorm1d folded, also under strict=True, and equal to the model on fresh inputs of other
+    batch sizes and lengths. A segmentation decoder's binary ConvTranspose2d stays float, reported
+    with the product; strict=True names it."""
     layer = conv()
     model = _random_bn(P.FloatThenBinary(P.XnorConvNd(layer), 8, layer.out_channels, dims=len(shape) - 2))
-    _stays_float(model, _x(*shape), "layer", f"it computes its layer with {op}", P.XnorConvNd)
+    if op == "conv_transpose2d":
+        _stays_float(model, _x(*shape), "layer", f"it computes its layer with {op}", P.XnorConvNd)
+        return
+    cm, rep = convert(model, (_x(*shape),), strict=True)
+    assert rep.converted == ["layer"] and rep.fused == {"bn": "layer"}, str(rep)
+    assert type(cm.layer) is BinaryConv1d and cm.layer.kernel_size == (1, 5) and cm.layer.padding == (0, 2)
+    _same_outputs(cm, model, [(1, 8, 13), (5, 8, 27)])
 
 
 @pytest.mark.parametrize("cin,groups,dilation", [(36, 4, 2), (24, 8, 3), (12, 12, 2)])
