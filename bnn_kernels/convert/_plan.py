@@ -25,7 +25,7 @@ from ._classify import (
 )
 from ._conv1d import as_2d, packed_of
 from ._offset import offset_pair, plan_offset
-from ._probe import derived_inputs, probe_threshold, rounding_holds, run_module
+from ._probe import derived_inputs, probe_signed_threshold, probe_threshold, rounding_holds, run_module
 from ._report import Skip
 from ._trace import _Invocation
 from ._verify import Check, int_exact, verify, verify_derived
@@ -146,9 +146,12 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
                 f"{kind[2]} input value(s) of the {call.kind} call are exactly 0 on the examples where the "
                 "others are +-a (torch.sign(0) = 0): not binary, left in float"
             )
-        label, t = probe_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0, (-kind[1], kind[1]))
+        sides = (-kind[1], kind[1])
+        label, t, neg = probe_signed_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0, sides)
         desc = "binary" + ("" if label == "0" else f" (sign(x - {label}))")
-        return _Input(kind[1], dict(act="sign", threshold=t), desc)
+        if bool(neg.any()):  # x <= t in those channels: the complement of x > t, weights negated (_build)
+            desc += f", decreasing in {int(neg.sum())} of {neg.numel()} input channels (their weights negated)"
+        return _Input(kind[1], dict(act="sign", threshold=t, negate=neg if bool(neg.any()) else None), desc)
     if kind[0] == "step":
         a = kind[1]
         label, t = probe_threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2, (0.0, a))
@@ -182,6 +185,8 @@ def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tens
         new = (BinaryWeightConv2d if conv else BinaryWeightLinear).from_weight(w, bias.float(), **common)
     elif act["act"] == "sign":
         cls = BinaryConv2d if conv else BinaryLinear
+        if act.get("negate") is not None:
+            w = negate_inputs(w, act["negate"], int(call.groups) if conv else 1)
         new = cls.from_weight(w, bias.float(), threshold=act["threshold"], out_dtype=first.out.dtype, **common)
     else:
         cls = BitSerialConv2d if conv else BitSerialLinear
@@ -196,6 +201,14 @@ def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tens
             **common,
         )
     return packed_of(call, new).to(call.w.device).eval()
+
+
+def negate_inputs(w: torch.Tensor, neg: torch.Tensor, groups: int) -> torch.Tensor:
+    """w [O, C / groups, ...] (conv) or [O, C] (linear) with the weights that read an input channel c
+    where neg[c] (bool [C]) negated: in every output row of c's group, the column of c."""
+    o, cg = w.shape[0], w.shape[1]
+    s = torch.where(neg.to(w.device), -1.0, 1.0).to(w.dtype).view(groups, 1, cg)
+    return w * s.expand(groups, o // groups, cg).reshape(o, cg, *[1] * (w.dim() - 2))
 
 
 def binary_evidence(invs: list[_Invocation]) -> str | None:

@@ -20,6 +20,7 @@ __all__ = [
     "derived_inputs",
     "reshaped_inputs",
     "probe_threshold",
+    "probe_signed_threshold",
     "rounding_holds",
 ]
 
@@ -223,12 +224,84 @@ def probe_threshold(x, pos, module, ch_in, extra, high, sides):
     """(label, packed threshold) reproducing ``pos`` on the examples and the module's own rule at
     values exactly at the threshold (x >= t, or x > t as in sign(relu(x)) or x > t); raises Skip.
     high(z): the call's input z counts as the high value; sides: its two values (lo, hi), the
-    only values (or their midpoint, as torch.sign's 0) it may take at the threshold."""
+    only values (or their midpoint, as torch.sign's 0) it may take at the threshold.
+    A binarizer that maps low inputs high in some channel (x <= t) is refused here: its
+    complemented bit is a negated value only for +-a inputs (probe_signed_threshold)."""
+    neg = _directions(x, pos, module, ch_in, high)
+    if bool(neg.any()):
+        raise Skip(
+            f"the input binarizer maps low inputs high (x <= t: a negative scale, sign(-x), x < t) in {int(neg.sum())} "
+            f"channel(s), with {sides[0]:.4g} / {sides[1]:.4g} values: its complemented bit is not a negated value "
+            "(only +-a inputs are packed so, by negating the weights reading those channels)"
+        )
+    return _probe_increasing(x, pos, module, ch_in, extra, high, sides, _call_input)
+
+
+def probe_signed_threshold(x, pos, module, ch_in, extra, high, sides):
+    """(label, packed threshold, neg bool [C]) for a +-a input: probe_threshold, where a channel
+    whose binarizer maps low inputs high (neg: ``x <= t`` or ``x < t``, as sign(-x), sign(x * s)
+    with s < 0, a BatchNorm with a negative gamma before the sign) is probed on -x with the same
+    probes (gap, tie, far beyond the examples), and packed as the complement of ``x >= t'``:
+    x <= t is NOT(x > t), so its threshold is strict_threshold(t) and its bit is the negated
+    input value, exact with the weights reading that channel negated (the caller's part)."""
+    neg = _directions(x, pos, module, ch_in, high)
+    if not bool(neg.any()):
+        return (*_probe_increasing(x, pos, module, ch_in, extra, high, sides, _call_input), neg)
+    c = x.shape[ch_in]
+    d = channel_view(torch.where(neg, -1.0, 1.0).to(device=x.device, dtype=x.dtype), ch_in, c, x.dim())
+    label, tn = _probe_increasing(x * d, pos, module, ch_in, extra, high, sides, lambda m, v: _call_input(m, v * d))
+    # channel c maps -x >= tn high, i.e. x <= -tn: the packed bit x > -tn is its complement
+    down = strict_threshold(-tn, x.dtype)
+    if down is None:
+        raise Skip(f"a decreasing input binarizer (x <= t) cannot be held by a float32 threshold for {x.dtype} input")
+    return label, torch.where(neg.to(tn.device), down, tn), neg
+
+
+def _directions(x, pos, module, ch_dim, high) -> torch.Tensor:
+    """bool [C]: the channels whose binarizer maps low inputs high. The examples decide a channel
+    where its high and low values are separated (high below low: decreasing); a channel they
+    leave on one side is decided by the module on values far out on both sides (decreasing when
+    it maps the low end high and the high end low). Undecided channels count as increasing: the
+    probes then judge them."""
+    c = x.shape[ch_dim]
+    xc = x.detach().double().movedim(ch_dim, 0).reshape(c, -1)
+    pc = pos.movedim(ch_dim, 0).reshape(c, -1).to(xc.device)
+    inf = torch.full_like(xc, torch.inf)
+    hi_max = torch.where(pc, xc, -inf).amax(1)
+    lo_min = torch.where(pc, inf, xc).amin(1)
+    one_side = pc.all(1) | ~pc.any(1)
+    neg = (hi_max < lo_min) & ~one_side
+    if bool(one_side.any()):
+        far = _far_ends(module, x, ch_dim, high)
+        if far is not None:
+            neg = neg | (one_side & far.to(neg.device))
+    return neg
+
+
+def _far_ends(module, x, ch_dim, high):
+    """bool [C]: the module maps values far below the examples high and far above them low, per
+    channel (None where it fails on them)."""
+    big = torch.finfo(x.dtype).max / 4
+    reach = float(x.detach().double().abs().max().clamp(min=1.0)) * 2.0**_FAR_DOUBLINGS
+    r = min(reach, big)
+    try:
+        with torch.no_grad():
+            h_lo = high(_call_input(module, torch.full_like(x, -r)))
+            h_hi = high(_call_input(module, torch.full_like(x, r)))
+    except (Skip, RuntimeError):
+        return None
+    c = x.shape[ch_dim]
+    lo = h_lo.movedim(ch_dim, 0).reshape(c, -1).all(1)
+    hi = h_hi.movedim(ch_dim, 0).reshape(c, -1).any(1)
+    return (lo & ~hi).cpu()
+
+
+def _probe_increasing(x, pos, module, ch_in, extra, high, sides, output_of):
     found = list(find_thresholds(x, pos, module, ch_in, extra))
     if not found:
         raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
     for label, cand in found:  # the examples may not tell them apart: the probes do
-        t = tie_threshold(module, x, cand, ch_in, _call_input, high, sides)
+        t = tie_threshold(module, x, cand, ch_in, output_of, high, sides)
         if t is not None:
             return label, t
     raise Skip(

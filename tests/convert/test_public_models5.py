@@ -216,14 +216,13 @@ def test_xnor_k_map_in_the_caller():
 
 def test_pokebnn_block():
     """PokeBNN-style block (sign(x * s), DPReLU, shifted ReLU, three residuals): both binary convs pack
-    and the block is exact on fresh inputs; with a negative learned s (sign(x * s) = -sign(x)) the
-    binarizer is not identified and both stay float."""
-    model = _random_bn(P.PokeBlock(8, 0.7))
-    cm, rep = _check_on_fresh_inputs(model, _x(4, 8, 6, 6), (4, 8, 6, 6), ["c1", "c2"])
-    _same_outputs(cm, model, [(1, 8, 9, 5)])
-    neg = _random_bn(P.PokeBlock(8, -0.7))
-    for name in ("c1", "c2"):
-        _stays_float(neg, _x(4, 8, 6, 6), name, "threshold not identified", P.PokeConv)
+    and the block is exact on fresh inputs; also with a negative learned s (sign(x * s) = -sign(x):
+    packed with the weights negated, tests/convert/test_negated_inputs.py)."""
+    for scale in (0.7, -0.7):
+        model = _random_bn(P.PokeBlock(8, scale))
+        cm, rep = _check_on_fresh_inputs(model, _x(4, 8, 6, 6), (4, 8, 6, 6), ["c1", "c2"])
+        _same_outputs(cm, model, [(1, 8, 9, 5)])
+        assert ("decreasing" in rep.layers["c1"]["kind"]) == (scale < 0), rep.layers["c1"]
 
 
 @pytest.mark.parametrize("t", [0.5, 1e-3, 10.0, -0.3])
