@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Mutation check of the Python layer: plants one typical bug at a time in the packed modules
 (bnn_kernels/nn), the op wrappers and their fakes (bnn_kernels/ops), serialization, the
-graph fusion and the deployment entry points (bnn_kernels.compile, export), and reports whether the tests catch it.
+graph fusion, the deployment entry points (bnn_kernels.compile, export) and the converter
+(bnn_kernels/convert), and reports whether the tests catch it.
 
 The same design as scripts/plant_cpu_bugs.py (its Mutant, snippet matching and tree copy are
 reused): each mutant is (name, file, original snippet, replacement, test files), the snippet
@@ -41,21 +42,21 @@ from plant_cpu_bugs import (  # noqa: E402
     sync,
     tested_status,
 )
+from py_mutants_convert import CONVERT_MUTANTS  # noqa: E402
 from py_mutants_deploy import DEPLOY_MUTANTS  # noqa: E402
 from py_mutants_fusion import FUSION_MUTANTS  # noqa: E402
 from py_mutants_nn import NN_MUTANTS  # noqa: E402
 from py_mutants_ops import OPS_MUTANTS  # noqa: E402
 
-MUTANTS = [M(*m) for m in NN_MUTANTS + OPS_MUTANTS + FUSION_MUTANTS + DEPLOY_MUTANTS]
+MUTANTS = [M(*m) for m in NN_MUTANTS + OPS_MUTANTS + FUSION_MUTANTS + DEPLOY_MUTANTS + CONVERT_MUTANTS]
 
-# Files no mutant may touch: the oracle the tests compare with, and the converter (its own
-# checks cover it).
-FORBIDDEN = ("bnn_kernels/reference.py", "bnn_kernels/convert/")
+# Files no mutant may touch: the oracle the tests compare with.
+FORBIDDEN = ("bnn_kernels/reference.py",)
 
 
 def forbidden(m) -> str | None:
-    """Why m may not be planted (it edits the oracle or the converter), or None."""
-    return f"{m.file} is not mutated (the oracle or the converter)" if m.file.startswith(FORBIDDEN) else None
+    """Why m may not be planted (it edits the oracle), or None."""
+    return f"{m.file} is not mutated (the oracle)" if m.file.startswith(FORBIDDEN) else None
 
 
 def copy_extension(src: str, dst: str) -> list[str]:
