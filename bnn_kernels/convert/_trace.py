@@ -58,6 +58,7 @@ class _Call:
     z_from_x: bool = False  # the input derives from the module's input
     w_from_x: bool = False  # the weight derives from the module's input
     padding_mode: str = "zeros"  # or the mode of an F.pad of z before the call (_padmode.py)
+    pad_note: str | None = None  # why an F.pad of z before the call is not taken as its padding (_padmode.py)
 
 
 @dataclass(eq=False)
@@ -203,13 +204,15 @@ def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | No
         vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
         vals.update(zip(names, args))
         vals.update(kwargs)
-        z, w, mode = vals["input"], vals["weight"], "zeros"
+        z, w, mode, note = vals["input"], vals["weight"], "zeros", None
         if func in _CONV:
-            z, vals["padding"], mode = unpad(top.pads, top.pre, z, vals["padding"])
+            z, vals["padding"], mode, note = unpad(top, z, vals["padding"])
         geo = (vals["stride"], vals["padding"], vals["dilation"], vals["groups"])
         kind = "conv2d" if func in _CONV else "linear"
         pre = _pre_info(top, z, w)
-        return _Call(kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *pre, padding_mode=mode)
+        return _Call(
+            kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *pre, padding_mode=mode, pad_note=note
+        )
     if name in _OTHER_LAYERS:
         return _other_call(name, args, kwargs, out, top)
     operands = list(args) + [kwargs[k] for k in ("input", "other", "mat2") if k in kwargs]
@@ -315,7 +318,7 @@ def _track_pre(inv: _Invocation, name: str, args, kwargs, out) -> None:
         if inv.pre.get(id(o)) is None:
             inv.pre[id(o)] = mixed
         inv.pre_refs.append(o)
-    record_pad(inv.pads, inv.pre, name, args, kwargs, out)
+    record_pad(inv.pads, inv.pre, name, args, kwargs, out, src if _elementwise(name, args, kwargs) else None)
 
 
 def _taint(taint: set, refs: list, name: str, flat: list, out) -> bool:
