@@ -14,6 +14,7 @@ from ..nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLin
 from ..nn._base import PackedModule
 from ._classify import (
     TOL,
+    bn_thresholds,
     channel_view,
     detect_tol,
     deviation,
@@ -144,7 +145,8 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
                 "others are +-a (torch.sign(0) = 0): not binary, left in float"
             )
         sides = (-kind[1], kind[1])
-        label, t, neg = probe_signed_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0, sides)
+        bns = bn_thresholds(first.pre_bn, x.shape[ch_in])
+        label, t, neg = probe_signed_threshold(x, call.z >= 0, module, ch_in, bns, lambda z: z >= 0, sides)
         desc = "binary" + ("" if label == "0" else f" (sign(x - {label}))")
         if bool(neg.any()):  # x <= t in those channels: the complement of x > t, weights negated (_build)
             desc += f", decreasing in {int(neg.sum())} of {neg.numel()} input channels (their weights negated)"

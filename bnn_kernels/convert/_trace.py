@@ -91,6 +91,9 @@ class _Invocation:
     pre_numel: bool = False  # input-derived data's numel() read before the call (LSQ's gradient scale)
     binarizers: set = field(default_factory=set)  # binarizing ops run before the first call
     pads: dict = field(default_factory=dict)  # F.pad outputs before the first call (_padmode.py)
+    # F.batch_norm calls on elementwise input data before the first call, their recorded arguments: a
+    # BatchNorm before the sign (XNOR-Net) binarizes at its zero crossing (_classify.bn_thresholds)
+    pre_bn: list = field(default_factory=list)
     # through the whole forward (until a nested module makes a call): data derived from the input X
     # and data derived from the call's output Y; post_mixed: first op combining the two (a gate or
     # scale computed from X, a residual), which makes the output depend on X besides through Y
@@ -144,6 +147,8 @@ class _Recorder(TorchFunctionMode):
             ):
                 inv.mutates_input = name
             if not inv.calls:
+                if func is F.batch_norm and args and inv.pre.get(id(args[0]), "") is None:
+                    inv.pre_bn.append({k: v for k, v in _bn_values(args, kwargs, False).items() if k != "input_ref"})
                 _track_pre(inv, name, args, kwargs, out)
             if not inv.nested_calls:
                 _track_mix(inv, name, args, kwargs, out)
@@ -161,16 +166,22 @@ class _Recorder(TorchFunctionMode):
             top.ydep[id(out)] = out
             return out
         if func is F.batch_norm:
-            names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
-            vals = dict(zip(names, (None, None, None, None, None, False, 0.1, 1e-5)))
-            vals.update(zip(names, args))
-            vals.update(kwargs)
-            vals = {k: _clone(v) for k, v in vals.items()}
-            vals["input_ref"] = args[0] if args else kwargs.get("input")
-            top.ops.append(("batch_norm", vals))
+            top.ops.append(("batch_norm", _bn_values(args, kwargs)))
         elif name not in _META_OPS:
             top.ops.append((name, None))
         return out
+
+
+def _bn_values(args, kwargs, with_input: bool = True) -> dict:
+    """The arguments of an F.batch_norm call by name (copies; the input only with_input), and its
+    input tensor as input_ref."""
+    names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+    vals = dict(zip(names, (None, None, None, None, None, False, 0.1, 1e-5)))
+    vals.update(zip(names, args))
+    vals.update(kwargs)
+    vals = {k: _clone(v) for k, v in vals.items() if with_input or k != "input"}
+    vals["input_ref"] = args[0] if args else kwargs.get("input")
+    return vals
 
 
 _MATMUL = {"matmul", "mm", "__matmul__"}

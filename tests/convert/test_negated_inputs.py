@@ -177,6 +177,40 @@ def test_strict_true_converts_them():
     assert sorted(rep.converted) == ["0", "1"]
 
 
+class BNSignConv(nn.Conv2d):
+    """XNOR-Net's BinConv2d as one conv module: BatchNorm (some gammas negative after training), then
+    the sign (or, form="ge", +1 where bn(x) >= 0: no midpoint at the tie), then the conv."""
+
+    def __init__(self, cin, cout, form="sign", **kw):
+        super().__init__(cin, cout, 3, padding=1, **kw)
+        self.bn = nn.BatchNorm2d(cin, eps=1e-4)
+        self.form = form
+        g = torch.Generator().manual_seed(cin)
+        with torch.no_grad():
+            self.bn.running_mean.normal_(0, 0.5, generator=g)
+            self.bn.running_var.uniform_(0.3, 2.0, generator=g)
+            self.bn.weight.uniform_(0.3, 1.5, generator=g).mul_(torch.tensor([1.0, -1.0]).repeat(cin)[:cin])
+            self.bn.bias.normal_(0, 0.4, generator=g)
+
+    def forward(self, x):
+        h = self.bn(x)
+        z = torch.sign(h) if self.form == "sign" else torch.where(h >= 0, 1.0, -1.0)
+        return self._conv_forward(z, _xnor_weight(self.weight), self.bias)
+
+
+@pytest.mark.parametrize("form", ["sign", "ge"])
+def test_batchnorm_with_negative_gammas_before_the_sign(form):
+    """The threshold is the BatchNorm's zero crossing, found where the module flips in float32 (many
+    ulps from the float64 formula where mean and bias nearly cancel); checked exactly at each packed
+    threshold and one ulp either side (form "ge": no midpoint there)."""
+    model = nn.Sequential(BNSignConv(7, 5, form)).eval()
+    x = _x(4, 7, 6, 6)
+    cm, rep = convert(model, (x,), fuse=False)
+    assert type(cm[0]) is BinaryConv2d and "decreasing in 3 of 7" in rep.layers["0"]["kind"], str(rep)
+    t = cm[0].threshold.clone()
+    _check_layer(model, "0", x, [(3, 7, 6, 6), (2, 7, 4, 9)], t if form == "ge" else None, "module")
+
+
 class StepBelow(nn.Conv2d):
     """A {0, 1} input that is 1 below the threshold: 1 - bit is no negated value."""
 
@@ -188,6 +222,18 @@ def test_decreasing_step_input_stays_float():
     model = nn.Sequential(StepBelow(4, 4, 3, padding=1)).eval()
     rep = _stays_float(model, _x(2, 4, 6, 6), "0", "maps low inputs high", StepBelow)
     assert "complemented bit is not a negated value" in rep.skipped["0"]
+
+
+class OffsetBelow(nn.Conv2d):
+    """AdaBin-style activations beta +- alpha, the high one below 0."""
+
+    def forward(self, x):
+        return self._conv_forward(0.3 + 0.7 * torch.sign(-x), torch.sign(self.weight), None)
+
+
+def test_decreasing_offset_binary_input_stays_float():
+    model = nn.Sequential(OffsetBelow(4, 4, 3, padding=1)).eval()
+    _stays_float(model, _x(2, 4, 6, 6), "0", "maps low inputs high", OffsetBelow)
 
 
 def test_float64_decreasing_stays_float():
