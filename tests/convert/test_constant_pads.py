@@ -25,7 +25,7 @@ def _seeded():
 class PadConv(nn.Conv2d):
     """F.pad(x, pad, mode, value) before the binarizer ("before") or after it ("after"), then the conv
     with its own padding. binarize: "sign", "shifted" (sign(x - b), b learned), "step" ((x > 0) in
-    {0, 1}) or "none" (a real input, sign weights)."""
+    {0, 1}), "neg" (sign(-x)) or "none" (a real input, sign weights)."""
 
     def __init__(self, cin, cout, where, pad, binarize="sign", mode="constant", value=0.0, **kw):
         super().__init__(cin, cout, 3, bias=False, **kw)
@@ -37,6 +37,8 @@ class PadConv(nn.Conv2d):
             return torch.sign(x - self.b.view(1, -1, 1, 1))
         if self.binarize == "step":
             return (x > 0).float()
+        if self.binarize == "neg":
+            return torch.sign(-x)
         return torch.sign(x) if self.binarize == "sign" else x
 
     def _pad(self, x):
@@ -88,6 +90,13 @@ def test_zero_border_is_zero_padding(where, conv_pad):
     model = nn.Sequential(PadConv(6, 5, where, (1, 1, 2, 2), padding=conv_pad, stride=(1, 2))).eval()
     cp = (0, 0) if conv_pad == 0 else conv_pad
     _check(model, _x(3, 6, 7, 8), SHAPES, BinaryConv2d, (2 + cp[0], 1 + cp[1]))
+
+
+def test_zero_pad_before_a_decreasing_sign():
+    """sign(-F.pad(x)): the border is sign(-0) = 0, the channels decrease (weights negated)."""
+    model = nn.Sequential(PadConv(6, 5, "before", (2, 2, 2, 2), "neg", padding=1)).eval()
+    _, rep = _check(model, _x(3, 6, 7, 8), SHAPES, BinaryConv2d, (3, 3))
+    assert "decreasing in 6 of 6" in rep.layers["0"]["kind"]
 
 
 def test_shifted_sign_then_zero_pad_module():
