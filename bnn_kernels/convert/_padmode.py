@@ -78,19 +78,9 @@ def unpad(inv, z, padding):
     if entry is None or z.dim() != 4:
         return z, padding, "zeros", None
     src, mode, (ph, pw) = entry
+    flat = (0, 0) if padding == "valid" else (padding,) * 2 if isinstance(padding, int) else padding
     if mode == _ASYMMETRIC:
-        return (
-            z,
-            padding,
-            "zeros",
-            (
-                "its input passes through an asymmetric F.pad (different amounts on the two sides, as TensorFlow's "
-                "'SAME' padding at stride 2 is ported): the conv's windows do not line up with a symmetric padding"
-            ),
-        )
-    flat = (padding,) * 2 if isinstance(padding, int) else padding
-    if flat == "valid":
-        flat = (0, 0)
+        return z, padding, "zeros", _ASYMMETRIC_NOTE
     if isinstance(flat, str):
         return z, padding, "zeros", f"its input passes through F.pad and the conv pads {padding!r} besides"
     flat = tuple(int(p) for p in (tuple(flat) * 2)[:2])
@@ -102,17 +92,20 @@ def unpad(inv, z, padding):
     border = z.clone()
     border[..., ph : z.shape[-2] - ph, pw : z.shape[-1] - pw] = 0
     if bool((border != 0).any()):
-        vals = torch.unique(border[border != 0])[:4].tolist()
-        return (
-            z,
-            padding,
-            "zeros",
-            (
-                f"its input passes through a constant F.pad whose border is {', '.join(f'{v:g}' for v in vals)} at the "
-                "call (not 0): the packed modules pad with zeros or copy values (reflect, replicate, circular)"
-            ),
-        )
+        vals = ", ".join(f"{v:g}" for v in torch.unique(border[border != 0])[:4].tolist())
+        return z, padding, "zeros", _BORDER_NOTE.format(vals)
     return _inner(inv, inner), (flat[0] + ph, flat[1] + pw), "zeros", None
+
+
+_ASYMMETRIC_NOTE = (
+    "its input passes through an asymmetric F.pad (different amounts on the two sides: padding='same' with an even "
+    "kernel, TensorFlow's 'SAME' at stride 2 ported as F.pad(x, (0, 1, 0, 1))): the conv's windows do not line up "
+    "with a symmetric padding"
+)
+_BORDER_NOTE = (
+    "its input passes through a constant F.pad whose border is {} at the call (not 0): the packed modules pad with "
+    "zeros or copy values (reflect, replicate, circular)"
+)
 
 
 def _inner(inv, t: torch.Tensor) -> torch.Tensor:
