@@ -393,7 +393,8 @@ def _plan(invs: list[_Invocation]):
         mult,
         ch,
         None if real_in else (lambda z: _scale_hint(z, inp)),
-        upstream=not real_in and all(torch.equal(i.args[0], i.calls[0].z) for i in invs),
+        # binarized upstream: the module passes its input on, or negates it (a decreasing channel)
+        upstream=not real_in and all(torch.equal(i.args[0].abs(), i.calls[0].z.abs()) for i in invs),
     )
     max_abs, max_rel, int_exact_ = verify(new, invs, chk)
     layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact_)

@@ -147,7 +147,7 @@ class _Recorder(TorchFunctionMode):
             ):
                 inv.mutates_input = name
             if not inv.calls:
-                if func is F.batch_norm and args and inv.pre.get(id(args[0]), "") is None:
+                if func is F.batch_norm and args and (inv.pre.get(id(args[0]), "") is None or id(args[0]) in inv.pads):
                     inv.pre_bn.append({k: v for k, v in _bn_values(args, kwargs, False).items() if k != "input_ref"})
                 _track_pre(inv, name, args, kwargs, out)
             if not inv.nested_calls:
