@@ -160,7 +160,7 @@ def find_thresholds(x, pos, module, ch_dim, extra, signs=None):
     signs: +-1 [C], each candidate multiplied by it (x negated in some channels)."""
     c = x.shape[ch_dim]
     for label, t in _threshold_candidates(module, c, extra):
-        t = t if signs is None else t * signs
+        t = t if signs is None else t * signs.to(t.device)
         tb = channel_view(t.to(device=x.device, dtype=x.dtype), ch_dim, c, x.dim())
         if torch.equal(x >= tb, pos) or torch.equal(x > tb, pos):
             yield label, t

@@ -350,8 +350,8 @@ def _snapped(module, x, pos, t, ch, output_of, high) -> torch.Tensor:
             hi = torch.where(open_ & (st == 1), mid, hi)
             lo = torch.where(open_ & (st == 0), mid, lo)
     except (Skip, RuntimeError):
-        return t
-    return torch.where(ok, hi.float(), t)
+        return t.cpu()
+    return torch.where(ok, hi.float(), t.cpu())
 
 
 _BOUNDARY_ULPS = 8  # values probed on each side of every rounding decision boundary
