@@ -26,14 +26,15 @@ _ASYMMETRIC = "asymmetric"
 
 def pad_spec(name: str, args, kwargs):
     """(mode, (ph, pw)) of an F.pad (or aten constant_pad_nd) call of a 4-D tensor that pads its last
-    two dims: mode 'asymmetric' where the two sides differ, 'constant' with a constant value; else None."""
+    dim or two (pad of 2 or 4 amounts): mode 'asymmetric' where the two sides of a dim differ,
+    'constant' with a constant value; else None."""
     if name not in ("pad", "constant_pad_nd") or not args or not isinstance(args[0], torch.Tensor):
         return None
     pad = kwargs.get("pad", args[1] if len(args) > 1 else None)
     mode = "constant" if name == "constant_pad_nd" else kwargs.get("mode", args[2] if len(args) > 2 else "constant")
-    if args[0].dim() != 4 or pad is None or len(pad) != 4 or mode not in (*MODES, "constant"):
+    if args[0].dim() != 4 or pad is None or len(pad) not in (2, 4) or mode not in (*MODES, "constant"):
         return None
-    pw, pw2, ph, ph2 = (int(p) for p in pad)
+    pw, pw2, ph, ph2 = (int(p) for p in (*pad, 0, 0)[:4])  # (left, right[, top, bottom])
     if min(pw, pw2, ph, ph2) < 0:
         return None
     if pw != pw2 or ph != ph2:

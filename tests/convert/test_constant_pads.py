@@ -99,6 +99,12 @@ def test_zero_pad_before_a_decreasing_sign():
     assert "decreasing in 6 of 6" in rep.layers["0"]["kind"]
 
 
+def test_width_only_pad():
+    """F.pad(sign(x), (2, 2)) pads the width only."""
+    model = nn.Sequential(PadConv(6, 5, "after", (2, 2), padding=(1, 0))).eval()
+    _check(model, _x(3, 6, 7, 8), SHAPES, BinaryConv2d, (1, 2))
+
+
 def test_shifted_sign_then_zero_pad_module():
     model = nn.Sequential(ZeroPadModule()).eval()
     _check(model, _x(3, 6, 7, 8), SHAPES, BinaryConv2d, (1, 2))
