@@ -24,8 +24,10 @@ How it works (no class names are looked at):
    - anything else       -> BinaryWeightConv2d / BinaryWeightLinear (real input).
 3. The packed module replaces the whole module that made the call, so it must reproduce the
    module's forward from X: the relation X -> Z is identified (identity, ``sign(x)``,
-   ``sign(x - t)`` / ``sign(x + b)`` with t a parameter of the module, Heaviside, DoReFa
-   rounding; a threshold candidate that fits the examples is checked by running the module on
+   ``sign(x - t)`` / ``sign(x + b)`` with t a parameter of the module or the zero crossing of an
+   eval BatchNorm before the sign, Heaviside, DoReFa rounding; per input channel increasing, or
+   decreasing as sign(-x) or sign(x * s) with s < 0: packed as the complement of x > t with that
+   channel's weights negated, for +-a inputs only; a threshold candidate that fits the examples is checked by running the module on
    values across the interval the examples leave open around it, so that a small learned
    threshold is not taken for 0) and so is O <- Y (identity or a per-channel affine map, e.g. a scale applied
    after the call; every op the module applies to data derived from Y is checked to be

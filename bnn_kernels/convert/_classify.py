@@ -118,7 +118,32 @@ def _threshold_candidates(module: nn.Module, c: int, extra: list[float]):
         yield pname, t.clone()
         yield f"-{pname}", -t
     for v in extra:
-        yield f"{v:g}", torch.full((c,), v)
+        if isinstance(v, tuple):  # (label, float64 [C]): a threshold computed from the module's parameters
+            yield v[0], v[1].float()
+            yield f"-{v[0]}", -v[1].float()
+        else:
+            yield f"{v:g}", torch.full((c,), v)
+
+
+def bn_thresholds(pre_bn: list, c: int) -> list:
+    """[(label, float64 [C])]: the zero crossing x = mean - bias * sqrt(var + eps) / weight of each
+    eval-mode batch_norm over c channels recorded before the call (a BatchNorm before the sign,
+    as in XNOR-Net; a negative weight flips the side). Computed in float64: the module rounds
+    otherwise, so the probes move each channel to the exact value where it flips (_probe)."""
+    out = []
+    for i, bn in enumerate(pre_bn):
+        mean, var, w, b = (bn[k] for k in ("running_mean", "running_var", "weight", "bias"))
+        if bn["training"] or mean is None or var is None or mean.numel() != c:
+            continue
+        w = torch.ones(c, dtype=torch.float64) if w is None else w.detach().double().reshape(-1).cpu()
+        b = torch.zeros(c, dtype=torch.float64) if b is None else b.detach().double().reshape(-1).cpu()
+        t = mean.double().cpu() - b * torch.sqrt(var.double().cpu() + float(bn["eps"])) / w
+        if bool(torch.isfinite(t).all()):
+            out.append((f"{BN_LABEL}{i or ''}", t))
+    return out
+
+
+BN_LABEL = "batch_norm_zero"
 
 
 def strict_threshold(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
@@ -130,11 +155,13 @@ def strict_threshold(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None
     return torch.nextafter(td, torch.full_like(td, math.inf)).float()
 
 
-def find_thresholds(x, pos, module, ch_dim, extra):
+def find_thresholds(x, pos, module, ch_dim, extra, signs=None):
     """Every (label, t [C]) among the candidates such that ``x >= t`` or ``x > t`` equals pos on the
-    examples, in candidate order (which of the two holds at x == t is probed by the caller)."""
+    examples, in candidate order (which of the two holds at x == t is probed by the caller).
+    signs: +-1 [C], each candidate multiplied by it (x negated in some channels)."""
     c = x.shape[ch_dim]
     for label, t in _threshold_candidates(module, c, extra):
+        t = t if signs is None else t * signs.to(t.device)
         tb = channel_view(t.to(device=x.device, dtype=x.dtype), ch_dim, c, x.dim())
         if torch.equal(x >= tb, pos) or torch.equal(x > tb, pos):
             yield label, t

@@ -1,12 +1,17 @@
-"""Convolutions whose input is padded by F.pad in a copying mode first: nn.Conv2d with
-padding_mode 'reflect', 'replicate' or 'circular' (its _conv_forward pads, then calls F.conv2d
-with padding 0), or the same written out in a forward.
+"""Convolutions whose input is padded by F.pad first: nn.Conv2d with padding_mode 'reflect',
+'replicate' or 'circular' (its _conv_forward pads, then calls F.conv2d with padding 0), the same
+written out in a forward, or a constant F.pad (nn.ZeroPad2d...) before or after the binarizer.
 
-The trace records such a conv call with the pad's input as the call's input, the pad amounts
-as its padding and the mode as its padding_mode, so the packed conv module pads the same way
-(bnn_kernels/nn/_padding.py). Only a pad of data that is an elementwise function of the
-module's input qualifies (as for any call input), and only a symmetric pad of the last two
-dims of a 4-D tensor followed by a conv without padding of its own.
+The trace records such a conv call with the pad's input (or, where elementwise ops such as the
+binarizer follow the pad, the interior of the call's input) as the call's input: for a copying
+mode, the pad amounts as its padding and the mode as its padding_mode, so the packed conv module
+pads the same way (bnn_kernels/nn/_padding.py); for a constant pad whose border is exactly 0 at
+the call (torch.sign(0) = 0, a {0, 1} binarizer's 0, value 0 after the binarizer), the pad amounts
+added to the call's own zero padding. Only a pad of data that is an elementwise function of the
+module's input qualifies (as for any call input), and only a symmetric pad of the last two dims
+of a 4-D tensor (a copying mode: followed by a conv without padding of its own). Other pads (a
+constant border that is not 0, asymmetric amounts) leave the call's input as it is, with a note
+saying why (_Call.pad_note).
 """
 
 from __future__ import annotations
@@ -15,40 +20,113 @@ import torch
 import torch.nn.functional as F
 
 MODES = ("reflect", "replicate", "circular")
+_OVERWRITE = {"__setitem__", "__set__", "copy_", "fill_", "zero_"}  # in place, whatever the values were
+_ASYMMETRIC = "asymmetric"
 
 
 def pad_spec(name: str, args, kwargs):
-    """(mode, (ph, pw)) of a qualifying F.pad call, else None."""
-    if name != "pad" or not args or not isinstance(args[0], torch.Tensor) or args[0].dim() != 4:
+    """(mode, (ph, pw)) of an F.pad (or aten constant_pad_nd) call of a 4-D tensor that pads its last
+    dim or two (pad of 2 or 4 amounts): mode 'asymmetric' where the two sides of a dim differ,
+    'constant' with a constant value; else None."""
+    if name not in ("pad", "constant_pad_nd") or not args or not isinstance(args[0], torch.Tensor):
         return None
     pad = kwargs.get("pad", args[1] if len(args) > 1 else None)
-    mode = kwargs.get("mode", args[2] if len(args) > 2 else "constant")
-    if mode not in MODES or pad is None or len(pad) != 4:
+    mode = "constant" if name == "constant_pad_nd" else kwargs.get("mode", args[2] if len(args) > 2 else "constant")
+    if args[0].dim() != 4 or pad is None or len(pad) not in (2, 4) or mode not in (*MODES, "constant"):
         return None
-    pw, pw2, ph, ph2 = (int(p) for p in pad)
-    if pw != pw2 or ph != ph2 or min(pw, ph) < 0:
+    pw, pw2, ph, ph2 = (int(p) for p in (*pad, 0, 0)[:4])  # (left, right[, top, bottom])
+    if min(pw, pw2, ph, ph2) < 0:
         return None
+    if pw != pw2 or ph != ph2:
+        return _ASYMMETRIC, (ph, pw)
     return mode, (ph, pw)
 
 
-def record_pad(pads: dict, pre: dict, name: str, args, kwargs, out) -> None:
-    """Before an invocation's first call: remember a qualifying pad of elementwise input data
-    (pre[id] is None) in pads, by its output's id."""
+def record_pad(pads: dict, pre: dict, name: str, args, kwargs, out, srcs=None) -> None:
+    """Before an invocation's first call: remember a pad of elementwise input data (pre[id] is
+    None) in pads, by its output's id, as (pad input, mode, (ph, pw)). srcs: the input-derived
+    tensors an elementwise op reads; where every one of them is a padded tensor of the same spec
+    (sign(F.pad(x, ...)): the border stays apart), its output is recorded as padded too, with pad
+    input None."""
+    if name in _OVERWRITE and args and isinstance(args[0], torch.Tensor):
+        pads.pop(id(args[0]), None)  # overwritten in place: its border no longer known
+        return
+    if not isinstance(out, torch.Tensor):
+        return
     spec = pad_spec(name, args, kwargs)
-    if spec is not None and isinstance(out, torch.Tensor) and id(args[0]) in pre and pre[id(args[0])] is None:
+    if spec is not None and id(args[0]) in pre and pre[id(args[0])] is None:
         pads[id(out)] = (args[0], *spec)
+        return
+    entries = {pads[id(a)][1:] if id(a) in pads else None for a in srcs or ()}
+    if len(entries) != 1 or None in entries:
+        return
+    spec = entries.pop()
+    if out.shape == next(iter(srcs)).shape:  # elementwise and the same shape: position by position
+        pads[id(out)] = (None, *spec)
 
 
-def unpad(pads: dict, pre: dict, z, padding):
-    """(input, padding, padding_mode) of a conv call on z: the recorded pad's input, amounts and
-    mode when z is the output of a recorded pad and the call pads nothing itself; else
-    (z, padding, 'zeros')."""
-    entry = pads.get(id(z))
-    flat = (padding,) * 2 if isinstance(padding, int) else padding
-    if entry is None or pre.get(id(z)) != "pad" or isinstance(flat, str) or tuple(flat) not in ((0, 0), (0,)):
-        return z, padding, "zeros"
+def unpad(inv, z, padding):
+    """(input, padding, padding_mode, note) of a conv call on z (inv: the invocation making it).
+    z computed from a recorded pad of the module's input through elementwise ops only:
+    - a symmetric F.pad in a copying mode, and the call pads nothing itself: the padded data, its
+      amounts and mode (the packed module pads its input so, then binarizes: the same values);
+    - a constant pad whose border holds exactly 0 in z (F.pad(x, p) before torch.sign, value 0
+      after the binarizer): the kernel's own zero padding, added to the call's;
+    otherwise (z, padding, 'zeros', why the pad is not packed, or None where z is no such pad).
+    The input returned for a pad followed by elementwise ops is z's interior, recorded in inv.pre
+    as elementwise input data."""
+    entry = inv.pads.get(id(z))
+    if entry is not None and z.dim() == 3:
+        return _unpad_1d(inv, entry, z, padding)
+    if entry is None or z.dim() != 4:
+        return z, padding, "zeros", None
+    src, mode, (ph, pw) = entry
+    flat = (0, 0) if padding == "valid" else (padding,) * 2 if isinstance(padding, int) else padding
+    if mode == _ASYMMETRIC:
+        return z, padding, "zeros", _ASYMMETRIC_NOTE
+    if isinstance(flat, str):
+        return z, padding, "zeros", f"its input passes through F.pad and the conv pads {padding!r} besides"
+    flat = tuple(int(p) for p in (tuple(flat) * 2)[:2])
+    inner = src if src is not None else z[..., ph : z.shape[-2] - ph, pw : z.shape[-1] - pw]
+    if mode != "constant":
+        if flat != (0, 0):
+            return z, padding, "zeros", f"its input passes through F.pad(mode={mode!r}) and the conv pads besides"
+        return _inner(inv, inner), (ph, pw), mode, None
+    border = z.clone()
+    border[..., ph : z.shape[-2] - ph, pw : z.shape[-1] - pw] = 0
+    if bool((border != 0).any()):
+        vals = ", ".join(f"{v:g}" for v in torch.unique(border[border != 0])[:4].tolist())
+        return z, padding, "zeros", _BORDER_NOTE.format(vals)
+    return _inner(inv, inner), (flat[0] + ph, flat[1] + pw), "zeros", None
+
+
+_ASYMMETRIC_NOTE = (
+    "its input passes through an asymmetric F.pad (different amounts on the two sides: padding='same' with an even "
+    "kernel, TensorFlow's 'SAME' at stride 2 ported as F.pad(x, (0, 1, 0, 1))): the conv's windows do not line up "
+    "with a symmetric padding"
+)
+_BORDER_NOTE = (
+    "its input passes through a constant F.pad whose border is {} at the call (not 0): the packed modules pad with "
+    "zeros or copy values (reflect, replicate, circular)"
+)
+
+
+def _unpad_1d(inv, entry, z, padding):
+    """unpad for a conv1d call on z, the output of a symmetric F.pad of a 3-D tensor in a copying
+    mode (nn.Conv1d's padding_mode: _conv1d.record_pad_1d) when the call pads nothing itself."""
     src, mode, pp = entry
-    return src, pp, mode
+    flat = (padding,) if isinstance(padding, int) else padding
+    if inv.pre.get(id(z)) != "pad" or isinstance(flat, str) or tuple(flat) not in ((0,), (0, 0)):
+        return z, padding, "zeros", None
+    return src, pp, mode, None
+
+
+def _inner(inv, t: torch.Tensor) -> torch.Tensor:
+    """t recorded as elementwise input data of inv (a pad's input already is)."""
+    if id(t) not in inv.pre:
+        inv.pre[id(t)] = None
+        inv.pre_refs.append(t)
+    return t
 
 
 def conv_ref(z: torch.Tensor, w: torch.Tensor, geo: dict, mode: str) -> torch.Tensor:

@@ -14,6 +14,7 @@ from ..nn import BinaryConv2d, BinaryLinear, BinaryWeightConv2d, BinaryWeightLin
 from ..nn._base import PackedModule
 from ._classify import (
     TOL,
+    bn_thresholds,
     channel_view,
     detect_tol,
     deviation,
@@ -147,7 +148,8 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
                 "others are +-a (torch.sign(0) = 0): not binary, left in float"
             )
         sides = (-kind[1], kind[1])
-        label, t, neg = probe_signed_threshold(x, call.z >= 0, module, ch_in, [], lambda z: z >= 0, sides)
+        bns = bn_thresholds(first.pre_bn, x.shape[ch_in])
+        label, t, neg = probe_signed_threshold(x, call.z >= 0, module, ch_in, bns, lambda z: z >= 0, sides)
         desc = "binary" + ("" if label == "0" else f" (sign(x - {label}))")
         if bool(neg.any()):  # x <= t in those channels: the complement of x > t, weights negated (_build)
             desc += f", decreasing in {int(neg.sum())} of {neg.numel()} input channels (their weights negated)"
@@ -278,6 +280,8 @@ def _check_elementwise_input(invs: list[_Invocation]) -> None:
     """Raise Skip when the call's input depends on more than the same element of the module's input."""
     for inv in invs:
         call = inv.calls[0]
+        if call.z_mixed and call.pad_note:
+            raise Skip(call.pad_note)
         if call.z_mixed in _LAYOUT_OPS or call.z_mixed in _WINDOW_OPS:
             raise Skip(
                 f"the {call.kind} input is not an elementwise function of the module's input (it passes "
@@ -392,7 +396,8 @@ def _plan(invs: list[_Invocation]):
         mult,
         ch,
         None if real_in else (lambda z: _scale_hint(z, inp)),
-        upstream=not real_in and all(torch.equal(i.args[0], i.calls[0].z) for i in invs),
+        # binarized upstream: the module passes its input on, or negates it (a decreasing channel)
+        upstream=not real_in and all(torch.equal(i.args[0].abs(), i.calls[0].z.abs()) for i in invs),
     )
     max_abs, max_rel, int_exact_ = verify(new, invs, chk)
     layer = dict(module=type(new).__name__, kind=inp.desc, max_abs=max_abs, max_rel=max_rel, int_exact=int_exact_)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..nn._base import quantize_round
-from ._classify import channel_view, detect_tol, find_thresholds, strict_threshold
+from ._classify import BN_LABEL, channel_view, detect_tol, find_thresholds, strict_threshold
 from ._report import Skip
 from ._trace import _Invocation, _trace
 
@@ -249,7 +249,9 @@ def probe_signed_threshold(x, pos, module, ch_in, extra, high, sides):
         return (*_probe_increasing(x, pos, module, ch_in, extra, high, sides, _call_input), neg)
     c = x.shape[ch_in]
     d = channel_view(torch.where(neg, -1.0, 1.0).to(device=x.device, dtype=x.dtype), ch_in, c, x.dim())
-    label, tn = _probe_increasing(x * d, pos, module, ch_in, extra, high, sides, lambda m, v: _call_input(m, v * d))
+    signs = torch.where(neg, -1.0, 1.0).cpu()
+    out_of = lambda m, v: _call_input(m, v * d)  # noqa: E731
+    label, tn = _probe_increasing(x * d, pos, module, ch_in, extra, high, sides, out_of, signs)
     # channel c maps -x >= tn high, i.e. x <= -tn: the packed bit x > -tn is its complement
     down = strict_threshold(-tn, x.dtype)
     if down is None:
@@ -296,11 +298,16 @@ def _far_ends(module, x, ch_dim, high):
     return (lo & ~hi).cpu()
 
 
-def _probe_increasing(x, pos, module, ch_in, extra, high, sides, output_of):
-    found = list(find_thresholds(x, pos, module, ch_in, extra))
+def _probe_increasing(x, pos, module, ch_in, extra, high, sides, output_of, signs=None):
+    found = list(find_thresholds(x, pos, module, ch_in, extra, signs))
     if not found:
-        raise Skip("input binarization threshold not identified (not 0 and not +- a parameter of the module)")
+        raise Skip(
+            "input binarization threshold not identified (not 0, not +- a parameter of the module, not the zero "
+            "crossing of a BatchNorm before it)"
+        )
     for label, cand in found:  # the examples may not tell them apart: the probes do
+        if BN_LABEL in label:  # computed in float64: moved to where the module flips
+            cand = _snapped(module, x, pos, cand, ch_in, output_of, high)
         t = tie_threshold(module, x, cand, ch_in, output_of, high, sides)
         if t is not None:
             return label, t
@@ -311,6 +318,46 @@ def _probe_increasing(x, pos, module, ch_in, extra, high, sides, output_of):
         "reach), or x > t cannot be held by a "
         f"float32 threshold for {x.dtype} input"
     )
+
+
+_SNAP_STEPS = 80  # bisection steps (a float32 interval halves to adjacent values in fewer)
+
+
+def _snapped(module, x, pos, t, ch, output_of, high) -> torch.Tensor:
+    """t (float32 [C], computed in another precision than the module's, as a BatchNorm's zero
+    crossing: the module flips up to many ulps away) moved per channel to the smallest value of x's
+    dtype that the module maps high, the value below it low: bisection between the nearest examples
+    either side of t (low and high there: t fits them), or t -+ max(|t|, 1) where none is. A channel
+    where a probe gives mixed values keeps t (the tie and gap probes then judge it)."""
+    c = x.shape[ch]
+    xc = x.detach().double().movedim(ch, 0).reshape(c, -1).cpu()
+    pc = pos.movedim(ch, 0).reshape(c, -1).cpu()
+    td = t.double().cpu()
+    lo = torch.where(pc, -math.inf, xc).amax(1)
+    hi = torch.where(pc, xc, math.inf).amin(1)
+    lo = torch.where(torch.isfinite(lo), lo, td - td.abs().clamp(min=1.0)).to(x.dtype)
+    hi = torch.where(torch.isfinite(hi), hi, td + td.abs().clamp(min=1.0)).to(x.dtype)
+
+    def state(v):  # per channel: 1 all high, 0 all low, -1 mixed
+        with torch.no_grad():
+            h = high(output_of(module, channel_view(v.to(x.device), ch, c, x.dim()).expand_as(x).contiguous()))
+        hc = h.movedim(ch, 0).reshape(c, -1).cpu()
+        return torch.where(hc.all(1), 1, torch.where(hc.any(1), -1, 0))
+
+    try:
+        ok = (state(lo) == 0) & (state(hi) == 1)
+        for _ in range(_SNAP_STEPS):
+            mid = ((lo.double() + hi.double()) / 2).to(x.dtype)
+            open_ = (mid != lo) & (mid != hi)
+            if not bool(open_.any()):
+                break
+            st = state(mid)
+            ok &= st != -1
+            hi = torch.where(open_ & (st == 1), mid, hi)
+            lo = torch.where(open_ & (st == 0), mid, lo)
+    except (Skip, RuntimeError):
+        return t.cpu()
+    return torch.where(ok, hi.float(), t.cpu())
 
 
 _BOUNDARY_ULPS = 8  # values probed on each side of every rounding decision boundary

@@ -60,6 +60,7 @@ class _Call:
     z_from_x: bool = False  # the input derives from the module's input
     w_from_x: bool = False  # the weight derives from the module's input
     padding_mode: str = "zeros"  # or the mode of an F.pad of z before the call (_padmode.py)
+    pad_note: str | None = None  # why an F.pad of z before the call is not taken as its padding (_padmode.py)
 
 
 @dataclass(eq=False)
@@ -92,6 +93,9 @@ class _Invocation:
     pre_numel: bool = False  # input-derived data's numel() read before the call (LSQ's gradient scale)
     binarizers: set = field(default_factory=set)  # binarizing ops run before the first call
     pads: dict = field(default_factory=dict)  # F.pad outputs before the first call (_padmode.py)
+    # F.batch_norm calls on elementwise input data before the first call, their recorded arguments: a
+    # BatchNorm before the sign (XNOR-Net) binarizes at its zero crossing (_classify.bn_thresholds)
+    pre_bn: list = field(default_factory=list)
     # through the whole forward (until a nested module makes a call): data derived from the input X
     # and data derived from the call's output Y; post_mixed: first op combining the two (a gate or
     # scale computed from X, a residual), which makes the output depend on X besides through Y
@@ -145,6 +149,8 @@ class _Recorder(TorchFunctionMode):
             ):
                 inv.mutates_input = name
             if not inv.calls:
+                if func is F.batch_norm and args and (inv.pre.get(id(args[0]), "") is None or id(args[0]) in inv.pads):
+                    inv.pre_bn.append({k: v for k, v in _bn_values(args, kwargs, False).items() if k != "input_ref"})
                 _track_pre(inv, name, args, kwargs, out)
             if not inv.nested_calls:
                 _track_mix(inv, name, args, kwargs, out)
@@ -162,16 +168,22 @@ class _Recorder(TorchFunctionMode):
             top.ydep[id(out)] = out
             return out
         if func is F.batch_norm:
-            names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
-            vals = dict(zip(names, (None, None, None, None, None, False, 0.1, 1e-5)))
-            vals.update(zip(names, args))
-            vals.update(kwargs)
-            vals = {k: _clone(v) for k, v in vals.items()}
-            vals["input_ref"] = args[0] if args else kwargs.get("input")
-            top.ops.append(("batch_norm", vals))
+            top.ops.append(("batch_norm", _bn_values(args, kwargs)))
         elif name not in _META_OPS:
             top.ops.append((name, None))
         return out
+
+
+def _bn_values(args, kwargs, with_input: bool = True) -> dict:
+    """The arguments of an F.batch_norm call by name (copies; the input only with_input), and its
+    input tensor as input_ref."""
+    names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+    vals = dict(zip(names, (None, None, None, None, None, False, 0.1, 1e-5)))
+    vals.update(zip(names, args))
+    vals.update(kwargs)
+    vals = {k: _clone(v) for k, v in vals.items() if with_input or k != "input"}
+    vals["input_ref"] = args[0] if args else kwargs.get("input")
+    return vals
 
 
 _MATMUL = {"matmul", "mm", "__matmul__"}
@@ -204,13 +216,15 @@ def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | No
         vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
         vals.update(zip(names, args))
         vals.update(kwargs)
-        z, w, mode = vals["input"], vals["weight"], "zeros"
+        z, w, mode, note = vals["input"], vals["weight"], "zeros", None
         if func in _CONV or func in _CONV1D:
-            z, vals["padding"], mode = unpad(top.pads, top.pre, z, vals["padding"])
+            z, vals["padding"], mode, note = unpad(top, z, vals["padding"])
         geo = (vals["stride"], vals["padding"], vals["dilation"], vals["groups"])
         kind = "conv2d" if func in _CONV else "conv1d" if func in _CONV1D else "linear"
         pre = _pre_info(top, z, w)
-        return _Call(kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *pre, padding_mode=mode)
+        return _Call(
+            kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *pre, padding_mode=mode, pad_note=note
+        )
     if name in _OTHER_LAYERS:
         return _other_call(name, args, kwargs, out, top)
     operands = list(args) + [kwargs[k] for k in ("input", "other", "mat2") if k in kwargs]
@@ -316,7 +330,7 @@ def _track_pre(inv: _Invocation, name: str, args, kwargs, out) -> None:
         if inv.pre.get(id(o)) is None:
             inv.pre[id(o)] = mixed
         inv.pre_refs.append(o)
-    record_pad(inv.pads, inv.pre, name, args, kwargs, out)
+    record_pad(inv.pads, inv.pre, name, args, kwargs, out, src if _elementwise(name, args, kwargs) else None)
     record_pad_1d(inv.pads, inv.pre, name, args, kwargs, out)
 
 

@@ -177,6 +177,42 @@ def test_strict_true_converts_them():
     assert sorted(rep.converted) == ["0", "1"]
 
 
+class BNSignConv(nn.Conv2d):
+    """XNOR-Net's BinConv2d as one conv module: BatchNorm (some gammas negative after training), then
+    the sign (or, form="ge", +1 where bn(x) >= 0: no midpoint at the tie; form="reflect": the BatchNorm
+    of F.pad(x, mode="reflect"), the conv without padding), then the conv."""
+
+    def __init__(self, cin, cout, form="sign", **kw):
+        super().__init__(cin, cout, 3, padding=0 if form == "reflect" else 1, **kw)
+        self.bn = nn.BatchNorm2d(cin, eps=1e-4)
+        self.form = form
+        g = torch.Generator().manual_seed(cin)
+        with torch.no_grad():
+            self.bn.running_mean.normal_(0, 0.5, generator=g)
+            self.bn.running_var.uniform_(0.3, 2.0, generator=g)
+            self.bn.weight.uniform_(0.3, 1.5, generator=g).mul_(torch.tensor([1.0, -1.0]).repeat(cin)[:cin])
+            self.bn.bias.normal_(0, 0.4, generator=g)
+
+    def forward(self, x):
+        h = self.bn(F.pad(x, (1, 1, 1, 1), mode="reflect") if self.form == "reflect" else x)
+        z = torch.where(h >= 0, 1.0, -1.0) if self.form == "ge" else torch.sign(h)
+        return self._conv_forward(z, _xnor_weight(self.weight), self.bias)
+
+
+@pytest.mark.parametrize("form", ["sign", "ge", "reflect"])
+def test_batchnorm_with_negative_gammas_before_the_sign(form):
+    """The threshold is the BatchNorm's zero crossing, found where the module flips in float32 (many
+    ulps from the float64 formula where mean and bias nearly cancel); checked exactly at each packed
+    threshold and one ulp either side (form "ge": no midpoint there)."""
+    model = nn.Sequential(BNSignConv(7, 5, form)).eval()
+    x = _x(4, 7, 6, 6)
+    cm, rep = convert(model, (x,), fuse=False)
+    assert type(cm[0]) is BinaryConv2d and "decreasing in 3 of 7" in rep.layers["0"]["kind"], str(rep)
+    assert cm[0].padding_mode == ("reflect" if form == "reflect" else "zeros")
+    t = cm[0].threshold.clone()
+    _check_layer(model, "0", x, [(3, 7, 6, 6), (2, 7, 4, 9)], t if form == "ge" else None, "module")
+
+
 class StepBelow(nn.Conv2d):
     """A {0, 1} input that is 1 below the threshold: 1 - bit is no negated value."""
 
@@ -188,6 +224,18 @@ def test_decreasing_step_input_stays_float():
     model = nn.Sequential(StepBelow(4, 4, 3, padding=1)).eval()
     rep = _stays_float(model, _x(2, 4, 6, 6), "0", "maps low inputs high", StepBelow)
     assert "complemented bit is not a negated value" in rep.skipped["0"]
+
+
+class OffsetBelow(nn.Conv2d):
+    """AdaBin-style activations beta +- alpha, the high one below 0."""
+
+    def forward(self, x):
+        return self._conv_forward(0.3 + 0.7 * torch.sign(-x), torch.sign(self.weight), None)
+
+
+def test_decreasing_offset_binary_input_stays_float():
+    model = nn.Sequential(OffsetBelow(4, 4, 3, padding=1)).eval()
+    _stays_float(model, _x(2, 4, 6, 6), "0", "maps low inputs high", OffsetBelow)
 
 
 def test_float64_decreasing_stays_float():
@@ -226,5 +274,40 @@ def test_decreasing_sign_module_is_not_folded():
     cm, rep = convert(model, (x,))
     assert sorted(rep.converted) == ["a", "b"] and not rep.fused, str(rep)
     xf = _fresh((2, 8, 6, 4), 9)
+    with torch.no_grad():
+        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
+
+
+class UpstreamSign(nn.Module):
+    """sign(x), times mean |x| over the batch when batch_scaled (XNOR-style, computed from the batch)."""
+
+    def __init__(self, batch_scaled):
+        super().__init__()
+        self.batch_scaled = batch_scaled
+
+    def forward(self, x):
+        return torch.sign(x) * (x.abs().mean() if self.batch_scaled else 1.0)
+
+
+class NegatesItsInput(nn.Conv2d):
+    """A conv module that negates its input, binarized upstream by another module."""
+
+    def forward(self, z):
+        return self._conv_forward(-z, torch.sign(self.weight), None)
+
+
+@pytest.mark.parametrize("batch_scaled", [False, True])
+def test_negated_input_binarized_upstream(batch_scaled):
+    """-z of a +-a input binarized upstream packs (decreasing, its threshold 0) and, like a layer
+    passing its input on, is checked on the inputs its caller computes: a scale computed from the
+    batch upstream leaves it float."""
+    model = nn.Sequential(UpstreamSign(batch_scaled), NegatesItsInput(4, 5, 3, padding=1)).eval()
+    x = _x(4, 4, 6, 6)
+    if batch_scaled:
+        _stays_float(model, x, "1", "verification in the model on derived inputs", NegatesItsInput)
+        return
+    cm, rep = convert(model, (x,))
+    assert rep.converted == ["1"] and "decreasing" in rep.layers["1"]["kind"], str(rep)
+    xf = _fresh((3, 4, 5, 7), 4)
     with torch.no_grad():
         torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)

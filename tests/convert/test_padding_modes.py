@@ -89,12 +89,14 @@ def test_pad_written_out_in_forward(mode):
 
 def test_asymmetric_pad_stays_float():
     model = nn.Sequential(WrittenOutPad("reflect", pad=(1, 2, 1, 1))).eval()
-    _stays_float(model, _x(2, 6, 6, 7), "0", "passes through pad", WrittenOutPad)
+    _stays_float(model, _x(2, 6, 6, 7), "0", "asymmetric F.pad", WrittenOutPad)
 
 
-def test_constant_pad_stays_float():
+def test_constant_zero_pad_is_zero_padding():
+    """F.pad(sign(x)) with value 0: the kernel's zero padding (more in tests/convert/test_constant_pads.py)."""
     model = nn.Sequential(WrittenOutPad("constant")).eval()
-    _stays_float(model, _x(2, 6, 6, 7), "0", "passes through pad", WrittenOutPad)
+    cm, rep = _check_on_fresh_inputs(model, _x(2, 6, 6, 7), (2, 6, 6, 7), ["0"])
+    assert type(cm[0]) is BinaryConv2d and cm[0].padding_mode == "zeros" and cm[0].padding == (1, 2)
 
 
 def test_converted_model_saves_and_loads(tmp_path):

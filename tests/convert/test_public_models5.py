@@ -162,9 +162,9 @@ def test_batchnorm_without_running_stats_after_the_conv_is_not_folded():
 def test_tensorflow_same_padding_stays_float(where):
     """A larq / TensorFlow model ported with padding="same", stride 2: F.pad(.., (0, 1, 0, 1)) of the
     binarized (or real) input before a conv without padding. The packed convs pad symmetrically:
-    the layer stays float, reported as padded by another op."""
+    the layer stays float, reported as padded asymmetrically."""
     model = _random_bn(P.FloatThenBinary(P.SamePadXnorConv(8, 8, where), 8, 8))
-    _stays_float(model, _x(4, 8, 7, 7), "layer", "it passes through pad", P.SamePadXnorConv)
+    _stays_float(model, _x(4, 8, 7, 7), "layer", "asymmetric F.pad", P.SamePadXnorConv)
 
 
 @pytest.mark.parametrize(
