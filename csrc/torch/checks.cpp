@@ -71,6 +71,12 @@ ConvParams check_binary_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t
   TORCH_CHECK_VALUE(sh >= 1 && sw >= 1, "stride must be >= 1, got ", stride);
   TORCH_CHECK_VALUE(ph >= 0 && pw >= 0, "padding must be >= 0, got ", padding);
   TORCH_CHECK_VALUE(dh >= 1 && dw >= 1, "dilation must be >= 1, got ", dilation);
+  // int32 bounds keep every size the checks and kernels derive (in + 2 * pad, dil * (k - 1)) in int64
+  constexpr int64_t kMaxGeometry = std::numeric_limits<int32_t>::max();
+  for (const auto& [v, name] :
+       {std::pair{stride, "stride"}, std::pair{padding, "padding"}, std::pair{dilation, "dilation"}}) {
+    for (int64_t e : v) TORCH_CHECK_VALUE(e <= kMaxGeometry, name, " must be at most 2^31 - 1, got ", v);
+  }
   TORCH_CHECK_VALUE(pad_value == 0 || pad_value == 1 || pad_value == -1, "pad_value must be 0, 1 or -1, got ",
                     pad_value);
   ConvParams p{};
@@ -88,6 +94,8 @@ ConvParams check_binary_conv2d(const at::Tensor& x, const at::Tensor& w, int64_t
   p.out_w = conv_out_size(p.in_w, p.kernel_w, sw, pw, dw);
   TORCH_CHECK_VALUE(p.out_h >= 1 && p.out_w >= 1, "kernel ", p.kernel_h, "x", p.kernel_w, " with dilation (", dh, ", ",
                     dw, ") is larger than the padded input ", p.in_h + 2 * ph, "x", p.in_w + 2 * pw);
+  TORCH_CHECK_VALUE(static_cast<double>(p.out_h) * static_cast<double>(p.out_w) <= 0x1p53, "padding ", padding,
+                    " gives an output of ", p.out_h, "x", p.out_w, " pixels per channel, too large");
   TORCH_CHECK_VALUE(cg * p.kernel_h * p.kernel_w <= std::numeric_limits<int32_t>::max(),
                     "in_channels/groups * KH * KW overflows the int32 result");
   return p;

@@ -150,6 +150,13 @@ def test_binary_conv2d_opcheck_and_compile():
 
 xb = torch.zeros(1, 5, 5, 2, dtype=torch.int32)
 wb = torch.zeros(4, 3, 3, 2, dtype=torch.int32)
+
+
+def _op_conv(x, w, stride, padding, dilation):
+    """The registered op itself, past the Python wrapper's checks (the kernels' own checks)."""
+    return torch.ops.bnn_kernels.binary_conv2d(x, w, 40, stride, padding, dilation, 1, 0)
+
+
 BAD = [
     (lambda: bk.binary_conv2d(xb.float(), wb, 40), TypeError, "x_bits must be an int32"),
     (lambda: bk.binary_conv2d(xb, wb[0], 40), ValueError, "w_bits must have 4 dims"),
@@ -171,6 +178,15 @@ BAD = [
     (lambda: R.binary_conv2d(xb, wb, 40, dilation="2"), TypeError, "dilation must be an int or a pair"),
     (lambda: bk.binary_conv2d(xb, wb, 40, dilation=3), ValueError, "larger than the padded input"),
     (lambda: bk.binary_conv2d(xb[:, :2], wb, 40), ValueError, "larger than the padded input"),
+    # beyond int32 the sizes derived from the geometry could overflow: named, in Python and in the op
+    (lambda: bk.binary_conv2d(xb, wb, 40, padding=2**62), ValueError, r"padding must be at most 2\^31 - 1"),
+    (lambda: bk.binary_conv2d(xb, wb, 40, stride=(1, 2**40)), ValueError, r"stride must be at most 2\^31 - 1"),
+    (lambda: bk.binary_conv2d(xb, wb, 40, dilation=(2**62, 1)), ValueError, r"dilation must be at most 2\^31 - 1"),
+    (lambda: _op_conv(xb, wb, [1, 1], [2**62, 0], [1, 1]), ValueError, r"padding must be at most 2\^31 - 1"),
+    (lambda: _op_conv(xb, wb, [1, 1], [0, 0], [1, 2**62]), ValueError, r"dilation must be at most 2\^31 - 1"),
+    (lambda: _op_conv(xb, wb, [1, 1], [2**31 - 1] * 2, [1, 1]), ValueError, "pixels per channel, too large"),
+    (lambda: _op_conv(xb.to("meta"), wb.to("meta"), [1, 1], [2**31 - 1] * 2, [1, 1]), ValueError, "too large"),
+    (lambda: _op_conv(xb.to("meta"), wb.to("meta"), [1, 1], [0, 0], [1, 2**62]), ValueError, "dilation must be at"),
 ]
 
 
