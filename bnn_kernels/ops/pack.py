@@ -7,6 +7,7 @@ ceil(K/32) words per row, tail bits 0.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -37,6 +38,8 @@ def pack_bits(x: torch.Tensor, threshold: float | torch.Tensor = 0.0) -> torch.T
         return _native.ops().pack_bits(x, 0.0, threshold)
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
         raise TypeError(f"threshold must be a number or a tensor, got {type(threshold).__name__}")
+    if math.isnan(threshold):
+        raise ValueError("threshold must not be NaN (no value is >= NaN: every bit would be 0)")
     return _native.ops().pack_bits(x, float(threshold), None)
 
 

@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 
@@ -170,6 +171,8 @@ void bitplanes_range_error(int64_t value, int64_t flat_index, int64_t nbits, boo
 }
 
 at::Tensor pack_thresholds(const at::Tensor& x, double threshold, const c10::optional<at::Tensor>& channel_threshold) {
+  TORCH_CHECK_VALUE(channel_threshold.has_value() || !std::isnan(threshold),
+                    "threshold must not be NaN (no value is >= NaN: every bit would be 0)");
   const auto st = x.scalar_type();
   const bool half = st == at::kHalf || st == at::kBFloat16;
   const at::ScalarType cmp = at::isFloatingType(st) ? (half ? at::kFloat : st) : at::kDouble;

@@ -148,6 +148,8 @@ BAD = [
     (lambda: bk.pack_bits(torch.zeros(3, 4, dtype=torch.complex64)), TypeError, "x must be"),
     (lambda: bk.pack_bits(torch.zeros(3, 4), torch.zeros(5)), ValueError, "threshold"),
     (lambda: bk.pack_bits(torch.zeros(3, 4), "0"), TypeError, "threshold"),
+    (lambda: bk.pack_bits(torch.zeros(3, 4), float("nan")), ValueError, "threshold must not be NaN"),
+    (lambda: torch.ops.bnn_kernels.pack_bits(torch.zeros(3, 4), float("nan"), None), ValueError, "must not be NaN"),
     (lambda: bk.unpack_bits(torch.zeros(2, 3), 70), TypeError, "int32"),
     (lambda: bk.unpack_bits(torch.zeros(2, 3, dtype=torch.int32), 100), ValueError, "k=100"),
     (lambda: bk.unpack_bits(torch.zeros(2, 3, dtype=torch.int32), 0), ValueError, "k must be >= 1"),
