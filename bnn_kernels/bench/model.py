@@ -481,9 +481,11 @@ def memory_child(args: dict) -> None:
                     f.write("5")
                 # the reset sets VmHWM to the resident set; reading that (not VmRSS, whose
                 # per-thread counters are synced lazily and may read above it) keeps growth >= 0
+                # but for the counters' own approximation (per-CPU sums, a few pages either
+                # way), which can leave a run that adds nothing just below the reset value
                 before = _status_kib("VmHWM")
                 run(x)
-                peak = _status_kib("VmHWM")
+                peak = max(_status_kib("VmHWM"), before)
                 result[nb] = [peak / 1024, (peak - before) / 1024]
             except OSError:
                 run(x)
