@@ -22,6 +22,7 @@ from ._classify import (
     fit_affine,
     geometry,
     input_kind,
+    negate_inputs,
     weight_alpha,
 )
 from ._offset import offset_pair, plan_offset
@@ -200,14 +201,6 @@ def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tens
             **common,
         )
     return new.to(call.w.device).eval()
-
-
-def negate_inputs(w: torch.Tensor, neg: torch.Tensor, groups: int) -> torch.Tensor:
-    """w [O, C / groups, ...] (conv) or [O, C] (linear) with the weights that read an input channel c
-    where neg[c] (bool [C]) negated: in every output row of c's group, the column of c."""
-    o, cg = w.shape[0], w.shape[1]
-    s = torch.where(neg.to(w.device), -1.0, 1.0).to(w.dtype).view(groups, 1, cg)
-    return w * s.expand(groups, o // groups, cg).reshape(o, cg, *[1] * (w.dim() - 2))
 
 
 def binary_evidence(invs: list[_Invocation]) -> str | None:

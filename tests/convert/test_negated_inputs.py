@@ -247,37 +247,6 @@ def test_float64_decreasing_stays_float():
         convert(model, (_x(2, 4, 6, 6).double(),), strict=True)
 
 
-class NegRSign(nn.Module):
-    def forward(self, x):
-        return torch.sign(-x)
-
-
-class SharedNegSign(nn.Module):
-    """One decreasing sign module read by two binary 1x1 convs: they pack on its +-1 output; it is
-    not folded into their thresholds (only increasing binarizers are), and stays float."""
-
-    def __init__(self, c=8):
-        super().__init__()
-        self.sign = NegRSign()
-        self.a = NegSignConv(c, c, 1, form="minus")
-        self.b = nn.Conv2d(c, c, 1)
-        self.b.forward = lambda z: F.conv2d(z, torch.sign(self.b.weight))
-
-    def forward(self, x):
-        s = self.sign(x)
-        return self.a(s) + self.b(s)
-
-
-def test_decreasing_sign_module_is_not_folded():
-    model = SharedNegSign().eval()
-    x = _x(3, 8, 5, 5)
-    cm, rep = convert(model, (x,))
-    assert sorted(rep.converted) == ["a", "b"] and not rep.fused, str(rep)
-    xf = _fresh((2, 8, 6, 4), 9)
-    with torch.no_grad():
-        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
-
-
 class UpstreamSign(nn.Module):
     """sign(x), times mean |x| over the batch when batch_scaled (XNOR-style, computed from the batch)."""
 
@@ -311,3 +280,61 @@ def test_negated_input_binarized_upstream(batch_scaled):
     xf = _fresh((3, 4, 5, 7), 4)
     with torch.no_grad():
         torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
+
+
+class ScaledRSign(nn.Module):
+    """A sign module of its own with a learned per-channel scale of mixed signs (sign(x * s))."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.s = nn.Parameter(
+            torch.tensor([1.0, -1.0]).repeat(c)[:c].view(1, c, 1, 1) * (torch.rand(c) + 0.5).view(1, c, 1, 1)
+        )
+
+    def forward(self, x):
+        return torch.sign(x * self.s)
+
+
+class PlainConv(nn.Conv2d):
+    """A binary conv on an input binarized upstream."""
+
+    def forward(self, z):
+        return self._conv_forward(z, torch.sign(self.weight), None)
+
+
+class SharedSign(nn.Module):
+    """One sign module with decreasing channels read by two binary convs (the second grouped, or
+    one that negates its input and so takes no threshold: then nothing is folded)."""
+
+    def __init__(self, c=8, second="grouped"):
+        super().__init__()
+        self.sign = ScaledRSign(c)
+        self.a = PlainConv(c, c, 1)
+        if second == "grouped":
+            self.b = PlainConv(c, 6, 3, padding=1, groups=2)
+        else:
+            self.b = NegatesItsInput(c, 6, 3, padding=1)
+
+    def forward(self, x):
+        s = self.sign(x)
+        return torch.cat([self.a(s), self.b(s)], 1)
+
+
+@pytest.mark.parametrize("second", ["grouped", "negating"])
+def test_decreasing_sign_module_folds_into_its_readers(second):
+    """Folded as each reader's strict thresholds with the weights reading its decreasing channels
+    negated (all readers or none); the model is exact on fresh inputs either way."""
+    model = SharedSign(second=second).eval()
+    x = _x(3, 8, 5, 5)
+    cm, rep = convert(model, (x,))
+    assert sorted(rep.converted) == ["a", "b"], str(rep)
+    if second == "grouped":
+        assert rep.fused == {"sign": "a, b"}, str(rep)
+        assert torch.equal(cm.a.threshold != 0, torch.tensor([False, True] * 4))  # the decreasing channels
+    else:
+        assert not rep.fused and type(cm.sign) is ScaledRSign, str(rep)
+    for seed, shape in [(9, (2, 8, 6, 4)), (10, (1, 8, 9, 7))]:
+        xf = _fresh(shape, seed)
+        xf.view(-1)[::5] = torch.nextafter(torch.zeros(()), torch.ones(()))  # one ulp above the threshold 0
+        with torch.no_grad():
+            torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
