@@ -130,6 +130,8 @@ def _sign_threshold(inv: _Invocation, new, dinv: _Invocation):
     ch = _channel_dim(new)
     x, pos, high = inv.args[0], dinv.args[0] >= 0, lambda s: s >= 0
     neg = directions(x, pos, inv.module, ch, high, _call)
+    if bool(neg.any()) and getattr(new, "pad_value", 0):  # its +-1 border would not be negated with the weights
+        return None
     d = channel_view(torch.where(neg, -1.0, 1.0).to(device=x.device, dtype=x.dtype), ch, neg.numel(), x.dim())
     trial = copy.deepcopy(new)
     if bool(neg.any()):

@@ -49,7 +49,8 @@ def call_integer(inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> torc
     w = torch.where(a > 0, torch.round(ci.w.double() / a.clamp(min=1e-300)), 0.0)
     if ci.kind == "linear":
         return F.linear(z, w)
-    return conv_ref(z, w, geometry(ci), ci.padding_mode)
+    border = None if ci.pad_border is None else torch.round(ci.pad_border / in_scale)
+    return conv_ref(z, w, geometry(ci), ci.padding_mode, border)
 
 
 def int_exact(new: PackedModule, inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> bool:
