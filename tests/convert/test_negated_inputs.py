@@ -213,6 +213,41 @@ def test_batchnorm_with_negative_gammas_before_the_sign(form):
     _check_layer(model, "0", x, [(3, 7, 6, 6), (2, 7, 4, 9)], t if form == "ge" else None, "module")
 
 
+class BNSignLinear(nn.Linear):
+    """A binary linear layer with BatchNorm1d (gammas of both signs) then sign on its input."""
+
+    def __init__(self, cin, cout):
+        super().__init__(cin, cout)
+        self.bn = nn.BatchNorm1d(cin)
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            self.bn.running_mean.normal_(0, 0.5, generator=g)
+            self.bn.running_var.uniform_(0.3, 2.0, generator=g)
+            self.bn.weight.normal_(0, 1, generator=g)
+            self.bn.bias.normal_(0, 0.4, generator=g)
+
+    def forward(self, x):
+        return F.linear(torch.sign(self.bn(x)), torch.sign(self.weight), self.bias)
+
+
+def test_binary_linear_batchnorm_with_negative_gammas():
+    model = nn.Sequential(BNSignLinear(20, 7)).eval()
+    cm, rep = _check_layer(model, "0", _x(32, 20), [(9, 20), (1, 20)])
+    assert type(cm[0]) is BinaryLinear and "decreasing" in rep.layers["0"]["kind"], str(rep)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_decreasing(dtype):
+    """The strict threshold is taken in the input's dtype (one float16 / bfloat16 ulp above t)."""
+    model = nn.Sequential(ScaledSignConv(4, 4, [1.0, -1.0, 2.0, -2.0])).to(dtype).eval()
+    cm, rep = convert(model, (_x(3, 4, 6, 6).to(dtype),))
+    assert rep.converted == ["0"] and "decreasing in 2 of 4" in rep.layers["0"]["kind"], str(rep)
+    xf = _fresh((2, 4, 7, 5), 8).to(dtype)
+    xf.view(-1)[::3] = torch.nextafter(torch.zeros((), dtype=dtype), torch.ones((), dtype=dtype))
+    with torch.no_grad():
+        torch.testing.assert_close(cm(xf).float(), model(xf).float(), rtol=1e-2, atol=1e-2)
+
+
 class StepBelow(nn.Conv2d):
     """A {0, 1} input that is 1 below the threshold: 1 - bit is no negated value."""
 
