@@ -1,11 +1,12 @@
 """convert() of layers whose binarizer maps low inputs high in some input channels (a decreasing
 binarizer): sign(x * s) with a learned scale that went negative in training (per layer, or per
-channel with mixed signs), sign(-x), -sign(x), ``x < t`` / ``x <= t`` giving +1. Such a channel's
-+-1 value is the negated value of the canonical ``x > t`` bit, so the layer packs with the weights
-reading that channel negated and a strict threshold. Checked on fresh inputs never used for the
-conversion: other batches and spatial sizes, x * s + t, and inputs exactly at each threshold and
-one ulp off it. Decreasing {0, 1} binarizers (whose complement is 1 - bit, not a negated value)
-stay float with the reason."""
+channel with mixed signs), sign(-x), -sign(x), ``x < t`` / ``x <= t`` giving +1, a BatchNorm with
+negative gammas before the sign (XNOR-Net's BinConv2d as one module). Such a channel's +-1 value is
+the negated value of the canonical ``x > t`` bit, so the layer packs with the weights reading that
+channel negated and a strict threshold; a sign module of its own folds into its readers so. Checked
+on fresh inputs never used for the conversion: other batches and spatial sizes, x * s + t, and
+inputs exactly at each threshold and one ulp off it. Decreasing {0, 1} and offset-binary inputs
+(whose complement is 1 - bit, not a negated value) and float64 ones stay float with the reason."""
 
 import pytest
 import torch
