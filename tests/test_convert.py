@@ -473,7 +473,11 @@ class _PadsItsInput(nn.Conv2d):
         return F.conv2d(F.pad(torch.sign(x), (1, 1, 1, 1), value=1.0), torch.sign(self.weight))
 
 
-def test_padding_inside_the_module_with_a_nonzero_border_is_reported():
-    """A constant pad of +1 after the sign: no packed padding holds it (a 0 border packs as zero padding)."""
-    _, rep = convert(nn.Sequential(_PadsItsInput(4, 4, 3)), (_x(2, 4, 6, 6),))
-    assert "constant F.pad whose border is 1 at the call" in rep.skipped["0"], str(rep)
+def test_padding_inside_the_module_with_a_border_of_ones_is_pad_value():
+    """A constant pad of +1 after the sign: BinaryConv2d's pad_value=1 (tests/convert/test_constant_pads.py)."""
+    model = nn.Sequential(_PadsItsInput(4, 4, 3)).eval()
+    cm, rep = convert(model, (_x(2, 4, 6, 6),))
+    assert rep.converted == ["0"] and cm[0].pad_value == 1 and cm[0].padding == (1, 1), str(rep)
+    x = _x(3, 4, 7, 5, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(cm(x), model(x))

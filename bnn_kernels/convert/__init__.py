@@ -39,7 +39,10 @@ How it works (no class names are looked at):
    a residual) is refused, whatever the examples show.
    Data-dependent binarization is refused: if anything but elementwise ops (a mean, std,
    norm, max over the sample, as in sign((a - mean(a)) / std(a))) lies between X and Z, or
-   the module reads input values into Python before its call, the layer stays in float.
+   the module reads input values into Python before its call, the layer stays in float. A
+   symmetric F.pad between them is the conv's padding (_padmode.py): a copying mode is the packed
+   module's padding_mode; a constant whose border is 0 at the call is zero padding, +1 or -1 in
+   every channel BinaryConv2d's pad_value; other pads leave the layer in float, with the reason.
 4. Each new module is verified on the recorded examples, then on inputs derived from them
    (noise, rescaled, shifted per sample, and few-valued inputs resampled with another mix per
    sample) and on the examples at other shapes (one sample more, one sample, each dim one

@@ -191,6 +191,14 @@ def find_in_mul(x, q_expected, step, nbits, module, holds=None):
     return None
 
 
+def negate_inputs(w: torch.Tensor, neg: torch.Tensor, groups: int) -> torch.Tensor:
+    """w [O, C / groups, ...] (conv) or [O, C] (linear) with the weights that read an input channel c
+    where neg[c] (bool [C]) negated: in every output row of c's group, the column of c."""
+    o, cg = w.shape[0], w.shape[1]
+    s = torch.where(neg.to(w.device), -1.0, 1.0).to(w.dtype).view(groups, 1, cg)
+    return w * s.expand(groups, o // groups, cg).reshape(o, cg, *[1] * (w.dim() - 2))
+
+
 def fit_affine(y: torch.Tensor, o: torch.Tensor, ch_dim: int, fixed: torch.Tensor | None = None):
     """Per-channel a, b with o ~= a * y + b (float64 [C]); raises Skip. fixed: bool [C], channels
     whose y is constant by construction (weights all zero): a = 1 there, b the mean of o - y."""

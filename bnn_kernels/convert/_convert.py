@@ -154,8 +154,10 @@ def _fuse(rec, planned, by_module, report: ConversionReport) -> list[str]:
         report.fused[name] = src
         folded.append(name)
     for name, thresholds in fold_sign_inputs(rec, planned, by_module, set(report.fused)):
-        for dst, t in thresholds.items():
+        for dst, (t, bits) in thresholds.items():
             planned[dst].threshold.copy_(t)
+            if bits is not None:  # a decreasing binarizer: those channels' weights negated
+                planned[dst].weight_bits.copy_(bits)
         report.fused[name] = ", ".join(thresholds)
         folded.append(name)
     return folded

@@ -13,9 +13,11 @@ import copy
 import torch
 
 from ..nn import BinaryConv2d, BinaryLinear
-from ..nn._base import PackedModule
-from ._classify import TOL, deviation, find_thresholds, fit_affine
-from ._probe import derived_inputs, reshaped_inputs, tie_threshold
+from ..nn._base import PackedModule, weight_rows
+from ..nn.binary import pack_conv_weight
+from ..ops import pack_bits
+from ._classify import TOL, channel_view, deviation, find_thresholds, fit_affine, negate_inputs, strict_threshold
+from ._probe import derived_inputs, directions, reshaped_inputs, tie_threshold
 from ._report import Skip
 from ._trace import _Invocation, _Recorder
 
@@ -118,26 +120,44 @@ def _sign_readers(rec: _Recorder, planned: dict, by_module: dict, inv: _Invocati
 
 
 def _sign_threshold(inv: _Invocation, new, dinv: _Invocation):
-    """The threshold with which ``new`` (threshold 0, reading the binarizer's output) computes
-    the same from the binarizer's input, checked by _sign_fold_holds; or None."""
+    """(threshold, weight_bits or None) with which ``new`` (threshold 0, reading the binarizer's
+    output) computes the same from the binarizer's input, checked by _sign_fold_holds; or None. A
+    binarizer that maps low inputs high in some channels (sign(-x), sign(x * s) with s < 0) folds as
+    the complement of x > t there: a strict threshold and ``new``'s weights reading those channels
+    negated (weight_bits repacked from the call's weight)."""
     if bool((new.threshold != 0).any()):
         return None
     ch = _channel_dim(new)
+    x, pos, high = inv.args[0], dinv.args[0] >= 0, lambda s: s >= 0
+    neg = directions(x, pos, inv.module, ch, high, _call)
+    if bool(neg.any()) and getattr(new, "pad_value", 0):  # its +-1 border would not be negated with the weights
+        return None
+    d = channel_view(torch.where(neg, -1.0, 1.0).to(device=x.device, dtype=x.dtype), ch, neg.numel(), x.dim())
+    trial = copy.deepcopy(new)
+    if bool(neg.any()):
+        w = negate_inputs(dinv.calls[0].w.detach(), neg, int(dinv.calls[0].groups))
+        bits = pack_conv_weight(w, new.ternary, new.groups) if ch == 1 else pack_bits(weight_rows(w, new.ternary), 0.0)
+        if bits.shape != new.weight_bits.shape:
+            return None
+        trial.weight_bits.copy_(bits)
     # Every candidate that fits the examples, in turn: they may not tell a small learned shift
     # from 0; tie_threshold's probes between the examples do.
-    for _, cand in find_thresholds(inv.args[0], dinv.args[0] >= 0, inv.module, ch, []):
-        t = tie_threshold(inv.module, inv.args[0], cand, ch, _call, lambda s: s >= 0)
-        if t is None:
+    signs = torch.where(neg, -1.0, 1.0).cpu()
+    for _, cand in find_thresholds(x * d, pos, inv.module, ch, [], signs):
+        tn = tie_threshold(inv.module, x * d, cand, ch, lambda m, v: _call(m, v * d), high)
+        down = None if tn is None else strict_threshold(-tn, x.dtype)
+        if tn is None or (down is None and bool(neg.any())):
             continue
-        trial = copy.deepcopy(new)
+        t = torch.where(neg.to(tn.device), down, tn) if bool(neg.any()) else tn
         trial.threshold.copy_(t)
         if _sign_fold_holds(trial, new, inv):
-            return t
+            return t, (trial.weight_bits if bool(neg.any()) else None)
     return None
 
 
 def fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set):
-    """[(name, {packed module name: threshold})] for modules that binarize elementwise the input
+    """[(name, {packed module name: (threshold, weight_bits or None)})] for modules that binarize
+    elementwise the input
     of packed binary modules: those read the module's output and nothing else does (one reader,
     or several, as the two 1x1 convs of ReActNet-A's doubled blocks), so each can threshold the
     module's input itself. Folded only when every reader takes its threshold (each checked on
@@ -149,11 +169,11 @@ def fold_sign_inputs(rec: _Recorder, planned: dict, by_module: dict, taken: set)
         inv = invs[0]
         ts = {}
         for dst in _sign_readers(rec, planned, by_module, inv, taken):
-            t = _sign_threshold(inv, planned[dst], by_module[dst][0])
-            if t is None:
+            found = _sign_threshold(inv, planned[dst], by_module[dst][0])
+            if found is None:
                 ts = {}
                 break
-            ts[dst] = t
+            ts[dst] = found
         if ts:
             out.append((name, ts))
             taken.update((name, *ts))

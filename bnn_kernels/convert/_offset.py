@@ -68,6 +68,8 @@ def plan_offset(invs: list[_Invocation], alpha: float, beta: float):
     call, x = first.calls[0], first.args[0]
     if call.kind == "linear":
         raise Skip("offset-binary input (beta +- alpha) to a linear layer: not supported")
+    if call.pad_border is not None:
+        raise Skip("offset-binary input (beta +- alpha) with a constant F.pad of nonzero values: not supported")
     if call.padding_mode != "zeros":
         raise Skip(f"offset-binary input (beta +- alpha) with padding_mode={call.padding_mode!r}: not supported")
     if _two_values(call.w.detach().reshape(call.w.shape[0], -1), 1) is None:

@@ -66,38 +66,44 @@ def record_pad(pads: dict, pre: dict, name: str, args, kwargs, out, srcs=None) -
 
 
 def unpad(inv, z, padding):
-    """(input, padding, padding_mode, note) of a conv call on z (inv: the invocation making it).
+    """(input, padding, padding_mode, note, border) of a conv call on z (inv: the invocation making it).
     z computed from a recorded pad of the module's input through elementwise ops only:
     - a symmetric F.pad in a copying mode, and the call pads nothing itself: the padded data, its
       amounts and mode (the packed module pads its input so, then binarizes: the same values);
     - a constant pad whose border holds exactly 0 in z (F.pad(x, p) before torch.sign, value 0
       after the binarizer): the kernel's own zero padding, added to the call's;
-    otherwise (z, padding, 'zeros', why the pad is not packed, or None where z is no such pad).
+    - a constant pad whose border holds one value per channel, the call padding nothing itself:
+      its amounts, and border, those values (float64 [C]; the planner decides whether the packed
+      module holds them: BinaryConv2d's pad_value +-1);
+    otherwise (z, padding, 'zeros', why the pad is not packed, or None where z is no such pad, None).
     The input returned for a pad followed by elementwise ops is z's interior, recorded in inv.pre
     as elementwise input data."""
     entry = inv.pads.get(id(z))
     if entry is not None and z.dim() == 3:
         return _unpad_1d(inv, entry, z, padding)
     if entry is None or z.dim() != 4:
-        return z, padding, "zeros", None
+        return z, padding, "zeros", None, None
     src, mode, (ph, pw) = entry
     flat = (0, 0) if padding == "valid" else (padding,) * 2 if isinstance(padding, int) else padding
     if mode == _ASYMMETRIC:
-        return z, padding, "zeros", _ASYMMETRIC_NOTE
+        return z, padding, "zeros", _ASYMMETRIC_NOTE, None
     if isinstance(flat, str):
-        return z, padding, "zeros", f"its input passes through F.pad and the conv pads {padding!r} besides"
+        return z, padding, "zeros", f"its input passes through F.pad and the conv pads {padding!r} besides", None
     flat = tuple(int(p) for p in (tuple(flat) * 2)[:2])
     inner = src if src is not None else z[..., ph : z.shape[-2] - ph, pw : z.shape[-1] - pw]
     if mode != "constant":
         if flat != (0, 0):
-            return z, padding, "zeros", f"its input passes through F.pad(mode={mode!r}) and the conv pads besides"
-        return _inner(inv, inner), (ph, pw), mode, None
-    border = z.clone()
-    border[..., ph : z.shape[-2] - ph, pw : z.shape[-1] - pw] = 0
-    if bool((border != 0).any()):
-        vals = ", ".join(f"{v:g}" for v in torch.unique(border[border != 0])[:4].tolist())
-        return z, padding, "zeros", _BORDER_NOTE.format(vals)
-    return _inner(inv, inner), (flat[0] + ph, flat[1] + pw), "zeros", None
+            return z, padding, "zeros", f"its input passes through F.pad(mode={mode!r}) and the conv pads besides", None
+        return _inner(inv, inner), (ph, pw), mode, None, None
+    interior = torch.zeros(z.shape[-2:], dtype=torch.bool, device=z.device)
+    interior[ph : z.shape[-2] - ph, pw : z.shape[-1] - pw] = True
+    border = z.detach().movedim(1, 0)[:, ..., ~interior].reshape(z.shape[1], -1).double()
+    if not bool((border != 0).any()):
+        return _inner(inv, inner), (flat[0] + ph, flat[1] + pw), "zeros", None, None
+    vals = ", ".join(f"{v:g}" for v in torch.unique(border[border != 0])[:4].tolist())
+    if flat != (0, 0) or not bool((border == border[:, :1]).all()):
+        return z, padding, "zeros", BORDER_NOTE.format(vals), None
+    return _inner(inv, inner), (ph, pw), "zeros", None, border[:, 0].cpu()
 
 
 _ASYMMETRIC_NOTE = (
@@ -105,9 +111,10 @@ _ASYMMETRIC_NOTE = (
     "kernel, TensorFlow's 'SAME' at stride 2 ported as F.pad(x, (0, 1, 0, 1))): the conv's windows do not line up "
     "with a symmetric padding"
 )
-_BORDER_NOTE = (
+BORDER_NOTE = (
     "its input passes through a constant F.pad whose border is {} at the call (not 0): the packed modules pad with "
-    "zeros or copy values (reflect, replicate, circular)"
+    "zeros, copy values (reflect, replicate, circular), or (a +-a input) pad with one value +-1 in every channel "
+    "after the binarizer, without padding of the conv's own"
 )
 
 
@@ -117,8 +124,8 @@ def _unpad_1d(inv, entry, z, padding):
     src, mode, pp = entry
     flat = (padding,) if isinstance(padding, int) else padding
     if inv.pre.get(id(z)) != "pad" or isinstance(flat, str) or tuple(flat) not in ((0,), (0, 0)):
-        return z, padding, "zeros", None
-    return src, pp, mode, None
+        return z, padding, "zeros", None, None
+    return src, pp, mode, None, None
 
 
 def _inner(inv, t: torch.Tensor) -> torch.Tensor:
@@ -129,8 +136,13 @@ def _inner(inv, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def conv_ref(z: torch.Tensor, w: torch.Tensor, geo: dict, mode: str) -> torch.Tensor:
-    """F.conv2d(z, w) with geometry geo (classify.geometry) and the call's padding mode."""
+def conv_ref(z: torch.Tensor, w: torch.Tensor, geo: dict, mode: str, border=None) -> torch.Tensor:
+    """F.conv2d(z, w) with geometry geo (classify.geometry) and the call's padding mode; border:
+    per channel, the value of a constant padding (unpad), else zeros."""
+    if border is not None:
+        b = border.to(device=z.device, dtype=z.dtype).view(1, -1, 1, 1)
+        ph, pw = geo["padding"]
+        return F.conv2d(F.pad(z - b, (pw, pw, ph, ph)) + b, w, None, **dict(geo, padding=(0, 0)))
     if mode == "zeros":
         return F.conv2d(z, w, None, **geo)
     ph, pw = geo["padding"]

@@ -22,10 +22,12 @@ from ._classify import (
     fit_affine,
     geometry,
     input_kind,
+    negate_inputs,
     weight_alpha,
 )
 from ._conv1d import as_2d, packed_of
 from ._offset import offset_pair, plan_offset
+from ._padmode import BORDER_NOTE
 from ._probe import derived_inputs, probe_signed_threshold, probe_threshold, rounding_holds, run_module
 from ._report import Skip
 from ._trace import _Invocation
@@ -141,6 +143,8 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
             "size (LSQ's gradient scale s * g + (s - s * g).detach(), g = 1 / sqrt(numel * Qp), is s or one ulp "
             "off depending on the batch size) moves the rounding boundaries with the shape; the packed layer's do not"
         )
+    if call.pad_border is not None and kind[0] != "sign":
+        raise Skip(_border_note(call))
     if kind[0] == "sign":
         if kind[2]:
             raise Skip(
@@ -153,7 +157,10 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
         desc = "binary" + ("" if label == "0" else f" (sign(x - {label}))")
         if bool(neg.any()):  # x <= t in those channels: the complement of x > t, weights negated (_build)
             desc += f", decreasing in {int(neg.sum())} of {neg.numel()} input channels (their weights negated)"
-        return _Input(kind[1], dict(act="sign", threshold=t, negate=neg if bool(neg.any()) else None), desc)
+        act = dict(
+            act="sign", threshold=t, negate=neg if bool(neg.any()) else None, pad_value=_pad_value(call, kind[1], neg)
+        )
+        return _Input(kind[1], act, desc)
     if kind[0] == "step":
         a = kind[1]
         label, t = probe_threshold(x, call.z > a / 2, module, ch_in, [a / 2], lambda z: z > a / 2, (0.0, a))
@@ -176,12 +183,32 @@ def _input_relation(invs: list[_Invocation], ch_in: int) -> _Input:
     return _Input(1.0, None, "binary weights, real input")
 
 
+def _border_note(call) -> str:
+    vals = ", ".join(f"{v:g}" for v in torch.unique(call.pad_border)[:4].tolist())
+    return BORDER_NOTE.format(vals)
+
+
+def _pad_value(call, a: float, neg: torch.Tensor) -> int:
+    """BinaryConv2d's pad_value for a constant F.pad whose border is call.pad_border (per channel)
+    at the +-a call input: 0 without one; +1 / -1 where every channel's border is that value after
+    the binarizer, in the packed layer's terms (a channel packed negated sees its border negated);
+    raises Skip otherwise."""
+    if call.pad_border is None:
+        return 0
+    pv = call.pad_border / a * torch.where(neg.cpu(), -1.0, 1.0).double()
+    for v in (1, -1):
+        if bool(((pv - v).abs() <= detect_tol(call.z.dtype)).all()):
+            return v
+    raise Skip(_border_note(call))
+
+
 def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tensor, ternary: bool) -> PackedModule:
     """The packed module for the call, with the given per-output multiplier and bias (float64)."""
     call, act = first.calls[0], inp.act
     conv = call.kind != "linear"  # conv2d, or conv1d: the conv2d of height 1 (packed_of)
     geo = dict(geometry(call), padding_mode=call.padding_mode) if conv else {}
     common = dict(multiplier=mult.float(), ternary=ternary, **geo)
+    pad_value = dict(pad_value=act["pad_value"]) if act is not None and act.get("pad_value") else {}
     (w,) = as_2d(call, call.w.detach())
     if act is None:
         new = (BinaryWeightConv2d if conv else BinaryWeightLinear).from_weight(w, bias.float(), **common)
@@ -189,7 +216,8 @@ def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tens
         cls = BinaryConv2d if conv else BinaryLinear
         if act.get("negate") is not None:
             w = negate_inputs(w, act["negate"], int(call.groups) if conv else 1)
-        new = cls.from_weight(w, bias.float(), threshold=act["threshold"], out_dtype=first.out.dtype, **common)
+        kw = dict(common, **pad_value)
+        new = cls.from_weight(w, bias.float(), threshold=act["threshold"], out_dtype=first.out.dtype, **kw)
     else:
         cls = BitSerialConv2d if conv else BitSerialLinear
         new = cls.from_weight(
@@ -203,14 +231,6 @@ def _build(first: _Invocation, inp: _Input, mult: torch.Tensor, bias: torch.Tens
             **common,
         )
     return packed_of(call, new).to(call.w.device).eval()
-
-
-def negate_inputs(w: torch.Tensor, neg: torch.Tensor, groups: int) -> torch.Tensor:
-    """w [O, C / groups, ...] (conv) or [O, C] (linear) with the weights that read an input channel c
-    where neg[c] (bool [C]) negated: in every output row of c's group, the column of c."""
-    o, cg = w.shape[0], w.shape[1]
-    s = torch.where(neg.to(w.device), -1.0, 1.0).to(w.dtype).view(groups, 1, cg)
-    return w * s.expand(groups, o // groups, cg).reshape(o, cg, *[1] * (w.dim() - 2))
 
 
 def binary_evidence(invs: list[_Invocation]) -> str | None:

@@ -21,6 +21,7 @@ __all__ = [
     "reshaped_inputs",
     "probe_threshold",
     "probe_signed_threshold",
+    "directions",
     "rounding_holds",
 ]
 
@@ -227,7 +228,7 @@ def probe_threshold(x, pos, module, ch_in, extra, high, sides):
     only values (or their midpoint, as torch.sign's 0) it may take at the threshold.
     A binarizer that maps low inputs high in some channel (x <= t) is refused here: its
     complemented bit is a negated value only for +-a inputs (probe_signed_threshold)."""
-    neg = _directions(x, pos, module, ch_in, high)
+    neg = directions(x, pos, module, ch_in, high)
     if bool(neg.any()):
         raise Skip(
             f"the input binarizer maps low inputs high (x <= t: a negative scale, sign(-x), x < t) in {int(neg.sum())} "
@@ -244,7 +245,7 @@ def probe_signed_threshold(x, pos, module, ch_in, extra, high, sides):
     probes (gap, tie, far beyond the examples), and packed as the complement of ``x >= t'``:
     x <= t is NOT(x > t), so its threshold is strict_threshold(t) and its bit is the negated
     input value, exact with the weights reading that channel negated (the caller's part)."""
-    neg = _directions(x, pos, module, ch_in, high)
+    neg = directions(x, pos, module, ch_in, high)
     if not bool(neg.any()):
         return (*_probe_increasing(x, pos, module, ch_in, extra, high, sides, _call_input), neg)
     c = x.shape[ch_in]
@@ -259,12 +260,13 @@ def probe_signed_threshold(x, pos, module, ch_in, extra, high, sides):
     return label, torch.where(neg.to(tn.device), down, tn), neg
 
 
-def _directions(x, pos, module, ch_dim, high) -> torch.Tensor:
+def directions(x, pos, module, ch_dim, high, output_of=None) -> torch.Tensor:
     """bool [C]: the channels whose binarizer maps low inputs high. The examples decide a channel
     where its high and low values are separated (high below low: decreasing); a channel they
     leave on one side is decided by the module on values far out on both sides (decreasing when
     it maps the low end high and the high end low). Undecided channels count as increasing: the
-    probes then judge them."""
+    probes then judge them. output_of(module, x): the tensor the module binarized (its call's input
+    by default)."""
     c = x.shape[ch_dim]
     xc = x.detach().double().movedim(ch_dim, 0).reshape(c, -1)
     pc = pos.movedim(ch_dim, 0).reshape(c, -1).to(xc.device)
@@ -274,13 +276,13 @@ def _directions(x, pos, module, ch_dim, high) -> torch.Tensor:
     one_side = pc.all(1) | ~pc.any(1)
     neg = (hi_max < lo_min) & ~one_side
     if bool(one_side.any()):
-        far = _far_ends(module, x, ch_dim, high)
+        far = _far_ends(module, x, ch_dim, high, output_of or _call_input)
         if far is not None:
             neg = neg | (one_side & far.to(neg.device))
     return neg
 
 
-def _far_ends(module, x, ch_dim, high):
+def _far_ends(module, x, ch_dim, high, output_of):
     """bool [C]: the module maps values far below the examples high and far above them low, per
     channel (None where it fails on them)."""
     big = torch.finfo(x.dtype).max / 4
@@ -288,8 +290,8 @@ def _far_ends(module, x, ch_dim, high):
     r = min(reach, big)
     try:
         with torch.no_grad():
-            h_lo = high(_call_input(module, torch.full_like(x, -r)))
-            h_hi = high(_call_input(module, torch.full_like(x, r)))
+            h_lo = high(output_of(module, torch.full_like(x, -r)))
+            h_hi = high(output_of(module, torch.full_like(x, r)))
     except (Skip, RuntimeError):
         return None
     c = x.shape[ch_dim]

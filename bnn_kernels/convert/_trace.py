@@ -61,6 +61,7 @@ class _Call:
     w_from_x: bool = False  # the weight derives from the module's input
     padding_mode: str = "zeros"  # or the mode of an F.pad of z before the call (_padmode.py)
     pad_note: str | None = None  # why an F.pad of z before the call is not taken as its padding (_padmode.py)
+    pad_border: torch.Tensor | None = None  # [C] a constant F.pad's nonzero border, per channel (_padmode.py)
 
 
 @dataclass(eq=False)
@@ -216,15 +217,17 @@ def _call_of(func, name: str, args, kwargs, out, top: _Invocation) -> _Call | No
         vals = dict(zip(names, (None, None, None, 1, 0, 1, 1)))
         vals.update(zip(names, args))
         vals.update(kwargs)
-        z, w, mode, note = vals["input"], vals["weight"], "zeros", None
+        z, w, mode, note, border = vals["input"], vals["weight"], "zeros", None, None
         if func in _CONV or func in _CONV1D:
-            z, vals["padding"], mode, note = unpad(top, z, vals["padding"])
+            z, vals["padding"], mode, note, border = unpad(top, z, vals["padding"])
         geo = (vals["stride"], vals["padding"], vals["dilation"], vals["groups"])
         kind = "conv2d" if func in _CONV else "conv1d" if func in _CONV1D else "linear"
         pre = _pre_info(top, z, w)
-        return _Call(
+        call = _Call(
             kind, _clone(z), _clone(w), _clone(vals["bias"]), _clone(out), *geo, *pre, padding_mode=mode, pad_note=note
         )
+        call.pad_border = border
+        return call
     if name in _OTHER_LAYERS:
         return _other_call(name, args, kwargs, out, top)
     operands = list(args) + [kwargs[k] for k in ("input", "other", "mat2") if k in kwargs]

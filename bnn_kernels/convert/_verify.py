@@ -50,8 +50,9 @@ def call_integer(inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> torc
     w = torch.where(a > 0, torch.round(ci.w.double() / a.clamp(min=1e-300)), 0.0)
     if ci.kind == "linear":
         return F.linear(z, w)
+    border = None if ci.pad_border is None else torch.round(ci.pad_border / in_scale)
     z, w = as_2d(ci, z, w)  # a conv1d call: its conv2d of height 1
-    return from_2d(ci, conv_ref(z, w, geometry(ci), ci.padding_mode))
+    return from_2d(ci, conv_ref(z, w, geometry(ci), ci.padding_mode, border))
 
 
 def int_exact(new: PackedModule, inv: _Invocation, alpha: torch.Tensor, in_scale: float) -> bool:

@@ -1,9 +1,11 @@
 """convert() of a constant F.pad inside the conv's module (F.pad(x, (p, p, q, q)) before the
-binarizer, F.pad(sign(x), ..., value=0) after it, nn.ZeroPad2d): where the padded border is exactly
+binarizer, F.pad(sign(x), ..., value=v) after it, nn.ZeroPad2d): where the padded border is exactly
 0 at the call (torch.sign(0) = 0, a {0, 1} binarizer's 0, value 0), it is the kernel's zero padding,
-added to the conv's own. A copying pad (reflect) before the binarizer is the packed module's
-padding_mode. Checked on fresh inputs of other sizes, never used for the conversion. A border that
-is not 0 (value 1, a shifted binarizer's sign(0 - t)) or asymmetric amounts stay float."""
+added to the conv's own; where it is +1 (or -1) in every channel after the binarizer, BinaryConv2d's
+pad_value. A copying pad (reflect) before the binarizer is the packed module's padding_mode. Checked
+on fresh inputs of other sizes, never used for the conversion. Other borders (0.5, +-1 by channel,
+nonzero besides the conv's own padding, a {0, 1} or real input padded with 1) and asymmetric amounts
+stay float."""
 
 import pytest
 import torch
@@ -24,17 +26,19 @@ def _seeded():
 
 class PadConv(nn.Conv2d):
     """F.pad(x, pad, mode, value) before the binarizer ("before") or after it ("after"), then the conv
-    with its own padding. binarize: "sign", "shifted" (sign(x - b), b learned), "step" ((x > 0) in
+    with its own padding. binarize: "sign", "shifted" (sign(x - b), b > 0 learned; "shiftmix": b of
+    mixed signs), "step" ((x > 0) in
     {0, 1}), "neg" (sign(-x)) or "none" (a real input, sign weights)."""
 
     def __init__(self, cin, cout, where, pad, binarize="sign", mode="constant", value=0.0, **kw):
         super().__init__(cin, cout, 3, bias=False, **kw)
         self.where, self.pad, self.binarize, self.mode, self.value = where, pad, binarize, mode, value
         self.b = nn.Parameter(torch.rand(cin) * 0.5 + 0.1)
+        self.bm = nn.Parameter(self.b.detach() * torch.tensor([1.0, -1.0]).repeat(cin)[:cin])
 
     def _bin(self, x):
-        if self.binarize == "shifted":
-            return torch.sign(x - self.b.view(1, -1, 1, 1))
+        if self.binarize in ("shifted", "shiftmix"):  # b > 0, or bm of mixed signs
+            return torch.sign(x - (self.b if self.binarize == "shifted" else self.bm).view(1, -1, 1, 1))
         if self.binarize == "step":
             return (x > 0).float()
         if self.binarize == "neg":
@@ -130,15 +134,36 @@ def test_reflect_pad_before_the_binarizer():
 
 
 @pytest.mark.parametrize(
+    "where,value,binarize,pad_value",
+    [
+        ("after", 1.0, "sign", 1),
+        ("after", -1.0, "sign", -1),
+        ("before", 0.5, "sign", 1),
+        ("before", 0.0, "shifted", -1),
+        ("before", 1.0, "neg", 1),
+    ],
+    ids=["value1-after", "value-1-after", "value-before", "shifted-before", "decreasing"],
+)
+def test_border_of_plus_or_minus_one_is_pad_value(where, value, binarize, pad_value):
+    """A border that is +1 (or -1) in every channel after the binarizer: BinaryConv2d's pad_value
+    (sign(0 - b) with b > 0 is -1; sign(-1) in a decreasing layer is the packed +1)."""
+    model = nn.Sequential(PadConv(6, 5, where, (2, 2, 1, 1), binarize, value=value, stride=(2, 1))).eval()
+    cm, _ = _check(model, _x(3, 6, 7, 8), SHAPES, BinaryConv2d, (1, 2))
+    assert cm[0].pad_value == pad_value
+
+
+@pytest.mark.parametrize(
     "kw,reason",
     [
-        (dict(where="after", pad=(1, 1, 1, 1), value=1.0), "border is 1 at the call"),
-        (dict(where="before", pad=(1, 1, 1, 1), value=0.5), "border is 1 at the call"),
-        (dict(where="before", pad=(1, 1, 1, 1), binarize="shifted"), "border is -1 at the call"),
+        (dict(where="after", pad=(1, 1, 1, 1), value=0.5), "border is 0.5 at the call"),
+        (dict(where="before", pad=(1, 1, 1, 1), binarize="shiftmix"), "border is -1, 1 at the call"),
+        (dict(where="after", pad=(1, 1, 1, 1), value=1.0, padding=1), "border is 1 at the call"),
+        (dict(where="before", pad=(1, 1, 1, 1), binarize="step", value=1.0), "border is 1 at the call"),
+        (dict(where="before", pad=(1, 1, 1, 1), binarize="none", value=1.0), "border is 1 at the call"),
         (dict(where="before", pad=(0, 1, 0, 1), stride=2), "asymmetric F.pad"),
         (dict(where="after", pad=(1, 1, 1, 1), mode="reflect", padding=1), "the conv pads besides"),
     ],
-    ids=["value1-after", "value-before", "shifted-before", "asymmetric", "reflect-and-conv-padding"],
+    ids=["half", "mixed-channels", "and-conv-padding", "step", "real", "asymmetric", "reflect-and-conv-padding"],
 )
 def test_pads_the_packed_modules_cannot_express_stay_float(kw, reason):
     kw = dict(kw)

@@ -1,11 +1,12 @@
 """convert() of layers whose binarizer maps low inputs high in some input channels (a decreasing
 binarizer): sign(x * s) with a learned scale that went negative in training (per layer, or per
-channel with mixed signs), sign(-x), -sign(x), ``x < t`` / ``x <= t`` giving +1. Such a channel's
-+-1 value is the negated value of the canonical ``x > t`` bit, so the layer packs with the weights
-reading that channel negated and a strict threshold. Checked on fresh inputs never used for the
-conversion: other batches and spatial sizes, x * s + t, and inputs exactly at each threshold and
-one ulp off it. Decreasing {0, 1} binarizers (whose complement is 1 - bit, not a negated value)
-stay float with the reason."""
+channel with mixed signs), sign(-x), -sign(x), ``x < t`` / ``x <= t`` giving +1, a BatchNorm with
+negative gammas before the sign (XNOR-Net's BinConv2d as one module). Such a channel's +-1 value is
+the negated value of the canonical ``x > t`` bit, so the layer packs with the weights reading that
+channel negated and a strict threshold; a sign module of its own folds into its readers so. Checked
+on fresh inputs never used for the conversion: other batches and spatial sizes, x * s + t, and
+inputs exactly at each threshold and one ulp off it. Decreasing {0, 1} and offset-binary inputs
+(whose complement is 1 - bit, not a negated value) and float64 ones stay float with the reason."""
 
 import pytest
 import torch
@@ -213,6 +214,41 @@ def test_batchnorm_with_negative_gammas_before_the_sign(form):
     _check_layer(model, "0", x, [(3, 7, 6, 6), (2, 7, 4, 9)], t if form == "ge" else None, "module")
 
 
+class BNSignLinear(nn.Linear):
+    """A binary linear layer with BatchNorm1d (gammas of both signs) then sign on its input."""
+
+    def __init__(self, cin, cout):
+        super().__init__(cin, cout)
+        self.bn = nn.BatchNorm1d(cin)
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            self.bn.running_mean.normal_(0, 0.5, generator=g)
+            self.bn.running_var.uniform_(0.3, 2.0, generator=g)
+            self.bn.weight.normal_(0, 1, generator=g)
+            self.bn.bias.normal_(0, 0.4, generator=g)
+
+    def forward(self, x):
+        return F.linear(torch.sign(self.bn(x)), torch.sign(self.weight), self.bias)
+
+
+def test_binary_linear_batchnorm_with_negative_gammas():
+    model = nn.Sequential(BNSignLinear(20, 7)).eval()
+    cm, rep = _check_layer(model, "0", _x(32, 20), [(9, 20), (1, 20)])
+    assert type(cm[0]) is BinaryLinear and "decreasing" in rep.layers["0"]["kind"], str(rep)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_decreasing(dtype):
+    """The strict threshold is taken in the input's dtype (one float16 / bfloat16 ulp above t)."""
+    model = nn.Sequential(ScaledSignConv(4, 4, [1.0, -1.0, 2.0, -2.0])).to(dtype).eval()
+    cm, rep = convert(model, (_x(3, 4, 6, 6).to(dtype),))
+    assert rep.converted == ["0"] and "decreasing in 2 of 4" in rep.layers["0"]["kind"], str(rep)
+    xf = _fresh((2, 4, 7, 5), 8).to(dtype)
+    xf.view(-1)[::3] = torch.nextafter(torch.zeros((), dtype=dtype), torch.ones((), dtype=dtype))
+    with torch.no_grad():
+        torch.testing.assert_close(cm(xf).float(), model(xf).float(), rtol=1e-2, atol=1e-2)
+
+
 class StepBelow(nn.Conv2d):
     """A {0, 1} input that is 1 below the threshold: 1 - bit is no negated value."""
 
@@ -245,37 +281,6 @@ def test_float64_decreasing_stays_float():
     assert "float32 threshold for torch.float64" in rep.skipped["0"], str(rep)
     with pytest.raises(ConversionError, match="0: "):
         convert(model, (_x(2, 4, 6, 6).double(),), strict=True)
-
-
-class NegRSign(nn.Module):
-    def forward(self, x):
-        return torch.sign(-x)
-
-
-class SharedNegSign(nn.Module):
-    """One decreasing sign module read by two binary 1x1 convs: they pack on its +-1 output; it is
-    not folded into their thresholds (only increasing binarizers are), and stays float."""
-
-    def __init__(self, c=8):
-        super().__init__()
-        self.sign = NegRSign()
-        self.a = NegSignConv(c, c, 1, form="minus")
-        self.b = nn.Conv2d(c, c, 1)
-        self.b.forward = lambda z: F.conv2d(z, torch.sign(self.b.weight))
-
-    def forward(self, x):
-        s = self.sign(x)
-        return self.a(s) + self.b(s)
-
-
-def test_decreasing_sign_module_is_not_folded():
-    model = SharedNegSign().eval()
-    x = _x(3, 8, 5, 5)
-    cm, rep = convert(model, (x,))
-    assert sorted(rep.converted) == ["a", "b"] and not rep.fused, str(rep)
-    xf = _fresh((2, 8, 6, 4), 9)
-    with torch.no_grad():
-        torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
 
 
 class UpstreamSign(nn.Module):
@@ -311,3 +316,61 @@ def test_negated_input_binarized_upstream(batch_scaled):
     xf = _fresh((3, 4, 5, 7), 4)
     with torch.no_grad():
         torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
+
+
+class ScaledRSign(nn.Module):
+    """A sign module of its own with a learned per-channel scale of mixed signs (sign(x * s))."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.s = nn.Parameter(
+            torch.tensor([1.0, -1.0]).repeat(c)[:c].view(1, c, 1, 1) * (torch.rand(c) + 0.5).view(1, c, 1, 1)
+        )
+
+    def forward(self, x):
+        return torch.sign(x * self.s)
+
+
+class PlainConv(nn.Conv2d):
+    """A binary conv on an input binarized upstream."""
+
+    def forward(self, z):
+        return self._conv_forward(z, torch.sign(self.weight), None)
+
+
+class SharedSign(nn.Module):
+    """One sign module with decreasing channels read by two binary convs (the second grouped, or
+    one that negates its input and so takes no threshold: then nothing is folded)."""
+
+    def __init__(self, c=8, second="grouped"):
+        super().__init__()
+        self.sign = ScaledRSign(c)
+        self.a = PlainConv(c, c, 1)
+        if second == "grouped":
+            self.b = PlainConv(c, 6, 3, padding=1, groups=2)
+        else:
+            self.b = NegatesItsInput(c, 6, 3, padding=1)
+
+    def forward(self, x):
+        s = self.sign(x)
+        return torch.cat([self.a(s), self.b(s)], 1)
+
+
+@pytest.mark.parametrize("second", ["grouped", "negating"])
+def test_decreasing_sign_module_folds_into_its_readers(second):
+    """Folded as each reader's strict thresholds with the weights reading its decreasing channels
+    negated (all readers or none); the model is exact on fresh inputs either way."""
+    model = SharedSign(second=second).eval()
+    x = _x(3, 8, 5, 5)
+    cm, rep = convert(model, (x,))
+    assert sorted(rep.converted) == ["a", "b"], str(rep)
+    if second == "grouped":
+        assert rep.fused == {"sign": "a, b"}, str(rep)
+        assert torch.equal(cm.a.threshold != 0, torch.tensor([False, True] * 4))  # the decreasing channels
+    else:
+        assert not rep.fused and type(cm.sign) is ScaledRSign, str(rep)
+    for seed, shape in [(9, (2, 8, 6, 4)), (10, (1, 8, 9, 7))]:
+        xf = _fresh(shape, seed)
+        xf.view(-1)[::5] = torch.nextafter(torch.zeros(()), torch.ones(()))  # one ulp above the threshold 0
+        with torch.no_grad():
+            torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
