@@ -162,3 +162,16 @@ def test_unbatched_conv1d_stays_float():
     model = torch.nn.Sequential(P.Conv1dForm("torch.conv1d")).eval()
     _, rep = convert(model, (_x(12, 21),))
     assert rep.skipped["0"] == "unbatched conv1d input", str(rep)
+
+
+def test_converted_model_compiles_and_exports():
+    """torch.compile(fullgraph=True) and torch.export of the converted keyword-spotting BNN."""
+    torch._dynamo.reset()
+    cm, _ = convert(_random_bn(P.KwsBNN()), (_x(*_EXAMPLE),))
+    xf = _fresh((3, 10, 19), 8)
+    with torch.no_grad():
+        eager = cm(xf)
+        torch.testing.assert_close(torch.compile(cm, fullgraph=True, backend="aot_eager")(xf), eager)
+        ep = torch.export.export(cm, (xf,))
+        assert "bnn_kernels.binary_conv2d.default" in {str(n.target) for n in ep.graph.nodes}
+        torch.testing.assert_close(ep.module()(xf), eager)
