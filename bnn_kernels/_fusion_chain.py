@@ -66,6 +66,24 @@ def full_perm(perm: tuple, ndim: int) -> tuple:
     return tuple(perm) + tuple(d for d in range(ndim) if d not in perm)
 
 
+def squeeze_perm(perm: tuple, u: torch.fx.Node, ndim: int, shape) -> tuple | str:
+    """The perm after u (an _SQUEEZE node) of a value of shape that views the op's output by perm,
+    or why it is not followed. Followed: a squeeze of size-1 dims that are not the channels, and
+    the unsqueeze that restores the one squeezed dim (the 1-D convs, bnn_kernels.nn.conv1d,
+    view their conv2d output of height 1 as (N, O, L) and their input back as (N, C, 1, L))."""
+    n = len(perm)
+    if u.target is aten.unsqueeze.default:
+        gone = [d for d in range(ndim) if d not in perm]
+        if len(gone) != 1:
+            return "unsqueeze that does not restore a squeezed dim of the op's output"
+        d = u.args[1] % (n + 1)
+        return perm[:d] + (gone[0],) + perm[d:]
+    dims = {d % n for d in (u.args[1] if u.target is aten.squeeze.dims else [u.args[1]])}
+    if any(not _known(shape[d] == 1) or perm[d] == 1 for d in dims):
+        return "squeeze of a dim that is not of size 1, or of the channels"
+    return tuple(p for i, p in enumerate(perm) if i not in dims)
+
+
 def _targets(*names):
     return {getattr(aten, n).default for n in names}
 
@@ -267,24 +285,12 @@ class _Chain:
         self.advance(u)
 
     def on_squeeze(self, u):
-        """squeeze of size-1 dims that are not the channels, or the unsqueeze that restores the
-        one squeezed dim (the 1-D convs, bnn_kernels.nn.conv1d, view their conv2d output of
-        height 1 as (N, O, L), and their input back as (N, C, 1, L)): views of the op's output."""
         if u.args[0] is not self.cur:
             return "squeeze / unsqueeze of another input"
-        n = len(self.perm)
-        if u.target is aten.unsqueeze.default:
-            gone = [d for d in range(self.ndim) if d not in self.perm]
-            if len(gone) != 1:
-                return "unsqueeze that does not restore a squeezed dim of the op's output"
-            d = u.args[1] % (n + 1)
-            self.perm = self.perm[:d] + (gone[0],) + self.perm[d:]
-            return self.advance(u)
-        dims = {d % n for d in (u.args[1] if u.target is aten.squeeze.dims else [u.args[1]])}
-        shape = _val(self.cur).shape
-        if any(not _known(shape[d] == 1) or self.perm[d] == 1 for d in dims):
-            return "squeeze of a dim that is not of size 1, or of the channels"
-        self.perm = tuple(p for i, p in enumerate(self.perm) if i not in dims)
+        perm = squeeze_perm(self.perm, u, self.ndim, _val(self.cur).shape)
+        if isinstance(perm, str):
+            return perm
+        self.perm = perm
         self.advance(u)
 
     def on_convert(self, u):

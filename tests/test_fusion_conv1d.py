@@ -9,6 +9,8 @@ import torch
 import bnn_kernels as bk
 from bnn_kernels.nn import BinaryConv1d, BinaryConv2d
 from tests.test_fusion import fuse_checked, only_op, targets
+from tests.test_fusion_dual import DUALS
+from tests.test_fusion_dual import fuse_checked as fuse_checked_outputs
 
 ops = torch.ops.bnn_kernels
 aten = torch.ops.aten
@@ -77,6 +79,20 @@ def test_permuted_after_squeeze_residual_in_op_layout(rng):
     assert only_op(rep)["fused"] == ["multiplier", "residual"], str(rep)
 
 
+def test_dual_through_squeeze_and_unsqueeze(rng):
+    """A 1-D block output read as float (the next shortcut) and, unsqueezed and permuted, by the
+    next layer's pack_bits: the op's dual form, the pack_bits gone."""
+    t = Case1d(rng)
+
+    def f(x, w, m, b, r, thr):
+        y = t.acc(x, w).squeeze(2) * _ch(m) + _ch(b) + r
+        return y * 0.5, ops.pack_bits(y.unsqueeze(2).permute(0, 2, 3, 1), 0.0, thr)
+
+    rep, gm = fuse_checked_outputs(f, t.x, t.wt, t.m, t.b, t.res, t.thr)
+    assert only_op(rep)["dual"] and rep.dual == 1, str(rep)
+    assert ops.pack_bits.default not in targets(gm) and sum(x in DUALS for x in targets(gm)) == 1
+
+
 @pytest.mark.parametrize(
     "name,fn,reason",
     [
@@ -96,7 +112,7 @@ def test_squeezes_left_alone(rng, name, fn, reason):
     assert only_op(rep)["fused"] == [] and reason in only_op(rep)["stopped"], str(rep)
 
 
-@pytest.mark.parametrize("cls", [BinaryConv1d, BinaryConv2d])
+@pytest.mark.parametrize("cls", [BinaryConv2d])  # BinaryConv1d: test_compiled_keyword_spotting_bnn
 def test_compiled_packed_layers_residual_prelu_into_bits(cls):
     """Two packed layers (the first's call spells out_dtype=float32), a residual and a PReLU
     between them: compiled with fusion, the residual, the PReLU and the second layer's
@@ -126,3 +142,37 @@ def test_compiled_packed_layers_residual_prelu_into_bits(cls):
         with torch.no_grad():
             assert torch.equal(compiled(x), net(x))
     assert fusion.report.fused["out_threshold"] >= 1 and fusion.report.fused["residual"] >= 1, str(fusion.report)
+
+
+class _KwsFeatures(torch.nn.Module):
+    """A converted keyword-spotting BNN's binary part (tests/convert/models_conv1d.py)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        m = self.m
+        return m.act(m.bn(m.down(m.sign(m.b2(m.b1(x))))))
+
+
+def test_compiled_keyword_spotting_bnn():
+    """Converted 1-D residual blocks compiled with fusion: each block's residual and PReLU fuse,
+    the first block's output (the second's shortcut and, packed, its input) comes from the dual
+    op, the second's bits (the strided layer's input) from out_threshold; bit for bit equal to
+    the graph compiled without fusion and to eager."""
+    from tests.convert import models_conv1d as P
+    from tests.convert.test_public_models import _fresh, _random_bn, _x
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    cm, _ = bk.convert(_random_bn(P.KwsBNN()), (_x(4, 10, 24),))
+    feat, fusion = _KwsFeatures(cm).eval(), bk.FusionPass()
+    compiled = bk.compile(feat, fuse=fusion, options={"fx_graph_cache": False})
+    plain = bk.compile(feat, fuse=False)
+    x = _fresh((3, 36, 19), 1)
+    with torch.no_grad():
+        got = compiled(x)
+        assert torch.equal(got, plain(x)) and torch.equal(got, feat(x))
+    r = fusion.report
+    assert r.fused["residual"] == r.fused["act_slope"] == 2 and r.fused["out_threshold"] == 1 and r.dual == 1, str(r)
