@@ -60,6 +60,30 @@ def _other(node: torch.fx.Node, cur: torch.fx.Node):
     return None
 
 
+def full_perm(perm: tuple, ndim: int) -> tuple:
+    """A chain's perm (dim i of its value is dim perm[i] of the op's output) with the op's dims
+    that the chain squeezed away (size 1) appended: a permutation of range(ndim)."""
+    return tuple(perm) + tuple(d for d in range(ndim) if d not in perm)
+
+
+def squeeze_perm(perm: tuple, u: torch.fx.Node, ndim: int, shape) -> tuple | str:
+    """The perm after u (an _SQUEEZE node) of a value of shape that views the op's output by perm,
+    or why it is not followed. Followed: a squeeze of size-1 dims that are not the channels, and
+    the unsqueeze that restores the one squeezed dim (the 1-D convs, bnn_kernels.nn.conv1d,
+    view their conv2d output of height 1 as (N, O, L) and their input back as (N, C, 1, L))."""
+    n = len(perm)
+    if u.target is aten.unsqueeze.default:
+        gone = [d for d in range(ndim) if d not in perm]
+        if len(gone) != 1:
+            return "unsqueeze that does not restore a squeezed dim of the op's output"
+        d = u.args[1] % (n + 1)
+        return perm[:d] + (gone[0],) + perm[d:]
+    dims = {d % n for d in (u.args[1] if u.target is aten.squeeze.dims else [u.args[1]])}
+    if any(not _known(shape[d] == 1) or perm[d] == 1 for d in dims):
+        return "squeeze of a dim that is not of size 1, or of the channels"
+    return tuple(p for i, p in enumerate(perm) if i not in dims)
+
+
 def _targets(*names):
     return {getattr(aten, n).default for n in names}
 
@@ -71,6 +95,7 @@ _MUL = {aten.mul.Tensor, aten.mul.Scalar}
 _ADD = {aten.add.Tensor, aten.add.Scalar}
 _SUB = {aten.sub.Tensor, aten.sub.Scalar}
 _PRELU = {aten.prelu.default, aten._prelu_kernel.default}
+_SQUEEZE = {aten.squeeze.dim, aten.squeeze.dims, aten.unsqueeze.default}
 _BINARY_OPS = ("binary_conv2d", "xnor_gemm")
 
 
@@ -143,9 +168,9 @@ class _Chain:
         if v.dtype != torch.float32:
             return None, f"operand {x.name} is {v.dtype} (the epilogue computes in float32)"
         shape = list(v.shape)
-        if len(shape) > self.ndim:
+        if len(shape) > len(self.perm):
             return None, f"operand {x.name} of shape {tuple(shape)} broadcasts the output"
-        shape = [1] * (self.ndim - len(shape)) + shape
+        shape = [1] * (len(self.perm) - len(shape)) + shape
         cdim = self.perm.index(1)
         ones = all(_known(s == 1) for i, s in enumerate(shape) if i != cdim)
         if not ones or not (_known(shape[cdim] == self.nchan) or _known(shape[cdim] == 1)):
@@ -162,7 +187,7 @@ class _Chain:
             return None, f"residual {x.name} is {v.dtype}"
         if self._depends_on_op(x):
             return None, f"residual {x.name} depends on the op's own output"
-        return ("residual", x, neg, self.perm), None
+        return ("residual", x, neg, full_perm(self.perm, self.ndim)), None
 
     # steps ---------------------------------------------------------------------------------
     def take(self, slot_name: str, spec, node: torch.fx.Node, extra=()) -> str | None:
@@ -221,6 +246,8 @@ class _Chain:
             return self.on_view
         if t is aten.permute.default:
             return self.on_permute
+        if t in _SQUEEZE:
+            return self.on_squeeze
         if t in _CONVERT:
             return self.on_convert
         if t in _MUL:
@@ -253,8 +280,17 @@ class _Chain:
         self.advance(u)
 
     def on_permute(self, u):
-        dims = [d % self.ndim for d in u.args[1]]
+        dims = [d % len(self.perm) for d in u.args[1]]
         self.perm = tuple(self.perm[d] for d in dims)
+        self.advance(u)
+
+    def on_squeeze(self, u):
+        if u.args[0] is not self.cur:
+            return "squeeze / unsqueeze of another input"
+        perm = squeeze_perm(self.perm, u, self.ndim, _val(self.cur).shape)
+        if isinstance(perm, str):
+            return perm
+        self.perm = perm
         self.advance(u)
 
     def on_convert(self, u):
@@ -372,7 +408,7 @@ class _Chain:
         return why is None
 
     def on_cat(self, u):
-        dim = _bind(u).get("dim", 0) % self.ndim
+        dim = _bind(u).get("dim", 0) % len(self.perm)
         if self.perm[dim] != 1 or self.pending or self.dtype != torch.float32:
             return "cat that is not along the channels of a float32 value"
         self.cat = u

@@ -1,5 +1,6 @@
 """The dual outputs of bnn_kernels.fusion: a binary op call whose float32 result is read by float
-consumers (a shortcut, a cat, the graph's output) and also, through layout ops only, by a
+consumers (a shortcut, a cat, the graph's output) and also, through layout ops only (permutes,
+copies, same-shape views, float32 casts, the squeezes of the 1-D convs), by a
 ``pack_bits`` over its channels (the next binary layer's input) becomes one call of the op's dual
 form (``xnor_gemm_dual`` / ``binary_conv2d_dual``). It writes the float output and the packed
 bits of y >= threshold from the same epilogue pass, so the pack_bits call, which re-read the
@@ -21,7 +22,7 @@ import operator
 import torch
 import torch.fx
 
-from ._fusion_chain import _CONVERT, _LAYOUT, _VIEWS, _bind, _convert_dtype, _same_shape, _val
+from ._fusion_chain import _CONVERT, _LAYOUT, _SQUEEZE, _VIEWS, _bind, _convert_dtype, _same_shape, _val, squeeze_perm
 
 aten = torch.ops.aten
 
@@ -67,6 +68,10 @@ def _packs(op: torch.fx.Node):
                 found.append((u, perm, path))
             elif u.target is aten.permute.default and u.args[0] is cur:
                 stack.append((u, tuple(perm[d % len(perm)] for d in u.args[1]), path + [u]))
+            elif u.target in _SQUEEZE and u.args[0] is cur:  # the 1-D convs' views
+                p = squeeze_perm(perm, u, _val(op).dim(), _val(cur).shape)
+                if not isinstance(p, str):
+                    stack.append((u, p, path + [u]))
             elif _passes_value(u, cur):
                 stack.append((u, perm, path + [u]))
     return found

@@ -34,6 +34,11 @@ per-pixel operand, an intermediate value that is also used elsewhere (kept in fl
 longest valid prefix of a chain is fused when it holds at least one step; ``FusionReport`` says
 what was fused and why each chain stopped. Permutes between the steps are followed (the conv's
 NCHW output may be permuted to NHWC); the residual is handed to the op in its own layout.
+So are squeezes of size-1 dims other than the channels and the unsqueeze that restores such a
+dim (the 1-D convs of bnn_kernels.nn.conv1d view their (N, O, 1, L) output as (N, O, L) and the
+next layer's input back as (N, C, 1, L)): the fused output is squeezed as the graph was, the
+residual unsqueezed into the op's layout. A packed layer's call that spells out_dtype=float32
+loses it when the chain ends in its bits (out_threshold replaces it).
 A device whose kernels have no fused epilogue yet (probed once, ``epilogue_supported``) is
 left alone.
 
@@ -51,7 +56,7 @@ import functools
 import torch
 import torch.fx
 
-from ._fusion_chain import _BINARY_OPS, _SLOT_OF, OUT, _bind, _Chain, _known, _same_shape, _val
+from ._fusion_chain import _BINARY_OPS, _SLOT_OF, OUT, _bind, _Chain, _known, _same_shape, _val, full_perm
 from ._fusion_dual import fuse_dual
 
 __all__ = ["fuse_graph", "FusionReport"]
@@ -142,6 +147,8 @@ class _Builder:
         x = self.resolve(x)
         if cut:  # a member of a cat: its channels of the residual
             x = self.call(aten.slice.Tensor, (x, perm.index(1), *cut[0]))
+        for _ in range(len(perm) - _val(spec[1]).dim()):  # the dims the chain squeezed (full_perm: last)
+            x = self.call(aten.unsqueeze.default, (x, -1))
         if perm != tuple(range(len(perm))):
             inv = [perm.index(d) for d in range(len(perm))]
             x = self.call(aten.permute.default, (x, inv))
@@ -155,6 +162,8 @@ def _emit(chain: _Chain, steps: dict, perm, bits: bool, builder: _Builder):
     kw = dict(op.kwargs)
     if kw.get("out_dtype") == torch.int32:
         del kw["out_dtype"]  # the raw result, spelled out; float steps follow
+    if "out_threshold" in steps and kw.get("out_dtype") == torch.float32:
+        del kw["out_dtype"]  # bits of the float32 result (a packed module's call spells float32 out)
     for name, spec in steps.items():
         if name == "out_dtype":
             kw[name] = spec[1]
@@ -166,9 +175,11 @@ def _emit(chain: _Chain, steps: dict, perm, bits: bool, builder: _Builder):
     fused.meta.update({k: v for k, v in op.meta.items() if k not in ("val", "tensor_meta")})
     if op in builder.entries:
         builder.entries[fused] = builder.entries[op]
-    out = fused
-    if not bits and perm != tuple(range(len(perm))):
-        out = builder.call(aten.permute.default, (fused, list(perm)))
+    out, full = fused, full_perm(perm, chain.ndim)
+    if not bits and full != tuple(range(len(full))):
+        out = builder.call(aten.permute.default, (fused, list(full)))
+    if not bits and len(full) > len(perm):  # the dims the chain squeezed, last in full
+        out = builder.call(aten.squeeze.dims, (out, list(range(len(perm), len(full)))))
     return fused, out
 
 

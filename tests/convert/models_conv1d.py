@@ -103,7 +103,7 @@ class Conv1dForm(nn.Module):
     """One binary conv1d layer in one of the forms convert plans like a conv2d: a learned input
     threshold, ternary weights (torch.sign keeps 0), DoReFa 2-bit input, real input with binary
     weights (BWN), AdaBin offset-binary input and weights, torch.conv1d, the ATen operator, and
-    padding='same'."""
+    padding='same'; and forms that keep a conv2d layer in float (an asymmetric pad, pooling)."""
 
     def __init__(self, how, cin=12, cout=10, k=3):
         super().__init__()
@@ -130,4 +130,10 @@ class Conv1dForm(nn.Module):
             return torch.conv1d(torch.sign(x), w, None, 2, 1, 1, 1)
         if self.how == "aten":
             return torch.ops.aten.conv1d.default(torch.sign(x), w, None, [2], [1], [1], 1)
+        if self.how == "tf same pad":  # TensorFlow "SAME" ported: an asymmetric pad of the binarized input
+            return F.conv1d(F.pad(torch.sign(x), (0, 1)), w, None, stride=2)
+        if self.how == "asymmetric reflect":
+            return F.conv1d(torch.sign(F.pad(x, (2, 1), mode="reflect")), w, None)
+        if self.how == "pooled":
+            return F.conv1d(torch.sign(F.avg_pool1d(x, 2)), w, None)
         return F.conv1d(torch.sign(x), w, None, **self.geo)  # "same"

@@ -150,6 +150,17 @@ def test_layer_forms_plan_as_conv2d(how):
     _same_model(cm, model, [(1, 12, 16), (3, 12, 33)], shift=0.5 if how == "dorefa" else 0.0)
 
 
+@pytest.mark.parametrize("how", ["tf same pad", "asymmetric reflect", "pooled"])
+def test_layer_forms_that_stay_float(how):
+    """What keeps a conv2d layer in float keeps a conv1d one: a pad or a pooling between the module's
+    input and the call's, reported as such; strict=True names the layer."""
+    model = torch.nn.Sequential(P.Conv1dForm(how)).eval()
+    _, rep = convert(model, (_x(4, 12, 21),))
+    assert rep.converted == [] and "is not an elementwise function of the module's input" in rep.skipped["0"], str(rep)
+    with pytest.raises(ConversionError, match="0: "):
+        convert(model, (_x(4, 12, 21),), strict=True)
+
+
 def test_other_product_layer_conv1d_now_packs():
     """tests/convert/models_public2.py's OtherProductLayer("conv1d"), once reported as not packed."""
     model = torch.nn.Sequential(P2.OtherProductLayer("conv1d")).eval()
@@ -162,3 +173,16 @@ def test_unbatched_conv1d_stays_float():
     model = torch.nn.Sequential(P.Conv1dForm("torch.conv1d")).eval()
     _, rep = convert(model, (_x(12, 21),))
     assert rep.skipped["0"] == "unbatched conv1d input", str(rep)
+
+
+def test_converted_model_compiles_and_exports():
+    """torch.compile(fullgraph=True) and torch.export of the converted keyword-spotting BNN."""
+    torch._dynamo.reset()
+    cm, _ = convert(_random_bn(P.KwsBNN()), (_x(*_EXAMPLE),))
+    xf = _fresh((3, 10, 19), 8)
+    with torch.no_grad():
+        eager = cm(xf)
+        torch.testing.assert_close(torch.compile(cm, fullgraph=True, backend="aot_eager")(xf), eager)
+        ep = torch.export.export(cm, (xf,))
+        assert "bnn_kernels.binary_conv2d.default" in {str(n.target) for n in ep.graph.nodes}
+        torch.testing.assert_close(ep.module()(xf), eager)

@@ -87,6 +87,8 @@ def test_binary_conv1d(cfg, pad_value, ternary):
     want = ref1d(pm1(x, t), torch.sign(w) if ternary else pm1(w), cfg, pad_value)
     assert torch.equal(m.int_forward(x).double(), want) and m.int_forward(x).dtype == torch.int32
     check_out(m(x), want * mult.double().view(1, -1, 1) + bias.double().view(1, -1, 1))
+    xt = x.transpose(1, 2).contiguous().transpose(1, 2)  # (N, L, C) storage: F.conv1d's output is contiguous
+    assert torch.equal(m(xt), m(x)) and m(xt).is_contiguous()
 
 
 @pytest.mark.parametrize("cfg", CONFIGS[:6], ids=cid)
@@ -110,6 +112,8 @@ def test_binary_weight_conv1d(cfg, ternary):
     m = BinaryWeightConv1d.from_weight(w, bias, **geo(cfg), multiplier=mult, ternary=ternary)
     wq = (torch.sign(w) if ternary else pm1(w)) * mult.double().view(-1, 1, 1)
     check_out(m(x), F.conv1d(x.double(), wq, bias.double(), **geo(cfg)), 1e-5, 1e-4)
+    xt = x.transpose(1, 2).contiguous().transpose(1, 2)
+    assert torch.equal(m(xt), m(x)) and m(xt).is_contiguous()
     assert torch.equal(m.unpacked_weight(torch.float64), wq)
 
 
