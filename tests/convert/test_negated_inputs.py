@@ -374,3 +374,42 @@ def test_decreasing_sign_module_folds_into_its_readers(second):
         xf.view(-1)[::5] = torch.nextafter(torch.zeros(()), torch.ones(()))  # one ulp above the threshold 0
         with torch.no_grad():
             torch.testing.assert_close(cm(xf), model(xf), rtol=1e-5, atol=1e-5)
+
+
+class BNSignConv1d(nn.Conv1d):
+    """XNOR-Net's BinConv written for 1-D input: BatchNorm1d (gammas of either sign) then sign,
+    then the binary conv1d, all in one module."""
+
+    def __init__(self, c):
+        super().__init__(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm1d(c)
+        g = torch.Generator().manual_seed(4)
+        with torch.no_grad():
+            self.bn.weight.copy_(torch.randn(c, generator=g))
+            self.bn.bias.copy_(torch.randn(c, generator=g) * 0.3)
+            self.bn.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+            self.bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+
+    def forward(self, x):
+        return F.conv1d(torch.sign(self.bn(x)), _xnor_weight(self.weight), None, 1, 1)
+
+
+def test_decreasing_channels_through_a_conv1d():
+    """The negated weight columns and strict thresholds on the 1-D route (a conv2d of height 1)."""
+    from bnn_kernels.nn import BinaryConv1d
+
+    c = 40
+    model = nn.Sequential(nn.Conv1d(3, c, 3, padding=1), BNSignConv1d(c), nn.BatchNorm1d(c)).eval()
+    assert bool((model[1].bn.weight < 0).any()) and bool((model[1].bn.weight > 0).any())
+    cm, rep = convert(model, (torch.randn(4, 3, 24),))
+    assert isinstance(cm[1], BinaryConv1d) and "decreasing" in rep.layers["1"]["kind"], str(rep)
+    g = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        for shape, s, t in [((2, 3, 24), 1.0, 0.0), ((5, 3, 37), 3.0, -1.0), ((1, 3, 9), 0.3, 0.5)]:
+            x = torch.randn(shape, generator=g) * s + t
+            want = model(x)
+            torch.testing.assert_close(cm(x), want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+            z = model[1].bn(model[0](x)) >= 0  # the canonical bits the packed layer must reproduce
+            got_int = cm[1].int_forward(model[0](x))
+            want_int = F.conv1d(z.float() * 2 - 1, torch.sign(model[1].weight), None, 1, 1)
+            assert torch.equal(got_int.double(), want_int.double())
