@@ -8,6 +8,7 @@ FU, CHAIN, DUAL = "bnn_kernels/fusion.py", "bnn_kernels/_fusion_chain.py", "bnn_
 
 FUSION = ["tests/test_fusion.py", "tests/test_fusion_dual.py", "tests/test_fusion_edges.py"]
 COMPILED = [*FUSION, "tests/test_compile_fused.py"]
+CONV1D = ["tests/test_fusion_conv1d.py", *FUSION]
 
 # fmt: off
 FUSION_MUTANTS = [
@@ -95,5 +96,17 @@ FUSION_MUTANTS = [
      "if node not in entries or not isinstance(val, torch.Tensor):", FUSION),
     ("dual_keeps_eager_input_vals", DUAL,
      'skip = ("val", "tensor_meta", "eager_input_vals")', 'skip = ("val", "tensor_meta")', COMPILED),
+    # ---- the 1-D convs' squeeze / unsqueeze views ----
+    ("fuse_unsqueeze_dim_appended", CHAIN,
+     "return perm[:d] + (gone[0],) + perm[d:]", "return perm + (gone[0],)", CONV1D),
+    ("fuse_squeeze_of_any_size", CHAIN,
+     "if any(not _known(shape[d] == 1) or perm[d] == 1 for d in dims):", "if any(perm[d] == 1 for d in dims):",
+     CONV1D),
+    ("fuse_residual_not_unsqueezed", FU,
+     "for _ in range(len(perm) - _val(spec[1]).dim()):", "for _ in range(0):", CONV1D),
+    ("fuse_output_not_squeezed", FU,
+     "if not bits and len(full) > len(perm):", "if False:", CONV1D),
+    ("fuse_out_dtype_kept_with_bits", FU,
+     'if "out_threshold" in steps and kw.get("out_dtype") == torch.float32:', "if False:", CONV1D),
 ]
 # fmt: on

@@ -6,6 +6,7 @@ Entries: (name, file, original snippet, replacement, test files[, why it is equi
 BASE, PAD, BIN = "bnn_kernels/nn/_base.py", "bnn_kernels/nn/_padding.py", "bnn_kernels/nn/binary.py"
 BW, BS = "bnn_kernels/nn/binary_weight.py", "bnn_kernels/nn/bitserial.py"
 SPLIT, OFF = "bnn_kernels/nn/bitsplit.py", "bnn_kernels/nn/offset.py"
+C1D = "bnn_kernels/nn/conv1d.py"
 
 NN = [
     "tests/nn/test_binary.py",
@@ -18,6 +19,8 @@ NN = [
     "tests/nn/test_module_edges.py",
     "tests/test_serialization.py",
 ]
+# the 1-D convs: their own tests first, then the converter's and the fusion's use of them
+CONV1D = ["tests/nn/test_conv1d.py", "tests/convert/test_conv1d.py", "tests/test_fusion_conv1d.py"]
 
 # fmt: off
 NN_MUTANTS = [
@@ -157,5 +160,22 @@ NN_MUTANTS = [
     ("nn_offset_default_threshold_zero", OFF,
      'per_channel(b if threshold is None else threshold, cg * groups, "threshold", 0.0)',
      'per_channel(0.0 if threshold is None else threshold, cg * groups, "threshold", 0.0)', NN),
+    # ---- the 1-D convs: views to and from the conv2d of height 1, geometry, config ----
+    ("nn_conv1d_height_padded", C1D,
+     '_HEIGHT = {"kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1}',
+     '_HEIGHT = {"kernel_size": 1, "stride": 1, "padding": 1, "dilation": 1}', CONV1D),
+    ("nn_conv1d_input_viewed_as_width_1", C1D, "return x.unsqueeze(2)\n", "return x.unsqueeze(3)\n", CONV1D),
+    ("nn_conv1d_packed_input_viewed_as_width_1", C1D, "return x.unsqueeze(1)\n", "return x.unsqueeze(2)\n", CONV1D),
+    ("nn_conv1d_output_not_contiguous", C1D,
+     "return y.squeeze(-2).contiguous()", "return y.squeeze(-2)", CONV1D),
+    ("nn_conv1d_bits_not_squeezed", C1D,
+     "return y.squeeze(1)  # packed bits", "return y  # packed bits", CONV1D),
+    ("nn_conv1d_residual_as_width_1", C1D, "return r.unsqueeze(2)", "return r.unsqueeze(3)", CONV1D),
+    ("nn_conv1d_config_keeps_height", C1D, "out[k] = out[k][1:]", "out[k] = out[k]", CONV1D),
+    ("nn_conv1d_from_2d_drops_buffers", C1D, "m.load_state_dict(m2.state_dict())", "pass", CONV1D),
+    ("nn_conv1d_from_weight_padding_both_dims", C1D,
+     "n: (_HEIGHT[n], single(v, n)) for n, v in", "n: (single(v, n), single(v, n)) for n, v in", CONV1D),
+    ("nn_conv1d_int_forward_unsqueezed", C1D,
+     "return self._int_forward_2d(self._in_2d(x)).squeeze(-2)", "return self._int_forward_2d(self._in_2d(x))", CONV1D),
 ]
 # fmt: on
