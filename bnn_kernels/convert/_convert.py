@@ -166,7 +166,16 @@ def _fuse(rec, planned, by_module, report: ConversionReport) -> list[str]:
 def _float_channels_last(model: nn.Module, example_inputs, ref_out, report: ConversionReport) -> None:
     """Put the float remainder in channels_last (its convs then return channels_last for NCHW
     input, which the packed layers keep), unless the model then fails or differs on the examples
-    (e.g. a view() of a conv output), in which case it is left as it was."""
+    (e.g. a view() of a conv output), in which case it is left as it was. A model without 4-D
+    float parameters or buffers (an MLP, a 1-D conv net) has nothing to put there: left alone."""
+    if not any(
+        t.dim() == 4
+        for m in model.modules()
+        if not isinstance(m, PackedModule)
+        for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]
+    ):
+        report.channels_last = False
+        return
     float_layers_to(model, torch.channels_last)
     try:
         with torch.no_grad():

@@ -93,6 +93,8 @@ def test_keyword_spotting_bnn_packs_and_folds():
     _check_fresh(model, plain, _PACKED)
     _same_model(cm, model)
     _same_model(plain, model)
+    # no 4-D float layer: nothing was put in channels_last, and the report does not say so
+    assert not rep.channels_last and "channels_last" not in str(rep)
 
 
 def test_data_dependent_threshold_stays_float_and_strict_names_it():
