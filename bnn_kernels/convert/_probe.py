@@ -210,7 +210,8 @@ def reshaped_inputs(x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
     if d.dim() > 2:
         out.append(("spatial dims doubled", d.repeat(1, 1, *[2] * (d.dim() - 2))))
         if min(d.shape[2:]) > 1:
-            out.append(("spatial dims halved", d[(slice(None),) * 2 + tuple(slice(0, s // 2) for s in d.shape[2:])]))
+            half = d[(slice(None),) * 2 + tuple(slice(0, s // 2) for s in d.shape[2:])]
+            out.append(("spatial dims halved", half.clone()))  # a copy: a module may change its input in place
     return out
 
 
