@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedTensorMixin
 
-from ..nn._base import Folded, PackedModule, float_layers_to
+from ..nn._base import Folded, PackedModule, float_4d_tensors, float_layers_to
 from ._fuse import apply_affine, apply_bn, fold_affine, fold_bn, fold_sign_inputs
 from ._opsets import _BINARIZERS
 from ._plan import binary_evidence, plan
@@ -168,12 +168,7 @@ def _float_channels_last(model: nn.Module, example_inputs, ref_out, report: Conv
     input, which the packed layers keep), unless the model then fails or differs on the examples
     (e.g. a view() of a conv output), in which case it is left as it was. A model without 4-D
     float parameters or buffers (an MLP, a 1-D conv net) has nothing to put there: left alone."""
-    if not any(
-        t.dim() == 4
-        for m in model.modules()
-        if not isinstance(m, PackedModule)
-        for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]
-    ):
+    if next(float_4d_tensors(model), None) is None:
         report.channels_last = False
         return
     float_layers_to(model, torch.channels_last)

@@ -221,14 +221,20 @@ class Folded(PackedModule):
         return x
 
 
-def float_layers_to(model: nn.Module, memory_format: torch.memory_format) -> None:
-    """The 4-D parameters and buffers of the modules that are not packed to memory_format, in place."""
+def float_4d_tensors(model: nn.Module):
+    """The 4-D parameters and buffers of the modules that are not packed (the float layers')."""
     for m in model.modules():
         if isinstance(m, PackedModule):
             continue
         for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
             if t.dim() == 4:
-                t.data = t.data.contiguous(memory_format=memory_format)
+                yield t
+
+
+def float_layers_to(model: nn.Module, memory_format: torch.memory_format) -> None:
+    """The 4-D parameters and buffers of the modules that are not packed to memory_format, in place."""
+    for t in float_4d_tensors(model):
+        t.data = t.data.contiguous(memory_format=memory_format)
 
 
 def float_layers_channels_last(model: nn.Module) -> bool:

@@ -132,14 +132,19 @@ def int_pad_value(pad_value) -> int:
 _MAX_GEOMETRY = 2**31 - 1  # as the kernels' checks: sizes derived from the geometry stay in int64
 
 
+def _check_geometry_bound(values, name: str, given) -> None:
+    """ValueError naming the argument when one of its values is beyond 2^31 - 1 (given: as passed)."""
+    if max(values) > _MAX_GEOMETRY:
+        raise ValueError(f"{name} must be at most 2^31 - 1, got {given!r}")
+
+
 def conv_args(stride, padding, dilation) -> list[list[int]]:
     """[stride, padding, dilation] as the schemas' int[2] lists (each an int or a pair; a bad
     value raises naming the argument, also one beyond 2^31 - 1, which no tensor could use)."""
     out = []
     for v, name in ((stride, "stride"), (padding, "padding"), (dilation, "dilation")):
         p = pair(v, name)
-        if max(p) > _MAX_GEOMETRY:
-            raise ValueError(f"{name} must be at most 2^31 - 1, got {v!r}")
+        _check_geometry_bound(p, name, v)
         out.append(list(p))
     return out
 
@@ -154,7 +159,7 @@ def fake_conv_out(h: int, w: int, w_bits, in_channels: int, stride, padding, dil
     torch._check(w_bits.shape[3] == words(in_channels // groups), lambda: "w_bits has the wrong number of words")
     s, p, d = (list(v) * (2 // len(v)) for v in (stride, padding, dilation))
     for v, name in ((s, "stride"), (p, "padding"), (d, "dilation")):
-        torch._check_value(max(v) <= _MAX_GEOMETRY, lambda: f"{name} must be at most 2^31 - 1, got {v}")
+        _check_geometry_bound(v, name, v)
     ho = conv_out_size(h, w_bits.shape[1], s[0], p[0], d[0])
     wo = conv_out_size(w, w_bits.shape[2], s[1], p[1], d[1])
     torch._check(ho >= 1 and wo >= 1, lambda: "kernel is larger than the padded input")

@@ -13,7 +13,7 @@ from bnn_kernels.nn import BinaryConv1d, BinaryWeightConv1d, BitSerialConv1d, Fo
 
 from . import models_conv1d as P
 from . import models_public2 as P2
-from .test_public_models import _fresh, _random_bn, _x
+from .test_public_models import _capture, _fresh, _random_bn, _x
 
 _EXAMPLE = (4, 10, 24)
 _FRESH = [(1, 10, 17), (5, 10, 31), (2, 10, 9)]
@@ -23,22 +23,6 @@ _PACKED = ["b1.conv", "b2.conv", "down"]
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
-
-
-def _capture(model, names, x):
-    """{name: (input, output)} of the named modules on x."""
-    got, hooks = {}, []
-    for n in names:
-        m = model.get_submodule(n)
-        hooks.append(m.register_forward_pre_hook(lambda mod, a, n=n: got.__setitem__(n, [a[0].clone()])))
-        hooks.append(m.register_forward_hook(lambda mod, a, o, n=n: got[n].append(o.clone())))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return got
 
 
 def _int_part(module, x):
