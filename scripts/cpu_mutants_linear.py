@@ -1,10 +1,11 @@
 """Mutants of binary_weight_linear's CPU paths, for plant_cpu_bugs.py: the scalar loop and its
 epilogue, the float32 AVX2 panel driver (csrc/linear/binary_weight_linear_cpu.cpp), the panel
-kernel's transposed bits and wide tiles (csrc/linear/panel_avx2.cpp), and the AVX-512 kernel.
+kernel's transposed bits and wide tiles (csrc/linear/panel_avx2.cpp), and the AVX-512 panel
+kernel (csrc/linear/panel_avx512.cpp).
 Entries: (name, file, original snippet, replacement, test files[, why it is equivalent])."""
 
-LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
-PA = "csrc/linear/panel_avx2.cpp"
+LC = "csrc/linear/binary_weight_linear_cpu.cpp"
+PA, PB = "csrc/linear/panel_avx2.cpp", "csrc/linear/panel_avx512.cpp"
 LINEAR = ["tests/ops/test_linear_edges.py", "tests/ops/test_linear.py"]
 
 # fmt: off
@@ -35,25 +36,22 @@ LINEAR_MUTANTS = [
     ("linear_panel_wide_scale_offset", PA,
       "mult ? mult + c0 : nullptr, bias ? bias + c0 : nullptr, out + i * ldo",
       "mult, bias ? bias + c0 : nullptr, out + i * ldo", LINEAR),
-    # ---- AVX-512 ----
-    ("linear_avx512_rem_mask", L512,
-      "const __mmask16 valid = static_cast<__mmask16>((1u << rem) - 1u);",
-      "const __mmask16 valid = static_cast<__mmask16>((1u << (rem - 1)) - 1u);", LINEAR),
-    ("linear_avx512_tail_bits_unmasked", L512,
-      "const __mmask16 m = static_cast<__mmask16>(w16[j][chunks] & valid);",
-      "const __mmask16 m = static_cast<__mmask16>(w16[j][chunks]);", LINEAR,
-      "x is loaded with maskz past K, so a dirty weight bit adds +0.0 to a sum that "
-      "starts at +0.0; bits of the word's other 16-bit half are never read"),
-    ("linear_avx512_partial_n_tile", L512,
-      "for (int64_t j = 0; j < nb; ++j) block<MB, 1>",
-      "for (int64_t j = 0; j + 1 < nb; ++j) block<MB, 1>", LINEAR),
-    ("linear_avx512_partial_m_tile", L512,
-      "for (int64_t i = 0; i < mb; ++i) row_block<1>",
-      "for (int64_t i = 0; i + 1 < mb || (mb == 1 && i == 0); ++i) row_block<1>", LINEAR),
-    ("linear_avx512_tail_sum", L512,
-      "xv[i] = _mm512_maskz_loadu_ps(valid, x + i * K + 16 * chunks);\n      sum[i] = _mm512_add_ps(sum[i], xv[i]);",
-      "xv[i] = _mm512_maskz_loadu_ps(valid, x + i * K + 16 * chunks);", LINEAR),
-    ("linear_avx512_dropped_bias", L512, "      if (bias) y += bias[n0 + j];\n", "", LINEAR),
-    ("linear_avx512_scale_tile_offset", L512, "y *= scale[n0 + j];", "y *= scale[j];", LINEAR),
+    # ---- float32 AVX-512: the 16-lane panel kernel ----
+    ("linear_panel512_blend_swapped", PB,
+      "static_cast<__mmask16>(bits[q * K + k]), minus, plus)", "static_cast<__mmask16>(bits[q * K + k]), plus, minus)",
+      LINEAR),
+    ("linear_panel512_wide_bits", PB, "static_cast<__mmask16>(bits[q * K + k])", "static_cast<__mmask16>(bits[q + k])",
+      LINEAR),
+    ("linear_panel512_wide_last_lane", PB,
+      "const int nq = std::min(n - q * kPanel, kPanel)", "const int nq = std::min(n - q * kPanel, kPanel - 1)", LINEAR),
+    ("linear_panel512_wide_partial_store", PB,
+      "const int nq = std::min(n - q * kPanel, kPanel)", "const int nq = q ? kPanel : std::min(n, kPanel)", LINEAR),
+    ("linear_panel512_wide_tile_narrow", PB, "tile<9, 2>, tile<10, 2>", "tile<9, 1>, tile<10, 2>", LINEAR),
+    ("linear_panel512_wide_count", PB, "{4, 4, 4, 4, 4, 4, 3, 3, 2, 2, 2, 2}", "{4, 4, 4, 4, 4, 4, 3, 2, 2, 2, 2, 2}",
+      LINEAR),
+    ("linear_panel512_scale_offset", PB,
+      "store_row(acc[i][q], mult ? mult + c0 : nullptr,", "store_row(acc[i][q], mult,", LINEAR),
+    ("linear_panel512_dropped_bias", PB,
+      "  if (bias) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(m, bias));\n", "", LINEAR),
 ]
 # fmt: on

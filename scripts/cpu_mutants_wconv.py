@@ -1,11 +1,13 @@
 """Mutants of binary_weight_conv2d's CPU path, for plant_cpu_bugs.py: weight rows, patch rows,
 blocks, the direct 1x1 path and the epilogue offsets (csrc/wconv/binary_weight_conv_cpu.cpp),
-the float32 AVX2 panel kernel and its transposed weight bits (csrc/linear/panel_avx2.cpp), the
-row kernels of the other paths (linear_rows in csrc/linear/) and the binding's layout copy.
+the float32 panel kernels (csrc/linear/panel_avx2.cpp with the transposed weight bits,
+panel_avx512.cpp) and their shared driver (panel.h), the scalar row loop of the other paths
+(linear_rows in csrc/linear/) and the binding's layout copy.
 Entries: (name, file, original snippet, replacement, test files)."""
 
 WC, PA = "csrc/wconv/binary_weight_conv_cpu.cpp", "csrc/linear/panel_avx2.cpp"
-LC, L512 = "csrc/linear/binary_weight_linear_cpu.cpp", "csrc/linear/binary_weight_linear_avx512.cpp"
+LC = "csrc/linear/binary_weight_linear_cpu.cpp"
+PB, PH = "csrc/linear/panel_avx512.cpp", "csrc/linear/panel.h"
 OPS = "csrc/torch/cpu_ops.cpp"
 WCONV = ["tests/ops/test_binary_weight_conv.py"]
 
@@ -40,7 +42,7 @@ WCONV_MUTANTS = [
     ("wconv_rows_bias_offset", WC,
       "multiplier ? multiplier + o0 : nullptr,\n                   bias ? bias + o0 : nullptr",
       "multiplier ? multiplier + o0 : nullptr,\n                   bias", WCONV),
-    # ---- the float32 AVX2 panel kernel (runs on AVX2 CPUs by default, on AVX-512 ones under the cap) ----
+    # ---- the float32 panel path and the AVX2 panel kernel (AVX2 CPUs by default, AVX-512 ones under the cap) ----
     ("wconv_multiplier_offset", WC, "mult ? mult + o0 : nullptr", "mult", WCONV),
     ("wconv_bias_offset", WC,
       "mult ? mult + o0 : nullptr,\n                           bias ? bias + o0 : nullptr",
@@ -60,22 +62,27 @@ WCONV_MUTANTS = [
     ("wconv_panel_high_byte", PA, "kSigns.v[b >> 8]", "kSigns.v[(b >> 8) & 127u]", WCONV),
     ("wconv_panel_row_stride", PA, "_mm256_broadcast_ss(a + i * K + k)", "_mm256_broadcast_ss(a + (i & 3) * K + k)",
       WCONV),
-    ("wconv_panel_tile_rows", PA,
-      "mr = std::min<int64_t>(kPanelRows, rn - r0)", "mr = std::min<int64_t>(kPanelRows - 1, rn - r0)", WCONV),
+    ("wconv_panel_tile_rows", PH,
+      "mr = rn - r0 < max_rows ? rn - r0 : max_rows,", "mr = rn - r0 < max_rows - 1 ? rn - r0 : max_rows - 1,", WCONV),
     ("wconv_panel_lane_mask", PA, "_mm256_set1_epi32(n - 8)", "_mm256_set1_epi32(n - 9)", WCONV),
     ("wconv_panel_mult_high", PA, "_mm256_maskload_ps(mult + 8, hi)", "_mm256_maskload_ps(mult, hi)", WCONV),
     ("wconv_panel_bias_high", PA, "_mm256_maskload_ps(bias + 8, hi)", "_mm256_maskload_ps(bias, hi)", WCONV),
     ("wconv_panel_zero_init", PA,
       "acc[i][j] = _mm256_setzero_ps();", "acc[i][j] = _mm256_set1_ps(-0.0f);", WCONV),
     ("wconv_panel_k_tail", PA, "for (int64_t k = 0; k < K; ++k) {", "for (int64_t k = 0; k + 1 < K; ++k) {", WCONV),
-    ("wconv_panel_out_offset", PA, "out + r0 * ldo + c0", "out + r0 * ldo + p * 8", WCONV),
+    ("wconv_panel_out_offset", PH, "out + r0 * ldo + c0, ldo,", "out + r0 * ldo + p * 8, ldo,", WCONV),
+    # ---- the float32 AVX-512 panel kernel (the default on AVX-512 CPUs and in the emulated build) ----
+    ("wconv_panel512_row_stride", PB, "_mm512_set1_ps(a[i * K + k])", "_mm512_set1_ps(a[(i & 7) * K + k])", WCONV),
+    ("wconv_panel512_zero_init", PB,
+      "acc[i][q] = _mm512_setzero_ps();", "acc[i][q] = _mm512_set1_ps(-0.0f);", WCONV),
+    ("wconv_panel512_k_tail", PB, "for (int64_t k = 0; k < K; ++k) {", "for (int64_t k = 0; k + 1 < K; ++k) {", WCONV),
+    ("wconv_panel512_lane_mask", PB,
+      "static_cast<__mmask16>((1u << nq) - 1u)", "static_cast<__mmask16>((1u << nq) - 1u) | 1u << 15", WCONV),
+    ("wconv_panel512_mult_lanes", PB,
+      "_mm512_maskz_loadu_ps(m, mult)", "_mm512_maskz_loadu_ps(m & 0xFF, mult)", WCONV),
     ("wconv_linear_rows_scalar_ldo", LC,
-      "for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, ldo, m, n);\n}\n\ntemplate <>\nvoid linear_rows<double>",
-      "for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, N, m, n);\n}\n\ntemplate <>\nvoid linear_rows<double>",
-      WCONV),
-    ("wconv_linear_rows_avx512_ldo", L512,
-      "n0 += kNB) tile(x, M, K, w, N, scale, bias, out, ldo, m0, n0);",
-      "n0 += kNB) tile(x, M, K, w, N, scale, bias, out, N, m0, n0);", WCONV),
+      "scalar_one(x, K, w, words, scale, bias, out, ldo, m, n);\n}\n\ntemplate void linear_rows<float>",
+      "scalar_one(x, K, w, words, scale, bias, out, N, m, n);\n}\n\ntemplate void linear_rows<float>", WCONV),
     ("binding_wconv_layout", OPS,
       "const at::Tensor x = x_in.to(affine.acc).contiguous(at::MemoryFormat::ChannelsLast), w = w_in.contiguous();\n  if",
       "const at::Tensor x = x_in.to(affine.acc).contiguous(), w = w_in.contiguous();\n  if", WCONV),

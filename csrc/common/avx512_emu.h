@@ -16,6 +16,7 @@
 // the emulated functions do not have).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -159,6 +160,7 @@ inline M512 loadu_ps(const float* p) {
   return r;
 }
 inline void storeu_ps(float* p, const M512& a) { std::memcpy(p, a.f, sizeof a.f); }
+inline void mask_storeu_ps(float* p, unsigned short k, const M512& a) { copy_lanes(k, a.f, p); }
 inline M512 maskz_loadu_ps(unsigned short k, const float* p) {
   M512 r{};
   copy_lanes(k, p, r.f);
@@ -177,6 +179,12 @@ inline M512 add_ps(const M512& a, const M512& b) {
 inline M512 mul_ps(const M512& a, const M512& b) {
   M512 r;
   for (int i = 0; i < 16; ++i) r.f[i] = a.f[i] * b.f[i];
+  return r;
+}
+// a * b + c with one rounding (fused), as VFMADD does
+inline M512 fmadd_ps(const M512& a, const M512& b, const M512& c) {
+  M512 r;
+  for (int i = 0; i < 16; ++i) r.f[i] = std::fma(a.f[i], b.f[i], c.f[i]);
   return r;
 }
 // lane i = k enables it ? a[i] + b[i] : src[i]
@@ -274,6 +282,10 @@ inline float reduce_add_ps(const M512& a) {
 #define _mm512_loadu_ps ::bnn::avx512_emu::loadu_ps
 #undef _mm512_storeu_ps
 #define _mm512_storeu_ps ::bnn::avx512_emu::storeu_ps
+#undef _mm512_mask_storeu_ps
+#define _mm512_mask_storeu_ps ::bnn::avx512_emu::mask_storeu_ps
+#undef _mm512_fmadd_ps
+#define _mm512_fmadd_ps ::bnn::avx512_emu::fmadd_ps
 #undef _mm512_maskz_loadu_ps
 #define _mm512_maskz_loadu_ps ::bnn::avx512_emu::maskz_loadu_ps
 #undef _mm512_cvtepi32_ps

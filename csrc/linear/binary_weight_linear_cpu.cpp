@@ -1,7 +1,7 @@
-// Sign-flip dot products: bit 1 keeps x, bit 0 negates it. float32 on AVX2 with FMA (and no
-// AVX-512) runs the panel kernel (linear/panel.h: FMAs with +-1.0f in the scalar order, weights
-// transposed once and kept between calls); AVX-512 CPUs use binary_weight_linear_avx512.cpp;
-// other types and CPUs use the scalar loop.
+// Sign-flip dot products: bit 1 keeps x, bit 0 negates it. float32 on AVX-512, or on AVX2 with
+// FMA, runs a panel kernel (linear/panel.h: FMAs with +-1.0f in the scalar order, weights
+// transposed once and kept between calls); other types and CPUs use the scalar loop. Every
+// path gives the same results, bit for bit.
 #include "linear/binary_weight_linear.h"
 
 #include <algorithm>
@@ -68,9 +68,8 @@ void linear_panels(const float* x, int64_t M, int64_t K, const int32_t* w, int64
   for (int64_t c = 0; c < chunks; ++c) {
     for (int64_t rb = 0; rb < row_blocks; ++rb) {
       const int64_t c0 = c * chunk * kPanel, r0 = rb * kRowBlock;
-      panel_rows_avx2(x + r0 * K, std::min(kRowBlock, M - r0), K, bits + c * chunk * K,
-                      std::min(chunk * kPanel, N - c0), scale ? scale + c0 : nullptr, bias ? bias + c0 : nullptr,
-                      out + r0 * N + c0, N);
+      panel_rows(x + r0 * K, std::min(kRowBlock, M - r0), K, bits + c * chunk * K, std::min(chunk * kPanel, N - c0),
+                 scale ? scale + c0 : nullptr, bias ? bias + c0 : nullptr, out + r0 * N + c0, N);
     }
   }
 }
@@ -80,10 +79,7 @@ void linear_panels(const float* x, int64_t M, int64_t K, const int32_t* w, int64
 template <>
 void binary_weight_linear<float>(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale,
                                  const float* bias, float* out, int num_threads) {
-#if defined(__x86_64__)
-  if (use_avx512()) return binary_weight_linear_avx512(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
-  if (use_panel_avx2()) return linear_panels(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
-#endif
+  if (use_panels()) return linear_panels(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
   linear_scalar(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
 }
 
@@ -93,23 +89,17 @@ void binary_weight_linear<double>(const double* x, int64_t M, int64_t K, const i
   linear_scalar(x, M, K, w, N, scale, bias, out, sane_threads(num_threads));
 }
 
-template <>
-void linear_rows<float>(const float* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const float* scale,
-                        const float* bias, float* out, int64_t ldo) {
-#if defined(__x86_64__)
-  if (use_avx512()) return linear_rows_avx512(x, M, K, w, N, scale, bias, out, ldo);
-#endif
+template <typename T>
+void linear_rows(const T* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const T* scale, const T* bias, T* out,
+                 int64_t ldo) {
   const int64_t words = words_for_bits(K);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, ldo, m, n);
 }
 
-template <>
-void linear_rows<double>(const double* x, int64_t M, int64_t K, const int32_t* w, int64_t N, const double* scale,
-                         const double* bias, double* out, int64_t ldo) {
-  const int64_t words = words_for_bits(K);
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) scalar_one(x, K, w, words, scale, bias, out, ldo, m, n);
-}
+template void linear_rows<float>(const float*, int64_t, int64_t, const int32_t*, int64_t, const float*, const float*,
+                                 float*, int64_t);
+template void linear_rows<double>(const double*, int64_t, int64_t, const int32_t*, int64_t, const double*,
+                                  const double*, double*, int64_t);
 
 }  // namespace bnn::cpu

@@ -113,7 +113,7 @@ __attribute__((target("avx2,fma"))) void tile(const float* a, int64_t K, const u
   }
 }
 
-using Tile = void (*)(const float*, int64_t, const uint16_t*, const float*, const float*, float*, int64_t, int);
+using Tile = PanelTile;
 // By rows in the tile (1 .. kPanelRows): one panel at a time, and kWide[r] panels at a time
 // (fewer rows leave registers for more accumulator chains: at most 12 accumulators).
 constexpr Tile kTiles[kPanelRows] = {tile<1, 1>, tile<2, 1>, tile<3, 1>, tile<4, 1>, tile<5, 1>, tile<6, 1>};
@@ -138,17 +138,7 @@ void panel_bits(const int32_t* rows, int64_t groups, int64_t og, int64_t K, int6
 
 void panel_rows_avx2(const float* a, int64_t rn, int64_t K, const uint16_t* bits, int64_t og, const float* mult,
                      const float* bias, float* out, int64_t ldo) {
-  const int64_t panels = panels_for(og);
-  for (int64_t r0 = 0; r0 < rn; r0 += kPanelRows) {
-    const int64_t mr = std::min<int64_t>(kPanelRows, rn - r0), wide = kWide[mr - 1];
-    for (int64_t p = 0; p < panels;) {
-      const int64_t np = p + wide <= panels ? wide : 1, c0 = p * kPanel;
-      const Tile run = np == 1 ? kTiles[mr - 1] : kWideTiles[mr - 1];
-      run(a + r0 * K, K, bits + p * K, mult ? mult + c0 : nullptr, bias ? bias + c0 : nullptr, out + r0 * ldo + c0, ldo,
-          static_cast<int>(std::min<int64_t>(np * kPanel, og - c0)));
-      p += np;
-    }
-  }
+  drive_panel_tiles(kTiles, kWideTiles, kWide, kPanelRows, a, rn, K, bits, og, mult, bias, out, ldo);
 }
 
 #else

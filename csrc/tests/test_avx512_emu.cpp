@@ -32,7 +32,7 @@ using bnn::test::failures;
 // emulation's names replace the intrinsics' below).
 struct Native {
   uint32_t popc32[16], popc64[16], perm[16], cvt[8], cmp[32], loadz[16];
-  float reduce;
+  float reduce, fma[16], stored[16];
 };
 template <int... P>
 __attribute__((target("avx512f"))) void native_compares(__m512 f, __m512 g, uint32_t* out,
@@ -51,6 +51,9 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) Native native(const uint32_t*
   native_compares(_mm512_loadu_ps(f), _mm512_loadu_ps(g), n.cmp, std::make_integer_sequence<int, 32>());
   _mm512_storeu_si512(n.loadz, _mm512_maskz_loadu_epi32(k, a));
   n.reduce = _mm512_reduce_add_ps(_mm512_loadu_ps(f));
+  _mm512_storeu_ps(n.fma, _mm512_fmadd_ps(_mm512_loadu_ps(f), _mm512_loadu_ps(g), _mm512_loadu_ps(g)));
+  std::memcpy(n.stored, g, sizeof n.stored);
+  _mm512_mask_storeu_ps(n.stored, k, _mm512_loadu_ps(f));
   return n;
 }
 
@@ -125,6 +128,9 @@ void test_float() {
   expect(out[0] == 1.f && out[1] == 2.f, "mask_blend_ps takes b where k is set");
   _mm512_storeu_ps(out, _mm512_mask_add_ps(_mm512_set1_ps(5.f), 0x0001, _mm512_set1_ps(1.f), _mm512_set1_ps(2.f)));
   expect(out[0] == 3.f && out[1] == 5.f, "mask_add_ps keeps src where k is clear");
+  const float e = 1.f + 0x1p-12f;  // e * e = 1 + 2^-11 + 2^-24: the last term survives only when fused
+  _mm512_storeu_ps(out, _mm512_fmadd_ps(_mm512_set1_ps(e), _mm512_set1_ps(e), _mm512_set1_ps(-(1.f + 0x1p-11f))));
+  expect(out[0] == 0x1p-24f && out[15] == 0x1p-24f, "fmadd_ps rounds once");
   _mm512_storeu_ps(out, _mm512_cvtepi32_ps(_mm512_set1_epi32(16777217)));
   expect(out[0] == 16777216.f, "cvtepi32_ps rounds to nearest even");
 }
@@ -169,6 +175,12 @@ void test_memory() {
   expect(dies_with([&] { fsink = _mm512_maskz_loadu_ps(0x001F, fp).f[4]; }) == 0,
          "maskz_loadu_ps reads no disabled lane");
   expect(dies_with([&] { sink = _mm512_loadu_si512(p).u[15]; }) != 0, "an unmasked load past the page faults");
+  expect(dies_with([&] { _mm512_mask_storeu_ps(fp, 0x001F, _mm512_set1_ps(1.f)); }) == 0,
+         "mask_storeu_ps writes no disabled lane");
+  float fkeep[16];
+  for (int i = 0; i < 16; ++i) fkeep[i] = float(i);
+  _mm512_mask_storeu_ps(fkeep, 0x8001, _mm512_set1_ps(-1.f));
+  for (int i = 0; i < 16; ++i) expect(fkeep[i] == (i == 0 || i == 15 ? -1.f : float(i)), "mask_storeu_ps lane");
   expect(dies_with([&] { _mm512_mask_storeu_epi32(p, 0x001F, _mm512_set1_epi32(1)); }) == 0,
          "mask_storeu_epi32 writes no disabled lane");
   uint32_t keep[16];
@@ -214,6 +226,14 @@ __attribute__((target("avx2"))) void test_against_hardware() {
     expect(std::memcmp(out, n.loadz, 64) == 0, "maskz_loadu_epi32 = hardware");
     const float r = _mm512_reduce_add_ps(_mm512_loadu_ps(f));
     expect(std::memcmp(&r, &n.reduce, 4) == 0, "reduce_add_ps = hardware, bit for bit");
+    float fo[16];
+    _mm512_storeu_ps(fo, _mm512_fmadd_ps(_mm512_loadu_ps(f), _mm512_loadu_ps(g), _mm512_loadu_ps(g)));
+    for (int i = 0; i < 16; ++i)
+      expect(std::memcmp(&fo[i], &n.fma[i], 4) == 0 || (fo[i] != fo[i] && n.fma[i] != n.fma[i]),
+             "fmadd_ps = hardware, bit for bit (NaN payloads aside)");
+    std::memcpy(fo, g, sizeof fo);
+    _mm512_mask_storeu_ps(fo, k, _mm512_loadu_ps(f));
+    expect(std::memcmp(fo, n.stored, 64) == 0, "mask_storeu_ps = hardware");
   }
 }
 

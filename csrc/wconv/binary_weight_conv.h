@@ -5,9 +5,9 @@
 // a fixed order, accumulated in T, then multiplied by the multiplier and added to the bias,
 // each rounded once (no FMA of the epilogue). Zero-padded taps add +-0. The order: one
 // sequential sum over the GEMM column k = tap * Cg + c (taps row-major over KH, KW) from +0 on
-// the scalar path and on float32 AVX2 (the panel kernel, linear/panel.h: fma(x, +-1, s) rounds
-// exactly as s +- x), which the CUDA kernel reproduces bit for bit; AVX-512 sums in 16 lanes
-// (linear_kernels.h). It never depends on the thread count or the blocking. When every partial
+// the scalar path and on float32 AVX2 and AVX-512 (the panel kernels, linear/panel.h:
+// fma(x, +-1, s) rounds exactly as s +- x), which the CUDA kernel reproduces bit for bit. It
+// never depends on the ISA, the thread count or the blocking. When every partial
 // sum is exact (e.g. integer-valued x with sums below 2^24), every path gives the same, exact
 // result.
 #pragma once

@@ -6,9 +6,9 @@
 //     KH * KW taps of Cg floats each, zeros for padded taps) are gathered into a per-thread
 //     buffer while it stays in cache ...
 //  3. ... and multiplied by the single-threaded row kernels, which also apply the multiplier
-//     and bias and write the block's outputs in place (row stride O): float32 on AVX2 with FMA
-//     (and no AVX-512) takes the panel kernel (FMAs with +-1.0f, the scalar order); otherwise
-//     binary_weight_linear's micro-kernels (linear_rows: AVX-512 masked adds, scalar).
+//     and bias and write the block's outputs in place (row stride O): float32 on AVX-512, or on
+//     AVX2 with FMA, takes the panel kernel (FMAs with +-1.0f, the scalar order); otherwise
+//     the scalar row loop (linear_rows), in the same order.
 // A 1x1 convolution with stride 1, no padding and one group reads x directly (its rows are
 // the patch rows). Threads take (group, block) pairs dynamically.
 #include "wconv/binary_weight_conv.h"
@@ -57,7 +57,7 @@ Plan make_plan(const ConvParams& p, int nt) {
   g.words = words_for_bits(g.K);
   g.pixels = p.batch * p.out_h * p.out_w;
   g.direct = g.taps == 1 && p.groups == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
-  // whole register tiles of either row kernel (4 rows: linear_rows_avx512; 6: the panel kernel)
+  // whole register tiles of the panel kernels (6 rows on AVX2, 12 on AVX-512)
   constexpr int64_t R = 12;
   const int64_t max_rows = std::max<int64_t>(R, kBlockBytes / (g.K * int64_t(sizeof(T))) / R * R);
   const int64_t want = (g.pixels + 8 * nt - 1) / (8 * nt);  // about 8 blocks per thread
@@ -126,8 +126,8 @@ void run_panels(const float* x, const int32_t* w, const ConvParams& p, const Pla
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(prepared);
   run_blocks(x, p, g, out, nt, [&](const float* a, int64_t rn, int64_t grp, float* o) {
     const int64_t o0 = grp * g.og;
-    panel_rows_avx2(a, rn, g.K, bits + grp * panels * g.K, g.og, mult ? mult + o0 : nullptr, bias ? bias + o0 : nullptr,
-                    o, p.out_channels);
+    panel_rows(a, rn, g.K, bits + grp * panels * g.K, g.og, mult ? mult + o0 : nullptr, bias ? bias + o0 : nullptr, o,
+               p.out_channels);
   });
 }
 
@@ -149,7 +149,7 @@ void binary_weight_conv2d(const T* x, const int32_t* w, const ConvParams& p, con
   const int nt = sane_threads(num_threads);
   const Plan g = make_plan<T>(p, nt);
   if constexpr (std::is_same_v<T, float>) {
-    if (!use_avx512() && use_panel_avx2()) return run_panels(x, w, p, g, multiplier, bias, out, nt);
+    if (use_panels()) return run_panels(x, w, p, g, multiplier, bias, out, nt);
   }
   std::vector<int32_t> wrows(p.out_channels * g.words);
   conv_weight_rows(w, p.out_channels, g.taps, g.cg, wrows.data());

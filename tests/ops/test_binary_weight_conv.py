@@ -288,13 +288,15 @@ def test_random_shapes(rng):
         assert torch.equal(bk.binary_weight_conv2d(xi, wi, *args(cfg), mi, bi), want)
 
 
-# ---------------------------------------------------------------- the float32 AVX2 panel kernel
+# ---------------------------------------------------------------- the float32 panel kernels
 
-# Panels of 16 output channels and tiles of 6 patch rows: channel tails (1, 17, 22 per group),
-# row tails (pixel counts not a multiple of 6 or 12), several blocks, the direct 1x1 path,
-# groups with several panels each, a long K. Blocks hold 12 rows at these sizes, so the last
-# three leave a tail of 1, 2 and 3 rows, which runs tiles over 4, 3 and 2 panels at once, each
-# with a partial last panel (2, 13 and 4 channels).
+# Panels of 16 output channels and tiles of 6 (AVX2) or 12 (AVX-512) patch rows: channel tails
+# (1, 17, 22 per group), row tails (pixel counts not a multiple of 6 or 12), several blocks,
+# the direct 1x1 path, groups with several panels each, a long K. Blocks hold 12 rows at these
+# sizes, so the last three leave a tail of 1, 2 and 3 rows, which runs tiles over 4, 3 and 2
+# panels at once on AVX2 (4 on AVX-512), each with a partial last panel (2, 13 and 4
+# channels); tails of 7-11 rows (35, 70, 143 pixels...) run the AVX-512 tiles over 3 and 2
+# panels.
 PANEL_CONFIGS = [
     dict(cin=16, cout=50, k=(1, 1), stride=1, padding=0, dilation=1, groups=1, n=1, h=7, w=7),
     dict(cin=18, cout=90, k=(3, 3), stride=1, padding=1, dilation=1, groups=2, n=1, h=2, w=7),
@@ -305,6 +307,8 @@ PANEL_CONFIGS = [
     dict(cin=8, cout=1, k=(3, 3), stride=1, padding=1, dilation=1, groups=1, n=3, h=13, w=13),
     dict(cin=300, cout=32, k=(3, 3), stride=2, padding=1, dilation=1, groups=1, n=1, h=12, w=12),
     dict(cin=16, cout=40, k=(3, 3), stride=1, padding=1, dilation=1, groups=2, n=1, h=31, w=29),
+    dict(cin=20, cout=40, k=(3, 3), stride=1, padding=1, dilation=1, groups=1, n=1, h=11, w=13),
+    dict(cin=12, cout=70, k=(1, 3), stride=1, padding=(0, 1), dilation=1, groups=1, n=1, h=3, w=3),
 ]
 AFFINE = {"both": (True, True), "multiplier": (True, False), "bias": (False, True), "none": (False, False)}
 
@@ -317,50 +321,58 @@ def signed_zeros(x, seed):
     return torch.where(u < 0.4, zero, x)
 
 
-def skip_without_avx2(monkeypatch):
-    """The AVX2 cap falls back to the scalar path on a CPU without AVX2: nothing to compare."""
-    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
-    if bk.cpu_gemm_isa() != "avx2":
-        pytest.skip("this CPU has no AVX2 kernels")
+# The ISA caps that run a panel kernel: AVX2 with FMA, and AVX-512 (where the CPU has it, or in
+# the emulated AVX-512 build).
+PANEL_ISAS = ["avx2", "avx512"]
 
 
-def scalar_and_avx2(monkeypatch, x, w, cfg, m, b):
-    skip_without_avx2(monkeypatch)
+def skip_without(isa, monkeypatch):
+    """The cap falls back to a lower path on a CPU without that ISA: nothing to compare."""
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", isa)
+    if not bk.cpu_gemm_isa().startswith(isa):
+        pytest.skip(f"this CPU has no {isa} kernels")
+
+
+def scalar_and_panel(isa, monkeypatch, x, w, cfg, m, b):
+    skip_without(isa, monkeypatch)
     monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
     want = bk.binary_weight_conv2d(x, w, *args(cfg), m, b)
-    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", isa)
     return want, bk.binary_weight_conv2d(x, w, *args(cfg), m, b)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS + PANEL_CONFIGS, ids=conv_id)
-def test_avx2_panel_kernel_sums_in_scalar_order(cfg, monkeypatch):
-    """float32 with the ISA capped at AVX2 (the panel kernel where the CPU has AVX2 and FMA):
-    random x, bit for bit the scalar path's result."""
+@pytest.mark.parametrize("isa", PANEL_ISAS)
+def test_panel_kernel_sums_in_scalar_order(cfg, isa, monkeypatch):
+    """float32 with the ISA capped at AVX2 or AVX-512 (a panel kernel where the CPU has that
+    ISA): random x, bit for bit the scalar path's result."""
     x, w, m, b = make(cfg, 12)
-    want, got = scalar_and_avx2(monkeypatch, x, w, cfg, m, b)
+    want, got = scalar_and_panel(isa, monkeypatch, x, w, cfg, m, b)
     same_bits(got, want)
 
 
 @pytest.mark.parametrize("cfg", PANEL_CONFIGS, ids=conv_id)
 @pytest.mark.parametrize("affine", list(AFFINE))
-def test_avx2_panel_kernel_signed_zeros_and_affine(cfg, affine, monkeypatch):
+@pytest.mark.parametrize("isa", PANEL_ISAS)
+def test_panel_kernel_signed_zeros_and_affine(cfg, affine, isa, monkeypatch):
     """Sums from +0 in the scalar order, so signed zeros come out as on the scalar path; the
     multiplier and the bias apply only where given (adding no bias keeps a -0.0)."""
     x, w, m, b = make(cfg, 14)
     x = signed_zeros(x, 15)
     use_m, use_b = AFFINE[affine]
     m, b = (m.abs() if use_m else None), (b if use_b else None)
-    want, got = scalar_and_avx2(monkeypatch, x, w, cfg, m, b)
+    want, got = scalar_and_panel(isa, monkeypatch, x, w, cfg, m, b)
     same_bits(got, want)
 
 
-def test_avx2_panel_kernel_all_zero_inputs_keep_the_scalar_sign(monkeypatch):
+@pytest.mark.parametrize("isa", PANEL_ISAS)
+def test_panel_kernel_all_zero_inputs_keep_the_scalar_sign(isa, monkeypatch):
     """Outputs whose every term is +-0 (a 1x1 conv of 2 channels on zero inputs): the sum
     starts from +0, so it stays +0 even where every term is -0, as in the scalar loop."""
     cfg = dict(cin=2, cout=20, k=(1, 1), stride=1, padding=0, dilation=1, groups=1, n=2, h=6, w=7)
     x, w, _, _ = make(cfg, 16)
     x = torch.where(torch.rand(x.shape, generator=torch.Generator().manual_seed(17)) < 0.5, -0.0, 0.0)
-    want, got = scalar_and_avx2(monkeypatch, x, w, cfg, None, None)
+    want, got = scalar_and_panel(isa, monkeypatch, x, w, cfg, None, None)
     assert not torch.signbit(want).any()
     same_bits(got, want)
 

@@ -54,12 +54,14 @@ def test_binary_weight_linear_noncontiguous_exact_every_path(rng):
     assert bk.binary_weight_linear(x[..., :0, :], w, k).shape == (*x.shape[:-2], 0, w.shape[0])
 
 
-# ---------------------------------------------------------------- the float32 AVX2 panel kernel
+# ---------------------------------------------------------------- the float32 panel kernels
 
-# (M, N, K): 1-6 rows, row tails past 6 and past a block of 96 rows, channel tails (N not a
-# multiple of 16), K tails. On 1 thread a unit takes panels * row_blocks / 4 panels, so the
-# 1-3 row cases (248, 189, 113 channels; 256 full) end in tiles over 4, 3 and 2 panels at once
-# with a partial last panel (56, 45 and 17 channels of it); (2, 600, 4100) spans several chunks.
+# (M, N, K): 1-13 rows, row tails past a tile (6 rows on AVX2, 12 on AVX-512) and past a block
+# of 96 rows, channel tails (N not a multiple of 16), K tails. On 1 thread a unit takes
+# panels * row_blocks / 4 panels, so the 1-3 row cases (248, 189, 113 channels; 256 full) end
+# in tiles over 4, 3 and 2 panels at once with a partial last panel (56, 45 and 17 channels of
+# it); 7-11 rows run the AVX-512 kernel's tiles over 3 and 2 panels (and AVX2's 6-row tile
+# plus a tail); (2, 600, 4100) spans several chunks.
 PANEL_SHAPES = [
     (1, 248, 37),
     (1, 256, 64),
@@ -70,24 +72,32 @@ PANEL_SHAPES = [
     (3, 40, 300),
     (4, 17, 65),
     (6, 48, 31),
+    (7, 50, 40),
+    (8, 100, 20),
+    (9, 70, 33),
+    (11, 40, 19),
     (13, 35, 96),
     (101, 20, 45),
     (2, 600, 4100),
     (200, 33, 7),
 ]
+# The ISA caps that run a panel kernel: AVX2 with FMA, and AVX-512 (where the CPU has it, or
+# in the emulated AVX-512 build).
+PANEL_ISAS = {"avx2": "avx2", "avx512": "avx512"}
 
 
 @pytest.mark.parametrize("m,n,k", PANEL_SHAPES)
 @pytest.mark.parametrize("threads", [1, 3])
-def test_binary_weight_linear_avx2_panels_sum_in_scalar_order(m, n, k, threads, cpu_isa, monkeypatch):
-    """float32 capped at AVX2 (the panel kernel where the CPU has AVX2 and FMA): random x with
-    signed zeros, dirty weight tails, every scale / bias combination: bit for bit the scalar
-    path's result (one sequential sum over k from +0, then * scale, + bias)."""
+@pytest.mark.parametrize("isa", list(PANEL_ISAS))
+def test_binary_weight_linear_panels_sum_in_scalar_order(m, n, k, threads, isa, cpu_isa, monkeypatch):
+    """float32 capped at AVX2 or AVX-512 (a panel kernel where the CPU has that ISA): random x
+    with signed zeros, dirty weight tails, every scale / bias combination: bit for bit the
+    scalar path's result (one sequential sum over k from +0, then * scale, + bias)."""
     if cpu_isa != "auto":
         pytest.skip("sets the ISA cap itself")
-    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
-    if bk.cpu_gemm_isa() != "avx2":
-        pytest.skip("this CPU has no AVX2 kernels")
+    monkeypatch.setenv("BNN_KERNELS_CPU_ISA", isa)
+    if not bk.cpu_gemm_isa().startswith(PANEL_ISAS[isa]):
+        pytest.skip(f"this CPU has no {isa} kernels")
     g = gen(m * 1000 + n + k)
     x = torch.randn(m, k, generator=g)
     x = torch.where(torch.rand(m, k, generator=g) < 0.2, torch.where(torch.rand(m, k, generator=g) < 0.5, -0.0, 0.0), x)
@@ -97,7 +107,7 @@ def test_binary_weight_linear_avx2_panels_sum_in_scalar_order(m, n, k, threads, 
         for s, b in ((scale, bias), (scale, None), (None, bias), (None, None)):
             monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "scalar")
             want = bk.binary_weight_linear(x, w, k, s, b)
-            monkeypatch.setenv("BNN_KERNELS_CPU_ISA", "avx2")
+            monkeypatch.setenv("BNN_KERNELS_CPU_ISA", isa)
             same_bits(bk.binary_weight_linear(x, w, k, s, b), want)
 
 
