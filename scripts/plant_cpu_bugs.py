@@ -415,10 +415,12 @@ def sync(src, dst):
 
 
 def cpu_has_avx512():
-    """The CPU runs the AVX-512 VPOPCNTDQ kernels natively."""
+    """The CPU runs the AVX-512 VPOPCNTDQ kernels natively (Linux spells the flag
+    avx512_vpopcntdq in /proc/cpuinfo)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return "avx512vpopcntdq" in f.read().split()
+            flags = set(f.read().split())
+        return "avx512f" in flags and bool({"avx512_vpopcntdq", "avx512vpopcntdq"} & flags)
     except OSError:
         return False
 

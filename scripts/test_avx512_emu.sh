@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 PY="${1:-.venv/bin/python}"
 PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"  # absolute, the venv's link kept
 shift || true
-if grep -qw avx512vpopcntdq /proc/cpuinfo 2>/dev/null && [ "${BNN_AVX512_EMU_FORCE:-0}" != 1 ]; then
+# (Linux spells the flag avx512_vpopcntdq in /proc/cpuinfo)
+if grep -qwE 'avx512_?vpopcntdq' /proc/cpuinfo 2>/dev/null && [ "${BNN_AVX512_EMU_FORCE:-0}" != 1 ]; then
   echo "test-avx512-emu: this CPU has AVX-512 VPOPCNTDQ; the test suite runs those kernels natively"
   exit 0
 fi

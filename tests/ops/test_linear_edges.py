@@ -60,8 +60,9 @@ def test_binary_weight_linear_noncontiguous_exact_every_path(rng):
 # of 96 rows, channel tails (N not a multiple of 16), K tails. On 1 thread a unit takes
 # panels * row_blocks / 4 panels, so the 1-3 row cases (248, 189, 113 channels; 256 full) end
 # in tiles over 4, 3 and 2 panels at once with a partial last panel (56, 45 and 17 channels of
-# it); 7-11 rows run the AVX-512 kernel's tiles over 3 and 2 panels (and AVX2's 6-row tile
-# plus a tail); (2, 600, 4100) spans several chunks.
+# it); 7-11 rows (13, 16, 10 and 9 panels: units of 3, 4, 2 and 2 panels) run the AVX-512
+# kernel's tiles over 3 and 2 panels at once, also with a partial last panel (and AVX2's 6-row
+# tile plus a tail); (2, 600, 4100) spans several chunks.
 PANEL_SHAPES = [
     (1, 248, 37),
     (1, 256, 64),
@@ -72,10 +73,10 @@ PANEL_SHAPES = [
     (3, 40, 300),
     (4, 17, 65),
     (6, 48, 31),
-    (7, 50, 40),
-    (8, 100, 20),
-    (9, 70, 33),
-    (11, 40, 19),
+    (7, 200, 40),
+    (8, 250, 20),
+    (9, 150, 33),
+    (11, 140, 19),
     (13, 35, 96),
     (101, 20, 45),
     (2, 600, 4100),
