@@ -26,11 +26,9 @@ ConvPath select_conv_path(const ConvParams& p) {
   if (v != nullptr && std::strcmp(v, "gemm") == 0) return ConvPath::Gemm;
   if (p.groups != 1 && p.group_channels() % 32 != 0) return ConvPath::Gemm;
   if (v != nullptr && std::strcmp(v, "direct") == 0) return ConvPath::Direct;
-  // auto: the direct kernel on AVX2 (measured 1.3x-3.6x the implicit GEMM, benchmarks/README.md)
-  // and on AVX-512 (a prediction: the same counting work per bit as the GEMM's micro-kernel,
-  // without its gather, tile packing and padding correction, which weigh more there since
-  // the count itself costs a quarter of AVX2's). The scalar kernel, slower than the scalar
-  // GEMM's 64-bit POPCNT tiles, runs when forced.
+  // auto: the direct kernel on AVX2 and AVX-512 (measured 1.3x-3.6x and 1.25x-3.5x the implicit
+  // GEMM at batch 1, benchmarks/README.md). The scalar kernel, slower than the scalar GEMM's
+  // 64-bit POPCNT tiles, runs when forced.
   return direct_isa() == DirectIsa::Scalar ? ConvPath::Gemm : ConvPath::Direct;
 }
 
