@@ -64,6 +64,7 @@ void linear_panels(const float* x, int64_t M, int64_t K, const int32_t* w, int64
   const int64_t chunk =
       std::max<int64_t>(1, std::min(kChunkBytes / std::max<int64_t>(1, 2 * K), panels * row_blocks / (4 * nt)));
   const int64_t chunks = (panels + chunk - 1) / chunk;
+  const PanelRowsFn panel_rows = select_panel_rows();
 #pragma omp parallel for collapse(2) num_threads(nt) schedule(dynamic, 1)
   for (int64_t c = 0; c < chunks; ++c) {
     for (int64_t rb = 0; rb < row_blocks; ++rb) {

@@ -25,7 +25,7 @@ inline int64_t panels_for(int64_t og) { return (og + kPanel - 1) / kPanel; }
 bool use_panel_avx2();
 // True when panel_rows_avx512 may run (AVX-512F allowed by the ISA cap; panel_bits too).
 bool use_panel_avx512();
-// True when panel_bits and panel_rows run (either kernel).
+// True when panel_bits and a panel kernel run (either kernel).
 inline bool use_panels() { return use_panel_avx512() || use_panel_avx2(); }
 
 // The panel bits of packed weight rows (groups * og rows of `words` = ceil(K / 32) words; bits
@@ -42,11 +42,11 @@ void panel_rows_avx2(const float* a, int64_t rn, int64_t K, const uint16_t* bits
 // The same with 16-lane registers: the same results, bit for bit.
 void panel_rows_avx512(const float* a, int64_t rn, int64_t K, const uint16_t* bits, int64_t og, const float* mult,
                        const float* bias, float* out, int64_t ldo);
-// panel_rows_avx512 where use_panel_avx512(), else panel_rows_avx2.
-inline void panel_rows(const float* a, int64_t rn, int64_t K, const uint16_t* bits, int64_t og, const float* mult,
-                       const float* bias, float* out, int64_t ldo) {
-  (use_panel_avx512() ? panel_rows_avx512 : panel_rows_avx2)(a, rn, K, bits, og, mult, bias, out, ldo);
-}
+// The panel kernel of the ISA in effect: panel_rows_avx512 where use_panel_avx512(), else
+// panel_rows_avx2. Chosen once per op call (the ISA cap is read at each call), not per block.
+using PanelRowsFn = void (*)(const float*, int64_t, int64_t, const uint16_t*, int64_t, const float*, const float*,
+                             float*, int64_t);
+inline PanelRowsFn select_panel_rows() { return use_panel_avx512() ? panel_rows_avx512 : panel_rows_avx2; }
 
 // The driver both kernels share: row tiles of at most max_rows rows over the panels, each
 // tile of mr rows running tiles[mr - 1] (one panel) or wide_tiles[mr - 1] (wide[mr - 1]

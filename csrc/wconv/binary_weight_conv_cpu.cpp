@@ -124,6 +124,7 @@ void run_panels(const float* x, const int32_t* w, const ConvParams& p, const Pla
         panel_bits(wrows.data(), p.groups, g.og, g.K, g.words, reinterpret_cast<uint16_t*>(dst), nt);
       });
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(prepared);
+  const PanelRowsFn panel_rows = select_panel_rows();
   run_blocks(x, p, g, out, nt, [&](const float* a, int64_t rn, int64_t grp, float* o) {
     const int64_t o0 = grp * g.og;
     panel_rows(a, rn, g.K, bits + grp * panels * g.K, g.og, mult ? mult + o0 : nullptr, bias ? bias + o0 : nullptr, o,
