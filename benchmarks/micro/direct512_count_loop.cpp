@@ -19,20 +19,14 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "clock.h"
+
 namespace {
 
 #define AVX512 __attribute__((target("avx512f,avx512vpopcntdq")))
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double clock_ghz(long n) {
-  unsigned long x = 1;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (long i = 0; i < n; ++i) __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
-  return 4.0 * static_cast<double>(n) / seconds_since(t0) / 1e9 + static_cast<double>(x & 0);
-}
+using micro::clock_ghz;
+using micro::seconds_since;
 
 // The lanes' sum, through memory (GCC 12 warns falsely inside _mm512_reduce_*).
 AVX512 int lane_sum(__m512i v) {

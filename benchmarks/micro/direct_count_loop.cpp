@@ -15,18 +15,12 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "clock.h"
+
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double clock_ghz(long n) {
-  unsigned long x = 1;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (long i = 0; i < n; ++i) __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
-  return 4.0 * static_cast<double>(n) / seconds_since(t0) / 1e9 + static_cast<double>(x & 0);
-}
+using micro::clock_ghz;
+using micro::seconds_since;
 
 __m256i step(__m256i acc, __m256i lut, __m256i x, __m256i w) {
   return _mm256_add_epi8(acc, _mm256_shuffle_epi8(lut, _mm256_xor_si256(x, w)));
