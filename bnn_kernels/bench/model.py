@@ -8,8 +8,10 @@ activations, random weights, BN statistics randomized):
   torch.compile'd version where it is faster, else eager, said in the note);
 - "bnn_kernels.convert(model)": the converted model, fed the same NCHW input, also compiled
   where that is faster and agrees: with bnn_kernels.compile (the float glue fused into the
-  binary convs' epilogues) and with plain torch.compile, the faster kept (the note says which
-  ran and how many binary convs were fused; the breakdown's "fusion" entry lists the steps).
+  binary convs' epilogues), with plain torch.compile, and as the AOTInductor package
+  bnn_kernels.export writes (exported once per model, loaded, no Python or guards per call),
+  the fastest kept (the note says which ran and how many binary convs were fused; the
+  breakdown's "fusion" entry lists the steps).
   "Agrees" is compiled_agrees: top-1 equal on every input and outputs within rtol 1e-3,
   atol 1e-4 on all but at most 1 input in 16 (an activation a few ulps from a binarization
   threshold may flip under compiled rounding); the note names the inputs that differed.
@@ -31,6 +33,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 
 import torch
 
@@ -132,29 +135,50 @@ def _try_compile(deploy, x, eager_ms, device, repeats, compile_fn=None, label="t
 
 
 FUSED = "torch.compile with bnn_kernels fusion"
+PACKAGE = "AOTInductor package (bnn_kernels.export)"
 
 
-def _try_compile_packed(model, x, eager_ms, device, repeats):
-    """The converted model compiled with the epilogue fusion pass (bnn_kernels.compile) and
-    without it: (ms or None, note, FusionReport or None) of the fastest that agrees with eager."""
-    fusion = bk.FusionPass()
+def _packaged(path: str, x: torch.Tensor, fusion):
+    """The compile_fn of the AOTInductor candidate: exports the model to path (batch size
+    dynamic, with the epilogue fusion pass) unless an earlier batch did, then loads it."""
+
+    def load(m):
+        if not os.path.exists(path):
+            bk.export(m, (x,), path, fuse=fusion)
+        return bk.load_exported(path)
+
+    return load
+
+
+def _try_compile_packed(model, x, eager_ms, device, repeats, package=None):
+    """The converted model compiled with the epilogue fusion pass (bnn_kernels.compile), without
+    it, and, given a package path, as an AOTInductor package (bnn_kernels.export; exported on
+    the first call, loaded from path on later ones): (ms or None, note, FusionReport or None)
+    of the fastest that agrees with eager."""
+    fusion, pkg_fusion = bk.FusionPass(), bk.FusionPass()
 
     def fused(m):  # a fresh compilation, so the pass runs and reports
         return bk.compile(m, fuse=fusion, options={"fx_graph_cache": False})
 
-    ms_f, how_f = _try_compile(model, x, float("inf"), device, repeats, fused, FUSED)
-    ms_p, how_p = _try_compile(model, x, float("inf"), device, repeats)
-    report = fusion.report if fusion.reports else None
-    fused_note = f"; {_fusion_note(report)}" if report else ""
-    tried = [(ms, how) for ms, how in ((ms_f, how_f), (ms_p, how_p)) if ms is not None]
+    candidates = [(FUSED, fused, fusion), ("torch.compile", None, None)]
+    if package is not None:
+        candidates.append((PACKAGE, _packaged(package, x, pkg_fusion), pkg_fusion))
+    tried, failed, reports = [], [], {}
+    for label, fn, rep in candidates:
+        ms, how = _try_compile(model, x, float("inf"), device, repeats, fn, label)
+        (tried if ms is not None else failed).append((ms, how))
+        if rep is not None and rep.reports:
+            reports[label] = rep.report
+    fused_note = f"; {_fusion_note(reports[FUSED])}" if FUSED in reports else ""
     if not tried:
-        return None, f"{how_f}, {how_p}", None
+        return None, ", ".join(h for _, h in failed), None
     ms, how = min(tried)
-    other = [f"{h} {m:.2f} ms" for m, h in tried if h != how]
+    others = [f"{h} {m:.2f} ms" for m, h in tried if h != how] + [h for _, h in failed]
     if ms >= eager_ms:
-        return None, f"eager ({how} slower: {ms:.2f} ms{fused_note})", report
-    note = how + fused_note + (f"; {other[0]}" if other else f"; {how_f if how == how_p else how_p}")
-    return ms, note, report if how.startswith(FUSED) else None
+        return None, f"eager ({how} slower: {ms:.2f} ms{fused_note})", reports.get(FUSED)
+    label = next(lb for lb, _, _ in candidates if how.startswith(lb))
+    own = f"; {_fusion_note(reports[label])}" if label in reports else fused_note
+    return ms, how + own + "".join(f"; {o}" for o in others), reports.get(label)
 
 
 NO_BINARY_CONVS = "no binary_conv2d call to fuse (the epilogue fusion covers binary convs only)"
@@ -181,75 +205,97 @@ def bench_model(
     docstring). lce_python: an interpreter with Larq Compute Engine; models with a larq_zoo
     counterpart then get an LCE row at batch 1 on the CPU, timed before and after ours in this
     run (bnn_kernels/bench/lce.py)."""
-    out = []
     res = size or 224
     batches = batches or BATCHES
+    out = []
     for name in select_models(models):
-        factory, kwargs = MODELS[name]
-        models, report = {}, None
-        for impl in IMPLS:
-            models[impl], rep = build(factory, kwargs, res, impl)
-            models[impl] = models[impl].to(device)
-            report = rep or report
-        if not report.converted:
-            raise AssertionError(f"convert() converted no layer of {name}")
-        gen = torch.Generator().manual_seed(SEED + 1)  # not the conversion examples
-        xc = torch.randn(CHECK_BATCH, 3, res, res, generator=gen).to(device)
-        checks = {k: check_against_float(models["float"], models[k], xc) for k in ("deploy", "packed")}
-        for k, c in checks.items():
-            if c["rel_dev"] > MAX_REL_DEVIATION:
-                raise AssertionError(f"{name}: {k} deviates from the float model ({_check_note(c)}): benchmark aborted")
-        notes = {
-            "float": "float32 NCHW as written (weights re-binarized every call)",
-            "deploy": f"{{how}}; {models['deploy'].stats['frozen']} values frozen, "
-            f"{models['deploy'].stats['bn_folded']} BN folded, channels_last; {_check_note(checks['deploy'])}",
-            "packed": f"{{how}}; {len(report.converted)} layers packed; {_check_note(checks['packed'])} (random weights)",
-        }
-        for k, m in models.items():
-            nbytes = sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
-            notes[k] += f"; weights {nbytes / 2**20:.2f} MiB"
-        rows, compiled, fusion, lce = {}, {}, {}, {}
-        for nb in batches:
-            progress.step(f"model {name} batch {nb}")
-            case = f"{name} {nb}x3x{res}x{res}"
-            with_lce = lce_python and nb == 1 and name in LCE_MODELS and device.type == "cpu"
-            lce_args = (lce_python, LCE_MODELS.get(name), res, torch.get_num_threads(), repeats)
-            before = time_lce(*lce_args) if with_lce else None
-            rows[nb], compiled[nb], fusion[nb] = _time_batch(models, case, nb, res, device, notes, repeats, try_compile)
-            if with_lce:
-                lce[nb] = lce_row(case, str(device), before, time_lce(*lce_args))
-            if nb == batches[0]:
-                b = breakdown(models["packed"], torch.randn(nb, 3, res, res, device=device))
-                b["fusion"] = _fusion_summary(fusion[nb], compiled[nb].get("packed"))
-                rows[nb]["packed"].breakdown = b
-        mem = {
-            impl: peak_memory(
-                factory, kwargs, res, impl, batches, device, {nb: compiled[nb].get(impl) for nb in batches}
-            )
-            for impl in IMPLS
-        }
-        for nb in batches:
-            r = rows[nb]
-            for impl in IMPLS:
-                row = r[impl]
-                row.peak_mib, row.peak_growth_mib = mem[impl][nb]
-                row.note += f"; running adds {row.peak_growth_mib:.1f} MiB, process peak RSS {row.peak_mib:.0f} MiB"
-            out += [
-                _vs(r["packed"], r["float"]),
-                _vs(dataclasses.replace(r["packed"], breakdown=None), r["deploy"]),
-                r["float"],
-                r["deploy"],
-            ]
-            if nb in lce:
-                out += [_vs(dataclasses.replace(r["packed"], breakdown=None), lce[nb]), lce[nb]]
+        # the converted model's AOTInductor package lives here while its batches and its
+        # memory subprocess run
+        with tempfile.TemporaryDirectory(prefix="bnn_kernels_bench_") as tmp:
+            package = os.path.join(tmp, f"{name}.pt2") if try_compile else None
+            out += _bench_one(name, device, progress, batches, res, repeats, try_compile, lce_python, package)
     return out
 
 
-def _time_batch(models, case, nb, res, device, notes, repeats, try_compile):
-    """Times the three configurations at batch nb: ({impl: Result}, {impl: False (eager), True
-    (torch.compile) or "fused" (bnn_kernels.compile)}, FusionReport of the converted model or
-    None). The float deployment and the converted model are each compiled where that is faster
-    and agrees; the converted model with and without the epilogue fusion, the faster kept."""
+def _prepare(name: str, res: int, device) -> tuple[dict, dict]:
+    """The three configurations of a model, checked against the float model on fresh inputs
+    (a deviation over MAX_REL_DEVIATION aborts), and each one's note ({how} left to fill)."""
+    factory, kwargs = MODELS[name]
+    models, report = {}, None
+    for impl in IMPLS:
+        models[impl], rep = build(factory, kwargs, res, impl)
+        models[impl] = models[impl].to(device)
+        report = rep or report
+    if not report.converted:
+        raise AssertionError(f"convert() converted no layer of {name}")
+    gen = torch.Generator().manual_seed(SEED + 1)  # not the conversion examples
+    xc = torch.randn(CHECK_BATCH, 3, res, res, generator=gen).to(device)
+    checks = {k: check_against_float(models["float"], models[k], xc) for k in ("deploy", "packed")}
+    for k, c in checks.items():
+        if c["rel_dev"] > MAX_REL_DEVIATION:
+            raise AssertionError(f"{name}: {k} deviates from the float model ({_check_note(c)}): benchmark aborted")
+    notes = {
+        "float": "float32 NCHW as written (weights re-binarized every call)",
+        "deploy": f"{{how}}; {models['deploy'].stats['frozen']} values frozen, "
+        f"{models['deploy'].stats['bn_folded']} BN folded, channels_last; {_check_note(checks['deploy'])}",
+        "packed": f"{{how}}; {len(report.converted)} layers packed; {_check_note(checks['packed'])} (random weights)",
+    }
+    for k, m in models.items():
+        nbytes = sum(t.numel() * t.element_size() for t in list(m.parameters()) + list(m.buffers()))
+        notes[k] += f"; weights {nbytes / 2**20:.2f} MiB"
+    return models, notes
+
+
+def _bench_one(name, device, progress, batches, res, repeats, try_compile, lce_python, package) -> list[Result]:
+    """bench_model's rows of one model; package: where its AOTInductor package goes (None: not tried)."""
+    models, notes = _prepare(name, res, device)
+    rows, compiled, fusion, lce = {}, {}, {}, {}
+    for nb in batches:
+        progress.step(f"model {name} batch {nb}")
+        case = f"{name} {nb}x3x{res}x{res}"
+        with_lce = lce_python and nb == 1 and name in LCE_MODELS and device.type == "cpu"
+        lce_args = (lce_python, LCE_MODELS.get(name), res, torch.get_num_threads(), repeats)
+        before = time_lce(*lce_args) if with_lce else None
+        rows[nb], compiled[nb], fusion[nb] = _time_batch(
+            models, case, nb, res, device, notes, repeats, try_compile, package
+        )
+        if with_lce:
+            lce[nb] = lce_row(case, str(device), before, time_lce(*lce_args))
+        if nb == batches[0]:
+            b = breakdown(models["packed"], torch.randn(nb, 3, res, res, device=device))
+            b["fusion"] = _fusion_summary(fusion[nb], compiled[nb].get("packed"))
+            rows[nb]["packed"].breakdown = b
+    factory, kwargs = MODELS[name]
+    mem = {
+        impl: peak_memory(
+            factory, kwargs, res, impl, batches, device, {nb: compiled[nb].get(impl) for nb in batches}, package
+        )
+        for impl in IMPLS
+    }
+    out = []
+    for nb in batches:
+        r = rows[nb]
+        for impl in IMPLS:
+            row = r[impl]
+            row.peak_mib, row.peak_growth_mib = mem[impl][nb]
+            row.note += f"; running adds {row.peak_growth_mib:.1f} MiB, process peak RSS {row.peak_mib:.0f} MiB"
+        out += [
+            _vs(r["packed"], r["float"]),
+            _vs(dataclasses.replace(r["packed"], breakdown=None), r["deploy"]),
+            r["float"],
+            r["deploy"],
+        ]
+        if nb in lce:
+            out += [_vs(dataclasses.replace(r["packed"], breakdown=None), lce[nb]), lce[nb]]
+    return out
+
+
+def _time_batch(models, case, nb, res, device, notes, repeats, try_compile, package=None):
+    """Times the three configurations at batch nb: ({impl: Result}, {impl: what ran, see
+    _used}, FusionReport of the converted model or None). The float deployment and the
+    converted model are each compiled where that is faster and agrees; the converted model
+    with and without the epilogue fusion and, given a package path, as an AOTInductor
+    package, the fastest kept."""
     x = torch.randn(nb, 3, res, res, device=device)
     ms = {}
     with torch.no_grad():
@@ -260,7 +306,9 @@ def _time_batch(models, case, nb, res, device, notes, repeats, try_compile):
         if try_compile:
             t_c, how["deploy"] = _try_compile(models["deploy"], x, ms["deploy"], device, repeats)
             ms["deploy"] = t_c or ms["deploy"]
-            t_c, how["packed"], report = _try_compile_packed(models["packed"], x, ms["packed"], device, repeats)
+            t_c, how["packed"], report = _try_compile_packed(
+                models["packed"], x, ms["packed"], device, repeats, package
+            )
             ms["packed"] = t_c or ms["packed"]
     names = {"float": "float model", "deploy": "float deployment", "packed": "bnn_kernels.convert(model)"}
     rows = {
@@ -277,8 +325,16 @@ def _time_batch(models, case, nb, res, device, notes, repeats, try_compile):
         )
         for impl in IMPLS
     }
-    used = {impl: "fused" if h.startswith(FUSED) else h.startswith("torch.compile") for impl, h in how.items()}
+    used = {impl: _used(h) for impl, h in how.items()}
     return rows, used, report
+
+
+def _used(how: str) -> bool | str:
+    """What a timing note says ran: False (eager), True (torch.compile), "fused"
+    (bnn_kernels.compile) or "package" (the AOTInductor package)."""
+    if how.startswith(PACKAGE):
+        return "package"
+    return "fused" if how.startswith(FUSED) else how.startswith("torch.compile")
 
 
 def _fusion_summary(report, compiled) -> dict:
@@ -418,7 +474,7 @@ def format_breakdown(title: str, b: dict, top: int = 12) -> str:
 # ---------------------------------------------------------------------------------------------
 # Peak memory
 # ---------------------------------------------------------------------------------------------
-def peak_memory(factory, kwargs, res, impl, batches, device, compiled=None) -> dict:
+def peak_memory(factory, kwargs, res, impl, batches, device, compiled=None, package=None) -> dict:
     """{batch: (peak MiB, growth MiB)} of inference in configuration impl.
 
     CPU: a fresh Python process builds the model, runs it once at each batch (warm-up,
@@ -440,6 +496,7 @@ def peak_memory(factory, kwargs, res, impl, batches, device, compiled=None) -> d
         "impl": impl,
         "batches": list(batches),
         "compiled": {str(k): v for k, v in (compiled or {}).items()},
+        "package": package,
         "threads": torch.get_num_threads(),
     }
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -471,7 +528,10 @@ def memory_child(args: dict) -> None:
     result = {}
     for nb in args["batches"]:
         how = args["compiled"].get(str(nb))
-        run = bk.compile(model) if how == "fused" else torch.compile(model) if how else model
+        if how == "package":  # the package the timing run exported
+            run = bk.load_exported(args["package"])
+        else:
+            run = bk.compile(model) if how == "fused" else torch.compile(model) if how else model
         x = torch.randn(nb, 3, args["res"], args["res"])
         gc.collect()
         with torch.no_grad():

@@ -82,6 +82,16 @@ inline void segment_pairs(const PixelRun& run, const Segment& seg, int64_t& k0, 
   k1 = std::lower_bound(run.pairs + k0, run.pairs + run.n, seg.hi, by_word) - run.pairs;
 }
 
+// Whether the n runs from runs[0] on are full runs of seg over one pair list (interior pixels
+// share the list of interior_pairs; a border run padded with +-1 has its own): their pair k
+// then reads input word runs[i].base + pairs[k].x and weight word k, so one weight load serves
+// all of them.
+inline bool shared_full_runs(const PixelRun* runs, int64_t n, const Segment& seg) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!full_run(runs[i], seg) || runs[i].pairs != runs[0].pairs) return false;
+  return true;
+}
+
 template <class K>
 struct Kernel {
   static constexpr int kRegs = K::kSplit * K::kChunk / K::kLanes;  // registers per weight word

@@ -15,23 +15,41 @@ namespace {
 using direct::PixelRun;
 using direct::Segment;
 
+// The AVX-512 kernel's count_runs and store_runs for P runs, lane by lane.
+template <int NV, int P, bool kShared>
+__attribute__((always_inline)) inline void count_runs(const uint32_t* xs, const PixelRun* runs, int64_t k0, int64_t k1,
+                                                      const uint32_t* wchunk, const Segment& seg, int valid,
+                                                      int32_t* out, int64_t ld) {
+  const direct::Pair* pairs = runs[0].pairs;
+  int32_t sum[P][16 * NV] = {};
+  for (int64_t k = k0; k < k1; ++k) {
+    const uint32_t* wp = wchunk + (kShared ? k : pairs[k].w) * direct::kLanes16Chunk;
+    for (int p = 0; p < P; ++p) {
+      const uint32_t xv = xs[runs[p].base + pairs[k].x];
+      for (int l = 0; l < 16 * NV; ++l) sum[p][l] += popcount32(xv ^ wp[l]);
+    }
+  }
+  for (int p = 0; p < P; ++p) {
+    int32_t* o = out + p * ld;
+    for (int c = 0; c < valid; ++c) o[c] = (seg.first ? runs[p].kvalid : o[c]) - 2 * sum[p][c];
+  }
+}
+
 template <int NV>
 __attribute__((always_inline)) inline void count_body(const uint32_t* xs, const PixelRun* runs, int64_t npix,
                                                       const uint32_t* wchunk, int valid, const Segment& seg,
                                                       int32_t* out, int64_t ld) {
-  for (int64_t r = 0; r < npix; ++r) {
-    const PixelRun& run = runs[r];
+  constexpr int P = direct::kLanes16Group<NV>;
+  for (int64_t r = 0; r < npix;) {
     int64_t k0, k1;
-    direct::segment_pairs(run, seg, k0, k1);
-    int32_t sum[16 * NV] = {};
-    const uint32_t* x0 = xs + run.base;
-    for (int64_t k = k0; k < k1; ++k) {
-      const uint32_t xv = x0[run.pairs[k].x];
-      const uint32_t* wp = wchunk + run.pairs[k].w * direct::kLanes16Chunk;
-      for (int l = 0; l < 16 * NV; ++l) sum[l] += popcount32(xv ^ wp[l]);
+    direct::segment_pairs(runs[r], seg, k0, k1);
+    if (r + P <= npix && direct::shared_full_runs(runs + r, P, seg)) {
+      count_runs<NV, P, true>(xs, runs + r, k0, k1, wchunk, seg, valid, out + r * ld, ld);
+      r += P;
+    } else {
+      count_runs<NV, 1, false>(xs, runs + r, k0, k1, wchunk, seg, valid, out + r * ld, ld);
+      r += 1;
     }
-    int32_t* o = out + r * ld;
-    for (int c = 0; c < valid; ++c) o[c] = (seg.first ? run.kvalid : o[c]) - 2 * sum[c];
   }
 }
 

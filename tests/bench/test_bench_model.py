@@ -178,6 +178,61 @@ def test_packed_model_timed_fused_and_unfused_faster_kept(monkeypatch):
     assert "epilogue fusion: 1 of 1 binary convs fused (multiplier 1, bias 1)" in text
 
 
+def test_packed_model_package_candidate_kept_when_fastest(monkeypatch):
+    """Given a package path, the AOTInductor package is a third candidate: kept when it is the
+    fastest (the note names it, the others' times follow), not tried without a path (fake
+    timings: nothing about speed)."""
+    fusion = bk.FusionPass()
+    fusion.reports.append(FusionReport(ops=[{"node": "c", "op": "binary_conv2d", "fused": ["bias"], "stopped": "x"}]))
+    monkeypatch.setattr(bk, "FusionPass", lambda: fusion)
+    tried = []
+
+    def fake(model, x, eager_ms, device, repeats, compile_fn=None, label="torch.compile"):
+        tried.append(label)
+        return times[label], label
+
+    monkeypatch.setattr(bm, "_try_compile", fake)
+    times = {bm.FUSED: 2.0, "torch.compile": 3.0, bm.PACKAGE: 1.5}
+    ms, note, rep = bm._try_compile_packed(None, None, 10.0, torch.device("cpu"), 1, package="m.pt2")
+    assert ms == 1.5 and note.startswith(bm.PACKAGE) and bm._used(note) == "package"
+    assert f"{bm.FUSED} 2.00 ms" in note and "torch.compile 3.00 ms" in note
+    tried.clear()
+    ms, note, rep = bm._try_compile_packed(None, None, 10.0, torch.device("cpu"), 1)
+    assert ms == 2.0 and bm.PACKAGE not in tried and bm._used(note) == "fused"
+
+    def failing(model, x, eager_ms, device, repeats, compile_fn=None, label="torch.compile"):
+        if label == bm.PACKAGE:  # failed: the note keeps why
+            return None, f"eager ({label} failed: ExportError)"
+        return fake(model, x, eager_ms, device, repeats, compile_fn, label)
+
+    monkeypatch.setattr(bm, "_try_compile", failing)
+    ms, note, rep = bm._try_compile_packed(None, None, 10.0, torch.device("cpu"), 1, package="m.pt2")
+    assert ms == 2.0 and f"eager ({bm.PACKAGE} failed: ExportError)" in note
+    assert [bm._used(h) for h in ("eager (x)", "torch.compile", bm.FUSED)] == [False, True, "fused"]
+
+
+def test_packed_model_package_exported_once_and_reused(tmp_path, monkeypatch):
+    """The package candidate exports the converted model on its first batch and loads the same
+    file for the next (batch size dynamic); it computes what the eager model computes."""
+    model, _ = bk.convert(
+        zoo.randomize_bn(zoo.birealnet18(width=8, num_classes=10), seed=1).eval(), (torch.randn(2, 3, 32, 32),)
+    )
+    path = tmp_path / "m.pt2"
+    x = torch.randn(3, 3, 32, 32)
+    ms, note, rep = bm._try_compile_packed(model, x, float("inf"), torch.device("cpu"), 1, package=str(path))
+    assert path.is_file() and bm.PACKAGE in note
+    assert rep is None or rep.ops  # the package's own fusion report when it was kept
+
+    def no_export(*a, **k):
+        raise AssertionError("exported twice")
+
+    monkeypatch.setattr(bk, "export", no_export)
+    x2 = torch.randn(5, 3, 32, 32)
+    run = bm._packaged(str(path), x2, None)(model)
+    with torch.no_grad():
+        assert bm.compiled_agrees(run(x2), model(x2))[0]
+
+
 def test_compiled_agreement_tolerates_isolated_threshold_flips():
     g = torch.Generator().manual_seed(5)
     want = torch.randn(32, 10, generator=g)
