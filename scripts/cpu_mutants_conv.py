@@ -15,6 +15,7 @@ PC = "csrc/common/prepared_cache.h"
 EC = "csrc/gemm/epilogue_cpu.cpp"
 CONV = ["tests/ops/test_conv_edges.py", "tests/ops/test_conv.py"]
 EPILOGUE = ["tests/ops/test_epilogue.py"]
+DUAL = EPILOGUE + ["tests/ops/test_epilogue_dual.py"]  # float output and bits from one pass
 
 # fmt: off
 CONV_MUTANTS = [
@@ -154,7 +155,25 @@ CONV_MUTANTS = [
     ("prepared_cache_ignores_key", PC,
      "if (it->src != src || it->key != key ||", "if (it->src != src ||", CONV),
     ("epilogue_in_place_column_offset", EC,
-     "float* const y = out32 ? out32 + m * e.out_ld + n0 + c : buf;",
-     "float* const y = out32 ? out32 + m * e.out_ld + c : buf;", EPILOGUE),
+     "float* const out32 = static_cast<float*>(e.out) + m0 * e.out_ld + n0;",
+     "float* const out32 = static_cast<float*>(e.out) + m0 * e.out_ld;", EPILOGUE),
+    ("epilogue_in_place_first_row", EC,
+     "float* const out32 = static_cast<float*>(e.out) + m0 * e.out_ld + n0;",
+     "float* const out32 = static_cast<float*>(e.out) + n0;", EPILOGUE),
+    ("epilogue_in_place_bits_row", EC,
+     "int32_t* const words = bits ? e.bits_out + m0 * e.bits_ld + (n0 + c) / 32 : nullptr;",
+     "int32_t* const words = bits ? e.bits_out + (n0 + c) / 32 : nullptr;", DUAL),
+    ("epilogue_rows_scalar_row_index", EC,
+     "values_scalar(e, m0 + r, n0, len, acc + r * acc_ld, y + r * y_ld);",
+     "values_scalar(e, m0, n0, len, acc + r * acc_ld, y + r * y_ld);", EPILOGUE),
+    ("epilogue_rows_simd_row_index", "csrc/gemm/epilogue_simd.cpp",
+     "values<S>(e, m0 + r, n0, len, acc + r * acc_ld, y + r * y_ld);",
+     "values<S>(e, m0, n0, len, acc + r * acc_ld, y + r * y_ld);", EPILOGUE),
+    ("epilogue_rows_simd_acc_stride", "csrc/gemm/epilogue_simd.cpp",
+     "values<S>(e, m0 + r, n0, len, acc + r * acc_ld, y + r * y_ld);",
+     "values<S>(e, m0 + r, n0, len, acc + r * len, y + r * y_ld);", EPILOGUE),
+    ("epilogue_rows_simd_bits_row", "csrc/gemm/epilogue_simd.cpp",
+     "if (o) bits<S>(y + r * y_ld, thr, len, o + r * o_ld);", "if (o) bits<S>(y + r * y_ld, thr, len, o + r);",
+     DUAL),
 ]
 # fmt: on

@@ -1,7 +1,8 @@
 // Direct binary conv2d on AVX-512 VPOPCNTDQ (conv/direct.h, layout in conv/direct_lanes16.h):
 // 16 output channels per register, 64 per chunk; a count is XOR, VPOPCNTD and an add per 512
-// bits, in 32-bit lanes (no byte counters to widen). direct_scalar.cpp runs the same steps lane
-// by lane.
+// bits, in 32-bit lanes (no byte counters to widen). Interior pixels are counted 2 or 4 at a time
+// (kLanes16Group), each weight load serving all of them. direct_scalar.cpp runs the same steps
+// lane by lane.
 #include "common/avx512.h"
 #include "conv/direct_lanes16.h"
 

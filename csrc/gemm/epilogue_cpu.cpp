@@ -57,6 +57,22 @@ BitsFn bits_for(ValuesFn values) {
   return bits_scalar;
 }
 
+// The scalar RowsFn: each row through values_scalar and bits_scalar.
+void rows_scalar(const Epilogue& e, int64_t m0, int64_t rows, int64_t n0, int64_t len, const int32_t* acc,
+                 int64_t acc_ld, float* y, int64_t y_ld, const float* thr, int32_t* o, int64_t o_ld) {
+  for (int64_t r = 0; r < rows; ++r) {
+    values_scalar(e, m0 + r, n0, len, acc + r * acc_ld, y + r * y_ld);
+    if (o) bits_scalar(y + r * y_ld, thr, len, o + r * o_ld);
+  }
+}
+
+// The rows kernel of the ISA whose value kernel the caller picked.
+RowsFn rows_for(ValuesFn values) {
+  if (values == epilogue_values_avx512 && epilogue_rows_avx512) return epilogue_rows_avx512;
+  if (values == epilogue_values_avx2 && epilogue_rows_avx2) return epilogue_rows_avx2;
+  return rows_scalar;
+}
+
 }  // namespace
 
 ValuesFn select_epilogue_values() {
@@ -69,17 +85,27 @@ void epilogue_block(const Epilogue& e, ValuesFn values, const int32_t* acc, int6
                     int64_t n0, int64_t cols) {
   alignas(64) float buf[kChunk];
   const BitsFn bits = e.bits_out ? bits_for(values) : nullptr;
-  // float32 outputs take the values in place (the bits step then reads them from there)
-  float* const out32 = e.out && e.out_dtype == OutDtype::Float32 ? static_cast<float*>(e.out) : nullptr;
+  // float32 outputs take the values in place (the bits step then reads them from there), the
+  // whole block of rows a chunk of columns at a time
+  if (e.out && e.out_dtype == OutDtype::Float32) {
+    const RowsFn rows_fn = rows_for(values);
+    float* const out32 = static_cast<float*>(e.out) + m0 * e.out_ld + n0;
+    for (int64_t c = 0; c < cols; c += kChunk) {
+      const int64_t len = std::min(kChunk, cols - c);
+      // bit words (n0 + c)/32 ... of each row: bit j of a word = (y >= out_threshold) of its channel
+      int32_t* const words = bits ? e.bits_out + m0 * e.bits_ld + (n0 + c) / 32 : nullptr;
+      const float* const thr = bits ? e.out_threshold + n0 + c : nullptr;
+      rows_fn(e, m0, rows, n0 + c, len, acc + c, acc_ld, out32 + c, e.out_ld, thr, words, e.bits_ld);
+    }
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t m = m0 + r;
     for (int64_t c = 0; c < cols; c += kChunk) {
       const int64_t len = std::min(kChunk, cols - c);
-      float* const y = out32 ? out32 + m * e.out_ld + n0 + c : buf;
-      values(e, m, n0 + c, len, acc + r * acc_ld + c, y);
-      if (!out32 && e.out) store_float(e, m, n0 + c, len, y);
-      // bit words (n0 + c)/32 ... of row m: bit j of a word = (y >= out_threshold) of its channel
-      if (bits) bits(y, e.out_threshold + n0 + c, len, e.bits_out + m * e.bits_ld + (n0 + c) / 32);
+      values(e, m, n0 + c, len, acc + r * acc_ld + c, buf);
+      if (e.out) store_float(e, m, n0 + c, len, buf);
+      if (bits) bits(buf, e.out_threshold + n0 + c, len, e.bits_out + m * e.bits_ld + (n0 + c) / 32);
     }
   }
 }

@@ -93,6 +93,16 @@ __attribute__((always_inline)) inline void bits(const float* y, const float* thr
   if (w * 32 < len) o[w] = threshold_word(y + w * 32, thr + w * 32, len - w * 32);
 }
 
+template <class S>
+__attribute__((always_inline)) inline void rows(const Epilogue& e, int64_t m0, int64_t nrows, int64_t n0, int64_t len,
+                                                const int32_t* acc, int64_t acc_ld, float* y, int64_t y_ld,
+                                                const float* thr, int32_t* o, int64_t o_ld) {
+  for (int64_t r = 0; r < nrows; ++r) {
+    values<S>(e, m0 + r, n0, len, acc + r * acc_ld, y + r * y_ld);
+    if (o) bits<S>(y + r * y_ld, thr, len, o + r * o_ld);
+  }
+}
+
 BNN_AVX2 void bits_avx2(const float* y, const float* thr, int64_t len, int32_t* o) { bits<Avx2>(y, thr, len, o); }
 
 BNN_AVX512 void bits_avx512(const float* y, const float* thr, int64_t len, int32_t* o) { bits<Avx512>(y, thr, len, o); }
@@ -105,17 +115,31 @@ BNN_AVX512 void values_avx512(const Epilogue& e, int64_t m, int64_t n0, int64_t 
   values<Avx512>(e, m, n0, len, acc, y);
 }
 
+BNN_AVX2 void rows_avx2(const Epilogue& e, int64_t m0, int64_t nrows, int64_t n0, int64_t len, const int32_t* acc,
+                        int64_t acc_ld, float* y, int64_t y_ld, const float* thr, int32_t* o, int64_t o_ld) {
+  rows<Avx2>(e, m0, nrows, n0, len, acc, acc_ld, y, y_ld, thr, o, o_ld);
+}
+
+BNN_AVX512 void rows_avx512(const Epilogue& e, int64_t m0, int64_t nrows, int64_t n0, int64_t len, const int32_t* acc,
+                            int64_t acc_ld, float* y, int64_t y_ld, const float* thr, int32_t* o, int64_t o_ld) {
+  rows<Avx512>(e, m0, nrows, n0, len, acc, acc_ld, y, y_ld, thr, o, o_ld);
+}
+
 }  // namespace
 
 const ValuesFn epilogue_values_avx2 = values_avx2;
 const ValuesFn epilogue_values_avx512 = values_avx512;
 const BitsFn epilogue_bits_avx2 = bits_avx2;
 const BitsFn epilogue_bits_avx512 = bits_avx512;
+const RowsFn epilogue_rows_avx2 = rows_avx2;
+const RowsFn epilogue_rows_avx512 = rows_avx512;
 #else
 const ValuesFn epilogue_values_avx2 = nullptr;
 const ValuesFn epilogue_values_avx512 = nullptr;
 const BitsFn epilogue_bits_avx2 = nullptr;
 const BitsFn epilogue_bits_avx512 = nullptr;
+const RowsFn epilogue_rows_avx2 = nullptr;
+const RowsFn epilogue_rows_avx512 = nullptr;
 #endif
 
 }  // namespace bnn::cpu
