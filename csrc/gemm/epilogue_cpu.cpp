@@ -49,14 +49,6 @@ void bits_scalar(const float* y, const float* thr, int64_t len, int32_t* o) {
     o[w] = threshold_word(y + w * 32, thr + w * 32, std::min<int64_t>(32, len - w * 32));
 }
 
-// The bits kernel of the ISA whose value kernel the caller picked (no second look at the CPU
-// or BNN_KERNELS_CPU_ISA, so both steps always run on the same path).
-BitsFn bits_for(ValuesFn values) {
-  if (values == epilogue_values_avx512 && epilogue_bits_avx512) return epilogue_bits_avx512;
-  if (values == epilogue_values_avx2 && epilogue_bits_avx2) return epilogue_bits_avx2;
-  return bits_scalar;
-}
-
 // The scalar RowsFn: each row through values_scalar and bits_scalar.
 void rows_scalar(const Epilogue& e, int64_t m0, int64_t rows, int64_t n0, int64_t len, const int32_t* acc,
                  int64_t acc_ld, float* y, int64_t y_ld, const float* thr, int32_t* o, int64_t o_ld) {
@@ -66,11 +58,17 @@ void rows_scalar(const Epilogue& e, int64_t m0, int64_t rows, int64_t n0, int64_
   }
 }
 
-// The rows kernel of the ISA whose value kernel the caller picked.
-RowsFn rows_for(ValuesFn values) {
-  if (values == epilogue_values_avx512 && epilogue_rows_avx512) return epilogue_rows_avx512;
-  if (values == epilogue_values_avx2 && epilogue_rows_avx2) return epilogue_rows_avx2;
-  return rows_scalar;
+// The bits and rows kernels of the ISA whose value kernel the caller picked (no second look at
+// the CPU or BNN_KERNELS_CPU_ISA, so every step always runs on the same path).
+struct StepKernels {
+  BitsFn bits;
+  RowsFn rows;
+};
+
+StepKernels kernels_for(ValuesFn values) {
+  if (values == epilogue_values_avx512 && epilogue_bits_avx512) return {epilogue_bits_avx512, epilogue_rows_avx512};
+  if (values == epilogue_values_avx2 && epilogue_bits_avx2) return {epilogue_bits_avx2, epilogue_rows_avx2};
+  return {bits_scalar, rows_scalar};
 }
 
 }  // namespace
@@ -84,18 +82,18 @@ ValuesFn select_epilogue_values() {
 void epilogue_block(const Epilogue& e, ValuesFn values, const int32_t* acc, int64_t acc_ld, int64_t m0, int64_t rows,
                     int64_t n0, int64_t cols) {
   alignas(64) float buf[kChunk];
-  const BitsFn bits = e.bits_out ? bits_for(values) : nullptr;
+  const StepKernels steps = kernels_for(values);
+  const BitsFn bits = e.bits_out ? steps.bits : nullptr;
   // float32 outputs take the values in place (the bits step then reads them from there), the
   // whole block of rows a chunk of columns at a time
   if (e.out && e.out_dtype == OutDtype::Float32) {
-    const RowsFn rows_fn = rows_for(values);
     float* const out32 = static_cast<float*>(e.out) + m0 * e.out_ld + n0;
     for (int64_t c = 0; c < cols; c += kChunk) {
       const int64_t len = std::min(kChunk, cols - c);
       // bit words (n0 + c)/32 ... of each row: bit j of a word = (y >= out_threshold) of its channel
       int32_t* const words = bits ? e.bits_out + m0 * e.bits_ld + (n0 + c) / 32 : nullptr;
       const float* const thr = bits ? e.out_threshold + n0 + c : nullptr;
-      rows_fn(e, m0, rows, n0 + c, len, acc + c, acc_ld, out32 + c, e.out_ld, thr, words, e.bits_ld);
+      steps.rows(e, m0, rows, n0 + c, len, acc + c, acc_ld, out32 + c, e.out_ld, thr, words, e.bits_ld);
     }
     return;
   }
